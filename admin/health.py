@@ -1,0 +1,44 @@
+"""Liveness, readiness and metrics endpoints, beside the /v1/ API.
+
+`/healthz` answers 200 while the process serves HTTP at all (liveness).
+`/readyz` answers 200 when the node should get traffic, else 503 with the
+reason (spool unhealthy, node starting or shutting down), in the manner of
+KumoMTA's liveness check. `/metrics` is the Prometheus text exposition of the
+node's own registry. None of them needs a token; none of them raises.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from fastapi import APIRouter, Response
+from fastapi.responses import JSONResponse, PlainTextResponse
+from prometheus_client import CONTENT_TYPE_LATEST
+
+from ugem.metrics import Metrics
+
+
+class HealthSource(Protocol):
+    def readiness(self) -> tuple[bool, str]:
+        """(ready, reason): the reason says what is wrong when not ready."""
+        ...
+
+
+def health_router(source: HealthSource, metrics: Metrics) -> APIRouter:
+    router = APIRouter()
+
+    @router.get("/healthz", response_class=PlainTextResponse)
+    async def healthz() -> str:
+        return "ok\n"
+
+    @router.get("/readyz")
+    async def readyz() -> JSONResponse:
+        ready, reason = source.readiness()
+        body = {"ready": ready, "reason": reason}
+        return JSONResponse(body, status_code=200 if ready else 503)
+
+    @router.get("/metrics")
+    async def metrics_endpoint() -> Response:
+        return Response(metrics.render(), media_type=CONTENT_TYPE_LATEST)
+
+    return router

@@ -1,0 +1,83 @@
+"""The admin HTTP listener: a FastAPI app on uvicorn, inside the relay's event loop.
+
+`AdminServer.start()` binds the socket itself (raising `UgemError` naming the
+address if it cannot: uvicorn would call sys.exit) and serves as a task of the
+running loop; `stop()` ends it. uvicorn's
+own signal handling is switched off: the node owns SIGTERM/SIGINT and stops
+every part in order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+from collections.abc import Generator
+
+import uvicorn
+from fastapi import FastAPI
+
+from admin.health import HealthSource, health_router
+from ugem.config import parse_hostport
+from ugem.errors import UgemError
+from ugem.metrics import Metrics
+
+
+class _Server(uvicorn.Server):
+    @contextlib.contextmanager
+    def capture_signals(self) -> Generator[None, None, None]:
+        yield  # the node handles signals
+
+
+def create_app(source: HealthSource, metrics: Metrics) -> FastAPI:
+    app = FastAPI(title="UGEM admin API", version="1", docs_url="/docs")
+    app.include_router(health_router(source, metrics))
+    return app
+
+
+def _bind(listen: str) -> socket.socket:
+    host, port = parse_hostport(listen)
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+        sock.listen(128)
+        sock.setblocking(False)
+    except OSError as exc:
+        sock.close()
+        raise UgemError(f"admin listener {listen}: cannot listen: {exc.strerror}") from exc
+    return sock
+
+
+class AdminServer:
+    def __init__(self, listen: str, app: FastAPI) -> None:
+        host, port = parse_hostport(listen)
+        config = uvicorn.Config(app, host=host, port=port, log_config=None, access_log=False,
+                                lifespan="off", loop="none")
+        self._server = _Server(config)
+        self._task: asyncio.Task[None] | None = None
+        self.listen = listen
+
+    async def start(self) -> None:
+        sock = _bind(self.listen)
+        self._task = asyncio.create_task(self._server.serve(sockets=[sock]), name="admin-http")
+        while not self._server.started:
+            if self._task.done():
+                exc = self._task.exception() if not self._task.cancelled() else None
+                raise UgemError(f"admin listener {self.listen} could not start: {exc}")
+            await asyncio.sleep(0.01)
+
+    @property
+    def port(self) -> int:
+        servers = self._server.servers
+        sock = servers[0].sockets[0] if servers and servers[0].sockets else None
+        return int(sock.getsockname()[1]) if sock else 0
+
+    async def stop(self) -> None:
+        if self._task is None:
+            return
+        self._server.should_exit = True
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._task
+        self._task = None

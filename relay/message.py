@@ -1,0 +1,59 @@
+"""A message in the queue: its envelope, its state and (for its first attempt) its text.
+
+`QueuedMessage` is what the spool stores, the scheduler schedules and the
+deliverer sends. `data` is the message text exactly as it will go out (the
+relay's `Received:` header already prepended); it is kept in memory for the
+first delivery attempt and is `None` when read back from the spool without it.
+`new_queue_id()` gives ids that sort by time and do not collide across nodes.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+_ALPHABET = "0123456789BCDFGHJKLMNPQRSTVWXYZ"  # no vowels: no words in ids
+
+
+class QueueState(StrEnum):
+    ACTIVE = "active"  # due for delivery now (new, or released)
+    DEFERRED = "deferred"  # waiting for its next attempt
+    HELD = "held"  # not delivered until released (operator or suspended connection)
+
+
+def _encode(number: int, width: int) -> str:
+    out = []
+    for _ in range(width):
+        number, digit = divmod(number, len(_ALPHABET))
+        out.append(_ALPHABET[digit])
+    return "".join(reversed(out))
+
+
+def new_queue_id(now: float | None = None) -> str:
+    """12 characters: 7 of milliseconds since the epoch, 5 of randomness."""
+    ms = int((time.time() if now is None else now) * 1000)
+    return _encode(ms, 9)[-7:] + _encode(int.from_bytes(os.urandom(4)), 5)
+
+
+@dataclass
+class QueuedMessage:
+    id: str
+    sender: str  # "" is the null sender
+    rcpts: list[str]  # recipients not yet delivered or bounced
+    data: bytes | None
+    size: int
+    connection: str  # origin connection id; "" for inbound mail from the internet
+    client_ip: str
+    received_at: float
+    state: QueueState = QueueState.ACTIVE
+    attempts: int = 0
+    next_attempt: float = 0.0
+    last_error: str = ""
+    hold_reason: str = ""
+    original_rcpts: list[str] = field(default_factory=list)
+
+    @property
+    def is_bounce(self) -> bool:
+        return self.sender == ""

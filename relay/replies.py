@@ -1,0 +1,92 @@
+"""Every SMTP reply the relay sends, as named constants shared by code and tests.
+
+A `Reply` is code, enhanced status code and text; `str(reply)` is the line on
+the wire (without CRLF). Tests compare against these constants, never against
+literal strings, so a reworded reply cannot silently break a test's meaning.
+Replies whose text carries a value (queue id, size) are functions.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Reply:
+    code: int
+    status: str
+    text: str
+
+    def __str__(self) -> str:
+        return f"{self.code} {self.status} {self.text}" if self.status else f"{self.code} {self.text}"
+
+    def with_text(self, text: str) -> Reply:
+        return Reply(self.code, self.status, text)
+
+    @property
+    def is_positive(self) -> bool:
+        return self.code < 400
+
+    @property
+    def is_transient(self) -> bool:
+        return 400 <= self.code < 500
+
+
+# 2xx / 3xx
+OK = Reply(250, "2.0.0", "Ok")
+SENDER_OK = Reply(250, "2.1.0", "Sender ok")
+RCPT_OK = Reply(250, "2.1.5", "Recipient ok")
+RESET_OK = Reply(250, "2.0.0", "Reset state")
+NOOP_OK = Reply(250, "2.0.0", "Ok")
+BYE = Reply(221, "2.0.0", "Bye")
+START_DATA = Reply(354, "", "End data with <CR><LF>.<CR><LF>")
+READY_TLS = Reply(220, "2.0.0", "Ready to start TLS")
+VRFY_NO = Reply(252, "2.5.2", "Cannot VRFY user, but will accept message and attempt delivery")
+
+
+def queued(queue_id: str) -> Reply:
+    return Reply(250, "2.0.0", f"Ok: queued as {queue_id}")
+
+
+# 4xx: the client keeps the mail and tries again
+SUSPENDED = Reply(451, "4.7.1", "Mail server suspended by the UGEM operator; your mail is "
+                  "kept for retry; contact the STS support service")
+INTERNAL_ERROR = Reply(451, "4.3.0", "Internal error; try again later")
+QUEUE_BACKLOG = Reply(451, "4.3.2", "System busy; try again later")
+SPOOL_FULL = Reply(452, "4.3.1", "Insufficient system storage")
+TOO_MANY_RECIPIENTS = Reply(452, "4.5.3", "Too many recipients")
+TOO_MANY_CONNECTIONS = Reply(421, "4.7.0", "Too many connections; try again later")
+TOO_MANY_FROM_IP = Reply(421, "4.7.0", "Too many connections from your address; try again later")
+TIMEOUT = Reply(421, "4.4.2", "Timeout; closing connection")
+SHUTTING_DOWN = Reply(421, "4.3.2", "Service shutting down; try again later")
+TOO_MANY_BAD = Reply(421, "4.7.0", "Too many errors; closing connection")
+TLS_UNAVAILABLE = Reply(454, "4.7.0", "TLS not available")
+
+# 5xx: permanent
+RELAY_DENIED = Reply(554, "5.7.1", "Relay access denied")
+SENDER_DENIED = Reply(550, "5.7.1", "Sender address is not in a domain of your connection")
+BAD_LINE_ENDINGS = Reply(550, "5.6.0", "Message contains bare CR or LF, or NUL; "
+                         "lines must end with CRLF")
+MESSAGE_TOO_BIG = Reply(552, "5.3.4", "Message too big")
+LINE_TOO_LONG = Reply(500, "5.5.2", "Line too long")
+COMMAND_TOO_LONG = Reply(500, "5.5.2", "Command line too long")
+BAD_COMMAND_CHARS = Reply(500, "5.5.2", "Command contains bare CR, bare LF or NUL")
+UNKNOWN_COMMAND = Reply(500, "5.5.1", "Command unrecognized")
+SYNTAX_ERROR = Reply(501, "5.5.4", "Syntax error in parameters or arguments")
+BAD_SENDER_SYNTAX = Reply(501, "5.1.7", "Bad sender address syntax")
+BAD_RCPT_SYNTAX = Reply(501, "5.1.3", "Bad recipient address syntax")
+BAD_SEQUENCE = Reply(503, "5.5.1", "Bad sequence of commands")
+NEED_HELO = Reply(503, "5.5.1", "Send HELO/EHLO first")
+NEED_MAIL = Reply(503, "5.5.1", "Need MAIL command")
+NEED_RCPT = Reply(503, "5.5.1", "Need RCPT command")
+NESTED_MAIL = Reply(503, "5.5.1", "Nested MAIL command")
+ALREADY_TLS = Reply(503, "5.5.1", "Already using TLS")
+PARAM_UNKNOWN = Reply(555, "5.5.4", "MAIL FROM/RCPT TO parameter not recognized")
+LOCAL_PART_TOO_LONG = Reply(501, "5.1.3", "Local part too long")
+DOMAIN_TOO_LONG = Reply(501, "5.1.3", "Domain too long")
+NOT_IMPLEMENTED = Reply(502, "5.5.1", "Command not implemented")
+DMARC_REJECT = Reply(550, "5.7.1", "Rejected by the sender domain's DMARC policy")
+
+
+def size_exceeded(limit: int) -> Reply:
+    return Reply(552, "5.3.4", f"Message size exceeds fixed maximum of {limit} bytes")

@@ -1,0 +1,1 @@
+"""The UGEM test suite: unit tests mirror the packages, integration tests name the scenario."""

@@ -1,0 +1,7 @@
+"""Fixtures shared by the whole suite come from the peers in tests/support."""
+
+pytest_plugins = [
+    "tests.support.redis_server",
+    "tests.support.sink",
+    "tests.support.dnsmasq",
+]

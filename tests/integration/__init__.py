@@ -1,0 +1,1 @@
+"""Scenario tests over real sockets, named after the scenario."""

@@ -1,0 +1,87 @@
+"""The `ugem` command: argument parsing, config loading and error reporting.
+
+Each command group lives in its own module under `ugem.commands` and exposes
+`register(subparsers, common)`; its handlers take `(args, config)` and return
+an exit code. `--config FILE` (or `UGEM_CONFIG`) is accepted before or after
+the command's name. Errors the user can fix (`ConfigError`, `UsageError`,
+`NotFoundError`, `ConflictError`) print one line naming what was wrong and exit
+2 (usage/config) or 1 (the operation failed); nothing prints a traceback
+except a real bug.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from ugem import __version__
+from ugem.config import Config, load_config
+from ugem.errors import ConfigError, ConflictError, NotFoundError, UgemError, UsageError
+
+Handler = Callable[[argparse.Namespace, Config], int]
+
+
+def _common() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--config", metavar="FILE", default=argparse.SUPPRESS,
+                        help="TOML config file (default: $UGEM_CONFIG, else embedded defaults)")
+    return common
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from ugem.commands import GROUPS  # noqa: PLC0415 - command modules import the world
+
+    common = _common()
+    parser = argparse.ArgumentParser(prog="ugem", parents=[common],
+                                     description="UGEM mail gateway")
+    parser.add_argument("--version", action="version", version=f"ugem {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for register in GROUPS:
+        register(sub, common)
+    return parser
+
+
+def config_path(args: argparse.Namespace) -> str | None:
+    path: str | None = getattr(args, "config", None) or os.environ.get("UGEM_CONFIG") or None
+    return path
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    handler: Handler | None = getattr(args, "handler", None)
+    if handler is None:
+        parser.error(f"{args.command}: a subcommand is required")
+    try:
+        config = load_config(config_path(args))
+        return handler(args, config)
+    except (ConfigError, UsageError) as exc:
+        print(f"ugem: error: {exc}", file=sys.stderr)
+        return 2
+    except (NotFoundError, ConflictError) as exc:
+        print(f"ugem: {exc}", file=sys.stderr)
+        return 1
+    except UgemError as exc:
+        print(f"ugem: failed: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+def add_json_flag(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
+
+
+def print_table(rows: list[dict[str, Any]], columns: list[str]) -> None:
+    """A plain aligned table: one header line, one line per row."""
+    widths = {c: max([len(c), *(len(str(r.get(c, ""))) for r in rows)]) for c in columns}
+    print("  ".join(c.upper().ljust(widths[c]) for c in columns).rstrip())
+    for row in rows:
+        print("  ".join(str(row.get(c, "")).ljust(widths[c]) for c in columns).rstrip())
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,27 @@
+"""The `ugem` command groups; each module registers its subcommands.
+
+These modules are part of the node's wiring: like `ugem.node`, they may import
+`relay` (the queue commands open the spool). Nothing else in `ugem` does.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable
+
+from ugem.commands import config, serve
+
+Register = Callable[["argparse._SubParsersAction[argparse.ArgumentParser]",
+                     argparse.ArgumentParser], None]
+
+GROUPS: list[Register] = [serve.register, config.register]
+
+# TEMPORARY while the connection and queue groups are being written.
+for _name in ("connection", "queue"):
+    try:
+        _module = __import__(f"ugem.commands.{_name}", fromlist=["register"])
+    except ModuleNotFoundError as _exc:
+        if _exc.name != f"ugem.commands.{_name}":
+            raise
+    else:
+        GROUPS.append(_module.register)

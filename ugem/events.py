@@ -1,0 +1,109 @@
+"""Typed relay events and the in-process bus that carries them to observers.
+
+Events flow one way: the relay publishes, observers (the anomaly detector,
+the trace writer, metrics) subscribe. `EventBus.publish` never blocks and never
+raises: each subscriber has a bounded queue, and an event that does not fit is
+dropped for that subscriber and counted (`Subscription.dropped`), so a slow
+observer can never slow the SMTP path. Delivery outcomes are per recipient and
+carry the connection and client address of the message's origin, as the trace
+format asks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+EventName = Literal["accepted", "delivered", "deferred", "bounced", "suspended", "resumed"]
+
+
+@dataclass(frozen=True, slots=True)
+class Accepted:
+    ts: float
+    queue_id: str
+    connection: str  # "" when the client is not a connected server (inbound)
+    ip: str
+    sender: str
+    rcpts: tuple[str, ...]
+    size: int
+    event: EventName = "accepted"
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """One delivery attempt's result for one recipient: delivered, deferred or bounced."""
+
+    ts: float
+    event: EventName
+    queue_id: str
+    connection: str
+    ip: str
+    rcpt: str
+    code: int
+    reason: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class StateChanged:
+    """A connection was suspended or resumed (by an operator or the detector)."""
+
+    ts: float
+    event: EventName
+    connection: str
+    actor: str
+    reason: str = ""
+
+
+Event = Accepted | Outcome | StateChanged
+
+
+@dataclass
+class Subscription:
+    name: str
+    queue: asyncio.Queue[Event]
+    dropped: int = 0
+
+    async def get(self) -> Event:
+        return await self.queue.get()
+
+
+@dataclass
+class EventBus:
+    subscriptions: list[Subscription] = field(default_factory=list)
+
+    def subscribe(self, name: str, maxsize: int = 100_000) -> Subscription:
+        sub = Subscription(name, asyncio.Queue(maxsize))
+        self.subscriptions.append(sub)
+        return sub
+
+    def unsubscribe(self, sub: Subscription) -> None:
+        if sub in self.subscriptions:
+            self.subscriptions.remove(sub)
+
+    def publish(self, event: Event) -> None:
+        for sub in self.subscriptions:
+            try:
+                sub.queue.put_nowait(event)
+            except asyncio.QueueFull:
+                sub.dropped += 1
+
+
+def trace_record(event: Event) -> dict[str, Any] | None:
+    """The event as a line of ../shared/anomaly/TRACE-FORMAT.md, or None if it has none.
+
+    Only traffic of connected servers belongs in a trace: inbound mail from the
+    internet (no connection) is not written.
+    """
+    if isinstance(event, Accepted):
+        if not event.connection:
+            return None
+        return {"ts": event.ts, "connection": event.connection, "ip": event.ip,
+                "event": "accepted", "sender": event.sender, "rcpts": list(event.rcpts),
+                "size": event.size}
+    if isinstance(event, Outcome):
+        if not event.connection:
+            return None
+        return {"ts": event.ts, "connection": event.connection, "ip": event.ip,
+                "event": event.event, "rcpt": event.rcpt, "code": event.code}
+    return None
