@@ -36,7 +36,7 @@ def create_app(source: HealthSource, metrics: Metrics) -> FastAPI:
 
 
 def _bind(listen: str) -> socket.socket:
-    host, port = parse_hostport(listen)
+    host, port = parse_hostport(listen, listen=True)
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     try:
@@ -52,7 +52,7 @@ def _bind(listen: str) -> socket.socket:
 
 class AdminServer:
     def __init__(self, listen: str, app: FastAPI) -> None:
-        host, port = parse_hostport(listen)
+        host, port = parse_hostport(listen, listen=True)
         config = uvicorn.Config(app, host=host, port=port, log_config=None, access_log=False,
                                 lifespan="off", loop="none")
         self._server = _Server(config)

@@ -196,11 +196,15 @@ class Config:
 SECTIONS: dict[str, type[Any]] = {f.name: type(getattr(Config(), f.name)) for f in dataclasses.fields(Config)}
 
 
-def parse_hostport(text: str) -> tuple[str, int]:
-    """'host:port' or '[v6]:port' to (host, port); ValueError if it is neither."""
+def parse_hostport(text: str, listen: bool = False) -> tuple[str, int]:
+    """'host:port' or '[v6]:port' to (host, port); ValueError if it is neither.
+
+    A listener may name port 0: the system picks a free port (tests do this).
+    """
     host, sep, port = text.rpartition(":")
-    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
-        raise ValueError("expected host:port with a port from 1 to 65535")
+    lowest = 0 if listen else 1
+    if not sep or not host or not port.isdigit() or not lowest <= int(port) < 65536:
+        raise ValueError(f"expected host:port with a port from {lowest} to 65535")
     if host.startswith("[") and host.endswith("]"):
         host = host[1:-1]
     return host, int(port)
@@ -212,7 +216,7 @@ def _num(x: float | None) -> str:
 
 def _check_kind(kind: str, value: Any) -> Any:
     if kind == "hostport":
-        parse_hostport(value)
+        parse_hostport(value, listen=True)
     elif kind == "routes":
         if not isinstance(value, dict):
             raise ValueError("expected a table of domain = \"host:port\"")

@@ -62,7 +62,7 @@ def test_environment_overrides_the_file(tmp_path: Path) -> None:
     ("[smtp]\nmax_recipients = 5\n", {}, "smtp.max_recipients", "from 100 to 100000"),
     ("[smtp]\nmax_recipients = \"many\"\n", {}, "smtp.max_recipients", "expected a number"),
     ("[smtp]\nlisten = \"nowhere\"\n", {}, "smtp.listen", "host:port"),
-    ("[smtp]\nlisten = \"127.0.0.1:70000\"\n", {}, "smtp.listen", "1 to 65535"),
+    ("[smtp]\nlisten = \"127.0.0.1:70000\"\n", {}, "smtp.listen", "0 to 65535"),
     ("[smtp]\nmax_recipient = 100\n", {}, "smtp.max_recipient", "allowed keys"),
     ("[smpt]\n", {}, "smpt", "allowed sections"),
     ("[store]\nurl = \"mysql://x\"\n", {}, "store.url", "sqlite:///path or redis://"),
