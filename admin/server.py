@@ -53,8 +53,15 @@ def _bind(listen: str) -> socket.socket:
 class AdminServer:
     def __init__(self, listen: str, app: FastAPI) -> None:
         host, port = parse_hostport(listen, listen=True)
-        config = uvicorn.Config(app, host=host, port=port, log_config=None, access_log=False,
-                                lifespan="off", loop="none")
+        config = uvicorn.Config(
+            app,
+            host=host,
+            port=port,
+            log_config=None,
+            access_log=False,
+            lifespan="off",
+            loop="none",
+        )
         self._server = _Server(config)
         self._task: asyncio.Task[None] | None = None
         self.listen = listen

@@ -26,17 +26,20 @@ Handler = Callable[[argparse.Namespace, Config], int]
 
 def _common() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--config", metavar="FILE", default=argparse.SUPPRESS,
-                        help="TOML config file (default: $UGEM_CONFIG, else embedded defaults)")
+    common.add_argument(
+        "--config",
+        metavar="FILE",
+        default=argparse.SUPPRESS,
+        help="TOML config file (default: $UGEM_CONFIG, else embedded defaults)",
+    )
     return common
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from ugem.commands import GROUPS  # noqa: PLC0415 - command modules import the world
+    from ugem.commands import GROUPS
 
     common = _common()
-    parser = argparse.ArgumentParser(prog="ugem", parents=[common],
-                                     description="UGEM mail gateway")
+    parser = argparse.ArgumentParser(prog="ugem", parents=[common], description="UGEM mail gateway")
     parser.add_argument("--version", action="version", version=f"ugem {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for register in GROUPS:

@@ -13,7 +13,9 @@ typo never silently falls back to a default.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
+import functools
 import os
 import socket
 import tomllib
@@ -30,117 +32,190 @@ MIB = 1024 * KIB
 DAY = 86400.0
 
 
-def knob(default: Any, doc: str, lo: float | None = None, hi: float | None = None,
-         choices: tuple[str, ...] = (), kind: str = "") -> Any:
+def knob(
+    default: Any,
+    doc: str,
+    lo: float | None = None,
+    hi: float | None = None,
+    choices: tuple[str, ...] = (),
+    kind: str = "",
+) -> Any:
     """A config field: default, documentation, bounds or choices, special kind."""
     meta = {"doc": doc, "lo": lo, "hi": hi, "choices": choices, "kind": kind}
     if isinstance(default, list | dict):
-        factory = (lambda d=default: type(d)(d))
-        return field(default_factory=factory, metadata=meta)
+        return field(default_factory=functools.partial(copy.copy, default), metadata=meta)
     return field(default=default, metadata=meta)
 
 
 @dataclass(frozen=True)
 class NodeConfig:
-    hostname: str = knob("", "Name this node gives in its banner, EHLO and Received: headers "
-                         "(empty: the machine's fully qualified name).", kind="hostname")
-    data_dir: str = knob("./var", "Directory for the spool, the SQLite store and other state.",
-                         kind="path")
+    hostname: str = knob(
+        "",
+        "Name this node gives in its banner, EHLO and Received: headers "
+        "(empty: the machine's fully qualified name).",
+        kind="hostname",
+    )
+    data_dir: str = knob(
+        "./var", "Directory for the spool, the SQLite store and other state.", kind="path"
+    )
 
 
 @dataclass(frozen=True)
 class SmtpConfig:
-    listen: str = knob("127.0.0.1:2525", "Address and port of the SMTP listener (host:port, "
-                       "[v6]:port).", kind="hostport")
-    max_message_size: int = knob(25 * MIB, "Largest message accepted, in bytes (announced in "
-                                 "EHLO SIZE).", lo=1 * KIB, hi=1024 * MIB)
+    listen: str = knob(
+        "127.0.0.1:2525",
+        "Address and port of the SMTP listener (host:port, [v6]:port).",
+        kind="hostport",
+    )
+    max_message_size: int = knob(
+        25 * MIB,
+        "Largest message accepted, in bytes (announced in EHLO SIZE).",
+        lo=1 * KIB,
+        hi=1024 * MIB,
+    )
     max_recipients: int = knob(1000, "Most recipients in one message.", lo=100, hi=100_000)
     max_local_part: int = knob(64, "Longest local part of an address, in octets.", lo=64, hi=1024)
     max_domain: int = knob(255, "Longest domain of an address, in octets.", lo=255, hi=1024)
-    max_command_line: int = knob(512, "Longest command line, CRLF included, in octets "
-                                 "(MAIL/RCPT get room for their ESMTP parameters).",
-                                 lo=512, hi=16 * KIB)
-    max_text_line: int = knob(1000, "Longest line of message text, CRLF included, in octets.",
-                              lo=1000, hi=1 * MIB)
-    command_timeout: float = knob(300.0, "Seconds a client may take to send a command.",
-                                  lo=1, hi=3600)
-    data_timeout: float = knob(600.0, "Seconds a client may take to send a whole message "
-                               "after DATA.", lo=1, hi=7200)
-    max_bad_commands: int = knob(10, "Unknown or malformed commands before the session is "
-                                 "closed with 421.", lo=1, hi=1000)
-    max_noop_commands: int = knob(20, "NOOP/RSET/HELP/VRFY commands in a session before it is "
-                                  "closed with 421.", lo=1, hi=10_000)
-    max_connections: int = knob(2000, "Concurrent SMTP sessions in total; over it: 421 4.7.0.",
-                                lo=1, hi=1_000_000)
-    max_connections_per_ip: int = knob(100, "Concurrent SMTP sessions from one client address; "
-                                       "over it: 421 4.7.0.", lo=1, hi=100_000)
-    tls_cert: str = knob("", "PEM certificate chain for STARTTLS (empty: no STARTTLS).",
-                         kind="path")
+    max_command_line: int = knob(
+        512,
+        "Longest command line, CRLF included, in octets "
+        "(MAIL/RCPT get room for their ESMTP parameters).",
+        lo=512,
+        hi=16 * KIB,
+    )
+    max_text_line: int = knob(
+        1000, "Longest line of message text, CRLF included, in octets.", lo=1000, hi=1 * MIB
+    )
+    command_timeout: float = knob(
+        300.0, "Seconds a client may take to send a command.", lo=1, hi=3600
+    )
+    data_timeout: float = knob(
+        600.0, "Seconds a client may take to send a whole message after DATA.", lo=1, hi=7200
+    )
+    max_bad_commands: int = knob(
+        10, "Unknown or malformed commands before the session is closed with 421.", lo=1, hi=1000
+    )
+    max_noop_commands: int = knob(
+        20,
+        "NOOP/RSET/HELP/VRFY commands in a session before it is closed with 421.",
+        lo=1,
+        hi=10_000,
+    )
+    max_connections: int = knob(
+        2000, "Concurrent SMTP sessions in total; over it: 421 4.7.0.", lo=1, hi=1_000_000
+    )
+    max_connections_per_ip: int = knob(
+        100,
+        "Concurrent SMTP sessions from one client address; over it: 421 4.7.0.",
+        lo=1,
+        hi=100_000,
+    )
+    tls_cert: str = knob(
+        "", "PEM certificate chain for STARTTLS (empty: no STARTTLS).", kind="path"
+    )
     tls_key: str = knob("", "PEM private key for STARTTLS.", kind="path")
-    tls_handshake_timeout: float = knob(10.0, "Seconds a TLS handshake may take before the "
-                                        "session is dropped.", lo=0.1, hi=300)
-    normalize_line_endings: bool = knob(False, "Rewrite bare CR or LF in message text to CRLF "
-                                        "instead of refusing the message with 550 5.6.0.")
-    max_queue_backlog: int = knob(200_000, "Messages waiting in the queue above which new "
-                                  "mail gets 451 4.3.2 (backpressure).", lo=100, hi=100_000_000)
+    tls_handshake_timeout: float = knob(
+        10.0, "Seconds a TLS handshake may take before the session is dropped.", lo=0.1, hi=300
+    )
+    normalize_line_endings: bool = knob(
+        False,
+        "Rewrite bare CR or LF in message text to CRLF "
+        "instead of refusing the message with 550 5.6.0.",
+    )
+    max_queue_backlog: int = knob(
+        200_000,
+        "Messages waiting in the queue above which new mail gets 451 4.3.2 (backpressure).",
+        lo=100,
+        hi=100_000_000,
+    )
 
 
 @dataclass(frozen=True)
 class AdminConfig:
-    listen: str = knob("127.0.0.1:8025", "Address and port of the admin HTTP listener "
-                       "(health, metrics, API).", kind="hostport")
+    listen: str = knob(
+        "127.0.0.1:8025",
+        "Address and port of the admin HTTP listener (health, metrics, API).",
+        kind="hostport",
+    )
     enabled: bool = knob(True, "Run the admin HTTP listener.")
 
 
 @dataclass(frozen=True)
 class StoreConfig:
-    url: str = knob("", "Registry store: sqlite:///path or redis://host:port/db (empty: "
-                    "SQLite in data_dir).", kind="storeurl")
+    url: str = knob(
+        "",
+        "Registry store: sqlite:///path or redis://host:port/db (empty: SQLite in data_dir).",
+        kind="storeurl",
+    )
 
 
 @dataclass(frozen=True)
 class SpoolConfig:
-    max_size_mb: int = knob(0, "Cap on the spool database, in MiB (0: no cap but the disk); "
-                            "when full, new mail gets 452 4.3.1.", lo=0, hi=10_000_000)
-    max_batch: int = knob(512, "Most messages made durable by one fsync (group commit).",
-                          lo=1, hi=100_000)
+    max_size_mb: int = knob(
+        0,
+        "Cap on the spool database, in MiB (0: no cap but the disk); "
+        "when full, new mail gets 452 4.3.1.",
+        lo=0,
+        hi=10_000_000,
+    )
+    max_batch: int = knob(
+        512, "Most messages made durable by one fsync (group commit).", lo=1, hi=100_000
+    )
 
 
 @dataclass(frozen=True)
 class DeliveryConfig:
-    routes: dict[str, str] = knob({}, "Next hop per domain, overriding MX and connection "
-                                  "servers: {\"example.org\" = \"127.0.0.1:2526\"}.",
-                                  kind="routes")
-    dns_servers: list[str] = knob([], "Resolvers for MX/A lookups as ip or ip:port (empty: "
-                                  "the system's).", kind="dnsservers")
+    routes: dict[str, str] = knob(
+        {},
+        "Next hop per domain, overriding MX and connection "
+        'servers: {"example.org" = "127.0.0.1:2526"}.',
+        kind="routes",
+    )
+    dns_servers: list[str] = knob(
+        [], "Resolvers for MX/A lookups as ip or ip:port (empty: the system's).", kind="dnsservers"
+    )
     dns_timeout: float = knob(5.0, "Seconds a DNS lookup may take.", lo=0.1, hi=60)
-    smtp_port: int = knob(25, "Port of next hops found by MX or by connection server address.",
-                          lo=1, hi=65535)
-    helo_name: str = knob("", "Name sent in EHLO to next hops (empty: node.hostname).",
-                          kind="hostname")
+    smtp_port: int = knob(
+        25, "Port of next hops found by MX or by connection server address.", lo=1, hi=65535
+    )
+    helo_name: str = knob(
+        "", "Name sent in EHLO to next hops (empty: node.hostname).", kind="hostname"
+    )
     connect_timeout: float = knob(30.0, "Seconds to connect to a next hop.", lo=0.1, hi=600)
-    command_timeout: float = knob(300.0, "Seconds to wait for a next hop's reply.",
-                                  lo=0.1, hi=3600)
-    concurrency_per_destination: int = knob(20, "Parallel SMTP sessions to one next hop.",
-                                            lo=1, hi=1000)
-    concurrency_total: int = knob(500, "Parallel outbound SMTP sessions in total.",
-                                  lo=1, hi=100_000)
-    messages_per_connection: int = knob(100, "Messages sent over one outbound session before "
-                                        "it is closed.", lo=1, hi=100_000)
-    idle_timeout: float = knob(5.0, "Seconds an idle outbound session is kept for reuse.",
-                               lo=0, hi=600)
-    starttls: str = knob("opportunistic", "Outbound STARTTLS: opportunistic (when offered, "
-                         "unverified) or never.", choices=("opportunistic", "never"))
-    min_backoff: float = knob(300.0, "Seconds before the first retry of deferred mail.",
-                              lo=1, hi=DAY)
-    max_backoff: float = knob(4000.0, "Longest wait between retries, in seconds.",
-                              lo=1, hi=7 * DAY)
-    queue_lifetime: float = knob(5 * DAY, "Seconds deferred mail is retried before it "
-                                 "bounces.", lo=60, hi=60 * DAY)
-    bounce_lifetime: float = knob(5 * DAY, "Seconds an undeliverable bounce (DSN) is retried "
-                                  "before it is dropped.", lo=60, hi=60 * DAY)
-    scan_interval: float = knob(1.0, "Seconds between scans of the queue for mail due a "
-                                "retry.", lo=0.05, hi=600)
+    command_timeout: float = knob(300.0, "Seconds to wait for a next hop's reply.", lo=0.1, hi=3600)
+    concurrency_per_destination: int = knob(
+        20, "Parallel SMTP sessions to one next hop.", lo=1, hi=1000
+    )
+    concurrency_total: int = knob(
+        500, "Parallel outbound SMTP sessions in total.", lo=1, hi=100_000
+    )
+    messages_per_connection: int = knob(
+        100, "Messages sent over one outbound session before it is closed.", lo=1, hi=100_000
+    )
+    idle_timeout: float = knob(
+        5.0, "Seconds an idle outbound session is kept for reuse.", lo=0, hi=600
+    )
+    starttls: str = knob(
+        "opportunistic",
+        "Outbound STARTTLS: opportunistic (when offered, unverified) or never.",
+        choices=("opportunistic", "never"),
+    )
+    min_backoff: float = knob(
+        300.0, "Seconds before the first retry of deferred mail.", lo=1, hi=DAY
+    )
+    max_backoff: float = knob(4000.0, "Longest wait between retries, in seconds.", lo=1, hi=7 * DAY)
+    queue_lifetime: float = knob(
+        5 * DAY, "Seconds deferred mail is retried before it bounces.", lo=60, hi=60 * DAY
+    )
+    bounce_lifetime: float = knob(
+        5 * DAY,
+        "Seconds an undeliverable bounce (DSN) is retried before it is dropped.",
+        lo=60,
+        hi=60 * DAY,
+    )
+    scan_interval: float = knob(
+        1.0, "Seconds between scans of the queue for mail due a retry.", lo=0.05, hi=600
+    )
 
 
 @dataclass(frozen=True)
@@ -150,16 +225,17 @@ class DkimConfig:
 
 @dataclass(frozen=True)
 class AnomalyConfig:
-    trace_file: str = knob("", "Write relay events as a JSONL traffic trace to this file "
-                           "(empty: off).", kind="path")
+    trace_file: str = knob(
+        "", "Write relay events as a JSONL traffic trace to this file (empty: off).", kind="path"
+    )
 
 
 @dataclass(frozen=True)
 class LogConfig:
-    level: str = knob("info", "Lowest level logged.", choices=("debug", "info", "warning",
-                                                             "error"))
-    format: str = knob("json", "json: one JSON object a line; text: key=value.",
-                       choices=("json", "text"))
+    level: str = knob("info", "Lowest level logged.", choices=("debug", "info", "warning", "error"))
+    format: str = knob(
+        "json", "json: one JSON object a line; text: key=value.", choices=("json", "text")
+    )
 
 
 @dataclass(frozen=True)
@@ -193,7 +269,9 @@ class Config:
         return self.store.url or f"sqlite:///{(self.data_path / 'registry.db').resolve()}"
 
 
-SECTIONS: dict[str, type[Any]] = {f.name: type(getattr(Config(), f.name)) for f in dataclasses.fields(Config)}
+SECTIONS: dict[str, type[Any]] = {
+    f.name: type(getattr(Config(), f.name)) for f in dataclasses.fields(Config)
+}
 
 
 def parse_hostport(text: str, listen: bool = False) -> tuple[str, int]:
@@ -219,17 +297,17 @@ def _check_kind(kind: str, value: Any) -> Any:
         parse_hostport(value, listen=True)
     elif kind == "routes":
         if not isinstance(value, dict):
-            raise ValueError("expected a table of domain = \"host:port\"")
+            raise ValueError('expected a table of domain = "host:port"')
         out = {}
         for dom, hop in value.items():
             if not isinstance(hop, str):
-                raise ValueError(f"next hop of {dom!r} must be a \"host:port\" string")
+                raise ValueError(f'next hop of {dom!r} must be a "host:port" string')
             parse_hostport(hop)
             out[canonical_domain(dom)] = hop
         return out
     elif kind == "dnsservers":
         if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-            raise ValueError("expected a list of \"ip\" or \"ip:port\" strings")
+            raise ValueError('expected a list of "ip" or "ip:port" strings')
     elif kind == "storeurl" and value and not value.startswith(("sqlite:///", "redis://")):
         raise ValueError("expected sqlite:///path or redis://host:port/db")
     return value
@@ -283,8 +361,9 @@ def env_name(section: str, key: str) -> str:
     return f"UGEM_{section}_{key}".upper()
 
 
-def load_config(path: str | os.PathLike[str] | None = None,
-                env: Mapping[str, str] | None = None) -> Config:
+def load_config(
+    path: str | os.PathLike[str] | None = None, env: Mapping[str, str] | None = None
+) -> Config:
     """Read, merge and validate; raise ConfigError naming the key on any fault."""
     env = os.environ if env is None else env
     raw: dict[str, Any] = {}
@@ -292,15 +371,17 @@ def load_config(path: str | os.PathLike[str] | None = None,
         try:
             raw = tomllib.loads(Path(path).read_text(encoding="utf-8"))
         except OSError as exc:
-            raise ConfigError("--config", str(path), f"the file cannot be read: "
-                              f"{exc.strerror}") from exc
+            raise ConfigError(
+                "--config", str(path), f"the file cannot be read: {exc.strerror}"
+            ) from exc
         except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
             raise ConfigError("--config", str(path), f"expected a TOML file: {exc}") from exc
     for name in raw:
         if name not in SECTIONS:
             raise ConfigError(name, raw[name], "allowed sections: " + ", ".join(SECTIONS))
-    sections = {name: _load_section(name, cls, raw.get(name, {}), env)
-                for name, cls in SECTIONS.items()}
+    sections = {
+        name: _load_section(name, cls, raw.get(name, {}), env) for name, cls in SECTIONS.items()
+    }
     return Config(**sections)
 
 

@@ -98,12 +98,24 @@ def trace_record(event: Event) -> dict[str, Any] | None:
     if isinstance(event, Accepted):
         if not event.connection:
             return None
-        return {"ts": event.ts, "connection": event.connection, "ip": event.ip,
-                "event": "accepted", "sender": event.sender, "rcpts": list(event.rcpts),
-                "size": event.size}
+        return {
+            "ts": event.ts,
+            "connection": event.connection,
+            "ip": event.ip,
+            "event": "accepted",
+            "sender": event.sender,
+            "rcpts": list(event.rcpts),
+            "size": event.size,
+        }
     if isinstance(event, Outcome):
         if not event.connection:
             return None
-        return {"ts": event.ts, "connection": event.connection, "ip": event.ip,
-                "event": event.event, "rcpt": event.rcpt, "code": event.code}
+        return {
+            "ts": event.ts,
+            "connection": event.connection,
+            "ip": event.ip,
+            "event": event.event,
+            "rcpt": event.rcpt,
+            "code": event.code,
+        }
     return None

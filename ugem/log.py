@@ -15,8 +15,12 @@ import sys
 import time
 from typing import Any
 
-_LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING,
-           "error": logging.ERROR}
+_LEVELS = {
+    "debug": logging.DEBUG,
+    "info": logging.INFO,
+    "warning": logging.WARNING,
+    "error": logging.ERROR,
+}
 
 
 class _JsonFormatter(logging.Formatter):
@@ -37,8 +41,10 @@ class _TextFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
         event = getattr(record, "event", None) or record.getMessage()
-        fields = " ".join(f"{k}={v!r}" if isinstance(v, str) and " " in v else f"{k}={v}"
-                          for k, v in getattr(record, "fields", {}).items())
+        fields = " ".join(
+            f"{k}={v!r}" if isinstance(v, str) and " " in v else f"{k}={v}"
+            for k, v in getattr(record, "fields", {}).items()
+        )
         line = f"{stamp} {record.levelname.lower()} {record.name} {event} {fields}".rstrip()
         if record.exc_info:
             line += "\n" + self.formatException(record.exc_info)
@@ -55,8 +61,14 @@ def setup(level: str = "info", fmt: str = "json") -> None:
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
-def event(logger: logging.Logger, name: str, level: int = logging.INFO, *,
-          exc_info: bool = False, **fields: Any) -> None:
+def event(
+    logger: logging.Logger,
+    name: str,
+    level: int = logging.INFO,
+    *,
+    exc_info: bool = False,
+    **fields: Any,
+) -> None:
     """Log one structured event; the fields appear as keys of the line."""
     if logger.isEnabledFor(level):
         logger.log(level, name, extra={"event": name, "fields": fields}, exc_info=exc_info)

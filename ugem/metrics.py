@@ -10,39 +10,81 @@ from __future__ import annotations
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
-DELIVERY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 3600,
-                    86400)
+DELIVERY_BUCKETS = (
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1,
+    2.5,
+    5,
+    10,
+    30,
+    60,
+    300,
+    3600,
+    86400,
+)
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
 
 
 class Metrics:
     def __init__(self) -> None:
         r = self.registry = CollectorRegistry()
-        self.smtp_connections = Gauge("ugem_smtp_connections", "Open inbound SMTP sessions",
-                                      registry=r)
-        self.smtp_connections_total = Counter("ugem_smtp_connections_total",
-                                              "Inbound SMTP sessions opened", registry=r)
-        self.smtp_replies = Counter("ugem_smtp_replies_total", "SMTP replies sent by command "
-                                    "and code", ["command", "code"], registry=r)
-        self.messages = Counter("ugem_messages_total", "Messages by outcome: accepted, "
-                                "rejected; recipients: delivered, deferred, bounced",
-                                ["outcome"], registry=r)
-        self.queue_size = Gauge("ugem_queue_messages", "Messages in the queue by state",
-                                ["state"], registry=r)
-        self.accept_latency = Histogram("ugem_accept_latency_seconds", "End of DATA to the "
-                                        "reply", buckets=LATENCY_BUCKETS, registry=r)
-        self.delivery_latency = Histogram("ugem_delivery_latency_seconds", "Acceptance to "
-                                          "delivery of a recipient", buckets=DELIVERY_BUCKETS,
-                                          registry=r)
-        self.fsync_batch = Histogram("ugem_spool_fsync_batch_messages", "Messages made durable "
-                                     "by one fsync (group commit)", buckets=BATCH_BUCKETS,
-                                     registry=r)
-        self.spool_errors = Counter("ugem_spool_errors_total", "Spool failures by kind",
-                                    ["kind"], registry=r)
-        self.events_dropped = Counter("ugem_events_dropped_total", "Events dropped for a slow "
-                                      "observer", ["observer"], registry=r)
-        self.outbound_sessions = Gauge("ugem_outbound_sessions", "Open outbound SMTP sessions",
-                                       registry=r)
+        self.smtp_connections = Gauge(
+            "ugem_smtp_connections", "Open inbound SMTP sessions", registry=r
+        )
+        self.smtp_connections_total = Counter(
+            "ugem_smtp_sessions_total", "Inbound SMTP sessions opened", registry=r
+        )
+        self.smtp_replies = Counter(
+            "ugem_smtp_replies_total",
+            "SMTP replies sent by command and code",
+            ["command", "code"],
+            registry=r,
+        )
+        self.messages = Counter(
+            "ugem_messages_total",
+            "Messages by outcome: accepted, rejected; recipients: delivered, deferred, bounced",
+            ["outcome"],
+            registry=r,
+        )
+        self.queue_size = Gauge(
+            "ugem_queue_messages", "Messages in the queue by state", ["state"], registry=r
+        )
+        self.accept_latency = Histogram(
+            "ugem_accept_latency_seconds",
+            "End of DATA to the reply",
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.delivery_latency = Histogram(
+            "ugem_delivery_latency_seconds",
+            "Acceptance to delivery of a recipient",
+            buckets=DELIVERY_BUCKETS,
+            registry=r,
+        )
+        self.fsync_batch = Histogram(
+            "ugem_spool_fsync_batch_messages",
+            "Messages made durable by one fsync (group commit)",
+            buckets=BATCH_BUCKETS,
+            registry=r,
+        )
+        self.spool_errors = Counter(
+            "ugem_spool_errors_total", "Spool failures by kind", ["kind"], registry=r
+        )
+        self.events_dropped = Counter(
+            "ugem_events_dropped_total",
+            "Events dropped for a slow observer",
+            ["observer"],
+            registry=r,
+        )
+        self.outbound_sessions = Gauge(
+            "ugem_outbound_sessions", "Open outbound SMTP sessions", registry=r
+        )
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

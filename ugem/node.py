@@ -72,8 +72,12 @@ class Node:
             await self.stop()
             raise
         self._state = "running"
-        event(log, "node_started", smtp=self.config.smtp.listen,
-              admin=self.config.admin.listen if self.config.admin.enabled else "off")
+        event(
+            log,
+            "node_started",
+            smtp=self.config.smtp.listen,
+            admin=self.config.admin.listen if self.config.admin.enabled else "off",
+        )
 
     async def _start_parts(self) -> None:
         cfg, clock = self.config, self.clock
@@ -81,15 +85,34 @@ class Node:
         self.store = open_store(cfg.store_url)
         self.registry = Registry(self.store, clock)
         await self.registry.sync()
-        self.spool = Spool(spool_path(cfg), clock, self.metrics,
-                           max_size_mb=cfg.spool.max_size_mb, max_batch=cfg.spool.max_batch)
+        self.spool = Spool(
+            spool_path(cfg),
+            clock,
+            self.metrics,
+            max_size_mb=cfg.spool.max_size_mb,
+            max_batch=cfg.spool.max_batch,
+        )
         report = await self.spool.open()
-        event(log, "spool_recovered", messages=report.messages, quarantined=report.quarantined,
-              moved_aside=report.moved_aside or "")
+        event(
+            log,
+            "spool_recovered",
+            messages=report.messages,
+            quarantined=report.quarantined,
+            moved_aside=report.moved_aside or "",
+        )
         self._deliverer = Deliverer(cfg.delivery, cfg.helo_name, self.metrics, clock)
         router = Router(self.registry, cfg.delivery, clock)
-        self.scheduler = Scheduler(self.spool, router, self._deliverer, self.registry, self.bus,
-                                   clock, cfg.delivery, self.metrics, cfg.hostname)
+        self.scheduler = Scheduler(
+            self.spool,
+            router,
+            self._deliverer,
+            self.registry,
+            self.bus,
+            clock,
+            cfg.delivery,
+            self.metrics,
+            cfg.hostname,
+        )
         self.registry.on_change(self.scheduler.on_connection_change)
         if cfg.anomaly.trace_file:
             self.trace = TraceWriter(Path(cfg.anomaly.trace_file), self.bus, self.metrics)

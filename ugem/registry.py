@@ -83,14 +83,17 @@ class Registry:
     def by_address(self, ip: str) -> Connection | None:
         """The live (connected or suspended) connection whose servers include `ip`."""
         conn = self._by_host.get(ip)
-        if conn is not None or not self._by_net:
+        if conn is not None:
             return conn
         try:
             addr = ipaddress.ip_address(ip)
         except ValueError:
             return None
         if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped:
-            return self.by_address(str(addr.ipv4_mapped))
+            addr = addr.ipv4_mapped  # a dual-stack listener's view of an IPv4 client
+        conn = self._by_host.get(str(addr))  # canonical spelling ("2001:DB8::1" -> "2001:db8::1")
+        if conn is not None or not self._by_net:
+            return conn
         for net, conn in self._by_net:
             if addr.version == net.version and addr in net:
                 return conn
@@ -106,7 +109,9 @@ class Registry:
                 return None
         return conn
 
-    async def set_state(self, conn_id: str, state: ConnState, reason: str, actor: str) -> Connection:
+    async def set_state(
+        self, conn_id: str, state: ConnState, reason: str, actor: str
+    ) -> Connection:
         """Suspend, resume or disconnect a connection; audited; listeners told at once."""
         conn = await self.store.get(conn_id)
         if conn is None:
@@ -114,12 +119,16 @@ class Registry:
         now = self.clock.now()
         new = dataclasses.replace(conn, state=state, state_reason=reason, state_changed_at=now)
         await self.store.put(new)
-        await self.store.audit(AuditEntry(now, actor, f"connection.{_verb(state)}", conn.id,
-                                          reason))
+        await self.store.audit(
+            AuditEntry(now, actor, f"connection.{_verb(state)}", conn.id, reason)
+        )
         await self.sync()
         return new
 
 
 def _verb(state: ConnState) -> str:
-    return {ConnState.CONNECTED: "resume", ConnState.SUSPENDED: "suspend",
-            ConnState.DISCONNECTED: "disconnect"}[state]
+    return {
+        ConnState.CONNECTED: "resume",
+        ConnState.SUSPENDED: "suspend",
+        ConnState.DISCONNECTED: "disconnect",
+    }[state]

@@ -31,14 +31,17 @@ def test_embedded_defaults_match_the_contract() -> None:
 
 
 def test_file_values_are_read_and_typed(tmp_path: Path) -> None:
-    path = write(tmp_path, """
+    path = write(
+        tmp_path,
+        """
 [smtp]
 listen = "127.0.0.1:2600"
 max_recipients = 500
 [delivery]
 routes = { "Example.ORG." = "127.0.0.1:2526" }
 dns_servers = ["127.0.0.1:5353"]
-""")
+""",
+    )
     config = load_config(path, env={})
     assert config.smtp.listen == "127.0.0.1:2600"
     assert config.smtp.max_recipients == 500
@@ -48,9 +51,12 @@ dns_servers = ["127.0.0.1:5353"]
 
 def test_environment_overrides_the_file(tmp_path: Path) -> None:
     path = write(tmp_path, "[smtp]\nmax_recipients = 500\n")
-    env = {"UGEM_SMTP_MAX_RECIPIENTS": "700", "UGEM_SMTP_NORMALIZE_LINE_ENDINGS": "yes",
-           "UGEM_DELIVERY_DNS_SERVERS": "127.0.0.1:53, 127.0.0.2",
-           "UGEM_DELIVERY_ROUTES": "a.example=127.0.0.1:1,b.example=127.0.0.1:2"}
+    env = {
+        "UGEM_SMTP_MAX_RECIPIENTS": "700",
+        "UGEM_SMTP_NORMALIZE_LINE_ENDINGS": "yes",
+        "UGEM_DELIVERY_DNS_SERVERS": "127.0.0.1:53, 127.0.0.2",
+        "UGEM_DELIVERY_ROUTES": "a.example=127.0.0.1:1,b.example=127.0.0.1:2",
+    }
     config = load_config(path, env=env)
     assert config.smtp.max_recipients == 700
     assert config.smtp.normalize_line_endings is True
@@ -58,22 +64,26 @@ def test_environment_overrides_the_file(tmp_path: Path) -> None:
     assert config.delivery.routes == {"a.example": "127.0.0.1:1", "b.example": "127.0.0.1:2"}
 
 
-@pytest.mark.parametrize(("text", "env", "named", "allowed"), [
-    ("[smtp]\nmax_recipients = 5\n", {}, "smtp.max_recipients", "from 100 to 100000"),
-    ("[smtp]\nmax_recipients = \"many\"\n", {}, "smtp.max_recipients", "expected a number"),
-    ("[smtp]\nlisten = \"nowhere\"\n", {}, "smtp.listen", "host:port"),
-    ("[smtp]\nlisten = \"127.0.0.1:70000\"\n", {}, "smtp.listen", "0 to 65535"),
-    ("[smtp]\nmax_recipient = 100\n", {}, "smtp.max_recipient", "allowed keys"),
-    ("[smpt]\n", {}, "smpt", "allowed sections"),
-    ("[store]\nurl = \"mysql://x\"\n", {}, "store.url", "sqlite:///path or redis://"),
-    ("[delivery]\nroutes = { \"x.org\" = \"nohost\" }\n", {}, "delivery.routes", "host:port"),
-    ("[log]\nlevel = \"loud\"\n", {}, "log.level", "one of debug, info"),
-    ("", {"UGEM_SMTP_COMMAND_TIMEOUT": "0"}, "UGEM_SMTP_COMMAND_TIMEOUT", "from 1 to 3600"),
-    ("", {"UGEM_ADMIN_ENABLED": "perhaps"}, "UGEM_ADMIN_ENABLED", "true or false"),
-    ("[smtp\n", {}, "--config", "expected a TOML file"),
-])
+@pytest.mark.parametrize(
+    ("text", "env", "named", "allowed"),
+    [
+        ("[smtp]\nmax_recipients = 5\n", {}, "smtp.max_recipients", "from 100 to 100000"),
+        ('[smtp]\nmax_recipients = "many"\n', {}, "smtp.max_recipients", "expected a number"),
+        ('[smtp]\nlisten = "nowhere"\n', {}, "smtp.listen", "host:port"),
+        ('[smtp]\nlisten = "127.0.0.1:70000"\n', {}, "smtp.listen", "0 to 65535"),
+        ("[smtp]\nmax_recipient = 100\n", {}, "smtp.max_recipient", "allowed keys"),
+        ("[smpt]\n", {}, "smpt", "allowed sections"),
+        ('[store]\nurl = "mysql://x"\n', {}, "store.url", "sqlite:///path or redis://"),
+        ('[delivery]\nroutes = { "x.org" = "nohost" }\n', {}, "delivery.routes", "host:port"),
+        ('[log]\nlevel = "loud"\n', {}, "log.level", "one of debug, info"),
+        ("", {"UGEM_SMTP_COMMAND_TIMEOUT": "0"}, "UGEM_SMTP_COMMAND_TIMEOUT", "from 1 to 3600"),
+        ("", {"UGEM_ADMIN_ENABLED": "perhaps"}, "UGEM_ADMIN_ENABLED", "true or false"),
+        ("[smtp\n", {}, "--config", "expected a TOML file"),
+    ],
+)
 def test_bad_values_name_the_key_and_what_is_allowed(
-        tmp_path: Path, text: str, env: dict[str, str], named: str, allowed: str) -> None:
+    tmp_path: Path, text: str, env: dict[str, str], named: str, allowed: str
+) -> None:
     path = write(tmp_path, text)
     with pytest.raises(ConfigError) as info:
         load_config(path, env=env)
@@ -96,10 +106,17 @@ def test_shipped_example_is_current_and_loads() -> None:
 
 def test_cli_exits_non_zero_with_one_clear_line(tmp_path: Path) -> None:
     path = write(tmp_path, "[smtp]\nmax_message_size = 1\n")
-    for argv in (["--config", str(path), "config", "check"],
-                 ["config", "check", "--config", str(path)]):
-        proc = subprocess.run([sys.executable, "-m", "ugem.cli", *argv], capture_output=True,
-                              text=True, check=False, timeout=60)
+    for argv in (
+        ["--config", str(path), "config", "check"],
+        ["config", "check", "--config", str(path)],
+    ):
+        proc = subprocess.run(
+            [sys.executable, "-m", "ugem.cli", *argv],
+            capture_output=True,
+            text=True,
+            check=False,
+            timeout=60,
+        )
         assert proc.returncode == 2
         assert "smtp.max_message_size" in proc.stderr
         assert "Traceback" not in proc.stderr
@@ -107,8 +124,13 @@ def test_cli_exits_non_zero_with_one_clear_line(tmp_path: Path) -> None:
 
 def test_ugem_config_environment_variable_names_the_file(tmp_path: Path) -> None:
     path = write(tmp_path, "[smtp]\nmax_recipients = 3\n")
-    proc = subprocess.run([sys.executable, "-m", "ugem.cli", "config", "check"],
-                          capture_output=True, text=True, check=False, timeout=60,
-                          env={"UGEM_CONFIG": str(path), "PATH": "/usr/bin:/bin"})
+    proc = subprocess.run(
+        [sys.executable, "-m", "ugem.cli", "config", "check"],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
+        env={"UGEM_CONFIG": str(path), "PATH": "/usr/bin:/bin"},
+    )
     assert proc.returncode == 2
     assert "smtp.max_recipients" in proc.stderr

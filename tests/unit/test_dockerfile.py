@@ -13,8 +13,11 @@ DOCKERFILE = (ROOT / "Dockerfile").read_text(encoding="utf-8")
 
 def instructions(name: str) -> list[str]:
     joined = re.sub(r"\\\n\s*", " ", DOCKERFILE)
-    return [line.split(None, 1)[1] for line in joined.splitlines()
-            if line.upper().startswith(name + " ")]
+    return [
+        line.split(None, 1)[1]
+        for line in joined.splitlines()
+        if line.upper().startswith(name + " ")
+    ]
 
 
 def test_every_copied_path_exists() -> None:

@@ -11,8 +11,9 @@ from collections.abc import Callable
 
 from ugem.commands import config, serve
 
-Register = Callable[["argparse._SubParsersAction[argparse.ArgumentParser]",
-                     argparse.ArgumentParser], None]
+Register = Callable[
+    ["argparse._SubParsersAction[argparse.ArgumentParser]", argparse.ArgumentParser], None
+]
 
 GROUPS: list[Register] = [serve.register, config.register]
 

@@ -14,20 +14,21 @@ from ugem.config import Config
 from ugem.log import setup
 
 
-def register(sub: argparse._SubParsersAction[argparse.ArgumentParser],
-             common: argparse.ArgumentParser) -> None:
+def register(
+    sub: argparse._SubParsersAction[argparse.ArgumentParser], common: argparse.ArgumentParser
+) -> None:
     p = sub.add_parser("serve", parents=[common], help="run a gateway node")
     p.add_argument("--no-uvloop", action="store_true", help="use asyncio's own event loop")
     p.set_defaults(handler=run)
 
 
 def run(args: argparse.Namespace, config: Config) -> int:
-    from ugem.node import serve  # noqa: PLC0415 - the wiring imports every part
+    from ugem.node import serve
 
     setup(config.log.level, config.log.format)
     if not args.no_uvloop:
         try:
-            import uvloop  # noqa: PLC0415
+            import uvloop
 
             return uvloop.run(serve(config))
         except ImportError:

@@ -10,6 +10,7 @@ Failures of the backend are raised as `StoreError`; a missing id as
 
 from __future__ import annotations
 
+import builtins
 from dataclasses import asdict, dataclass
 from typing import Any, Protocol
 
@@ -54,7 +55,9 @@ class Store(Protocol):
 
     async def audit(self, entry: AuditEntry) -> None: ...
 
-    async def audit_log(self, target: str | None = None, limit: int = 100) -> list[AuditEntry]:
+    async def audit_log(
+        self, target: str | None = None, limit: int = 100
+    ) -> builtins.list[AuditEntry]:
         """Newest first."""
         ...
 

@@ -1,0 +1,123 @@
+"""A real, private redis-server on loopback for the tests (a pytest plugin).
+
+`redis_server` (session scope) starts `redis-server` on a free port of
+127.0.0.1 with no persistence and its own directory, waits until it answers
+PING, yields a `RedisServer` (`.url` is `redis://127.0.0.1:PORT/0`) and stops
+it at the end of the session. `redis_url` (function scope) empties it
+(FLUSHALL) before each test and returns the URL. When `redis-server` is not
+installed, the tests that ask for these fixtures are skipped with that reason;
+a server that does not start is an error, never a skip. Never a mock.
+"""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+START_TIMEOUT = 10.0
+POLL_INTERVAL = 0.02
+
+
+@dataclass
+class RedisServer:
+    port: int
+    process: subprocess.Popen[bytes]
+    log: Path
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def command(self, *words: str) -> bytes:
+        """Send one command (inline form) and return the first line of the reply."""
+        with socket.create_connection(("127.0.0.1", self.port), timeout=2.0) as sock:
+            sock.sendall(" ".join(words).encode() + b"\r\n")
+            return sock.makefile("rb").readline().rstrip(b"\r\n")
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def start_redis(binary: str, workdir: Path, attempts: int = 3) -> RedisServer:
+    """Start redis-server on a free port in `workdir`; wait until it answers PING.
+
+    A port taken between choosing and binding makes the server exit; another
+    port is tried then.
+    """
+    log = workdir / "redis.log"
+    for _ in range(attempts):
+        args = [
+            binary,
+            "--port",
+            str(free_port()),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            str(workdir),
+            "--logfile",
+            str(log),
+        ]
+        process = subprocess.Popen(
+            args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT
+        )
+        server = RedisServer(int(args[2]), process, log)
+        if _wait_ready(server):
+            return server
+        server.stop()
+    tail = log.read_text(errors="replace")[-2000:] if log.exists() else "(no log)"
+    raise RuntimeError(f"redis-server did not answer PING:\n{tail}")
+
+
+def _wait_ready(server: RedisServer) -> bool:
+    deadline = time.monotonic() + START_TIMEOUT
+    while time.monotonic() < deadline and server.process.poll() is None:
+        try:
+            if server.command("PING") == b"+PONG":
+                return True
+        except OSError:
+            pass
+        time.sleep(POLL_INTERVAL)  # polls readiness; no test logic waits on time
+    return False
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    binary = shutil.which("redis-server")
+    if binary is None:
+        pytest.skip("redis-server is not installed (apt-get install redis-server)")
+    server = start_redis(binary, tmp_path_factory.mktemp("redis"))
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def redis_url(redis_server: RedisServer) -> str:
+    reply = redis_server.command("FLUSHALL")
+    assert reply == b"+OK", f"FLUSHALL answered {reply!r}"
+    return redis_server.url

@@ -1,0 +1,329 @@
+"""The contract every registry store keeps, run against SQLite and a real Redis.
+
+Each test gets `stores`, a factory of store objects on one backing file or
+server, so "another process's change" is a second, independent store object
+(and, in `test_concurrent_processes_lose_no_write`, real other processes).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import json
+import sqlite3
+import sys
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+
+import pytest
+
+from tests.support.connections import full, plain
+from tests.support.redis_server import free_port
+from ugem.errors import ConfigError, ConflictError, StoreError, UsageError
+from ugem.model import ConnState
+from ugem.store import Store, open_store
+from ugem.store.base import AuditEntry
+from ugem.store.redis import RedisStore
+from ugem.store.sqlite import SqliteStore
+
+ROOT = Path(__file__).resolve().parents[2]
+StoreFactory = Callable[[], Store]
+
+
+@pytest.fixture(params=["sqlite", "redis"])
+def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'not-yet' / 'registry.db'}"
+    url: str = request.getfixturevalue("redis_url")
+    return url
+
+
+@pytest.fixture
+async def stores(store_url: str) -> AsyncIterator[StoreFactory]:
+    opened: list[Store] = []
+
+    def make() -> Store:
+        opened.append(open_store(store_url))
+        return opened[-1]
+
+    yield make
+    for store in opened:
+        await store.close()
+
+
+@pytest.fixture
+def store(stores: StoreFactory) -> Store:
+    return stores()
+
+
+async def test_every_field_round_trips(stores: StoreFactory) -> None:
+    conn = full()
+    await stores().add(conn)
+    other = stores()
+    assert await other.get(conn.id) == conn
+    assert await other.list() == [conn]
+    assert (await other.get(conn.id)).org_name == "Қазақстан Республикасының Қаржы министрлігі"  # type: ignore[union-attr]
+
+
+async def test_ipv6_servers_and_networks_kept(store: Store) -> None:
+    conn = plain("v6.gov.kz", "2001:db8::1", "2001:DB8:0:0:1::/80", "::ffff:192.0.2.9")
+    await store.add(conn)
+    got = await store.get("v6.gov.kz")
+    assert got is not None
+    assert got.servers == ("2001:db8::1/128", "2001:db8:0:0:1::/80", "::ffff:c000:209/128")
+
+
+async def test_get_of_missing_id_is_none(store: Store) -> None:
+    assert await store.get("nobody.gov.kz") is None
+
+
+async def test_list_is_ordered_by_id(store: Store) -> None:
+    for ident in ("c.gov.kz", "a.gov.kz", "b.gov.kz"):
+        await store.add(plain(ident))
+    assert [c.id for c in await store.list()] == ["a.gov.kz", "b.gov.kz", "c.gov.kz"]
+
+
+async def test_add_of_existing_id_conflicts_and_changes_nothing(store: Store) -> None:
+    first = plain("a.gov.kz")
+    await store.add(first)
+    version = await store.version()
+    with pytest.raises(ConflictError, match=r"'a\.gov\.kz' exists"):
+        await store.add(dataclasses.replace(first, org_name="Impostor"))
+    assert await store.get("a.gov.kz") == first
+    assert await store.version() == version
+
+
+async def test_add_of_owned_domain_names_domain_and_owner(store: Store) -> None:
+    await store.add(plain("a.gov.kz", domains=("a.gov.kz", "shared.kz")))
+    version = await store.version()
+    with pytest.raises(ConflictError) as caught:
+        await store.add(plain("b.gov.kz", domains=("b.gov.kz", "shared.kz")))
+    assert "'shared.kz'" in str(caught.value)
+    assert "'a.gov.kz'" in str(caught.value)
+    assert await store.get("b.gov.kz") is None
+    assert await store.version() == version
+
+
+async def test_id_is_a_domain_too(store: Store) -> None:
+    await store.add(plain("a.gov.kz", domains=("a.gov.kz", "b.gov.kz")))
+    with pytest.raises(ConflictError, match=r"'b\.gov\.kz' belongs to connection 'a\.gov\.kz'"):
+        await store.add(plain("b.gov.kz"))
+
+
+async def test_put_replaces_and_moves_the_domain_index(store: Store) -> None:
+    await store.add(plain("a.gov.kz", domains=("a.gov.kz", "old.kz")))
+    renamed = plain("a.gov.kz", "203.0.113.5", domains=("a.gov.kz", "new.kz"))
+    await store.put(renamed)
+    assert await store.get("a.gov.kz") == renamed
+    await store.add(plain("b.gov.kz", domains=("b.gov.kz", "old.kz")))  # freed by the put
+    with pytest.raises(ConflictError, match=r"'new\.kz' belongs to connection 'a\.gov\.kz'"):
+        await store.add(plain("c.gov.kz", domains=("c.gov.kz", "new.kz")))
+
+
+async def test_put_creates_when_absent(store: Store) -> None:
+    await store.put(plain("a.gov.kz"))
+    assert [c.id for c in await store.list()] == ["a.gov.kz"]
+
+
+async def test_put_cannot_take_another_connections_domain(store: Store) -> None:
+    await store.add(plain("a.gov.kz", domains=("a.gov.kz", "x.kz")))
+    await store.add(plain("b.gov.kz"))
+    thief = plain("b.gov.kz", domains=("b.gov.kz", "x.kz"))
+    with pytest.raises(ConflictError, match=r"'x\.kz' belongs to connection 'a\.gov\.kz'"):
+        await store.put(thief)
+    assert await store.get("b.gov.kz") == plain("b.gov.kz")
+
+
+async def test_delete_removes_and_frees_domains(store: Store) -> None:
+    await store.add(plain("a.gov.kz", domains=("a.gov.kz", "x.kz")))
+    assert await store.delete("a.gov.kz") is True
+    assert await store.get("a.gov.kz") is None
+    assert await store.delete("a.gov.kz") is False
+    await store.add(plain("b.gov.kz", domains=("b.gov.kz", "x.kz")))
+    assert [c.id for c in await store.list()] == ["b.gov.kz"]
+
+
+async def test_every_write_changes_the_version_seen_by_another_store(
+    stores: StoreFactory,
+) -> None:
+    writer, reader = stores(), stores()
+    writes: list[Callable[[], Awaitable[object]]] = [
+        lambda: writer.add(plain("a.gov.kz")),
+        lambda: writer.put(dataclasses.replace(plain("a.gov.kz"), state=ConnState.SUSPENDED)),
+        lambda: writer.put(plain("b.gov.kz")),
+        lambda: writer.audit(AuditEntry(1.0, "cli:test", "connection.add", "b.gov.kz")),
+        lambda: writer.delete("b.gov.kz"),
+    ]
+    seen = [await reader.version()]
+    for write in writes:
+        await write()
+        seen.append(await reader.version())
+    assert len(set(seen)) == len(seen), f"a write left the version unchanged: {seen}"
+    assert (await reader.get("a.gov.kz")).state == ConnState.SUSPENDED  # type: ignore[union-attr]
+
+
+async def test_reads_and_refused_writes_leave_the_version(store: Store) -> None:
+    await store.add(plain("a.gov.kz"))
+    version = await store.version()
+    await store.get("a.gov.kz")
+    await store.list()
+    await store.audit_log()
+    assert await store.delete("nobody.gov.kz") is False
+    with pytest.raises(ConflictError):
+        await store.add(plain("a.gov.kz"))
+    assert await store.version() == version
+
+
+async def test_audit_is_newest_first_and_filtered(stores: StoreFactory) -> None:
+    writer = stores()
+    entries = [
+        AuditEntry(10.0, "cli:ops", "connection.add", "a.gov.kz"),
+        AuditEntry(
+            20.0,
+            "detector",
+            "connection.suspend",
+            "a.gov.kz",
+            "rate 40x",
+            json.dumps({"score": 9.5}),
+        ),
+        AuditEntry(30.0, "api:noc", "connection.add", "b.gov.kz", "новое подключение"),
+        AuditEntry(5.0, "cli:ops", "connection.resume", "a.gov.kz", "ложная тревога"),
+    ]
+    for entry in entries:
+        await writer.audit(entry)
+    reader = stores()
+    assert await reader.audit_log() == entries[::-1]  # order of writing, not of ts
+    assert await reader.audit_log("a.gov.kz") == [entries[3], entries[1], entries[0]]
+    assert await reader.audit_log("a.gov.kz", limit=2) == [entries[3], entries[1]]
+    assert await reader.audit_log("c.gov.kz") == []
+
+
+async def test_audit_log_refuses_a_limit_below_one(store: Store) -> None:
+    with pytest.raises(UsageError, match="limit"):
+        await store.audit_log(limit=0)
+
+
+_CHILD = """
+import asyncio, sys
+from tests.support.connections import plain
+from ugem.errors import ConflictError
+from ugem.store import open_store
+
+async def main(url: str, name: str, count: int) -> None:
+    store = open_store(url)
+    won = 0
+    try:
+        for i in range(count):
+            await store.add(plain(f"{name}{i}.gov.kz"))
+            try:
+                own = f"{name}-race{i}.gov.kz"
+                await store.add(plain(own, domains=(own, f"race{i}.kz")))
+                won += 1
+            except ConflictError:
+                pass
+    finally:
+        await store.close()
+    print(won)
+
+asyncio.run(main(sys.argv[1], sys.argv[2], int(sys.argv[3])))
+"""
+
+
+async def test_concurrent_processes_lose_no_write(store_url: str, store: Store) -> None:
+    """Three processes add at once: every add lands, each contested domain has one owner.
+
+    Both stores count writes, so the version moves by exactly the number of writes.
+    """
+    count, names = 25, ("p", "q", "r")
+    before = await store.version()
+    children = [
+        await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-c",
+            _CHILD,
+            store_url,
+            name,
+            str(count),
+            cwd=ROOT,
+            stdout=asyncio.subprocess.PIPE,
+        )
+        for name in names
+    ]
+    outputs = [await child.communicate() for child in children]
+    assert [child.returncode for child in children] == [0, 0, 0]
+    wins = sum(int(out.decode()) for out, _err in outputs)
+    assert wins == count  # each race{i}.kz went to exactly one process
+    conns = await store.list()
+    assert len(conns) == len(names) * count + wins
+    assert await store.version() - before == len(conns)
+    owners = [c.id for c in conns for d in c.domains if d.startswith("race")]
+    assert len(owners) == count
+
+
+async def test_a_failed_backend_raises_store_error(store_url: str) -> None:
+    if store_url.startswith("sqlite"):
+        store = open_store(store_url)
+        await store.close()
+    else:
+        store = open_store(f"redis://127.0.0.1:{free_port()}/0")  # nobody listens there
+    try:
+        with pytest.raises(StoreError):
+            await store.version()
+        with pytest.raises(StoreError):
+            await store.add(plain("a.gov.kz"))
+        with pytest.raises(StoreError):
+            await store.audit_log()
+    finally:
+        await store.close()
+
+
+async def test_sqlite_store_that_cannot_open_raises_store_error(tmp_path: Path) -> None:
+    (tmp_path / "file").write_text("not a directory")
+    with pytest.raises(StoreError, match="cannot open"):
+        open_store(f"sqlite:///{tmp_path / 'file' / 'registry.db'}")
+
+
+async def test_damaged_sqlite_row_raises_store_error(tmp_path: Path) -> None:
+    path = tmp_path / "registry.db"
+    store = open_store(f"sqlite:///{path}")
+    try:
+        await store.add(plain("a.gov.kz"))
+        with sqlite3.connect(path) as db:
+            db.execute("UPDATE connections SET data = '{\"id\": 1}'")
+        db.close()
+        with pytest.raises(StoreError, match=r"'a\.gov\.kz'.*damaged"):
+            await store.list()
+    finally:
+        await store.close()
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "",
+        "postgres://db/ugem",
+        "sqlite://relative.db",
+        "sqlite:///",
+        "redis://",
+        "redis://127.0.0.1:notaport/0",
+        "redis://127.0.0.1:6379/first",
+        "file:///tmp/x.db",
+    ],
+)
+def test_open_store_refuses_other_urls(url: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        open_store(url)
+    assert caught.value.key == "store.url"
+    assert repr(url) in str(caught.value)
+
+
+async def test_open_store_picks_the_store_by_scheme(tmp_path: Path) -> None:
+    sqlite_store = open_store(f"sqlite:///{tmp_path / 'r.db'}")
+    redis_store = open_store("redis://127.0.0.1:6379/3")
+    try:
+        assert isinstance(sqlite_store, SqliteStore)
+        assert sqlite_store.path == tmp_path / "r.db"
+        assert isinstance(redis_store, RedisStore)
+    finally:
+        await sqlite_store.close()
+        await redis_store.close()

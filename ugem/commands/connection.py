@@ -1,0 +1,376 @@
+"""`ugem connection add|list|show|suspend|resume|disconnect`: the registry by hand.
+
+Every subcommand opens the store named by the config (`[store] url`, by
+default the SQLite file in the data dir), does one thing and closes it; a node
+using the same store sees the change on its next SMTP command. State changes
+go through `Registry.set_state`, so they are audited with the actor
+`cli:<login name>`, like `add`. Arguments are checked before anything is
+written: a bad one is a one-line `UsageError` naming the option and what is
+allowed (exit 2); an unknown id is a `NotFoundError` (exit 1); an id or domain
+that is taken is a `ConflictError` naming its owner (exit 1).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import getpass
+import ipaddress
+import json
+import re
+from collections.abc import Awaitable, Callable, Sequence
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any, TypeVar
+
+import idna
+
+from ugem.cli import Handler, add_json_flag, print_table
+from ugem.clock import SystemClock
+from ugem.config import Config
+from ugem.errors import NotFoundError, UsageError
+from ugem.model import Connection, ConnState, Contact, Language, OrgKind
+from ugem.names import canonical_domain, canonical_network
+from ugem.registry import Registry
+from ugem.store import Store, open_store
+from ugem.store.base import AuditEntry
+
+E = TypeVar("E", bound=StrEnum)
+
+LIST_COLUMNS = ["id", "org", "kind", "state", "domains", "servers"]
+HISTORY = 10
+_CONTACT = re.compile(r"^\s*(?P<name>[^<>]*?)\s*<(?P<email>[^<>\s]+)>\s*$")
+_PHONE = re.compile(r"^\+?[0-9][0-9 ().\-]{4,30}$")
+
+
+def register(
+    sub: argparse._SubParsersAction[argparse.ArgumentParser], common: argparse.ArgumentParser
+) -> None:
+    p = sub.add_parser("connection", parents=[common], help="manage connected organisations")
+    cmds = p.add_subparsers(dest="connection_command", metavar="ACTION", required=True)
+    _add_parser(cmds, common)
+    lister = cmds.add_parser("list", parents=[common], help="list connections")
+    lister.add_argument("--state", help="only this state: " + _allowed(ConnState))
+    add_json_flag(lister)
+    lister.set_defaults(handler=list_connections)
+    show = cmds.add_parser("show", parents=[common], help="show one connection and its history")
+    show.add_argument("id", metavar="ID")
+    add_json_flag(show)
+    show.set_defaults(handler=show_connection)
+    for verb, state, help_text in (
+        ("suspend", ConnState.SUSPENDED, "refuse its mail with 451 and hold its queue"),
+        ("resume", ConnState.CONNECTED, "accept its mail again and release its queue"),
+        ("disconnect", ConnState.DISCONNECTED, "remove it from the relay (kept for the record)"),
+    ):
+        cmd = cmds.add_parser(verb, parents=[common], help=help_text)
+        cmd.add_argument("id", metavar="ID")
+        cmd.add_argument(
+            "--reason",
+            required=state == ConnState.SUSPENDED,
+            default="",
+            metavar="TEXT",
+            help="why (written to the audit log)",
+        )
+        cmd.set_defaults(handler=state_handler(state))
+
+
+def _add_parser(
+    cmds: argparse._SubParsersAction[argparse.ArgumentParser], common: argparse.ArgumentParser
+) -> None:
+    add = cmds.add_parser("add", parents=[common], help="connect an organisation")
+    add.add_argument("id", metavar="ID", help="its primary mail domain")
+    add.add_argument("--org", required=True, metavar="NAME", help="organisation name")
+    add.add_argument("--kind", required=True, metavar="KIND", help=_allowed(OrgKind))
+    add.add_argument(
+        "--domain",
+        action="extend",
+        nargs="+",
+        default=[],
+        metavar="DOMAIN",
+        help="its mail domains (ID is always one)",
+    )
+    add.add_argument(
+        "--server",
+        action="extend",
+        nargs="+",
+        required=True,
+        metavar="ADDR",
+        help="its mail servers: IPv4/IPv6 addresses or CIDR networks",
+    )
+    add.add_argument(
+        "--contact",
+        action="append",
+        default=[],
+        metavar='"NAME <E-MAIL>"',
+        help="a contact person (repeat for more)",
+    )
+    add.add_argument(
+        "--phone",
+        action="append",
+        default=[],
+        metavar="OFFICE",
+        help="office phone of the contact in the same position",
+    )
+    add.add_argument(
+        "--mobile",
+        action="append",
+        default=[],
+        metavar="MOBILE",
+        help="mobile phone of the contact in the same position",
+    )
+    add.add_argument(
+        "--lang",
+        default=Language.RU.value,
+        metavar="LANG",
+        help="language of notices: " + _allowed(Language),
+    )
+    add.set_defaults(handler=add_connection)
+
+
+# ---- handlers ---------------------------------------------------------------------------
+
+
+def add_connection(args: argparse.Namespace, config: Config) -> int:
+    now = SystemClock().now()
+    conn = Connection(
+        id=_ident(args.id),
+        org_name=_text("--org", args.org),
+        kind=_choice(OrgKind, "--kind", args.kind),
+        domains=tuple(_domain("--domain", d) for d in args.domain),
+        servers=tuple(_server(s) for s in args.server),
+        contacts=_contacts(args.contact, args.phone, args.mobile),
+        language=_choice(Language, "--lang", args.lang),
+        created_at=now,
+        state_changed_at=now,
+    )
+
+    async def add(store: Store) -> None:
+        await store.add(conn)
+        details = json.dumps({"domains": conn.domains, "servers": conn.servers})
+        await store.audit(AuditEntry(now, actor(), "connection.add", conn.id, details=details))
+
+    _with_store(config, add)
+    print(f"added connection {conn.id} ({conn.org_name}): {conn.state}")
+    return 0
+
+
+def list_connections(args: argparse.Namespace, config: Config) -> int:
+    state = None if args.state is None else _choice(ConnState, "--state", args.state)
+    conns = [c for c in _with_store(config, _all) if state is None or c.state == state]
+    if args.json:
+        _print_json([c.to_dict() for c in conns])
+    else:
+        print_table([_row(c) for c in conns], LIST_COLUMNS)
+    return 0
+
+
+def show_connection(args: argparse.Namespace, config: Config) -> int:
+    ident = _ident(args.id)
+
+    async def fetch(store: Store) -> tuple[Connection | None, list[AuditEntry]]:
+        return await store.get(ident), await store.audit_log(ident, HISTORY)
+
+    conn, history = _with_store(config, fetch)
+    if conn is None:
+        raise NotFoundError(f"no connection {ident!r}; `ugem connection list` shows them")
+    if args.json:
+        _print_json(conn.to_dict())
+    else:
+        print("\n".join(describe(conn, history)))
+    return 0
+
+
+def state_handler(state: ConnState) -> Handler:
+    """The handler of `suspend`, `resume` or `disconnect`: set `state`, audited."""
+
+    def handler(args: argparse.Namespace, config: Config) -> int:
+        ident = _ident(args.id)
+        reason = args.reason.strip()
+        if state == ConnState.SUSPENDED and not reason:
+            raise UsageError("--reason: empty; say why the connection is suspended")
+
+        async def change(store: Store) -> Connection:
+            registry = Registry(store, SystemClock())
+            return await registry.set_state(ident, state, reason, actor())
+
+        conn = _with_store(config, change)
+        print(f"connection {conn.id} is {conn.state}" + (f": {reason}" if reason else ""))
+        return 0
+
+    return handler
+
+
+# ---- helpers ----------------------------------------------------------------------------
+
+T = TypeVar("T")
+
+
+def _with_store(config: Config, action: Callable[[Store], Awaitable[T]]) -> T:
+    """Open the configured store, run `action` on it, close it."""
+
+    async def run() -> T:
+        store = open_store(config.store_url)
+        try:
+            return await action(store)
+        finally:
+            await store.close()
+
+    return asyncio.run(run())
+
+
+async def _all(store: Store) -> list[Connection]:
+    return await store.list()
+
+
+def actor() -> str:
+    """`cli:<login name>`, the actor of the audit entries this command writes."""
+    try:
+        return "cli:" + getpass.getuser()
+    except (OSError, KeyError):
+        return "cli:unknown"
+
+
+def _allowed(kind: type[StrEnum]) -> str:
+    return ", ".join(m.value for m in kind)
+
+
+def _choice(kind: type[E], option: str, value: str) -> E:
+    try:
+        return kind(value.strip().lower())
+    except ValueError:
+        raise UsageError(f"{option}: {value!r} is not one of {_allowed(kind)}") from None
+
+
+def _text(option: str, value: str) -> str:
+    if not value.strip():
+        raise UsageError(f"{option}: empty; give a name")
+    return value.strip()
+
+
+def _domain(option: str, value: str) -> str:
+    try:
+        return canonical_domain(value)
+    except ValueError as exc:
+        raise UsageError(f"{option}: {exc}; expected a domain like example.gov.kz") from None
+
+
+def _ident(value: str) -> str:
+    return _domain("ID", value)
+
+
+def _server(value: str) -> str:
+    try:
+        return str(canonical_network(value))
+    except ValueError as exc:
+        raise UsageError(
+            f"--server: {exc}; expected an IPv4/IPv6 address or CIDR "
+            "network like 192.0.2.10, 2001:db8::25 or 198.51.100.0/24"
+        ) from None
+
+
+def _phone(option: str, value: str) -> str:
+    if not _PHONE.match(value.strip()):
+        raise UsageError(
+            f"{option}: {value!r} is not a phone number; expected digits with "
+            '+, spaces, dashes or brackets, like "+7 7172 74-00-00"'
+        )
+    return value.strip()
+
+
+def _contacts(
+    people: Sequence[str], phones: Sequence[str], mobiles: Sequence[str]
+) -> tuple[Contact, ...]:
+    """Contacts from `--contact`; the nth `--phone` and `--mobile` are the nth contact's."""
+    for option, values in (("--phone", phones), ("--mobile", mobiles)):
+        if len(values) > len(people):
+            raise UsageError(
+                f"{option}: {len(values)} given for {len(people)} --contact; "
+                f"the nth {option} belongs to the nth --contact"
+            )
+    return tuple(
+        _contact(person, _nth(phones, i, "--phone"), _nth(mobiles, i, "--mobile"))
+        for i, person in enumerate(people)
+    )
+
+
+def _nth(values: Sequence[str], index: int, option: str) -> str:
+    return _phone(option, values[index]) if index < len(values) else ""
+
+
+def _contact(value: str, phone: str, mobile: str) -> Contact:
+    match = _CONTACT.match(value)
+    if match is None or not match["name"]:
+        raise UsageError(f'--contact: {value!r} is not "Full Name <e-mail>"')
+    try:
+        return Contact(match["name"], match["email"], phone, mobile)
+    except UsageError as exc:
+        raise UsageError(f"--contact: {value!r}: {exc}") from None
+
+
+# ---- output -----------------------------------------------------------------------------
+
+
+def _print_json(data: Any) -> None:
+    print(json.dumps(data, ensure_ascii=False, indent=2))
+
+
+def _row(conn: Connection) -> dict[str, str]:
+    return {
+        "id": conn.id,
+        "org": conn.org_name,
+        "kind": conn.kind.value,
+        "state": conn.state.value,
+        "domains": ",".join(conn.domains),
+        "servers": ",".join(server_label(s) for s in conn.servers),
+    }
+
+
+def server_label(server: str) -> str:
+    """A host as its address ("192.0.2.10", not "192.0.2.10/32"); a network as CIDR."""
+    net = ipaddress.ip_network(server)
+    return str(net.network_address) if net.num_addresses == 1 else str(net)
+
+
+def domain_label(domain: str) -> str:
+    """An IDN domain with its Unicode form beside the ASCII one."""
+    if "xn--" not in domain:
+        return domain
+    try:
+        return f"{domain} ({idna.decode(domain)})"
+    except idna.IDNAError:
+        return domain
+
+
+def when(ts: float) -> str:
+    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d %H:%M:%SZ") if ts else "-"
+
+
+def describe(conn: Connection, history: Sequence[AuditEntry]) -> list[str]:
+    """The human-readable `show`: one field a line, then the latest audit entries."""
+    state = f"{conn.state} since {when(conn.state_changed_at)}"
+    fields = [
+        ("organisation", conn.org_name),
+        ("kind", conn.kind.value),
+        ("state", state + (f": {conn.state_reason}" if conn.state_reason else "")),
+        ("language", conn.language.value),
+        ("domains", ", ".join(domain_label(d) for d in conn.domains)),
+        ("servers", ", ".join(server_label(s) for s in conn.servers)),
+        *(("contact", _contact_line(c)) for c in conn.contacts),
+        *((key, value) for key, value in sorted(conn.extra.items())),
+        ("created", when(conn.created_at)),
+    ]
+    lines = [conn.id, *(f"  {key:<13} {value}" for key, value in fields)]
+    if history:
+        lines.append("  history (newest first)")
+        lines += [
+            f"    {when(e.ts)}  {e.actor}  {e.action}" + (f"  {e.reason}" if e.reason else "")
+            for e in history
+        ]
+    return lines
+
+
+def _contact_line(contact: Contact) -> str:
+    parts = [f"{contact.full_name} <{contact.email}>"]
+    parts += [f"office {contact.office_phone}"] if contact.office_phone else []
+    parts += [f"mobile {contact.mobile}"] if contact.mobile else []
+    return ", ".join(parts)

@@ -1,0 +1,206 @@
+"""The embedded registry store: one SQLite file in the node's data dir.
+
+The file holds the connections (JSON text, see `ugem.store.codec`), a
+`domains` table whose primary key makes a domain belong to one connection at
+most, the append-only audit log and a `meta` row with the version. Every write
+is one `BEGIN IMMEDIATE` transaction that also bumps the version, so a node and
+the CLI (or several processes) can share the file: WAL lets readers go on while
+one writer commits, `busy_timeout` makes a writer wait its turn instead of
+failing, `synchronous=FULL` makes a committed change survive a power cut.
+
+Every method runs inline on the caller's thread, without a thread hop:
+`version()` is one primary-key read (microseconds, it is asked on every MAIL
+FROM); the writes are rare admin operations of a millisecond or so. A store
+object is used from the thread that opened it (the event loop's). Errors of
+sqlite3 are raised as `StoreError` naming the file; conflicts as
+`ConflictError`; a damaged stored connection as `StoreError`.
+"""
+
+from __future__ import annotations
+
+import builtins
+import sqlite3
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
+from pathlib import Path
+from typing import TypeVar
+
+from ugem.errors import StoreError
+from ugem.model import Connection
+from ugem.store.base import AuditEntry
+from ugem.store.codec import (
+    check_limit,
+    decode_connection,
+    domain_conflict,
+    encode_connection,
+    id_conflict,
+)
+
+T = TypeVar("T")
+
+BUSY_TIMEOUT_MS = 5000
+SCHEMA_VERSION = 1
+
+_SCHEMA = (
+    "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL)",
+    "INSERT OR IGNORE INTO meta (key, value) VALUES ('version', 0)",
+    "CREATE TABLE IF NOT EXISTS connections (id TEXT PRIMARY KEY, data TEXT NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS domains (domain TEXT PRIMARY KEY, conn_id TEXT NOT NULL)",
+    "CREATE INDEX IF NOT EXISTS domains_by_conn ON domains (conn_id)",
+    "CREATE TABLE IF NOT EXISTS audit (seq INTEGER PRIMARY KEY AUTOINCREMENT, ts REAL NOT NULL,"
+    " actor TEXT NOT NULL, action TEXT NOT NULL, target TEXT NOT NULL, reason TEXT NOT NULL,"
+    " details TEXT NOT NULL)",
+    "CREATE INDEX IF NOT EXISTS audit_by_target ON audit (target, seq)",
+    f"PRAGMA user_version = {SCHEMA_VERSION}",
+)
+_VERSION = "SELECT value FROM meta WHERE key = 'version'"
+_BUMP = "UPDATE meta SET value = value + 1 WHERE key = 'version'"
+_AUDIT_ADD = (
+    "INSERT INTO audit (ts, actor, action, target, reason, details) VALUES (?, ?, ?, ?, ?, ?)"
+)
+_AUDIT_ALL = (
+    "SELECT ts, actor, action, target, reason, details FROM audit ORDER BY seq DESC LIMIT ?"
+)
+_AUDIT_OF = (
+    "SELECT ts, actor, action, target, reason, details FROM audit WHERE target = ?"
+    " ORDER BY seq DESC LIMIT ?"
+)
+
+
+class SqliteStore:
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._db = sqlite3.connect(
+                self.path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None
+            )
+        except (OSError, sqlite3.Error) as exc:
+            raise StoreError(f"sqlite store {self.path}: cannot open: {exc}") from exc
+        try:
+            self._setup()
+        except StoreError:
+            self._db.close()
+            raise
+
+    def _setup(self) -> None:
+        with self._errors():
+            self._db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+            self._db.execute("PRAGMA journal_mode = WAL")
+            self._db.execute("PRAGMA synchronous = FULL")
+
+        def create(db: sqlite3.Connection) -> None:
+            for statement in _SCHEMA:
+                db.execute(statement)
+
+        self._write(create)
+
+    def _errors(self) -> AbstractContextManager[None]:
+        return _errors(self.path)
+
+    def _write(self, change: Callable[[sqlite3.Connection], T]) -> T:
+        """Run `change` in one immediate transaction; roll back if it raises."""
+        db = self._db
+        with self._errors():
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                result = change(db)
+                db.execute("COMMIT")
+            except BaseException:
+                if db.in_transaction:
+                    db.execute("ROLLBACK")
+                raise
+        return result
+
+    async def add(self, conn: Connection) -> None:
+        def change(db: sqlite3.Connection) -> None:
+            if db.execute("SELECT 1 FROM connections WHERE id = ?", (conn.id,)).fetchone():
+                raise id_conflict(conn.id)
+            _save(db, conn)
+
+        self._write(change)
+
+    async def put(self, conn: Connection) -> None:
+        self._write(lambda db: _save(db, conn))
+
+    async def get(self, conn_id: str) -> Connection | None:
+        with self._errors():
+            row = self._db.execute(
+                "SELECT data FROM connections WHERE id = ?", (conn_id,)
+            ).fetchone()
+        return None if row is None else decode_connection(row[0], self._where(conn_id))
+
+    async def list(self) -> list[Connection]:
+        with self._errors():
+            rows = self._db.execute("SELECT id, data FROM connections ORDER BY id").fetchall()
+        return [decode_connection(data, self._where(ident)) for ident, data in rows]
+
+    async def delete(self, conn_id: str) -> bool:
+        def change(db: sqlite3.Connection) -> bool:
+            gone = db.execute("DELETE FROM connections WHERE id = ?", (conn_id,)).rowcount > 0
+            if gone:
+                db.execute("DELETE FROM domains WHERE conn_id = ?", (conn_id,))
+                db.execute(_BUMP)
+            return gone
+
+        return self._write(change)
+
+    async def version(self) -> int:
+        with self._errors():
+            row = self._db.execute(_VERSION).fetchone()
+        return int(row[0]) if row else 0
+
+    async def audit(self, entry: AuditEntry) -> None:
+        def change(db: sqlite3.Connection) -> None:
+            db.execute(
+                _AUDIT_ADD,
+                (entry.ts, entry.actor, entry.action, entry.target, entry.reason, entry.details),
+            )
+            db.execute(_BUMP)
+
+        self._write(change)
+
+    async def audit_log(
+        self, target: str | None = None, limit: int = 100
+    ) -> builtins.list[AuditEntry]:
+        check_limit(limit)
+        with self._errors():
+            if target is None:
+                rows = self._db.execute(_AUDIT_ALL, (limit,)).fetchall()
+            else:
+                rows = self._db.execute(_AUDIT_OF, (target, limit)).fetchall()
+        return [AuditEntry(*row) for row in rows]
+
+    async def close(self) -> None:
+        with self._errors():
+            self._db.close()
+
+    def _where(self, conn_id: str) -> str:
+        return f"sqlite store {self.path}, connection {conn_id!r}"
+
+
+def _save(db: sqlite3.Connection, conn: Connection) -> None:
+    """Insert or replace `conn` and its domains; ConflictError if another owns one."""
+    for domain in conn.domains:
+        owner = db.execute("SELECT conn_id FROM domains WHERE domain = ?", (domain,)).fetchone()
+        if owner is not None and owner[0] != conn.id:
+            raise domain_conflict(domain, owner[0])
+    db.execute(
+        "INSERT OR REPLACE INTO connections (id, data) VALUES (?, ?)",
+        (conn.id, encode_connection(conn)),
+    )
+    db.execute("DELETE FROM domains WHERE conn_id = ?", (conn.id,))
+    db.executemany(
+        "INSERT INTO domains (domain, conn_id) VALUES (?, ?)",
+        [(domain, conn.id) for domain in conn.domains],
+    )
+    db.execute(_BUMP)
+
+
+@contextmanager
+def _errors(path: Path) -> Iterator[None]:
+    """Turn sqlite3 errors into StoreError naming the file."""
+    try:
+        yield
+    except sqlite3.Error as exc:
+        raise StoreError(f"sqlite store {path}: {exc}") from exc
