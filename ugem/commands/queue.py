@@ -1,0 +1,289 @@
+"""`ugem queue list|show|hold|release|delete|retry`: the queue by hand, like mailq/postsuper.
+
+Every subcommand opens the node's spool file (`<data_dir>/spool/queue.db`) as a
+second process beside a running node, without the recovery a node's start
+does; SQLite's locks keep the edits safe, and the node sees them on its next
+scan of the queue. Holds, releases and deletions are written to the audit log
+of the registry store (`cli:<login>`, the queue id, the reason, the count).
+An unknown queue id exits 1 naming it, and then nothing is changed; a spool
+that cannot be opened or written exits 1 with the reason.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import getpass
+import json
+import sys
+from collections.abc import Awaitable, Callable, Sequence
+from datetime import UTC, datetime
+from typing import Any, TypeVar
+
+from relay.message import QueuedMessage, QueueState
+from relay.spool import Spool, spool_path
+from ugem.cli import add_json_flag, print_table
+from ugem.clock import SystemClock
+from ugem.config import Config
+from ugem.errors import NotFoundError, UsageError
+from ugem.metrics import Metrics
+from ugem.store import open_store
+from ugem.store.base import AuditEntry
+
+T = TypeVar("T")
+LIST_COLUMNS = ["id", "state", "size", "age", "sender", "rcpts", "attempts", "last_error"]
+ERROR_WIDTH = 60  # characters of the last error shown in the table
+OPERATOR_HOLD = "held by operator"  # hold reason when --reason is not given
+_DONE = {"hold": "held", "release": "released", "delete": "deleted", "retry": "made due"}
+
+Edit = Callable[[Spool, str, str], Awaitable[int]]  # (spool, queue id, reason) -> count
+
+
+def register(
+    sub: argparse._SubParsersAction[argparse.ArgumentParser], common: argparse.ArgumentParser
+) -> None:
+    p = sub.add_parser("queue", parents=[common], help="list and manage queued mail")
+    cmds = p.add_subparsers(dest="queue_command", metavar="ACTION", required=True)
+    lister = cmds.add_parser("list", parents=[common], help="list queued messages (like mailq)")
+    lister.add_argument("--state", choices=[str(s) for s in QueueState], help="only this state")
+    lister.add_argument("--connection", metavar="ID", help="only mail of this connection")
+    lister.add_argument("--limit", type=int, default=1000, help="most messages (default 1000)")
+    add_json_flag(lister)
+    lister.set_defaults(handler=list_queue)
+    show = cmds.add_parser("show", parents=[common], help="show one message's envelope and headers")
+    show.add_argument("id", metavar="ID")
+    show.add_argument("--body", action="store_true", help="print the body too")
+    add_json_flag(show)
+    show.set_defaults(handler=show_message)
+    for verb, handler, help_text in (
+        ("hold", hold_messages, "hold messages: not delivered until released"),
+        ("release", release_messages, "release held messages for delivery now"),
+        ("delete", delete_messages, "delete messages without a bounce"),
+    ):
+        edit = cmds.add_parser(verb, parents=[common], help=help_text)
+        edit.add_argument("ids", metavar="ID", nargs="+")
+        edit.add_argument("--reason", default="", help="why (kept in the audit log)")
+        edit.set_defaults(handler=handler)
+    retry = cmds.add_parser("retry", parents=[common], help="make deferred messages due now")
+    retry.add_argument("ids", metavar="ID", nargs="*")
+    retry.add_argument("--all", action="store_true", help="every deferred message")
+    retry.set_defaults(handler=retry_messages)
+
+
+# ---------------------------------------------------------------- plumbing
+
+
+def _with_spool(config: Config, action: Callable[[Spool], Awaitable[T]]) -> T:
+    """Open the node's spool (as a second process: no recovery), run `action`, close."""
+
+    async def run() -> T:
+        path = spool_path(config)
+        spool = Spool(path, SystemClock(), Metrics(), max_size_mb=config.spool.max_size_mb)
+        await spool.open(recover=False)
+        try:
+            return await action(spool)
+        finally:
+            await spool.close()
+
+    return asyncio.run(run())
+
+
+async def _check_ids(spool: Spool, ids: Sequence[str]) -> None:
+    missing = [i for i in ids if await spool.get(i, with_data=False) is None]
+    if missing:
+        raise NotFoundError(f"queue id not found: {', '.join(missing)} (see `ugem queue list`)")
+
+
+def _actor() -> str:
+    try:
+        return "cli:" + getpass.getuser()
+    except (OSError, KeyError):  # no login name (a container without a passwd entry)
+        return "cli:unknown"
+
+
+def _plural(n: int) -> str:
+    return f"{n} message" if n == 1 else f"{n} messages"
+
+
+def _edit_audited(config: Config, args: argparse.Namespace, action: str, edit: Edit) -> int:
+    """Check every id, open the audit log, edit each message, audit each; print the count."""
+    ids: list[str] = list(dict.fromkeys(args.ids))
+
+    async def run(spool: Spool) -> int:
+        store = open_store(config.store_url)  # before any change: a bad store changes nothing
+        try:
+            await _check_ids(spool, ids)
+            total = 0
+            for queue_id in ids:
+                n = await edit(spool, queue_id, args.reason)
+                total += n
+                entry = AuditEntry(
+                    SystemClock().now(),
+                    _actor(),
+                    f"queue.{action}",
+                    queue_id,
+                    args.reason,
+                    json.dumps({"count": n}),
+                )
+                await store.audit(entry)
+            return total
+        finally:
+            await store.close()
+
+    print(f"{_DONE[action]} {_plural(_with_spool(config, run))}")
+    return 0
+
+
+# ---------------------------------------------------------------- rendering
+
+
+def _age(seconds: float) -> str:
+    left = max(0, int(seconds))
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if left >= size:
+            return f"{left // size}{unit}"
+    return f"{left}s"
+
+
+def _when(ts: float) -> str:
+    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _as_dict(msg: QueuedMessage, now: float) -> dict[str, Any]:
+    return {
+        "id": msg.id,
+        "state": str(msg.state),
+        "hold_reason": msg.hold_reason,
+        "size": msg.size,
+        "received_at": msg.received_at,
+        "age_seconds": round(now - msg.received_at, 3),
+        "connection": msg.connection,
+        "client_ip": msg.client_ip,
+        "sender": msg.sender,
+        "rcpts": msg.rcpts,
+        "original_rcpts": msg.original_rcpts,
+        "attempts": msg.attempts,
+        "next_attempt": msg.next_attempt,
+        "last_error": msg.last_error,
+    }
+
+
+def _row(msg: QueuedMessage, now: float) -> dict[str, Any]:
+    error = msg.last_error.replace("\n", " ")
+    if len(error) > ERROR_WIDTH:
+        error = error[: ERROR_WIDTH - 3] + "..."
+    return {
+        "id": msg.id,
+        "state": str(msg.state),
+        "size": msg.size,
+        "age": _age(now - msg.received_at),
+        "sender": msg.sender or "<>",
+        "rcpts": len(msg.rcpts),
+        "attempts": msg.attempts,
+        "last_error": error,
+    }
+
+
+def _split(data: bytes) -> tuple[str, str]:
+    """The header block and the body of a message's text."""
+    for blank in (b"\r\n\r\n", b"\n\n"):
+        head, sep, body = data.partition(blank)
+        if sep:
+            return head.decode("utf-8", "replace"), body.decode("utf-8", "replace")
+    return data.decode("utf-8", "replace"), ""
+
+
+def _print_message(msg: QueuedMessage, now: float, headers: str) -> None:
+    state = f"{msg.state} ({msg.hold_reason})" if msg.hold_reason else str(msg.state)
+    lines = [
+        ("id", msg.id),
+        ("state", state),
+        ("connection", msg.connection or "(inbound)"),
+        ("client", msg.client_ip),
+        ("received", f"{_when(msg.received_at)} ({_age(now - msg.received_at)} ago)"),
+        ("size", str(msg.size)),
+        ("sender", f"<{msg.sender}>"),
+        ("recipients", ", ".join(msg.rcpts)),
+        ("original recipients", ", ".join(msg.original_rcpts)),
+        ("attempts", str(msg.attempts)),
+        ("next attempt", _when(msg.next_attempt) if msg.next_attempt else "now"),
+        ("last error", msg.last_error or "-"),
+    ]
+    for name, value in lines:
+        print(f"{name + ':':21}{value}")
+    print("\n" + headers.rstrip("\r\n").replace("\r\n", "\n"))
+
+
+# ---------------------------------------------------------------- handlers
+
+
+def list_queue(args: argparse.Namespace, config: Config) -> int:
+    if args.limit < 1:
+        raise UsageError(f"--limit: {args.limit} is not valid; expected a number from 1 up")
+    state = QueueState(args.state) if args.state else None
+
+    async def run(spool: Spool) -> list[QueuedMessage]:
+        return await spool.list(state=state, connection=args.connection, limit=args.limit)
+
+    messages, now = _with_spool(config, run), SystemClock().now()
+    if args.json:
+        print(json.dumps([_as_dict(m, now) for m in messages], indent=2, ensure_ascii=False))
+    else:
+        print_table([_row(m, now) for m in messages], LIST_COLUMNS)
+    return 0
+
+
+def show_message(args: argparse.Namespace, config: Config) -> int:
+    async def run(spool: Spool) -> QueuedMessage | None:
+        return await spool.get(args.id, with_data=True)
+
+    msg, now = _with_spool(config, run), SystemClock().now()
+    if msg is None:
+        raise NotFoundError(f"queue id not found: {args.id} (see `ugem queue list`)")
+    headers, body = _split(msg.data or b"")
+    if args.json:
+        out = _as_dict(msg, now) | {"headers": headers}
+        if args.body:
+            out["body"] = body
+        print(json.dumps(out, indent=2, ensure_ascii=False))
+        return 0
+    _print_message(msg, now, headers)
+    if args.body:
+        print()
+        sys.stdout.write(body.replace("\r\n", "\n"))
+    return 0
+
+
+def hold_messages(args: argparse.Namespace, config: Config) -> int:
+    async def edit(spool: Spool, queue_id: str, reason: str) -> int:
+        return await spool.hold([queue_id], reason=reason or OPERATOR_HOLD)
+
+    return _edit_audited(config, args, "hold", edit)
+
+
+def release_messages(args: argparse.Namespace, config: Config) -> int:
+    async def edit(spool: Spool, queue_id: str, reason: str) -> int:
+        return await spool.release([queue_id])
+
+    return _edit_audited(config, args, "release", edit)
+
+
+def delete_messages(args: argparse.Namespace, config: Config) -> int:
+    async def edit(spool: Spool, queue_id: str, reason: str) -> int:
+        return await spool.delete([queue_id])
+
+    return _edit_audited(config, args, "delete", edit)
+
+
+def retry_messages(args: argparse.Namespace, config: Config) -> int:
+    if bool(args.ids) == bool(args.all):
+        raise UsageError("queue retry: name queue ids, or --all for every deferred message")
+    ids: list[str] | None = None if args.all else list(dict.fromkeys(args.ids))
+
+    async def run(spool: Spool) -> int:
+        if ids is not None:
+            await _check_ids(spool, ids)
+        return await spool.retry(ids)
+
+    print(f"{_DONE['retry']} {_plural(_with_spool(config, run))}")
+    return 0
