@@ -1,0 +1,526 @@
+"""Outbound SMTP: one message to the recipients behind one route, over a reused session.
+
+`Deliverer.deliver(route, sender, rcpts, data, queue_id)` returns one
+`RcptOutcome` per recipient and never raises for a delivery failure; all
+classification is `relay.trouble`'s. What it promises:
+
+- hops are tried in the route's order until one gives a session (connect,
+  greeting and EHLO failures move on to the next hop); when none does, every
+  recipient is deferred with the last hop's error;
+- STARTTLS is used when offered and `[delivery] starttls = "opportunistic"`,
+  without certificate verification. A refused STARTTLS (e.g. 454) continues in
+  plain text on the same connection; a failed handshake reconnects to the same
+  hop once without STARTTLS (opportunistic TLS must not make mail
+  undeliverable; that retry is logged);
+- MAIL FROM carries SIZE= when offered, SMTPUTF8 when an address is not ASCII
+  and it is offered (when it is not: the non-ASCII recipients, or all if the
+  sender is one, bounce 5.6.7), BODY=8BITMIME when the text has 8-bit bytes and
+  it is offered (8-bit text is sent as is otherwise). A message larger than the
+  hop's announced SIZE bounces 5.3.4 without being sent. Addresses go on the
+  wire exactly as given, in angle brackets;
+- each RCPT reply decides that recipient alone; DATA is sent only if one was
+  accepted, and its reply decides all accepted ones. The text goes out byte for
+  byte (aiosmtplib dot-stuffs it; it would also turn a bare CR or LF into CRLF
+  and add a final CRLF, which the relay's CRLF-only text never needs);
+- sessions are pooled per route key: reused for up to
+  `messages_per_connection` messages, checked with RSET before each reuse,
+  closed after `idle_timeout` idle seconds (on the injected clock, swept on a
+  loop timer and on each take) or at once after any error;
+- at most `concurrency_per_destination` sessions per route key and
+  `concurrency_total` in all; idle sessions of other destinations are closed
+  to make room. `metrics.outbound_sessions` counts open sessions.
+
+Timeouts: `connect_timeout` for the TCP connect and the greeting (aiosmtplib
+uses one timeout for both), `command_timeout` for every other reply,
+including the end of DATA. One DEBUG line per attempt carries the queue id
+and the hop. An unexpected error defers the recipients (4.3.0) and is logged
+with its traceback.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import ssl
+from collections.abc import Coroutine, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import aiosmtplib
+
+from relay import trouble
+from relay.routing import Hop, Route, RouteFailure
+from relay.trouble import RcptOutcome
+from ugem.clock import Clock
+from ugem.config import DeliveryConfig
+from ugem.log import event
+from ugem.metrics import Metrics
+
+log = logging.getLogger("relay.deliver")
+
+QUIT_TIMEOUT = 5.0  # seconds to wait for the reply to QUIT when closing politely
+REAP_MIN_DELAY = 0.05  # seconds; floor of the idle-session timer
+# Failures that end a session (or the attempt to open one); anything else is a bug.
+SESSION_ERRORS = (aiosmtplib.SMTPException, OSError, TimeoutError)
+
+
+@dataclass(eq=False)
+class _Session:
+    smtp: aiosmtplib.SMTP
+    hop: Hop
+    tls: bool = False
+    messages: int = 0
+    idle_since: float = 0.0
+    retired: bool = False
+
+
+@dataclass(eq=False)
+class _Destination:
+    """One route key: its concurrency slots and its idle sessions (oldest first)."""
+
+    slots: asyncio.Semaphore
+    idle: list[_Session] = field(default_factory=list)
+    users: int = 0
+
+
+@dataclass
+class _Plan:
+    """What a transaction sends on this session, and what is refused before sending."""
+
+    options: list[bytes]
+    encoding: str
+    refused: dict[str, RcptOutcome]
+
+
+class _NoSession(Exception):
+    """No hop of a route gave a session; `cause` is the last hop's error."""
+
+    def __init__(self, cause: BaseException, hop: str) -> None:
+        super().__init__(str(cause))
+        self.cause = cause
+        self.hop = hop
+
+
+class _TlsFailed(Exception):
+    """The STARTTLS handshake (or the EHLO after it) failed; the connection is gone."""
+
+
+def client_tls_context() -> ssl.SSLContext:
+    """Opportunistic TLS: encrypt, verify nothing (like Postfix's security level "may")."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    return context
+
+
+def _size_limit(smtp: aiosmtplib.SMTP) -> int:
+    value = smtp.esmtp_extensions.get("size", "").strip()
+    return int(value) if value.isdigit() else 0
+
+
+def _path(address: str, encoding: str) -> bytes:
+    return b"<" + address.encode(encoding) + b">"
+
+
+def plan_transaction(
+    smtp: aiosmtplib.SMTP, hop: str, sender: str, rcpts: Sequence[str], data: bytes
+) -> _Plan:
+    """ESMTP parameters for MAIL FROM, and the recipients this hop cannot take at all."""
+    limit = _size_limit(smtp)
+    if limit and len(data) > limit:
+        refused = {r: trouble.too_big(r, len(data), limit, hop) for r in rcpts}
+        return _Plan([], "ascii", refused)
+    options: list[bytes] = []
+    if smtp.supports_extension("size"):
+        options.append(b"SIZE=%d" % len(data))
+    if not data.isascii() and smtp.supports_extension("8bitmime"):
+        options.append(b"BODY=8BITMIME")
+    needs_utf8 = not (sender.isascii() and all(r.isascii() for r in rcpts))
+    if needs_utf8 and smtp.supports_extension("smtputf8"):
+        return _Plan([*options, b"SMTPUTF8"], "utf-8", {})
+    if not needs_utf8:
+        return _Plan(options, "ascii", {})
+    unsendable = rcpts if not sender.isascii() else [r for r in rcpts if not r.isascii()]
+    return _Plan(options, "ascii", {r: trouble.utf8_not_offered(r, hop) for r in unsendable})
+
+
+def _is_ok(code: int) -> bool:
+    return 200 <= code < 300
+
+
+class Deliverer:
+    def __init__(
+        self, config: DeliveryConfig, helo_name: str, metrics: Metrics, clock: Clock
+    ) -> None:
+        self.config = config
+        self.helo_name = helo_name
+        self.metrics = metrics
+        self.clock = clock
+        self._total = asyncio.Semaphore(config.concurrency_total)
+        self._dests: dict[str, _Destination] = {}
+        self._open = 0
+        self._closing: set[asyncio.Task[None]] = set()
+        self._reaper: asyncio.TimerHandle | None = None
+        self._closed = False
+        self._tls = client_tls_context()
+
+    @property
+    def open_sessions(self) -> int:
+        """Outbound sessions open now (in use or idle)."""
+        return self._open
+
+    async def deliver(
+        self, route: Route, sender: str, rcpts: Sequence[str], data: bytes, queue_id: str
+    ) -> list[RcptOutcome]:
+        """One outcome per recipient, in order; never raises for delivery failures."""
+        rcpts = list(rcpts)
+        if not rcpts:
+            return []
+        dest = self._dests.get(route.key)
+        if dest is None:
+            dest = self._dests[route.key] = _Destination(
+                asyncio.Semaphore(self.config.concurrency_per_destination)
+            )
+        dest.users += 1
+        try:
+            async with dest.slots, self._total:
+                return await self._attempt(route, dest, sender, rcpts, data, queue_id)
+        except Exception as exc:  # a bug must not lose mail: defer, log the traceback
+            event(
+                log,
+                "delivery-error",
+                logging.ERROR,
+                exc_info=True,
+                queue_id=queue_id,
+                route=route.key,
+                error=f"{type(exc).__name__}: {exc}",
+            )
+            return [trouble.internal_error(rcpt, exc) for rcpt in rcpts]
+        finally:
+            dest.users -= 1
+            self._forget_if_unused(route.key, dest)
+
+    async def close(self) -> None:
+        """Close idle sessions (QUIT) and wait for closings in progress."""
+        self._closed = True
+        if self._reaper is not None:
+            self._reaper.cancel()
+            self._reaper = None
+        for key, dest in list(self._dests.items()):
+            while dest.idle:
+                self._retire(dest.idle.pop(), polite=True)
+            self._forget_if_unused(key, dest)
+        while self._closing:
+            await asyncio.gather(*self._closing, return_exceptions=True)
+
+    # -- one attempt -----------------------------------------------------------------------
+
+    async def _attempt(
+        self,
+        route: Route,
+        dest: _Destination,
+        sender: str,
+        rcpts: list[str],
+        data: bytes,
+        queue_id: str,
+    ) -> list[RcptOutcome]:
+        session = await self._take_idle(dest)
+        reused = session is not None
+        if session is None:
+            try:
+                session = await self._open_session(route, queue_id)
+            except _NoSession as exc:
+                event(
+                    log,
+                    "attempt",
+                    logging.DEBUG,
+                    queue_id=queue_id,
+                    route=route.key,
+                    hop=exc.hop,
+                    connected=False,
+                    error=str(exc.cause),
+                )
+                return trouble.session_failed(rcpts, exc.cause, exc.hop)
+        reusable = False
+        try:
+            outcomes, reusable = await self._transaction(session, sender, rcpts, data)
+        finally:
+            self._release(dest, session, reusable)
+        event(
+            log,
+            "attempt",
+            logging.DEBUG,
+            queue_id=queue_id,
+            route=route.key,
+            hop=str(session.hop),
+            connected=True,
+            reused=reused,
+            tls=session.tls,
+            delivered=_count(outcomes, "delivered"),
+            deferred=_count(outcomes, "deferred"),
+            bounced=_count(outcomes, "bounced"),
+        )
+        return outcomes
+
+    async def _transaction(
+        self, session: _Session, sender: str, rcpts: list[str], data: bytes
+    ) -> tuple[list[RcptOutcome], bool]:
+        """(outcomes in order, whether the session may be reused)."""
+        hop = str(session.hop)
+        plan = plan_transaction(session.smtp, hop, sender, rcpts, data)
+        results = dict(plan.refused)
+        todo = [r for r in dict.fromkeys(rcpts) if r not in results]
+        reusable = True
+        if todo:
+            try:
+                await self._exchange(session, sender, todo, data, plan, results)
+            except SESSION_ERRORS as exc:
+                for rcpt in todo:
+                    results.setdefault(rcpt, trouble.from_exception(rcpt, exc, hop))
+                reusable = False
+        return [results[r] for r in rcpts], reusable and session.smtp.is_connected
+
+    async def _exchange(
+        self,
+        session: _Session,
+        sender: str,
+        rcpts: list[str],
+        data: bytes,
+        plan: _Plan,
+        results: dict[str, RcptOutcome],
+    ) -> None:
+        """MAIL, RCPT for each, DATA if one was accepted; replies go into `results`."""
+        hop = str(session.hop)
+        mail_from = b"FROM:" + _path(sender, plan.encoding)
+        reply = await session.smtp.execute_command(
+            b"MAIL", mail_from, *plan.options, timeout=self.config.command_timeout
+        )
+        session.messages += 1
+        if not _is_ok(reply.code):
+            for rcpt in rcpts:
+                results[rcpt] = trouble.from_reply(rcpt, reply.code, reply.message, hop)
+            return
+        accepted = await self._recipients(session, rcpts, plan.encoding, results)
+        if accepted:
+            reply = await self._data(session.smtp, data)
+            for rcpt in accepted:
+                results[rcpt] = trouble.from_reply(rcpt, reply.code, reply.message, hop)
+
+    async def _recipients(
+        self, session: _Session, rcpts: list[str], encoding: str, results: dict[str, RcptOutcome]
+    ) -> list[str]:
+        """RCPT TO for each recipient; the accepted ones, refusals go into `results`."""
+        accepted = []
+        for rcpt in rcpts:
+            reply = await session.smtp.execute_command(
+                b"RCPT", b"TO:" + _path(rcpt, encoding), timeout=self.config.command_timeout
+            )
+            if _is_ok(reply.code):
+                accepted.append(rcpt)
+            else:
+                results[rcpt] = trouble.from_reply(
+                    rcpt, reply.code, reply.message, str(session.hop)
+                )
+        return accepted
+
+    async def _data(self, smtp: aiosmtplib.SMTP, data: bytes) -> aiosmtplib.SMTPResponse:
+        """DATA and the text; the final reply, or the refusal of DATA itself."""
+        try:
+            return await smtp.data(data, timeout=self.config.command_timeout)
+        except aiosmtplib.SMTPDataError as exc:
+            return aiosmtplib.SMTPResponse(exc.code, exc.message)
+
+    # -- opening sessions ------------------------------------------------------------------
+
+    async def _open_session(self, route: Route, queue_id: str) -> _Session:
+        """The first hop of the route that gives a session; _NoSession if none does.
+
+        The session's place under `concurrency_total` is taken before connecting,
+        so sessions being opened at the same time cannot overshoot the limit.
+        """
+        self._make_room()
+        self._open += 1
+        last = _NoSession(RouteFailure(451, "4.4.4", "the route has no hop"), "")
+        try:
+            for hop in route.hops:
+                try:
+                    return await self._connect(hop, queue_id)
+                except SESSION_ERRORS as exc:
+                    error = f"{type(exc).__name__}: {exc}"
+                    event(
+                        log,
+                        "connect-failed",
+                        logging.DEBUG,
+                        queue_id=queue_id,
+                        hop=str(hop),
+                        error=error,
+                    )
+                    last = _NoSession(exc, str(hop))
+        except BaseException:
+            self._open -= 1
+            raise
+        self._open -= 1
+        raise last
+
+    async def _connect(self, hop: Hop, queue_id: str) -> _Session:
+        try:
+            return await self._handshake(hop, self.config.starttls == "opportunistic")
+        except _TlsFailed as exc:
+            event(
+                log,
+                "tls-failed",
+                logging.DEBUG,
+                queue_id=queue_id,
+                hop=str(hop),
+                error=str(exc.__cause__ or exc),
+                retry="plain",
+            )
+            return await self._handshake(hop, starttls=False)
+
+    async def _handshake(self, hop: Hop, starttls: bool) -> _Session:
+        smtp = aiosmtplib.SMTP(
+            hostname=hop.host,
+            port=hop.port,
+            local_hostname=self.helo_name,
+            timeout=self.config.command_timeout,
+            start_tls=False,
+            validate_certs=False,
+        )
+        await smtp.connect(timeout=self.config.connect_timeout)
+        self.metrics.outbound_sessions.inc()
+        session = _Session(smtp, hop)
+        try:
+            await self._ehlo(smtp)
+            if starttls and smtp.supports_extension("starttls"):
+                session.tls = await self._starttls(smtp)
+        except BaseException:
+            smtp.close()
+            self.metrics.outbound_sessions.dec()
+            raise
+        return session
+
+    async def _ehlo(self, smtp: aiosmtplib.SMTP) -> None:
+        """EHLO, or HELO when EHLO is refused with 5xx."""
+        timeout = self.config.command_timeout
+        try:
+            await smtp.ehlo(hostname=self.helo_name, timeout=timeout)
+        except aiosmtplib.SMTPHeloError as exc:
+            if not (500 <= exc.code < 600 and smtp.is_connected):
+                raise
+            await smtp.helo(hostname=self.helo_name, timeout=timeout)
+
+    async def _starttls(self, smtp: aiosmtplib.SMTP) -> bool:
+        """True once the session is encrypted; False if STARTTLS was refused (stay plain)."""
+        try:
+            await smtp.starttls(tls_context=self._tls, timeout=self.config.command_timeout)
+        except aiosmtplib.SMTPResponseException:
+            if smtp.is_connected:
+                return False
+            raise
+        except SESSION_ERRORS as exc:
+            raise _TlsFailed(f"STARTTLS failed: {exc}") from exc
+        try:
+            await self._ehlo(smtp)
+        except SESSION_ERRORS as exc:
+            raise _TlsFailed(f"EHLO after STARTTLS failed: {exc}") from exc
+        return True
+
+    # -- the pool --------------------------------------------------------------------------
+
+    async def _take_idle(self, dest: _Destination) -> _Session | None:
+        """The most recently used idle session that is alive, checked with RSET."""
+        now = self.clock.monotonic()
+        while dest.idle:
+            session = dest.idle.pop()
+            if not session.smtp.is_connected or self._expired(session, now):
+                self._retire(session, polite=True)
+                continue
+            try:
+                await session.smtp.rset(timeout=self.config.command_timeout)
+            except SESSION_ERRORS:
+                self._retire(session, polite=False)
+                continue
+            return session
+        return None
+
+    def _release(self, dest: _Destination, session: _Session, reusable: bool) -> None:
+        keep = (
+            reusable
+            and not self._closed
+            and self.config.idle_timeout > 0
+            and session.messages < self.config.messages_per_connection
+        )
+        if not keep:
+            self._retire(session, polite=reusable)
+            return
+        session.idle_since = self.clock.monotonic()
+        dest.idle.append(session)
+        self._schedule_reap(self.config.idle_timeout)
+
+    def _expired(self, session: _Session, now: float) -> bool:
+        return now - session.idle_since >= self.config.idle_timeout
+
+    def _make_room(self) -> None:
+        """Close the oldest idle sessions of any destination while at the total limit."""
+        while self._open >= self.config.concurrency_total:
+            idle = [
+                (d.idle[0].idle_since, i, d) for i, d in enumerate(self._dests.values()) if d.idle
+            ]
+            if not idle:
+                return
+            dest = min(idle)[2]
+            self._retire(dest.idle.pop(0), polite=True)
+
+    def _retire(self, session: _Session, polite: bool) -> None:
+        """Stop counting a session and close it: QUIT first when `polite` and alive."""
+        if session.retired:
+            return
+        session.retired = True
+        self._open -= 1
+        self.metrics.outbound_sessions.dec()
+        if polite and session.smtp.is_connected:
+            self._background(self._quit(session.smtp))
+        else:
+            session.smtp.close()
+
+    async def _quit(self, smtp: aiosmtplib.SMTP) -> None:
+        try:
+            await smtp.quit(timeout=min(QUIT_TIMEOUT, self.config.command_timeout))
+        except SESSION_ERRORS:
+            pass
+        finally:
+            smtp.close()
+
+    def _background(self, coro: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._closing.add(task)
+        task.add_done_callback(self._closing.discard)
+
+    def _schedule_reap(self, delay: float) -> None:
+        if self._reaper is None:
+            loop = asyncio.get_running_loop()
+            self._reaper = loop.call_later(max(delay, REAP_MIN_DELAY), self._reap)
+
+    def _reap(self) -> None:
+        """Close idle sessions past `idle_timeout`; run again while any stay idle."""
+        self._reaper = None
+        now = self.clock.monotonic()
+        next_due: float | None = None
+        for key, dest in list(self._dests.items()):
+            for session in [s for s in dest.idle if self._expired(s, now)]:
+                dest.idle.remove(session)
+                self._retire(session, polite=True)
+            for session in dest.idle:
+                due = session.idle_since + self.config.idle_timeout - now
+                next_due = due if next_due is None else min(next_due, due)
+            self._forget_if_unused(key, dest)
+        if next_due is not None:
+            self._schedule_reap(next_due)
+
+    def _forget_if_unused(self, key: str, dest: _Destination) -> None:
+        if dest.users == 0 and not dest.idle and self._dests.get(key) is dest:
+            del self._dests[key]
+
+
+def _count(outcomes: Sequence[RcptOutcome], kind: str) -> int:
+    return sum(1 for outcome in outcomes if outcome.kind == kind)

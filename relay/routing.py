@@ -1,0 +1,303 @@
+"""Outbound routing: which next hops a recipient domain's mail goes to.
+
+`Router.route(domain)` answers a `Route`: a key naming the destination (for
+connection reuse and concurrency limits) and the hops to try in order. The
+rules, first match wins:
+
+1. `[delivery] routes` (domain -> "host:port") overrides everything, connected
+   domains included; key "route:<host:port>";
+2. a domain of a live connection goes to that connection's mail servers in
+   their listed order on `[delivery] smtp_port` (networks wider than one
+   address are not hops); key "conn:<connection id>";
+3. otherwise DNS (dnspython's async resolver, `[delivery] dns_servers`): the
+   MX hosts by preference (random among equal ones), each resolved to its
+   A and AAAA addresses; with no MX, the domain's own addresses (implicit MX);
+   key "mx:<domain>".
+
+Failures are raised as `RouteFailure` with a reply code, an enhanced status
+and a permanence: NXDOMAIN 550 5.1.2, null MX (RFC 7505) 556 5.1.10, no MX and
+no address 550 5.4.4, an IP-literal or malformed domain 550 5.1.2 (bounced);
+DNS timeouts, SERVFAIL, MX hosts without addresses, a connection without a
+single-address server 451 4.4.x (deferred); so does a host with no system
+resolver (read at the first lookup; a bad `dns_servers` entry is a
+ConfigError at construction). DNS answers (positive, NODATA and NXDOMAIN) are
+cached for their TTL on the injected clock; failed lookups are not cached.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import random
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import dns.asyncresolver
+import dns.exception
+import dns.message
+import dns.name
+import dns.nameserver
+import dns.rdata
+import dns.rdatatype
+import dns.rdtypes.ANY.MX
+import dns.rdtypes.IN.A
+import dns.rdtypes.IN.AAAA
+import dns.resolver
+
+from ugem.clock import Clock
+from ugem.config import DeliveryConfig, parse_hostport
+from ugem.errors import ConfigError, DeliveryError
+from ugem.model import Connection
+from ugem.names import canonical_domain
+from ugem.registry import Registry
+
+MAX_HOPS = 10  # addresses tried for one destination in one attempt (Postfix: 5 MX addresses)
+NXDOMAIN_TTL = 300  # negative TTL when an NXDOMAIN answer carries no SOA
+MAX_CACHE = 10_000  # cached answers before expired ones are swept
+DNS_PORT = 53
+_A, _AAAA, _MX = dns.rdatatype.A, dns.rdatatype.AAAA, dns.rdatatype.MX
+
+
+@dataclass(frozen=True)
+class Hop:
+    """One next hop: an address (or host name) and a port; str() is "host:port"."""
+
+    host: str
+    port: int
+
+    def __str__(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{host}:{self.port}"
+
+
+@dataclass(frozen=True)
+class Route:
+    """Where a domain's mail goes: a destination key and the hops to try in order."""
+
+    key: str
+    hops: tuple[Hop, ...]
+
+
+class RouteFailure(DeliveryError):
+    """A domain could not be routed; `permanent` (5xx) bounces, else the mail is deferred."""
+
+    def __init__(self, code: int, status: str, text: str) -> None:
+        self.code = code
+        self.status = status
+        self.text = text
+        super().__init__(f"{code} {status} {text}")
+
+    @property
+    def permanent(self) -> bool:
+        return self.code >= 500
+
+
+def _dns_trouble(text: str) -> RouteFailure:
+    return RouteFailure(451, "4.4.3", text)
+
+
+@dataclass(frozen=True)
+class _Answer:
+    """One cached DNS answer: no records and not NXDOMAIN means NODATA."""
+
+    records: tuple[dns.rdata.Rdata, ...]
+    nxdomain: bool
+    expires: float
+
+
+def _nameserver(text: str) -> dns.nameserver.Nameserver:
+    """An "ip", "ip:port" or "[v6]:port" as a resolver's name server."""
+    host, port = text.strip(), DNS_PORT
+    try:
+        if host.startswith("[") or host.count(":") == 1:
+            host, port = parse_hostport(host)
+        ipaddress.ip_address(host)
+    except ValueError as exc:
+        raise ConfigError(
+            "delivery.dns_servers", text, "expected an IP address, ip:port or [v6]:port"
+        ) from exc
+    return dns.nameserver.Do53Nameserver(host, port)
+
+
+def make_resolver(config: DeliveryConfig) -> dns.asyncresolver.Resolver:
+    """The async resolver for `config`: its own servers (ConfigError if one is not an
+    address), or the system's (/etc/resolv.conf; a DNSException if there is none)."""
+    resolver = dns.asyncresolver.Resolver(configure=not config.dns_servers)
+    if config.dns_servers:
+        resolver.nameservers = [_nameserver(s) for s in config.dns_servers]
+    resolver.timeout = config.dns_timeout
+    resolver.lifetime = config.dns_timeout
+    return resolver
+
+
+def _negative_ttl(exc: dns.resolver.NXDOMAIN) -> float:
+    """The negative-caching TTL of an NXDOMAIN answer (its SOA), or a default."""
+    responses = exc.kwargs.get("responses") or {}
+    for response in responses.values():
+        if isinstance(response, dns.message.QueryMessage):
+            try:
+                return float(response.resolve_chaining().minimum_ttl)
+            except dns.exception.DNSException:
+                break
+    return NXDOMAIN_TTL
+
+
+def _is_ip_literal(domain: str) -> bool:
+    text = domain.strip().rstrip(".")
+    if text.startswith("["):
+        return True
+    try:
+        ipaddress.ip_address(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _canonical(domain: str) -> str:
+    if _is_ip_literal(domain):
+        raise RouteFailure(550, "5.1.2", f"IP-literal domain {domain} is not routed")
+    try:
+        return canonical_domain(domain)
+    except ValueError as exc:
+        raise RouteFailure(550, "5.1.2", f"bad destination domain: {exc}") from exc
+
+
+def _by_preference(domain: str, records: Sequence[dns.rdata.Rdata]) -> list[str]:
+    """MX host names, lowest preference first, shuffled among equals; null MX raises."""
+    groups: dict[int, list[str]] = {}
+    for rec in records:
+        if isinstance(rec, dns.rdtypes.ANY.MX.MX) and rec.exchange != dns.name.root:
+            host = rec.exchange.to_text(omit_final_dot=True).lower()
+            groups.setdefault(rec.preference, []).append(host)
+    if not groups:
+        raise RouteFailure(556, "5.1.10", f"domain {domain} does not accept mail (null MX)")
+    hosts: list[str] = []
+    for preference in sorted(groups):
+        group = groups[preference]
+        random.shuffle(group)
+        hosts += group
+    return list(dict.fromkeys(hosts))
+
+
+def connection_route(conn: Connection, port: int) -> Route:
+    """A connection's single-address servers in their listed order."""
+    hops = []
+    for server in conn.servers:
+        net = ipaddress.ip_network(server)
+        if net.num_addresses == 1:
+            hops.append(Hop(str(net.network_address), port))
+    if not hops:
+        raise RouteFailure(
+            451, "4.4.4", f"connection {conn.id} has no deliverable server address (only networks)"
+        )
+    return Route(f"conn:{conn.id}", tuple(hops))
+
+
+class Router:
+    def __init__(self, registry: Registry, config: DeliveryConfig, clock: Clock) -> None:
+        self.registry = registry
+        self.config = config
+        self.clock = clock
+        # Configured servers are checked now; the system's are read at the first lookup,
+        # so a host without /etc/resolv.conf still relays by routes and connections.
+        self._resolver = make_resolver(config) if config.dns_servers else None
+        self._routes = {dom: Hop(*parse_hostport(hop)) for dom, hop in config.routes.items()}
+        self._cache: dict[tuple[str, dns.rdatatype.RdataType], _Answer] = {}
+
+    async def route(self, domain: str) -> Route:
+        """The route for `domain` (any spelling); raises RouteFailure."""
+        name = _canonical(domain)
+        hop = self._routes.get(name)
+        if hop is not None:
+            return Route(f"route:{hop}", (hop,))
+        conn = self.registry.by_domain(name)
+        if conn is not None:
+            return connection_route(conn, self.config.smtp_port)
+        return Route(f"mx:{name}", await self._mx_hops(name))
+
+    async def _mx_hops(self, domain: str) -> tuple[Hop, ...]:
+        mx = await self._lookup(domain, _MX)
+        if mx.nxdomain:
+            raise RouteFailure(550, "5.1.2", f"host or domain name not found: {domain} (NXDOMAIN)")
+        if not mx.records:
+            return await self._implicit_mx(domain)
+        hosts = _by_preference(domain, mx.records)
+        found = await asyncio.gather(*(self._addresses(host) for host in hosts))
+        hops = self._hops([addr for addrs, _ in found for addr in addrs])
+        if not hops:
+            raise _dns_trouble(
+                f"no address found for the MX hosts of {domain}: " + ", ".join(hosts)
+            )
+        return hops
+
+    async def _implicit_mx(self, domain: str) -> tuple[Hop, ...]:
+        """RFC 5321 5.1: no MX records, so the domain itself is the mail host."""
+        addrs, trouble = await self._addresses(domain)
+        if addrs:
+            return self._hops(addrs)
+        if trouble is not None:
+            raise trouble
+        raise RouteFailure(550, "5.4.4", f"domain {domain} has no MX and no address record")
+
+    def _hops(self, addrs: Sequence[str]) -> tuple[Hop, ...]:
+        unique = dict.fromkeys(Hop(addr, self.config.smtp_port) for addr in addrs)
+        return tuple(unique)[:MAX_HOPS]
+
+    async def _addresses(self, host: str) -> tuple[list[str], RouteFailure | None]:
+        """A host's IPv4 then IPv6 addresses, and the lookup failure if there was one."""
+        addrs: list[str] = []
+        trouble: RouteFailure | None = None
+        found = await asyncio.gather(self._try_lookup(host, _A), self._try_lookup(host, _AAAA))
+        for answer in found:
+            if isinstance(answer, RouteFailure):
+                trouble = answer
+                continue
+            for rec in answer.records:
+                if isinstance(rec, dns.rdtypes.IN.A.A | dns.rdtypes.IN.AAAA.AAAA):
+                    addrs.append(str(rec.address))
+        return addrs, trouble
+
+    async def _try_lookup(
+        self, name: str, rdtype: dns.rdatatype.RdataType
+    ) -> _Answer | RouteFailure:
+        try:
+            return await self._lookup(name, rdtype)
+        except RouteFailure as exc:
+            return exc
+
+    async def _lookup(self, name: str, rdtype: dns.rdatatype.RdataType) -> _Answer:
+        """One DNS answer, from the cache while its TTL lasts; trouble raises (451 4.4.3)."""
+        now = self.clock.monotonic()
+        cached = self._cache.get((name, rdtype))
+        if cached is not None and cached.expires > now:
+            return cached
+        answer = await self._query(name, rdtype, now)
+        if len(self._cache) >= MAX_CACHE:
+            self._sweep(now)
+        self._cache[(name, rdtype)] = answer
+        return answer
+
+    async def _query(self, name: str, rdtype: dns.rdatatype.RdataType, now: float) -> _Answer:
+        qtype = dns.rdatatype.to_text(rdtype)
+        try:
+            answer = await self._get_resolver().resolve(
+                dns.name.from_text(name), rdtype, raise_on_no_answer=False, search=False
+            )
+        except dns.resolver.NXDOMAIN as exc:
+            return _Answer((), True, now + _negative_ttl(exc))
+        except dns.exception.Timeout as exc:
+            raise _dns_trouble(f"DNS {qtype} lookup of {name} timed out") from exc
+        except dns.exception.DNSException as exc:
+            raise _dns_trouble(f"DNS {qtype} lookup of {name} failed: {exc}") from exc
+        records = tuple(answer.rrset) if answer.rrset is not None else ()
+        return _Answer(records, False, now + answer.chaining_result.minimum_ttl)
+
+    def _get_resolver(self) -> dns.asyncresolver.Resolver:
+        if self._resolver is None:
+            self._resolver = make_resolver(self.config)
+        return self._resolver
+
+    def _sweep(self, now: float) -> None:
+        self._cache = {k: v for k, v in self._cache.items() if v.expires > now}
+        if len(self._cache) >= MAX_CACHE:
+            self._cache.clear()
