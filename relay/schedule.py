@@ -1,0 +1,420 @@
+"""The scheduler: when and where each queued message is delivered.
+
+`Scheduler.enqueue` makes a message durable in the spool, then starts its
+first attempt at once from memory. A scan every `scan_interval` starts the
+attempts that are due (`Spool.due`): retries, released mail, and everything
+recovered from the spool after a restart. An attempt groups the pending
+recipients by domain, routes each domain, groups them again by route (several
+domains behind one next hop share one transaction), and delivers the groups
+concurrently. Delivered and bounced recipients leave the message; the
+bounced ones of one attempt get one DSN (relay/bounce.py) queued through
+`enqueue` before the original is updated, so a crash can duplicate a bounce
+but never lose one. Deferred recipients stay, and the message is retried
+after a back-off like Postfix's (`min_backoff`, doubling, capped at
+`max_backoff`, plus up to 10% jitter fixed per message) until it is older
+than `queue_lifetime` (`bounce_lifetime` for a bounce), when its remaining
+recipients bounce with 4.4.7 (a bounce that expires is dropped and logged).
+
+Held mail: an attempt for a message whose origin connection is suspended
+holds it (reason "suspended: <id>") instead of delivering it, and a
+connection becoming suspended holds all its queued mail. A connection back to
+connected releases the mail held for its suspension (and for its
+disconnection) and scans at once; mail an operator held for another reason
+stays held. A disconnected connection's queued mail is held with reason
+"disconnected: <id>": neither delivered nor dropped, for an operator to
+release or purge (`ugem queue`), or released when it is connected again.
+
+One message is never attempted twice at once (the in-flight set is excluded
+from scans). Failures never lose mail: an attempt that fails unexpectedly
+leaves the message in the spool as it was and logs the queue id; it is not
+retried before `min_backoff`. `stop` lets attempts finish within a grace
+period and cancels the rest, which stay in the spool and are delivered after
+the restart (a duplicate is better than a loss).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import zlib
+from collections.abc import Iterable, Sequence
+
+from relay import trouble
+from relay.bounce import make_dsn
+from relay.deliver import Deliverer
+from relay.message import QueuedMessage, QueueState
+from relay.routing import Route, RouteFailure, Router
+from relay.spool import Spool
+from relay.trouble import RcptOutcome
+from ugem.clock import Clock
+from ugem.config import DeliveryConfig
+from ugem.errors import DeliveryError, SpoolError
+from ugem.events import EventBus, Outcome
+from ugem.log import event
+from ugem.metrics import Metrics
+from ugem.model import Connection, ConnState
+from ugem.registry import Registry
+
+log = logging.getLogger("relay.schedule")
+
+JITTER = 0.1  # a retry waits up to this fraction longer than its back-off
+IN_FLIGHT_PER_SESSION = 2  # messages in flight per allowed outbound session
+HOLD_STATES = (ConnState.SUSPENDED, ConnState.DISCONNECTED)
+
+
+def retry_delay(attempts: int, min_backoff: float, max_backoff: float, key: str = "") -> float:
+    """Seconds from the `attempts`-th failed attempt to the next one.
+
+    `min_backoff` after the first, doubling after each further one, capped at
+    `max_backoff`; plus a jitter of up to JITTER of it, fixed by `key` and
+    `attempts` (so retries of a burst spread out, and tests can predict it).
+    """
+    base = min_backoff * 2.0 ** min(max(attempts - 1, 0), 64)
+    jitter = (zlib.crc32(f"{key}/{attempts}".encode()) % 1000) / 1000 * JITTER
+    return min(max_backoff, base * (1 + jitter))
+
+
+def hold_reason(state: ConnState, conn_id: str) -> str:
+    """The spool hold reason for mail of a connection in `state` ("suspended: <id>")."""
+    return f"{state.value}: {conn_id}"
+
+
+def domain_of(rcpt: str) -> str:
+    return rcpt.rpartition("@")[2].lower()
+
+
+class Scheduler:
+    """Schedules attempts for queued mail; also the intake the SMTP layer queues into."""
+
+    def __init__(
+        self,
+        spool: Spool,
+        router: Router,
+        deliverer: Deliverer,
+        registry: Registry,
+        bus: EventBus,
+        clock: Clock,
+        config: DeliveryConfig,
+        metrics: Metrics,
+        hostname: str,
+    ) -> None:
+        self.spool = spool
+        self.router = router
+        self.deliverer = deliverer
+        self.registry = registry
+        self.bus = bus
+        self.clock = clock
+        self.config = config
+        self.metrics = metrics
+        self.hostname = hostname
+        self.max_in_flight = config.concurrency_total * IN_FLIGHT_PER_SESSION
+        self._claimed: set[str] = set()  # ids of messages with an attempt in flight
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._cooldown: dict[str, float] = {}  # id -> no attempt before (after a fault)
+        self._scanner: asyncio.Task[None] | None = None
+        self._stopped = False
+
+    # -- the intake ------------------------------------------------------------------------
+
+    async def enqueue(self, msg: QueuedMessage) -> None:
+        """Make `msg` durable (SpoolError, SpoolFullError), then attempt it from memory.
+
+        When the scheduler is stopped or has as many attempts in flight as it
+        allows, the message waits in the spool for a scan instead.
+        """
+        # Claimed before the commit: a scan running while the commit waits for
+        # its fsync would otherwise find the message in the spool and start it
+        # a second time (a duplicate at the next hop).
+        self._claimed.add(msg.id)
+        try:
+            await self.spool.commit(msg)
+        except BaseException:
+            self._claimed.discard(msg.id)
+            raise
+        if not self._stopped and len(self._claimed) <= self.max_in_flight:
+            self._launch(msg)
+        else:
+            self._claimed.discard(msg.id)
+
+    def backlog(self) -> int:
+        return self.spool.size()
+
+    # -- life cycle ------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Reconcile held mail with the registry, then start the periodic scan.
+
+        Reconciling holds the mail of connections suspended or disconnected and
+        releases that of connections resumed while the node was down; the
+        scan's first run picks up the mail recovered from the spool.
+        """
+        self._stopped = False
+        for conn in self.registry.all():
+            await self.on_connection_change(None, conn)
+        if self._scanner is None:
+            self._scanner = asyncio.create_task(self._scan_loop(), name="scheduler scan")
+
+    async def stop(self, grace: float = 5.0) -> None:
+        """Stop scanning; give attempts `grace` seconds, then cancel them (they stay queued)."""
+        self._stopped = True
+        if self._scanner is not None:
+            self._scanner.cancel()
+            await asyncio.gather(self._scanner, return_exceptions=True)
+            self._scanner = None
+        if self._tasks:
+            _, pending = await asyncio.wait(set(self._tasks), timeout=grace)
+            for task in pending:
+                task.cancel()
+            await asyncio.gather(*pending, return_exceptions=True)
+
+    async def drain(self) -> None:
+        """Wait until no attempt is in flight (including the DSNs they queue)."""
+        while self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    async def _scan_loop(self) -> None:
+        while True:
+            try:
+                await self.run_due()
+            except Exception:  # the scan must outlive any fault; the mail stays queued
+                event(log, "scan-failed", logging.ERROR, exc_info=True)
+            await asyncio.sleep(self.config.scan_interval)
+
+    async def run_due(self) -> int:
+        """One scan: start an attempt for every due message not in flight; return how many."""
+        now = self.clock.now()
+        self._cooldown = {qid: t for qid, t in self._cooldown.items() if t > now}
+        room = self.max_in_flight - len(self._claimed)
+        started = 0
+        if room > 0 and not self._stopped:
+            exclude = self._claimed | self._cooldown.keys()
+            for msg in await self.spool.due(now, room, exclude=exclude):
+                if msg.id not in self._claimed:
+                    self._launch(msg)
+                    started += 1
+        await self._update_gauge()
+        return started
+
+    async def _update_gauge(self) -> None:
+        await self.spool.counts()  # sets metrics.queue_size by state
+
+    # -- connections -----------------------------------------------------------------------
+
+    async def on_connection_change(self, old: Connection | None, new: Connection) -> None:
+        """Hold a connection's mail when it is suspended or disconnected; release on resume.
+
+        A spool failure is logged, not raised into the registry's reload: the
+        attempt-time check still holds the mail of a suspended connection, and
+        an operator can release held mail with `ugem queue release`.
+        """
+        was = old.state if old is not None else None
+        if new.state == was:
+            return
+        try:
+            if new.state in HOLD_STATES:
+                await self._hold_connection(new)
+            else:
+                await self._release_connection(new)
+        except SpoolError as exc:
+            event(log, "hold-change-failed", logging.ERROR, connection=new.id, error=str(exc))
+
+    async def _hold_connection(self, conn: Connection) -> None:
+        reason = hold_reason(conn.state, conn.id)
+        count = await self.spool.hold(connection=conn.id, reason=reason)
+        event(log, "held", logging.INFO, connection=conn.id, reason=reason, messages=count)
+
+    async def _release_connection(self, conn: Connection) -> None:
+        """Release what its suspension or disconnection held (not what an operator held)."""
+        released = 0
+        for state in HOLD_STATES:
+            reason = hold_reason(state, conn.id)
+            released += await self.spool.release(connection=conn.id, reason=reason)
+        if released:
+            event(log, "released", logging.INFO, connection=conn.id, messages=released)
+            await self.run_due()
+
+    def _origin_hold(self, msg: QueuedMessage) -> str:
+        """The hold reason when the message's origin connection is not connected, else ""."""
+        conn = self.registry.get(msg.connection) if msg.connection else None
+        if conn is None or conn.state not in HOLD_STATES:
+            return ""
+        return hold_reason(conn.state, conn.id)
+
+    # -- one attempt -----------------------------------------------------------------------
+
+    def _launch(self, msg: QueuedMessage) -> None:
+        self._claimed.add(msg.id)
+        task = asyncio.create_task(self._attempt(msg), name=f"attempt {msg.id}")
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _attempt(self, msg: QueuedMessage) -> None:
+        try:
+            await self._try(msg)
+        except Exception:  # the message stays in the spool as it was
+            self._cooldown[msg.id] = self.clock.now() + self.config.min_backoff
+            event(log, "attempt-failed", logging.ERROR, exc_info=True, queue_id=msg.id)
+        finally:
+            self._claimed.discard(msg.id)
+
+    async def _try(self, msg: QueuedMessage) -> None:
+        reason = self._origin_hold(msg)
+        if reason:
+            await self.spool.hold([msg.id], reason=reason)
+            event(log, "held", logging.INFO, queue_id=msg.id, reason=reason)
+            return
+        if msg.data is None:
+            loaded = await self.spool.get(msg.id, with_data=True)
+            if loaded is None or loaded.data is None:
+                return  # deleted meanwhile
+            msg = loaded
+        outcomes = await self._deliver_all(msg, msg.data or b"")
+        await self._apply(msg, outcomes)
+
+    async def _deliver_all(self, msg: QueuedMessage, data: bytes) -> list[RcptOutcome]:
+        """Route each domain, group by route, deliver the groups concurrently."""
+        by_domain = _by_domain(msg.rcpts)
+        routed = await asyncio.gather(*(self._route(domain) for domain in by_domain))
+        outcomes: list[RcptOutcome] = []
+        groups: dict[str, tuple[Route, list[str]]] = {}
+        for rcpts, route in zip(by_domain.values(), routed, strict=True):
+            if isinstance(route, RouteFailure):
+                outcomes += trouble.route_failed(rcpts, route)
+            else:
+                groups.setdefault(route.key, (route, []))[1].extend(rcpts)
+        results = await asyncio.gather(
+            *(self._deliver(route, msg, rcpts, data) for route, rcpts in groups.values())
+        )
+        for result in results:
+            outcomes += result
+        return outcomes
+
+    async def _route(self, domain: str) -> Route | RouteFailure:
+        try:
+            return await self.router.route(domain)
+        except RouteFailure as exc:
+            return exc
+
+    async def _deliver(
+        self, route: Route, msg: QueuedMessage, rcpts: list[str], data: bytes
+    ) -> list[RcptOutcome]:
+        try:
+            return await self.deliverer.deliver(route, msg.sender, rcpts, data, msg.id)
+        except DeliveryError as exc:
+            return trouble.attempt_failed(rcpts, exc)
+
+    async def _apply(self, msg: QueuedMessage, outcomes: Sequence[RcptOutcome]) -> None:
+        """Record the outcomes, bounce the failed, then remove or reschedule the message."""
+        now = self.clock.now()
+        for outcome in outcomes:
+            self._record(msg, outcome, now)
+        settled = {o.rcpt for o in outcomes if o.kind != "deferred"}
+        deferred = [o for o in outcomes if o.kind == "deferred"]
+        bounced = [o for o in outcomes if o.kind == "bounced"]
+        remaining = [rcpt for rcpt in msg.rcpts if rcpt not in settled]
+        if remaining and self._expired(msg, now):
+            bounced += self._expire(msg, remaining, deferred, now)
+            remaining = []
+        if bounced and not await self._bounce(msg, bounced, now):
+            remaining += [o.rcpt for o in bounced]  # no DSN queued: bounce them next time
+        msg.rcpts = remaining
+        if not remaining:
+            await self.spool.remove(msg.id)
+            return
+        await self._reschedule(msg, deferred, now)
+
+    async def _reschedule(
+        self, msg: QueuedMessage, deferred: Sequence[RcptOutcome], now: float
+    ) -> None:
+        msg.attempts += 1
+        msg.state = QueueState.DEFERRED
+        msg.next_attempt = now + retry_delay(
+            msg.attempts, self.config.min_backoff, self.config.max_backoff, msg.id
+        )
+        if deferred:
+            msg.last_error = deferred[-1].text
+        reason = self._origin_hold(msg)  # suspended while this attempt was in flight
+        if reason:
+            msg.state, msg.hold_reason = QueueState.HELD, reason
+        await self.spool.update(msg)
+
+    def _record(self, msg: QueuedMessage, outcome: RcptOutcome, now: float) -> None:
+        """Publish, count and log (DEBUG) one recipient's outcome."""
+        self.bus.publish(
+            Outcome(
+                now,
+                outcome.kind,
+                msg.id,
+                msg.connection,
+                msg.client_ip,
+                outcome.rcpt,
+                outcome.code,
+                outcome.text,
+            )
+        )
+        self.metrics.messages.labels(outcome=outcome.kind).inc()
+        if outcome.kind == "delivered":
+            self.metrics.delivery_latency.observe(max(0.0, now - msg.received_at))
+        event(
+            log,
+            outcome.kind,
+            logging.DEBUG,
+            queue_id=msg.id,
+            rcpt=outcome.rcpt,
+            code=outcome.code,
+            status=outcome.status,
+            hop=outcome.hop,
+            text=outcome.text,
+        )
+
+    # -- expiry and bounces ----------------------------------------------------------------
+
+    def _expired(self, msg: QueuedMessage, now: float) -> bool:
+        lifetime = self.config.bounce_lifetime if msg.is_bounce else self.config.queue_lifetime
+        return now - msg.received_at >= lifetime
+
+    def _expire(
+        self,
+        msg: QueuedMessage,
+        remaining: Sequence[str],
+        deferred: Sequence[RcptOutcome],
+        now: float,
+    ) -> list[RcptOutcome]:
+        """The remaining recipients' 4.4.7 bounces, recorded and logged (INFO)."""
+        last = {o.rcpt: o for o in deferred}
+        expired = [trouble.expired(rcpt, last.get(rcpt), msg.last_error) for rcpt in remaining]
+        for outcome in expired:
+            self._record(msg, outcome, now)
+        event(
+            log,
+            "expired",
+            logging.INFO,
+            queue_id=msg.id,
+            sender=msg.sender,
+            rcpts=len(expired),
+            age=round(now - msg.received_at),
+            attempts=msg.attempts + 1,
+            dropped=msg.is_bounce,
+        )
+        return expired
+
+    async def _bounce(self, msg: QueuedMessage, bounced: Sequence[RcptOutcome], now: float) -> bool:
+        """Queue one DSN for `bounced`; False if it could not be queued (keep them)."""
+        dsn = make_dsn(msg, bounced, self.hostname, now)
+        if dsn is None:
+            event(log, "bounce-dropped", logging.INFO, queue_id=msg.id, rcpts=len(bounced))
+            return True
+        try:
+            await self.enqueue(dsn)
+        except SpoolError as exc:
+            event(log, "dsn-not-queued", logging.ERROR, queue_id=msg.id, error=str(exc))
+            return False
+        event(log, "dsn-queued", logging.DEBUG, queue_id=msg.id, dsn_id=dsn.id)
+        return True
+
+
+def _by_domain(rcpts: Iterable[str]) -> dict[str, list[str]]:
+    groups: dict[str, list[str]] = {}
+    for rcpt in rcpts:
+        groups.setdefault(domain_of(rcpt), []).append(rcpt)
+    return groups

@@ -1,0 +1,517 @@
+"""The scheduler over the real spool, router, deliverer and registry, with a real sink.
+
+Time is a FakeClock: a retry becomes due by `clock.advance(...)` and is started
+by `scheduler.run_due()`, never by sleeping.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import email
+import email.policy
+import logging
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from email.message import EmailMessage, Message
+from pathlib import Path
+
+import pytest
+
+from relay.deliver import Deliverer
+from relay.message import QueuedMessage, QueueState, new_queue_id
+from relay.routing import Router
+from relay.schedule import Scheduler, retry_delay
+from relay.spool import Spool
+from tests.support.connections import plain
+from tests.support.sink import Sink, SinkMessage
+from ugem.clock import FakeClock
+from ugem.config import DeliveryConfig
+from ugem.events import EventBus, Outcome, Subscription
+from ugem.metrics import Metrics
+from ugem.model import ConnState
+from ugem.registry import Registry
+from ugem.store.sqlite import SqliteStore
+
+MIN, MAX, LIFETIME = 300.0, 4000.0, 3 * 3600.0
+ORIGIN, ORIGIN_IP, SENDER = "gov.kz", "10.0.0.5", "alice@gov.kz"
+BODY = b"The body of the original message.\r\n"
+
+
+@dataclass
+class World:
+    """One node's delivery side, on the test's loop; `restart()` makes a new one."""
+
+    tmp: Path
+    sink: Sink
+    clock: FakeClock
+    store: SqliteStore
+    registry: Registry
+    config: DeliveryConfig
+    bus: EventBus
+    events: Subscription
+    metrics: Metrics
+    spool: Spool
+    deliverer: Deliverer
+    scheduler: Scheduler
+
+    async def restart(self) -> None:
+        """Stop the scheduler, close the spool; a new registry, spool and scheduler over
+        the same files, set up in the node's order (registry synced before it has a
+        listener)."""
+        await self.scheduler.stop(grace=0)
+        await self.deliverer.close()
+        await self.spool.close()
+        self.registry = Registry(self.store, self.clock)
+        await self.registry.sync()
+        self.spool, self.deliverer, self.scheduler = await _delivery_side(
+            self.tmp, self.clock, self.registry, self.config, self.bus, self.metrics
+        )
+
+    async def close(self) -> None:
+        await self.scheduler.stop(grace=0)
+        await self.deliverer.close()
+        await self.spool.close()
+        await self.store.close()
+
+    def message(self, *rcpts: str, sender: str = SENDER, connection: str = ORIGIN) -> QueuedMessage:
+        data = (
+            f"From: <{sender}>\r\nTo: {', '.join(rcpts)}\r\nSubject: report\r\n"
+            f"Message-ID: <{new_queue_id()}@gov.kz>\r\n\r\n"
+        ).encode() + BODY
+        return QueuedMessage(
+            id=new_queue_id(self.clock.now()),
+            sender=sender,
+            rcpts=list(rcpts),
+            data=data,
+            size=len(data),
+            connection=connection,
+            client_ip=ORIGIN_IP if connection else "203.0.113.9",
+            received_at=self.clock.now(),
+            original_rcpts=list(rcpts),
+        )
+
+    async def send(self, *rcpts: str, sender: str = SENDER) -> QueuedMessage:
+        """Queue a message and let its first attempt (and any DSN it queues) finish."""
+        msg = self.message(*rcpts, sender=sender)
+        await self.scheduler.enqueue(msg)
+        await self.scheduler.drain()
+        return msg
+
+    async def retry_at(self, when: float) -> int:
+        """Move the clock to `when`, scan, finish the attempts; how many started."""
+        self.clock.set(when)
+        started = await self.scheduler.run_due()
+        await self.scheduler.drain()
+        return started
+
+    def outcomes(self) -> list[tuple[str, str, int]]:
+        """(event, rcpt, code) of every Outcome published so far."""
+        out: list[tuple[str, str, int]] = []
+        while not self.events.queue.empty():
+            ev = self.events.queue.get_nowait()
+            if isinstance(ev, Outcome):
+                out.append((ev.event, ev.rcpt, ev.code))
+        return out
+
+    def dsns(self) -> list[SinkMessage]:
+        return [m for m in self.sink.messages if m.sender == ""]
+
+    def originals(self) -> list[SinkMessage]:
+        return [m for m in self.sink.messages if m.sender != ""]
+
+
+async def _delivery_side(
+    tmp: Path,
+    clock: FakeClock,
+    registry: Registry,
+    config: DeliveryConfig,
+    bus: EventBus,
+    metrics: Metrics,
+) -> tuple[Spool, Deliverer, Scheduler]:
+    spool = Spool(tmp / "spool" / "queue.db", clock, metrics)
+    await spool.open()
+    router = Router(registry, config, clock)
+    deliverer = Deliverer(config, "gw.test", metrics, clock)
+    scheduler = Scheduler(
+        spool, router, deliverer, registry, bus, clock, config, metrics, "gw.test"
+    )
+    registry.on_change(scheduler.on_connection_change)
+    return spool, deliverer, scheduler
+
+
+@pytest.fixture
+async def world(tmp_path: Path, sink: Sink) -> AsyncIterator[World]:
+    clock = FakeClock()
+    store = SqliteStore(tmp_path / "registry.db")
+    await store.add(plain(ORIGIN, ORIGIN_IP))
+    registry = Registry(store, clock)
+    await registry.sync()
+    hop = f"{sink.host}:{sink.port}"
+    config = DeliveryConfig(
+        routes={d: hop for d in ("example.org", "example.com", "example.net", ORIGIN)},
+        dns_servers=["127.0.0.1"],  # never asked: every domain has a route
+        min_backoff=MIN,
+        max_backoff=MAX,
+        queue_lifetime=LIFETIME,
+        bounce_lifetime=LIFETIME / 3,
+    )
+    metrics, bus = Metrics(), EventBus()
+    events = bus.subscribe("test")
+    spool, deliverer, scheduler = await _delivery_side(
+        tmp_path, clock, registry, config, bus, metrics
+    )
+    world = World(
+        tmp_path,
+        sink,
+        clock,
+        store,
+        registry,
+        config,
+        bus,
+        events,
+        metrics,
+        spool,
+        deliverer,
+        scheduler,
+    )
+    try:
+        yield world
+    finally:
+        await world.close()
+
+
+def parse(data: bytes) -> EmailMessage:
+    msg = email.message_from_bytes(data, policy=email.policy.default)
+    assert isinstance(msg, EmailMessage)
+    return msg
+
+
+def dsn_recipients(dsn: SinkMessage) -> dict[str, Message]:
+    """Final-Recipient address -> its field group, from the DSN's delivery-status part."""
+    report = list(parse(dsn.data).iter_parts())[1]
+    assert report.get_content_type() == "message/delivery-status"
+    groups = report.get_payload()
+    assert isinstance(groups, list)
+    return {
+        str(g["Final-Recipient"]).split(";", 1)[1].strip(): g
+        for g in groups
+        if isinstance(g, Message) and g["Final-Recipient"]
+    }
+
+
+def counter(world: World, outcome: str) -> float:
+    value = world.metrics.registry.get_sample_value("ugem_messages_total", {"outcome": outcome})
+    return value or 0.0
+
+
+# -- back-off ----------------------------------------------------------------------------
+
+
+def test_backoff_doubles_from_min_to_max_with_a_little_fixed_jitter() -> None:
+    delays = [retry_delay(n, MIN, MAX, "Q1") for n in range(1, 8)]
+    assert MIN <= delays[0] <= MIN * 1.1
+    assert 2 * MIN <= delays[1] <= 2 * MIN * 1.1
+    assert 4 * MIN <= delays[2] <= 4 * MIN * 1.1
+    assert delays[-1] == MAX and max(delays) == MAX
+    assert retry_delay(3, MIN, MAX, "Q1") == delays[2]  # fixed per message and attempt
+    assert retry_delay(10_000, MIN, MAX, "Q1") == MAX  # no overflow
+    assert len({retry_delay(1, MIN, MAX, f"Q{i}") for i in range(20)}) > 1  # spread out
+
+
+# -- delivery ----------------------------------------------------------------------------
+
+
+async def test_delivered_once_and_removed_from_the_spool(world: World) -> None:
+    msg = await world.send("bob@example.org")
+    assert [(m.sender, m.rcpts) for m in world.sink.messages] == [(SENDER, ["bob@example.org"])]
+    assert world.sink.messages[0].data.endswith(BODY)
+    assert await world.spool.get(msg.id) is None and world.spool.size() == 0
+    assert world.outcomes() == [("delivered", "bob@example.org", 250)]
+    assert counter(world, "delivered") == 1
+    assert await world.retry_at(world.clock.now() + LIFETIME) == 0
+    assert len(world.sink.messages) == 1
+
+
+async def test_outcome_events_carry_the_origin(world: World) -> None:
+    await world.send("bob@example.org")
+    ev = await world.events.get()
+    assert isinstance(ev, Outcome)
+    assert (ev.event, ev.queue_id != "", ev.connection, ev.ip, ev.rcpt, ev.code) == (
+        "delivered",
+        True,
+        ORIGIN,
+        ORIGIN_IP,
+        "bob@example.org",
+        250,
+    )
+
+
+async def test_451_twice_then_delivered_once_at_the_backoff_times(world: World) -> None:
+    world.sink.data_replies = ["451 4.3.0 try later", "451 4.3.0 try later"]
+    t0 = world.clock.now()
+    msg = await world.send("bob@example.org")
+    queued = await world.spool.get(msg.id)
+    assert queued is not None
+    assert (queued.state, queued.attempts, queued.last_error) == (
+        QueueState.DEFERRED,
+        1,
+        "try later",
+    )
+    first = t0 + retry_delay(1, MIN, MAX, msg.id)
+    assert queued.next_attempt == pytest.approx(first)
+
+    assert await world.retry_at(first - 1) == 0  # not before its time
+    assert await world.retry_at(first) == 1
+    queued = await world.spool.get(msg.id)
+    assert queued is not None and queued.attempts == 2
+    second = first + retry_delay(2, MIN, MAX, msg.id)
+    assert second - first >= 2 * MIN
+    assert await world.retry_at(second - 1) == 0
+    assert await world.retry_at(second) == 1
+
+    assert [m.rcpts for m in world.sink.messages] == [["bob@example.org"]]
+    assert await world.spool.get(msg.id) is None
+    assert [e for e, _, _ in world.outcomes()] == ["deferred", "deferred", "delivered"]
+
+
+async def test_550_sends_a_dsn_to_the_sender_and_removes_the_original(world: World) -> None:
+    world.sink.rcpt_reply = lambda rcpt: "550 5.1.1 No such user" if rcpt != SENDER else None
+    msg = await world.send("nobody@example.org")
+    assert world.originals() == []
+    [dsn] = world.dsns()
+    assert dsn.rcpts == [SENDER]
+    assert parse(dsn.data).get_content_type() == "multipart/report"
+    group = dsn_recipients(dsn)["nobody@example.org"]
+    assert (group["Action"], group["Status"]) == ("failed", "5.1.1")
+    assert "550 5.1.1 No such user" in group["Diagnostic-Code"]
+    assert await world.spool.get(msg.id) is None and world.spool.size() == 0
+    assert ("bounced", "nobody@example.org", 550) in world.outcomes()
+
+
+async def test_mixed_outcomes_in_one_message(world: World) -> None:
+    replies = {
+        "nobody@example.org": "550 5.1.1 No such user",
+        "later@example.net": "452 4.2.2 Mailbox full",
+    }
+    world.sink.rcpt_reply = replies.get
+    rcpts = ("ok@example.org", "nobody@example.org", "later@example.net", "ok@example.com")
+    msg = await world.send(*rcpts)
+    # The domains share one route: one transaction carried the two accepted recipients.
+    assert [m.rcpts for m in world.originals()] == [["ok@example.org", "ok@example.com"]]
+    [dsn] = world.dsns()
+    assert list(dsn_recipients(dsn)) == ["nobody@example.org"]
+    queued = await world.spool.get(msg.id)
+    assert queued is not None
+    assert (queued.rcpts, queued.state, queued.attempts) == (
+        ["later@example.net"],
+        QueueState.DEFERRED,
+        1,
+    )
+    assert "Mailbox full" in queued.last_error
+    outcomes = world.outcomes()
+    assert sorted(o for o in outcomes if o[1] in rcpts) == [
+        ("bounced", "nobody@example.org", 550),
+        ("deferred", "later@example.net", 452),
+        ("delivered", "ok@example.com", 250),
+        ("delivered", "ok@example.org", 250),
+    ]
+
+
+async def test_expiry_after_queue_lifetime_bounces_with_4_4_7(world: World) -> None:
+    world.sink.rcpt_reply = lambda rcpt: "451 4.3.0 not now" if rcpt != SENDER else None
+    msg = await world.send("later@example.org")
+    while True:  # retried at its back-off times until the lifetime is over
+        queued = await world.spool.get(msg.id, with_data=False)
+        if queued is None:
+            break
+        assert queued.received_at + LIFETIME + MAX >= queued.next_attempt
+        assert await world.retry_at(queued.next_attempt) == 1
+    assert world.clock.now() - msg.received_at >= LIFETIME
+    assert world.originals() == []
+    [dsn] = world.dsns()
+    group = dsn_recipients(dsn)["later@example.org"]
+    assert group["Status"] == "4.4.7"
+    assert "delivery time expired" in group["Diagnostic-Code"]
+    assert "not now" in group["Diagnostic-Code"]
+
+
+async def test_an_expired_bounce_is_dropped_without_a_dsn(
+    world: World, caplog: pytest.LogCaptureFixture
+) -> None:
+    world.sink.rcpt_reply = lambda rcpt: "451 4.3.0 not now"
+    msg = await world.send("someone@example.org", sender="")
+    caplog.set_level(logging.INFO, logger="relay.schedule")
+    assert await world.retry_at(msg.received_at + LIFETIME / 3) == 1
+    assert await world.spool.get(msg.id) is None and world.spool.size() == 0
+    assert world.sink.messages == []
+    expired = [r for r in caplog.records if getattr(r, "event", "") == "expired"]
+    assert [r.fields["queue_id"] for r in expired] == [msg.id]  # type: ignore[attr-defined]
+    assert expired[0].levelno == logging.INFO
+
+
+async def test_a_bounce_that_bounces_is_not_bounced_again(world: World) -> None:
+    world.sink.rcpt_reply = lambda rcpt: "550 5.1.1 No such user"
+    msg = await world.send("gone@example.org", sender="")
+    assert world.sink.messages == []
+    assert await world.spool.get(msg.id) is None and world.spool.size() == 0
+
+
+# -- held mail ---------------------------------------------------------------------------
+
+
+async def suspend(world: World) -> None:
+    await world.registry.set_state(ORIGIN, ConnState.SUSPENDED, "anomaly", "test")
+
+
+async def resume(world: World) -> None:
+    await world.registry.set_state(ORIGIN, ConnState.CONNECTED, "", "test")
+    await world.scheduler.drain()
+
+
+async def test_suspended_origin_is_held_not_delivered_not_dropped(world: World) -> None:
+    await suspend(world)
+    msg = await world.send("bob@example.org")
+    queued = await world.spool.get(msg.id)
+    assert queued is not None
+    assert (queued.state, queued.hold_reason) == (QueueState.HELD, f"suspended: {ORIGIN}")
+    assert await world.retry_at(world.clock.now() + LIFETIME * 2) == 0
+    assert world.sink.messages == [] and await world.spool.get(msg.id) is not None
+
+    await resume(world)  # released and delivered at once, without waiting for a scan
+    assert [m.rcpts for m in world.sink.messages] == [["bob@example.org"]]
+    assert await world.spool.get(msg.id) is None
+
+
+async def test_suspension_holds_mail_already_queued(world: World) -> None:
+    world.sink.data_replies = ["451 4.3.0 try later"]
+    msg = await world.send("bob@example.org")
+    await suspend(world)
+    queued = await world.spool.get(msg.id)
+    assert queued is not None and queued.state == QueueState.HELD
+    assert await world.retry_at(queued.next_attempt + MAX) == 0
+    assert world.sink.messages == []
+    await resume(world)
+    assert [m.rcpts for m in world.sink.messages] == [["bob@example.org"]]
+
+
+async def test_inbound_mail_is_not_held_by_a_suspension(world: World) -> None:
+    await suspend(world)
+    msg = world.message("clerk@gov.kz", sender="someone@example.org", connection="")
+    await world.scheduler.enqueue(msg)
+    await world.scheduler.drain()
+    assert [m.rcpts for m in world.sink.messages] == [["clerk@gov.kz"]]
+
+
+async def test_operator_held_mail_stays_held_after_resume(world: World) -> None:
+    world.sink.data_replies = ["451 4.3.0 try later"]
+    msg = await world.send("bob@example.org")
+    assert await world.spool.hold([msg.id], reason="operator: investigating") == 1
+    await suspend(world)
+    await resume(world)
+    assert await world.retry_at(world.clock.now() + MAX * 2) == 0
+    queued = await world.spool.get(msg.id)
+    assert queued is not None
+    assert (queued.state, queued.hold_reason) == (QueueState.HELD, "operator: investigating")
+    assert world.sink.messages == []
+
+
+async def test_disconnected_origin_keeps_its_mail_held(world: World) -> None:
+    world.sink.data_replies = ["451 4.3.0 try later"]
+    msg = await world.send("bob@example.org")
+    await world.registry.set_state(ORIGIN, ConnState.DISCONNECTED, "contract ended", "test")
+    queued = await world.spool.get(msg.id)
+    assert queued is not None
+    assert (queued.state, queued.hold_reason) == (QueueState.HELD, f"disconnected: {ORIGIN}")
+    assert await world.retry_at(world.clock.now() + LIFETIME * 2) == 0
+    assert world.sink.messages == []
+
+
+# -- concurrency, stop and restart -------------------------------------------------------
+
+
+async def test_a_message_in_flight_is_not_attempted_again(world: World) -> None:
+    gate = world.sink.data_gate = asyncio.Event()
+    msg = world.message("bob@example.org")
+    await world.scheduler.enqueue(msg)
+    await world.sink.wait_until(lambda: world.sink.in_data == 1, 10, "DATA in progress")
+    assert await world.scheduler.run_due() == 0  # it is due (active) but in flight
+    gate.set()
+    await world.scheduler.drain()
+    assert len(world.sink.messages) == 1
+
+
+async def test_stop_cancels_attempts_and_keeps_their_mail(world: World) -> None:
+    world.sink.data_gate = asyncio.Event()
+    msg = world.message("bob@example.org")
+    await world.scheduler.enqueue(msg)
+    await world.sink.wait_until(lambda: world.sink.in_data == 1, 10, "DATA in progress")
+    await world.scheduler.stop(grace=0)
+    assert world.sink.messages == []
+    assert await world.spool.get(msg.id) is not None  # a duplicate is better than a loss
+
+
+async def test_mail_recovered_after_a_restart_is_delivered_by_the_first_scan(
+    world: World,
+) -> None:
+    world.sink.data_replies = ["451 4.3.0 try later"]
+    deferred = await world.send("bob@example.org")
+    await world.scheduler.stop(grace=0)
+    fresh = world.message("carol@example.org")
+    await world.scheduler.enqueue(fresh)  # stopped: durable, but no attempt now
+    assert world.sink.messages == []
+
+    await world.restart()
+    queued = await world.spool.get(deferred.id)
+    assert queued is not None
+    world.clock.set(queued.next_attempt)
+    await world.scheduler.start()
+    await world.sink.wait_for(2)
+    await world.scheduler.drain()
+    assert sorted(r for m in world.sink.messages for r in m.rcpts) == [
+        "bob@example.org",
+        "carol@example.org",
+    ]
+    assert world.spool.size() == 0
+
+
+async def test_mail_held_for_a_connection_resumed_while_down_is_released_at_start(
+    world: World,
+) -> None:
+    await suspend(world)
+    msg = await world.send("bob@example.org")
+    await world.scheduler.stop(grace=0)
+    conn = await world.store.get(ORIGIN)
+    assert conn is not None  # resumed by the CLI while the node is down:
+    await world.store.put(dataclasses.replace(conn, state=ConnState.CONNECTED))
+    await world.restart()
+    queued = await world.spool.get(msg.id)
+    assert queued is not None and queued.state == QueueState.HELD
+    await world.scheduler.start()
+    await world.sink.wait_for(1)
+    await world.scheduler.drain()
+    assert [m.rcpts for m in world.sink.messages] == [["bob@example.org"]]
+
+
+async def test_mail_of_a_connection_suspended_while_down_is_held_at_start(
+    world: World,
+) -> None:
+    world.sink.data_replies = ["451 4.3.0 try later"]
+    msg = await world.send("bob@example.org")
+    await world.scheduler.stop(grace=0)
+    conn = await world.store.get(ORIGIN)
+    assert conn is not None
+    await world.store.put(dataclasses.replace(conn, state=ConnState.SUSPENDED))
+    await world.restart()
+    await world.scheduler.start()
+    queued = await world.spool.get(msg.id)
+    assert queued is not None
+    assert (queued.state, queued.hold_reason) == (QueueState.HELD, f"suspended: {ORIGIN}")
+
+
+async def test_scan_updates_the_queue_gauge(world: World) -> None:
+    world.sink.data_replies = ["451 4.3.0 try later"]
+    await world.send("bob@example.org")
+    await world.scheduler.run_due()
+    value = world.metrics.registry.get_sample_value("ugem_queue_messages", {"state": "deferred"})
+    assert value == 1
