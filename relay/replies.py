@@ -18,7 +18,9 @@ class Reply:
     text: str
 
     def __str__(self) -> str:
-        return f"{self.code} {self.status} {self.text}" if self.status else f"{self.code} {self.text}"
+        return (
+            f"{self.code} {self.status} {self.text}" if self.status else f"{self.code} {self.text}"
+        )
 
     def with_text(self, text: str) -> Reply:
         return Reply(self.code, self.status, text)
@@ -49,8 +51,12 @@ def queued(queue_id: str) -> Reply:
 
 
 # 4xx: the client keeps the mail and tries again
-SUSPENDED = Reply(451, "4.7.1", "Mail server suspended by the UGEM operator; your mail is "
-                  "kept for retry; contact the STS support service")
+SUSPENDED = Reply(
+    451,
+    "4.7.1",
+    "Mail server suspended by the UGEM operator; your mail is "
+    "kept for retry; contact the STS support service",
+)
 INTERNAL_ERROR = Reply(451, "4.3.0", "Internal error; try again later")
 QUEUE_BACKLOG = Reply(451, "4.3.2", "System busy; try again later")
 SPOOL_FULL = Reply(452, "4.3.1", "Insufficient system storage")
@@ -65,8 +71,9 @@ TLS_UNAVAILABLE = Reply(454, "4.7.0", "TLS not available")
 # 5xx: permanent
 RELAY_DENIED = Reply(554, "5.7.1", "Relay access denied")
 SENDER_DENIED = Reply(550, "5.7.1", "Sender address is not in a domain of your connection")
-BAD_LINE_ENDINGS = Reply(550, "5.6.0", "Message contains bare CR or LF, or NUL; "
-                         "lines must end with CRLF")
+BAD_LINE_ENDINGS = Reply(
+    550, "5.6.0", "Message contains bare CR or LF, or NUL; lines must end with CRLF"
+)
 MESSAGE_TOO_BIG = Reply(552, "5.3.4", "Message too big")
 LINE_TOO_LONG = Reply(500, "5.5.2", "Line too long")
 COMMAND_TOO_LONG = Reply(500, "5.5.2", "Command line too long")
@@ -90,3 +97,42 @@ DMARC_REJECT = Reply(550, "5.7.1", "Rejected by the sender domain's DMARC policy
 
 def size_exceeded(limit: int) -> Reply:
     return Reply(552, "5.3.4", f"Message size exceeds fixed maximum of {limit} bytes")
+
+
+# Added for accept/address/policy (additive). Replies without an enhanced status code are
+# the ones RFC 2034 exempts: the greeting and the HELO/EHLO answers.
+def greeting(hostname: str) -> Reply:
+    return Reply(220, "", f"{hostname} ESMTP UGEM")
+
+
+def helo_ok(hostname: str) -> Reply:
+    return Reply(250, "", hostname)
+
+
+HELP = Reply(214, "2.0.0", "Commands: EHLO HELO MAIL RCPT DATA RSET NOOP VRFY HELP QUIT STARTTLS")
+TOO_MANY_NOOPS = Reply(
+    421, "4.7.0", "Too many NOOP, RSET, VRFY or HELP commands; closing connection"
+)
+NO_VALID_RCPTS = Reply(554, "5.5.1", "No valid recipients")
+PARAM_VALUE_BAD = Reply(
+    501,
+    "5.5.4",
+    "Bad ESMTP parameter value: SIZE takes digits, BODY takes "
+    "7BIT or 8BITMIME, SMTPUTF8 takes no value",
+)
+ROUTING_TRICK = Reply(
+    550,
+    "5.7.1",
+    "Percent hack, bang path or quoted @ in the local part is "
+    "not accepted; address the real domain as user@domain",
+)
+ADDRESS_LITERAL = Reply(
+    550, "5.7.1", "Address literals like user@[1.2.3.4] are not accepted; use a domain name"
+)
+NEEDS_SMTPUTF8 = Reply(553, "5.6.7", "Non-ASCII address needs the SMTPUTF8 parameter on MAIL")
+NO_LOCAL_MAILBOX = Reply(550, "5.1.1", "This gateway has no local mailboxes")
+POSTMASTER_UNROUTED = Reply(
+    550,
+    "5.1.1",
+    "The gateway's postmaster has no next hop configured; contact the STS support service",
+)

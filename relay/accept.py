@@ -1,0 +1,182 @@
+"""The SMTP listener: sessions on the main event loop, connection caps, graceful stop.
+
+`AcceptServer` listens on `[smtp] listen` with `loop.create_server` (not
+aiosmtpd's threaded Controller) and runs one `relay.smtp_session.SmtpSession`
+per client. It counts sessions in the server, not per session: over
+`max_connections` in total, or `max_connections_per_ip` from one address, a
+client is greeted with 421 4.7.0 and closed. STARTTLS is offered when
+`tls_cert` and `tls_key` are set; a certificate or key that cannot be loaded is
+a `ConfigError` at `start()`. `stop(grace)` stops listening, sends 421 4.3.2 to
+sessions that are idle or between commands, lets a DATA or commit in progress
+finish within `grace` seconds, then aborts what is left and waits (again up to
+`grace`) for commits already handed to the intake, so none is torn.
+
+The mail itself goes to an `Intake` (the scheduler): `enqueue()` is durable on
+return, `backlog()` is the number of messages waiting (backpressure at MAIL).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+import ssl
+from collections import Counter
+
+from relay import replies
+from relay.address import PathLimits
+from relay.policy import Gateway
+from relay.replies import Reply
+from relay.smtp_commands import Intake, Services
+from relay.smtp_session import SmtpSession
+from ugem.clock import Clock
+from ugem.config import Config, parse_hostport
+from ugem.errors import ConfigError
+from ugem.events import EventBus
+from ugem.log import event
+from ugem.metrics import Metrics
+from ugem.names import canonical_domain
+from ugem.registry import Registry
+
+__all__ = ["AcceptServer", "Intake"]
+
+log = logging.getLogger("relay.accept")
+
+
+class AcceptServer:
+    def __init__(
+        self,
+        config: Config,
+        registry: Registry,
+        intake: Intake,
+        bus: EventBus,
+        metrics: Metrics,
+        clock: Clock,
+    ) -> None:
+        self.config = config
+        hostname = config.hostname
+        domain = gateway_domain(hostname)
+        gateway = Gateway(domain, postmaster_routed=domain in config.delivery.routes)
+        smtp = config.smtp
+        self._services = Services(
+            config=config,
+            registry=registry,
+            intake=intake,
+            bus=bus,
+            metrics=metrics,
+            clock=clock,
+            hostname=hostname,
+            gateway=gateway,
+            limits=PathLimits(smtp.max_local_part, smtp.max_domain, gateway.domain),
+            tls=None,
+        )
+        self.metrics = metrics
+        self._server: asyncio.Server | None = None
+        self._sessions: set[SmtpSession] = set()  # every open session, admitted or not
+        self._admitted: set[SmtpSession] = set()
+        self._per_ip: Counter[str] = Counter()
+        self._commits: set[asyncio.Task[None]] = set()
+        self._stopping = False
+        self.port = 0
+
+    async def start(self) -> None:
+        host, port = parse_hostport(self.config.smtp.listen, listen=True)
+        tls = load_tls(self.config.smtp.tls_cert, self.config.smtp.tls_key)
+        self._services = dataclasses.replace(self._services, tls=tls)
+        loop = asyncio.get_running_loop()
+        self._server = await loop.create_server(
+            lambda: SmtpSession(self._services, self), host, port
+        )
+        self.port = int(self._server.sockets[0].getsockname()[1])
+        event(
+            log, "smtp_listening", logging.INFO, host=host, port=self.port, starttls=tls is not None
+        )
+
+    async def stop(self, grace: float = 5.0) -> None:
+        self._stopping = True
+        if self._server is not None:
+            self._server.close()
+        for session in list(self._sessions):
+            session.shut_down()
+        await self._wait_sessions(grace)
+        if self._commits:
+            _, pending = await asyncio.wait(set(self._commits), timeout=grace)
+            if pending:
+                event(log, "smtp_stop_commits_pending", logging.WARNING, count=len(pending))
+        if self._server is not None:
+            await self._server.wait_closed()
+            self._server = None
+
+    async def _wait_sessions(self, grace: float) -> None:
+        tasks = {t for s in self._sessions if (t := s.task) is not None and not t.done()}
+        if tasks:
+            _, late = await asyncio.wait(tasks, timeout=grace)
+            if late:
+                for session in list(self._sessions):
+                    session.abort()
+                await asyncio.gather(*late, return_exceptions=True)
+
+    def session_count(self) -> int:
+        return len(self._admitted)
+
+    # -- SessionHost: what sessions ask of the server --------------------------------------
+
+    def admit(self, session: SmtpSession) -> Reply | None:
+        """None if the session may go on; else the 421 to greet it with."""
+        self._sessions.add(session)
+        smtp = self.config.smtp
+        if self._stopping:
+            return replies.SHUTTING_DOWN
+        if len(self._admitted) >= smtp.max_connections:
+            return replies.TOO_MANY_CONNECTIONS
+        if self._per_ip[session.client_ip] >= smtp.max_connections_per_ip:
+            return replies.TOO_MANY_FROM_IP
+        self._admitted.add(session)
+        self._per_ip[session.client_ip] += 1
+        self.metrics.smtp_connections.inc()
+        self.metrics.smtp_connections_total.inc()
+        return None
+
+    def release(self, session: SmtpSession) -> None:
+        self._sessions.discard(session)
+        if session not in self._admitted:
+            return
+        self._admitted.discard(session)
+        self._per_ip[session.client_ip] -= 1
+        if self._per_ip[session.client_ip] <= 0:
+            del self._per_ip[session.client_ip]
+        self.metrics.smtp_connections.dec()
+
+    def commit_started(self, task: asyncio.Task[None]) -> None:
+        self._commits.add(task)
+        task.add_done_callback(self._commit_done)
+
+    def _commit_done(self, task: asyncio.Task[None]) -> None:
+        self._commits.discard(task)
+        if not task.cancelled():
+            task.exception()  # retrieved: the session logged it, or its client was gone
+
+
+def gateway_domain(hostname: str) -> str:
+    """The node's hostname as a domain: canonical when it is a valid one."""
+    try:
+        return canonical_domain(hostname)
+    except ValueError:
+        return hostname.strip().rstrip(".").lower()
+
+
+def load_tls(cert: str, key: str) -> ssl.SSLContext | None:
+    """The server's TLS context, or None when STARTTLS is not configured."""
+    if not cert and not key:
+        return None
+    if not cert or not key:
+        missing = "smtp.tls_cert" if not cert else "smtp.tls_key"
+        raise ConfigError(missing, "", "STARTTLS needs both tls_cert and tls_key")
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    try:
+        context.load_cert_chain(cert, key)
+    except (OSError, ssl.SSLError) as exc:
+        raise ConfigError(
+            "smtp.tls_cert", cert, f"a readable PEM certificate chain matching smtp.tls_key ({exc})"
+        ) from exc
+    return context

@@ -1,0 +1,64 @@
+"""The `Received:` header the gateway prepends to every message it accepts (RFC 5321 4.4).
+
+`received_header(...)` gives the header as bytes ending in CRLF, folded so no
+line is long. What the client told us (its HELO name, the recipient) is never
+copied raw: the HELO name is cut down to a safe charset and length (or
+"unknown"), and the `for <rcpt>` clause appears only for a single recipient
+whose address is plain printable ASCII without characters that could break
+the header's syntax. The client address comes from the socket, not the client.
+The date is RFC 5322's, from the caller's (injected) clock. Never raises.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from email.utils import format_datetime
+
+MAX_HELO = 64
+_UNSAFE_HELO = re.compile(r"[^A-Za-z0-9.\-_:\[\]]")
+_SAFE_ADDRESS = re.compile(r"[A-Za-z0-9.!#$%&'*+/=?^_`{|}~@-]{3,254}\Z")
+
+
+def protocol(esmtp: bool, tls: bool, smtputf8: bool) -> str:
+    """The `with` keyword: SMTP, ESMTP, ESMTPS, UTF8SMTP or UTF8SMTPS (RFC 3848, 6531)."""
+    if not esmtp:
+        return "SMTP"
+    return ("UTF8SMTP" if smtputf8 else "ESMTP") + ("S" if tls else "")
+
+
+def safe_helo(name: str) -> str:
+    cleaned = _UNSAFE_HELO.sub("", name)[:MAX_HELO]
+    return cleaned or "unknown"
+
+
+def address_literal(ip: str) -> str:
+    try:
+        addr = ipaddress.ip_address(ip)
+    except ValueError:
+        return "[unknown]"
+    return f"[IPv6:{addr}]" if addr.version == 6 else f"[{addr}]"
+
+
+def received_header(
+    *,
+    helo: str,
+    client_ip: str,
+    hostname: str,
+    with_: str,
+    queue_id: str,
+    rcpts: Sequence[str],
+    when: float,
+) -> bytes:
+    date = format_datetime(datetime.fromtimestamp(when, tz=UTC))
+    lines = [
+        f"Received: from {safe_helo(helo)} ({address_literal(client_ip)})",
+        f"\tby {safe_helo(hostname)} (UGEM) with {with_} id {queue_id}",
+    ]
+    if len(rcpts) == 1 and _SAFE_ADDRESS.match(rcpts[0]):
+        lines.append(f"\tfor <{rcpts[0]}>")
+    lines[-1] += ";"
+    lines.append(f"\t{date}")
+    return ("\r\n".join(lines) + "\r\n").encode("ascii")

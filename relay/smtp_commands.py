@@ -1,0 +1,366 @@
+"""What each SMTP command means: the envelope, the policy, the commit of an accepted message.
+
+`Commands` holds one session's protocol state (HELO name, the transaction
+from MAIL FROM to the end of DATA) and a handler per verb; each handler
+returns the `Reply` to send (or None when it already answered). It talks to
+the wire only through `Wire` (implemented by `relay.smtp_session`), so the
+framing, timeouts and TLS live there and the meaning lives here.
+
+Contract: MAIL FROM first does `registry.sync()` (a change in the store takes
+effect at the next transaction), looks the client up by address and applies
+`relay.policy`; SIZE= is checked against the limit before any data; BODY= and
+SMTPUTF8 are the only other parameters (others: 555); backpressure (intake
+backlog over `max_queue_backlog`) is 451 4.3.2 at MAIL. RCPT applies the
+recipient limit (452 4.5.3) and policy. At the end of DATA the message gets a
+`Received:` header (`relay.received`) and goes to `Intake.enqueue`; only
+after it returns does the client hear 250 (`replies.queued`), and then
+`Accepted` is published. The commit is shielded, so a hang-up cannot tear
+it. SpoolFullError is 452 4.3.1, any other failure 451 4.3.0 with an ERROR log
+line naming the queue id. NOOP/RSET/VRFY/HELP are counted (`EndSession` with
+421 over `max_noop_commands`); the count restarts after each accepted message.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import ssl
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from relay import replies
+from relay.address import Address, PathError, PathLimits, parse_mail, parse_rcpt
+from relay.message import QueuedMessage, new_queue_id
+from relay.policy import Gateway, check_mail, check_rcpt
+from relay.received import protocol, received_header
+from relay.replies import Reply
+from ugem.clock import Clock
+from ugem.config import Config
+from ugem.errors import SpoolFullError
+from ugem.events import Accepted, EventBus
+from ugem.log import event
+from ugem.metrics import Metrics
+from ugem.model import Connection, ConnState
+from ugem.registry import Registry
+
+log = logging.getLogger("relay.accept")
+
+Handler = Callable[[str], Awaitable[Reply | None]]
+MAX_SIZE_DIGITS = 20
+
+
+class Intake(Protocol):
+    """Where accepted mail goes (implemented by the scheduler)."""
+
+    async def enqueue(self, msg: QueuedMessage) -> None:
+        """Durable on return; raises SpoolFullError / SpoolError."""
+        ...
+
+    def backlog(self) -> int:
+        """Messages waiting; over smtp.max_queue_backlog new mail gets 451 4.3.2."""
+        ...
+
+
+@dataclass(frozen=True)
+class Services:
+    """What every session of a server shares."""
+
+    config: Config
+    registry: Registry
+    intake: Intake
+    bus: EventBus
+    metrics: Metrics
+    clock: Clock
+    hostname: str
+    gateway: Gateway
+    limits: PathLimits
+    tls: ssl.SSLContext | None
+
+
+class Wire(Protocol):
+    """The session's side: how commands reach the client."""
+
+    client_ip: str
+
+    async def send(self, command: str, reply: Reply) -> None: ...
+
+    async def send_lines(self, command: str, code: int, lines: list[str]) -> None: ...
+
+    async def read_data(self) -> bytes | Reply: ...
+
+    async def start_tls(self, context: ssl.SSLContext) -> None: ...
+
+    def commit_started(self, task: asyncio.Task[None]) -> None: ...
+
+
+class EndSession(Exception):
+    """Close the session, after sending `reply` when there is one."""
+
+    def __init__(self, reply: Reply | None) -> None:
+        super().__init__(str(reply))
+        self.reply = reply
+
+
+@dataclass
+class _Txn:
+    """One mail transaction, from MAIL FROM to the end of DATA (or RSET)."""
+
+    active: bool = False
+    sender: Address | None = None
+    client: Connection | None = None
+    smtputf8: bool = False
+    rcpts: list[str] = field(default_factory=list)
+    rcpt_tried: bool = False
+
+
+class Commands:
+    def __init__(self, services: Services, wire: Wire) -> None:
+        self.svc = services
+        self.smtp = services.config.smtp
+        self.wire = wire
+        self.helo: str | None = None
+        self.esmtp = False
+        self.tls = False
+        self.noops = 0
+        self.txn = _Txn()
+        self.table: dict[str, Handler] = {
+            "HELO": self.helo_cmd,
+            "EHLO": self.ehlo_cmd,
+            "MAIL": self.mail_cmd,
+            "RCPT": self.rcpt_cmd,
+            "DATA": self.data_cmd,
+            "RSET": self.rset_cmd,
+            "NOOP": self.noop_cmd,
+            "VRFY": self.vrfy_cmd,
+            "HELP": self.help_cmd,
+            "QUIT": self.quit_cmd,
+            "STARTTLS": self.starttls_cmd,
+        }
+
+    def _junk(self) -> None:
+        """Count a NOOP-like command; over the cap the session ends."""
+        self.noops += 1
+        if self.noops > self.smtp.max_noop_commands:
+            raise EndSession(replies.TOO_MANY_NOOPS)
+
+    # -- greeting ------------------------------------------------------------------------
+
+    async def helo_cmd(self, arg: str) -> Reply | None:
+        return self._greet(arg, esmtp=False) or replies.helo_ok(self.svc.hostname)
+
+    async def ehlo_cmd(self, arg: str) -> Reply | None:
+        refusal = self._greet(arg, esmtp=True)
+        if refusal is not None:
+            return refusal
+        keywords = [
+            self.svc.hostname,
+            f"SIZE {self.smtp.max_message_size}",
+            "8BITMIME",
+            "SMTPUTF8",
+            "PIPELINING",
+            "ENHANCEDSTATUSCODES",
+        ]
+        if self.svc.tls is not None and not self.tls:
+            keywords.append("STARTTLS")
+        await self.wire.send_lines("EHLO", 250, keywords)
+        return None
+
+    def _greet(self, arg: str, esmtp: bool) -> Reply | None:
+        if not arg.strip():
+            return replies.SYNTAX_ERROR
+        self.helo, self.esmtp, self.txn = arg.strip(), esmtp, _Txn()
+        return None
+
+    # -- the envelope --------------------------------------------------------------------
+
+    async def mail_cmd(self, arg: str) -> Reply | None:
+        if self.helo is None:
+            return replies.NEED_HELO
+        if self.txn.active:
+            return replies.NESTED_MAIL
+        try:
+            path = parse_mail(arg, self.svc.limits)
+        except PathError as exc:
+            return exc.reply
+        problem = self._mail_params(path.params)
+        if problem is not None:
+            return problem
+        await self.svc.registry.sync()
+        client = self.svc.registry.by_address(self.wire.client_ip)
+        reply = check_mail(client, path.address)
+        if reply.is_positive and self.svc.intake.backlog() > self.smtp.max_queue_backlog:
+            reply = replies.QUEUE_BACKLOG
+        if reply.is_positive:
+            utf8 = "SMTPUTF8" in path.params
+            self.txn = _Txn(active=True, sender=path.address, client=client, smtputf8=utf8)
+        return reply
+
+    def _mail_params(self, params: dict[str, str | None]) -> Reply | None:
+        if params and not self.esmtp:
+            return replies.SYNTAX_ERROR  # parameters need EHLO
+        for key, value in params.items():
+            if key == "SIZE":
+                if value is None or not value.isdigit() or len(value) > MAX_SIZE_DIGITS:
+                    return replies.PARAM_VALUE_BAD
+                if int(value) > self.smtp.max_message_size:
+                    return replies.size_exceeded(self.smtp.max_message_size)
+            elif key == "BODY":
+                if value is None or value.upper() not in ("7BIT", "8BITMIME"):
+                    return replies.PARAM_VALUE_BAD
+            elif key == "SMTPUTF8":
+                if value is not None:
+                    return replies.PARAM_VALUE_BAD
+            else:
+                return replies.PARAM_UNKNOWN
+        return None
+
+    async def rcpt_cmd(self, arg: str) -> Reply | None:
+        txn = self.txn
+        if not txn.active:
+            return replies.NEED_MAIL
+        txn.rcpt_tried = True
+        try:
+            path = parse_rcpt(arg, self.svc.limits, txn.smtputf8)
+        except PathError as exc:
+            return exc.reply
+        if path.params:
+            return replies.PARAM_UNKNOWN
+        if len(txn.rcpts) >= self.smtp.max_recipients:
+            return replies.TOO_MANY_RECIPIENTS
+        assert path.address is not None  # parse_rcpt never gives the null path
+        reply = check_rcpt(txn.client, self.svc.registry, path.address, self.svc.gateway)
+        rcpt = str(path.address)
+        if reply.is_positive and rcpt not in txn.rcpts:
+            txn.rcpts.append(rcpt)
+        return reply
+
+    # -- the message ---------------------------------------------------------------------
+
+    async def data_cmd(self, arg: str) -> Reply | None:
+        txn = self.txn
+        if arg:
+            return replies.SYNTAX_ERROR
+        if not txn.active:
+            return replies.NEED_MAIL
+        if not txn.rcpts:
+            return replies.NO_VALID_RCPTS if txn.rcpt_tried else replies.NEED_RCPT
+        await self.wire.send("DATA", replies.START_DATA)
+        text = await self.wire.read_data()
+        self.txn = _Txn()  # the transaction ends here, whatever the outcome
+        if isinstance(text, Reply):
+            self.svc.metrics.messages.labels("rejected").inc()
+            return text
+        await self._commit(txn, text)
+        return None
+
+    async def _commit(self, txn: _Txn, text: bytes) -> None:
+        svc = self.svc
+        started, now = svc.clock.monotonic(), svc.clock.now()
+        msg = self._queued(txn, text, new_queue_id(now), now)
+        reply = await self._enqueue(msg)
+        await self.wire.send("DATA", reply)
+        svc.metrics.accept_latency.observe(max(0.0, svc.clock.monotonic() - started))
+        if not reply.is_positive:
+            svc.metrics.messages.labels("rejected").inc()
+            return
+        self.noops = 0
+        svc.metrics.messages.labels("accepted").inc()
+        svc.bus.publish(
+            Accepted(
+                now, msg.id, msg.connection, msg.client_ip, msg.sender, tuple(msg.rcpts), msg.size
+            )
+        )
+        event(
+            log,
+            "accepted",
+            logging.DEBUG,
+            queue_id=msg.id,
+            size=msg.size,
+            rcpts=len(msg.rcpts),
+            client_ip=msg.client_ip,
+            connection=msg.connection,
+        )
+
+    def _queued(self, txn: _Txn, text: bytes, queue_id: str, now: float) -> QueuedMessage:
+        header = received_header(
+            helo=self.helo or "",
+            client_ip=self.wire.client_ip,
+            hostname=self.svc.hostname,
+            with_=protocol(self.esmtp, self.tls, txn.smtputf8),
+            queue_id=queue_id,
+            rcpts=txn.rcpts,
+            when=now,
+        )
+        data = header + text
+        client = txn.client
+        origin = client.id if client is not None and client.state == ConnState.CONNECTED else ""
+        return QueuedMessage(
+            id=queue_id,
+            sender=str(txn.sender or ""),
+            rcpts=list(txn.rcpts),
+            data=data,
+            size=len(data),
+            connection=origin,
+            client_ip=self.wire.client_ip,
+            received_at=now,
+            original_rcpts=list(txn.rcpts),
+        )
+
+    async def _enqueue(self, msg: QueuedMessage) -> Reply:
+        """Hand the message to the intake; shielded, so a hang-up cannot tear the commit."""
+        task = asyncio.ensure_future(self.svc.intake.enqueue(msg))
+        self.wire.commit_started(task)
+        try:
+            await asyncio.shield(task)
+        except SpoolFullError:
+            event(log, "spool_full", logging.WARNING, queue_id=msg.id)
+            return replies.SPOOL_FULL
+        except Exception:
+            event(
+                log,
+                "accept_internal_error",
+                logging.ERROR,
+                exc_info=True,
+                queue_id=msg.id,
+                client_ip=msg.client_ip,
+            )
+            return replies.INTERNAL_ERROR
+        return replies.queued(msg.id)
+
+    # -- the rest ------------------------------------------------------------------------
+
+    async def rset_cmd(self, arg: str) -> Reply | None:
+        self._junk()
+        if arg.strip():
+            return replies.SYNTAX_ERROR
+        self.txn = _Txn()
+        return replies.RESET_OK
+
+    async def noop_cmd(self, arg: str) -> Reply | None:
+        self._junk()
+        return replies.NOOP_OK
+
+    async def vrfy_cmd(self, arg: str) -> Reply | None:
+        self._junk()
+        return replies.VRFY_NO if arg.strip() else replies.SYNTAX_ERROR
+
+    async def help_cmd(self, arg: str) -> Reply | None:
+        self._junk()
+        return replies.HELP
+
+    async def quit_cmd(self, arg: str) -> Reply | None:
+        raise EndSession(replies.BYE)
+
+    async def starttls_cmd(self, arg: str) -> Reply | None:
+        context = self.svc.tls
+        if context is None:
+            return replies.NOT_IMPLEMENTED
+        if self.tls:
+            return replies.ALREADY_TLS
+        if arg.strip():
+            return replies.SYNTAX_ERROR
+        await self.wire.start_tls(context)
+        # RFC 3207 4.2: forget everything learnt from the client before TLS.
+        self.tls, self.helo, self.esmtp, self.txn = True, None, False, _Txn()
+        return None

@@ -1,0 +1,333 @@
+"""One inbound SMTP session on the wire: aiosmtpd's protocol with our own loop and framing.
+
+`SmtpSession` subclasses `aiosmtpd.smtp.SMTP` for its connection plumbing
+(StreamReaderProtocol, transport, one task per session) and replaces what the
+relay cannot take as it is. The command loop (`_handle_client`) reads through
+its own byte buffer: a command must end in CRLF and hold no bare CR, bare LF
+or NUL (aiosmtpd takes bare-LF lines), or it gets BAD_COMMAND_CHARS. DATA is
+read in 64 KiB chunks by `relay.smtp_data.DataReader`, which ends only at
+CRLF.CRLF; what follows stays buffered for the next command (PIPELINING).
+aiosmtpd's `smtp_*` methods (its DATA, AUTH, ...) are never called: verbs go
+to `relay.smtp_commands.Commands`, which holds what they mean.
+
+Limits: command line (`max_command_line`, MAIL/RCPT with PARAM_ROOM more),
+an idle client (`command_timeout`) and a slow DATA (`data_timeout`) get
+421 4.4.2 and are closed; malformed or unknown commands over
+`max_bad_commands` get 421 4.7.0. STARTTLS discards every byte received in
+clear after the command (no injection across the TLS boundary, CVE-2011-0411)
+and a handshake slower than `tls_handshake_timeout` drops the session. An
+exception in a command is a 451 4.3.0 and an ERROR log line, never aiosmtpd's
+"500 <exception text>". A hang-up ends the session quietly.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import ssl
+from dataclasses import dataclass
+from typing import Protocol, cast
+
+from aiosmtpd.smtp import SMTP
+
+from relay import replies
+from relay.replies import Reply
+from relay.smtp_commands import Commands, EndSession, Services
+from relay.smtp_data import DataReader
+from ugem.log import event
+
+log = logging.getLogger("relay.accept")
+
+READ_SIZE = 65536
+PARAM_ROOM = 64  # extra octets MAIL/RCPT may take for ESMTP parameters (RFC 5321 4.5.3.1.4)
+BAD_CODES = frozenset({500, 501, 502, 503, 504, 555})  # the client's protocol mistakes
+KNOWN = frozenset(
+    {
+        "HELO",
+        "EHLO",
+        "MAIL",
+        "RCPT",
+        "DATA",
+        "RSET",
+        "NOOP",
+        "QUIT",
+        "VRFY",
+        "HELP",
+        "STARTTLS",
+        "EXPN",
+        "AUTH",
+        "BDAT",
+    }
+)
+NOT_OFFERED = frozenset({"EXPN", "AUTH", "BDAT"})
+
+
+class SessionHost(Protocol):
+    """The server's side of a session: connection caps and commits in flight."""
+
+    def admit(self, session: SmtpSession) -> Reply | None: ...
+
+    def release(self, session: SmtpSession) -> None: ...
+
+    def commit_started(self, task: asyncio.Task[None]) -> None: ...
+
+
+@dataclass(frozen=True)
+class _Line:
+    raw: bytes
+    overlong: bool = False
+
+
+class _NoHooks:
+    """aiosmtpd wants a handler object; every decision here is the session's own."""
+
+
+class SmtpSession(SMTP):
+    # aiosmtpd sizes its StreamReader by this; we never readuntil(), so it only bounds
+    # how much the reader buffers before pausing the socket.
+    line_length_limit = 256 * 1024
+
+    def __init__(self, services: Services, host: SessionHost) -> None:
+        self.host = host
+        self.smtp = services.config.smtp
+        self.metrics = services.metrics
+        self.client_ip = ""
+        self.commands = Commands(services, self)
+        self._buf = bytearray()
+        self._bad = 0
+        self._busy = False
+        self._closing = False
+        self._lost = False
+        self._refusal: Reply | None = None
+        self._banner = replies.greeting(services.hostname)
+        super().__init__(
+            _NoHooks(),
+            hostname=services.hostname,
+            enable_SMTPUTF8=True,
+            loop=asyncio.get_running_loop(),
+        )
+
+    # -- connection plumbing (aiosmtpd's, adjusted) ------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.client_ip = client_ip(transport.get_extra_info("peername"))
+        self._refusal = self.host.admit(self)
+        super().connection_made(transport)
+
+    def connection_lost(self, error: Exception | None) -> None:
+        if self._lost:
+            return
+        self._lost = True
+        self.host.release(self)
+        super().connection_lost(error)
+
+    def eof_received(self) -> bool | None:
+        # aiosmtpd cancels the session at EOF, losing pipelined commands still buffered;
+        # here the reader sees EOF after them and the loop ends on its own.
+        return asyncio.StreamReaderProtocol.eof_received(self)
+
+    def _reset_timeout(self, duration: float | None = None) -> None:
+        # aiosmtpd's single idle timer is replaced by per-read deadlines (command, DATA,
+        # TLS); connection_lost still expects a handle to cancel.
+        if self._timeout_handle is None:
+            self._timeout_handle = self.loop.call_later(0, _nothing)
+
+    async def handle_exception(self, error: Exception) -> str:
+        return str(replies.INTERNAL_ERROR)  # never aiosmtpd's "500 <exception text>"
+
+    @property
+    def task(self) -> asyncio.Task[None] | None:
+        return self._handler_coroutine
+
+    def commit_started(self, task: asyncio.Task[None]) -> None:
+        self.host.commit_started(task)
+
+    def shut_down(self) -> None:
+        """Server stopping: an idle session gets 421 now, a busy one after its command."""
+        self._closing = True
+        if not self._busy:
+            self._close_now(replies.SHUTTING_DOWN)
+
+    def abort(self) -> None:
+        if self.transport is not None:
+            # uvloop's transports have abort() without being asyncio.WriteTransport subclasses
+            cast(asyncio.WriteTransport, self.transport).abort()
+
+    def _close_now(self, reply: Reply | None) -> None:
+        transport = self.transport
+        if transport is None or transport.is_closing():
+            return
+        if reply is not None:
+            self._write("CLOSE", reply.code, str(reply))
+        transport.close()
+
+    # -- the command loop ----------------------------------------------------------------
+
+    async def _handle_client(self) -> None:
+        try:
+            await self._serve()
+        except EndSession as end:
+            self._close_now(end.reply)
+        except (ConnectionError, OSError):
+            self._close_now(None)
+
+    async def _serve(self) -> None:
+        if self._refusal is not None:
+            raise EndSession(self._refusal)
+        await self.send("CONNECT", self._banner)
+        while not self._closing:
+            line = await self._next_line()
+            if line is None:
+                raise EndSession(None)
+            self._busy = True
+            try:
+                await self._dispatch(line)
+            finally:
+                self._busy = False
+        raise EndSession(replies.SHUTTING_DOWN)
+
+    async def _next_line(self) -> _Line | None:
+        try:
+            async with asyncio.timeout(self.smtp.command_timeout):
+                return await self._read_line()
+        except TimeoutError:
+            raise EndSession(replies.TIMEOUT) from None
+
+    async def _read_line(self) -> _Line | None:
+        """The next line through LF from our buffer; None at EOF."""
+        limit = self.smtp.max_command_line + PARAM_ROOM
+        overlong = False
+        while True:
+            end = self._buf.find(b"\n")
+            if end >= 0:
+                raw = bytes(self._buf[: end + 1])
+                del self._buf[: end + 1]
+                return _Line(raw, overlong or len(raw) > limit)
+            if len(self._buf) > limit:
+                overlong = True
+                self._buf.clear()
+            chunk = await self._reader.read(READ_SIZE)
+            if not chunk:
+                return None
+            self._buf += chunk
+
+    async def _dispatch(self, line: _Line) -> None:
+        verb, arg, problem = self._decode(line)
+        label = verb if verb in KNOWN else "UNKNOWN"
+        handler = self.commands.table.get(verb)
+        if problem is None and handler is None:
+            problem = replies.NOT_IMPLEMENTED if verb in NOT_OFFERED else replies.UNKNOWN_COMMAND
+        if problem is not None:
+            await self._answer(label, problem)
+            return
+        assert handler is not None
+        try:
+            reply = await handler(arg)
+        except (EndSession, ConnectionError):
+            raise
+        except Exception:
+            event(
+                log,
+                "smtp_command_failed",
+                logging.ERROR,
+                exc_info=True,
+                command=verb,
+                client_ip=self.client_ip,
+            )
+            reply = replies.INTERNAL_ERROR
+        if reply is not None:
+            await self._answer(label, reply)
+
+    def _decode(self, line: _Line) -> tuple[str, str, Reply | None]:
+        """(VERB, argument, the refusal if the line is malformed)."""
+        raw = line.raw
+        if line.overlong:
+            return "", "", replies.COMMAND_TOO_LONG
+        body = raw[:-2]
+        if not raw.endswith(b"\r\n") or b"\r" in body or b"\n" in body or b"\0" in body:
+            return "", "", replies.BAD_COMMAND_CHARS
+        try:
+            text = body.decode("utf-8")
+        except UnicodeDecodeError:
+            return "", "", replies.SYNTAX_ERROR
+        verb, _, arg = text.partition(" ")
+        verb = verb.upper()
+        room = PARAM_ROOM if verb in ("MAIL", "RCPT") else 0
+        if len(raw) > self.smtp.max_command_line + room:
+            return verb, "", replies.COMMAND_TOO_LONG
+        return verb, arg, None
+
+    async def _answer(self, command: str, reply: Reply) -> None:
+        if reply.code in BAD_CODES:
+            self._bad += 1
+            if self._bad > self.smtp.max_bad_commands:
+                raise EndSession(replies.TOO_MANY_BAD)
+        await self.send(command, reply)
+
+    # -- Wire: what the commands use -----------------------------------------------------
+
+    async def send(self, command: str, reply: Reply) -> None:
+        self._write(command, reply.code, str(reply))
+        await self._writer.drain()
+
+    async def send_lines(self, command: str, code: int, lines: list[str]) -> None:
+        text = "\r\n".join(f"{code}-{line}" for line in lines[:-1])
+        self._write(command, code, (text + "\r\n" if text else "") + f"{code} {lines[-1]}")
+        await self._writer.drain()
+
+    def _write(self, command: str, code: int, text: str) -> None:
+        self.metrics.smtp_replies.labels(command, str(code)).inc()
+        self._writer.write(text.encode() + b"\r\n")
+
+    async def read_data(self) -> bytes | Reply:
+        """The message after 354, up to CRLF.CRLF, checked; bounded by data_timeout."""
+        reader = DataReader(self.smtp.max_message_size)
+        done = reader.feed(bytes(self._buf))
+        self._buf.clear()
+        try:
+            async with asyncio.timeout(self.smtp.data_timeout):
+                while not done:
+                    chunk = await self._reader.read(READ_SIZE)
+                    if not chunk:
+                        raise EndSession(None)  # the client left in the middle of DATA
+                    done = reader.feed(chunk)
+        except TimeoutError:
+            raise EndSession(replies.TIMEOUT) from None
+        self._buf += reader.rest
+        return reader.message(self.smtp.max_text_line, self.smtp.normalize_line_endings)
+
+    async def start_tls(self, context: ssl.SSLContext) -> None:
+        """Discard what the client sent in clear after STARTTLS, then hand-shake, bounded."""
+        assert self.transport is not None
+        cast(asyncio.ReadTransport, self.transport).pause_reading()  # nothing more in clear
+        self._buf.clear()
+        self._reader._buffer.clear()  # type: ignore[attr-defined]
+        await self.send("STARTTLS", replies.READY_TLS)
+        timeout = self.smtp.tls_handshake_timeout
+        try:
+            async with asyncio.timeout(timeout):
+                await self._writer.start_tls(context, ssl_handshake_timeout=timeout)
+        except (TimeoutError, ConnectionError, OSError):
+            event(log, "tls_handshake_failed", logging.DEBUG, client_ip=self.client_ip)
+            self.abort()
+            # asyncio does not pass on a loss during the handshake: end the session here.
+            self.connection_lost(None)
+            raise EndSession(None) from None
+        self.transport = self._writer.transport
+        self._reader._transport = self.transport  # type: ignore[attr-defined]
+        assert self.session is not None
+        self.session.ssl = {"cipher": self.transport.get_extra_info("cipher")}
+
+
+def client_ip(peer: object) -> str:
+    """The client's address as text; an IPv4-mapped IPv6 address as plain IPv4."""
+    if not isinstance(peer, tuple) or not peer:
+        return ""
+    host = str(peer[0]).split("%", 1)[0]
+    if host.startswith("::ffff:") and "." in host:
+        return host[len("::ffff:") :]
+    return host
+
+
+def _nothing() -> None:
+    return None
