@@ -9,20 +9,10 @@ from __future__ import annotations
 import argparse
 from collections.abc import Callable
 
-from ugem.commands import config, serve
+from ugem.commands import config, connection, queue, serve
 
 Register = Callable[
     ["argparse._SubParsersAction[argparse.ArgumentParser]", argparse.ArgumentParser], None
 ]
 
-GROUPS: list[Register] = [serve.register, config.register]
-
-# TEMPORARY while the connection and queue groups are being written.
-for _name in ("connection", "queue"):
-    try:
-        _module = __import__(f"ugem.commands.{_name}", fromlist=["register"])
-    except ModuleNotFoundError as _exc:
-        if _exc.name != f"ugem.commands.{_name}":
-            raise
-    else:
-        GROUPS.append(_module.register)
+GROUPS: list[Register] = [serve.register, config.register, connection.register, queue.register]

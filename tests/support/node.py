@@ -1,0 +1,152 @@
+"""A relay node for scenario tests: in-process (`running_node`) or as a real process.
+
+`node_config(tmp_path, ...)` writes a TOML file for a node whose data lives in
+tmp_path and whose listeners take free loopback ports, and loads it exactly as
+`ugem serve` would. `running_node(config)` runs a `ugem.node.Node` on the test's
+own event loop. `NodeProcess` runs `ugem serve` as a child process, for what
+needs a real process: SIGKILL, SIGTERM, exit codes. `connect(...)` adds a
+connection to a node's store the way the CLI does.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+from ugem.commands.config import toml_value
+from ugem.config import Config, load_config
+from ugem.model import Connection, OrgKind
+from ugem.node import Node
+from ugem.store import open_store
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket() as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])
+
+
+def node_config(tmp_path: Path, **sections: dict[str, Any]) -> tuple[Config, Path]:
+    """A config file for a test node; `sections` override or add keys per section."""
+    base: dict[str, dict[str, Any]] = {
+        "node": {"hostname": "gw.test", "data_dir": str(tmp_path / "var")},
+        "smtp": {"listen": f"127.0.0.1:{free_port()}"},
+        "admin": {"listen": f"127.0.0.1:{free_port()}"},
+        "delivery": {"scan_interval": 0.05, "min_backoff": 1.0, "max_backoff": 2.0},
+        "log": {"level": "warning"},
+    }
+    for name, values in sections.items():
+        base.setdefault(name, {}).update(values)
+    text = "\n".join(
+        f"[{name}]\n" + "".join(f"{k} = {toml_value(v)}\n" for k, v in keys.items())
+        for name, keys in base.items()
+    )
+    path = tmp_path / "ugem.toml"
+    path.write_text(text, encoding="utf-8")
+    return load_config(path, env={}), path
+
+
+@contextlib.asynccontextmanager
+async def running_node(config: Config) -> AsyncIterator[Node]:
+    node = Node(config)
+    await node.start()
+    try:
+        yield node
+    finally:
+        await node.stop(grace=2.0)
+
+
+async def connect(
+    config: Config, conn_id: str, servers: list[str], domains: list[str] | None = None
+) -> Connection:
+    """Register a connected organisation in the node's store (as `ugem connection add`)."""
+    conn = Connection(
+        id=conn_id,
+        org_name=f"Org of {conn_id}",
+        kind=OrgKind.STATE_BODY,
+        domains=tuple(domains or [conn_id]),
+        servers=tuple(servers),
+    )
+    store = open_store(config.store_url)
+    try:
+        await store.add(conn)
+    finally:
+        await store.close()
+    return conn
+
+
+def smtp_address(config: Config) -> tuple[str, int]:
+    host, _, port = config.smtp.listen.rpartition(":")
+    return host, int(port)
+
+
+class NodeProcess:
+    """`ugem serve --config FILE` as a child process."""
+
+    def __init__(self, config_path: Path | None, config: Config, cwd: Path | None = None) -> None:
+        self.config_path = config_path
+        self.config = config
+        self.cwd = cwd
+        self.proc: subprocess.Popen[bytes] | None = None
+        where = config_path.parent if config_path else cwd
+        assert where is not None, "a node process needs a config file or a working directory"
+        self.log_path = where / "node.log"
+
+    def start(self) -> None:
+        log = self.log_path.open("ab")
+        env = {k: v for k, v in os.environ.items() if not k.startswith("UGEM_")}
+        env["PYTHONUNBUFFERED"] = "1"
+        config = ["--config", str(self.config_path)] if self.config_path else []
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "ugem.cli", "serve", *config],
+            stdout=log,
+            stderr=log,
+            env=env,
+            cwd=self.cwd,
+        )
+        log.close()
+
+    def ready(self) -> bool:
+        url = f"http://{self.config.admin.listen}/readyz"
+        try:
+            with urllib.request.urlopen(url, timeout=1) as resp:
+                return bool(json.load(resp)["ready"])
+        except OSError:
+            return False
+
+    async def wait_ready(self, timeout: float = 30.0) -> None:
+        deadline = time.monotonic() + timeout
+        while not await asyncio.to_thread(self.ready):
+            assert self.proc is not None
+            if self.proc.poll() is not None:
+                raise AssertionError(f"node exited {self.proc.returncode}: {self.output()}")
+            if time.monotonic() > deadline:
+                raise AssertionError(f"node not ready in {timeout} s: {self.output()}")
+            await asyncio.sleep(0.05)
+
+    def signal(self, sig: signal.Signals) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(sig)
+
+    async def wait(self, timeout: float = 30.0) -> int:
+        assert self.proc is not None
+        return await asyncio.to_thread(self.proc.wait, timeout)
+
+    def output(self) -> str:
+        return self.log_path.read_text(encoding="utf-8", errors="replace")[-4000:]
+
+    def kill(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(10)
