@@ -515,3 +515,24 @@ async def test_scan_updates_the_queue_gauge(world: World) -> None:
     await world.scheduler.run_due()
     value = world.metrics.registry.get_sample_value("ugem_queue_messages", {"state": "deferred"})
     assert value == 1
+
+
+async def test_a_scan_during_the_commit_does_not_start_the_message_twice(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A scan that lands between the commit's fsync and enqueue's next step finds the
+    message in the spool; it must not start it a second time."""
+    real_commit = world.spool.commit
+
+    async def commit_then_scan(msg: QueuedMessage) -> None:
+        await real_commit(msg)
+        await world.scheduler.run_due()
+
+    monkeypatch.setattr(world.spool, "commit", commit_then_scan)
+    msgs = [world.message(f"r{i}@example.org") for i in range(5)]
+    for msg in msgs:
+        await world.scheduler.enqueue(msg)
+    await world.scheduler.drain()
+    await world.sink.wait_for(len(msgs))
+    arrived = sorted(m.rcpts[0] for m in world.sink.messages)
+    assert arrived == sorted(m.original_rcpts[0] for m in msgs)
