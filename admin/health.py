@@ -3,12 +3,14 @@
 `/healthz` answers 200 while the process serves HTTP at all (liveness).
 `/readyz` answers 200 when the node should get traffic, else 503 with the
 reason (spool unhealthy, node starting or shutting down), in the manner of
-KumoMTA's liveness check. `/metrics` is the Prometheus text exposition of the
+KumoMTA's liveness check, and says which process answered (`pid`: with
+`--workers N` each worker has its own listener). `/metrics` is the Prometheus text exposition of the
 node's own registry. None of them needs a token; none of them raises.
 """
 
 from __future__ import annotations
 
+import os
 from typing import Protocol
 
 from fastapi import APIRouter, Response
@@ -34,7 +36,7 @@ def health_router(source: HealthSource, metrics: Metrics) -> APIRouter:
     @router.get("/readyz")
     async def readyz() -> JSONResponse:
         ready, reason = source.readiness()
-        body = {"ready": ready, "reason": reason}
+        body = {"ready": ready, "reason": reason, "pid": os.getpid()}
         return JSONResponse(body, status_code=200 if ready else 503)
 
     @router.get("/metrics")

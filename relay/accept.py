@@ -84,8 +84,10 @@ class AcceptServer:
         tls = load_tls(self.config.smtp.tls_cert, self.config.smtp.tls_key)
         self._services = dataclasses.replace(self._services, tls=tls)
         loop = asyncio.get_running_loop()
+        # Several worker processes share the port (the kernel spreads connections).
+        shared = self.config.node.workers > 1
         self._server = await loop.create_server(
-            lambda: SmtpSession(self._services, self), host, port
+            lambda: SmtpSession(self._services, self), host, port, reuse_port=shared
         )
         self.port = int(self._server.sockets[0].getsockname()[1])
         event(

@@ -111,9 +111,18 @@ ORDER BY next_attempt, id LIMIT ?
 """
 
 
-def spool_path(config: Config) -> Path:
-    """Where a node's spool lives: `<data_dir>/spool/queue.db`."""
-    return Path(config.node.data_dir) / "spool" / "queue.db"
+def spool_path(config: Config, worker: int = 0) -> Path:
+    """Where a worker's spool lives: `<data_dir>/spool/queue.db`, `queue-w<i>.db` for i > 0."""
+    name = "queue.db" if worker == 0 else f"queue-w{worker}.db"
+    return Path(config.node.data_dir) / "spool" / name
+
+
+def spool_paths(config: Config) -> list[Path]:
+    """Every worker's spool that exists (worker 0's always, existing or not), in order."""
+    first = spool_path(config)
+    numbers = (p.stem.removeprefix("queue-w") for p in first.parent.glob("queue-w*.db"))
+    workers = sorted(int(n) for n in numbers if n.isdigit() and int(n) > 0)
+    return [first, *(spool_path(config, w) for w in workers)]
 
 
 @dataclass

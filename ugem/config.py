@@ -55,6 +55,14 @@ class NodeConfig:
         "(empty: the machine's fully qualified name).",
         kind="hostname",
     )
+    workers: int = knob(
+        1,
+        "Worker processes sharing the SMTP port (SO_REUSEPORT), each with its own spool "
+        "(spool/queue.db, queue-w1.db, ...); worker i serves admin HTTP on the admin port + i. "
+        "With more than one, a shared store (Redis) is advised.",
+        lo=1,
+        hi=64,
+    )
     data_dir: str = knob(
         "./var", "Directory for the spool, the SQLite store and other state.", kind="path"
     )

@@ -25,7 +25,7 @@ from relay.routing import Router
 from relay.schedule import Scheduler
 from relay.spool import Spool, spool_path
 from ugem.clock import Clock, SystemClock
-from ugem.config import Config
+from ugem.config import Config, parse_hostport
 from ugem.events import EventBus
 from ugem.log import event
 from ugem.metrics import Metrics
@@ -40,8 +40,9 @@ REGISTRY_SYNC_INTERVAL = 1.0  # seconds; SMTP commands also sync on their own
 
 
 class Node:
-    def __init__(self, config: Config, clock: Clock | None = None) -> None:
+    def __init__(self, config: Config, clock: Clock | None = None, worker: int = 0) -> None:
         self.config = config
+        self.worker = worker
         self.clock = clock or SystemClock()
         self.metrics = Metrics()
         self.bus = EventBus()
@@ -75,6 +76,7 @@ class Node:
         event(
             log,
             "node_started",
+            worker=self.worker,
             smtp=self.config.smtp.listen,
             admin=self.config.admin.listen if self.config.admin.enabled else "off",
         )
@@ -86,7 +88,7 @@ class Node:
         self.registry = Registry(self.store, clock)
         await self.registry.sync()
         self.spool = Spool(
-            spool_path(cfg),
+            spool_path(cfg, self.worker),
             clock,
             self.metrics,
             max_size_mb=cfg.spool.max_size_mb,
@@ -115,14 +117,17 @@ class Node:
         )
         self.registry.on_change(self.scheduler.on_connection_change)
         if cfg.anomaly.trace_file:
-            self.trace = TraceWriter(Path(cfg.anomaly.trace_file), self.bus, self.metrics)
+            self.trace = TraceWriter(
+                worker_file(Path(cfg.anomaly.trace_file), self.worker), self.bus, self.metrics
+            )
             await self.trace.start()
         await self.scheduler.start()
         self._sync_task = asyncio.create_task(self._sync_registry(), name="registry-sync")
         self.smtp = AcceptServer(cfg, self.registry, self.scheduler, self.bus, self.metrics, clock)
         await self.smtp.start()
         if cfg.admin.enabled:
-            self.admin = AdminServer(cfg.admin.listen, create_app(self, self.metrics))
+            listen = worker_listen(cfg.admin.listen, self.worker)
+            self.admin = AdminServer(listen, create_app(self, self.metrics))
             await self.admin.start()
 
     async def _sync_registry(self) -> None:
@@ -161,9 +166,21 @@ class Node:
         event(log, "node_stopped")
 
 
-async def serve(config: Config) -> int:
+def worker_listen(listen: str, worker: int) -> str:
+    """Worker i's admin listener: the configured port + i (port 0 stays 0)."""
+    host, port = parse_hostport(listen, listen=True)
+    host = f"[{host}]" if ":" in host else host
+    return f"{host}:{port + worker if port else 0}"
+
+
+def worker_file(path: Path, worker: int) -> Path:
+    """Worker i's own copy of a per-node file: trace.jsonl -> trace.w1.jsonl (i > 0)."""
+    return path if worker == 0 else path.with_name(f"{path.stem}.w{worker}{path.suffix}")
+
+
+async def serve(config: Config, worker: int = 0) -> int:
     """Run a node until SIGTERM or SIGINT; stop it in order; 0 on a clean stop."""
-    node = Node(config)
+    node = Node(config, worker=worker)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):

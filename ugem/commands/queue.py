@@ -1,7 +1,8 @@
 """`ugem queue list|show|hold|release|delete|retry`: the queue by hand, like mailq/postsuper.
 
-Every subcommand opens the node's spool file (`<data_dir>/spool/queue.db`) as a
-second process beside a running node, without the recovery a node's start
+Every subcommand opens the node's spool files (`<data_dir>/spool/queue.db`, and
+`queue-w<i>.db` of the other workers of `ugem serve --workers N`) as a second
+process beside a running node, without the recovery a node's start
 does; SQLite's locks keep the edits safe, and the node sees them on its next
 scan of the queue. Holds, releases and deletions are written to the audit log
 of the registry store (`cli:<login>`, the queue id, the reason, the count).
@@ -21,7 +22,7 @@ from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 from relay.message import QueuedMessage, QueueState
-from relay.spool import Spool, spool_path
+from relay.spool import Spool, spool_paths
 from ugem.cli import add_json_flag, print_table
 from ugem.clock import SystemClock
 from ugem.config import Config
@@ -37,6 +38,7 @@ OPERATOR_HOLD = "held by operator"  # hold reason when --reason is not given
 _DONE = {"hold": "held", "release": "released", "delete": "deleted", "retry": "made due"}
 
 Edit = Callable[[Spool, str, str], Awaitable[int]]  # (spool, queue id, reason) -> count
+Found = tuple[Spool, QueuedMessage]
 
 
 def register(
@@ -73,25 +75,40 @@ def register(
 # ---------------------------------------------------------------- plumbing
 
 
-def _with_spool(config: Config, action: Callable[[Spool], Awaitable[T]]) -> T:
-    """Open the node's spool (as a second process: no recovery), run `action`, close."""
+def _with_spools(config: Config, action: Callable[[list[Spool]], Awaitable[T]]) -> T:
+    """Open every worker's spool (as a second process: no recovery), run `action`, close."""
 
     async def run() -> T:
-        path = spool_path(config)
-        spool = Spool(path, SystemClock(), Metrics(), max_size_mb=config.spool.max_size_mb)
-        await spool.open(recover=False)
+        spools: list[Spool] = []
         try:
-            return await action(spool)
+            for path in spool_paths(config):
+                spool = Spool(path, SystemClock(), Metrics(), max_size_mb=config.spool.max_size_mb)
+                await spool.open(recover=False)
+                spools.append(spool)
+            return await action(spools)
         finally:
-            await spool.close()
+            for spool in spools:
+                await spool.close()
 
     return asyncio.run(run())
 
 
-async def _check_ids(spool: Spool, ids: Sequence[str]) -> None:
-    missing = [i for i in ids if await spool.get(i, with_data=False) is None]
+async def _find(spools: Sequence[Spool], queue_id: str, data: bool = False) -> Found | None:
+    """The spool that holds `queue_id`, and the message; None when no worker has it."""
+    for spool in spools:
+        msg = await spool.get(queue_id, with_data=data)
+        if msg is not None:
+            return spool, msg
+    return None
+
+
+async def _locate(spools: Sequence[Spool], ids: Sequence[str]) -> list[Spool]:
+    """The spool of each id, in order; NotFoundError naming every id none of them has."""
+    found = [await _find(spools, i) for i in ids]
+    missing = [i for i, f in zip(ids, found, strict=True) if f is None]
     if missing:
         raise NotFoundError(f"queue id not found: {', '.join(missing)} (see `ugem queue list`)")
+    return [f[0] for f in found if f is not None]
 
 
 def _actor() -> str:
@@ -109,12 +126,12 @@ def _edit_audited(config: Config, args: argparse.Namespace, action: str, edit: E
     """Check every id, open the audit log, edit each message, audit each; print the count."""
     ids: list[str] = list(dict.fromkeys(args.ids))
 
-    async def run(spool: Spool) -> int:
+    async def run(spools: list[Spool]) -> int:
         store = open_store(config.store_url)  # before any change: a bad store changes nothing
         try:
-            await _check_ids(spool, ids)
+            owners = await _locate(spools, ids)
             total = 0
-            for queue_id in ids:
+            for queue_id, spool in zip(ids, owners, strict=True):
                 n = await edit(spool, queue_id, args.reason)
                 total += n
                 entry = AuditEntry(
@@ -130,7 +147,7 @@ def _edit_audited(config: Config, args: argparse.Namespace, action: str, edit: E
         finally:
             await store.close()
 
-    print(f"{_DONE[action]} {_plural(_with_spool(config, run))}")
+    print(f"{_DONE[action]} {_plural(_with_spools(config, run))}")
     return 0
 
 
@@ -222,10 +239,13 @@ def list_queue(args: argparse.Namespace, config: Config) -> int:
         raise UsageError(f"--limit: {args.limit} is not valid; expected a number from 1 up")
     state = QueueState(args.state) if args.state else None
 
-    async def run(spool: Spool) -> list[QueuedMessage]:
-        return await spool.list(state=state, connection=args.connection, limit=args.limit)
+    async def run(spools: list[Spool]) -> list[QueuedMessage]:
+        found: list[QueuedMessage] = []
+        for spool in spools:
+            found += await spool.list(state=state, connection=args.connection, limit=args.limit)
+        return sorted(found, key=lambda m: m.received_at)[: args.limit]
 
-    messages, now = _with_spool(config, run), SystemClock().now()
+    messages, now = _with_spools(config, run), SystemClock().now()
     if args.json:
         print(json.dumps([_as_dict(m, now) for m in messages], indent=2, ensure_ascii=False))
     else:
@@ -234,10 +254,11 @@ def list_queue(args: argparse.Namespace, config: Config) -> int:
 
 
 def show_message(args: argparse.Namespace, config: Config) -> int:
-    async def run(spool: Spool) -> QueuedMessage | None:
-        return await spool.get(args.id, with_data=True)
+    async def run(spools: list[Spool]) -> QueuedMessage | None:
+        found = await _find(spools, args.id, data=True)
+        return None if found is None else found[1]
 
-    msg, now = _with_spool(config, run), SystemClock().now()
+    msg, now = _with_spools(config, run), SystemClock().now()
     if msg is None:
         raise NotFoundError(f"queue id not found: {args.id} (see `ugem queue list`)")
     headers, body = _split(msg.data or b"")
@@ -280,10 +301,11 @@ def retry_messages(args: argparse.Namespace, config: Config) -> int:
         raise UsageError("queue retry: name queue ids, or --all for every deferred message")
     ids: list[str] | None = None if args.all else list(dict.fromkeys(args.ids))
 
-    async def run(spool: Spool) -> int:
-        if ids is not None:
-            await _check_ids(spool, ids)
-        return await spool.retry(ids)
+    async def run(spools: list[Spool]) -> int:
+        if ids is None:
+            return sum([await spool.retry(None) for spool in spools])
+        owners = await _locate(spools, ids)
+        return sum([await spool.retry([i]) for i, spool in zip(ids, owners, strict=True)])
 
-    print(f"{_DONE['retry']} {_plural(_with_spool(config, run))}")
+    print(f"{_DONE['retry']} {_plural(_with_spools(config, run))}")
     return 0

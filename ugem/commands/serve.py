@@ -1,6 +1,9 @@
 """`ugem serve`: run a node (SMTP, delivery, admin HTTP) until SIGTERM.
 
 Uses uvloop when it is installed (`--no-uvloop` for the standard loop).
+With `--workers N` (or `[node] workers`) above 1 it runs a supervisor of N
+worker processes sharing the SMTP port (`ugem.supervisor`); each worker is
+this same command with the hidden `--worker-index I`.
 Startup failures (a port in use, an unreadable spool) print one line and
 exit 1; a clean stop on SIGTERM exits 0.
 """
@@ -9,9 +12,17 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
+from collections.abc import Coroutine
+from typing import Any
 
+from ugem.cli import config_path
 from ugem.config import Config
+from ugem.errors import UsageError
 from ugem.log import setup
+from ugem.supervisor import Supervisor
+
+MAX_WORKERS = 64
 
 
 def register(
@@ -19,18 +30,31 @@ def register(
 ) -> None:
     p = sub.add_parser("serve", parents=[common], help="run a gateway node")
     p.add_argument("--no-uvloop", action="store_true", help="use asyncio's own event loop")
+    p.add_argument(
+        "--workers", type=int, metavar="N", help="worker processes (default: [node] workers)"
+    )
+    p.add_argument("--worker-index", type=int, default=None, help=argparse.SUPPRESS)
     p.set_defaults(handler=run)
 
 
 def run(args: argparse.Namespace, config: Config) -> int:
-    from ugem.node import serve
+    from ugem.node import serve  # the wiring imports every part: only when serving
 
     setup(config.log.level, config.log.format)
+    workers = config.node.workers if args.workers is None else args.workers
+    if not 1 <= workers <= MAX_WORKERS:
+        raise UsageError(f"--workers: {workers} is not valid; expected 1 to {MAX_WORKERS}")
+    config = dataclasses.replace(config, node=dataclasses.replace(config.node, workers=workers))
+    main: Coroutine[Any, Any, int]
+    if workers > 1 and args.worker_index is None:
+        main = Supervisor(workers, config_path(args)).run()
+    else:
+        main = serve(config, worker=args.worker_index or 0)
     if not args.no_uvloop:
         try:
             import uvloop
-
-            return uvloop.run(serve(config))
         except ImportError:
             pass
-    return asyncio.run(serve(config))
+        else:
+            return int(uvloop.run(main))
+    return asyncio.run(main)

@@ -1,0 +1,90 @@
+"""Scenario: `ugem serve --workers 2`, two node processes on one SMTP port.
+
+The kernel spreads sessions over both workers (SO_REUSEPORT); each keeps its
+own spool, and everything acknowledged arrives once. `ugem queue list` sees
+the queue of both. A worker killed with SIGKILL is started again by the
+supervisor; SIGTERM to the supervisor stops both and it exits 0.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import sys
+import urllib.request
+from pathlib import Path
+
+from tests.support.clients import message, smtplib_send
+from tests.support.node import NodeProcess, connect, node_config, smtp_address
+from tests.support.sink import Sink
+from tests.support.waiting import eventually
+from ugem.config import parse_hostport
+
+
+def worker_pid(admin: str) -> int | None:
+    """The pid a worker's admin listener reports, None while it does not answer."""
+    try:
+        with urllib.request.urlopen(f"http://{admin}/readyz", timeout=1) as resp:
+            return int(json.load(resp)["pid"]) if resp.status == 200 else None
+    except OSError:
+        return None
+
+
+async def test_two_workers_share_the_port_and_survive_a_kill(tmp_path: Path) -> None:
+    sink = await Sink.start("127.0.0.1", 0)
+    sink.data_replies = ["451 4.3.0 later"] * 5  # a few stay queued, to list them
+    config, path = node_config(
+        tmp_path,
+        node={"workers": 2},
+        delivery={"routes": {"example.org": f"127.0.0.1:{sink.port}"}, "min_backoff": 3600.0},
+    )
+    await connect(config, "mdai.gov.kz", ["127.0.0.2"])
+    host, port = smtp_address(config)
+    admin_host, admin_port = parse_hostport(config.admin.listen)
+    admins = [f"{admin_host}:{admin_port + i}" for i in range(2)]
+    node = NodeProcess(path, config)
+    node.start()
+    try:
+        await node.wait_ready()
+        await eventually(lambda: all(worker_pid(a) for a in admins), what="both workers ready")
+
+        async def send(n: int) -> bool:
+            data = message("a@mdai.gov.kz", "x@example.org", subject=f"m{n}")
+            sent = await asyncio.to_thread(
+                smtplib_send, host, port, "a@mdai.gov.kz", ["x@example.org"], data, "127.0.0.2"
+            )
+            return sent.ok
+
+        assert all(await asyncio.gather(*(send(n) for n in range(60))))
+        await eventually(lambda: len(sink.messages) == 55, what="55 delivered, 5 deferred")
+        spools = sorted(p.name for p in (tmp_path / "var" / "spool").glob("queue*.db"))
+        assert spools == ["queue-w1.db", "queue.db"]
+        listed = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "ugem.cli",
+            "queue",
+            "list",
+            "--json",
+            "--config",
+            str(path),
+            stdout=asyncio.subprocess.PIPE,
+        )
+        out, _ = await listed.communicate()
+        assert len(json.loads(out)) == 5
+
+        victim = worker_pid(admins[1])
+        assert victim is not None
+        os.kill(victim, signal.SIGKILL)
+        await eventually(
+            lambda: worker_pid(admins[1]) not in (None, victim),
+            timeout=30,
+            what="worker 1 started again",
+        )
+        node.signal(signal.SIGTERM)
+        assert await node.wait() == 0, node.output()
+    finally:
+        node.kill()
+        await sink.stop()

@@ -1,0 +1,89 @@
+"""`ugem serve --workers N`: N node processes sharing the SMTP port, and their supervisor.
+
+The supervisor runs no node itself. It starts each worker as
+`ugem serve --worker-index I` (the same config file and environment, with
+`UGEM_NODE_WORKERS=N`), so the workers bind the SMTP port together with
+SO_REUSEPORT and the kernel spreads connections among them; each has its own
+spool and its own admin listener (admin port + I). A worker that dies is
+started again after a back-off (1 s doubling to 30 s) and the death is logged
+at ERROR. SIGTERM or SIGINT is passed to every worker; the supervisor waits
+for them (a worker still alive after `STOP_TIMEOUT` is killed) and exits 0
+when all stopped cleanly, 1 otherwise.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import sys
+
+from ugem.log import event
+
+log = logging.getLogger("ugem.supervisor")
+
+STOP_TIMEOUT = 30.0  # seconds a worker gets to finish after SIGTERM
+MAX_BACKOFF = 30.0
+
+
+class Supervisor:
+    def __init__(self, workers: int, config_path: str | None) -> None:
+        self.workers = workers
+        self.config_path = config_path
+        self.procs: dict[int, asyncio.subprocess.Process] = {}
+        self.stopping = asyncio.Event()
+        self.exit_codes: dict[int, int] = {}
+
+    def _argv(self, index: int) -> list[str]:
+        config = ["--config", self.config_path] if self.config_path else []
+        return [sys.executable, "-m", "ugem.cli", "serve", "--worker-index", str(index), *config]
+
+    async def _spawn(self, index: int) -> asyncio.subprocess.Process:
+        env = {**os.environ, "UGEM_NODE_WORKERS": str(self.workers)}
+        proc = await asyncio.create_subprocess_exec(*self._argv(index), env=env)
+        self.procs[index] = proc
+        event(log, "worker_started", worker=index, pid=proc.pid)
+        return proc
+
+    async def _keep(self, index: int) -> None:
+        """Run worker `index` until the supervisor stops, starting it again when it dies."""
+        backoff = 1.0
+        while True:
+            proc = await self._spawn(index)
+            code = await proc.wait()
+            self.exit_codes[index] = code
+            if self.stopping.is_set():
+                return
+            event(
+                log,
+                "worker_died",
+                logging.ERROR,
+                worker=index,
+                pid=proc.pid,
+                code=code,
+                restart_in=backoff,
+            )
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.stopping.wait(), backoff)
+                return
+            backoff = min(backoff * 2, MAX_BACKOFF)
+
+    async def run(self) -> int:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self.stopping.set)
+        keepers = [asyncio.create_task(self._keep(i)) for i in range(self.workers)]
+        await self.stopping.wait()
+        event(log, "supervisor_stopping", workers=self.workers)
+        for proc in self.procs.values():
+            if proc.returncode is None:
+                proc.send_signal(signal.SIGTERM)
+        _, pending = await asyncio.wait(keepers, timeout=STOP_TIMEOUT)
+        for proc in self.procs.values():
+            if proc.returncode is None:
+                proc.kill()
+        await asyncio.gather(*pending, return_exceptions=True)
+        clean = all(code == 0 for code in self.exit_codes.values()) and not pending
+        return 0 if clean else 1
