@@ -21,6 +21,7 @@ import pytest
 
 from relay import replies
 from relay.accept import load_tls
+from relay.message import QUEUE_ID_LENGTH
 from relay.received import safe_helo
 from tests.support.connections import plain
 from tests.support.smtp_harness import Harness, RawClient, accept_server, raw_client
@@ -397,7 +398,8 @@ async def test_internal_error_is_451_without_details_and_logged_with_the_queue_i
     records = [r for r in caplog.records if getattr(r, "event", "") == "accept_internal_error"]
     assert len(records) == 1
     assert records[0].levelno == logging.ERROR
-    assert len(records[0].fields["queue_id"]) == 12  # type: ignore[attr-defined]
+    queue_id = records[0].fields["queue_id"]  # type: ignore[attr-defined]
+    assert len(queue_id) == QUEUE_ID_LENGTH
 
 
 @pytest.mark.parametrize(
