@@ -1,5 +1,7 @@
 """The admin HTTP listener: a FastAPI app on uvicorn, inside the relay's event loop.
 
+`create_app` mounts the health endpoints and, given the services, the /v1/
+API (`admin.api`) with its error mapping (`admin.errors`).
 `AdminServer.start()` binds the socket itself (raising `UgemError` naming the
 address if it cannot: uvicorn would call sys.exit) and serves as a task of the
 running loop; `stop()` ends it. uvicorn's
@@ -17,6 +19,8 @@ from collections.abc import Generator
 import uvicorn
 from fastapi import FastAPI
 
+from admin import errors
+from admin.api import Services, api_router
 from admin.health import HealthSource, health_router
 from ugem.config import parse_hostport
 from ugem.errors import UgemError
@@ -29,9 +33,12 @@ class _Server(uvicorn.Server):
         yield  # the node handles signals
 
 
-def create_app(source: HealthSource, metrics: Metrics) -> FastAPI:
+def create_app(source: HealthSource, metrics: Metrics, services: Services | None = None) -> FastAPI:
     app = FastAPI(title="UGEM admin API", version="1", docs_url="/docs")
     app.include_router(health_router(source, metrics))
+    if services is not None:
+        errors.install(app)
+        app.include_router(api_router(services))
     return app
 
 

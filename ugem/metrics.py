@@ -82,6 +82,11 @@ class Metrics:
             ["observer"],
             registry=r,
         )
+        self.applications_overdue = Gauge(
+            "ugem_applications_overdue",
+            "Pending applications past their decision date (five working days)",
+            registry=r,
+        )
         self.outbound_sessions = Gauge(
             "ugem_outbound_sessions", "Open outbound SMTP sessions", registry=r
         )

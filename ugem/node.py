@@ -18,10 +18,12 @@ import logging
 import signal
 from pathlib import Path
 
+from admin.api import build_services
 from admin.server import AdminServer, create_app
 from relay.accept import AcceptServer
 from relay.deliver import Deliverer
-from relay.routing import Router
+from relay.mailqueue import SpoolQueue
+from relay.routing import Router, make_resolver
 from relay.schedule import Scheduler
 from relay.spool import Spool, spool_path
 from ugem.clock import Clock, SystemClock
@@ -30,6 +32,7 @@ from ugem.events import EventBus
 from ugem.log import event
 from ugem.metrics import Metrics
 from ugem.registry import Registry
+from ugem.services.applications import dns_mx_lookup
 from ugem.store import open_store
 from ugem.store.base import Store
 from ugem.trace import TraceWriter
@@ -127,7 +130,11 @@ class Node:
         await self.smtp.start()
         if cfg.admin.enabled:
             listen = worker_listen(cfg.admin.listen, self.worker)
-            self.admin = AdminServer(listen, create_app(self, self.metrics))
+            mx = dns_mx_lookup(make_resolver(cfg.delivery))
+            queue = SpoolQueue(self.spool)
+            services = build_services(self.store, self.registry, queue, clock, self.metrics, mx)
+            await services.applications.all()  # the overdue gauge starts right
+            self.admin = AdminServer(listen, create_app(self, self.metrics, services))
             await self.admin.start()
 
     async def _sync_registry(self) -> None:

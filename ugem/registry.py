@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import ipaddress
+import json
 from collections.abc import Awaitable, Callable
 
 from ugem.clock import Clock
@@ -119,11 +120,16 @@ class Registry:
         now = self.clock.now()
         new = dataclasses.replace(conn, state=state, state_reason=reason, state_changed_at=now)
         await self.store.put(new)
-        await self.store.audit(
-            AuditEntry(now, actor, f"connection.{_verb(state)}", conn.id, reason)
-        )
+        before, after = _state_json(conn), _state_json(new)
+        action = f"connection.{_verb(state)}"
+        await self.store.audit(AuditEntry(now, actor, action, conn.id, reason, "", before, after))
         await self.sync()
         return new
+
+
+def _state_json(conn: Connection) -> str:
+    state = {"state": conn.state.value, "reason": conn.state_reason}
+    return json.dumps(state, ensure_ascii=False, sort_keys=True)
 
 
 def _verb(state: ConnState) -> str:

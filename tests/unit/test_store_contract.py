@@ -8,6 +8,7 @@ server, so "another process's change" is a second, independent store object
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import json
 import sqlite3
@@ -22,7 +23,8 @@ from tests.support.redis_server import free_port
 from ugem.errors import ConfigError, ConflictError, StoreError, UsageError
 from ugem.model import ConnState
 from ugem.store import Store, open_store
-from ugem.store.base import AuditEntry
+from ugem.store.base import GENESIS, AuditEntry
+from ugem.store.codec import seal
 from ugem.store.redis import RedisStore
 from ugem.store.sqlite import SqliteStore
 
@@ -327,3 +329,81 @@ async def test_open_store_picks_the_store_by_scheme(tmp_path: Path) -> None:
     finally:
         await sqlite_store.close()
         await redis_store.close()
+
+
+async def test_audit_records_form_a_chain_with_the_head(stores: StoreFactory) -> None:
+    writers = [stores(), stores()]
+    entries = [
+        AuditEntry(float(i), f"api:op{i % 2}", "connection.update", f"t{i % 3}.gov.kz", "why")
+        for i in range(12)
+    ]
+    # two store objects append at once: no fork, no gap, whichever wins each race
+    await asyncio.gather(*(writers[i % 2].audit(e) for i, e in enumerate(entries)))
+    reader = stores()
+    chain = await reader.audit_chain()
+    assert [r.seq for r in chain] == list(range(1, 13))
+    assert sorted(r.entry.ts for r in chain) == [e.ts for e in entries]
+    prev = GENESIS
+    for record in chain:
+        assert record == seal(record.seq, prev, record.entry)
+        prev = record.hash
+    assert await reader.audit_head() == (12, prev)
+    assert await reader.audit_chain(offset=10, limit=5) == chain[10:]
+
+
+async def test_audit_records_keep_before_and_after_and_page_back(store: Store) -> None:
+    for i in range(5):
+        before, after = json.dumps({"state": f"s{i}"}), json.dumps({"state": f"s{i + 1}"})
+        entry = AuditEntry(float(i), "api:noc", "connection.suspend", "a.gov.kz", "", "", before)
+        await store.audit(dataclasses.replace(entry, after=after))
+    await store.audit(AuditEntry(9.0, "detector", "connection.suspend", "b.gov.kz"))
+    newest = await store.audit_records("a.gov.kz", limit=2)
+    assert [r.seq for r in newest] == [5, 4]
+    assert json.loads(newest[0].entry.after) == {"state": "s5"}
+    assert [r.seq for r in await store.audit_records("a.gov.kz", before=4)] == [3, 2, 1]
+    assert [r.seq for r in await store.audit_records(limit=3)] == [6, 5, 4]
+    assert await store.audit_records("nobody.gov.kz") == []
+
+
+async def test_an_empty_audit_log_has_the_genesis_head(store: Store) -> None:
+    assert await store.audit_head() == (0, GENESIS)
+    assert await store.audit_chain() == []
+
+
+async def test_documents_by_kind_and_id(stores: StoreFactory) -> None:
+    writer, reader = stores(), stores()
+    version = await reader.version()
+    await writer.doc_add("token", "noc", '{"role": "viewer"}')
+    await writer.doc_add("token", "audit", '{"role": "admin"}')
+    await writer.doc_add("application", "noc", '{"other": "kind"}')
+    with pytest.raises(ConflictError, match=r"token 'noc' exists"):
+        await writer.doc_add("token", "noc", "{}")
+    await writer.doc_put("token", "noc", '{"role": "operator"}')
+    assert await reader.doc_get("token", "noc") == '{"role": "operator"}'
+    assert await reader.doc_get("token", "nobody") is None
+    assert await reader.doc_list("token") == [
+        ("audit", '{"role": "admin"}'),
+        ("noc", '{"role": "operator"}'),
+    ]
+    assert await reader.version() == version  # documents are not the registry's business
+
+
+async def test_sqlite_file_of_schema_1_gets_its_audit_rows_chained(tmp_path: Path) -> None:
+    path = tmp_path / "registry.db"
+    with contextlib.closing(sqlite3.connect(path)) as db, db:
+        db.execute(
+            "CREATE TABLE audit (seq INTEGER PRIMARY KEY AUTOINCREMENT, ts REAL NOT NULL,"
+            " actor TEXT NOT NULL, action TEXT NOT NULL, target TEXT NOT NULL,"
+            " reason TEXT NOT NULL, details TEXT NOT NULL)"
+        )
+        db.execute("INSERT INTO audit VALUES (1, 1.5, 'cli:a', 'connection.add', 'a.kz', '', '')")
+        db.execute("INSERT INTO audit VALUES (2, 2.5, 'cli:a', 'connection.add', 'b.kz', 'x', '')")
+    store = open_store(f"sqlite:///{path}")
+    try:
+        await store.audit(AuditEntry(3.5, "cli:a", "connection.add", "c.kz"))
+        chain = await store.audit_chain()
+        assert [(r.seq, r.entry.target) for r in chain] == [(1, "a.kz"), (2, "b.kz"), (3, "c.kz")]
+        assert chain[1] == seal(2, chain[0].hash, chain[1].entry)
+        assert await store.audit_head() == (3, chain[2].hash)
+    finally:
+        await store.close()

@@ -9,10 +9,17 @@ from __future__ import annotations
 import argparse
 from collections.abc import Callable
 
-from ugem.commands import config, connection, queue, serve
+from ugem.commands import audit, config, connection, queue, serve, token
 
 Register = Callable[
     ["argparse._SubParsersAction[argparse.ArgumentParser]", argparse.ArgumentParser], None
 ]
 
-GROUPS: list[Register] = [serve.register, config.register, connection.register, queue.register]
+GROUPS: list[Register] = [
+    serve.register,
+    config.register,
+    connection.register,
+    queue.register,
+    token.register,
+    audit.register,
+]

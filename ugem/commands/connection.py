@@ -2,12 +2,15 @@
 
 Every subcommand opens the store named by the config (`[store] url`, by
 default the SQLite file in the data dir), does one thing and closes it; a node
-using the same store sees the change on its next SMTP command. State changes
-go through `Registry.set_state`, so they are audited with the actor
-`cli:<login name>`, like `add`. Arguments are checked before anything is
-written: a bad one is a one-line `UsageError` naming the option and what is
-allowed (exit 2); an unknown id is a `NotFoundError` (exit 1); an id or domain
-that is taken is a `ConflictError` naming its owner (exit 1).
+using the same store sees the change on its next SMTP command. Adding and
+state changes go through `ugem.services.connections.ConnectionService`, the
+same service as the admin API, so they are audited with the actor
+`cli:<login name>`, and a change that does not fit the state (suspending a
+suspended connection) or a server another connection has is refused alike.
+Arguments are checked before anything is written: a bad one is a one-line
+`UsageError` naming the option and what is allowed (exit 2); an unknown id is
+a `NotFoundError` (exit 1); an id, domain or server that is taken is a
+`ConflictError` naming its owner (exit 1).
 """
 
 from __future__ import annotations
@@ -32,6 +35,8 @@ from ugem.errors import NotFoundError, UsageError
 from ugem.model import Connection, ConnState, Contact, Language, OrgKind
 from ugem.names import canonical_domain, canonical_network
 from ugem.registry import Registry
+from ugem.services.audit import AuditLog
+from ugem.services.connections import ConnectionService
 from ugem.store import Store, open_store
 from ugem.store.base import AuditEntry
 
@@ -145,18 +150,16 @@ def add_connection(args: argparse.Namespace, config: Config) -> int:
     )
 
     async def add(store: Store) -> None:
-        await store.add(conn)
-        details = json.dumps({"domains": conn.domains, "servers": conn.servers})
-        await store.audit(AuditEntry(now, actor(), "connection.add", conn.id, details=details))
+        await service(store).add(conn, actor())
 
-    _with_store(config, add)
+    with_store(config, add)
     print(f"added connection {conn.id} ({conn.org_name}): {conn.state}")
     return 0
 
 
 def list_connections(args: argparse.Namespace, config: Config) -> int:
     state = None if args.state is None else _choice(ConnState, "--state", args.state)
-    conns = [c for c in _with_store(config, _all) if state is None or c.state == state]
+    conns = [c for c in with_store(config, _all) if state is None or c.state == state]
     if args.json:
         _print_json([c.to_dict() for c in conns])
     else:
@@ -170,7 +173,7 @@ def show_connection(args: argparse.Namespace, config: Config) -> int:
     async def fetch(store: Store) -> tuple[Connection | None, list[AuditEntry]]:
         return await store.get(ident), await store.audit_log(ident, HISTORY)
 
-    conn, history = _with_store(config, fetch)
+    conn, history = with_store(config, fetch)
     if conn is None:
         raise NotFoundError(f"no connection {ident!r}; `ugem connection list` shows them")
     if args.json:
@@ -190,10 +193,14 @@ def state_handler(state: ConnState) -> Handler:
             raise UsageError("--reason: empty; say why the connection is suspended")
 
         async def change(store: Store) -> Connection:
-            registry = Registry(store, SystemClock())
-            return await registry.set_state(ident, state, reason, actor())
+            conns = service(store)
+            if state == ConnState.SUSPENDED:
+                return await conns.suspend(ident, reason, actor())
+            if state == ConnState.CONNECTED:
+                return await conns.resume(ident, reason, actor())
+            return await conns.disconnect(ident, reason, actor())
 
-        conn = _with_store(config, change)
+        conn = with_store(config, change)
         print(f"connection {conn.id} is {conn.state}" + (f": {reason}" if reason else ""))
         return 0
 
@@ -205,7 +212,7 @@ def state_handler(state: ConnState) -> Handler:
 T = TypeVar("T")
 
 
-def _with_store(config: Config, action: Callable[[Store], Awaitable[T]]) -> T:
+def with_store(config: Config, action: Callable[[Store], Awaitable[T]]) -> T:
     """Open the configured store, run `action` on it, close it."""
 
     async def run() -> T:
@@ -216,6 +223,12 @@ def _with_store(config: Config, action: Callable[[Store], Awaitable[T]]) -> T:
             await store.close()
 
     return asyncio.run(run())
+
+
+def service(store: Store) -> ConnectionService:
+    """The connection service over a store opened for one command."""
+    clock = SystemClock()
+    return ConnectionService(store, Registry(store, clock), AuditLog(store, clock), clock)
 
 
 async def _all(store: Store) -> list[Connection]:

@@ -5,15 +5,19 @@ escaped, keys sorted), so SQLite and Redis hold the same bytes and any field
 added to the model is kept without a schema change. `decode_connection` raises
 `StoreError` when stored text is not a valid connection (the store is damaged,
 not the caller's input). The conflict errors name the id or the domain and its
-owner, the same words whichever store found them.
+owner, the same words whichever store found them. `seal` computes an audit
+record's hash the same way for both stores and for `ugem audit verify`.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
+from dataclasses import asdict
 
 from ugem.errors import ConflictError, StoreError, UgemError, UsageError
 from ugem.model import Connection
+from ugem.store.base import AuditEntry, AuditRecord
 
 
 def encode_connection(conn: Connection) -> str:
@@ -45,3 +49,37 @@ def check_limit(limit: int) -> int:
     if limit < 1:
         raise UsageError(f"limit: {limit} is not valid; expected 1 or more")
     return limit
+
+
+def entry_hash(seq: int, prev: str, entry: AuditEntry) -> str:
+    """sha256 (hex) of the canonical JSON of the entry with its seq and prev hash."""
+    body = {"seq": seq, "prev": prev, **asdict(entry)}
+    text = json.dumps(body, ensure_ascii=False, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def seal(seq: int, prev: str, entry: AuditEntry) -> AuditRecord:
+    """The record that follows the one hashed `prev`, as number `seq`."""
+    return AuditRecord(seq, prev, entry_hash(seq, prev, entry), entry)
+
+
+def encode_record(record: AuditRecord) -> str:
+    return json.dumps(
+        {"seq": record.seq, "prev": record.prev, "hash": record.hash, **asdict(record.entry)},
+        ensure_ascii=False,
+        sort_keys=True,
+    )
+
+
+def decode_record(text: str | bytes, where: str) -> AuditRecord:
+    """The record stored as `text`; StoreError naming `where` if it cannot be read."""
+    try:
+        data = json.loads(text)
+        seq, prev, digest = int(data.pop("seq")), str(data.pop("prev")), str(data.pop("hash"))
+        return AuditRecord(seq, prev, digest, AuditEntry(**data))
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise StoreError(f"{where}: an audit record is damaged: {exc}") from exc
+
+
+def doc_conflict(kind: str, doc_id: str) -> ConflictError:
+    return ConflictError(f"{kind} {doc_id!r} exists; choose another name")

@@ -2,12 +2,15 @@
 
 Keys live under a prefix (`ugem:` by default): `<p>conn` is a hash of
 connection id -> JSON text (see `ugem.store.codec`), `<p>domain` a hash of
-domain -> owning id, `<p>version` a counter, `<p>audit` a stream of every
-audit entry and `<p>audit:<target>` a stream per target, so the log of one
-connection is read without a scan. Streams are append-only and their ids give
-the order. Every write is atomic together with its `INCR` of the version: the
-connection writes are Lua scripts that check the id and domain uniqueness,
-write, and bump in one step; an audit entry is one MULTI/EXEC.
+domain -> owning id, `<p>version` a counter, `<p>auditlog` a list of every
+audit record (JSON text; record n at index n-1), `<p>audithead` a hash with
+the chain's head (seq, hash) and `<p>auditlog:<target>` a list of the seq
+numbers of one target, so the log of one connection is read without a scan.
+`<p>doc:<kind>` is a hash of document id -> JSON text. Every write is atomic
+together with its `INCR` of the version: the connection writes are Lua
+scripts that check the id and domain uniqueness, write, and bump in one step;
+an audit record is one WATCH/MULTI/EXEC on the head (retried when another
+writer moved it first), so the chain has no fork and no gap.
 
 `version()` is one GET; every call gives up after `timeout` seconds (5 by
 default) rather than hang an SMTP session. Redis errors (connection refused,
@@ -24,17 +27,21 @@ from typing import Any, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
 import redis.asyncio as aioredis
-from redis.exceptions import RedisError
+from redis.exceptions import RedisError, WatchError
 
 from ugem.errors import ConfigError, StoreError
 from ugem.model import Connection
-from ugem.store.base import AuditEntry
+from ugem.store.base import GENESIS, AuditEntry, AuditRecord
 from ugem.store.codec import (
     check_limit,
     decode_connection,
+    decode_record,
+    doc_conflict,
     domain_conflict,
     encode_connection,
+    encode_record,
     id_conflict,
+    seal,
 )
 
 T = TypeVar("T")
@@ -89,7 +96,8 @@ class RedisStore:
             allowed = f"expected redis://host:port/db: {exc}"
             raise ConfigError("store.url", url.partition("@")[2] or url, allowed) from exc
         self._conns, self._domains = f"{prefix}conn", f"{prefix}domain"
-        self._version, self._audit = f"{prefix}version", f"{prefix}audit"
+        self._version, self._audit = f"{prefix}version", f"{prefix}auditlog"
+        self._head = f"{prefix}audithead"
         self._save = self._redis.register_script(_SAVE)
         self._delete = self._redis.register_script(_DELETE)
 
@@ -133,19 +141,85 @@ class RedisStore:
         return int(value) if value is not None else 0
 
     async def audit(self, entry: AuditEntry) -> None:
-        fields: dict[Any, Any] = {k: str(v) for k, v in entry.to_dict().items()}
+        await self._call(self._append(entry))
+
+    async def _append(self, entry: AuditEntry) -> None:
         async with self._redis.pipeline(transaction=True) as pipe:
-            pipe.xadd(self._audit, fields)
-            pipe.xadd(f"{self._audit}:{entry.target}", fields)
-            pipe.incr(self._version)
-            await self._call(pipe.execute())
+            while True:
+                try:
+                    await pipe.watch(self._head)
+                    head = await pipe.hgetall(self._head)  # type: ignore[misc]
+                    seq, prev = int(head.get("seq", 0)), _text(head.get("hash", GENESIS))
+                    record = seal(seq + 1, prev, entry)
+                    pipe.multi()  # type: ignore[no-untyped-call]
+                    pipe.rpush(self._audit, encode_record(record))
+                    pipe.rpush(f"{self._audit}:{entry.target}", str(record.seq))
+                    pipe.hset(self._head, mapping={"seq": record.seq, "hash": record.hash})
+                    pipe.incr(self._version)
+                    await pipe.execute()
+                    return
+                except WatchError:
+                    continue
 
     async def audit_log(
         self, target: str | None = None, limit: int = 100
     ) -> builtins.list[AuditEntry]:
-        key = self._audit if target is None else f"{self._audit}:{target}"
-        rows = await self._call(self._redis.xrevrange(key, count=check_limit(limit)))
-        return [_entry(fields) for _id, fields in rows or () if fields]
+        return [r.entry for r in await self.audit_records(target, limit)]
+
+    async def audit_records(
+        self, target: str | None = None, limit: int = 100, before: int | None = None
+    ) -> builtins.list[AuditRecord]:
+        check_limit(limit)
+        head, _ = await self.audit_head()
+        last = head if before is None else min(head, before - 1)
+        if target is None:
+            first = max(1, last - limit + 1)
+            seqs = list(range(last, first - 1, -1))
+        else:
+            index = f"{self._audit}:{target}"
+            found = await self._call(self._redis.lrange(index, 0, -1))  # type: ignore[misc]
+            seqs = [s for s in map(int, reversed(found)) if s <= last][:limit]
+        return await self._records(seqs)
+
+    async def _records(self, seqs: builtins.list[int]) -> builtins.list[AuditRecord]:
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for seq in seqs:
+                pipe.lindex(self._audit, seq - 1)
+            texts = await self._call(pipe.execute())
+        return [decode_record(t, self._where_audit()) for t in texts if t is not None]
+
+    async def audit_chain(self, offset: int = 0, limit: int = 1000) -> builtins.list[AuditRecord]:
+        check_limit(limit)
+        texts = await self._call(
+            self._redis.lrange(self._audit, offset, offset + limit - 1)  # type: ignore[misc]
+        )
+        return [decode_record(t, self._where_audit()) for t in texts]
+
+    async def audit_head(self) -> tuple[int, str]:
+        head = await self._call(self._redis.hgetall(self._head))  # type: ignore[misc]
+        return int(head.get("seq", 0)), str(head.get("hash", GENESIS))
+
+    async def doc_add(self, kind: str, doc_id: str, data: str) -> None:
+        added = await self._call(self._redis.hsetnx(self._doc(kind), doc_id, data))  # type: ignore[misc]
+        if not added:
+            raise doc_conflict(kind, doc_id)
+
+    async def doc_put(self, kind: str, doc_id: str, data: str) -> None:
+        await self._call(self._redis.hset(self._doc(kind), doc_id, data))  # type: ignore[misc]
+
+    async def doc_get(self, kind: str, doc_id: str) -> str | None:
+        data = await self._call(self._redis.hget(self._doc(kind), doc_id))  # type: ignore[misc]
+        return None if data is None else _text(data)
+
+    async def doc_list(self, kind: str) -> builtins.list[tuple[str, str]]:
+        found = await self._call(self._redis.hgetall(self._doc(kind)))  # type: ignore[misc]
+        return sorted((_text(k), _text(v)) for k, v in found.items())
+
+    def _doc(self, kind: str) -> str:
+        return f"{self.prefix}doc:{kind}"
+
+    def _where_audit(self) -> str:
+        return f"redis store {self.name}, audit log"
 
     async def close(self) -> None:
         await self._call(self._redis.aclose())
@@ -164,15 +238,3 @@ def _redact(url: str) -> str:
 
 def _text(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else value
-
-
-def _entry(raw: dict[bytes | str, bytes | str]) -> AuditEntry:
-    fields = {_text(k): _text(v) for k, v in raw.items()}
-    return AuditEntry(
-        ts=float(fields["ts"]),
-        actor=fields["actor"],
-        action=fields["action"],
-        target=fields["target"],
-        reason=fields.get("reason", ""),
-        details=fields.get("details", ""),
-    )

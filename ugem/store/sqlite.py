@@ -2,7 +2,10 @@
 
 The file holds the connections (JSON text, see `ugem.store.codec`), a
 `domains` table whose primary key makes a domain belong to one connection at
-most, the append-only audit log and a `meta` row with the version. Every write
+most, the append-only audit log (hash-chained: `seq`, `prev`, `hash`, with
+the head in `audit_head`), the `docs` table of JSON documents by kind and id,
+and a `meta` row with the version. A file made by an older version gets the
+new columns and tables on open, and its audit rows are sealed into the chain. Every write
 is one `BEGIN IMMEDIATE` transaction that also bumps the version, so a node and
 the CLI (or several processes) can share the file: WAL lets readers go on while
 one writer commits, `busy_timeout` makes a writer wait its turn instead of
@@ -23,23 +26,25 @@ import sqlite3
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from ugem.errors import StoreError
 from ugem.model import Connection
-from ugem.store.base import AuditEntry
+from ugem.store.base import GENESIS, AuditEntry, AuditRecord
 from ugem.store.codec import (
     check_limit,
     decode_connection,
+    doc_conflict,
     domain_conflict,
     encode_connection,
     id_conflict,
+    seal,
 )
 
 T = TypeVar("T")
 
 BUSY_TIMEOUT_MS = 5000
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 _SCHEMA = (
     "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL)",
@@ -51,20 +56,25 @@ _SCHEMA = (
     " actor TEXT NOT NULL, action TEXT NOT NULL, target TEXT NOT NULL, reason TEXT NOT NULL,"
     " details TEXT NOT NULL)",
     "CREATE INDEX IF NOT EXISTS audit_by_target ON audit (target, seq)",
-    f"PRAGMA user_version = {SCHEMA_VERSION}",
+    "CREATE TABLE IF NOT EXISTS audit_head (one INTEGER PRIMARY KEY CHECK (one = 1),"
+    " seq INTEGER NOT NULL, hash TEXT NOT NULL)",
+    f"INSERT OR IGNORE INTO audit_head (one, seq, hash) VALUES (1, 0, '{GENESIS}')",  # noqa: S608
+    "CREATE TABLE IF NOT EXISTS docs (kind TEXT NOT NULL, id TEXT NOT NULL, data TEXT NOT NULL,"
+    " PRIMARY KEY (kind, id))",
 )
+_AUDIT_COLUMNS = ("before", "after", "prev", "hash")  # added in schema version 2
 _VERSION = "SELECT value FROM meta WHERE key = 'version'"
 _BUMP = "UPDATE meta SET value = value + 1 WHERE key = 'version'"
-_AUDIT_ADD = (
-    "INSERT INTO audit (ts, actor, action, target, reason, details) VALUES (?, ?, ?, ?, ?, ?)"
-)
-_AUDIT_ALL = (
-    "SELECT ts, actor, action, target, reason, details FROM audit ORDER BY seq DESC LIMIT ?"
-)
-_AUDIT_OF = (
-    "SELECT ts, actor, action, target, reason, details FROM audit WHERE target = ?"
+_FIELDS = "seq, prev, hash, ts, actor, action, target, reason, details, before, after"
+_AUDIT_ADD = f"INSERT INTO audit ({_FIELDS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"  # noqa: S608
+_AUDIT_NEWEST = (
+    f"SELECT {_FIELDS} FROM audit WHERE seq < ? AND (? IS NULL OR target = ?)"  # noqa: S608
     " ORDER BY seq DESC LIMIT ?"
 )
+_AUDIT_CHAIN = f"SELECT {_FIELDS} FROM audit ORDER BY seq LIMIT ? OFFSET ?"  # noqa: S608
+_HEAD = "SELECT seq, hash FROM audit_head WHERE one = 1"
+_SET_HEAD = "UPDATE audit_head SET seq = ?, hash = ? WHERE one = 1"
+_NO_SEQ = 1 << 62  # "before" when none is given: newer than any record
 
 
 class SqliteStore:
@@ -92,6 +102,8 @@ class SqliteStore:
         def create(db: sqlite3.Connection) -> None:
             for statement in _SCHEMA:
                 db.execute(statement)
+            _upgrade_audit(db)
+            db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
         self._write(create)
 
@@ -152,10 +164,7 @@ class SqliteStore:
 
     async def audit(self, entry: AuditEntry) -> None:
         def change(db: sqlite3.Connection) -> None:
-            db.execute(
-                _AUDIT_ADD,
-                (entry.ts, entry.actor, entry.action, entry.target, entry.reason, entry.details),
-            )
+            _append(db, entry)
             db.execute(_BUMP)
 
         self._write(change)
@@ -163,13 +172,58 @@ class SqliteStore:
     async def audit_log(
         self, target: str | None = None, limit: int = 100
     ) -> builtins.list[AuditEntry]:
-        check_limit(limit)
+        return [r.entry for r in await self.audit_records(target, limit)]
+
+    async def audit_records(
+        self, target: str | None = None, limit: int = 100, before: int | None = None
+    ) -> builtins.list[AuditRecord]:
+        args = (_NO_SEQ if before is None else before, target, target, check_limit(limit))
+        return self._records(_AUDIT_NEWEST, args)
+
+    async def audit_chain(self, offset: int = 0, limit: int = 1000) -> builtins.list[AuditRecord]:
+        return self._records(_AUDIT_CHAIN, (check_limit(limit), offset))
+
+    async def audit_head(self) -> tuple[int, str]:
         with self._errors():
-            if target is None:
-                rows = self._db.execute(_AUDIT_ALL, (limit,)).fetchall()
-            else:
-                rows = self._db.execute(_AUDIT_OF, (target, limit)).fetchall()
-        return [AuditEntry(*row) for row in rows]
+            row = self._db.execute(_HEAD).fetchone()
+        return (int(row[0]), str(row[1])) if row else (0, GENESIS)
+
+    def _records(self, sql: str, args: tuple[object, ...]) -> builtins.list[AuditRecord]:
+        with self._errors():
+            rows = self._db.execute(sql, args).fetchall()
+        try:
+            return [_record(row) for row in rows]
+        except (ValueError, TypeError) as exc:
+            raise StoreError(
+                f"sqlite store {self.path}: an audit record is damaged: {exc}"
+            ) from exc
+
+    async def doc_add(self, kind: str, doc_id: str, data: str) -> None:
+        def change(db: sqlite3.Connection) -> None:
+            found = db.execute("SELECT 1 FROM docs WHERE kind = ? AND id = ?", (kind, doc_id))
+            if found.fetchone():
+                raise doc_conflict(kind, doc_id)
+            db.execute("INSERT INTO docs (kind, id, data) VALUES (?, ?, ?)", (kind, doc_id, data))
+
+        self._write(change)
+
+    async def doc_put(self, kind: str, doc_id: str, data: str) -> None:
+        sql = "INSERT OR REPLACE INTO docs (kind, id, data) VALUES (?, ?, ?)"
+        self._write(lambda db: db.execute(sql, (kind, doc_id, data)))
+
+    async def doc_get(self, kind: str, doc_id: str) -> str | None:
+        with self._errors():
+            row = self._db.execute(
+                "SELECT data FROM docs WHERE kind = ? AND id = ?", (kind, doc_id)
+            ).fetchone()
+        return None if row is None else str(row[0])
+
+    async def doc_list(self, kind: str) -> builtins.list[tuple[str, str]]:
+        with self._errors():
+            rows = self._db.execute(
+                "SELECT id, data FROM docs WHERE kind = ? ORDER BY id", (kind,)
+            ).fetchall()
+        return [(str(i), str(d)) for i, d in rows]
 
     async def close(self) -> None:
         with self._errors():
@@ -195,6 +249,36 @@ def _save(db: sqlite3.Connection, conn: Connection) -> None:
         [(domain, conn.id) for domain in conn.domains],
     )
     db.execute(_BUMP)
+
+
+def _append(db: sqlite3.Connection, entry: AuditEntry) -> None:
+    """Chain `entry` after the head and move the head, inside the caller's transaction."""
+    seq, prev = db.execute(_HEAD).fetchone()
+    record = seal(int(seq) + 1, str(prev), entry)
+    e = entry
+    fields = (e.ts, e.actor, e.action, e.target, e.reason, e.details, e.before, e.after)
+    db.execute(_AUDIT_ADD, (record.seq, record.prev, record.hash, *fields))
+    db.execute(_SET_HEAD, (record.seq, record.hash))
+
+
+def _record(row: tuple[Any, ...]) -> AuditRecord:
+    seq, prev, digest, ts, *texts = row
+    entry = AuditEntry(float(ts), *(str(t) for t in texts))
+    return AuditRecord(int(seq), str(prev), str(digest), entry)
+
+
+def _upgrade_audit(db: sqlite3.Connection) -> None:
+    """Give a version 1 audit table the chain's columns and seal its rows in order."""
+    have = {row[1] for row in db.execute("PRAGMA table_info(audit)")}
+    missing = [c for c in _AUDIT_COLUMNS if c not in have]
+    for column in missing:
+        db.execute(f"ALTER TABLE audit ADD COLUMN {column} TEXT NOT NULL DEFAULT ''")
+    if not missing:
+        return
+    rows = db.execute(f"SELECT {_FIELDS} FROM audit ORDER BY seq").fetchall()  # noqa: S608
+    db.execute("DELETE FROM audit")
+    for row in rows:
+        _append(db, _record(row).entry)
 
 
 @contextmanager

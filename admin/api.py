@@ -1,0 +1,66 @@
+"""The /v1/ API: the services it serves and the router that mounts one module per resource.
+
+`Services` is what the node wiring (or a test) hands to `create_app`; every
+route module gets its service and the `Authority` that checks tokens and
+roles. The errors of the services are mapped to HTTP in `admin.errors`.
+"""
+
+from dataclasses import dataclass
+
+from fastapi import APIRouter
+
+from admin import applications, audit, connections, queue, tokens
+from admin.auth import Authority
+from admin.errors import ERRORS
+from ugem.clock import Clock
+from ugem.metrics import Metrics
+from ugem.registry import Registry
+from ugem.services.applications import ApplicationService, MxLookup
+from ugem.services.audit import AuditLog
+from ugem.services.connections import ConnectionService
+from ugem.services.mailqueue import MailQueue, QueueService
+from ugem.services.tokens import TokenService
+from ugem.store.base import Store
+
+
+@dataclass(frozen=True)
+class Services:
+    tokens: TokenService
+    audit: AuditLog
+    connections: ConnectionService
+    queue: QueueService
+    applications: ApplicationService
+
+
+def build_services(
+    store: Store,
+    registry: Registry,
+    queue: MailQueue,
+    clock: Clock,
+    metrics: Metrics | None = None,
+    mx_lookup: MxLookup | None = None,
+) -> Services:
+    """The services of one node (or test) over its store, registry and queue."""
+    audit = AuditLog(store, clock)
+    connections = ConnectionService(store, registry, audit, clock)
+    gauge = None if metrics is None else metrics.applications_overdue
+    return Services(
+        tokens=TokenService(store, audit, clock),
+        audit=audit,
+        connections=connections,
+        queue=QueueService(queue, audit, clock),
+        applications=ApplicationService(
+            store, connections, audit, clock, mx_lookup=mx_lookup, overdue_gauge=gauge
+        ),
+    )
+
+
+def api_router(services: Services) -> APIRouter:
+    auth = Authority(services.tokens)
+    api = APIRouter(prefix="/v1", responses=ERRORS)
+    api.include_router(connections.router(services.connections, auth))
+    api.include_router(queue.router(services.queue, auth))
+    api.include_router(audit.router(services.audit, auth))
+    api.include_router(tokens.router(services.tokens, auth))
+    api.include_router(applications.router(services.applications, auth))
+    return api

@@ -1,0 +1,59 @@
+"""`/v1/connections`: list, show, update, suspend, resume, disconnect.
+
+Reading needs `viewer`; updating, suspending and resuming `operator`;
+disconnecting `admin`. Each handler translates HTTP to one call of
+`ConnectionService` and back; the rules and the audit live there.
+"""
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Query
+
+from admin.auth import Authority
+from admin.schemas import ConnectionOut, ConnectionPatch, Reason, RequiredReason
+from ugem.model import ConnState, OrgKind
+from ugem.services.connections import ConnectionService
+from ugem.services.tokens import ApiToken, Role
+
+
+def router(service: ConnectionService, auth: Authority) -> APIRouter:
+    r = APIRouter(prefix="/connections", tags=["connections"])
+    viewer, operator = auth.require(Role.VIEWER), auth.require(Role.OPERATOR)
+    admin = auth.require(Role.ADMIN)
+    Operator = Annotated[ApiToken, Depends(operator)]
+
+    @r.get("", response_model=list[ConnectionOut], dependencies=[Depends(viewer)])
+    async def list_connections(
+        state: ConnState | None = None,
+        kind: OrgKind | None = None,
+        text: Annotated[str | None, Query(max_length=200)] = None,
+    ) -> list[ConnectionOut]:
+        return [ConnectionOut.of(c) for c in await service.list(state, kind, text)]
+
+    @r.get("/{conn_id}", response_model=ConnectionOut, dependencies=[Depends(viewer)])
+    async def show_connection(conn_id: str) -> ConnectionOut:
+        return ConnectionOut.of(await service.get(conn_id))
+
+    @r.patch("/{conn_id}", response_model=ConnectionOut)
+    async def update_connection(
+        conn_id: str, body: ConnectionPatch, token: Operator
+    ) -> ConnectionOut:
+        return ConnectionOut.of(await service.update(conn_id, body.change(), token.actor))
+
+    @r.post("/{conn_id}/suspend", response_model=ConnectionOut)
+    async def suspend_connection(
+        conn_id: str, body: RequiredReason, token: Operator
+    ) -> ConnectionOut:
+        return ConnectionOut.of(await service.suspend(conn_id, body.reason, token.actor))
+
+    @r.post("/{conn_id}/resume", response_model=ConnectionOut)
+    async def resume_connection(conn_id: str, body: Reason, token: Operator) -> ConnectionOut:
+        return ConnectionOut.of(await service.resume(conn_id, body.reason, token.actor))
+
+    @r.post("/{conn_id}/disconnect", response_model=ConnectionOut)
+    async def disconnect_connection(
+        conn_id: str, body: Reason, token: Annotated[ApiToken, Depends(admin)]
+    ) -> ConnectionOut:
+        return ConnectionOut.of(await service.disconnect(conn_id, body.reason, token.actor))
+
+    return r

@@ -1,0 +1,271 @@
+"""The JSON bodies of the admin API: pydantic models for what goes in and out.
+
+Input models check shape and types (FastAPI answers 422 naming the field);
+the service layer checks meaning and raises `UsageError` (also 422) naming
+the field. Output models are built from the service's objects with
+`from_*` helpers, so handlers stay one line. Unknown input fields are refused
+(`extra="forbid"`), so a typo is an error, not a silent no-op.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from ugem.model import Connection, ConnState, Contact, Language, OrgKind
+from ugem.services.applications import (
+    Application,
+    ApplicationForm,
+    AppState,
+    Channel,
+    Decision,
+    Finding,
+)
+from ugem.services.audit import Verdict
+from ugem.services.connections import ConnectionChange
+from ugem.services.mailqueue import MailItem, MailView
+from ugem.services.tokens import ApiToken, Role
+from ugem.store.base import AuditRecord
+
+TEXT = 2000  # longest free text (reasons), in characters
+
+
+class In(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ContactBody(In):
+    full_name: str = Field(min_length=1, max_length=300, description="surname, name, patronymic")
+    email: str = Field(min_length=3, max_length=320)
+    office_phone: str = Field("", max_length=40)
+    mobile: str = Field("", max_length=40)
+
+    def contact(self) -> Contact:
+        return Contact(**self.model_dump())
+
+
+class ConnectionOut(BaseModel):
+    id: str
+    org_name: str
+    kind: OrgKind
+    domains: list[str]
+    servers: list[str]
+    contacts: list[ContactBody]
+    language: Language
+    state: ConnState
+    state_reason: str
+    state_changed_at: float
+    created_at: float
+    extra: dict[str, str]
+
+    @classmethod
+    def of(cls, conn: Connection) -> ConnectionOut:
+        return cls.model_validate(conn.to_dict())
+
+
+class ConnectionPatch(In):
+    org_name: str | None = Field(None, min_length=1, max_length=500)
+    servers: list[str] | None = Field(None, min_length=1, max_length=256)
+    domains: list[str] | None = Field(None, min_length=1, max_length=256)
+    contacts: list[ContactBody] | None = Field(None, max_length=50)
+    language: Language | None = None
+
+    def change(self) -> ConnectionChange:
+        contacts = None if self.contacts is None else [c.contact() for c in self.contacts]
+        return ConnectionChange(self.org_name, self.servers, self.domains, contacts, self.language)
+
+
+class Reason(In):
+    reason: str = Field("", max_length=TEXT, description="why (kept in the audit log)")
+
+
+class RequiredReason(In):
+    reason: str = Field(min_length=1, max_length=TEXT, description="why (kept in the audit log)")
+
+
+class Count(BaseModel):
+    count: int = Field(description="messages changed")
+
+
+class BulkAction(In):
+    connection: str = Field(min_length=1, max_length=255, description="connection id")
+    reason: str = Field("", max_length=TEXT)
+
+
+class MailOut(BaseModel):
+    id: str
+    state: str
+    sender: str
+    rcpts: list[str]
+    original_rcpts: list[str]
+    size: int
+    connection: str
+    client_ip: str
+    received_at: float
+    attempts: int
+    next_attempt: float
+    last_error: str
+    hold_reason: str
+
+    @classmethod
+    def of(cls, item: MailItem) -> MailOut:
+        data = {k: v for k, v in vars(item).items() if k != "text"}
+        return cls.model_validate(data)
+
+
+class MailDetail(MailOut):
+    headers: str
+    body: str | None = None
+
+    @classmethod
+    def of_view(cls, view: MailView) -> MailDetail:
+        base = MailOut.of(view.item).model_dump()
+        return cls.model_validate(base | {"headers": view.headers, "body": view.body})
+
+
+class AuditOut(BaseModel):
+    seq: int
+    hash: str
+    prev: str
+    ts: float
+    actor: str
+    action: str
+    target: str
+    reason: str
+    details: Any = None
+    before: Any = None
+    after: Any = None
+
+    @classmethod
+    def of(cls, record: AuditRecord) -> AuditOut:
+        e = record.entry
+        return cls(
+            seq=record.seq,
+            hash=record.hash,
+            prev=record.prev,
+            ts=e.ts,
+            actor=e.actor,
+            action=e.action,
+            target=e.target,
+            reason=e.reason,
+            details=_json(e.details),
+            before=_json(e.before),
+            after=_json(e.after),
+        )
+
+
+class VerdictOut(BaseModel):
+    ok: bool
+    entries: int
+    head_seq: int
+    head_hash: str
+    problems: list[str]
+
+    @classmethod
+    def of(cls, verdict: Verdict) -> VerdictOut:
+        return cls(ok=verdict.ok, **vars(verdict))
+
+
+class TokenCreate(In):
+    name: str = Field(min_length=1, max_length=64)
+    role: Role
+
+
+class TokenOut(BaseModel):
+    name: str
+    role: Role
+    created_at: float
+    created_by: str
+    revoked_at: float
+
+    @classmethod
+    def of(cls, token: ApiToken) -> TokenOut:
+        return cls.model_validate(token.public())
+
+
+class TokenCreated(TokenOut):
+    token: str = Field(description="the secret: shown this once, stored only as a hash")
+
+
+def _json(text: str) -> Any:
+    if not text:
+        return None
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text
+
+
+class ApplicationBody(In):
+    """The Rules' application form, as received."""
+
+    number: str = Field(min_length=1, max_length=100, description="No. of the application")
+    received_at: float | None = Field(
+        None, ge=0, le=32503680000, description="when received (Unix time; default now)"
+    )
+    channel: Channel = Field(Channel.APS, description="aps (support.sts.kz) or letter")
+    domain: str = Field(min_length=1, max_length=255, description="the e-mail domain to connect")
+    domain_owner: str = Field(min_length=1, max_length=500)
+    servers: list[str] = Field(min_length=1, max_length=64, description="mail server addresses")
+    org_name: str = Field(min_length=1, max_length=500)
+    kind: str = Field(description="state-body, local-government, ..., or other")
+    contacts: list[ContactBody] = Field(min_length=1, max_length=20)
+    language: Language = Language.RU
+
+    def form(self) -> ApplicationForm:
+        data = self.model_dump(exclude={"contacts"})
+        return ApplicationForm(contacts=[c.contact() for c in self.contacts], **data)
+
+
+class FindingBody(In):
+    name: str = Field(min_length=1, max_length=64)
+    ok: bool
+    note: str = Field("", max_length=TEXT)
+
+    def finding(self) -> Finding:
+        return Finding(self.name, self.ok, self.note)
+
+
+class ChecksBody(In):
+    findings: list[FindingBody] = Field(default_factory=list, max_length=50)
+
+
+class DecisionBody(In):
+    decision: Decision
+    reasons: list[str] = Field(default_factory=list, max_length=20)
+
+
+class FindingOut(BaseModel):
+    name: str
+    ok: bool
+    note: str
+    by: str
+
+
+class ApplicationOut(BaseModel):
+    id: str
+    number: str
+    domain: str
+    domain_owner: str
+    servers: list[str]
+    org_name: str
+    kind: str
+    contacts: list[ContactBody]
+    language: Language
+    channel: Channel
+    received_at: float
+    decision_due: str
+    overdue: bool
+    recorded_by: str
+    state: AppState
+    checks: list[FindingOut]
+    decided_at: float
+    decided_by: str
+    reasons: list[str]
+
+    @classmethod
+    def of(cls, app: Application, today: dt.date) -> ApplicationOut:
+        return cls.model_validate(app.to_dict() | {"overdue": app.overdue(today)})

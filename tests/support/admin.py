@@ -1,0 +1,83 @@
+"""The admin API in-process over real services, for unit tests of the /v1/ routes.
+
+`admin_api(tmp_path)` opens a SQLite store and a real spool under tmp_path,
+builds the node's services over them (`admin.api.build_services`, with the
+spool behind `relay.mailqueue.SpoolQueue`) on a `FakeClock` (and, for the
+applications' MX check, the `mx` table: domain -> MX hosts), mounts the app,
+creates one token per role and gives an `httpx.AsyncClient` that talks to the
+app without a socket (ASGI). `api.call(method, path, role, json)` sends a
+request as that role (None: no token). Everything is closed on exit.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+from fastapi import FastAPI
+
+from admin.api import Services, build_services
+from admin.server import create_app
+from relay.mailqueue import SpoolQueue
+from relay.spool import Spool
+from ugem.clock import FakeClock
+from ugem.metrics import Metrics
+from ugem.registry import Registry
+from ugem.services.tokens import Role
+from ugem.store.sqlite import SqliteStore
+
+
+class _Ready:
+    def readiness(self) -> tuple[bool, str]:
+        return True, "ok"
+
+
+@dataclass
+class AdminApi:
+    app: FastAPI
+    client: httpx.AsyncClient
+    services: Services
+    store: SqliteStore
+    registry: Registry
+    spool: Spool
+    clock: FakeClock
+    metrics: Metrics
+    mx: dict[str, list[str]]
+    secrets: dict[Role, str] = field(default_factory=dict)
+
+    async def call(
+        self, method: str, path: str, role: Role | None = Role.ADMIN, body: Any = None
+    ) -> httpx.Response:
+        headers = {} if role is None else {"Authorization": f"Bearer {self.secrets[role]}"}
+        return await self.client.request(method, path, json=body, headers=headers)
+
+
+@contextlib.asynccontextmanager
+async def admin_api(tmp_path: Path, clock: FakeClock | None = None) -> AsyncIterator[AdminApi]:
+    clock = clock or FakeClock()
+    store = SqliteStore(tmp_path / "registry.db")
+    registry = Registry(store, clock)
+    spool = Spool(tmp_path / "queue.db", clock, Metrics())
+    await spool.open()
+    metrics, mx = Metrics(), dict[str, list[str]]()
+
+    async def mx_lookup(domain: str) -> list[str]:
+        return mx.get(domain, [])
+
+    services = build_services(store, registry, SpoolQueue(spool), clock, metrics, mx_lookup)
+    app = create_app(_Ready(), metrics, services)
+    transport = httpx.ASGITransport(app=app)
+    client = httpx.AsyncClient(transport=transport, base_url="http://admin.test")
+    api = AdminApi(app, client, services, store, registry, spool, clock, metrics, mx)
+    try:
+        for role in Role:
+            _, api.secrets[role] = await services.tokens.create(f"{role}-token", role, "test")
+        yield api
+    finally:
+        await client.aclose()
+        await spool.close()
+        await store.close()

@@ -1,0 +1,137 @@
+"""Every /v1/ endpoint by every role: 401 without a token, 403 below its role, success with it.
+
+Each endpoint gets a fresh API over real services (SQLite store, real spool)
+with two connections (a.gov.kz connected, b.gov.kz suspended) and three
+queued messages, so it can succeed. It is called with no token (401), with
+every role below the one it needs (403, naming the role), with the role it
+needs (its success status) and with each stronger role (past the role check:
+the state may have changed, so a 409 is fine there, a 401/403 is not). A
+route added without a row in `ENDPOINTS` fails `test_the_table_covers_every_route`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from relay.message import QueuedMessage, QueueState
+from tests.support.admin import AdminApi, admin_api
+from tests.support.connections import plain
+from ugem.model import ConnState, Contact
+from ugem.services.applications import ApplicationForm
+from ugem.services.tokens import Role
+
+CONTACT = Contact("Ivanov Ivan Ivanovich", "it@d.gov.kz")
+
+HELD, DEFERRED, ACTIVE = "HELDMSG00001", "DEFERMSG0001", "ACTIVEMSG001"
+
+FORM: dict[str, Any] = {
+    "number": "17",
+    "domain": "c.gov.kz",
+    "domain_owner": "Akimat",
+    "servers": ["203.0.113.25"],
+    "org_name": "Akimat of C",
+    "kind": "local-government",
+    "contacts": [{"full_name": "Ivanov Ivan Ivanovich", "email": "it@c.gov.kz"}],
+}
+REJECT = {"decision": "reject", "reasons": ["no technical capability"]}
+
+# (method, path, body, least role, success status); {app} is a pending application's id
+ENDPOINTS: list[tuple[str, str, Any, Role, int]] = [
+    ("GET", "/v1/connections", None, Role.VIEWER, 200),
+    ("GET", "/v1/connections/a.gov.kz", None, Role.VIEWER, 200),
+    ("PATCH", "/v1/connections/a.gov.kz", {"org_name": "Renamed"}, Role.OPERATOR, 200),
+    ("POST", "/v1/connections/a.gov.kz/suspend", {"reason": "spam"}, Role.OPERATOR, 200),
+    ("POST", "/v1/connections/b.gov.kz/resume", {}, Role.OPERATOR, 200),
+    ("POST", "/v1/connections/a.gov.kz/disconnect", {"reason": "status"}, Role.ADMIN, 200),
+    ("GET", "/v1/queue", None, Role.VIEWER, 200),
+    ("GET", f"/v1/queue/{HELD}", None, Role.VIEWER, 200),
+    ("POST", f"/v1/queue/{ACTIVE}/hold", {}, Role.OPERATOR, 200),
+    ("POST", f"/v1/queue/{HELD}/release", {}, Role.OPERATOR, 200),
+    ("POST", f"/v1/queue/{DEFERRED}/retry", {}, Role.OPERATOR, 200),
+    ("DELETE", f"/v1/queue/{HELD}", None, Role.OPERATOR, 200),
+    ("POST", "/v1/queue/release", {"connection": "b.gov.kz"}, Role.OPERATOR, 200),
+    ("POST", "/v1/queue/purge", {"connection": "b.gov.kz"}, Role.OPERATOR, 200),
+    ("GET", "/v1/audit", None, Role.VIEWER, 200),
+    ("GET", "/v1/audit/verify", None, Role.VIEWER, 200),
+    ("GET", "/v1/tokens", None, Role.ADMIN, 200),
+    ("POST", "/v1/tokens", {"name": "new", "role": "viewer"}, Role.ADMIN, 201),
+    ("POST", "/v1/tokens/viewer-token/revoke", {}, Role.ADMIN, 200),
+    ("POST", "/v1/applications", FORM, Role.OPERATOR, 201),
+    ("GET", "/v1/applications", None, Role.VIEWER, 200),
+    ("GET", "/v1/applications/{app}", None, Role.VIEWER, 200),
+    ("POST", "/v1/applications/{app}/checks", {}, Role.OPERATOR, 200),
+    ("POST", "/v1/applications/{app}/decision", REJECT, Role.OPERATOR, 200),
+]
+CASES = [pytest.param(*endpoint, id=f"{endpoint[0]} {endpoint[1]}") for endpoint in ENDPOINTS]
+
+
+def _message(queue_id: str, state: QueueState, connection: str) -> QueuedMessage:
+    data = b"From: <a@b.gov.kz>\r\nSubject: hi\r\n\r\nbody\r\n"
+    return QueuedMessage(
+        queue_id, "a@b.gov.kz", ["x@example.org"], data, len(data), connection, "192.0.2.2",
+        1.0, state, hold_reason="suspended" if state == QueueState.HELD else "",
+    )  # fmt: skip
+
+
+@pytest.fixture
+async def api(tmp_path: Path) -> AsyncIterator[AdminApi]:
+    async with admin_api(tmp_path) as api:
+        await api.store.add(plain("a.gov.kz", "192.0.2.10"))
+        await api.store.add(plain("b.gov.kz", "192.0.2.11"))
+        await api.registry.set_state("b.gov.kz", ConnState.SUSPENDED, "spam", "test")
+        await api.spool.commit(_message(HELD, QueueState.HELD, "b.gov.kz"))
+        await api.spool.commit(_message(DEFERRED, QueueState.DEFERRED, "a.gov.kz"))
+        await api.spool.commit(_message(ACTIVE, QueueState.ACTIVE, "a.gov.kz"))
+        yield api
+
+
+@pytest.fixture
+async def app_id(api: AdminApi) -> str:
+    form = ApplicationForm(**FORM | {"domain": "d.gov.kz", "contacts": [CONTACT]})
+    return (await api.services.applications.receive(form, "test")).id
+
+
+@pytest.mark.parametrize(("method", "path", "body", "least", "status"), CASES)
+async def test_endpoint_by_role(
+    api: AdminApi, app_id: str, method: str, path: str, body: Any, least: Role, status: int
+) -> None:
+    path = path.replace("{app}", app_id)
+    nobody = await api.call(method, path, None, body)
+    assert nobody.status_code == 401, nobody.text
+    assert nobody.headers["www-authenticate"] == "Bearer"
+    weaker = [role for role in Role if not role.allows(least)]
+    for role in weaker:
+        refused = await api.call(method, path, role, body)
+        assert refused.status_code == 403, (role, refused.text)
+        assert f"needs the {least} role" in refused.json()["detail"]
+    allowed = await api.call(method, path, least, body)
+    assert allowed.status_code == status, allowed.text
+    for role in Role:
+        if role.allows(least) and role != least:
+            again = await api.call(method, path, role, body)
+            assert again.status_code not in (401, 403), (role, again.text)
+
+
+async def test_a_wrong_or_revoked_token_is_401(api: AdminApi) -> None:
+    wrong = await api.client.get("/v1/connections", headers={"Authorization": "Bearer ugem_x"})
+    assert wrong.status_code == 401
+    await api.services.tokens.revoke("viewer-token", "test")
+    revoked = await api.call("GET", "/v1/connections", Role.VIEWER)
+    assert revoked.status_code == 401
+    assert "revoked" in revoked.json()["detail"]
+
+
+async def test_the_table_covers_every_route(api: AdminApi) -> None:
+    def template(path: str) -> str:
+        for real in (HELD, DEFERRED, ACTIVE):
+            path = path.replace(real, "{queue_id}")
+        path = path.replace("a.gov.kz", "{conn_id}").replace("b.gov.kz", "{conn_id}")
+        return path.replace("viewer-token", "{name}").replace("{app}", "{app_id}")
+
+    paths = api.app.openapi()["paths"]
+    routes = {(m.upper(), p) for p, ops in paths.items() if p.startswith("/v1/") for m in ops}
+    assert routes == {(m, template(p)) for m, p, *_ in ENDPOINTS}
