@@ -17,39 +17,60 @@ classification is `relay.trouble`'s. What it promises:
   sender is one, bounce 5.6.7), BODY=8BITMIME when the text has 8-bit bytes and
   it is offered (8-bit text is sent as is otherwise). A message larger than the
   hop's announced SIZE bounces 5.3.4 without being sent. Addresses go on the
-  wire exactly as given, in angle brackets;
-- each RCPT reply decides that recipient alone; DATA is sent only if one was
-  accepted, and its reply decides all accepted ones. The text goes out byte for
-  byte (aiosmtplib dot-stuffs it; it would also turn a bare CR or LF into CRLF
-  and add a final CRLF, which the relay's CRLF-only text never needs);
+  wire exactly as given, in angle brackets; one with a control character is
+  never sent (a ValueError, so an internal error: deferred 4.3.0);
+- when the hop offers PIPELINING (RFC 2920), MAIL, every RCPT and DATA go out
+  in one write and their replies are read in order; without it, one command
+  at a time, and no RCPT after a refused MAIL, no DATA without an accepted
+  RCPT;
+- each RCPT reply decides that recipient alone; the text is sent only after a
+  354 to DATA with a recipient accepted, and the reply to its end decides all
+  accepted ones (a refused DATA decides them instead). A DATA reply when no
+  recipient was accepted decides nothing (a 354 then gets an empty text).
+  Recipients left without a reply when the connection fails get that failure.
+  The text goes out byte for byte, dot-stuffed (`relay.smtp_client.dot_stuff`): it must be
+  CRLF-only, as the relay's accepted text is;
+- a transaction that did not end with the end of the text (refused MAIL, no
+  recipient accepted, refused DATA) is closed with RSET; a session whose RSET
+  fails, that timed out, lost its connection or heard a 421 is closed;
 - sessions are pooled per route key: reused for up to
-  `messages_per_connection` messages, checked with RSET before each reuse,
-  closed after `idle_timeout` idle seconds (on the injected clock, swept on a
-  loop timer and on each take) or at once after any error;
+  `messages_per_connection` messages, closed after `idle_timeout` idle seconds
+  (on the injected clock, swept on a loop timer and on each take) or at once
+  after any error. A reused session is not probed first: if its connection
+  fails before the first reply of the transaction (the peer closed it
+  meanwhile), nothing was sent, and the message goes once over a new session;
 - at most `concurrency_per_destination` sessions per route key and
   `concurrency_total` in all; idle sessions of other destinations are closed
   to make room. `metrics.outbound_sessions` counts open sessions.
 
 Timeouts: `connect_timeout` for the TCP connect and the greeting (aiosmtplib
 uses one timeout for both), `command_timeout` for every other reply,
-including the end of DATA. One DEBUG line per attempt carries the queue id
-and the hop. An unexpected error defers the recipients (4.3.0) and is logged
-with its traceback.
+including each reply of a pipelined group and the end of DATA. One DEBUG line
+per attempt carries the queue id and the hop. An unexpected error defers the
+recipients (4.3.0) and is logged with its traceback.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import ssl
 from collections.abc import Coroutine, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import aiosmtplib
+from aiosmtplib import SMTPResponse
 
 from relay import trouble
 from relay.routing import Hop, Route, RouteFailure
+from relay.smtp_client import (
+    END_OF_DATA,
+    SESSION_ERRORS,
+    PipelinedProtocol,
+    client_tls_context,
+    dot_stuff,
+    envelope_commands,
+)
 from relay.trouble import RcptOutcome
 from ugem.clock import Clock
 from ugem.config import DeliveryConfig
@@ -60,15 +81,18 @@ log = logging.getLogger("relay.deliver")
 
 QUIT_TIMEOUT = 5.0  # seconds to wait for the reply to QUIT when closing politely
 REAP_MIN_DELAY = 0.05  # seconds; floor of the idle-session timer
-# Failures that end a session (or the attempt to open one); anything else is a bug.
-SESSION_ERRORS = (aiosmtplib.SMTPException, OSError, TimeoutError)
+START_INPUT = 354  # the reply to DATA that asks for the text
+CLOSING = 421  # the hop is closing the session
+_RSET = b"RSET\r\n"
 
 
 @dataclass(eq=False)
 class _Session:
     smtp: aiosmtplib.SMTP
-    hop: Hop
+    protocol: PipelinedProtocol  # smtp's, adopted
+    name: str  # the hop as "host:port", for outcomes and logs
     tls: bool = False
+    pipelining: bool = False
     messages: int = 0
     idle_since: float = 0.0
     retired: bool = False
@@ -105,21 +129,13 @@ class _TlsFailed(Exception):
     """The STARTTLS handshake (or the EHLO after it) failed; the connection is gone."""
 
 
-def client_tls_context() -> ssl.SSLContext:
-    """Opportunistic TLS: encrypt, verify nothing (like Postfix's security level "may")."""
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-    context.check_hostname = False
-    context.verify_mode = ssl.CERT_NONE
-    return context
+class _Stale(Exception):
+    """A reused session's connection failed before any reply: nothing was sent."""
 
 
 def _size_limit(smtp: aiosmtplib.SMTP) -> int:
     value = smtp.esmtp_extensions.get("size", "").strip()
     return int(value) if value.isdigit() else 0
-
-
-def _path(address: str, encoding: str) -> bytes:
-    return b"<" + address.encode(encoding) + b">"
 
 
 def plan_transaction(
@@ -146,6 +162,9 @@ def plan_transaction(
 
 def _is_ok(code: int) -> bool:
     return 200 <= code < 300
+
+
+_KINDS = ("delivered", "deferred", "bounced")
 
 
 class Deliverer:
@@ -224,111 +243,157 @@ class Deliverer:
         data: bytes,
         queue_id: str,
     ) -> list[RcptOutcome]:
-        session = await self._take_idle(dest)
-        reused = session is not None
-        if session is None:
+        """On an idle session if there is one (a new one if it turns out stale), else a new one."""
+        session = self._take_idle(dest)
+        if session is not None:
             try:
-                session = await self._open_session(route, queue_id)
-            except _NoSession as exc:
+                outcomes = await self._run(dest, session, sender, rcpts, data, reused=True)
+            except _Stale as exc:
                 event(
                     log,
-                    "attempt",
+                    "stale-session",
                     logging.DEBUG,
                     queue_id=queue_id,
-                    route=route.key,
-                    hop=exc.hop,
-                    connected=False,
-                    error=str(exc.cause),
+                    hop=session.name,
+                    error=str(exc),
                 )
-                return trouble.session_failed(rcpts, exc.cause, exc.hop)
-        reusable = False
+            else:
+                self._log_attempt(queue_id, route, session.name, session, True, outcomes)
+                return outcomes
         try:
-            outcomes, reusable = await self._transaction(session, sender, rcpts, data)
-        finally:
-            self._release(dest, session, reusable)
-        event(
-            log,
-            "attempt",
-            logging.DEBUG,
-            queue_id=queue_id,
-            route=route.key,
-            hop=str(session.hop),
-            connected=True,
-            reused=reused,
-            tls=session.tls,
-            delivered=_count(outcomes, "delivered"),
-            deferred=_count(outcomes, "deferred"),
-            bounced=_count(outcomes, "bounced"),
-        )
+            session = await self._open_session(route, queue_id)
+        except _NoSession as exc:
+            self._log_attempt(queue_id, route, exc.hop, error=str(exc.cause))
+            return trouble.session_failed(rcpts, exc.cause, exc.hop)
+        outcomes = await self._run(dest, session, sender, rcpts, data, reused=False)
+        self._log_attempt(queue_id, route, session.name, session, False, outcomes)
         return outcomes
 
-    async def _transaction(
-        self, session: _Session, sender: str, rcpts: list[str], data: bytes
-    ) -> tuple[list[RcptOutcome], bool]:
-        """(outcomes in order, whether the session may be reused)."""
-        hop = str(session.hop)
-        plan = plan_transaction(session.smtp, hop, sender, rcpts, data)
-        results = dict(plan.refused)
-        todo = [r for r in dict.fromkeys(rcpts) if r not in results]
-        reusable = True
-        if todo:
-            try:
-                await self._exchange(session, sender, todo, data, plan, results)
-            except SESSION_ERRORS as exc:
-                for rcpt in todo:
-                    results.setdefault(rcpt, trouble.from_exception(rcpt, exc, hop))
-                reusable = False
-        return [results[r] for r in rcpts], reusable and session.smtp.is_connected
-
-    async def _exchange(
+    async def _run(
         self,
+        dest: _Destination,
         session: _Session,
         sender: str,
         rcpts: list[str],
         data: bytes,
-        plan: _Plan,
-        results: dict[str, RcptOutcome],
-    ) -> None:
-        """MAIL, RCPT for each, DATA if one was accepted; replies go into `results`."""
-        hop = str(session.hop)
-        mail_from = b"FROM:" + _path(sender, plan.encoding)
-        reply = await session.smtp.execute_command(
-            b"MAIL", mail_from, *plan.options, timeout=self.config.command_timeout
-        )
-        session.messages += 1
-        if not _is_ok(reply.code):
-            for rcpt in rcpts:
-                results[rcpt] = trouble.from_reply(rcpt, reply.code, reply.message, hop)
-            return
-        accepted = await self._recipients(session, rcpts, plan.encoding, results)
-        if accepted:
-            reply = await self._data(session.smtp, data)
-            for rcpt in accepted:
-                results[rcpt] = trouble.from_reply(rcpt, reply.code, reply.message, hop)
-
-    async def _recipients(
-        self, session: _Session, rcpts: list[str], encoding: str, results: dict[str, RcptOutcome]
-    ) -> list[str]:
-        """RCPT TO for each recipient; the accepted ones, refusals go into `results`."""
-        accepted = []
-        for rcpt in rcpts:
-            reply = await session.smtp.execute_command(
-                b"RCPT", b"TO:" + _path(rcpt, encoding), timeout=self.config.command_timeout
-            )
-            if _is_ok(reply.code):
-                accepted.append(rcpt)
-            else:
-                results[rcpt] = trouble.from_reply(
-                    rcpt, reply.code, reply.message, str(session.hop)
-                )
-        return accepted
-
-    async def _data(self, smtp: aiosmtplib.SMTP, data: bytes) -> aiosmtplib.SMTPResponse:
-        """DATA and the text; the final reply, or the refusal of DATA itself."""
+        reused: bool,
+    ) -> list[RcptOutcome]:
+        """One transaction; the session goes back to the pool after it, or is closed."""
+        reusable = False
         try:
-            return await smtp.data(data, timeout=self.config.command_timeout)
-        except aiosmtplib.SMTPDataError as exc:
-            return aiosmtplib.SMTPResponse(exc.code, exc.message)
+            outcomes, reusable = await self._transaction(session, sender, rcpts, data, reused)
+        finally:
+            self._release(dest, session, reusable)
+        return outcomes
+
+    def _log_attempt(
+        self,
+        queue_id: str,
+        route: Route,
+        hop: str,
+        session: _Session | None = None,
+        reused: bool = False,
+        outcomes: Sequence[RcptOutcome] = (),
+        error: str = "",
+    ) -> None:
+        """The DEBUG line of one attempt (built only when DEBUG is on)."""
+        if not log.isEnabledFor(logging.DEBUG):
+            return
+        fields: dict[str, Any] = {"connected": session is not None, "reused": reused}
+        if session is None:
+            fields["error"] = error
+        else:
+            fields["tls"] = session.tls
+            fields.update((kind, _count(outcomes, kind)) for kind in _KINDS)
+        event(log, "attempt", logging.DEBUG, queue_id=queue_id, route=route.key, hop=hop, **fields)
+
+    async def _transaction(
+        self, session: _Session, sender: str, rcpts: list[str], data: bytes, reused: bool
+    ) -> tuple[list[RcptOutcome], bool]:
+        """(outcomes in order, whether the session may be reused); _Stale if `reused`
+        and the connection failed before the first reply."""
+        plan = plan_transaction(session.smtp, session.name, sender, rcpts, data)
+        results = dict(plan.refused)
+        todo = [r for r in dict.fromkeys(rcpts) if r not in results]
+        clean = True
+        if todo:
+            commands = envelope_commands(sender, todo, plan.options, plan.encoding)
+            replies, error = await self._envelope(session, commands)
+            session.messages += 1
+            if reused and not replies and isinstance(error, ConnectionError):
+                raise _Stale(f"{type(error).__name__}: {error}")
+            clean = await self._conclude(session, todo, replies, error, data, results)
+        return [results[r] for r in rcpts], clean and session.smtp.is_connected
+
+    async def _envelope(
+        self, session: _Session, commands: list[bytes]
+    ) -> tuple[list[SMTPResponse], Exception | None]:
+        """The replies to MAIL, RCPTs and DATA: sent in one write when the hop offers
+        PIPELINING, else one by one without what a refusal made pointless."""
+        timeout = self.config.command_timeout
+        if session.pipelining:
+            return await session.protocol.exchange(b"".join(commands), len(commands), timeout)
+        replies: list[SMTPResponse] = []
+        for n, command in enumerate(commands):
+            if replies and not _is_ok(replies[0].code):
+                break  # MAIL refused: no RCPT, no DATA
+            if n == len(commands) - 1 and not any(_is_ok(r.code) for r in replies[1:]):
+                break  # no recipient accepted: no DATA
+            got, error = await session.protocol.exchange(command, 1, timeout)
+            replies += got
+            if error is not None:
+                return replies, error
+        return replies, None
+
+    async def _conclude(
+        self,
+        session: _Session,
+        rcpts: list[str],
+        replies: list[SMTPResponse],
+        error: Exception | None,
+        data: bytes,
+        results: dict[str, RcptOutcome],
+    ) -> bool:
+        """Outcomes from the envelope's replies, then the text or RSET; whether the
+        session is clean (no transaction open, no error, no 421)."""
+        hop = session.name
+        accepted: list[str] = []
+        if replies and not _is_ok(replies[0].code):
+            _record(results, trouble.session_reply(rcpts, replies[0].code, replies[0].message, hop))
+        else:
+            accepted = _recipients(rcpts, replies[1:], hop, results)
+        if error is not None:
+            _record(results, trouble.session_failed(_undecided(rcpts, results), error, hop))
+            return False
+        clean = all(reply.code != CLOSING for reply in replies)
+        data_reply = replies[len(rcpts) + 1] if len(replies) > len(rcpts) + 1 else None
+        go_ahead = data_reply is not None and data_reply.code == START_INPUT
+        if accepted and go_ahead:
+            return clean and await self._send_text(session, accepted, data, results)
+        if accepted:
+            _record(results, _data_refused(accepted, data_reply, hop))
+        return clean and await self._abandon(session, go_ahead)
+
+    async def _send_text(
+        self, session: _Session, accepted: list[str], data: bytes, results: dict[str, RcptOutcome]
+    ) -> bool:
+        """The text after a 354; its final reply decides every accepted recipient."""
+        final, error = await session.protocol.exchange(
+            dot_stuff(data), 1, self.config.command_timeout
+        )
+        if error is not None:
+            _record(results, trouble.session_failed(accepted, error, session.name))
+            return False
+        reply = final[0]
+        _record(results, trouble.session_reply(accepted, reply.code, reply.message, session.name))
+        return reply.code != CLOSING
+
+    async def _abandon(self, session: _Session, go_ahead: bool) -> bool:
+        """End a transaction whose text is not sent: an empty text after a 354 (RFC 2920
+        3.1: the hop must not deliver it), else RSET. True if the session is clean."""
+        command = END_OF_DATA if go_ahead else _RSET
+        replies, _ = await session.protocol.exchange(command, 1, self.config.command_timeout)
+        return bool(replies) and (go_ahead or _is_ok(replies[0].code))
 
     # -- opening sessions ------------------------------------------------------------------
 
@@ -388,16 +453,18 @@ class Deliverer:
         )
         await smtp.connect(timeout=self.config.connect_timeout)
         self.metrics.outbound_sessions.inc()
-        session = _Session(smtp, hop)
         try:
+            if smtp.protocol is None:
+                raise aiosmtplib.SMTPServerDisconnected("Connection lost after the greeting")
+            protocol = PipelinedProtocol.adopt(smtp.protocol)
             await self._ehlo(smtp)
-            if starttls and smtp.supports_extension("starttls"):
-                session.tls = await self._starttls(smtp)
+            tls = starttls and smtp.supports_extension("starttls") and await self._starttls(smtp)
         except BaseException:
             smtp.close()
             self.metrics.outbound_sessions.dec()
             raise
-        return session
+        pipelining = smtp.supports_extension("pipelining")
+        return _Session(smtp, protocol, str(hop), tls=tls, pipelining=pipelining)
 
     async def _ehlo(self, smtp: aiosmtplib.SMTP) -> None:
         """EHLO, or HELO when EHLO is refused with 5xx."""
@@ -427,20 +494,18 @@ class Deliverer:
 
     # -- the pool --------------------------------------------------------------------------
 
-    async def _take_idle(self, dest: _Destination) -> _Session | None:
-        """The most recently used idle session that is alive, checked with RSET."""
+    def _take_idle(self, dest: _Destination) -> _Session | None:
+        """The most recently used idle session still connected and not expired.
+
+        It is not probed (no RSET or NOOP): a connection the peer closed is
+        found by the transaction itself, before anything is sent (`_Stale`).
+        """
         now = self.clock.monotonic()
         while dest.idle:
             session = dest.idle.pop()
-            if not session.smtp.is_connected or self._expired(session, now):
-                self._retire(session, polite=True)
-                continue
-            try:
-                await session.smtp.rset(timeout=self.config.command_timeout)
-            except SESSION_ERRORS:
-                self._retire(session, polite=False)
-                continue
-            return session
+            if session.smtp.is_connected and not self._expired(session, now):
+                return session
+            self._retire(session, polite=True)
         return None
 
     def _release(self, dest: _Destination, session: _Session, reusable: bool) -> None:
@@ -520,6 +585,37 @@ class Deliverer:
     def _forget_if_unused(self, key: str, dest: _Destination) -> None:
         if dest.users == 0 and not dest.idle and self._dests.get(key) is dest:
             del self._dests[key]
+
+
+def _recipients(
+    rcpts: list[str], replies: list[SMTPResponse], hop: str, results: dict[str, RcptOutcome]
+) -> list[str]:
+    """The recipients whose RCPT was accepted; refusals go into `results`."""
+    accepted = []
+    for rcpt, reply in zip(rcpts, replies, strict=False):  # replies may stop early
+        if _is_ok(reply.code):
+            accepted.append(rcpt)
+        else:
+            results[rcpt] = trouble.from_reply(rcpt, reply.code, reply.message, hop)
+    return accepted
+
+
+def _data_refused(rcpts: list[str], reply: SMTPResponse | None, hop: str) -> list[RcptOutcome]:
+    """The outcomes of accepted recipients when DATA got no 354: its reply decides, but a
+    2xx (the text was not sent) or no reply is a protocol error."""
+    if reply is None or _is_ok(reply.code):
+        error = aiosmtplib.SMTPException(f"DATA answered with {reply} instead of 354")
+        return trouble.session_failed(rcpts, error, hop)
+    return trouble.session_reply(rcpts, reply.code, reply.message, hop)
+
+
+def _undecided(rcpts: list[str], results: dict[str, RcptOutcome]) -> list[str]:
+    return [rcpt for rcpt in rcpts if rcpt not in results]
+
+
+def _record(results: dict[str, RcptOutcome], outcomes: list[RcptOutcome]) -> None:
+    for outcome in outcomes:
+        results[outcome.rcpt] = outcome
 
 
 def _count(outcomes: Sequence[RcptOutcome], kind: str) -> int:

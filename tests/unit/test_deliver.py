@@ -1,4 +1,5 @@
-"""The SMTP delivery client against a real in-process sink over loopback."""
+"""The SMTP delivery client over loopback: against the aiosmtpd sink, and against a
+scripted raw peer (`RawPeer`) that shows what went on the wire, and in which reads."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ import pytest
 
 from relay.deliver import Deliverer
 from relay.routing import Hop, Route
+from relay.smtp_client import dot_stuff
 from relay.trouble import RcptOutcome
 from tests.support.sink import Sink, server_tls_context
 from ugem.clock import FakeClock
@@ -343,3 +345,399 @@ async def test_one_debug_line_per_attempt_names_queue_id_and_hop(
         f"{sink.host}:{sink.port}",
         1,
     )
+
+
+# -- the wire: pipelining, dot-stuffing, RSET, stale sessions (a scripted raw peer) -------
+
+HANGUP = b"<hang up>"  # a RawPeer script's answer: close the connection without a reply
+SILENT = b"<silent>"  # ... or send no reply at all
+Script = Callable[[int, bytes], bytes | None]
+
+
+class RawPeer:
+    """A scripted next hop that records the bytes as they arrive.
+
+    It answers every complete command it has read in one write (as a pipelining
+    server does when its input runs dry), or one byte per write with `trickle`.
+    `script(connection, line)` (connections numbered from 0; the end of a text
+    is the line b".") may return a reply, HANGUP or SILENT instead of the
+    default one. `reads[c]` are the chunks read on connection c after the
+    greeting, `commands[c]` its command lines, `texts` every text as it was on
+    the wire (still dot-stuffed, without the final ".CRLF").
+    """
+
+    def __init__(self, pipelining: bool = True, script: Script | None = None) -> None:
+        features = [b"raw.test", b"SIZE 1000000", b"8BITMIME"]
+        features += [b"PIPELINING"] if pipelining else []
+        lines = [b"250-" + f for f in features[:-1]] + [b"250 " + features[-1]]
+        self.ehlo = b"\r\n".join(lines)
+        self.script = script or (lambda connection, line: None)
+        self.trickle = False
+        self.reads: list[list[bytes]] = []
+        self.commands: list[list[bytes]] = []
+        self.texts: list[bytes] = []
+        self.port = 0
+        self._server: asyncio.Server | None = None
+        self._writers: list[asyncio.StreamWriter] = []
+
+    async def __aenter__(self) -> RawPeer:
+        self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+        self.port = self._server.sockets[0].getsockname()[1]
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        assert self._server is not None
+        self._server.close()
+        for writer in self._writers:
+            writer.close()
+        await self._server.wait_closed()
+
+    def route(self) -> Route:
+        return Route(f"raw:{self.port}", (Hop("127.0.0.1", self.port),))
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self._writers.append(writer)
+        connection = len(self.reads)
+        self.reads.append([])
+        self.commands.append([])
+        writer.write(b"220 raw.test ESMTP\r\n")
+        state = _PeerState()
+        while chunk := await reader.read(65536):
+            self.reads[connection].append(chunk)
+            state.buffer += chunk
+            replies = self._answer_all(connection, state)
+            if HANGUP in replies:
+                break
+            await self._send(writer, b"".join(r + b"\r\n" for r in replies if r != SILENT))
+        writer.close()
+
+    async def _send(self, writer: asyncio.StreamWriter, out: bytes) -> None:
+        for piece in [out[i : i + 1] for i in range(len(out))] if self.trickle else [out]:
+            writer.write(piece)
+            await writer.drain()
+
+    def _answer_all(self, connection: int, state: _PeerState) -> list[bytes]:
+        replies = []
+        while (line := state.next_line(self.texts)) is not None:
+            if line != b".":
+                self.commands[connection].append(line)
+            reply = self.script(connection, line) or state.default_reply(line, self.ehlo)
+            replies.append(reply)
+            if reply == HANGUP:
+                break
+            state.in_text = line.upper() == b"DATA" and reply.startswith(b"354")
+        return replies
+
+
+class _PeerState:
+    """One connection of a RawPeer: unread bytes, and where the transaction is."""
+
+    def __init__(self) -> None:
+        self.buffer = b""
+        self.in_text = False
+        self.accepted = 0
+
+    def next_line(self, texts: list[bytes]) -> bytes | None:
+        """The next complete command line, or b"." for a complete text (kept in `texts`)."""
+        if self.in_text:
+            end = (b"\r\n" + self.buffer).find(b"\r\n.\r\n")
+            if end < 0:
+                return None
+            texts.append(self.buffer[:end])
+            self.buffer, self.in_text = self.buffer[end + 3 :], False
+            return b"."
+        end = self.buffer.find(b"\r\n")
+        if end < 0:
+            return None
+        line, self.buffer = self.buffer[:end], self.buffer[end + 2 :]
+        return line
+
+    def default_reply(self, line: bytes, ehlo: bytes) -> bytes:
+        verb = line[:4].upper()
+        if verb == b"RCPT":
+            self.accepted += 1
+            return b"250 2.1.5 ok"
+        if verb == b"DATA":
+            return b"354 go ahead" if self.accepted else b"503 5.5.1 no valid recipients"
+        if verb in (b".", b"RSET", b"MAIL"):
+            self.accepted = 0
+        replies = {b"EHLO": ehlo, b"QUIT": b"221 bye", b".": b"250 2.0.0 queued"}
+        return replies.get(verb, b"250 2.0.0 ok")
+
+
+NO_SUCH_USER = b"550 5.1.1 no such user"
+
+
+def refuse(replies: dict[bytes, bytes]) -> Script:
+    """A script refusing RCPT TO of addresses starting with a key, with its reply."""
+
+    def script(connection: int, line: bytes) -> bytes | None:
+        if not line.startswith(b"RCPT TO:<"):
+            return None
+        return next((r for p, r in replies.items() if line[9:].startswith(p)), None)
+
+    return script
+
+
+def envelope(*rcpts: str, sender: str = "a@mdai.gov.kz", data: bytes = TEXT) -> list[bytes]:
+    """The command lines of one transaction, as the relay sends them."""
+    lines = [f"MAIL FROM:<{sender}> SIZE={len(data)}".encode()]
+    return lines + [f"RCPT TO:<{r}>".encode() for r in rcpts] + [b"DATA"]
+
+
+def group(*rcpts: str) -> bytes:
+    return b"".join(line + b"\r\n" for line in envelope(*rcpts))
+
+
+def test_dot_stuffing_doubles_leading_dots_and_ends_the_text() -> None:
+    assert dot_stuff(b".a\r\n..b\r\nc.\r\n.\r\n") == b"..a\r\n...b\r\nc.\r\n..\r\n.\r\n"
+    assert dot_stuff(b"no final line end") == b"no final line end\r\n.\r\n"
+    assert dot_stuff(b"a\r\n\r\n") == b"a\r\n\r\n.\r\n"
+
+
+async def test_mail_rcpts_and_data_go_out_in_one_write(make: Make) -> None:
+    async with RawPeer() as peer:
+        rcpts = ["a@example.org", "b@example.org", "c@example.org"]
+        outcomes = await send(make(), peer.route(), rcpts)
+        assert kinds(outcomes) == [("delivered", "2.0.0")] * 3
+        # the peer answers what it has read: had the client waited for MAIL's reply,
+        # the RCPTs and DATA could not have been in the same read as MAIL
+        assert peer.reads[0][1] == group(*rcpts)
+        assert peer.texts == [TEXT]
+
+
+async def test_a_completed_transaction_is_not_followed_by_rset(make: Make) -> None:
+    async with RawPeer() as peer:
+        deliverer = make()
+        for rcpt in ["a@example.org", "b@example.org"]:
+            assert kinds(await send(deliverer, peer.route(), [rcpt])) == [("delivered", "2.0.0")]
+        assert peer.commands == [
+            [b"EHLO relay.test", *envelope("a@example.org"), *envelope("b@example.org")]
+        ]
+        assert peer.texts == [TEXT, TEXT]
+
+
+async def test_pipelined_text_is_dot_stuffed_on_the_wire(make: Make, sink: Sink) -> None:
+    data = b".one\r\n..two\r\n.\r\nthree\r\n"
+    async with RawPeer() as peer:
+        await send(make(), peer.route(), ["x@example.org"], data)
+        assert peer.texts == [b"..one\r\n...two\r\n..\r\nthree\r\n"]
+    assert kinds(await send(make(), route_to(sink), ["x@example.org"], data)) == [
+        ("delivered", "2.0.0")
+    ]
+    assert (await sink.wait_for(1))[0].data == data
+
+
+async def test_pipelined_replies_split_anywhere_are_read_in_order(make: Make) -> None:
+    async with RawPeer(script=refuse({b"no": NO_SUCH_USER})) as peer:
+        peer.trickle = True
+        rcpts = ["a@example.org", "no1@example.org", "b@example.org", "no2@example.org"]
+        outcomes = await send(make(), peer.route(), rcpts)
+        assert kinds(outcomes) == [
+            ("delivered", "2.0.0"),
+            ("bounced", "5.1.1"),
+            ("delivered", "2.0.0"),
+            ("bounced", "5.1.1"),
+        ]
+        assert (outcomes[0].text, outcomes[1].text) == ("queued", "no such user")
+
+
+async def test_one_refused_rcpt_in_a_group_leaves_the_others_delivered(
+    make: Make, sink: Sink
+) -> None:
+    sink.rcpt_reply = lambda addr: "550 5.1.1 No such user" if addr.startswith("no") else None
+    rcpts = ["nobody@example.org", "a@example.org", "b@example.org"]
+    outcomes = await send(make(), route_to(sink), rcpts)
+    assert kinds(outcomes) == [("bounced", "5.1.1"), ("delivered", "2.0.0"), ("delivered", "2.0.0")]
+    got = await sink.wait_for(1)
+    assert [m.rcpts for m in got] == [["a@example.org", "b@example.org"]] and got[0].data == TEXT
+
+
+async def test_every_rcpt_refused_in_a_group_counts_only_the_refusals(make: Make) -> None:
+    script = refuse({b"a": b"450 4.2.1 later", b"b": NO_SUCH_USER})
+    async with RawPeer(script=script) as peer:
+        deliverer = make()
+        outcomes = await send(deliverer, peer.route(), ["a@example.org", "b@example.org"])
+        # DATA got "503 5.5.1 no valid recipients", which decides nothing
+        assert kinds(outcomes) == [("deferred", "4.2.1"), ("bounced", "5.1.1")]
+        assert [o.text for o in outcomes] == ["later", "no such user"]
+        assert kinds(await send(deliverer, peer.route(), ["c@example.org"])) == [
+            ("delivered", "2.0.0")
+        ]
+        first, second = envelope("a@example.org", "b@example.org"), envelope("c@example.org")
+        assert peer.commands == [[b"EHLO relay.test", *first, b"RSET", *second]]
+        assert peer.texts == [TEXT]
+
+
+async def test_a_354_without_accepted_rcpts_gets_an_empty_text(make: Make) -> None:
+    def script(connection: int, line: bytes) -> bytes | None:
+        if line == b"DATA":
+            return b"354 go ahead"  # against RFC 2920 3.1, but seen in the wild
+        return b"250 2.0.0 dropped" if line == b"." else refuse({b"": NO_SUCH_USER})(0, line)
+
+    async with RawPeer(script=script) as peer:
+        outcomes = await send(make(), peer.route(), ["a@example.org", "b@example.org"])
+        assert kinds(outcomes) == [("bounced", "5.1.1"), ("bounced", "5.1.1")]
+        assert peer.texts == [b""] and b"RSET" not in peer.commands[0]
+
+
+async def test_a_refused_mail_in_a_group_decides_and_is_followed_by_rset(make: Make) -> None:
+    def script(connection: int, line: bytes) -> bytes | None:
+        if line.startswith(b"MAIL"):
+            return b"553 5.7.1 sender not allowed"
+        return b"503 5.5.1 need MAIL" if line.startswith((b"RCPT", b"DATA")) else None
+
+    async with RawPeer(script=script) as peer:
+        deliverer = make()
+        outcomes = await send(deliverer, peer.route(), ["a@example.org", "b@example.org"])
+        assert kinds(outcomes) == [("bounced", "5.7.1"), ("bounced", "5.7.1")]
+        assert outcomes[0].text == "sender not allowed"
+        await deliverer.close()
+        first = envelope("a@example.org", "b@example.org")
+        assert peer.commands == [[b"EHLO relay.test", *first, b"RSET", b"QUIT"]]
+        assert peer.texts == []
+
+
+async def test_a_refused_data_in_a_group_decides_the_accepted_rcpts(make: Make) -> None:
+    script = refuse({b"no": NO_SUCH_USER})
+
+    def refuse_data(connection: int, line: bytes) -> bytes | None:
+        return b"451 4.3.0 try later" if line == b"DATA" else script(connection, line)
+
+    async with RawPeer(script=refuse_data) as peer:
+        deliverer = make()
+        rcpts = ["a@example.org", "no@example.org"]
+        assert kinds(await send(deliverer, peer.route(), rcpts)) == [
+            ("deferred", "4.3.0"),
+            ("bounced", "5.1.1"),
+        ]
+        peer.script = lambda connection, line: None
+        assert kinds(await send(deliverer, peer.route(), ["a@example.org"])) == [
+            ("delivered", "2.0.0")
+        ]
+        first, second = envelope(*rcpts), envelope("a@example.org")
+        assert peer.commands == [[b"EHLO relay.test", *first, b"RSET", *second]]
+        assert len(peer.reads) == 1 and peer.texts == [TEXT]
+
+
+async def test_a_reused_session_the_peer_closed_meanwhile_is_replaced(make: Make) -> None:
+    def script(connection: int, line: bytes) -> bytes | None:
+        # the first connection hangs up when the second message starts, as a peer's
+        # idle timeout firing while the relay writes would
+        return HANGUP if connection == 0 and line.startswith(b"MAIL FROM:<b@x.org>") else None
+
+    async with RawPeer(script=script) as peer:
+        deliverer = make()
+        await send(deliverer, peer.route(), ["a@example.org"])
+        outcomes = await send(deliverer, peer.route(), ["b@example.org"], sender="b@x.org")
+        assert kinds(outcomes) == [("delivered", "2.0.0")]
+        assert peer.texts == [TEXT, TEXT]  # each message once
+        assert [len(commands) for commands in peer.commands] == [1 + 3 + 1, 1 + 3]
+        assert deliverer.open_sessions == 1 and sessions_gauge(deliverer) == 1
+
+
+async def test_a_session_lost_after_the_text_is_not_retried(make: Make) -> None:
+    texts = 0
+
+    def script(connection: int, line: bytes) -> bytes | None:
+        nonlocal texts
+        texts += line == b"."
+        return HANGUP if texts == 2 and line == b"." else None
+
+    async with RawPeer(script=script) as peer:
+        deliverer = make()
+        await send(deliverer, peer.route(), ["a@example.org"])
+        outcomes = await send(deliverer, peer.route(), ["b@example.org"])
+        # the hop may have kept the text: deferred, and not sent again at once
+        assert kinds(outcomes) == [("deferred", "4.4.2")]
+        assert len(peer.reads) == 1 and peer.texts == [TEXT, TEXT]
+        assert deliverer.open_sessions == 0
+
+
+@pytest.mark.parametrize("silent", [(b"MAIL", b"RCPT", b"DATA"), (b"RCPT", b"DATA")])
+async def test_a_group_without_replies_times_out_and_is_deferred(
+    make: Make, silent: tuple[bytes, ...]
+) -> None:
+    def script(connection: int, line: bytes) -> bytes | None:
+        return SILENT if line.startswith(silent) else None
+
+    async with RawPeer(script=script) as peer:
+        deliverer = make(command_timeout=0.3)
+        outcomes = await send(deliverer, peer.route(), ["a@example.org", "b@example.org"])
+        assert kinds(outcomes) == [("deferred", "4.4.2"), ("deferred", "4.4.2")]
+        assert "timed out" in outcomes[0].text and deliverer.open_sessions == 0
+
+
+async def test_a_421_in_a_group_defers_and_closes_the_session(make: Make) -> None:
+    def script(connection: int, line: bytes) -> bytes | None:
+        closing = connection == 0 and line.startswith(b"MAIL")
+        return b"421 4.7.0 too busy, closing" if closing else None
+
+    async with RawPeer(script=script) as peer:
+        deliverer = make()
+        outcomes = await send(deliverer, peer.route(), ["a@example.org"])
+        assert kinds(outcomes) == [("deferred", "4.7.0")] and outcomes[0].code == 421
+        assert kinds(await send(deliverer, peer.route(), ["a@example.org"])) == [
+            ("delivered", "2.0.0")
+        ]
+        assert len(peer.reads) == 2 and peer.texts == [TEXT]
+
+
+async def test_without_pipelining_commands_go_one_at_a_time(make: Make) -> None:
+    async with RawPeer(pipelining=False, script=refuse({b"no": NO_SUCH_USER})) as peer:
+        deliverer = make()
+        rcpts = ["a@example.org", "no@example.org"]
+        assert kinds(await send(deliverer, peer.route(), rcpts)) == [
+            ("delivered", "2.0.0"),
+            ("bounced", "5.1.1"),
+        ]
+        outcomes = await send(deliverer, peer.route(), ["no@example.org"])
+        assert kinds(outcomes) == [("bounced", "5.1.1")]
+        first, second = envelope(*rcpts), envelope("no@example.org")[:-1]  # no DATA
+        assert peer.commands == [[b"EHLO relay.test", *first, *second, b"RSET"]]
+        commands = [read for read in peer.reads[0] if read != TEXT + b".\r\n"]
+        assert all(read.count(b"\r\n") == 1 for read in commands)
+        assert peer.texts == [TEXT]
+
+
+async def test_without_pipelining_a_refused_mail_sends_no_rcpt(make: Make) -> None:
+    def script(connection: int, line: bytes) -> bytes | None:
+        return b"553 5.7.1 sender not allowed" if line.startswith(b"MAIL") else None
+
+    async with RawPeer(pipelining=False, script=script) as peer:
+        deliverer = make()
+        outcomes = await send(deliverer, peer.route(), ["a@example.org", "b@example.org"])
+        assert kinds(outcomes) == [("bounced", "5.7.1"), ("bounced", "5.7.1")]
+        await deliverer.close()
+        assert peer.commands[0][1:] == [envelope()[0], b"RSET", b"QUIT"]
+
+
+def test_pipelining_works_on_uvloop() -> None:
+    """`ugem serve` runs on uvloop, whose transports keep the protocol's bound methods."""
+    uvloop = pytest.importorskip("uvloop")
+
+    async def scenario() -> None:
+        config = DeliveryConfig(connect_timeout=5.0, command_timeout=5.0)
+        deliverer = Deliverer(config, "relay.test", Metrics(), FakeClock())
+        try:
+            async with RawPeer(script=refuse({b"no": NO_SUCH_USER})) as peer:
+                peer.trickle = True
+                rcpts = ["a@example.org", "no@example.org", "b@example.org"]
+                outcomes = await send(deliverer, peer.route(), rcpts)
+                assert kinds(outcomes) == [
+                    ("delivered", "2.0.0"),
+                    ("bounced", "5.1.1"),
+                    ("delivered", "2.0.0"),
+                ]
+                assert peer.reads[0][1] == group(*rcpts) and peer.texts == [TEXT]
+            tls_sink = await Sink.start(tls=True)
+            try:
+                outcomes = await send(deliverer, route_to(tls_sink), ["a@example.org"])
+                assert kinds(outcomes) == [("delivered", "2.0.0")]
+                assert (await tls_sink.wait_for(1))[0].tls
+            finally:
+                await tls_sink.stop()
+        finally:
+            await deliverer.close()
+
+    uvloop.run(scenario())
