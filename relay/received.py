@@ -11,6 +11,7 @@ The date is RFC 5322's, from the caller's (injected) clock. Never raises.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import re
 from collections.abc import Sequence
@@ -42,6 +43,12 @@ def address_literal(ip: str) -> str:
     return f"[IPv6:{addr}]" if addr.version == 6 else f"[{addr}]"
 
 
+@functools.lru_cache(maxsize=4)
+def _date(second: int) -> str:
+    """RFC 5322 date of a whole second; cached, as every message of that second needs it."""
+    return format_datetime(datetime.fromtimestamp(second, tz=UTC))
+
+
 def received_header(
     *,
     helo: str,
@@ -52,7 +59,7 @@ def received_header(
     rcpts: Sequence[str],
     when: float,
 ) -> bytes:
-    date = format_datetime(datetime.fromtimestamp(when, tz=UTC))
+    date = _date(int(when))
     lines = [
         f"Received: from {safe_helo(helo)} ({address_literal(client_ip)})",
         f"\tby {safe_helo(hostname)} (UGEM) with {with_} id {queue_id}",

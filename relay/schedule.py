@@ -352,7 +352,7 @@ class Scheduler:
                 outcome.text,
             )
         )
-        self.metrics.messages.labels(outcome=outcome.kind).inc()
+        self.metrics.count(outcome.kind)
         if outcome.kind == "delivered":
             self.metrics.delivery_latency.observe(max(0.0, now - msg.received_at))
         event(

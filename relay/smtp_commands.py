@@ -249,7 +249,7 @@ class Commands:
         text = await self.wire.read_data()
         self.txn = _Txn()  # the transaction ends here, whatever the outcome
         if isinstance(text, Reply):
-            self.svc.metrics.messages.labels("rejected").inc()
+            self.svc.metrics.count("rejected")
             return text
         await self._commit(txn, text)
         return None
@@ -262,10 +262,10 @@ class Commands:
         await self.wire.send("DATA", reply)
         svc.metrics.accept_latency.observe(max(0.0, svc.clock.monotonic() - started))
         if not reply.is_positive:
-            svc.metrics.messages.labels("rejected").inc()
+            svc.metrics.count("rejected")
             return
         self.noops = 0
-        svc.metrics.messages.labels("accepted").inc()
+        svc.metrics.count("accepted")
         svc.bus.publish(
             Accepted(
                 now, msg.id, msg.connection, msg.client_ip, msg.sender, tuple(msg.rcpts), msg.size

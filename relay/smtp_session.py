@@ -276,7 +276,7 @@ class SmtpSession(SMTP):
         await self._writer.drain()
 
     def _write(self, command: str, code: int, text: str) -> None:
-        self.metrics.smtp_replies.labels(command, str(code)).inc()
+        self.metrics.reply(command, code)
         self._writer.write(text.encode() + b"\r\n")
 
     async def read_data(self) -> bytes | Reply:

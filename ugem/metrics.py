@@ -91,5 +91,22 @@ class Metrics:
             "ugem_outbound_sessions", "Open outbound SMTP sessions", registry=r
         )
 
+        self._replies: dict[tuple[str, int], Counter] = {}
+        self._outcomes: dict[str, Counter] = {}
+
+    def count(self, outcome: str) -> None:
+        """One more message (accepted, rejected) or recipient (delivered, deferred, bounced)."""
+        child = self._outcomes.get(outcome)
+        if child is None:
+            child = self._outcomes[outcome] = self.messages.labels(outcome)
+        child.inc()
+
+    def reply(self, command: str, code: int) -> None:
+        """One more SMTP reply to `command` with `code` (labelled children kept: hot path)."""
+        child = self._replies.get((command, code))
+        if child is None:
+            child = self._replies[command, code] = self.smtp_replies.labels(command, str(code))
+        child.inc()
+
     def render(self) -> bytes:
         return generate_latest(self.registry)
