@@ -19,6 +19,7 @@ from ugem.services.applications import ApplicationService, MxLookup
 from ugem.services.audit import AuditLog
 from ugem.services.connections import ConnectionService
 from ugem.services.mailqueue import MailQueue, QueueService
+from ugem.services.notices import NoticeSettings, Notifier, Outbox
 from ugem.services.tokens import TokenService
 from ugem.store.base import Store
 
@@ -39,10 +40,16 @@ def build_services(
     clock: Clock,
     metrics: Metrics | None = None,
     mx_lookup: MxLookup | None = None,
+    outbox: Outbox | None = None,
+    notices: NoticeSettings | None = None,
 ) -> Services:
-    """The services of one node (or test) over its store, registry and queue."""
+    """The services of one node (or test) over its store, registry and queue.
+
+    With `notices`, decisions are mailed to the organisations through `outbox`.
+    """
     audit = AuditLog(store, clock)
-    connections = ConnectionService(store, registry, audit, clock)
+    notifier = None if notices is None else Notifier(outbox, audit, clock, notices)
+    connections = ConnectionService(store, registry, audit, clock, notifier)
     gauge = None if metrics is None else metrics.applications_overdue
     return Services(
         tokens=TokenService(store, audit, clock),
@@ -50,7 +57,13 @@ def build_services(
         connections=connections,
         queue=QueueService(queue, audit, clock),
         applications=ApplicationService(
-            store, connections, audit, clock, mx_lookup=mx_lookup, overdue_gauge=gauge
+            store,
+            connections,
+            audit,
+            clock,
+            mx_lookup=mx_lookup,
+            overdue_gauge=gauge,
+            notifier=notifier,
         ),
     )
 

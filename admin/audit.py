@@ -24,7 +24,7 @@ def router(service: AuditLog, auth: Authority) -> APIRouter:
         target: Annotated[str | None, Query(max_length=255)] = None,
         actor: Annotated[str | None, Query(max_length=255)] = None,
         action: Annotated[str | None, Query(max_length=100)] = None,
-        before: Annotated[int | None, Query(ge=1)] = None,
+        before: Annotated[int | None, Query(ge=1, le=2**63 - 1)] = None,
         limit: Annotated[int, Query(ge=1, le=10_000)] = 100,
     ) -> list[AuditOut]:
         found = await service.list(target, limit, before, actor, action)

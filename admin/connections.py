@@ -1,8 +1,11 @@
 """`/v1/connections`: list, show, update, suspend, resume, disconnect.
 
 Reading needs `viewer`; updating, suspending and resuming `operator`;
-disconnecting `admin`. Each handler translates HTTP to one call of
-`ConnectionService` and back; the rules and the audit live there.
+disconnecting `admin`. A disconnection with a future `effective_at` is
+scheduled (shown in the connection's `disconnect`) and applied at that time;
+`DELETE .../disconnect` (or `resume`) cancels it, as an `operator`. Each
+handler translates HTTP to one call of `ConnectionService` and back; the
+rules, the audit and the notices live there.
 """
 
 from typing import Annotated
@@ -10,7 +13,13 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Query
 
 from admin.auth import Authority
-from admin.schemas import ConnectionOut, ConnectionPatch, Reason, RequiredReason
+from admin.schemas import (
+    ConnectionOut,
+    ConnectionPatch,
+    DisconnectBody,
+    Reason,
+    RequiredReason,
+)
 from ugem.model import ConnState, OrgKind
 from ugem.services.connections import ConnectionService
 from ugem.services.tokens import ApiToken, Role
@@ -52,8 +61,13 @@ def router(service: ConnectionService, auth: Authority) -> APIRouter:
 
     @r.post("/{conn_id}/disconnect", response_model=ConnectionOut)
     async def disconnect_connection(
-        conn_id: str, body: Reason, token: Annotated[ApiToken, Depends(admin)]
+        conn_id: str, body: DisconnectBody, token: Annotated[ApiToken, Depends(admin)]
     ) -> ConnectionOut:
-        return ConnectionOut.of(await service.disconnect(conn_id, body.reason, token.actor))
+        conn = await service.disconnect(conn_id, body.reason, token.actor, body.when())
+        return ConnectionOut.of(conn)
+
+    @r.delete("/{conn_id}/disconnect", response_model=ConnectionOut)
+    async def cancel_disconnect(conn_id: str, token: Operator) -> ConnectionOut:
+        return ConnectionOut.of(await service.cancel_disconnect(conn_id, "", token.actor))
 
     return r

@@ -29,6 +29,7 @@ from ugem.services.connections import ConnectionChange
 from ugem.services.mailqueue import MailItem, MailView
 from ugem.services.tokens import ApiToken, Role
 from ugem.store.base import AuditRecord
+from ugem.workdays import ALMATY
 
 TEXT = 2000  # longest free text (reasons), in characters
 
@@ -47,6 +48,13 @@ class ContactBody(In):
         return Contact(**self.model_dump())
 
 
+class ScheduledDisconnectOut(BaseModel):
+    at: float = Field(description="when it takes effect (Unix time)")
+    reason: str
+    by: str = Field(description="who scheduled it")
+    scheduled_at: float
+
+
 class ConnectionOut(BaseModel):
     id: str
     org_name: str
@@ -60,6 +68,9 @@ class ConnectionOut(BaseModel):
     state_changed_at: float
     created_at: float
     extra: dict[str, str]
+    disconnect: ScheduledDisconnectOut | None = Field(
+        None, description="a disconnection scheduled for later (paragraph 11)"
+    )
 
     @classmethod
     def of(cls, conn: Connection) -> ConnectionOut:
@@ -84,6 +95,22 @@ class Reason(In):
 
 class RequiredReason(In):
     reason: str = Field(min_length=1, max_length=TEXT, description="why (kept in the audit log)")
+
+
+class DisconnectBody(In):
+    reason: str = Field("", max_length=TEXT, description="why (kept in the audit log)")
+    effective_at: dt.datetime | None = Field(
+        None,
+        description="when, as agreed with the organisation (ISO 8601 or Unix time; without "
+        "a zone, Asia/Almaty); absent or past: now",
+    )
+
+    def when(self) -> float | None:
+        """`effective_at` as Unix time (a time without a zone is Asia/Almaty time)."""
+        at = self.effective_at
+        if at is None:
+            return None
+        return (at if at.tzinfo else at.replace(tzinfo=ALMATY)).timestamp()
 
 
 class Count(BaseModel):

@@ -146,6 +146,20 @@ class AdminConfig:
         kind="hostport",
     )
     enabled: bool = knob(True, "Run the admin HTTP listener.")
+    postmaster: str = knob(
+        "",
+        "Sender of the notices mailed to organisations (empty: postmaster@<node hostname>).",
+        kind="mailbox",
+    )
+    operators_address: str = knob(
+        "", "Where alerts to the operators go, e.g. on a suspension (empty: none).", kind="mailbox"
+    )
+    templates_dir: str = knob(
+        "",
+        "Directory of notice templates <name>.<kk|ru|en>.txt overriding the shipped ones "
+        "(empty: the shipped ones).",
+        kind="path",
+    )
 
 
 @dataclass(frozen=True)
@@ -268,6 +282,10 @@ class Config:
         return self.delivery.helo_name or self.hostname
 
     @property
+    def postmaster(self) -> str:
+        return self.admin.postmaster or f"postmaster@{self.hostname}"
+
+    @property
     def data_path(self) -> Path:
         return Path(self.node.data_dir)
 
@@ -316,6 +334,11 @@ def _check_kind(kind: str, value: Any) -> Any:
     elif kind == "dnsservers":
         if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
             raise ValueError('expected a list of "ip" or "ip:port" strings')
+    elif kind == "mailbox" and value:
+        local, at, domain = value.rpartition("@")
+        if not at or not local or any(c in local for c in ' <>"') or "." not in domain:
+            raise ValueError("expected an e-mail address like postmaster@example.kz")
+        return f"{local}@{canonical_domain(domain)}"
     elif kind == "storeurl" and value and not value.startswith(("sqlite:///", "redis://")):
         raise ValueError("expected sqlite:///path or redis://host:port/db")
     return value

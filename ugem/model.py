@@ -64,6 +64,16 @@ class Contact:
 
 
 @dataclass(frozen=True)
+class ScheduledDisconnect:
+    """A disconnection agreed with the organisation for a later time (paragraph 11)."""
+
+    at: float  # Unix time it takes effect
+    reason: str = ""
+    by: str = ""  # the actor who scheduled it
+    scheduled_at: float = 0.0
+
+
+@dataclass(frozen=True)
 class Connection:
     id: str
     org_name: str
@@ -77,6 +87,7 @@ class Connection:
     state_changed_at: float = 0.0
     created_at: float = 0.0
     extra: dict[str, str] = field(default_factory=dict)
+    disconnect: ScheduledDisconnect | None = None
 
     def __post_init__(self) -> None:
         try:
@@ -128,8 +139,22 @@ class Connection:
                 state_changed_at=float(data.get("state_changed_at", 0.0)),
                 created_at=float(data.get("created_at", 0.0)),
                 extra=dict(data.get("extra", {})),
+                disconnect=_scheduled(data.get("disconnect")),
             )
         except KeyError as exc:
             raise UsageError(f"connection: missing field {exc.args[0]}") from None
         except TypeError as exc:
             raise UsageError(f"connection: {exc}") from None
+
+
+def _scheduled(data: Any) -> ScheduledDisconnect | None:
+    if data is None:
+        return None
+    if not isinstance(data, dict):
+        raise UsageError("disconnect: expected an object or null")
+    return ScheduledDisconnect(
+        at=float(data["at"]),
+        reason=str(data.get("reason", "")),
+        by=str(data.get("by", "")),
+        scheduled_at=float(data.get("scheduled_at", 0.0)),
+    )

@@ -2,7 +2,10 @@
 
 `Node.start()` opens the store and the registry, recovers the spool, starts
 the scheduler, the SMTP listener, the admin listener and the trace writer, in
-that order (so nothing is accepted before the queue is recovered). `stop()`
+that order (so nothing is accepted before the queue is recovered), and the
+periodic steps: the registry's sync and (worker 0) the disconnections
+scheduled for a time that has come, by the node's clock. The notice
+templates are checked first: a broken one stops the start with its name. `stop()`
 runs the order backwards: stop accepting (sessions get 421), let in-flight
 deliveries finish within a grace period, flush the spool, close the store.
 `run(config)` is `ugem serve`: it starts a node, waits for SIGTERM or SIGINT,
@@ -16,13 +19,15 @@ import asyncio
 import contextlib
 import logging
 import signal
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
-from admin.api import build_services
+from admin.api import Services, build_services
 from admin.server import AdminServer, create_app
 from relay.accept import AcceptServer
 from relay.deliver import Deliverer
 from relay.mailqueue import SpoolQueue
+from relay.outbox import SchedulerOutbox
 from relay.routing import Router, make_resolver
 from relay.schedule import Scheduler
 from relay.spool import Spool, spool_path
@@ -33,6 +38,7 @@ from ugem.log import event
 from ugem.metrics import Metrics
 from ugem.registry import Registry
 from ugem.services.applications import dns_mx_lookup
+from ugem.services.notices import notice_settings
 from ugem.store import open_store
 from ugem.store.base import Store
 from ugem.trace import TraceWriter
@@ -40,6 +46,7 @@ from ugem.trace import TraceWriter
 log = logging.getLogger("ugem.node")
 
 REGISTRY_SYNC_INTERVAL = 1.0  # seconds; SMTP commands also sync on their own
+DISCONNECT_CHECK_INTERVAL = 5.0  # seconds between checks for scheduled disconnections due
 
 
 class Node:
@@ -57,7 +64,8 @@ class Node:
         self.admin: AdminServer | None = None
         self.trace: TraceWriter | None = None
         self._deliverer: Deliverer | None = None
-        self._sync_task: asyncio.Task[None] | None = None
+        self.services: Services | None = None
+        self._tasks: list[asyncio.Task[None]] = []
         self._state = "starting"
 
     def readiness(self) -> tuple[bool, str]:
@@ -86,6 +94,8 @@ class Node:
 
     async def _start_parts(self) -> None:
         cfg, clock = self.config, self.clock
+        notices = notice_settings(cfg)
+        notices.templates.check()  # a broken template stops the start, not a decision
         cfg.data_path.mkdir(parents=True, exist_ok=True)
         self.store = open_store(cfg.store_url)
         self.registry = Registry(self.store, clock)
@@ -125,27 +135,46 @@ class Node:
             )
             await self.trace.start()
         await self.scheduler.start()
-        self._sync_task = asyncio.create_task(self._sync_registry(), name="registry-sync")
+        self._repeat("registry_sync", REGISTRY_SYNC_INTERVAL, self.registry.sync)
         self.smtp = AcceptServer(cfg, self.registry, self.scheduler, self.bus, self.metrics, clock)
         await self.smtp.start()
+        outbox = SchedulerOutbox(self.scheduler, clock)
+        self.services = services = build_services(
+            self.store,
+            self.registry,
+            SpoolQueue(self.spool),
+            clock,
+            self.metrics,
+            dns_mx_lookup(make_resolver(cfg.delivery)),
+            outbox,
+            notices,
+        )
+        if self.worker == 0:  # one worker applies them, so each is applied (and mailed) once
+            due = services.connections.disconnect_due
+            self._repeat("scheduled_disconnect", DISCONNECT_CHECK_INTERVAL, due)
         if cfg.admin.enabled:
             listen = worker_listen(cfg.admin.listen, self.worker)
-            mx = dns_mx_lookup(make_resolver(cfg.delivery))
-            queue = SpoolQueue(self.spool)
-            services = build_services(self.store, self.registry, queue, clock, self.metrics, mx)
             await services.applications.all()  # the overdue gauge starts right
             self.admin = AdminServer(listen, create_app(self, self.metrics, services))
             await self.admin.start()
 
-    async def _sync_registry(self) -> None:
-        """Pick up store changes (suspensions by the CLI, other nodes) without SMTP traffic."""
-        assert self.registry is not None
-        while True:
-            await asyncio.sleep(REGISTRY_SYNC_INTERVAL)
-            try:
-                await self.registry.sync()
-            except Exception:
-                event(log, "registry_sync_failed", logging.WARNING, exc_info=True)
+    def _repeat(self, name: str, interval: float, step: Callable[[], Awaitable[object]]) -> None:
+        """Run `step` every `interval` seconds until stop; a failure is logged, not fatal.
+
+        The registry sync picks up store changes (suspensions by the CLI, other
+        nodes) without SMTP traffic; the scheduled-disconnect step applies the
+        disconnections whose time (by the node's clock) has come.
+        """
+
+        async def loop() -> None:
+            while True:
+                await asyncio.sleep(interval)
+                try:
+                    await step()
+                except Exception:
+                    event(log, f"{name}_failed", logging.WARNING, exc_info=True)
+
+        self._tasks.append(asyncio.create_task(loop(), name=name))
 
     async def stop(self, grace: float = 5.0) -> None:
         if self._state == "stopped":
@@ -153,10 +182,10 @@ class Node:
         self._state = "shutting down"
         if self.smtp is not None:
             await self.smtp.stop(grace)
-        if self._sync_task is not None:
-            self._sync_task.cancel()
+        for task in self._tasks:
+            task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
-                await self._sync_task
+                await task
         if self.scheduler is not None:
             await self.scheduler.stop(grace)
         if self._deliverer is not None:

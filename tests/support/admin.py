@@ -6,7 +6,9 @@ spool behind `relay.mailqueue.SpoolQueue`) on a `FakeClock` (and, for the
 applications' MX check, the `mx` table: domain -> MX hosts), mounts the app,
 creates one token per role and gives an `httpx.AsyncClient` that talks to the
 app without a socket (ASGI). `api.call(method, path, role, json)` sends a
-request as that role (None: no token). Everything is closed on exit.
+request as that role (None: no token). Notices go to `api.outbox`, which
+keeps each `OutgoingMail` (`sent`) or, with `fail` set, raises
+`SpoolFullError` as a full spool would. Everything is closed on exit.
 """
 
 from __future__ import annotations
@@ -25,10 +27,30 @@ from admin.server import create_app
 from relay.mailqueue import SpoolQueue
 from relay.spool import Spool
 from ugem.clock import FakeClock
+from ugem.errors import SpoolFullError
 from ugem.metrics import Metrics
 from ugem.registry import Registry
+from ugem.services.notices import NoticeSettings, OutgoingMail
 from ugem.services.tokens import Role
 from ugem.store.sqlite import SqliteStore
+
+POSTMASTER = "postmaster@gw.test"
+OPERATORS = "noc@sts.test"
+NOTICES = NoticeSettings(POSTMASTER, "gw.test", OPERATORS)
+
+
+@dataclass
+class ListOutbox:
+    """An `Outbox` that keeps what it is given (or fails when `fail` is set)."""
+
+    sent: list[OutgoingMail] = field(default_factory=list)
+    fail: bool = False
+
+    async def send(self, mail: OutgoingMail) -> str:
+        if self.fail:
+            raise SpoolFullError("spool full (test)")
+        self.sent.append(mail)
+        return f"NOTICE{len(self.sent):06d}"
 
 
 class _Ready:
@@ -47,6 +69,7 @@ class AdminApi:
     clock: FakeClock
     metrics: Metrics
     mx: dict[str, list[str]]
+    outbox: ListOutbox
     secrets: dict[Role, str] = field(default_factory=dict)
 
     async def call(
@@ -68,11 +91,14 @@ async def admin_api(tmp_path: Path, clock: FakeClock | None = None) -> AsyncIter
     async def mx_lookup(domain: str) -> list[str]:
         return mx.get(domain, [])
 
-    services = build_services(store, registry, SpoolQueue(spool), clock, metrics, mx_lookup)
+    outbox = ListOutbox()
+    services = build_services(
+        store, registry, SpoolQueue(spool), clock, metrics, mx_lookup, outbox, NOTICES
+    )
     app = create_app(_Ready(), metrics, services)
     transport = httpx.ASGITransport(app=app)
     client = httpx.AsyncClient(transport=transport, base_url="http://admin.test")
-    api = AdminApi(app, client, services, store, registry, spool, clock, metrics, mx)
+    api = AdminApi(app, client, services, store, registry, spool, clock, metrics, mx, outbox)
     try:
         for role in Role:
             _, api.secrets[role] = await services.tokens.create(f"{role}-token", role, "test")

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import zlib
 
-from ugem.model import Connection, ConnState, Contact, Language, OrgKind
+from ugem.model import Connection, ConnState, Contact, Language, OrgKind, ScheduledDisconnect
 
 
 def plain(ident: str, *servers: str, domains: tuple[str, ...] = ()) -> Connection:
@@ -44,4 +44,7 @@ def full() -> Connection:
         state_changed_at=1_767_300_000.5,
         created_at=1_767_225_600.25,
         extra={"bin": "123456789012", "note": "тест"},
+        disconnect=ScheduledDisconnect(
+            1_767_400_000.0, "статус изменён", "api:root", 1_767_300_001.0
+        ),
     )

@@ -2,10 +2,11 @@
 
 `node_config(tmp_path, ...)` writes a TOML file for a node whose data lives in
 tmp_path and whose listeners take free loopback ports, and loads it exactly as
-`ugem serve` would. `running_node(config)` runs a `ugem.node.Node` on the test's
-own event loop. `NodeProcess` runs `ugem serve` as a child process, for what
-needs a real process: SIGKILL, SIGTERM, exit codes. `connect(...)` adds a
-connection to a node's store the way the CLI does.
+`ugem serve` would. `running_node(config, clock)` runs a `ugem.node.Node` on the
+test's own event loop (on a `FakeClock` if given). `NodeProcess` runs
+`ugem serve` as a child process, for what needs a real process: SIGKILL,
+SIGTERM, exit codes. `connect(...)` adds a connection to a node's store the
+way the CLI does.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+from ugem.clock import Clock
 from ugem.commands.config import toml_value
 from ugem.config import Config, load_config
 from ugem.model import Connection, OrgKind
@@ -58,8 +60,8 @@ def node_config(tmp_path: Path, **sections: dict[str, Any]) -> tuple[Config, Pat
 
 
 @contextlib.asynccontextmanager
-async def running_node(config: Config) -> AsyncIterator[Node]:
-    node = Node(config)
+async def running_node(config: Config, clock: Clock | None = None) -> AsyncIterator[Node]:
+    node = Node(config, clock)
     await node.start()
     try:
         yield node

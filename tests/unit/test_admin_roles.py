@@ -1,7 +1,8 @@
 """Every /v1/ endpoint by every role: 401 without a token, 403 below its role, success with it.
 
 Each endpoint gets a fresh API over real services (SQLite store, real spool)
-with two connections (a.gov.kz connected, b.gov.kz suspended) and three
+with two connections (a.gov.kz connected, b.gov.kz suspended and to be
+disconnected tomorrow) and three
 queued messages, so it can succeed. It is called with no token (401), with
 every role below the one it needs (403, naming the role), with the role it
 needs (its success status) and with each stronger role (past the role check:
@@ -47,6 +48,7 @@ ENDPOINTS: list[tuple[str, str, Any, Role, int]] = [
     ("POST", "/v1/connections/a.gov.kz/suspend", {"reason": "spam"}, Role.OPERATOR, 200),
     ("POST", "/v1/connections/b.gov.kz/resume", {}, Role.OPERATOR, 200),
     ("POST", "/v1/connections/a.gov.kz/disconnect", {"reason": "status"}, Role.ADMIN, 200),
+    ("DELETE", "/v1/connections/b.gov.kz/disconnect", None, Role.OPERATOR, 200),
     ("GET", "/v1/queue", None, Role.VIEWER, 200),
     ("GET", f"/v1/queue/{HELD}", None, Role.VIEWER, 200),
     ("POST", f"/v1/queue/{ACTIVE}/hold", {}, Role.OPERATOR, 200),
@@ -83,6 +85,8 @@ async def api(tmp_path: Path) -> AsyncIterator[AdminApi]:
         await api.store.add(plain("a.gov.kz", "192.0.2.10"))
         await api.store.add(plain("b.gov.kz", "192.0.2.11"))
         await api.registry.set_state("b.gov.kz", ConnState.SUSPENDED, "spam", "test")
+        later = api.clock.now() + 86400
+        await api.services.connections.disconnect("b.gov.kz", "status", "test", later)
         await api.spool.commit(_message(HELD, QueueState.HELD, "b.gov.kz"))
         await api.spool.commit(_message(DEFERRED, QueueState.DEFERRED, "a.gov.kz"))
         await api.spool.commit(_message(ACTIVE, QueueState.ACTIVE, "a.gov.kz"))

@@ -3,8 +3,10 @@
 Each module holds one service over the store (and, for the queue, over a small
 protocol the node wiring satisfies with the relay's spool): `audit` (the
 hash-chained log), `tokens` (API tokens and roles), `connections`
-(suspend, resume, disconnect, update), `mailqueue` (held mail) and
-`applications` (receipt, checks and decisions of the Rules, paragraphs 7-10). A service
+(suspend, resume, disconnect, update), `mailqueue` (held mail),
+`applications` (receipt, checks and decisions of the Rules, paragraphs 7-10)
+and `notices` (decisions mailed to the organisations through the relay's
+queue, behind a small `Outbox` protocol). A service
 checks its input and raises `UsageError` naming the field, `NotFoundError`
 for an unknown id and `ConflictError` with what to do instead; every change it
 makes is written to the audit log with the actor that asked for it. Route

@@ -14,6 +14,10 @@ rejects (with at least one reason). A rejected domain may apply again only
 after thirty calendar days: the period starts the day after the rejection and
 an application is accepted from the day after it ends (rejected on 1 March:
 accepted from 1 April); an earlier one is a `ConflictError` naming that date.
+A decision is mailed to the applicant's contacts (`Notifier`, when there is
+one): the measures taken on a connection, or the rejection with its reasons
+and the date a new application is accepted; a notice that cannot be queued is
+logged and audited and the decision stands.
 Errors: `UsageError` naming the field, `NotFoundError`, `ConflictError` with
 what to do. Every change is audited; the number of overdue applications is
 kept in a gauge that is right at every scrape.
@@ -39,8 +43,10 @@ from ugem.clock import Clock
 from ugem.errors import ConflictError, NotFoundError, StoreError, UsageError
 from ugem.model import Connection, Contact, Language, OrgKind
 from ugem.names import canonical_domain, canonical_network
+from ugem.notices import NoticeKind
 from ugem.services.audit import AuditLog
 from ugem.services.connections import ConnectionService, server_owner
+from ugem.services.notices import Addressee, Notifier
 from ugem.store.base import Store
 from ugem.workdays import WorkCalendar, local_date
 
@@ -160,8 +166,10 @@ class ApplicationService:
         calendar: WorkCalendar | None = None,
         mx_lookup: MxLookup | None = None,
         overdue_gauge: Gauge | None = None,
+        notifier: Notifier | None = None,
     ) -> None:
         self.store = store
+        self.notifier = notifier
         self.connections = connections
         self.audit = audit
         self.clock = clock
@@ -294,7 +302,9 @@ class ApplicationService:
         if decision == Decision.REJECT:
             if not reasons:
                 raise UsageError("reasons: empty; a rejection states at least one reason")
-            return await self._finish(app, AppState.REJECTED, reasons, actor), None
+            done = await self._finish(app, AppState.REJECTED, reasons, actor)
+            await self._notify(done, NoticeKind.REJECTED, actor)
+            return done, None
         failed = [f.name for f in app.checks if not f.ok]
         if not app.checks or failed:
             what = ", ".join(failed) if failed else "none were run"
@@ -303,7 +313,24 @@ class ApplicationService:
                 "POST /v1/applications/{id}/checks (with the operator's findings) or reject it"
             )
         conn = await self.connections.add(_connection(app, self.clock.now()), actor, app.id)
-        return await self._finish(app, AppState.CONNECTED, reasons, actor), conn
+        done = await self._finish(app, AppState.CONNECTED, reasons, actor)
+        await self._notify(done, NoticeKind.CONNECTED, actor)
+        return done, conn
+
+    async def _notify(self, app: Application, kind: NoticeKind, actor: str) -> None:
+        if self.notifier is None:
+            return
+        to = Addressee(
+            app.id, app.org_name, app.language, app.contacts, app.domain, (app.domain,), app.servers
+        )
+        extra = {
+            "application_number": app.number,
+            "application_date": local_date(app.received_at).isoformat(),
+        }
+        if kind == NoticeKind.REJECTED:
+            extra["reasons"] = "\n".join(f"  - {r}" for r in app.reasons)
+            extra["resubmit_from"] = first_resubmission(app.decided_at).isoformat()
+        await self.notifier.send(kind, to, actor, "; ".join(app.reasons), **extra)
 
     async def _finish(
         self, app: Application, state: AppState, reasons: tuple[str, ...], actor: str

@@ -8,10 +8,22 @@ suspended connection, not a connected one); an update that would give a
 server address or a domain to two connections is a `ConflictError` naming
 the owner; a bad field is a `UsageError` naming it; an unknown id a
 `NotFoundError`. Every change is audited with its actor, before and after.
+
+A disconnection may be scheduled for a time agreed with the organisation
+(paragraph 11): `disconnect(..., effective_at=T)` with T in the future stores
+it on the connection (`Connection.disconnect`), and `disconnect_due`, which
+the node runs every few seconds, applies it once the clock reaches T (actor
+`schedule`, the reason given when it was scheduled; who scheduled it is
+in that entry of the audit log). `cancel_disconnect`, or `resume` of a connection that is
+connected, cancels it. With a `Notifier`, every change is mailed to the
+organisation (suspended, suspension lifted, disconnection scheduled and
+done) and a suspension also alerts the operators; a notice that cannot be
+queued is logged and audited, and the change stands.
 """
 
 from __future__ import annotations
 
+import builtins
 import dataclasses
 import ipaddress
 from collections.abc import Iterable, Sequence
@@ -19,11 +31,16 @@ from dataclasses import dataclass
 
 from ugem.clock import Clock
 from ugem.errors import ConflictError, NotFoundError, UsageError
-from ugem.model import Connection, ConnState, Contact, Language, OrgKind
+from ugem.model import Connection, ConnState, Contact, Language, OrgKind, ScheduledDisconnect
 from ugem.names import canonical_domain
+from ugem.notices import NoticeKind
 from ugem.registry import Registry
 from ugem.services.audit import AuditLog
+from ugem.services.notices import Addressee, Notifier, local_time
 from ugem.store.base import Store
+
+SCHEDULE_ACTOR = "schedule"  # the actor of a scheduled disconnection when it takes effect
+MAX_SCHEDULE_AHEAD = 5 * 366 * 86400.0  # seconds: the latest a disconnection is scheduled
 
 
 @dataclass(frozen=True)
@@ -60,11 +77,19 @@ def matches(conn: Connection, text: str) -> bool:
 
 
 class ConnectionService:
-    def __init__(self, store: Store, registry: Registry, audit: AuditLog, clock: Clock) -> None:
+    def __init__(
+        self,
+        store: Store,
+        registry: Registry,
+        audit: AuditLog,
+        clock: Clock,
+        notifier: Notifier | None = None,
+    ) -> None:
         self.store = store
         self.registry = registry
         self.audit = audit
         self.clock = clock
+        self.notifier = notifier
 
     async def list(
         self,
@@ -118,18 +143,95 @@ class ConnectionService:
         if not reason.strip():
             raise UsageError("reason: empty; say why the connection is suspended")
         _need(conn, ConnState.CONNECTED, "suspend")
-        return await self.registry.set_state(conn.id, ConnState.SUSPENDED, reason.strip(), actor)
+        new = await self.registry.set_state(conn.id, ConnState.SUSPENDED, reason.strip(), actor)
+        await self._notify(NoticeKind.SUSPENDED, new, actor, new.state_reason)
+        if self.notifier is not None:
+            await self.notifier.alert_suspended(Addressee.of(new), actor, new.state_reason)
+        return new
 
     async def resume(self, conn_id: str, reason: str, actor: str) -> Connection:
+        """Lift a suspension; of a connected connection, cancel its scheduled disconnection."""
         conn = await self.get(conn_id)
+        if conn.state == ConnState.CONNECTED and conn.disconnect is not None:
+            return await self.cancel_disconnect(conn.id, reason, actor)
         _need(conn, ConnState.SUSPENDED, "resume")
-        return await self.registry.set_state(conn.id, ConnState.CONNECTED, reason.strip(), actor)
+        new = await self.registry.set_state(conn.id, ConnState.CONNECTED, reason.strip(), actor)
+        await self._notify(NoticeKind.RESUMED, new, actor, new.state_reason)
+        return new
 
-    async def disconnect(self, conn_id: str, reason: str, actor: str) -> Connection:
+    async def disconnect(
+        self, conn_id: str, reason: str, actor: str, effective_at: float | None = None
+    ) -> Connection:
+        """Disconnect now, or at `effective_at` (Unix time) when that is in the future."""
         conn = await self.get(conn_id)
         if conn.state == ConnState.DISCONNECTED:
             raise ConflictError(f"connection {conn.id!r} is disconnected already; nothing to do")
-        return await self.registry.set_state(conn.id, ConnState.DISCONNECTED, reason.strip(), actor)
+        now = self.clock.now()
+        if effective_at is not None and effective_at > now + MAX_SCHEDULE_AHEAD:
+            raise UsageError("effective_at: more than five years ahead; agree on a nearer date")
+        if effective_at is not None and effective_at > now:
+            return await self._schedule(conn, effective_at, reason.strip(), actor)
+        return await self._disconnect_now(conn, reason.strip(), actor)
+
+    async def cancel_disconnect(self, conn_id: str, reason: str, actor: str) -> Connection:
+        conn = await self.get(conn_id)
+        if conn.disconnect is None:
+            raise ConflictError(f"connection {conn.id!r} has no disconnection scheduled")
+        return await self._reschedule(conn, None, "connection.disconnect-cancel", reason, actor)
+
+    async def disconnect_due(self) -> builtins.list[Connection]:
+        """Apply every scheduled disconnection whose time has come; the ones applied."""
+        now = self.clock.now()
+        done = []
+        for conn in await self.store.list():
+            plan = conn.disconnect
+            if plan is None or plan.at > now:
+                continue
+            if conn.state == ConnState.DISCONNECTED:  # disconnected meanwhile: drop the plan
+                await self.store.put(dataclasses.replace(conn, disconnect=None))
+                continue
+            done.append(await self._disconnect_now(conn, plan.reason, SCHEDULE_ACTOR))
+        return done
+
+    async def _schedule(self, conn: Connection, at: float, reason: str, actor: str) -> Connection:
+        plan = ScheduledDisconnect(at, reason, actor, self.clock.now())
+        new = await self._reschedule(conn, plan, "connection.disconnect-schedule", reason, actor)
+        effective = local_time(at)
+        await self._notify(NoticeKind.DISCONNECT_SCHEDULED, new, actor, reason, effective)
+        return new
+
+    async def _reschedule(
+        self,
+        conn: Connection,
+        plan: ScheduledDisconnect | None,
+        action: str,
+        reason: str,
+        actor: str,
+    ) -> Connection:
+        new = dataclasses.replace(conn, disconnect=plan)
+        await self.store.put(new)
+        await self.audit.record(
+            actor, action, conn.id, reason.strip(),
+            before=_plan(conn.disconnect), after=_plan(plan),
+        )  # fmt: skip
+        await self.registry.sync()
+        return new
+
+    async def _disconnect_now(self, conn: Connection, reason: str, actor: str) -> Connection:
+        new = await self.registry.set_state(conn.id, ConnState.DISCONNECTED, reason, actor)
+        if new.disconnect is not None:
+            new = dataclasses.replace(new, disconnect=None)
+            await self.store.put(new)
+        await self._notify(NoticeKind.DISCONNECTED, new, actor, reason)
+        return new
+
+    async def _notify(
+        self, kind: NoticeKind, conn: Connection, actor: str, reason: str, effective_at: str = ""
+    ) -> None:
+        if self.notifier is None:
+            return
+        extra = {"effective_at": effective_at} if effective_at else {}
+        await self.notifier.send(kind, Addressee.of(conn), actor, reason, **extra)
 
     async def _check_servers(self, conn: Connection) -> None:
         clash = server_owner(await self.store.list(), conn.servers, conn.id)
@@ -153,3 +255,7 @@ def _need(conn: Connection, state: ConnState, verb: str) -> None:
         ConnState.DISCONNECTED: "it is disconnected; a new application connects it again",
     }[conn.state]
     raise ConflictError(f"cannot {verb} connection {conn.id!r}: {hint}")
+
+
+def _plan(plan: ScheduledDisconnect | None) -> dict[str, object] | None:
+    return None if plan is None else dataclasses.asdict(plan)
