@@ -1,0 +1,54 @@
+"""`python -m loadtest` and `ugem-loadtest`: the run, sink and compare commands.
+
+    python -m loadtest run HOST:PORT [options]     the generator (report as text or --json)
+    python -m loadtest sink [--listen H:P] ...     the counting SMTP sink
+    python -m loadtest compare postfix [options]   the same load through Postfix and UGEM
+
+`main(argv)` returns the exit code: 0 done, 1 a `LoadtestError` (its message
+on stderr) or a run where every message failed, 2 bad usage, 130
+interrupted, 143 stopped by SIGTERM. Each command's options and behaviour are
+in loadtest.commands; `--help` on each lists them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+
+from loadtest import commands
+from loadtest.errors import LoadtestError, UsageError
+
+
+def parser() -> argparse.ArgumentParser:
+    top = argparse.ArgumentParser(
+        prog="ugem-loadtest",
+        description="SMTP load generator, counting sink and side-by-side comparison with Postfix.",
+    )
+    sub = top.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    commands.add_run(sub)
+    commands.add_sink(sub)
+    commands.add_compare(sub)
+    return top
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        return int(args.handler(args))
+    except UsageError as exc:
+        print(f"ugem-loadtest {args.command}: {exc}", file=sys.stderr)
+        return 2
+    except LoadtestError as exc:
+        print(f"ugem-loadtest {args.command}: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print(f"ugem-loadtest {args.command}: interrupted", file=sys.stderr)
+        return 130
+    except asyncio.CancelledError:
+        print(f"ugem-loadtest {args.command}: stopped by SIGTERM", file=sys.stderr)
+        return 143
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,384 @@
+"""The CLI's three commands: their options and what each does with them.
+
+- `run`: parses the specs (bad ones are argparse errors, exit 2), runs the
+  generator, prints the report on stdout (text, or JSON with `--json`) and a
+  progress line on stderr when stderr is a terminal (not with `--quiet`);
+  `--ids-file` writes the accepted ids, one per line, for a sink's
+  `--expect-file`. Exit code 1 when every message failed (no reply at all).
+- `sink`: serves the sink until SIGTERM or SIGINT; prints
+  {"event": "ready", "smtp": "H:P", "control": "H:P" or null} as its first
+  stdout line (ports chosen when 0 was asked), the stats as JSON on SIGUSR1 (on
+  stderr) and at exit (on stdout). `--stats-file` is rewritten at each of
+  those and every `--stats-interval` seconds; `--expect-file` (ids, one per
+  line) is read again each time, so it may be written after the sink starts.
+- `compare`: runs loadtest.compare and prints its text or JSON; SIGTERM and
+  SIGINT stop it after stopping Postfix, the gateway and the sinks.
+Every command runs on uvloop when it is installed, unless `--no-uvloop`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import signal
+import sys
+from collections.abc import Callable, Coroutine
+from dataclasses import replace
+from pathlib import Path
+from typing import Any, TypeVar
+
+from loadtest import compare, generator
+from loadtest.content import Template, parse_size
+from loadtest.control import ControlServer
+from loadtest.errors import UsageError
+from loadtest.gateway import parse_overrides
+from loadtest.generator import RunOptions
+from loadtest.rate import parse_rate
+from loadtest.sink import DEFAULT_MAX_SIZE, SinkServer
+from loadtest.spec import parse_duration, parse_hostport, parse_sources
+
+T = TypeVar("T")
+
+
+def _checked(parse: Callable[[str], T]) -> Callable[[str], T]:
+    """An argparse type from a parser raising UsageError."""
+
+    def convert(text: str) -> T:
+        try:
+            return parse(text)
+        except UsageError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from exc
+
+    convert.__name__ = parse.__name__
+    return convert
+
+
+def _positive(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise UsageError(f"{text!r} is not a whole number of at least 1")
+    return int(text)
+
+
+positive = _checked(_positive)
+
+
+def run_loop(main: Coroutine[Any, Any, T], no_uvloop: bool) -> T:
+    """Run `main` on uvloop (when installed and wanted) or asyncio's loop."""
+    factory: Callable[[], asyncio.AbstractEventLoop] | None = None
+    if not no_uvloop:
+        try:
+            import uvloop
+        except ImportError:
+            pass
+        else:
+            factory = uvloop.new_event_loop
+    with asyncio.Runner(loop_factory=factory) as runner:
+        return runner.run(main)
+
+
+def _common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--no-uvloop", action="store_true", help="use asyncio's own event loop")
+
+
+# -- run ------------------------------------------------------------------------------------
+
+
+def add_run(sub: Any) -> None:
+    p = sub.add_parser("run", help="send a load to an SMTP server and report")
+    p.add_argument("target", type=_checked(parse_hostport), metavar="HOST:PORT")
+    p.add_argument(
+        "-n",
+        "--messages",
+        type=positive,
+        help="messages to send (default 1000; no limit when --duration or a "
+        "stepped --rate ends the run)",
+    )
+    p.add_argument(
+        "-c",
+        "--connections",
+        type=positive,
+        default=10,
+        help="concurrent SMTP sessions (default 10)",
+    )
+    p.add_argument(
+        "--per-connection",
+        type=positive,
+        default=100,
+        help="messages per session before QUIT and a new one (default 100)",
+    )
+    p.add_argument("--rcpts", type=positive, default=1, help="recipients per message")
+    p.add_argument(
+        "--size",
+        type=_checked(parse_size),
+        default=parse_size("2048"),
+        help="message size in bytes, or lognormal:MEAN:SIGMA, uniform:MIN:MAX",
+    )
+    p.add_argument("--size-dist", type=_checked(parse_size), help="same as --size")
+    p.add_argument(
+        "--from",
+        dest="sender",
+        default="load{n}@mdai.gov.kz",
+        help="envelope sender template; fields {n} {r} {c} {run}",
+    )
+    p.add_argument(
+        "--to",
+        dest="recipient",
+        default="user{n}.{r}@example.org",
+        help="envelope recipient template; fields {n} {r} {c} {run}",
+    )
+    p.add_argument(
+        "--source",
+        type=_checked(parse_sources),
+        default=(),
+        help="source addresses, such as 127.0.0.2,127.0.0.3 or 127.0.0.2-127.0.0.9",
+    )
+    p.add_argument(
+        "--rate",
+        type=_checked(parse_rate),
+        help="messages per second: 500 (steady) or 100:10s,200:10s (stepped)",
+    )
+    p.add_argument("--duration", type=_checked(parse_duration), help="stop after, e.g. 30s")
+    p.add_argument("--helo", default="loadtest.invalid", help="name sent in EHLO")
+    p.add_argument(
+        "--timeout",
+        type=_checked(parse_duration),
+        default=60.0,
+        help="time limit for one message, connecting included (default 60s)",
+    )
+    p.add_argument(
+        "--no-pipelining",
+        action="store_true",
+        help="one command at a time even when the server offers PIPELINING",
+    )
+    p.add_argument("--run-id", help="id prefix of X-Loadtest-Id (default: time and random)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the size distribution")
+    p.add_argument("--ids-file", type=Path, help="write the accepted ids here, one per line")
+    p.add_argument("--json", action="store_true", help="the report as JSON")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress line")
+    _common(p)
+    p.set_defaults(handler=run_command)
+
+
+def run_options(args: argparse.Namespace) -> RunOptions:
+    """The generator's options from the parsed command line."""
+    host, port = args.target
+    bounded = args.duration is not None or (args.rate is not None and args.rate.seconds)
+    options = RunOptions(
+        host=host,
+        port=port,
+        messages=args.messages or (None if bounded else 1000),
+        connections=args.connections,
+        per_connection=args.per_connection,
+        rcpts=args.rcpts,
+        size=args.size_dist or args.size,
+        sender=Template.parse(args.sender, "--from"),
+        recipient=Template.parse(args.recipient, "--to"),
+        sources=args.source,
+        rate=args.rate,
+        duration=args.duration,
+        helo=args.helo,
+        timeout=args.timeout,
+        pipelining=not args.no_pipelining,
+        seed=args.seed,
+    )
+    return options if args.run_id is None else _with_run_id(options, args.run_id)
+
+
+def _with_run_id(options: RunOptions, run_id: str) -> RunOptions:
+    if not run_id or any(ch.isspace() for ch in run_id):
+        raise UsageError(f"bad --run-id {run_id!r}: a word without spaces")
+    return replace(options, run_id=run_id)
+
+
+def run_command(args: argparse.Namespace) -> int:
+    options = run_options(args)
+    progress = None if args.quiet or not sys.stderr.isatty() else sys.stderr
+    result = run_loop(generator.run(options, progress=progress), args.no_uvloop)
+    if args.ids_file is not None:
+        args.ids_file.write_text("".join(f"{i}\n" for i in result.accepted_ids))
+    if args.json:
+        print(json.dumps(result.report.to_json(), indent=2))
+    else:
+        print(result.report.to_text(), end="")
+    report = result.report
+    return 1 if report.sent and sum(report.failed.values()) == report.sent else 0
+
+
+# -- sink -----------------------------------------------------------------------------------
+
+
+def add_sink(sub: Any) -> None:
+    p = sub.add_parser("sink", help="a fast SMTP server that counts what arrives")
+    p.add_argument(
+        "--listen",
+        type=_checked(parse_hostport),
+        default=("127.0.0.1", 2526),
+        help="SMTP address (default 127.0.0.1:2526; port 0: a free one)",
+    )
+    p.add_argument(
+        "--control",
+        type=_checked(parse_hostport),
+        help="HTTP control address: GET /stats, POST /expect, POST /reset",
+    )
+    p.add_argument("--hostname", default="sink.loadtest.invalid", help="name in the greeting")
+    p.add_argument(
+        "--max-size",
+        type=positive,
+        default=DEFAULT_MAX_SIZE,
+        help="largest message accepted, in bytes",
+    )
+    p.add_argument(
+        "--expect-file",
+        type=Path,
+        help="ids that were sent, one per line (read at each stats dump)",
+    )
+    p.add_argument("--stats-file", type=Path, help="stats JSON written on SIGUSR1 and at exit")
+    p.add_argument(
+        "--stats-interval", type=_checked(parse_duration), help="also write --stats-file this often"
+    )
+    _common(p)
+    p.set_defaults(handler=sink_command)
+
+
+def sink_command(args: argparse.Namespace) -> int:
+    run_loop(serve_sink(args), args.no_uvloop)
+    return 0
+
+
+async def serve_sink(args: argparse.Namespace) -> None:
+    host, port = args.listen
+    sink = await SinkServer.start(host, port, args.hostname, args.max_size)
+    control = await ControlServer.start(sink.arrivals, *args.control) if args.control else None
+    address = f"{control.host}:{control.port}" if control else None
+    print(json.dumps({"event": "ready", "smtp": f"{sink.host}:{sink.port}", "control": address}),
+          flush=True)  # fmt: skip
+
+    def dump(stream: Any = None) -> str:
+        if args.expect_file is not None and args.expect_file.exists():
+            sink.arrivals.expect(args.expect_file.read_text().split())
+        text = json.dumps(sink.arrivals.stats())
+        if args.stats_file is not None:
+            args.stats_file.write_text(text + "\n")
+        if stream is not None:
+            print(text, file=stream, flush=True)
+        return text
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    loop.add_signal_handler(signal.SIGUSR1, dump, sys.stderr)
+    ticker = asyncio.create_task(_every(args.stats_interval, dump)) if args.stats_interval else None
+    try:
+        await stop.wait()
+    finally:
+        if ticker is not None:
+            ticker.cancel()
+        await sink.stop()
+        if control is not None:
+            await control.stop()
+        dump(sys.stdout)
+
+
+async def _every(seconds: float, action: Callable[[], object]) -> None:
+    while True:
+        await asyncio.sleep(seconds)
+        action()
+
+
+# -- compare --------------------------------------------------------------------------------
+
+
+def add_compare(sub: Any) -> None:
+    p = sub.add_parser("compare", help="the same load through a private Postfix and the gateway")
+    p.add_argument("peer", choices=["postfix"], help="the MTA to compare with")
+    p.add_argument("--messages", type=positive, default=10_000, help="default 10000")
+    p.add_argument("--connections", type=positive, default=50, help="default 50")
+    p.add_argument("--per-connection", type=positive, default=100, help="default 100")
+    p.add_argument(
+        "--size",
+        type=_checked(parse_size),
+        default=parse_size("2048"),
+        help="bytes or a distribution (see run --size); default 2048",
+    )
+    p.add_argument(
+        "--source",
+        type=_checked(parse_sources),
+        default=compare.DEFAULT_SOURCES,
+        help="generator source addresses (default 127.0.0.2-127.0.0.5)",
+    )
+    p.add_argument("--only", choices=["ugem", "postfix"], help="measure one of the two")
+    p.add_argument("--workers", type=positive, help="passed to ugem serve --workers")
+    p.add_argument(
+        "--ugem-set",
+        action="append",
+        default=[],
+        metavar="SECTION.KEY=VALUE",
+        help="a gateway config setting (repeatable)",
+    )
+    p.add_argument(
+        "--postfix-set",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="a Postfix main.cf parameter (repeatable)",
+    )
+    p.add_argument(
+        "--stall",
+        type=_checked(parse_duration),
+        default=30.0,
+        help="stop waiting for arrivals after this long without one (default 30s)",
+    )
+    p.add_argument("--workdir", type=Path, help="work directory (default: a new temporary one)")
+    p.add_argument("--keep", action="store_true", help="keep the work directory (logs, queues)")
+    p.add_argument("--json", action="store_true", help="the result as JSON")
+    _common(p)
+    p.set_defaults(handler=compare_command)
+
+
+def compare_options(args: argparse.Namespace) -> compare.CompareOptions:
+    postfix_sets: dict[str, str] = {}
+    for item in args.postfix_set:
+        name, sep, value = item.partition("=")
+        if not sep or not name.strip():
+            raise UsageError(f"bad --postfix-set {item!r}: use name=value")
+        postfix_sets[name.strip()] = value.strip()
+    return compare.CompareOptions(
+        messages=args.messages,
+        connections=args.connections,
+        per_connection=args.per_connection,
+        size=args.size,
+        sources=args.source,
+        only=(args.only,) if args.only else compare.TARGETS,
+        workers=args.workers,
+        stall=args.stall,
+        ugem_overrides=parse_overrides(args.ugem_set),
+        postfix_overrides=postfix_sets,
+        workdir=args.workdir,
+        keep=args.keep,
+    )
+
+
+def compare_command(args: argparse.Namespace) -> int:
+    options = compare_options(args)
+    result = run_loop(_cancellable(compare.compare(options)), args.no_uvloop)
+    if args.json:
+        print(json.dumps(compare.render_json(result), indent=2))
+    else:
+        print(compare.render_text(result), end="")
+    return 0
+
+
+async def _cancellable(main: Coroutine[Any, Any, T]) -> T:
+    """`main`, cancelled (so its cleanup runs) on SIGTERM; SIGINT does so already."""
+    task = asyncio.current_task()
+    assert task is not None
+    loop = asyncio.get_running_loop()
+    loop.add_signal_handler(signal.SIGTERM, task.cancel)
+    try:
+        return await main
+    finally:
+        with contextlib.suppress(RuntimeError):
+            loop.remove_signal_handler(signal.SIGTERM)

@@ -1,0 +1,307 @@
+"""Side by side: the same load through a private Postfix and through the gateway.
+
+`compare(options)` measures each target in `options.only`, one after the
+other (Postfix first), each in its own directory under one work directory
+with a fresh sink process: start the sink, start the target relaying the
+test domain to it, run the generator (in this process), wait until every
+accepted message arrived (or nothing arrived for `stall` seconds), tell the
+sink which ids were accepted (loss and duplicates), stop the target and the
+sink — stopped even when something fails. The end-to-end rate is messages
+arrived per second from the first sent to the last arrived. Before each run
+it waits (at most `settle` s) for a second with at most `quiet_cpu` of the
+CPUs busy, and reports the share measured: on a shared machine a busy
+neighbour skews the figures.
+
+`render_text(result)` prints both rates, both accept latencies and the
+ratios (gateway / Postfix); `render_json(result)` the same as plain JSON.
+Everything listens on loopback; the work directory is removed at the end
+unless `keep` is set.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import platform
+import shutil
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TextIO
+
+from loadtest import generator, postfix
+from loadtest.content import SizeDist
+from loadtest.errors import TargetError
+from loadtest.gateway import GatewayInstance
+from loadtest.generator import RunOptions, new_run_id
+from loadtest.processes import SinkProcess, free_port
+from loadtest.report import Report
+
+TARGETS = ("postfix", "ugem")
+DOMAIN = "example.org"
+SENDER_DOMAIN = "mdai.gov.kz"
+DEFAULT_SOURCES = ("127.0.0.2", "127.0.0.3", "127.0.0.4", "127.0.0.5")
+
+
+@dataclass(frozen=True)
+class CompareOptions:
+    messages: int = 10_000
+    connections: int = 50
+    per_connection: int = 100
+    size: SizeDist = SizeDist("fixed", 2048)
+    sources: tuple[str, ...] = DEFAULT_SOURCES
+    only: tuple[str, ...] = TARGETS
+    workers: int | None = None
+    stall: float = 30.0
+    timeout: float = 60.0
+    quiet_cpu: float = 0.25  # before each run, wait for a second with at most this CPU busy
+    settle: float = 30.0  # ... but no longer than this
+    ugem_overrides: dict[str, dict[str, str]] = field(default_factory=dict)
+    postfix_overrides: dict[str, str] = field(default_factory=dict)
+    workdir: Path | None = None
+    keep: bool = False
+
+
+@dataclass(frozen=True)
+class Measurement:
+    name: str
+    version: str
+    report: Report
+    sink: dict[str, Any]
+    busy_before: float | None = None  # share of all CPUs busy in the second before the run
+
+    @property
+    def end_to_end_rate(self) -> float | None:
+        last = self.sink.get("last_arrival")
+        if not last or last <= self.report.started_at:
+            return None
+        return float(self.sink["messages"]) / (float(last) - self.report.started_at)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "version": self.version,
+            "busy_before": self.busy_before,
+            "end_to_end_rate": self.end_to_end_rate,
+            "report": self.report.to_json(),
+            "sink": self.sink,
+        }
+
+
+@dataclass(frozen=True)
+class Comparison:
+    options: CompareOptions
+    measurements: list[Measurement]
+
+    def get(self, name: str) -> Measurement | None:
+        return next((m for m in self.measurements if m.name == name), None)
+
+
+async def compare(options: CompareOptions, log: TextIO = sys.stderr) -> Comparison:
+    """Measure each target in turn; see the module docstring."""
+    if "postfix" in options.only:
+        if os.geteuid() != 0:
+            raise TargetError("Postfix's master starts as root only: run as root, or --only ugem")
+        postfix.ensure_installed()
+    work = options.workdir or Path(tempfile.mkdtemp(prefix="loadtest-compare-"))
+    work.mkdir(parents=True, exist_ok=True)
+    work.chmod(0o755)  # Postfix's queue lives below it and runs as the postfix user
+    try:
+        measured = [await _measure(name, options, work / name, log) for name in options.only]
+    finally:
+        if not options.keep:
+            shutil.rmtree(work, ignore_errors=True)
+    return Comparison(options, measured)
+
+
+async def _measure(name: str, options: CompareOptions, base: Path, log: TextIO) -> Measurement:
+    sink = await SinkProcess.start(base)
+    try:
+        return await _through(name, options, base, sink, log)
+    finally:
+        await sink.stop()
+
+
+async def _through(
+    name: str, options: CompareOptions, base: Path, sink: SinkProcess, log: TextIO
+) -> Measurement:
+    port = free_port()
+    target, version = _target(name, options, base, port, sink.smtp)
+    try:
+        log.write(f"{name}: starting on 127.0.0.1:{port}, sink on port {sink.smtp[1]}\n")
+        await target.start()
+        log.write(f"{name}: sending {options.messages} messages\n")
+        busy_before = await settle(options.quiet_cpu, options.settle)
+        result = await generator.run(
+            _load(options, name, port), progress=log if log.isatty() else None
+        )
+        log.write(f"{name}: accepted {result.report.accepted}, waiting for the sink\n")
+        await sink.drain(result.report.accepted, options.stall)
+        stats = await sink.expect(result.accepted_ids)
+        return Measurement(name, version, result.report, stats, busy_before)
+    finally:
+        await target.stop()
+
+
+async def settle(quiet: float, longest: float) -> float | None:
+    """Wait (up to `longest` s) for a second with at most `quiet` of the CPUs busy.
+
+    The busy share of the last second measured (None off Linux).
+    """
+    deadline = time.monotonic() + longest
+    busy = await cpu_busy(1.0)
+    while busy is not None and busy > quiet and time.monotonic() < deadline:
+        busy = await cpu_busy(1.0)
+    return busy
+
+
+async def cpu_busy(seconds: float) -> float | None:
+    """Share of all CPUs' time not idle over the next `seconds` (None off Linux)."""
+    first = _cpu_times()
+    await asyncio.sleep(seconds)
+    second = _cpu_times()
+    if first is None or second is None or second[1] <= first[1]:
+        return None
+    return 1.0 - (second[0] - first[0]) / (second[1] - first[1])
+
+
+def _cpu_times() -> tuple[int, int] | None:
+    """(idle + iowait, total) jiffies of all CPUs from /proc/stat."""
+    try:
+        fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    except (OSError, ValueError):
+        return None
+    return fields[3] + fields[4], sum(fields[:8])
+
+
+def _target(
+    name: str, options: CompareOptions, base: Path, port: int, sink: tuple[str, int]
+) -> tuple[postfix.PostfixInstance | GatewayInstance, str]:
+    if name == "postfix":
+        instance = postfix.PostfixInstance(
+            base / "postfix", port, DOMAIN, sink, options.postfix_overrides
+        )
+        instance.write()
+        instance.check()
+        return instance, f"Postfix {postfix.version()}"
+    gateway = GatewayInstance(
+        base / "ugem", port, free_port(), DOMAIN, sink, options.sources, SENDER_DOMAIN,
+        options.workers, options.ugem_overrides,
+    )  # fmt: skip
+    workers = f", {options.workers} workers" if options.workers else ""
+    return gateway, f"UGEM{workers}"
+
+
+def _load(options: CompareOptions, name: str, port: int) -> RunOptions:
+    return RunOptions(
+        host="127.0.0.1",
+        port=port,
+        messages=options.messages,
+        connections=options.connections,
+        per_connection=options.per_connection,
+        size=options.size,
+        sources=options.sources,
+        timeout=options.timeout,
+        run_id=f"{name}-{new_run_id()}",
+    )
+
+
+ROWS: list[tuple[str, str]] = [
+    ("end to end (msg/s)", "e2e"),
+    ("accept rate (msg/s)", "accept_rate"),
+    ("accept p50 (ms)", "p50"),
+    ("accept p90 (ms)", "p90"),
+    ("accept p99 (ms)", "p99"),
+    ("accept max (ms)", "max"),
+]
+
+
+def _figures(m: Measurement) -> dict[str, float | None]:
+    lat = m.report.latency
+    return {
+        "e2e": m.end_to_end_rate,
+        "accept_rate": m.report.accept_rate,
+        "p50": lat.p50,
+        "p90": lat.p90,
+        "p99": lat.p99,
+        "max": lat.max,
+    }
+
+
+def ratios(comparison: Comparison) -> dict[str, float | None]:
+    """Gateway figure / Postfix figure for each row; None when either is missing."""
+    pf, gw = comparison.get("postfix"), comparison.get("ugem")
+    if pf is None or gw is None:
+        return {}
+    a, b = _figures(pf), _figures(gw)
+    return {key: _ratio(b[key], a[key]) for key in a}
+
+
+def _ratio(top: float | None, bottom: float | None) -> float | None:
+    return top / bottom if top is not None and bottom else None
+
+
+def render_text(comparison: Comparison) -> str:
+    opts = comparison.options
+    ms = comparison.measurements
+    head = (
+        f"Same load through each relay: {opts.messages} messages of {opts.size.describe()} "
+        f"over {opts.connections} connections ({opts.per_connection} per connection) "
+        f"from {', '.join(opts.sources)}\n"
+    )
+    ratio = ratios(comparison)
+    cols = [m.version for m in ms] + (["ugem / postfix"] if ratio else [])
+    lines = [head, f"{'':<22}" + "".join(f"{c:>18}" for c in cols)]
+    for label, key in ROWS:
+        cells = [_fmt(_figures(m)[key]) for m in ms]
+        cells += [_fmt(ratio[key], "{:.2f}")] if ratio else []
+        lines.append(f"{label:<22}" + "".join(f"{c:>18}" for c in cells))
+    for label, fn in _COUNT_ROWS:
+        lines.append(f"{label:<22}" + "".join(f"{fn(m):>18}" for m in ms))
+    return "\n".join(lines) + "\n"
+
+
+def _counts(m: Measurement) -> str:
+    return f"{m.report.sent}/{m.report.accepted}"
+
+
+def _arrivals(m: Measurement) -> str:
+    return f"{m.sink['messages']}/{m.sink['lost']}/{m.sink['duplicates']}"
+
+
+def _bad(m: Measurement) -> str:
+    return f"{sum(m.report.refused.values())}/{sum(m.report.failed.values())}"
+
+
+def _busy_before(m: Measurement) -> str:
+    return "-" if m.busy_before is None else f"{m.busy_before:.0%}"
+
+
+_COUNT_ROWS = [
+    ("sent/accepted", _counts),
+    ("refused/failed", _bad),
+    ("arrived/lost/dup", _arrivals),
+    ("CPU busy before", _busy_before),
+]
+
+
+def _fmt(value: float | None, pattern: str = "{:.1f}") -> str:
+    return "-" if value is None else pattern.format(value)
+
+
+def render_json(comparison: Comparison) -> dict[str, Any]:
+    opts = comparison.options
+    return {
+        "load": {
+            "messages": opts.messages,
+            "connections": opts.connections,
+            "per_connection": opts.per_connection,
+            "size": opts.size.describe(),
+            "sources": list(opts.sources),
+            "workers": opts.workers,
+        },
+        "machine": {"cpus": os.cpu_count(), "platform": platform.platform()},
+        "targets": {m.name: m.to_json() for m in comparison.measurements},
+        "ratio": ratios(comparison),
+    }

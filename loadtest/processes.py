@@ -1,0 +1,138 @@
+"""Child processes the comparison drives, and the small waits they need.
+
+`free_port(host)` is a port free on `host` now (the caller binds it soon
+after; a race with another program is possible and shows as a start failure).
+`wait_for_greeting(host, port, deadline)` waits until an SMTP server there
+says 220. `SinkProcess.start(directory)` runs `python -m loadtest sink` on
+free loopback ports (it reports them on its first stdout line) and talks to
+it over its control channel: `stats()`, `expect(ids)`, `drain(n, stall)`
+(waits until n distinct ids arrived or nothing arrived for `stall` seconds);
+`stop()` ends it with SIGTERM, SIGKILL after a grace. Every failure to start
+or answer is a `TargetError` naming the process and its log file.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import socket
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from loadtest import control
+from loadtest.errors import TargetError
+from loadtest.spec import parse_hostport
+
+STOP_GRACE = 15.0
+POLL = 0.2
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket() as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])
+
+
+async def wait_for_greeting(host: str, port: int, timeout: float, what: str) -> None:
+    """Wait until the SMTP server at host:port greets with 220; TargetError after `timeout`."""
+    deadline = time.monotonic() + timeout
+    last = ""
+    while time.monotonic() < deadline:
+        try:
+            reader, writer = await asyncio.open_connection(host, port)
+        except OSError as exc:
+            last = str(exc)
+            await asyncio.sleep(POLL)
+            continue
+        try:
+            line = await asyncio.wait_for(reader.readline(), timeout=5)
+            writer.write(b"QUIT\r\n")
+            if line.startswith(b"220"):
+                return
+            last = line.decode("utf-8", "replace").strip()
+        except (OSError, TimeoutError) as exc:
+            last = str(exc)
+        finally:
+            writer.close()
+            with contextlib.suppress(OSError):
+                await writer.wait_closed()
+        await asyncio.sleep(POLL)
+    raise TargetError(f"{what} on {host}:{port} did not greet in {timeout:g} s: {last}")
+
+
+async def stop_process(proc: asyncio.subprocess.Process, grace: float = STOP_GRACE) -> int:
+    """SIGTERM, then SIGKILL after `grace` seconds; the exit code."""
+    if proc.returncode is None:
+        with contextlib.suppress(ProcessLookupError):
+            proc.terminate()
+        try:
+            await asyncio.wait_for(proc.wait(), grace)
+        except TimeoutError:
+            with contextlib.suppress(ProcessLookupError):
+                proc.kill()
+            await proc.wait()
+    return proc.returncode if proc.returncode is not None else -1
+
+
+class SinkProcess:
+    """`python -m loadtest sink` as a child process; see the module docstring."""
+
+    def __init__(self, proc: asyncio.subprocess.Process, log: Path) -> None:
+        self.proc = proc
+        self.log = log
+        self.smtp: tuple[str, int] = ("", 0)
+        self.control: tuple[str, int] = ("", 0)
+
+    @classmethod
+    async def start(cls, directory: Path, timeout: float = 30.0) -> SinkProcess:
+        await asyncio.to_thread(directory.mkdir, parents=True, exist_ok=True)
+        log = directory / "sink.log"
+        with log.open("ab") as err:
+            proc = await asyncio.create_subprocess_exec(
+                sys.executable, "-m", "loadtest", "sink", "--listen", "127.0.0.1:0",
+                "--control", "127.0.0.1:0", "--stats-file", str(directory / "sink-stats.json"),
+                stdout=asyncio.subprocess.PIPE, stderr=err,
+            )  # fmt: skip
+        sink = cls(proc, log)
+        try:
+            await sink._ready(timeout)
+        except BaseException:
+            await stop_process(proc)
+            raise
+        return sink
+
+    async def _ready(self, timeout: float) -> None:
+        assert self.proc.stdout is not None
+        try:
+            line = await asyncio.wait_for(self.proc.stdout.readline(), timeout)
+            ready = json.loads(line)
+            self.smtp = parse_hostport(ready["smtp"])
+            self.control = parse_hostport(ready["control"])
+        except (TimeoutError, ValueError, KeyError, TypeError) as exc:
+            raise TargetError(f"the sink did not start ({exc!r}); see {self.log}") from exc
+
+    async def request(self, method: str, path: str, body: bytes = b"") -> dict[str, Any]:
+        return await asyncio.to_thread(control.request, self.control, method, path, body)
+
+    async def stats(self) -> dict[str, Any]:
+        return await self.request("GET", "/stats")
+
+    async def expect(self, ids: list[str]) -> dict[str, Any]:
+        return await self.request("POST", "/expect", "\n".join(ids).encode())
+
+    async def drain(self, count: int, stall: float) -> dict[str, Any]:
+        """Stats once `count` distinct ids arrived, or once none arrived for `stall` s."""
+        stats = await self.stats()
+        seen, since = stats["messages"], time.monotonic()
+        while stats["unique_ids"] < count and time.monotonic() - since < stall:
+            await asyncio.sleep(POLL)
+            stats = await self.stats()
+            if stats["messages"] != seen:
+                seen, since = stats["messages"], time.monotonic()
+        return stats
+
+    async def stop(self) -> None:
+        await stop_process(self.proc)
