@@ -312,6 +312,11 @@ def add_compare(sub: Any) -> None:
     p.add_argument("--only", choices=["ugem", "postfix"], help="measure one of the two")
     p.add_argument("--workers", type=positive, help="passed to ugem serve --workers")
     p.add_argument(
+        "--rate",
+        type=_checked(parse_rate),
+        help="pace the load (messages per second, as for run): latency below saturation",
+    )
+    p.add_argument(
         "--ugem-set",
         action="append",
         default=[],
@@ -353,6 +358,7 @@ def compare_options(args: argparse.Namespace) -> compare.CompareOptions:
         sources=args.source,
         only=(args.only,) if args.only else compare.TARGETS,
         workers=args.workers,
+        rate=args.rate,
         stall=args.stall,
         ugem_overrides=parse_overrides(args.ugem_set),
         postfix_overrides=postfix_sets,

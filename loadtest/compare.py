@@ -37,6 +37,7 @@ from loadtest.errors import TargetError
 from loadtest.gateway import GatewayInstance
 from loadtest.generator import RunOptions, new_run_id
 from loadtest.processes import SinkProcess, free_port
+from loadtest.rate import RateSchedule
 from loadtest.report import Report
 
 TARGETS = ("postfix", "ugem")
@@ -54,6 +55,7 @@ class CompareOptions:
     sources: tuple[str, ...] = DEFAULT_SOURCES
     only: tuple[str, ...] = TARGETS
     workers: int | None = None
+    rate: RateSchedule | None = None  # None: as fast as possible (the throughput runs)
     stall: float = 30.0
     timeout: float = 60.0
     quiet_cpu: float = 0.25  # before each run, wait for a second with at most this CPU busy
@@ -203,6 +205,7 @@ def _load(options: CompareOptions, name: str, port: int) -> RunOptions:
         size=options.size,
         sources=options.sources,
         timeout=options.timeout,
+        rate=options.rate,
         run_id=f"{name}-{new_run_id()}",
     )
 
