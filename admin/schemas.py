@@ -29,7 +29,7 @@ from ugem.services.connections import ConnectionChange
 from ugem.services.mailqueue import MailItem, MailView
 from ugem.services.tokens import ApiToken, Role
 from ugem.store.base import AuditRecord
-from ugem.workdays import ALMATY
+from ugem.workdays import unix_time
 
 TEXT = 2000  # longest free text (reasons), in characters
 
@@ -107,10 +107,7 @@ class DisconnectBody(In):
 
     def when(self) -> float | None:
         """`effective_at` as Unix time (a time without a zone is Asia/Almaty time)."""
-        at = self.effective_at
-        if at is None:
-            return None
-        return (at if at.tzinfo else at.replace(tzinfo=ALMATY)).timestamp()
+        return None if self.effective_at is None else unix_time(self.effective_at)
 
 
 class Count(BaseModel):

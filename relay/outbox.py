@@ -1,17 +1,26 @@
-"""The relay's queue as the notices see it: `ugem.services.notices.Outbox` over the scheduler.
+"""The relay's queue as the notices see it: `ugem.services.notices.Outbox` implementations.
 
-A thin adapter: it turns an `OutgoingMail` into a `QueuedMessage` that
+`queued(mail, now)` turns an `OutgoingMail` into a `QueuedMessage` that
 originates at the gateway itself (no connection, no client address, like a
-bounce) and queues it with `Scheduler.enqueue`, so it is durable before
-`send` returns and delivered like any other mail. Spool errors pass through
-as they are (`SpoolError`, `SpoolFullError`).
+bounce); both outboxes build their messages with it. `SchedulerOutbox` (the
+node) queues it with `Scheduler.enqueue`, so it is durable before `send`
+returns and its first attempt starts at once. `SpoolOutbox` (the CLI, a
+second process beside a node that may be running) commits it as an ACTIVE
+message straight into the node's spool file, opened without recovery on the
+first notice: a running node's scheduler finds it on its next scan, a stopped
+one on its start. Spool errors pass through as they are (`SpoolError`,
+`SpoolFullError`).
 """
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from relay.message import QueuedMessage, new_queue_id
 from relay.schedule import Scheduler
+from relay.spool import Spool
 from ugem.clock import Clock
+from ugem.metrics import Metrics
 from ugem.services.notices import OutgoingMail
 
 
@@ -39,3 +48,37 @@ class SchedulerOutbox:
         msg = queued(mail, self.clock.now())
         await self.scheduler.enqueue(msg)
         return msg.id
+
+
+class SpoolOutbox:
+    """Notices committed into the spool file at `path` by another process than the node's.
+
+    `sent` lists (queue id, recipients) of every notice committed; `close()`
+    closes the spool if a notice opened it (idempotent).
+    """
+
+    def __init__(self, path: Path, clock: Clock, max_size_mb: int = 0) -> None:
+        self.path = path
+        self.clock = clock
+        self.max_size_mb = max_size_mb
+        self.sent: list[tuple[str, tuple[str, ...]]] = []
+        self._spool: Spool | None = None
+
+    async def send(self, mail: OutgoingMail) -> str:
+        spool = await self._open()
+        msg = queued(mail, self.clock.now())
+        await spool.commit(msg)
+        self.sent.append((msg.id, mail.rcpts))
+        return msg.id
+
+    async def close(self) -> None:
+        spool, self._spool = self._spool, None
+        if spool is not None:
+            await spool.close()
+
+    async def _open(self) -> Spool:
+        if self._spool is None:
+            spool = Spool(self.path, self.clock, Metrics(), max_size_mb=self.max_size_mb)
+            await spool.open(recover=False)
+            self._spool = spool
+        return self._spool

@@ -29,6 +29,11 @@ def local_date(ts: float) -> dt.date:
     return dt.datetime.fromtimestamp(ts, ALMATY).date()
 
 
+def unix_time(at: dt.datetime) -> float:
+    """`at` as Unix time; a time without a zone is Asia/Almaty time."""
+    return (at if at.tzinfo else at.replace(tzinfo=ALMATY)).timestamp()
+
+
 @functools.cache
 def _year(year: int) -> tuple[frozenset[dt.date], frozenset[dt.date]]:
     """(days off, weekend days made working days) of one year, from `holidays`."""

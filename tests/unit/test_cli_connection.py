@@ -8,12 +8,11 @@ from __future__ import annotations
 
 import asyncio
 import json
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-from ugem.cli import main
+from tests.support.cli import Ugem, cli_config
 from ugem.clock import FakeClock
 from ugem.model import ConnState
 from ugem.registry import Registry
@@ -28,32 +27,7 @@ MINFIN = [
     "--lang", "kk",
 ]  # fmt: skip
 EDU = ["connection", "add", "edu.gov.kz", "--org", "Edu", "--kind", "quasi-public",
-       "--server", "192.0.2.5"]  # fmt: skip
-
-
-@dataclass
-class Result:
-    code: int
-    out: str
-    err: str
-
-
-@dataclass
-class Ugem:
-    config: Path
-    db: Path
-    capsys: pytest.CaptureFixture[str]
-
-    def __call__(self, *argv: str, config: bool = True) -> Result:
-        args = ["--config", str(self.config), *argv] if config else list(argv)
-        code = main(args)
-        captured = self.capsys.readouterr()
-        return Result(code, captured.out, captured.err)
-
-    def ok(self, *argv: str) -> str:
-        result = self(*argv)
-        assert (result.code, result.err) == (0, ""), result
-        return result.out
+       "--server", "192.0.2.5", "--contact", "Edu IT <it@edu.gov.kz>"]  # fmt: skip
 
 
 @pytest.fixture
@@ -63,9 +37,7 @@ def ugem(
     monkeypatch.delenv("UGEM_CONFIG", raising=False)
     monkeypatch.delenv("UGEM_STORE_URL", raising=False)
     monkeypatch.setenv("USER", "operator1")  # the actor in the audit log: cli:operator1
-    config = tmp_path / "ugem.toml"
-    config.write_text(f'[node]\ndata_dir = "{tmp_path / "data"}"\n', encoding="utf-8")
-    return Ugem(config, tmp_path / "data" / "registry.db", capsys)
+    return Ugem(cli_config(tmp_path), tmp_path / "data" / "registry.db", capsys)
 
 
 def _audit(db: Path, target: str) -> list[tuple[str, str, str]]:
@@ -135,10 +107,10 @@ def test_show_for_people(ugem: Ugem) -> None:
 
 def test_suspend_resume_disconnect_are_audited(ugem: Ugem) -> None:
     ugem.ok(*EDU)
-    assert ugem.ok("connection", "suspend", "edu.gov.kz", "--reason", "spam") == (
-        "connection edu.gov.kz is suspended: spam\n"
-    )
-    assert ugem.ok("connection", "resume", "edu.gov.kz") == "connection edu.gov.kz is connected\n"
+    suspended = ugem.ok("connection", "suspend", "edu.gov.kz", "--reason", "spam")
+    assert suspended.splitlines()[0] == "connection edu.gov.kz is suspended: spam"
+    resumed = ugem.ok("connection", "resume", "edu.gov.kz")
+    assert resumed.splitlines()[0] == "connection edu.gov.kz is connected"
     ugem.ok("connection", "disconnect", "edu.gov.kz", "--reason", "contract ended")
     shown = json.loads(ugem.ok("connection", "show", "edu.gov.kz", "--json"))
     assert (shown["state"], shown["state_reason"]) == ("disconnected", "contract ended")

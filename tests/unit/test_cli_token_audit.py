@@ -17,7 +17,8 @@ from pathlib import Path
 import pytest
 import redis
 
-from tests.unit.test_cli_connection import EDU, Ugem
+from tests.support.cli import Ugem, cli_config
+from tests.unit.test_cli_connection import EDU
 from ugem.cli import main
 from ugem.clock import FakeClock
 from ugem.services.audit import AuditLog
@@ -32,9 +33,7 @@ def ugem(
     monkeypatch.delenv("UGEM_CONFIG", raising=False)
     monkeypatch.delenv("UGEM_STORE_URL", raising=False)
     monkeypatch.setenv("USER", "operator1")
-    config = tmp_path / "ugem.toml"
-    config.write_text(f'[node]\ndata_dir = "{tmp_path / "data"}"\n', encoding="utf-8")
-    return Ugem(config, tmp_path / "data" / "registry.db", capsys)
+    return Ugem(cli_config(tmp_path), tmp_path / "data" / "registry.db", capsys)
 
 
 def _authenticate(db: Path, secret: str) -> str | None:

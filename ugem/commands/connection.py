@@ -1,25 +1,32 @@
-"""`ugem connection add|list|show|suspend|resume|disconnect`: the registry by hand.
+"""`ugem connection add|list|show|suspend|resume|disconnect|cancel-disconnect`: by hand.
 
 Every subcommand opens the store named by the config (`[store] url`, by
 default the SQLite file in the data dir), does one thing and closes it; a node
 using the same store sees the change on its next SMTP command. Adding and
 state changes go through `ugem.services.connections.ConnectionService`, the
-same service as the admin API, so they are audited with the actor
-`cli:<login name>`, and a change that does not fit the state (suspending a
-suspended connection) or a server another connection has is refused alike.
-Arguments are checked before anything is written: a bad one is a one-line
-`UsageError` naming the option and what is allowed (exit 2); an unknown id is
-a `NotFoundError` (exit 1); an id, domain or server that is taken is a
-`ConflictError` naming its owner (exit 1).
+same service as the admin API (wired by `ugem.commands.wiring`), so they are
+audited with the actor `cli:<login name>`, a change that does not fit the
+state (suspending a suspended connection) or a server another connection has
+is refused alike, and each change is mailed to the organisation: the notice
+is committed into the node's spool and printed with its queue id (one that
+cannot be queued is a warning on stderr; the change stands). `disconnect
+--effective-at TIME` (ISO 8601, Asia/Almaty time without a zone, or Unix
+time) schedules the disconnection as the API's `effective_at` does, and
+`cancel-disconnect` cancels it. Arguments are checked before anything is
+written: a bad one is a one-line `UsageError` naming the option and what is
+allowed (exit 2); an unknown id is a `NotFoundError` (exit 1); an id, domain
+or server that is taken is a `ConflictError` naming its owner (exit 1).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import getpass
 import ipaddress
 import json
+import math
 import re
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
@@ -30,19 +37,20 @@ import idna
 
 from ugem.cli import Handler, add_json_flag, print_table
 from ugem.clock import SystemClock
+from ugem.commands.wiring import Services, as_options, print_notices, with_services
 from ugem.config import Config
 from ugem.errors import NotFoundError, UsageError
 from ugem.model import Connection, ConnState, Contact, Language, OrgKind
 from ugem.names import canonical_domain, canonical_network
-from ugem.registry import Registry
-from ugem.services.audit import AuditLog
-from ugem.services.connections import ConnectionService
+from ugem.services.notices import local_time
 from ugem.store import Store, open_store
 from ugem.store.base import AuditEntry
+from ugem.workdays import unix_time
 
 E = TypeVar("E", bound=StrEnum)
 
 LIST_COLUMNS = ["id", "org", "kind", "state", "domains", "servers"]
+FIELDS = {"reason": "--reason", "effective_at": "--effective-at"}  # service field -> option
 HISTORY = 10
 _CONTACT = re.compile(r"^\s*(?P<name>[^<>]*?)\s*<(?P<email>[^<>\s]+)>\s*$")
 _PHONE = re.compile(r"^\+?[0-9][0-9 ().\-]{4,30}$")
@@ -55,7 +63,7 @@ def register(
     cmds = p.add_subparsers(dest="connection_command", metavar="ACTION", required=True)
     _add_parser(cmds, common)
     lister = cmds.add_parser("list", parents=[common], help="list connections")
-    lister.add_argument("--state", help="only this state: " + _allowed(ConnState))
+    lister.add_argument("--state", help="only this state: " + allowed(ConnState))
     add_json_flag(lister)
     lister.set_defaults(handler=list_connections)
     show = cmds.add_parser("show", parents=[common], help="show one connection and its history")
@@ -74,9 +82,22 @@ def register(
             required=state == ConnState.SUSPENDED,
             default="",
             metavar="TEXT",
-            help="why (written to the audit log)",
+            help="why (written to the audit log and the notice)",
         )
+        if state == ConnState.DISCONNECTED:
+            cmd.add_argument(
+                "--effective-at",
+                metavar="TIME",
+                help="when, as agreed with the organisation: ISO 8601 (without a zone, "
+                "Asia/Almaty time) or Unix time; absent or past: now",
+            )
         cmd.set_defaults(handler=state_handler(state))
+    cancel = cmds.add_parser(
+        "cancel-disconnect", parents=[common], help="cancel a scheduled disconnection"
+    )
+    cancel.add_argument("id", metavar="ID")
+    cancel.add_argument("--reason", default="", metavar="TEXT", help="why (audit log)")
+    cancel.set_defaults(handler=cancel_disconnect)
 
 
 def _add_parser(
@@ -85,7 +106,7 @@ def _add_parser(
     add = cmds.add_parser("add", parents=[common], help="connect an organisation")
     add.add_argument("id", metavar="ID", help="its primary mail domain")
     add.add_argument("--org", required=True, metavar="NAME", help="organisation name")
-    add.add_argument("--kind", required=True, metavar="KIND", help=_allowed(OrgKind))
+    add.add_argument("--kind", required=True, metavar="KIND", help=allowed(OrgKind))
     add.add_argument(
         "--domain",
         action="extend",
@@ -127,7 +148,7 @@ def _add_parser(
         "--lang",
         default=Language.RU.value,
         metavar="LANG",
-        help="language of notices: " + _allowed(Language),
+        help="language of notices: " + allowed(Language),
     )
     add.set_defaults(handler=add_connection)
 
@@ -140,28 +161,28 @@ def add_connection(args: argparse.Namespace, config: Config) -> int:
     conn = Connection(
         id=_ident(args.id),
         org_name=_text("--org", args.org),
-        kind=_choice(OrgKind, "--kind", args.kind),
-        domains=tuple(_domain("--domain", d) for d in args.domain),
+        kind=choice(OrgKind, "--kind", args.kind),
+        domains=tuple(domain_arg("--domain", d) for d in args.domain),
         servers=tuple(_server(s) for s in args.server),
-        contacts=_contacts(args.contact, args.phone, args.mobile),
-        language=_choice(Language, "--lang", args.lang),
+        contacts=contacts_of(args.contact, args.phone, args.mobile),
+        language=choice(Language, "--lang", args.lang),
         created_at=now,
         state_changed_at=now,
     )
 
-    async def add(store: Store) -> None:
-        await service(store).add(conn, actor())
+    async def add(services: Services) -> None:
+        await services.connections.add(conn, actor())
 
-    with_store(config, add)
+    with_services(config, add)
     print(f"added connection {conn.id} ({conn.org_name}): {conn.state}")
     return 0
 
 
 def list_connections(args: argparse.Namespace, config: Config) -> int:
-    state = None if args.state is None else _choice(ConnState, "--state", args.state)
+    state = None if args.state is None else choice(ConnState, "--state", args.state)
     conns = [c for c in with_store(config, _all) if state is None or c.state == state]
     if args.json:
-        _print_json([c.to_dict() for c in conns])
+        print_json([c.to_dict() for c in conns])
     else:
         print_table([_row(c) for c in conns], LIST_COLUMNS)
     return 0
@@ -177,7 +198,7 @@ def show_connection(args: argparse.Namespace, config: Config) -> int:
     if conn is None:
         raise NotFoundError(f"no connection {ident!r}; `ugem connection list` shows them")
     if args.json:
-        _print_json(conn.to_dict())
+        print_json(conn.to_dict())
     else:
         print("\n".join(describe(conn, history)))
     return 0
@@ -191,20 +212,44 @@ def state_handler(state: ConnState) -> Handler:
         reason = args.reason.strip()
         if state == ConnState.SUSPENDED and not reason:
             raise UsageError("--reason: empty; say why the connection is suspended")
+        effective_at = getattr(args, "effective_at", None)
+        at = None if effective_at is None else moment("--effective-at", effective_at)
 
-        async def change(store: Store) -> Connection:
-            conns = service(store)
+        async def change(services: Services) -> Connection:
+            conns = services.connections
             if state == ConnState.SUSPENDED:
                 return await conns.suspend(ident, reason, actor())
             if state == ConnState.CONNECTED:
                 return await conns.resume(ident, reason, actor())
-            return await conns.disconnect(ident, reason, actor())
+            return await conns.disconnect(ident, reason, actor(), at)
 
-        conn = with_store(config, change)
-        print(f"connection {conn.id} is {conn.state}" + (f": {reason}" if reason else ""))
+        with as_options(FIELDS):
+            done = with_services(config, change)
+        print(state_line(done.result, reason))
+        print_notices(done)
         return 0
 
     return handler
+
+
+def cancel_disconnect(args: argparse.Namespace, config: Config) -> int:
+    ident, reason = _ident(args.id), args.reason.strip()
+
+    async def cancel(services: Services) -> Connection:
+        return await services.connections.cancel_disconnect(ident, reason, actor())
+
+    done = with_services(config, cancel)
+    print(f"connection {done.result.id}: scheduled disconnection cancelled")
+    print_notices(done)
+    return 0
+
+
+def state_line(conn: Connection, reason: str) -> str:
+    """'connection X is S: reason', or the disconnection scheduled for it."""
+    if conn.disconnect is not None:
+        at = local_time(conn.disconnect.at)
+        return f"connection {conn.id} is {conn.state}; disconnection scheduled for {at} (Almaty)"
+    return f"connection {conn.id} is {conn.state}" + (f": {reason}" if reason else "")
 
 
 # ---- helpers ----------------------------------------------------------------------------
@@ -225,12 +270,6 @@ def with_store(config: Config, action: Callable[[Store], Awaitable[T]]) -> T:
     return asyncio.run(run())
 
 
-def service(store: Store) -> ConnectionService:
-    """The connection service over a store opened for one command."""
-    clock = SystemClock()
-    return ConnectionService(store, Registry(store, clock), AuditLog(store, clock), clock)
-
-
 async def _all(store: Store) -> list[Connection]:
     return await store.list()
 
@@ -243,15 +282,31 @@ def actor() -> str:
         return "cli:unknown"
 
 
-def _allowed(kind: type[StrEnum]) -> str:
+def allowed(kind: type[StrEnum]) -> str:
     return ", ".join(m.value for m in kind)
 
 
-def _choice(kind: type[E], option: str, value: str) -> E:
+def choice(kind: type[E], option: str, value: str) -> E:
     try:
         return kind(value.strip().lower())
     except ValueError:
-        raise UsageError(f"{option}: {value!r} is not one of {_allowed(kind)}") from None
+        raise UsageError(f"{option}: {value!r} is not one of {allowed(kind)}") from None
+
+
+def moment(option: str, value: str) -> float:
+    """A time given as ISO 8601 (without a zone, Asia/Almaty time) or Unix time, as Unix time."""
+    text = value.strip()
+    with contextlib.suppress(ValueError):
+        number = float(text)
+        if math.isfinite(number):
+            return number
+    try:
+        return unix_time(datetime.fromisoformat(text))
+    except ValueError:
+        raise UsageError(
+            f"{option}: {value!r} is not a time; expected ISO 8601 like 2025-03-01T18:00 "
+            "(Asia/Almaty time unless it names a zone: +05:00, Z) or Unix time"
+        ) from None
 
 
 def _text(option: str, value: str) -> str:
@@ -260,7 +315,7 @@ def _text(option: str, value: str) -> str:
     return value.strip()
 
 
-def _domain(option: str, value: str) -> str:
+def domain_arg(option: str, value: str) -> str:
     try:
         return canonical_domain(value)
     except ValueError as exc:
@@ -268,7 +323,7 @@ def _domain(option: str, value: str) -> str:
 
 
 def _ident(value: str) -> str:
-    return _domain("ID", value)
+    return domain_arg("ID", value)
 
 
 def _server(value: str) -> str:
@@ -290,7 +345,7 @@ def _phone(option: str, value: str) -> str:
     return value.strip()
 
 
-def _contacts(
+def contacts_of(
     people: Sequence[str], phones: Sequence[str], mobiles: Sequence[str]
 ) -> tuple[Contact, ...]:
     """Contacts from `--contact`; the nth `--phone` and `--mobile` are the nth contact's."""
@@ -323,7 +378,7 @@ def _contact(value: str, phone: str, mobile: str) -> Contact:
 # ---- output -----------------------------------------------------------------------------
 
 
-def _print_json(data: Any) -> None:
+def print_json(data: Any) -> None:
     print(json.dumps(data, ensure_ascii=False, indent=2))
 
 
@@ -368,10 +423,14 @@ def describe(conn: Connection, history: Sequence[AuditEntry]) -> list[str]:
         ("language", conn.language.value),
         ("domains", ", ".join(domain_label(d) for d in conn.domains)),
         ("servers", ", ".join(server_label(s) for s in conn.servers)),
-        *(("contact", _contact_line(c)) for c in conn.contacts),
+        *(("contact", contact_line(c)) for c in conn.contacts),
         *((key, value) for key, value in sorted(conn.extra.items())),
         ("created", when(conn.created_at)),
     ]
+    if conn.disconnect is not None:
+        plan = conn.disconnect
+        fields.append(("disconnect at", f"{local_time(plan.at)} (Almaty) by {plan.by}"))
+        fields += [("  because", plan.reason)] if plan.reason else []
     lines = [conn.id, *(f"  {key:<13} {value}" for key, value in fields)]
     if history:
         lines.append("  history (newest first)")
@@ -382,7 +441,7 @@ def describe(conn: Connection, history: Sequence[AuditEntry]) -> list[str]:
     return lines
 
 
-def _contact_line(contact: Contact) -> str:
+def contact_line(contact: Contact) -> str:
     parts = [f"{contact.full_name} <{contact.email}>"]
     parts += [f"office {contact.office_phone}"] if contact.office_phone else []
     parts += [f"mobile {contact.mobile}"] if contact.mobile else []

@@ -1,0 +1,136 @@
+"""The services a `ugem` command calls: the admin API's, wired for one command's run.
+
+`with_services(config, action)` opens the configured store, builds the same
+`ConnectionService` and `ApplicationService` the node builds for its admin
+API (with a `Notifier` over the node's notice settings), runs `action` on
+them and closes everything. The notices of the decisions go through a
+`relay.outbox.SpoolOutbox`: committed as ACTIVE messages into worker 0's
+spool file, which a running node scans about once a second and a stopped
+one picks up on its next start. The spool is opened only when a notice is
+sent. The MX check of an application asks the resolver of `[delivery]`,
+built on the first lookup. Whatever `action` raises passes through (the CLI
+prints it as one line); a notice that cannot be queued is logged and audited
+by the `Notifier`, and the decision stands.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import sys
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
+
+from relay.outbox import SpoolOutbox
+from relay.routing import make_resolver
+from relay.spool import spool_path
+from ugem.clock import Clock, SystemClock
+from ugem.config import Config
+from ugem.errors import UsageError
+from ugem.registry import Registry
+from ugem.services.applications import ApplicationService, MxLookup, dns_mx_lookup
+from ugem.services.audit import AuditLog
+from ugem.services.connections import ConnectionService
+from ugem.services.notices import Notifier, notice_settings
+from ugem.store import Store, open_store
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Services:
+    connections: ConnectionService
+    applications: ApplicationService
+    outbox: SpoolOutbox
+
+
+@dataclass(frozen=True)
+class Done(Generic[T]):
+    """What `action` returned, the notices it queued (queue id, recipients) and the
+    ones that could not be queued (why)."""
+
+    result: T
+    notices: Sequence[tuple[str, tuple[str, ...]]]
+    failed: Sequence[str]
+
+
+class _NoticeFailures(logging.Handler):
+    """Collects the `notice_failed` events of the `Notifier` while a command runs."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.ERROR)
+        self.failed: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if getattr(record, "event", None) == "notice_failed":
+            fields = getattr(record, "fields", {})
+            self.failed.append(
+                f"{fields.get('kind')} notice to {fields.get('target')}: {fields.get('error')}"
+            )
+
+
+def build(store: Store, clock: Clock, config: Config, outbox: SpoolOutbox) -> Services:
+    """The connection and application services over `store`, mailing through `outbox`."""
+    audit = AuditLog(store, clock)
+    notifier = Notifier(outbox, audit, clock, notice_settings(config))
+    connections = ConnectionService(store, Registry(store, clock), audit, clock, notifier)
+    applications = ApplicationService(
+        store, connections, audit, clock, mx_lookup=mx_lookup(config), notifier=notifier
+    )
+    return Services(connections, applications, outbox)
+
+
+def with_services(config: Config, action: Callable[[Services], Awaitable[T]]) -> Done[T]:
+    """Open the store, run `action` on the services, close; the result and notices queued."""
+
+    async def run() -> Done[T]:
+        clock = SystemClock()
+        store = open_store(config.store_url)
+        outbox = SpoolOutbox(spool_path(config), clock, config.spool.max_size_mb)
+        failures = _NoticeFailures()
+        notices_log = logging.getLogger("ugem.notices")
+        notices_log.addHandler(failures)
+        try:
+            result = await action(build(store, clock, config, outbox))
+        finally:
+            notices_log.removeHandler(failures)
+            try:
+                await outbox.close()
+            finally:
+                await store.close()
+        return Done(result, list(outbox.sent), failures.failed)
+
+    return asyncio.run(run())
+
+
+@contextlib.contextmanager
+def as_options(options: Mapping[str, str]) -> Iterator[None]:
+    """Name the command's options in the services' UsageErrors, which name their fields:
+    with {"reasons": "--reason"}, "reasons: empty" becomes "--reason: empty"."""
+    try:
+        yield
+    except UsageError as exc:
+        name, colon, rest = str(exc).partition(":")
+        if colon and name in options:
+            raise UsageError(options[name] + colon + rest) from exc
+        raise
+
+
+def mx_lookup(config: Config) -> MxLookup:
+    """An MX lookup through the resolver of `[delivery]`, built when first asked."""
+
+    async def lookup(domain: str) -> list[str]:
+        return await dns_mx_lookup(make_resolver(config.delivery))(domain)
+
+    return lookup
+
+
+def print_notices(done: Done[Any]) -> None:
+    """One line per notice queued (its queue id and recipients) on stdout, and one per
+    notice not queued on stderr (the decision stands; the audit log has it too)."""
+    for queue_id, rcpts in done.notices:
+        print(f"notice {queue_id} queued to {', '.join(rcpts)}")
+    for failure in done.failed:
+        print(f"ugem: warning: not queued: {failure}", file=sys.stderr)
