@@ -690,7 +690,11 @@ class Spool:
                 except sqlite3.Error as exc:
                     event(log, "spool.checkpoint_failed", logging.WARNING, error=str(exc))
         finally:
-            conn.close()
+            # On the reader's thread, after a checkpoint still running there: a
+            # cancelled run_in_executor does not stop the thread, and closing a
+            # connection another thread is using crashes the process.
+            with suppress(RuntimeError):  # the executor is already shut down
+                executor.submit(conn.close)
 
     def size(self) -> int:
         """Messages in the spool (kept in memory: set at open, then counted per write)."""
