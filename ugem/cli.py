@@ -6,22 +6,25 @@ an exit code. `--config FILE` (or `UGEM_CONFIG`) is accepted before or after
 the command's name. Errors the user can fix (`ConfigError`, `UsageError`,
 `NotFoundError`, `ConflictError`) print one line naming what was wrong and exit
 2 (usage/config) or 1 (the operation failed); nothing prints a traceback
-except a real bug.
+except a real bug. The commands print alike through `print_table`,
+`print_json` and `print_list` (a table, or JSON with `--json`).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, TypeVar
 
 from ugem import __version__
 from ugem.config import Config, load_config
 from ugem.errors import ConfigError, ConflictError, NotFoundError, UgemError, UsageError
 
 Handler = Callable[[argparse.Namespace, Config], int]
+T = TypeVar("T")
 
 
 def _common() -> argparse.ArgumentParser:
@@ -78,12 +81,45 @@ def add_json_flag(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
 
 
+def add_show_parser(
+    cmds: argparse._SubParsersAction[argparse.ArgumentParser],
+    common: argparse.ArgumentParser,
+    help_text: str,
+    handler: Handler,
+) -> argparse.ArgumentParser:
+    """The `show ID [--json]` subcommand of a group, calling `handler`."""
+    show = cmds.add_parser("show", parents=[common], help=help_text)
+    show.add_argument("id", metavar="ID")
+    add_json_flag(show)
+    show.set_defaults(handler=handler)
+    return show
+
+
 def print_table(rows: list[dict[str, Any]], columns: list[str]) -> None:
     """A plain aligned table: one header line, one line per row."""
     widths = {c: max([len(c), *(len(str(r.get(c, ""))) for r in rows)]) for c in columns}
     print("  ".join(c.upper().ljust(widths[c]) for c in columns).rstrip())
     for row in rows:
         print("  ".join(str(row.get(c, "")).ljust(widths[c]) for c in columns).rstrip())
+
+
+def print_json(data: Any) -> None:
+    """Indented JSON, non-ASCII text as it is (Kazakh and Russian names stay readable)."""
+    print(json.dumps(data, ensure_ascii=False, indent=2))
+
+
+def print_list(
+    items: Sequence[T],
+    as_json: bool,
+    as_dict: Callable[[T], Any],
+    row: Callable[[T], dict[str, Any]],
+    columns: list[str],
+) -> None:
+    """What `list` prints: JSON of `as_dict(item)`s, or a table of `row(item)`s."""
+    if as_json:
+        print_json([as_dict(item) for item in items])
+    else:
+        print_table([row(item) for item in items], columns)
 
 
 if __name__ == "__main__":

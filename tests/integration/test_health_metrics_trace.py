@@ -8,23 +8,17 @@ trace format the detector replays.
 
 from __future__ import annotations
 
-import asyncio
 import json
 from pathlib import Path
 
 import httpx
 
-from tests.support.clients import message, smtplib_send
-from tests.support.node import connect, node_config, running_node, smtp_address
+from tests.support.node import node_relaying_to, running_node, send_mail
 from tests.support.sink import Sink
 
 
 async def test_health_readiness_and_metrics(tmp_path: Path, sink: Sink) -> None:
-    config, _ = node_config(
-        tmp_path, delivery={"routes": {"example.org": f"{sink.host}:{sink.port}"}}
-    )
-    await connect(config, "mdai.gov.kz", ["127.0.0.2"])
-    host, port = smtp_address(config)
+    config, _ = await node_relaying_to(tmp_path, sink)
     async with (
         running_node(config) as node,
         httpx.AsyncClient(base_url=f"http://{config.admin.listen}") as http,
@@ -32,15 +26,7 @@ async def test_health_readiness_and_metrics(tmp_path: Path, sink: Sink) -> None:
         assert (await http.get("/healthz")).status_code == 200
         ready = await http.get("/readyz")
         assert ready.status_code == 200 and ready.json()["ready"] is True
-        await asyncio.to_thread(
-            smtplib_send,
-            host,
-            port,
-            "a@mdai.gov.kz",
-            ["x@example.org"],
-            message("a@mdai.gov.kz", "x@example.org"),
-            "127.0.0.2",
-        )
+        await send_mail(config, "a@mdai.gov.kz", ["x@example.org"], "127.0.0.2")
         await sink.wait_for(1)
         text = (await http.get("/metrics")).text
         assert 'ugem_messages_total{outcome="accepted"} 1.0' in text
@@ -56,33 +42,12 @@ async def test_health_readiness_and_metrics(tmp_path: Path, sink: Sink) -> None:
 
 async def test_trace_file_follows_the_trace_format(tmp_path: Path, sink: Sink) -> None:
     trace = tmp_path / "trace.jsonl"
-    config, _ = node_config(
-        tmp_path,
-        delivery={"routes": {"example.org": f"{sink.host}:{sink.port}"}},
-        anomaly={"trace_file": str(trace)},
-    )
-    await connect(config, "mdai.gov.kz", ["127.0.0.2"])
-    host, port = smtp_address(config)
+    config, _ = await node_relaying_to(tmp_path, sink, anomaly={"trace_file": str(trace)})
     async with running_node(config):
-        await asyncio.to_thread(
-            smtplib_send,
-            host,
-            port,
-            "a@mdai.gov.kz",
-            ["x@example.org", "y@example.org"],
-            message("a@mdai.gov.kz", "x@example.org"),
-            "127.0.0.2",
-        )
+        rcpts = ["x@example.org", "y@example.org"]
+        await send_mail(config, "a@mdai.gov.kz", rcpts, "127.0.0.2")
         await sink.wait_for(1)
-        await asyncio.to_thread(
-            smtplib_send,
-            host,
-            port,
-            "z@example.org",
-            ["info@mdai.gov.kz"],
-            message("z@example.org", "info@mdai.gov.kz"),
-            "127.0.0.9",
-        )
+        await send_mail(config, "z@example.org", ["info@mdai.gov.kz"], "127.0.0.9")
     lines = [json.loads(line) for line in trace.read_text().splitlines()]
     accepted = [e for e in lines if e["event"] == "accepted"]
     assert len(accepted) == 1, "inbound mail from the internet is not a connection's traffic"

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.node import NodeProcess, connect, node_config, smtp_address
+from tests.support.node import NodeProcess, node_relaying_to, smtp_address
 from tests.support.sink import Sink
 from tests.support.waiting import eventually
 
@@ -76,10 +76,7 @@ class Load:
 
 async def test_every_acknowledged_message_arrives_after_kill9(tmp_path: Path) -> None:
     sink = await Sink.start("127.0.0.1", 0)
-    config, path = node_config(
-        tmp_path, delivery={"routes": {"example.org": f"127.0.0.1:{sink.port}"}}
-    )
-    await connect(config, "mdai.gov.kz", ["127.0.0.2"])
+    config, path = await node_relaying_to(tmp_path, sink)
     node = NodeProcess(path, config)
     node.start()
     try:

@@ -12,20 +12,16 @@ below. A rejected application in Russian gets its notice with the reasons.
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 
 from tests.support.mail import Notice, read_notice
-from tests.support.node import node_config, running_node
+from tests.support.node import api_client, node_config, running_node
 from tests.support.sink import Sink
 from ugem.clock import FakeClock
-from ugem.node import Node
-from ugem.services.audit import AuditLog
-from ugem.services.tokens import Role, TokenService
+from ugem.services.tokens import Role
 
 DOMAIN, OTHER = "akimat.gov.kz", "maslikhat.gov.kz"
 POSTMASTER, NOC = "postmaster@sts.test", "noc@sts.test"
@@ -41,17 +37,6 @@ FORM: dict[str, Any] = {
     "contacts": [CONTACT],
     "language": "kk",
 }
-
-
-@contextlib.asynccontextmanager
-async def admin(node: Node) -> AsyncIterator[httpx.AsyncClient]:
-    assert node.store is not None
-    audit = AuditLog(node.store, node.clock)
-    _, secret = await TokenService(node.store, audit, node.clock).create("root", Role.ADMIN, "t")
-    headers = {"Authorization": f"Bearer {secret}"}
-    url = f"http://{node.config.admin.listen}"
-    async with httpx.AsyncClient(base_url=url, headers=headers) as client:
-        yield client
 
 
 async def ok(api: httpx.AsyncClient, path: str, body: Any = None) -> dict[str, Any]:
@@ -101,7 +86,7 @@ async def test_each_decision_is_mailed_through_the_queue_in_the_organisations_la
     )
     clock, inbox = FakeClock(), Inbox(sink)
     try:
-        async with running_node(config, clock) as node, admin(node) as api:
+        async with running_node(config, clock) as node, api_client(node, "root", Role.ADMIN) as api:
             assert node.services is not None
             app = await ok(api, "/v1/applications", FORM)
             findings = [

@@ -17,28 +17,24 @@ from typing import Any
 import pytest
 
 from relay import replies
-from tests.support.clients import have_swaks, message, smtplib_send, swaks
-from tests.support.node import connect, node_config, running_node, smtp_address
+from tests.support.clients import have_swaks, swaks
+from tests.support.node import (
+    connect,
+    node_config,
+    node_relaying_to,
+    running_node,
+    send_mail,
+    smtp_address,
+)
 from tests.support.sink import Sink
-
-
-async def send(
-    config: Any, sender: str, rcpts: list[str], source: str, subject: str = "hello"
-) -> Any:
-    host, port = smtp_address(config)
-    data = message(sender, rcpts[0], subject)
-    return await asyncio.to_thread(smtplib_send, host, port, sender, rcpts, data, source)
 
 
 async def test_outbound_via_route_reaches_next_hop_with_received_header(
     tmp_path: Path, sink: Sink
 ) -> None:
-    config, _ = node_config(
-        tmp_path, delivery={"routes": {"example.org": f"{sink.host}:{sink.port}"}}
-    )
-    await connect(config, "mdai.gov.kz", ["127.0.0.2"])
+    config, _ = await node_relaying_to(tmp_path, sink)
     async with running_node(config):
-        sent = await send(config, "a@mdai.gov.kz", ["x@example.org"], "127.0.0.2")
+        sent = await send_mail(config, "a@mdai.gov.kz", ["x@example.org"], "127.0.0.2", "hello")
         assert sent.code == replies.OK.code and "queued as" in sent.text
         await sink.wait_for(1)
     got = sink.messages[0]
@@ -62,7 +58,7 @@ async def test_outbound_via_mx_from_private_dns(tmp_path: Path, dns_server: Any)
         )
         await connect(config, "mdai.gov.kz", ["127.0.0.2"])
         async with running_node(config):
-            sent = await send(config, "a@mdai.gov.kz", ["user@ext.example"], "127.0.0.2")
+            sent = await send_mail(config, "a@mdai.gov.kz", ["user@ext.example"], "127.0.0.2")
             assert sent.ok
             await sink.wait_for(1)
         assert sink.messages[0].rcpts == ["user@ext.example"]
@@ -76,7 +72,7 @@ async def test_inbound_reaches_the_connections_own_server(tmp_path: Path) -> Non
         config, _ = node_config(tmp_path, delivery={"smtp_port": org_server.port})
         await connect(config, "mdai.gov.kz", ["127.0.0.5"], domains=["mdai.gov.kz", "mdai.kz"])
         async with running_node(config):
-            sent = await send(config, "someone@example.org", ["info@MDAI.kz"], "127.0.0.7")
+            sent = await send_mail(config, "someone@example.org", ["info@MDAI.kz"], "127.0.0.7")
             assert sent.ok
             await org_server.wait_for(1)
         assert org_server.messages[0].sender == "someone@example.org"
@@ -88,7 +84,9 @@ async def test_outsider_to_unconnected_domain_is_refused_at_rcpt(tmp_path: Path)
     config, _ = node_config(tmp_path)
     await connect(config, "mdai.gov.kz", ["127.0.0.2"])
     async with running_node(config):
-        sent = await send(config, "someone@example.org", ["victim@elsewhere.example"], "127.0.0.7")
+        sent = await send_mail(
+            config, "someone@example.org", ["victim@elsewhere.example"], "127.0.0.7"
+        )
     assert (sent.code, sent.text.split(" ", 1)[0]) == (
         replies.RELAY_DENIED.code,
         replies.RELAY_DENIED.status,
@@ -99,16 +97,13 @@ async def test_connected_server_with_foreign_sender_is_refused(tmp_path: Path) -
     config, _ = node_config(tmp_path)
     await connect(config, "mdai.gov.kz", ["127.0.0.2"])
     async with running_node(config):
-        sent = await send(config, "boss@gmail.example", ["x@example.org"], "127.0.0.2")
+        sent = await send_mail(config, "boss@gmail.example", ["x@example.org"], "127.0.0.2")
     assert sent.code == replies.SENDER_DENIED.code
 
 
 @pytest.mark.skipif(not have_swaks(), reason="swaks is not installed")
 async def test_swaks_relays_outbound_and_is_refused_as_outsider(tmp_path: Path, sink: Sink) -> None:
-    config, _ = node_config(
-        tmp_path, delivery={"routes": {"example.org": f"{sink.host}:{sink.port}"}}
-    )
-    await connect(config, "mdai.gov.kz", ["127.0.0.2"])
+    config, _ = await node_relaying_to(tmp_path, sink)
     host, port = smtp_address(config)
     async with running_node(config):
         ok = await asyncio.to_thread(

@@ -14,37 +14,22 @@ import sys
 from pathlib import Path
 
 from relay import replies
-from tests.support.clients import message, smtplib_send
-from tests.support.node import NodeProcess, connect, node_config, smtp_address
+from tests.support.node import NodeProcess, node_relaying_to, send_mail, smtp_address
 from tests.support.sink import Sink
 
 
 async def test_sigterm_sends_421_keeps_queue_and_exits_zero(tmp_path: Path) -> None:
     sink = await Sink.start("127.0.0.1", 0)
     sink.data_replies = ["451 4.3.0 not yet"] * 1000  # nothing leaves before the restart
-    config, path = node_config(
-        tmp_path,
-        delivery={
-            "routes": {"example.org": f"127.0.0.1:{sink.port}"},
-            "min_backoff": 3600.0,
-            "max_backoff": 3600.0,
-        },
+    config, path = await node_relaying_to(
+        tmp_path, sink, delivery={"min_backoff": 3600.0, "max_backoff": 3600.0}
     )
-    await connect(config, "mdai.gov.kz", ["127.0.0.2"])
     node = NodeProcess(path, config)
     node.start()
     try:
         await node.wait_ready()
         host, port = smtp_address(config)
-        sent = await asyncio.to_thread(
-            smtplib_send,
-            host,
-            port,
-            "a@mdai.gov.kz",
-            ["x@example.org"],
-            message("a@mdai.gov.kz", "x@example.org"),
-            "127.0.0.2",
-        )
+        sent = await send_mail(config, "a@mdai.gov.kz", ["x@example.org"], "127.0.0.2")
         assert sent.ok
         reader, writer = await asyncio.open_connection(host, port, local_addr=("127.0.0.3", 0))
         banner = await reader.readline()

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.node import connect, node_config, running_node, smtp_address
+from tests.support.node import node_relaying_to, running_node, smtp_address
 from tests.support.sink import Sink
 
 SMTP_SOURCE = shutil.which("smtp-source") or "/usr/sbin/smtp-source"
@@ -22,10 +22,7 @@ SMTP_SOURCE = shutil.which("smtp-source") or "/usr/sbin/smtp-source"
 
 @pytest.mark.skipif(not Path(SMTP_SOURCE).exists(), reason="Postfix's smtp-source is missing")
 async def test_smtp_source_messages_all_arrive_once(tmp_path: Path, sink: Sink) -> None:
-    config, _ = node_config(
-        tmp_path, delivery={"routes": {"example.org": f"{sink.host}:{sink.port}"}}
-    )
-    await connect(config, "mdai.gov.kz", ["127.0.0.1"])
+    config, _ = await node_relaying_to(tmp_path, sink, servers=["127.0.0.1"])
     host, port = smtp_address(config)
     async with running_node(config):
         proc = await asyncio.create_subprocess_exec(

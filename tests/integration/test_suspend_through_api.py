@@ -10,45 +10,24 @@ suspended, resumed and purged how many messages, with the chain intact.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import httpx
 
 from relay import replies
-from tests.support.clients import Sent, message, smtplib_send
-from tests.support.node import connect, node_config, running_node, smtp_address
+from tests.support.clients import Sent
+from tests.support.node import api_client, node_relaying_to, running_node, send_mail
 from tests.support.sink import Sink
 from tests.support.waiting import eventually
 from ugem.config import Config
-from ugem.node import Node
-from ugem.services.audit import AuditLog
-from ugem.services.tokens import Role, TokenService
+from ugem.services.tokens import Role
 
 CONN, SERVER = "mdai.gov.kz", "127.0.0.2"
 DEFER = "451 4.3.0 not now"
 
 
-@contextlib.asynccontextmanager
-async def api_client(node: Node) -> AsyncIterator[httpx.AsyncClient]:
-    assert node.store is not None
-    audit = AuditLog(node.store, node.clock)
-    _, secret = await TokenService(node.store, audit, node.clock).create("noc", Role.OPERATOR, "t")
-    headers = {"Authorization": f"Bearer {secret}"}
-    async with httpx.AsyncClient(
-        base_url=f"http://{node.config.admin.listen}", headers=headers
-    ) as client:
-        yield client
-
-
 async def send(config: Config, subject: str) -> Sent:
-    host, port = smtp_address(config)
-    data = message(f"a@{CONN}", "x@example.org", subject)
-    return await asyncio.to_thread(
-        smtplib_send, host, port, f"a@{CONN}", ["x@example.org"], data, SERVER
-    )
+    return await send_mail(config, f"a@{CONN}", ["x@example.org"], SERVER, subject)
 
 
 async def held_ids(api: httpx.AsyncClient) -> list[str]:
@@ -62,17 +41,11 @@ async def test_suspend_via_api_gives_451_holds_then_resume_delivers_and_purge_de
 ) -> None:
     external = await Sink.start("127.0.0.1", 0)
     external.data_replies = [DEFER]  # the first message stays queued (deferred)
-    config, _ = node_config(
-        tmp_path,
-        delivery={
-            "routes": {"example.org": f"127.0.0.1:{external.port}"},
-            "min_backoff": 3600.0,
-            "max_backoff": 3600.0,
-        },
+    config, _ = await node_relaying_to(
+        tmp_path, external, CONN, [SERVER], delivery={"min_backoff": 3600.0, "max_backoff": 3600.0}
     )
-    await connect(config, CONN, [SERVER])
     try:
-        async with running_node(config) as node, api_client(node) as api:
+        async with running_node(config) as node, api_client(node, "noc", Role.OPERATOR) as api:
             first = await send(config, "first")
             assert first.ok, first
             await eventually(lambda: not external.data_replies, what="first attempt deferred")

@@ -16,8 +16,7 @@ from pathlib import Path
 
 from relay import replies
 from relay.message import QueueState
-from tests.support.clients import message, smtplib_send
-from tests.support.node import connect, node_config, running_node, smtp_address
+from tests.support.node import node_relaying_to, running_node, send_mail
 from tests.support.sink import Sink
 from tests.support.waiting import eventually
 
@@ -41,24 +40,16 @@ async def test_suspend_gives_451_holds_queue_and_resume_releases(tmp_path: Path)
     external = await Sink.start("127.0.0.1", 0)
     org = await Sink.start("127.0.0.5", 0)
     external.data_replies = ["451 4.3.0 not now"]  # keep the first message in the queue
-    config, path = node_config(
+    config, path = await node_relaying_to(
         tmp_path,
-        delivery={
-            "routes": {"example.org": f"127.0.0.1:{external.port}"},
-            "smtp_port": org.port,
-            "min_backoff": 3600.0,
-            "max_backoff": 3600.0,
-        },
+        external,
+        servers=["127.0.0.2", "127.0.0.5"],
+        delivery={"smtp_port": org.port, "min_backoff": 3600.0, "max_backoff": 3600.0},
     )
-    await connect(config, "mdai.gov.kz", ["127.0.0.2", "127.0.0.5"])
-    host, port = smtp_address(config)
-    data = message("a@mdai.gov.kz", "x@example.org")
     try:
         async with running_node(config) as node:
             assert node.spool is not None
-            first = await asyncio.to_thread(
-                smtplib_send, host, port, "a@mdai.gov.kz", ["x@example.org"], data, "127.0.0.2"
-            )
+            first = await send_mail(config, "a@mdai.gov.kz", ["x@example.org"], "127.0.0.2")
             assert first.ok
             queue_id = first.text.rsplit(" ", 1)[-1]
             spool = node.spool
@@ -78,9 +69,7 @@ async def test_suspend_gives_451_holds_queue_and_resume_releases(tmp_path: Path)
             )
             assert code == 0, out
 
-            refused = await asyncio.to_thread(
-                smtplib_send, host, port, "a@mdai.gov.kz", ["x@example.org"], data, "127.0.0.2"
-            )
+            refused = await send_mail(config, "a@mdai.gov.kz", ["x@example.org"], "127.0.0.2")
             assert (refused.code, refused.text.split(" ", 1)[0]) == (
                 replies.SUSPENDED.code,
                 replies.SUSPENDED.status,
@@ -91,15 +80,7 @@ async def test_suspend_gives_451_holds_queue_and_resume_releases(tmp_path: Path)
                 await asyncio.sleep(0.05)
             assert await state() == QueueState.HELD
 
-            inbound = await asyncio.to_thread(
-                smtplib_send,
-                host,
-                port,
-                "x@example.org",
-                ["info@mdai.gov.kz"],
-                message("x@example.org", "info@mdai.gov.kz"),
-                "127.0.0.9",
-            )
+            inbound = await send_mail(config, "x@example.org", ["info@mdai.gov.kz"], "127.0.0.9")
             assert inbound.ok
             await org.wait_for(1)
             assert external.messages == []

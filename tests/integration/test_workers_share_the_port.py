@@ -16,8 +16,7 @@ import sys
 import urllib.request
 from pathlib import Path
 
-from tests.support.clients import message, smtplib_send
-from tests.support.node import NodeProcess, connect, node_config, smtp_address
+from tests.support.node import NodeProcess, node_relaying_to, send_mail
 from tests.support.sink import Sink
 from tests.support.waiting import eventually
 from ugem.config import parse_hostport
@@ -35,13 +34,9 @@ def worker_pid(admin: str) -> int | None:
 async def test_two_workers_share_the_port_and_survive_a_kill(tmp_path: Path) -> None:
     sink = await Sink.start("127.0.0.1", 0)
     sink.data_replies = ["451 4.3.0 later"] * 5  # a few stay queued, to list them
-    config, path = node_config(
-        tmp_path,
-        node={"workers": 2},
-        delivery={"routes": {"example.org": f"127.0.0.1:{sink.port}"}, "min_backoff": 3600.0},
+    config, path = await node_relaying_to(
+        tmp_path, sink, node={"workers": 2}, delivery={"min_backoff": 3600.0}
     )
-    await connect(config, "mdai.gov.kz", ["127.0.0.2"])
-    host, port = smtp_address(config)
     admin_host, admin_port = parse_hostport(config.admin.listen)
     admins = [f"{admin_host}:{admin_port + i}" for i in range(2)]
     node = NodeProcess(path, config)
@@ -51,10 +46,7 @@ async def test_two_workers_share_the_port_and_survive_a_kill(tmp_path: Path) -> 
         await eventually(lambda: all(worker_pid(a) for a in admins), what="both workers ready")
 
         async def send(n: int) -> bool:
-            data = message("a@mdai.gov.kz", "x@example.org", subject=f"m{n}")
-            sent = await asyncio.to_thread(
-                smtplib_send, host, port, "a@mdai.gov.kz", ["x@example.org"], data, "127.0.0.2"
-            )
+            sent = await send_mail(config, "a@mdai.gov.kz", ["x@example.org"], "127.0.0.2", f"m{n}")
             return sent.ok
 
         assert all(await asyncio.gather(*(send(n) for n in range(60))))

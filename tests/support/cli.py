@@ -1,11 +1,15 @@
 """`ugem ...` driven in-process through `ugem.cli.main`, as an operator types it.
 
 `Ugem(config, db, capsys)` calls `main` with `--config` and returns the exit
-code and what was printed; `ok(...)` asserts success with nothing on stderr.
-`cli_config(tmp_path, extra)` writes a config whose data dir is under
-tmp_path (so the SQLite store and the spool are fresh files) plus `extra`
-TOML. `spooled(config)` reads the messages the CLI committed to the node's
-spool, with their text, as a second process would.
+code and what was printed; `ok(...)` asserts success with nothing on stderr;
+`usage_error(result, option)` asserts a one-line error naming the option
+(exit 2). `cli_config(tmp_path, extra)` writes a config whose data dir is
+under tmp_path (so the SQLite store and the spool are fresh files) plus
+`extra` TOML. `operator(tmp_path, capsys, monkeypatch, extra)` is the `Ugem`
+of a test: such a config, no `UGEM_*` variables from outside, and the login
+name `operator1` (the audit log's actor is `cli:operator1`). `spooled(config)`
+reads the messages the CLI committed to the node's spool, with their text,
+as a second process would; `audit_log(db, target)` reads the audit entries.
 """
 
 from __future__ import annotations
@@ -22,6 +26,8 @@ from ugem.cli import main
 from ugem.clock import SystemClock
 from ugem.config import load_config
 from ugem.metrics import Metrics
+from ugem.store.base import AuditEntry
+from ugem.store.sqlite import SqliteStore
 
 
 @dataclass
@@ -57,6 +63,39 @@ def cli_config(tmp_path: Path, extra: str = "") -> Path:
     text = f'[node]\ndata_dir = "{tmp_path / "data"}"\n{extra}'
     config.write_text(text, encoding="utf-8")
     return config
+
+
+def operator(
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    extra: str = "",
+) -> Ugem:
+    """The CLI as operator1 types it, on a fresh config (`cli_config(tmp_path, extra)`)."""
+    monkeypatch.delenv("UGEM_CONFIG", raising=False)
+    monkeypatch.delenv("UGEM_STORE_URL", raising=False)
+    monkeypatch.setenv("USER", "operator1")  # the actor in the audit log: cli:operator1
+    return Ugem(cli_config(tmp_path, extra), tmp_path / "data" / "registry.db", capsys)
+
+
+def usage_error(result: Result, option: str) -> None:
+    """Exit 2 and one line on stderr, `ugem: error: OPTION: ...`."""
+    assert result.code == 2
+    assert result.err.startswith(f"ugem: error: {option}: ")
+    assert result.err.count("\n") == 1
+
+
+def audit_log(db: Path, target: str) -> list[AuditEntry]:
+    """The audit entries about `target` in the SQLite store `db`, newest first."""
+
+    async def read() -> list[AuditEntry]:
+        store = SqliteStore(db)
+        try:
+            return await store.audit_log(target=target)
+        finally:
+            await store.close()
+
+    return asyncio.run(read())
 
 
 def spooled(config_file: Path) -> list[QueuedMessage]:

@@ -45,6 +45,8 @@ import dns.message
 import dns.query
 import pytest
 
+from tests.support.processes import stop_process
+
 DNSMASQ = "/usr/sbin/dnsmasq"
 HOST = "127.0.0.1"
 START_TIMEOUT = 10.0
@@ -69,13 +71,7 @@ class DnsServer:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
 
     def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        stop_process(self.process, 5)
 
     def __await__(self) -> Generator[Any, None, DnsServer]:
         """`await dns_server(...)` works as well as a plain call."""

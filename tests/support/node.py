@@ -6,7 +6,11 @@ tmp_path and whose listeners take free loopback ports, and loads it exactly as
 test's own event loop (on a `FakeClock` if given). `NodeProcess` runs
 `ugem serve` as a child process, for what needs a real process: SIGKILL,
 SIGTERM, exit codes. `connect(...)` adds a connection to a node's store the
-way the CLI does.
+way the CLI does; `node_relaying_to(tmp_path, sink, ...)` is the usual
+outbound scene: a node config whose mail for example.org goes to `sink`, with
+mdai.gov.kz connected from 127.0.0.2. `send_mail(config, ...)` sends one
+message to a node through smtplib from a given loopback address, and
+`api_client(node, name, role)` talks to its admin API with a new token.
 """
 
 from __future__ import annotations
@@ -21,15 +25,21 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 from typing import Any
 
+import httpx
+
+from tests.support.clients import Sent, message, smtplib_send
+from tests.support.sink import Sink
 from ugem.clock import Clock
 from ugem.commands.config import toml_value
 from ugem.config import Config, load_config
 from ugem.model import Connection, OrgKind
 from ugem.node import Node
+from ugem.services.audit import AuditLog
+from ugem.services.tokens import Role, TokenService
 from ugem.store import open_store
 
 
@@ -91,6 +101,43 @@ async def connect(
 def smtp_address(config: Config) -> tuple[str, int]:
     host, _, port = config.smtp.listen.rpartition(":")
     return host, int(port)
+
+
+async def node_relaying_to(
+    tmp_path: Path,
+    sink: Sink,
+    conn_id: str = "mdai.gov.kz",
+    servers: Sequence[str] = ("127.0.0.2",),
+    **sections: dict[str, Any],
+) -> tuple[Config, Path]:
+    """`node_config` with example.org routed to `sink` and `conn_id` connected from `servers`."""
+    route = {"routes": {"example.org": f"{sink.host}:{sink.port}"}}
+    config, path = node_config(
+        tmp_path, **(sections | {"delivery": route | sections.get("delivery", {})})
+    )
+    await connect(config, conn_id, list(servers))
+    return config, path
+
+
+async def send_mail(
+    config: Config, sender: str, rcpts: list[str], source: str, subject: str = "test"
+) -> Sent:
+    """One message to the node's SMTP listener from `source`, by smtplib in a thread."""
+    host, port = smtp_address(config)
+    data = message(sender, rcpts[0], subject)
+    return await asyncio.to_thread(smtplib_send, host, port, sender, rcpts, data, source)
+
+
+@contextlib.asynccontextmanager
+async def api_client(node: Node, name: str, role: Role) -> AsyncIterator[httpx.AsyncClient]:
+    """An HTTP client of the node's admin API with a new token `name` of `role`."""
+    assert node.store is not None
+    audit = AuditLog(node.store, node.clock)
+    _, secret = await TokenService(node.store, audit, node.clock).create(name, role, "t")
+    headers = {"Authorization": f"Bearer {secret}"}
+    url = f"http://{node.config.admin.listen}"
+    async with httpx.AsyncClient(base_url=url, headers=headers) as client:
+        yield client
 
 
 class NodeProcess:

@@ -21,6 +21,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.processes import stop_process
+
 START_TIMEOUT = 10.0
 POLL_INTERVAL = 0.02
 
@@ -42,13 +44,7 @@ class RedisServer:
             return sock.makefile("rb").readline().rstrip(b"\r\n")
 
     def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        stop_process(self.process, 10)
 
 
 def free_port() -> int:

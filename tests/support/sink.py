@@ -22,21 +22,19 @@ would. `await sink.wait_for(n)` waits for the n-th message (an event, not a
 pause) and fails with a clear message after `timeout` seconds;
 `wait_until(condition, timeout, what)` does the same for any condition. With
 `tls=True` (fixture `tls_sink`) it offers STARTTLS with a self-signed
-certificate made with `cryptography` (`make_self_signed()` writes one for
-other uses), or with any `ssl.SSLContext` given as `tls`; `SinkMessage.tls`
-says whether the message came over TLS. `size_limit` is announced in EHLO
-SIZE and enforced. Fixtures `sink` and `tls_sink` start one on 127.0.0.1 for a
-test and stop it afterwards; `await Sink.start(host, port)` for other
-addresses (then `await sink.stop()`).
+certificate for sink.test and 127.0.0.1 (`tests.support.tls_cert.self_signed`),
+or with any `ssl.SSLContext` given as `tls`; `SinkMessage.tls` says whether
+the message came over TLS. `size_limit` is announced in EHLO SIZE and enforced.
+Fixtures `sink` and `tls_sink` start one on 127.0.0.1 for a test and stop it
+afterwards; `await Sink.start(host, port)` for other addresses (then
+`await sink.stop()`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import atexit
-import datetime
 import functools
-import ipaddress
 import shutil
 import ssl
 import tempfile
@@ -47,10 +45,8 @@ from typing import Any
 
 import pytest
 from aiosmtpd.smtp import SMTP, Envelope, Session
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
+
+from tests.support.tls_cert import self_signed
 
 DEFAULT_REPLY = "250 OK"
 DEFAULT_SIZE_LIMIT = 64 * 1024 * 1024
@@ -71,44 +67,12 @@ class SinkMessage:
     rcpt_options: list[str] = field(default_factory=list)
 
 
-def make_self_signed(directory: Path, hostname: str = SINK_HOSTNAME) -> tuple[Path, Path]:
-    """Write a self-signed EC certificate and its key for `hostname`; (cert, key) paths."""
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, hostname)])
-    now = datetime.datetime.now(datetime.UTC)
-    alt_names: list[x509.GeneralName] = [
-        x509.DNSName(hostname),
-        x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
-    ]
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(days=1))
-        .not_valid_after(now + datetime.timedelta(days=30))
-        .add_extension(x509.SubjectAlternativeName(alt_names), critical=False)
-        .sign(key, hashes.SHA256())
-    )
-    cert_path, key_path = directory / f"{hostname}.crt", directory / f"{hostname}.key"
-    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
-    return cert_path, key_path
-
-
 @functools.cache
 def _cert_files() -> tuple[Path, Path]:
     """One self-signed certificate per test process, removed at exit."""
     directory = Path(tempfile.mkdtemp(prefix="ugem-sink-tls-"))
     atexit.register(shutil.rmtree, directory, ignore_errors=True)
-    return make_self_signed(directory)
+    return self_signed(directory, SINK_HOSTNAME, ["127.0.0.1"])
 
 
 def server_tls_context() -> ssl.SSLContext:

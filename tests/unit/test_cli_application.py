@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.cli import Ugem, cli_config
+from tests.support.cli import Ugem, operator, usage_error
 from tests.support.mail import read_notice
 from ugem.workdays import ALMATY
 
@@ -37,14 +37,11 @@ OVERRIDES = [
 def ugem(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> Ugem:
-    monkeypatch.delenv("UGEM_CONFIG", raising=False)
-    monkeypatch.delenv("UGEM_STORE_URL", raising=False)
-    monkeypatch.setenv("USER", "operator1")  # the actor in the audit log: cli:operator1
     extra = (
         f'[admin]\npostmaster = "{POSTMASTER}"\n'
         '[delivery]\ndns_servers = ["127.0.0.1:9"]\ndns_timeout = 0.2\n'
     )
-    return Ugem(cli_config(tmp_path, extra), tmp_path / "data" / "registry.db", capsys)
+    return operator(tmp_path, capsys, monkeypatch, extra)
 
 
 def receive(ugem: Ugem, *changes: str) -> str:
@@ -179,9 +176,7 @@ def test_bad_receive_argument_is_one_line_naming_it(
     ugem: Ugem, change: list[str], option: str
 ) -> None:
     result = ugem(*FORM, *change)
-    assert result.code == 2
-    assert result.err.startswith(f"ugem: error: {option}: ")
-    assert result.err.count("\n") == 1
+    usage_error(result, option)
     assert json.loads(ugem.ok("application", "list", "--json")) == []
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.cli import Ugem, cli_config
+from tests.support.cli import Ugem, audit_log, operator, usage_error
 from ugem.clock import FakeClock
 from ugem.model import ConnState
 from ugem.registry import Registry
@@ -34,21 +34,11 @@ EDU = ["connection", "add", "edu.gov.kz", "--org", "Edu", "--kind", "quasi-publi
 def ugem(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> Ugem:
-    monkeypatch.delenv("UGEM_CONFIG", raising=False)
-    monkeypatch.delenv("UGEM_STORE_URL", raising=False)
-    monkeypatch.setenv("USER", "operator1")  # the actor in the audit log: cli:operator1
-    return Ugem(cli_config(tmp_path), tmp_path / "data" / "registry.db", capsys)
+    return operator(tmp_path, capsys, monkeypatch)
 
 
 def _audit(db: Path, target: str) -> list[tuple[str, str, str]]:
-    async def read() -> list[tuple[str, str, str]]:
-        store = SqliteStore(db)
-        try:
-            return [(e.actor, e.action, e.reason) for e in await store.audit_log(target)]
-        finally:
-            await store.close()
-
-    return asyncio.run(read())
+    return [(e.actor, e.action, e.reason) for e in audit_log(db, target)]
 
 
 def test_add_then_list_as_a_table(ugem: Ugem) -> None:
@@ -157,9 +147,7 @@ def test_bad_add_argument_is_one_line_naming_it(ugem: Ugem, change: list[str], o
     base = ["connection", "add", "x.gov.kz", "--org", "X", "--kind", "state-body",
             "--server", "192.0.2.9"]  # fmt: skip
     result = ugem(*base, *change)
-    assert result.code == 2
-    assert result.err.startswith(f"ugem: error: {option}: ")
-    assert result.err.count("\n") == 1
+    usage_error(result, option)
     assert ugem.db.exists() is False or ugem("connection", "list", "--json").out == "[]\n"
 
 

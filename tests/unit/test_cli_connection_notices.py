@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.cli import Ugem, cli_config
+from tests.support.cli import Ugem, operator
 from tests.support.mail import read_notice
 from ugem.workdays import ALMATY
 
@@ -35,11 +35,8 @@ DAY = 86400.0
 def ugem(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> Ugem:
-    monkeypatch.delenv("UGEM_CONFIG", raising=False)
-    monkeypatch.delenv("UGEM_STORE_URL", raising=False)
-    monkeypatch.setenv("USER", "operator1")
     extra = f'[admin]\npostmaster = "{POSTMASTER}"\noperators_address = "{NOC}"\n'
-    cli = Ugem(cli_config(tmp_path, extra), tmp_path / "data" / "registry.db", capsys)
+    cli = operator(tmp_path, capsys, monkeypatch, extra)
     cli.ok(*MINFIN)
     return cli
 

@@ -11,44 +11,23 @@ import asyncio
 import getpass
 import json
 import sys
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
 from relay.message import QueuedMessage, QueueState
 from relay.spool import Spool, spool_path
+from tests.support.cli import Ugem, audit_log
 from tests.unit.test_spool import ROOT, message
 from ugem.cli import main
 from ugem.clock import FakeClock
 from ugem.config import load_config
 from ugem.metrics import Metrics
 from ugem.store.base import AuditEntry
-from ugem.store.sqlite import SqliteStore
 
 
-@dataclass
-class Result:
-    code: int
-    out: str
-    err: str
-
-
-@dataclass
-class Ugem:
-    config: Path
-    data_dir: Path
-    capsys: pytest.CaptureFixture[str]
-
-    def __call__(self, *argv: str) -> Result:
-        code = main(["--config", str(self.config), *argv])
-        captured = self.capsys.readouterr()
-        return Result(code, captured.out, captured.err)
-
-    def ok(self, *argv: str) -> str:
-        result = self(*argv)
-        assert (result.code, result.err) == (0, ""), result
-        return result.out
+class QueueUgem(Ugem):
+    """The CLI on a node's data dir whose spool the test fills and reads back."""
 
     @property
     def spool(self) -> Path:
@@ -80,21 +59,14 @@ class Ugem:
         return asyncio.run(run())
 
     def audit(self, target: str) -> list[AuditEntry]:
-        async def run() -> list[AuditEntry]:
-            store = SqliteStore(self.data_dir / "registry.db")
-            try:
-                return await store.audit_log(target=target)
-            finally:
-                await store.close()
-
-        return asyncio.run(run())
+        return audit_log(self.db, target)
 
 
 @pytest.fixture
-def ugem(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Ugem:
+def ugem(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> QueueUgem:
     config = tmp_path / "ugem.toml"
     config.write_text(f'[node]\ndata_dir = "{tmp_path}"\n', encoding="utf-8")
-    return Ugem(config, tmp_path, capsys)
+    return QueueUgem(config, tmp_path / "registry.db", capsys)
 
 
 def deferred(n: int, error: str = "451 4.3.0 try again later") -> QueuedMessage:
@@ -108,7 +80,7 @@ def deferred(n: int, error: str = "451 4.3.0 try again later") -> QueuedMessage:
     return msg
 
 
-def test_list_prints_a_mailq_table(ugem: Ugem) -> None:
+def test_list_prints_a_mailq_table(ugem: QueueUgem) -> None:
     bounce = message(2, connection="")
     bounce.sender = ""
     ugem.fill(message(1), bounce, deferred(3, "x" * 200))
@@ -133,7 +105,7 @@ def test_list_prints_a_mailq_table(ugem: Ugem) -> None:
     assert [line.split()[0] for line in only[1:]] == [message(3).id]
 
 
-def test_list_json_and_filters(ugem: Ugem) -> None:
+def test_list_json_and_filters(ugem: QueueUgem) -> None:
     ugem.fill(message(1), message(2, connection="edu.gov.kz"), deferred(3, "451 busy"))
     out = json.loads(ugem.ok("queue", "list", "--json", "--connection", "minfin.gov.kz"))
     assert [m["id"] for m in out] == [message(1).id, message(3).id]
@@ -158,7 +130,7 @@ def test_list_json_and_filters(ugem: Ugem) -> None:
     assert bad.code == 2 and "--limit" in bad.err
 
 
-def test_show_prints_envelope_and_headers_and_body_on_request(ugem: Ugem) -> None:
+def test_show_prints_envelope_and_headers_and_body_on_request(ugem: QueueUgem) -> None:
     msg = deferred(7, "451 4.7.0 greylisted")
     ugem.fill(msg)
     out = ugem.ok("queue", "show", msg.id)
@@ -177,7 +149,7 @@ def test_show_prints_envelope_and_headers_and_body_on_request(ugem: Ugem) -> Non
     assert shown["body"].startswith("binary")
 
 
-def test_hold_and_release_change_the_state_and_are_audited(ugem: Ugem) -> None:
+def test_hold_and_release_change_the_state_and_are_audited(ugem: QueueUgem) -> None:
     a, b = message(1), deferred(2)
     ugem.fill(a, b)
     assert ugem.ok("queue", "hold", a.id, b.id, "--reason", "abuse report 42") == (
@@ -212,7 +184,7 @@ def test_hold_and_release_change_the_state_and_are_audited(ugem: Ugem) -> None:
     )
 
 
-def test_delete_removes_and_is_audited(ugem: Ugem) -> None:
+def test_delete_removes_and_is_audited(ugem: QueueUgem) -> None:
     ugem.fill(message(1), message(2))
     assert ugem.ok("queue", "delete", message(1).id, "--reason", "spam") == "deleted 1 message\n"
     assert ugem.get(message(1).id) is None and ugem.get(message(2).id) is not None
@@ -224,7 +196,7 @@ def test_delete_removes_and_is_audited(ugem: Ugem) -> None:
     )
 
 
-def test_an_unknown_id_fails_and_changes_nothing(ugem: Ugem) -> None:
+def test_an_unknown_id_fails_and_changes_nothing(ugem: QueueUgem) -> None:
     ugem.fill(message(1))
     for verb in ("hold", "release", "delete", "retry"):
         result = ugem("queue", verb, message(1).id, "NOSUCHID")
@@ -236,7 +208,7 @@ def test_an_unknown_id_fails_and_changes_nothing(ugem: Ugem) -> None:
     assert missing.code == 1 and "NOSUCHID" in missing.err
 
 
-def test_retry_makes_deferred_mail_due(ugem: Ugem) -> None:
+def test_retry_makes_deferred_mail_due(ugem: QueueUgem) -> None:
     ugem.fill(deferred(1), deferred(2), message(3))
     assert ugem.ok("queue", "retry", deferred(1).id, message(3).id) == "made due 1 message\n"
     first = ugem.get(deferred(1).id)
@@ -247,13 +219,13 @@ def test_retry_makes_deferred_mail_due(ugem: Ugem) -> None:
         assert result.code == 2 and "--all" in result.err
 
 
-def test_config_after_the_command_name(ugem: Ugem, capsys: pytest.CaptureFixture[str]) -> None:
+def test_config_after_the_command_name(ugem: QueueUgem, capsys: pytest.CaptureFixture[str]) -> None:
     ugem.fill(message(1))
     assert main(["queue", "list", "--json", "--config", str(ugem.config)]) == 0
     assert [m["id"] for m in json.loads(capsys.readouterr().out)] == [message(1).id]
 
 
-async def test_the_command_edits_the_spool_of_a_running_node(ugem: Ugem) -> None:
+async def test_the_command_edits_the_spool_of_a_running_node(ugem: QueueUgem) -> None:
     node = Spool(ugem.spool, FakeClock(), Metrics())
     await node.open()
     try:

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 import redis
 
-from tests.support.cli import Ugem, cli_config
+from tests.support.cli import Ugem, operator
 from tests.unit.test_cli_connection import EDU
 from ugem.cli import main
 from ugem.clock import FakeClock
@@ -30,10 +30,7 @@ from ugem.store.sqlite import SqliteStore
 def ugem(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> Ugem:
-    monkeypatch.delenv("UGEM_CONFIG", raising=False)
-    monkeypatch.delenv("UGEM_STORE_URL", raising=False)
-    monkeypatch.setenv("USER", "operator1")
-    return Ugem(cli_config(tmp_path), tmp_path / "data" / "registry.db", capsys)
+    return operator(tmp_path, capsys, monkeypatch)
 
 
 def _authenticate(db: Path, secret: str) -> str | None:

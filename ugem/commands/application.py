@@ -21,7 +21,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, TypeAlias
 
-from ugem.cli import add_json_flag, print_table
+from ugem.cli import add_json_flag, add_show_parser, print_json, print_list
 from ugem.commands.connection import (
     actor,
     allowed,
@@ -30,7 +30,6 @@ from ugem.commands.connection import (
     contacts_of,
     domain_arg,
     moment,
-    print_json,
 )
 from ugem.commands.wiring import Services, as_options, print_notices, with_services
 from ugem.config import Config
@@ -72,10 +71,7 @@ def register(sub: Sub, common: argparse.ArgumentParser) -> None:
     lister.add_argument("--domain", metavar="DOMAIN", help="only this domain's")
     add_json_flag(lister)
     lister.set_defaults(handler=list_applications)
-    show = cmds.add_parser("show", parents=[common], help="show one application")
-    show.add_argument("id", metavar="ID")
-    add_json_flag(show)
-    show.set_defaults(handler=show_application)
+    add_show_parser(cmds, common, "show one application", show_application)
     _check_parser(cmds, common)
     decide = cmds.add_parser("decide", parents=[common], help="connect or reject (mailed)")
     decide.add_argument("id", metavar="ID")
@@ -201,10 +197,7 @@ def list_applications(args: argparse.Namespace, config: Config) -> int:
         return [shown(a, services) for a in found]
 
     apps = with_services(config, fetch).result
-    if args.json:
-        print_json([a.to_dict() for a in apps])
-    else:
-        print_table([_row(a) for a in apps], LIST_COLUMNS)
+    print_list(apps, args.json, Shown.to_dict, _row, LIST_COLUMNS)
     return 0
 
 

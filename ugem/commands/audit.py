@@ -14,7 +14,7 @@ import argparse
 import json
 from dataclasses import asdict
 
-from ugem.cli import add_json_flag, print_table
+from ugem.cli import add_json_flag, print_json, print_table
 from ugem.clock import SystemClock
 from ugem.commands.connection import when, with_store
 from ugem.config import Config
@@ -56,8 +56,7 @@ def list_audit(args: argparse.Namespace, config: Config) -> int:
 
     records = with_store(config, fetch)
     if args.json:
-        out = [{"seq": r.seq, "hash": r.hash, **asdict(r.entry)} for r in records]
-        print(json.dumps(out, indent=2, ensure_ascii=False))
+        print_json([{"seq": r.seq, "hash": r.hash, **asdict(r.entry)} for r in records])
         return 0
     rows = [{"seq": r.seq, "when": when(r.entry.ts)} | asdict(r.entry) for r in records]
     print_table(rows, COLUMNS)

@@ -25,17 +25,16 @@ import asyncio
 import contextlib
 import getpass
 import ipaddress
-import json
 import math
 import re
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Any, TypeVar
+from typing import TypeVar
 
 import idna
 
-from ugem.cli import Handler, add_json_flag, print_table
+from ugem.cli import Handler, add_json_flag, add_show_parser, print_json, print_list
 from ugem.clock import SystemClock
 from ugem.commands.wiring import Services, as_options, print_notices, with_services
 from ugem.config import Config
@@ -66,10 +65,7 @@ def register(
     lister.add_argument("--state", help="only this state: " + allowed(ConnState))
     add_json_flag(lister)
     lister.set_defaults(handler=list_connections)
-    show = cmds.add_parser("show", parents=[common], help="show one connection and its history")
-    show.add_argument("id", metavar="ID")
-    add_json_flag(show)
-    show.set_defaults(handler=show_connection)
+    add_show_parser(cmds, common, "show one connection and its history", show_connection)
     for verb, state, help_text in (
         ("suspend", ConnState.SUSPENDED, "refuse its mail with 451 and hold its queue"),
         ("resume", ConnState.CONNECTED, "accept its mail again and release its queue"),
@@ -181,10 +177,7 @@ def add_connection(args: argparse.Namespace, config: Config) -> int:
 def list_connections(args: argparse.Namespace, config: Config) -> int:
     state = None if args.state is None else choice(ConnState, "--state", args.state)
     conns = [c for c in with_store(config, _all) if state is None or c.state == state]
-    if args.json:
-        print_json([c.to_dict() for c in conns])
-    else:
-        print_table([_row(c) for c in conns], LIST_COLUMNS)
+    print_list(conns, args.json, Connection.to_dict, _row, LIST_COLUMNS)
     return 0
 
 
@@ -376,10 +369,6 @@ def _contact(value: str, phone: str, mobile: str) -> Contact:
 
 
 # ---- output -----------------------------------------------------------------------------
-
-
-def print_json(data: Any) -> None:
-    print(json.dumps(data, ensure_ascii=False, indent=2))
 
 
 def _row(conn: Connection) -> dict[str, str]:

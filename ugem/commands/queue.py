@@ -23,11 +23,12 @@ from typing import Any, TypeVar
 
 from relay.message import QueuedMessage, QueueState
 from relay.spool import Spool, spool_paths
-from ugem.cli import add_json_flag, print_table
+from ugem.cli import add_json_flag, print_json, print_table
 from ugem.clock import SystemClock
 from ugem.config import Config
 from ugem.errors import NotFoundError, UsageError
 from ugem.metrics import Metrics
+from ugem.services.mailqueue import split_text
 from ugem.store import open_store
 from ugem.store.base import AuditEntry
 
@@ -201,15 +202,6 @@ def _row(msg: QueuedMessage, now: float) -> dict[str, Any]:
     }
 
 
-def _split(data: bytes) -> tuple[str, str]:
-    """The header block and the body of a message's text."""
-    for blank in (b"\r\n\r\n", b"\n\n"):
-        head, sep, body = data.partition(blank)
-        if sep:
-            return head.decode("utf-8", "replace"), body.decode("utf-8", "replace")
-    return data.decode("utf-8", "replace"), ""
-
-
 def _print_message(msg: QueuedMessage, now: float, headers: str) -> None:
     state = f"{msg.state} ({msg.hold_reason})" if msg.hold_reason else str(msg.state)
     lines = [
@@ -247,7 +239,7 @@ def list_queue(args: argparse.Namespace, config: Config) -> int:
 
     messages, now = _with_spools(config, run), SystemClock().now()
     if args.json:
-        print(json.dumps([_as_dict(m, now) for m in messages], indent=2, ensure_ascii=False))
+        print_json([_as_dict(m, now) for m in messages])
     else:
         print_table([_row(m, now) for m in messages], LIST_COLUMNS)
     return 0
@@ -261,12 +253,12 @@ def show_message(args: argparse.Namespace, config: Config) -> int:
     msg, now = _with_spools(config, run), SystemClock().now()
     if msg is None:
         raise NotFoundError(f"queue id not found: {args.id} (see `ugem queue list`)")
-    headers, body = _split(msg.data or b"")
+    headers, body = split_text(msg.data or b"")
     if args.json:
         out = _as_dict(msg, now) | {"headers": headers}
         if args.body:
             out["body"] = body
-        print(json.dumps(out, indent=2, ensure_ascii=False))
+        print_json(out)
         return 0
     _print_message(msg, now, headers)
     if args.body:

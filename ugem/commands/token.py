@@ -11,9 +11,8 @@ or a token revoked already exits 1 saying so; an unknown name exits 1.
 from __future__ import annotations
 
 import argparse
-import json
 
-from ugem.cli import add_json_flag, print_table
+from ugem.cli import add_json_flag, print_json, print_table
 from ugem.clock import SystemClock
 from ugem.commands.connection import actor, when, with_store
 from ugem.config import Config
@@ -65,7 +64,7 @@ def list_tokens(args: argparse.Namespace, config: Config) -> int:
 
     tokens = with_store(config, fetch)
     if args.json:
-        print(json.dumps([t.public() for t in tokens], indent=2, ensure_ascii=False))
+        print_json([t.public() for t in tokens])
         return 0
     rows = [
         {

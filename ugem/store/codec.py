@@ -6,7 +6,8 @@ added to the model is kept without a schema change. `decode_connection` raises
 `StoreError` when stored text is not a valid connection (the store is damaged,
 not the caller's input). The conflict errors name the id or the domain and its
 owner, the same words whichever store found them. `seal` computes an audit
-record's hash the same way for both stores and for `ugem audit verify`.
+record's hash the same way for both stores and for `ugem audit verify`;
+`AuditLogReader` gives both stores `audit_log` over their `audit_records`.
 """
 
 from __future__ import annotations
@@ -83,3 +84,15 @@ def decode_record(text: str | bytes, where: str) -> AuditRecord:
 
 def doc_conflict(kind: str, doc_id: str) -> ConflictError:
     return ConflictError(f"{kind} {doc_id!r} exists; choose another name")
+
+
+class AuditLogReader:
+    """`audit_log` (the entries without their seals) for a store with `audit_records`."""
+
+    async def audit_records(
+        self, target: str | None = None, limit: int = 100, before: int | None = None
+    ) -> list[AuditRecord]:
+        raise NotImplementedError
+
+    async def audit_log(self, target: str | None = None, limit: int = 100) -> list[AuditEntry]:
+        return [r.entry for r in await self.audit_records(target, limit)]

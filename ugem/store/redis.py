@@ -33,6 +33,7 @@ from ugem.errors import ConfigError, StoreError
 from ugem.model import Connection
 from ugem.store.base import GENESIS, AuditEntry, AuditRecord
 from ugem.store.codec import (
+    AuditLogReader,
     check_limit,
     decode_connection,
     decode_record,
@@ -83,7 +84,7 @@ return 1
 """
 
 
-class RedisStore:
+class RedisStore(AuditLogReader):
     def __init__(self, url: str, prefix: str = "ugem:", timeout: float = TIMEOUT) -> None:
         self.url = url
         self.prefix = prefix
@@ -160,11 +161,6 @@ class RedisStore:
                     return
                 except WatchError:
                     continue
-
-    async def audit_log(
-        self, target: str | None = None, limit: int = 100
-    ) -> builtins.list[AuditEntry]:
-        return [r.entry for r in await self.audit_records(target, limit)]
 
     async def audit_records(
         self, target: str | None = None, limit: int = 100, before: int | None = None

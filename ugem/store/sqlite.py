@@ -32,6 +32,7 @@ from ugem.errors import StoreError
 from ugem.model import Connection
 from ugem.store.base import GENESIS, AuditEntry, AuditRecord
 from ugem.store.codec import (
+    AuditLogReader,
     check_limit,
     decode_connection,
     doc_conflict,
@@ -77,7 +78,7 @@ _SET_HEAD = "UPDATE audit_head SET seq = ?, hash = ? WHERE one = 1"
 _NO_SEQ = 1 << 62  # "before" when none is given: newer than any record
 
 
-class SqliteStore:
+class SqliteStore(AuditLogReader):
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
         try:
@@ -168,11 +169,6 @@ class SqliteStore:
             db.execute(_BUMP)
 
         self._write(change)
-
-    async def audit_log(
-        self, target: str | None = None, limit: int = 100
-    ) -> builtins.list[AuditEntry]:
-        return [r.entry for r in await self.audit_records(target, limit)]
 
     async def audit_records(
         self, target: str | None = None, limit: int = 100, before: int | None = None
