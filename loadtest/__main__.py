@@ -1,8 +1,10 @@
-"""`python -m loadtest` and `ugem-loadtest`: the run, sink and compare commands.
+"""`python -m loadtest` and `ugem-loadtest`: the run, sink, compare, idle and restart commands.
 
     python -m loadtest run HOST:PORT [options]     the generator (report as text or --json)
     python -m loadtest sink [--listen H:P] ...     the counting SMTP sink
     python -m loadtest compare postfix [options]   the same load through Postfix and UGEM
+    python -m loadtest idle HOST:PORT [options]    many idle sessions held; the target's memory
+    python -m loadtest restart [options]           a gateway restarted over a full queue
 
 `main(argv)` returns the exit code: 0 done, 1 a `LoadtestError` (its message
 on stderr) or a run where every message failed, 2 bad usage, 130
@@ -23,12 +25,15 @@ from loadtest.errors import LoadtestError, UsageError
 def parser() -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(
         prog="ugem-loadtest",
-        description="SMTP load generator, counting sink and side-by-side comparison with Postfix.",
+        description="SMTP load generator, counting sink, side-by-side comparison with Postfix, "
+        "idle sessions and restart benchmarks.",
     )
     sub = top.add_subparsers(dest="command", required=True, metavar="COMMAND")
     commands.add_run(sub)
     commands.add_sink(sub)
     commands.add_compare(sub)
+    commands.add_idle(sub)
+    commands.add_restart(sub)
     return top
 
 

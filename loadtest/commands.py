@@ -13,6 +13,11 @@
   line) is read again each time, so it may be written after the sink starts.
 - `compare`: runs loadtest.compare and prints its text or JSON; SIGTERM and
   SIGINT stop it after stopping Postfix, the gateway and the sinks.
+- `idle`: loadtest.idle's idle sessions (and the target's memory with
+  `--pid`); exit code 1 when no session was greeted.
+- `restart`: loadtest.restart's restart over a full queue; exit code 1 when
+  not every accepted message arrived. SIGTERM and SIGINT stop it after
+  stopping the gateway and the sink.
 Every command runs on uvloop when it is installed, unless `--no-uvloop`.
 """
 
@@ -29,7 +34,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any, TypeVar
 
-from loadtest import compare, generator
+from loadtest import compare, generator, idle, restart
 from loadtest.content import Template, parse_size
 from loadtest.control import ControlServer
 from loadtest.errors import UsageError
@@ -388,3 +393,124 @@ async def _cancellable(main: Coroutine[Any, Any, T]) -> T:
     finally:
         with contextlib.suppress(RuntimeError):
             loop.remove_signal_handler(signal.SIGTERM)
+
+
+# -- idle -----------------------------------------------------------------------------------
+
+
+def add_idle(sub: Any) -> None:
+    p = sub.add_parser("idle", help="hold many idle SMTP sessions open; the target's memory")
+    p.add_argument("target", type=_checked(parse_hostport), metavar="HOST:PORT")
+    p.add_argument(
+        "-c", "--connections", type=positive, default=1000, help="sessions to open (default 1000)"
+    )
+    p.add_argument(
+        "--source",
+        type=_checked(parse_sources),
+        default=(),
+        help="source addresses, such as 127.0.0.2-127.0.0.9 (session i uses address i mod count)",
+    )
+    p.add_argument("--pid", type=positive, help="the target's pid: its VmRSS (and its children's)")
+    p.add_argument(
+        "--hold",
+        type=_checked(parse_duration),
+        default=5.0,
+        help="how long to hold them idle (default 5s)",
+    )
+    p.add_argument(
+        "--concurrency", type=positive, default=100, help="connects at a time (default 100)"
+    )
+    p.add_argument(
+        "--timeout",
+        type=_checked(parse_duration),
+        default=10.0,
+        help="time limit for one connect and its greeting (default 10s)",
+    )
+    p.add_argument("--json", action="store_true", help="the report as JSON")
+    _common(p)
+    p.set_defaults(handler=idle_command)
+
+
+def idle_options(args: argparse.Namespace) -> idle.IdleOptions:
+    host, port = args.target
+    options = idle.IdleOptions(
+        host, port, args.connections, args.source, args.pid, args.hold, args.concurrency,
+        args.timeout,
+    )  # fmt: skip
+    options.check()
+    return options
+
+
+def idle_command(args: argparse.Namespace) -> int:
+    report = run_loop(idle.hold_idle(idle_options(args)), args.no_uvloop)
+    if args.json:
+        print(json.dumps(report.to_json(), indent=2))
+    else:
+        print(report.to_text(), end="")
+    return 0 if report.greeted else 1
+
+
+# -- restart --------------------------------------------------------------------------------
+
+
+def add_restart(sub: Any) -> None:
+    p = sub.add_parser("restart", help="restart the gateway over a full queue: time to deliver")
+    p.add_argument("--messages", type=positive, default=100_000, help="default 100000")
+    p.add_argument("--workers", type=positive, help="passed to ugem serve --workers")
+    p.add_argument(
+        "--size",
+        type=_checked(parse_size),
+        default=parse_size("2048"),
+        help="bytes or a distribution (see run --size); default 2048",
+    )
+    p.add_argument("--connections", type=positive, default=50, help="default 50")
+    p.add_argument("--per-connection", type=positive, default=100, help="default 100")
+    p.add_argument(
+        "--source",
+        type=_checked(parse_sources),
+        default=compare.DEFAULT_SOURCES,
+        help="generator source addresses (default 127.0.0.2-127.0.0.5)",
+    )
+    p.add_argument(
+        "--ugem-set",
+        action="append",
+        default=[],
+        metavar="SECTION.KEY=VALUE",
+        help="a gateway config setting (repeatable)",
+    )
+    p.add_argument(
+        "--stall",
+        type=_checked(parse_duration),
+        default=30.0,
+        help="stop waiting for arrivals after this long without one (default 30s)",
+    )
+    p.add_argument("--workdir", type=Path, help="work directory (default: a new temporary one)")
+    p.add_argument("--keep", action="store_true", help="keep the work directory (logs, queue)")
+    p.add_argument("--json", action="store_true", help="the result as JSON")
+    _common(p)
+    p.set_defaults(handler=restart_command)
+
+
+def restart_options(args: argparse.Namespace) -> restart.RestartOptions:
+    return restart.RestartOptions(
+        messages=args.messages,
+        workers=args.workers,
+        size=args.size,
+        connections=args.connections,
+        per_connection=args.per_connection,
+        sources=args.source,
+        stall=args.stall,
+        ugem_overrides=parse_overrides(args.ugem_set),
+        workdir=args.workdir,
+        keep=args.keep,
+    )
+
+
+def restart_command(args: argparse.Namespace) -> int:
+    options = restart_options(args)
+    result = run_loop(_cancellable(restart.restart(options)), args.no_uvloop)
+    if args.json:
+        print(json.dumps(restart.render_json(result), indent=2))
+    else:
+        print(restart.render_text(result), end="")
+    return 0 if result.complete() else 1

@@ -11,9 +11,14 @@ replace or add keys. `start()` registers the connection whose servers are
 the generator's `sources` and whose domain is the senders' (`ugem connection
 add ... --config FILE`), runs `ugem serve --config FILE [--workers N]` in its
 own process group with its output in `base/ugem.log`, and waits for
-/readyz. `stop()` sends SIGTERM and, once the node exits or a grace passes,
-SIGKILL to what is left of its process group. Failures are `TargetError`
-naming the command and the log.
+/readyz of every worker (admin port + i). `respawn()` starts `ugem serve`
+again over the same config and data (no registration) and waits the same
+way; `spawned_at` is the wall-clock time of the last spawn. `cli(*args)` runs
+any other `ugem` command on the config. `queue_counts()` sums the
+`ugem_queue_messages` gauge by state over the workers' /metrics. `stop()`
+sends SIGTERM and, once the node exits or a grace passes, SIGKILL to what is
+left of its process group; it returns the exit code. Failures are
+`TargetError` naming the command and the log.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ import asyncio
 import contextlib
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -35,6 +41,7 @@ from loadtest.errors import TargetError, UsageError
 
 START_TIMEOUT = 60.0
 STOP_GRACE = 20.0
+_QUEUE_GAUGE = re.compile(r'^ugem_queue_messages\{state="([^"]*)"\}\s+(\S+)$', re.MULTILINE)
 
 
 def ugem_command() -> list[str]:
@@ -67,6 +74,11 @@ def parse_overrides(items: list[str]) -> dict[str, dict[str, str]]:
     return sections
 
 
+def parse_queue_gauge(text: str) -> dict[str, int]:
+    """{state: messages} from the `ugem_queue_messages` lines of a Prometheus text page."""
+    return {state: int(float(value)) for state, value in _QUEUE_GAUGE.findall(text)}
+
+
 class GatewayInstance:
     """`ugem serve` as a child process; see the module docstring."""
 
@@ -96,6 +108,12 @@ class GatewayInstance:
         self.config_path = base / "ugem.toml"
         self.log = base / "ugem.log"
         self.proc: subprocess.Popen[bytes] | None = None
+        self.spawned_at = 0.0  # wall clock (time.time()) of the last spawn
+
+    @property
+    def admin_ports(self) -> list[int]:
+        """Worker i's admin listener is on the admin port + i."""
+        return [self.admin_port + i for i in range(self.workers or 1)]
 
     def config(self) -> dict[str, dict[str, str]]:
         host, port = self.next_hop
@@ -126,12 +144,13 @@ class GatewayInstance:
 
     def register(self) -> None:
         """Add the connection the generator's sources belong to."""
-        self._ugem(
+        self.cli(
             "connection", "add", self.sender_domain, "--org", "Load test sender",
             "--kind", "state-body", "--server", *self.sources,
         )  # fmt: skip
 
-    def _ugem(self, *args: str) -> str:
+    def cli(self, *args: str) -> str:
+        """`ugem ARGS --config FILE`; its stdout. TargetError when it fails."""
         command = [*self.command, *args, "--config", str(self.config_path)]
         try:
             done = subprocess.run(
@@ -146,12 +165,17 @@ class GatewayInstance:
     async def start(self) -> None:
         self.write()
         await asyncio.to_thread(self.register)
+        await self.respawn()
+
+    async def respawn(self) -> None:
+        """Run `ugem serve` (again) over the written config and data; wait until ready."""
         self._spawn()
         await self._wait_ready()
 
     def _spawn(self) -> None:
         workers = ["--workers", str(self.workers)] if self.workers else []
         command = [*self.command, "serve", "--config", str(self.config_path), *workers]
+        self.spawned_at = time.time()
         with self.log.open("ab") as log:
             self.proc = subprocess.Popen(
                 command, stdout=log, stderr=log, env=_env(), start_new_session=True
@@ -168,24 +192,42 @@ class GatewayInstance:
             await asyncio.sleep(0.1)
 
     def _ready(self) -> bool:
-        url = f"http://127.0.0.1:{self.admin_port}/readyz"
+        return all(self._worker_ready(port) for port in self.admin_ports)
+
+    @staticmethod
+    def _worker_ready(port: int) -> bool:
         try:
-            with urllib.request.urlopen(url, timeout=2) as resp:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=2) as resp:
                 return bool(json.load(resp).get("ready"))
         except (OSError, ValueError):
             return False
 
-    async def stop(self) -> None:
-        """SIGTERM, then SIGKILL to its process group after a grace; never raises."""
+    def queue_counts(self) -> dict[str, int]:
+        """Queued messages by state, summed over the workers; TargetError if one is silent."""
+        total: dict[str, int] = {}
+        for port in self.admin_ports:
+            url = f"http://127.0.0.1:{port}/metrics"
+            try:
+                with urllib.request.urlopen(url, timeout=10) as resp:
+                    page = resp.read().decode("utf-8", "replace")
+            except OSError as exc:
+                raise TargetError(f"GET {url}: {exc}; see {self.log}") from exc
+            for state, count in parse_queue_gauge(page).items():
+                total[state] = total.get(state, 0) + count
+        return total
+
+    async def stop(self) -> int | None:
+        """SIGTERM, then SIGKILL to its process group after a grace; the exit code (None
+        when it was not running). Never raises."""
         proc = self.proc
         if proc is None or proc.poll() is not None:
-            return
+            return None
         proc.send_signal(signal.SIGTERM)
         with contextlib.suppress(subprocess.TimeoutExpired):
             await asyncio.to_thread(proc.wait, STOP_GRACE)
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(proc.pid, signal.SIGKILL)  # what is left of its group (workers)
-        await asyncio.to_thread(proc.wait)
+        return await asyncio.to_thread(proc.wait)
 
 
 def _env() -> dict[str, str]:

@@ -4,7 +4,8 @@
 after; a race with another program is possible and shows as a start failure).
 `wait_for_greeting(host, port, deadline)` waits until an SMTP server there
 says 220. `SinkProcess.start(directory)` runs `python -m loadtest sink` on
-free loopback ports (it reports them on its first stdout line) and talks to
+free loopback ports, or SMTP on `listen` when given (it reports them on its
+first stdout line), and talks to
 it over its control channel: `stats()`, `expect(ids)`, `drain(n, stall)`
 (waits until n distinct ids arrived or nothing arrived for `stall` seconds);
 `stop()` ends it with SIGTERM, SIGKILL after a grace. Every failure to start
@@ -87,12 +88,14 @@ class SinkProcess:
         self.control: tuple[str, int] = ("", 0)
 
     @classmethod
-    async def start(cls, directory: Path, timeout: float = 30.0) -> SinkProcess:
+    async def start(
+        cls, directory: Path, timeout: float = 30.0, listen: tuple[str, int] = ("127.0.0.1", 0)
+    ) -> SinkProcess:
         await asyncio.to_thread(directory.mkdir, parents=True, exist_ok=True)
         log = directory / "sink.log"
         with log.open("ab") as err:
             proc = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "loadtest", "sink", "--listen", "127.0.0.1:0",
+                sys.executable, "-m", "loadtest", "sink", "--listen", f"{listen[0]}:{listen[1]}",
                 "--control", "127.0.0.1:0", "--stats-file", str(directory / "sink-stats.json"),
                 stdout=asyncio.subprocess.PIPE, stderr=err,
             )  # fmt: skip
