@@ -6,10 +6,11 @@ per client. It counts sessions in the server, not per session: over
 `max_connections` in total, or `max_connections_per_ip` from one address, a
 client is greeted with 421 4.7.0 and closed. STARTTLS is offered when
 `tls_cert` and `tls_key` are set; a certificate or key that cannot be loaded is
-a `ConfigError` at `start()`. `stop(grace)` stops listening, sends 421 4.3.2 to
-sessions that are idle or between commands, lets a DATA or commit in progress
-finish within `grace` seconds, then aborts what is left and waits (again up to
-`grace`) for commits already handed to the intake, so none is torn.
+a `ConfigError` at `start()`. Mail from connected servers is DKIM-signed per
+`[dkim]` (`relay.dkim.signer_from_config`). `stop(grace)` stops listening,
+sends 421 4.3.2 to sessions that are idle or between commands, lets a DATA or
+commit in progress finish within `grace` seconds, then aborts what is left and
+waits (again up to `grace`) for commits already handed to the intake, so none is torn.
 
 The mail itself goes to an `Intake` (the scheduler): `enqueue()` is durable on
 return, `backlog()` is the number of messages waiting (backpressure at MAIL).
@@ -25,6 +26,7 @@ from collections import Counter
 
 from relay import replies
 from relay.address import PathLimits
+from relay.dkim import signer_from_config
 from relay.policy import Gateway
 from relay.replies import Reply
 from relay.smtp_commands import Intake, Services
@@ -69,6 +71,7 @@ class AcceptServer:
             gateway=gateway,
             limits=PathLimits(smtp.max_local_part, smtp.max_domain, gateway.domain),
             tls=None,
+            dkim=signer_from_config(config, clock),
         )
         self.metrics = metrics
         self._server: asyncio.Server | None = None

@@ -12,12 +12,15 @@ effect at the next transaction), looks the client up by address and applies
 SMTPUTF8 are the only other parameters (others: 555); backpressure (intake
 backlog over `max_queue_backlog`) is 451 4.3.2 at MAIL. RCPT applies the
 recipient limit (452 4.5.3) and policy. At the end of DATA the message gets a
-`Received:` header (`relay.received`) and goes to `Intake.enqueue`; only
-after it returns does the client hear 250 (`replies.queued`), and then
-`Accepted` is published. The commit is shielded, so a hang-up cannot tear
-it. SpoolFullError is 452 4.3.1, any other failure 451 4.3.0 with an ERROR log
-line naming the queue id. NOOP/RSET/VRFY/HELP are counted (`EndSession` with
-421 over `max_noop_commands`); the count restarts after each accepted message.
+`Received:` header (`relay.received`), mail from a connected server is
+DKIM-signed over those final bytes (`relay.dkim`; a signing failure is logged
+and the mail queued unsigned, never refused; the signing runs in a worker
+thread), and it goes to `Intake.enqueue`; only after it returns does the
+client hear 250 (`replies.queued`), and then `Accepted` is published. The
+commit is shielded, so a hang-up cannot tear it. SpoolFullError is 452 4.3.1,
+any other failure 451 4.3.0 with an ERROR log line naming the queue id.
+NOOP/RSET/VRFY/HELP are counted (`EndSession` with 421 over
+`max_noop_commands`); the count restarts after each accepted message.
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ from typing import Protocol
 
 from relay import replies
 from relay.address import Address, PathError, PathLimits, parse_mail, parse_rcpt
+from relay.dkim import DkimSigner
 from relay.message import QueuedMessage, new_queue_id
 from relay.policy import Gateway, check_mail, check_rcpt
 from relay.received import protocol, received_header
@@ -76,6 +80,7 @@ class Services:
     gateway: Gateway
     limits: PathLimits
     tls: ssl.SSLContext | None
+    dkim: DkimSigner | None = None  # signs mail from connected servers; None: no signing
 
 
 class Wire(Protocol):
@@ -257,7 +262,7 @@ class Commands:
     async def _commit(self, txn: _Txn, text: bytes) -> None:
         svc = self.svc
         started, now = svc.clock.monotonic(), svc.clock.now()
-        msg = self._queued(txn, text, new_queue_id(now), now)
+        msg = await self._queued(txn, text, new_queue_id(now), now)
         reply = await self._enqueue(msg)
         await self.wire.send("DATA", reply)
         svc.metrics.accept_latency.observe(max(0.0, svc.clock.monotonic() - started))
@@ -282,7 +287,7 @@ class Commands:
             connection=msg.connection,
         )
 
-    def _queued(self, txn: _Txn, text: bytes, queue_id: str, now: float) -> QueuedMessage:
+    async def _queued(self, txn: _Txn, text: bytes, queue_id: str, now: float) -> QueuedMessage:
         header = received_header(
             helo=self.helo or "",
             client_ip=self.wire.client_ip,
@@ -295,6 +300,9 @@ class Commands:
         data = header + text
         client = txn.client
         origin = client.id if client is not None and client.state == ConnState.CONNECTED else ""
+        if client is not None and origin and self.svc.dkim is not None:
+            domain = txn.sender.domain if txn.sender is not None else None
+            data = await self.svc.dkim.outgoing_async(data, client.domains, domain, queue_id)
         return QueuedMessage(
             id=queue_id,
             sender=str(txn.sender or ""),

@@ -242,7 +242,21 @@ class DeliveryConfig:
 
 @dataclass(frozen=True)
 class DkimConfig:
-    """DKIM signing; its keys come with the mail-authentication work."""
+    enabled: bool = knob(
+        True,
+        "Sign outbound mail (from connected servers) with DKIM when its domain, "
+        "or gateway_domain, has an active key.",
+    )
+    key_dir: str = knob(
+        "",
+        "Directory of DKIM keys, <domain>/<selector>.rsa.pem etc. (empty: <data_dir>/dkim).",
+        kind="path",
+    )
+    gateway_domain: str = knob(
+        "",
+        "Domain whose key signs mail of domains without a key of their own (empty: none).",
+        kind="hostname",
+    )
 
 
 @dataclass(frozen=True)
