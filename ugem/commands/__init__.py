@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 from collections.abc import Callable
 
-from ugem.commands import application, audit, config, connection, dkim, queue, serve, token
+from ugem.commands import anomaly, application, audit, config, connection, dkim, queue, serve, token
 
 Register = Callable[
     ["argparse._SubParsersAction[argparse.ArgumentParser]", argparse.ArgumentParser], None
@@ -23,5 +23,6 @@ GROUPS: list[Register] = [
     token.register,
     audit.register,
     application.register,
+    anomaly.register,
     dkim.register,
 ]

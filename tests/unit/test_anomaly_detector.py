@@ -1,0 +1,84 @@
+"""The detector on hand-made traffic: clean bursts pass, abuse is suspended with a reason."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from anomaly.baseline import Baseline
+from anomaly.detector import Detector, Verdict
+from anomaly.features import Features
+from anomaly.trace import BOUNCED, DELIVERED
+from ugem.workdays import unix_time
+
+C = "x.gov.kz"
+MONDAY_9 = unix_time(dt.datetime(2026, 11, 23, 9, 0))  # a working Monday, Asia/Almaty
+
+
+def steady(det: Detector, start: float, hours: int) -> float:
+    """One message a minute to a colleague, delivered; returns the time after it."""
+    ts = start
+    for _ in range(hours * 60):
+        assert det.accepted(ts, C, "a@x.gov.kz", ["b@y.gov.kz"]) is None
+        assert det.outcome(ts + 1, C, DELIVERED, 250) is None
+        ts += 60
+    return ts
+
+
+def burst(det: Detector, ts: float, n: int, code: int, every: float = 1.0) -> Verdict | None:
+    """`n` messages from a known sender to distinct recipients, each answered with `code`."""
+    for i in range(n):
+        t = ts + i * every
+        verdict = det.accepted(t, C, "a@x.gov.kz", [f"r{i}@d{i % 50}.kz"])
+        verdict = verdict or det.outcome(t + 0.5, C, BOUNCED if code >= 500 else DELIVERED, code)
+        if verdict:
+            return verdict
+    return None
+
+
+def test_a_clean_newsletter_is_not_suspended() -> None:
+    det = Detector()
+    ts = steady(det, MONDAY_9, 8)
+    assert burst(det, ts, 900, 250) is None
+
+
+def test_a_burst_to_unknown_recipients_is_suspended_fast_with_a_reason() -> None:
+    det = Detector()
+    ts = steady(det, MONDAY_9, 8)
+    verdict = burst(det, ts, 300, 550, every=2.0)
+    assert verdict is not None and verdict.action == "suspend"
+    assert verdict.ts - ts < 60
+    assert "against a usual" in verdict.reason and "unknown recipients" in verdict.reason
+    assert det.accepted(verdict.ts + 1, C, "a@x.gov.kz", ["z@z.kz"]) is None  # stays suspended
+
+
+def test_a_mail_loop_is_suspended() -> None:
+    det = Detector()
+    ts = steady(det, MONDAY_9, 2)
+    verdicts = [det.accepted(ts + 5 * i, C, "a@x.gov.kz", ["b@y.gov.kz"]) for i in range(40)]
+    found = [v for v in verdicts if v]
+    assert len(found) == 1 and "same recipient" in found[0].reason
+
+
+def test_features_windows_slide_in_event_time() -> None:
+    f = Features(0.0)
+    f.accepted(0.0, "a@x.kz", ["b@y.kz", "c@z.kz"])
+    f.outcome(30.0, BOUNCED, 550)
+    f.accepted(400.0, "", ["d@y.kz"])
+    w5, w60 = f.window(5), f.window(60)
+    assert (w5.msgs, w5.rcpts, w5.null, w5.invalid) == (1, 1, 1, 0)
+    assert (w60.msgs, w60.rcpts, w60.invalid, w60.invalid_ratio) == (2, 3, 1, 1.0)
+    f.accepted(3700.0, "a@x.kz", ["e@y.kz"])  # the first minute left the hour
+    assert (f.window(60).msgs, f.window(60).invalid) == (2, 0)
+
+
+def test_baseline_learns_a_weekly_burst_at_its_hour() -> None:
+    week = 7 * 86_400.0
+    start = MONDAY_9 - week
+    base = Baseline(start)
+    for i in range(12):  # last Monday, 9:00 to 10:00: a newsletter
+        base.add(start + 300 * i, 200)
+    for hour in range(1, 7 * 24):  # then a quiet week, one message an hour
+        base.add(start + 3600 * hour, 1)
+    mean_monday, _, warm = base.expected(MONDAY_9 + 60)
+    mean_tuesday, _, _ = base.expected(MONDAY_9 + 86_400 + 60)
+    assert warm and mean_monday > 150 and mean_tuesday < 5

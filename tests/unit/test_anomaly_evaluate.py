@@ -1,0 +1,134 @@
+"""Scoring rules of TRACE-FORMAT.md on tiny hand-made traces, and the evaluate command."""
+
+from __future__ import annotations
+
+import gzip
+import json
+from pathlib import Path
+
+import pytest
+
+from anomaly.detector import Verdict
+from anomaly.evaluate import Incident, score
+from anomaly.trace import BOUNCED, Accepted, Outcome, TraceEvent
+from ugem.cli import main
+
+C = "x.gov.kz"
+INC = Incident(C, "compromised-mailbox", 1000.0, 2000.0)
+
+
+def acc(ts: float, n: int = 1, conn: str = C) -> Accepted:
+    return Accepted(ts, conn, "10.0.0.1", "a@x.gov.kz", [f"r{i}@y.kz" for i in range(n)])
+
+
+def sus(ts: float, conn: str = C) -> Verdict:
+    return Verdict(ts, conn, "suspend", "test")
+
+
+EVENTS: list[TraceEvent] = [acc(900, 5), acc(1000, 2), acc(1500, 3), acc(2000, 4), acc(2100, 7)]
+
+
+def test_detected_with_time_and_leak_counted_per_message_until_suspension() -> None:
+    result = score([INC], [sus(1600)], EVENTS)
+    s = result.incidents[0]
+    assert s.detected and s.time_to_detect == 600.0
+    assert (s.leaked, s.total) == (5, 9)  # 2 + 3 before 1600; 2 + 3 + 4 within start..end
+    assert result.false_suspensions == []
+
+
+def test_detection_window_ends_600_s_after_the_incident() -> None:
+    assert score([INC], [sus(2600)], EVENTS).incidents[0].detected
+    late = score([INC], [sus(2601)], EVENTS)
+    assert not late.incidents[0].detected
+    assert late.incidents[0].leaked == 9  # no suspension in time: everything leaked
+    assert late.false_suspensions == []  # still within end + 3600
+
+
+def test_false_suspension_outside_start_to_end_plus_3600() -> None:
+    result = score([INC], [sus(5601)], EVENTS)
+    assert [v.ts for v in result.false_suspensions] == [5601]
+    assert score([INC], [sus(5600)], EVENTS).false_suspensions == []
+    other = score([INC], [sus(1500, "y.gov.kz")], EVENTS)
+    assert len(other.false_suspensions) == 1 and not other.incidents[0].detected
+
+
+def test_only_the_first_suspend_counts() -> None:
+    result = score([INC], [sus(500), sus(1200)], EVENTS)
+    assert not result.incidents[0].detected  # already suspended before it began
+    assert result.incidents[0].leaked == 0
+    assert len(result.false_suspensions) == 1
+
+
+def test_throttle_is_reported_not_detection() -> None:
+    result = score([INC], [Verdict(1100, C, "throttle", "t")], EVENTS)
+    assert not result.incidents[0].detected and result.totals()["throttles"] == 1
+
+
+def test_totals_add_up() -> None:
+    other = Incident("y.gov.kz", "mail-loop", 1000.0, 2000.0)
+    events = [*EVENTS, acc(1100, 10, "y.gov.kz")]
+    totals = score([INC, other], [sus(1600), sus(9000, "z.gov.kz")], events).totals()
+    assert totals["detected"] == 1 and totals["incidents"] == 2
+    assert totals["leaked"] == 5 + 10 and totals["leaked_of"] == 9 + 10
+    assert totals["leaked_pct"] == round(100 * 15 / 19, 2)
+    assert totals["median_time_to_detect"] == 600.0 and totals["false_suspensions"] == 1
+
+
+def _write_trace(path: Path, events: list[dict[str, object]]) -> None:
+    with gzip.open(path, "wt", encoding="utf-8") as f:
+        for e in events:
+            f.write(json.dumps(e) + "\n")
+
+
+def test_evaluate_command_on_a_small_trace(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    base = {"connection": C, "ip": "10.0.0.1"}
+    lines: list[dict[str, object]] = []
+    for i in range(60):  # an hour of one message a minute, all delivered
+        ts = 1_000_000.0 + 60 * i
+        lines.append(
+            {
+                **base,
+                "ts": ts,
+                "event": "accepted",
+                "sender": "a@x.gov.kz",
+                "rcpts": ["b@y.kz"],
+                "size": 100,
+            }
+        )
+        lines.append({**base, "ts": ts + 1, "event": "delivered", "rcpt": "b@y.kz", "code": 250})
+    start = 1_003_600.0
+    for i in range(200):  # then a burst to unknown recipients
+        ts = start + 2 * i
+        rcpt = f"u{i}@d{i}.kz"
+        lines.append(
+            {
+                **base,
+                "ts": ts,
+                "event": "accepted",
+                "sender": "a@x.gov.kz",
+                "rcpts": [rcpt],
+                "size": 100,
+            }
+        )
+        lines.append({**base, "ts": ts + 1, "event": "bounced", "rcpt": rcpt, "code": 550})
+    trace, labels = tmp_path / "t.jsonl.gz", tmp_path / "t.labels.json"
+    _write_trace(trace, lines)
+    incident = {"connection": C, "kind": "compromised-mailbox", "start": start, "end": start + 400}
+    labels.write_text(json.dumps({"period": [0, 2e6], "connections": [C], "incidents": [incident]}))
+    assert main(["anomaly", "evaluate", str(trace), str(labels)]) == 0
+    out = json.loads(capsys.readouterr().out)
+    totals = out["totals"]
+    assert totals["detected"] == 1 and totals["false_suspensions"] == 0
+    assert 0 < totals["leaked"] < totals["leaked_of"] == 200
+    assert out["incidents"][0]["time_to_detect"] < 120
+    assert main(["anomaly", "replay", str(trace)]) == 0
+    action = json.loads(capsys.readouterr().out.splitlines()[0])
+    assert set(action) == {"ts", "connection", "action", "reason"}
+    assert action["action"] == "suspend" and "unknown recipients" in action["reason"]
+
+
+def test_outcome_kinds_are_typed() -> None:
+    o = Outcome(1.0, C, "10.0.0.1", BOUNCED, "r@y.kz", 550)
+    assert score([INC], [], [o]).incidents[0].total == 0  # outcomes are not recipients sent
