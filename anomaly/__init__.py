@@ -1,6 +1,9 @@
-"""The anomaly detector: per-connection features, baselines, verdicts, enforcement, replay.
+"""The anomaly detector: per-connection features, baselines, verdicts, replay and scoring.
 
-Imports `ugem` only and sees the relay through events and the registry. It is
-built in its own issue; until then this package is empty and a node writes
-the traffic trace (`[anomaly] trace_file`) that the detector will replay.
+Imports `ugem` only and sees the relay through events and the registry.
+`trace` reads traffic traces, `features` keeps each connection's sliding
+windows, `baseline` its learned normal traffic, `detector` turns both into a
+verdict with a reason, `replay` runs it over a trace in trace time and
+`evaluate` scores a replay against labels (`ugem anomaly replay|evaluate`).
+Enforcement in a running node (suspension, incidents, shadow mode) comes next.
 """
