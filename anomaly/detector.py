@@ -123,15 +123,20 @@ def _volume(w5: Window, baseline: Baseline, ts: float, features: Features) -> st
     if w5.rcpts < VOLUME_FLOOR:
         return None
     mean, spread, warm = baseline.expected(ts)
-    domains, _ = features.distinct(5)
-    where = f"{w5.rcpts} recipients in 5 min ({w5.msgs} messages, {domains} recipient domains)"
     if not warm:
-        return f"{where} from a connection with little history" if w5.rcpts >= COLD_VOLUME else None
+        if w5.rcpts < COLD_VOLUME:
+            return None
+        return f"{_where(w5, features)} from a connection with little history"
     # The spread has a floor: a connection that never varied must not alarm on a few more.
     limit = mean + VOLUME_SIGMAS * max(spread, 3.0, 0.25 * mean)
     if w5.rcpts <= limit:
         return None
-    return f"{where} against a usual {mean:.0f} ± {spread:.0f} at this hour"
+    return f"{_where(w5, features)} against a usual {mean:.0f} ± {spread:.0f} at this hour"
+
+
+def _where(w5: Window, features: Features) -> str:
+    domains, _ = features.distinct(5)  # counted only for a finding: it walks the messages
+    return f"{w5.rcpts} recipients in 5 min ({w5.msgs} messages, {domains} recipient domains)"
 
 
 def _pct(x: float) -> str:

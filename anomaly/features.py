@@ -4,9 +4,11 @@
 (messages, recipients, null-sender messages, messages from senders new to the
 connection, delivery outcomes, bounces, invalid-recipient bounces, deferrals),
 so a window of the last 1, 5 or 60 minutes is a sum over its slots. It also
-keeps the recipient domains and senders seen in the last hour (distinct counts
-on demand) and the busiest sender→recipient pair of the current 5-minute block
-(a mail loop repeats one pair). Time only moves forward: an event older than
+keeps the last hour's messages (sender, recipients) as given, so the distinct
+recipient domains and senders are counted only when asked, and the busiest
+sender→recipient pair of the current 5-minute block (a mail loop repeats one
+pair), brought up to date only when read: per-recipient work is paid for only
+by a connection the detector looks at. Time only moves forward: an event older than
 the newest one is counted in the newest minute. Nothing here raises.
 
 Invalid-recipient bounces: the trace carries only the reply code, and in the
@@ -25,6 +27,7 @@ INVALID_RCPT_CODES = frozenset({550})
 _ZEROS = [0] * _WIDTH
 SENDER_WARMUP_S = 86_400.0  # senders count as "new" only after a day of history
 _MAX_SENDERS = 50_000
+_Msg = tuple[str, list[str]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,16 +67,17 @@ class Window:
 
 class Features:
     __slots__ = (
+        "_block",
+        "_block_done",
         "_counts",
-        "_domains",
         "_hour",
+        "_msgs",
         "_pair_block",
         "_pairs",
-        "_senders",
+        "_top_pair",
         "first_ts",
         "known_senders",
         "minute",
-        "top_pair",
     )
 
     def __init__(self, ts: float) -> None:
@@ -81,12 +85,13 @@ class Features:
         self.minute = int(ts // 60)
         self._counts = [0] * (_RING * _WIDTH)
         self._hour = [0] * _WIDTH  # running sums of the whole ring
-        self._domains: dict[str, int] = {}  # domain -> last minute seen
-        self._senders: dict[str, int] = {}
+        self._msgs: list[list[_Msg]] = [[] for _ in range(_RING)]  # (sender, rcpts) per minute
         self.known_senders: set[str] = set()
-        self._pairs: dict[str, int] = {}
         self._pair_block = self.minute // 5
-        self.top_pair = 0  # most messages of one sender->recipient pair in this 5-min block
+        self._block: list[_Msg] = []  # messages of this 5-min block, counted into pairs lazily
+        self._block_done = 0
+        self._pairs: dict[tuple[str, str], int] = {}
+        self._top_pair = 0
 
     def _slot(self, ts: float) -> int:
         """The ring offset of `ts`'s minute, clearing the minutes skipped since the last event."""
@@ -94,6 +99,7 @@ class Features:
         if minute > self.minute:
             if minute - self.minute >= _RING:
                 self._counts, self._hour = [0] * (_RING * _WIDTH), [0] * _WIDTH
+                self._msgs = [[] for _ in range(_RING)]
             else:
                 self._expire(minute)
             self.minute = minute
@@ -104,10 +110,11 @@ class Features:
         counts = self._counts
         for m in range(self.minute + 1, minute + 1):
             base = (m % _RING) * _WIDTH
-            old = counts[base : base + _WIDTH]
-            if any(old):
+            if counts[base + MSG] or counts[base + OUT]:  # every event counts in one of them
+                old = counts[base : base + _WIDTH]
                 self._hour = [h - o for h, o in zip(self._hour, old, strict=True)]
                 counts[base : base + _WIDTH] = _ZEROS
+                self._msgs[m % _RING] = []
 
     def accepted(self, ts: float, sender: str, rcpts: list[str]) -> None:
         base = self._slot(ts)
@@ -116,7 +123,6 @@ class Features:
         counts[base + RCPT] += n
         hour[MSG] += 1
         hour[RCPT] += n
-        minute = self.minute
         if not sender:
             counts[base + NULL] += 1
             hour[NULL] += 1
@@ -126,23 +132,29 @@ class Features:
                 hour[NEW_SENDER] += 1
             if len(self.known_senders) < _MAX_SENDERS:
                 self.known_senders.add(sender)
-        self._senders[sender] = minute
-        self._count_rcpts(sender, rcpts, minute)
+        msg = (sender, rcpts)
+        self._msgs[self.minute % _RING].append(msg)
+        block = self.minute // 5
+        if block != self._pair_block:
+            self._pair_block, self._top_pair, self._block_done = block, 0, 0
+            self._block, self._pairs = [], {}
+        self._block.append(msg)
 
-    def _count_rcpts(self, sender: str, rcpts: list[str], minute: int) -> None:
-        if minute // 5 != self._pair_block:
-            self._pair_block, self.top_pair = minute // 5, 0
-            self._pairs.clear()
-            self._prune()
-        pairs, domains, top = self._pairs, self._domains, self.top_pair
-        for rcpt in rcpts:
-            domains[rcpt[rcpt.rfind("@") + 1 :]] = minute
-            key = sender + "\n" + rcpt
-            n = pairs.get(key, 0) + 1
-            pairs[key] = n
-            if n > top:
-                top = n
-        self.top_pair = top
+    @property
+    def top_pair(self) -> int:
+        """Most messages of one sender->recipient pair in the 5-min block of the last message."""
+        block = self._block
+        if self._block_done < len(block):
+            pairs, top = self._pairs, self._top_pair
+            for sender, rcpts in block[self._block_done :]:
+                for rcpt in rcpts:
+                    key = (sender, rcpt)
+                    n = pairs.get(key, 0) + 1
+                    pairs[key] = n
+                    if n > top:
+                        top = n
+            self._top_pair, self._block_done = top, len(block)
+        return self._top_pair
 
     def outcome(self, ts: float, kind: int, code: int) -> None:
         """One delivery attempt: kind 1 delivered, 2 deferred, 3 bounced (anomaly.trace)."""
@@ -164,22 +176,18 @@ class Features:
         """The counters of the last `minutes` minutes (1 to 60) up to the newest event."""
         if minutes >= _RING:
             return Window(_RING, *self._hour)
-        counts = self._counts
-        bases = [(m % _RING) * _WIDTH for m in range(self.minute - minutes + 1, self.minute + 1)]
-        sums = [sum(col) for col in zip(*(counts[b : b + _WIDTH] for b in bases), strict=True)]
-        return Window(minutes, *sums)
+        counts, minute = self._counts, self.minute
+        bases = [(m % _RING) * _WIDTH for m in range(minute - minutes + 1, minute + 1)]
+        slots = [counts[b : b + _WIDTH] for b in bases]
+        return Window(minutes, *map(sum, zip(*slots, strict=True)))
 
     def distinct(self, minutes: int) -> tuple[int, int]:
         """(recipient domains, envelope senders) seen in the last `minutes` minutes (≤ 60)."""
-        since = self.minute - minutes + 1
-        self._prune()
-        domains = sum(1 for m in self._domains.values() if m >= since)
-        senders = sum(1 for m in self._senders.values() if m >= since)
-        return domains, senders
-
-    def _prune(self) -> None:
-        horizon = self.minute - _RING
-        for table in (self._domains, self._senders):
-            if len(table) > 256:
-                for key in [k for k, m in table.items() if m < horizon]:
-                    del table[key]
+        domains: set[str] = set()
+        senders: set[str] = set()
+        msgs = self._msgs
+        for m in range(self.minute - min(minutes, _RING) + 1, self.minute + 1):
+            for sender, rcpts in msgs[m % _RING]:
+                senders.add(sender)
+                domains.update([r[r.rfind("@") + 1 :] for r in rcpts])
+        return len(domains), len(senders)
