@@ -5,5 +5,6 @@ Imports `ugem` only and sees the relay through events and the registry.
 windows, `baseline` its learned normal traffic, `detector` turns both into a
 verdict with a reason, `replay` runs it over a trace in trace time and
 `evaluate` scores a replay against labels (`ugem anomaly replay|evaluate`).
-Enforcement in a running node (suspension, incidents, shadow mode) comes next.
+`enforce` runs it in a node (`[anomaly] mode`: suspend, or shadow: record only);
+incidents (`/v1/incidents`) come next.
 """

@@ -264,6 +264,14 @@ class AnomalyConfig:
     trace_file: str = knob(
         "", "Write relay events as a JSONL traffic trace to this file (empty: off).", kind="path"
     )
+    mode: str = knob(
+        "shadow",
+        "What the anomaly detector does on abnormal traffic from a connected server. "
+        "enforce: suspend it, audit, notify its owner and the operators; "
+        "shadow: only log, audit and count what it would have suspended (watch a new "
+        "detector before it acts); off: do not run the detector.",
+        choices=("enforce", "shadow", "off"),
+    )
 
 
 @dataclass(frozen=True)

@@ -90,6 +90,13 @@ class Metrics:
         self.outbound_sessions = Gauge(
             "ugem_outbound_sessions", "Open outbound SMTP sessions", registry=r
         )
+        self.detector_suspensions = Counter(
+            "ugem_detector_suspensions_total",
+            "Connections the anomaly detector suspended (mode=enforce) "
+            "or would have suspended (mode=shadow)",
+            ["mode"],
+            registry=r,
+        )
 
         self._replies: dict[tuple[str, int], Counter] = {}
         self._outcomes: dict[str, Counter] = {}

@@ -1,13 +1,15 @@
 """The wiring of one node: the one place that knows every part.
 
 `Node.start()` opens the store and the registry, recovers the spool, starts
-the scheduler, the SMTP listener, the admin listener and the trace writer, in
-that order (so nothing is accepted before the queue is recovered), and the
-periodic steps: the registry's sync and (worker 0) the disconnections
-scheduled for a time that has come, by the node's clock. The notice
-templates are checked first: a broken one stops the start with its name. `stop()`
-runs the order backwards: stop accepting (sessions get 421), let in-flight
-deliveries finish within a grace period, flush the spool, close the store.
+the scheduler, the trace writer, the anomaly detector (`[anomaly] mode`; each
+worker watches its own traffic), the SMTP listener and the admin listener, in
+that order (so nothing is accepted before the queue is recovered nor before
+the observers listen), and the periodic steps: the registry's sync and
+(worker 0) the disconnections scheduled for a time that has come, by the
+node's clock. The notice templates are checked first: a broken one stops
+the start with its name. `stop()` runs the order backwards: stop accepting
+(sessions get 421), let in-flight deliveries finish within a grace period,
+flush the spool, close the store.
 `run(config)` is `ugem serve`: it starts a node, waits for SIGTERM or SIGINT,
 stops it and returns 0. A part that fails to start stops the ones already
 started and raises its error, which the CLI prints as one line.
@@ -24,6 +26,7 @@ from pathlib import Path
 
 from admin.api import Services, build_services
 from admin.server import AdminServer, create_app
+from anomaly.enforce import Enforcer
 from relay.accept import AcceptServer
 from relay.deliver import Deliverer
 from relay.mailqueue import SpoolQueue
@@ -63,6 +66,7 @@ class Node:
         self.smtp: AcceptServer | None = None
         self.admin: AdminServer | None = None
         self.trace: TraceWriter | None = None
+        self.enforcer: Enforcer | None = None
         self._deliverer: Deliverer | None = None
         self.services: Services | None = None
         self._tasks: list[asyncio.Task[None]] = []
@@ -136,8 +140,6 @@ class Node:
             await self.trace.start()
         await self.scheduler.start()
         self._repeat("registry_sync", REGISTRY_SYNC_INTERVAL, self.registry.sync)
-        self.smtp = AcceptServer(cfg, self.registry, self.scheduler, self.bus, self.metrics, clock)
-        await self.smtp.start()
         outbox = SchedulerOutbox(self.scheduler, clock)
         self.services = services = build_services(
             self.store,
@@ -149,6 +151,11 @@ class Node:
             outbox,
             notices,
         )
+        if cfg.anomaly.mode != "off":  # each worker watches its own share of the traffic
+            self.enforcer = Enforcer(cfg.anomaly.mode, self.bus, services.connections, self.metrics)
+            await self.enforcer.start()
+        self.smtp = AcceptServer(cfg, self.registry, self.scheduler, self.bus, self.metrics, clock)
+        await self.smtp.start()
         if self.worker == 0:  # one worker applies them, so each is applied (and mailed) once
             due = services.connections.disconnect_due
             self._repeat("scheduled_disconnect", DISCONNECT_CHECK_INTERVAL, due)
@@ -190,6 +197,8 @@ class Node:
             await self.scheduler.stop(grace)
         if self._deliverer is not None:
             await self._deliverer.close()
+        if self.enforcer is not None:
+            await self.enforcer.stop()
         if self.trace is not None:
             await self.trace.stop()
         if self.spool is not None:

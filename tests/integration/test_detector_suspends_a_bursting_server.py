@@ -1,0 +1,69 @@
+"""Scenario: the anomaly detector, in enforce mode, suspends a server that bursts.
+
+`burst.gov.kz` sends one message an hour for a day (its normal), then bursts
+from ever new senders to many recipient domains, a message every two seconds
+of fake time. The detector suspends it within the burst's first minute: the
+next MAIL FROM gets `replies.SUSPENDED` (451 4.7.1), the burst's queued mail
+(deferred by the remote side) is held, the owner's notice reaches its
+contact's mail server, the audit log has the suspension with actor
+"detector", and the suspension is counted. `other.gov.kz` keeps relaying
+before, during and after.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from relay import replies
+from relay.message import QueueState
+from tests.support.burst import BURST, HISTORY_HOURS, OWNER, burst_scene, until
+from tests.support.mail import read_notice
+from ugem.model import ConnState
+
+DETECT_WITHIN = 30  # burst messages (a minute of fake time)
+
+
+async def test_a_bursting_server_is_suspended_held_notified_and_audited(tmp_path: Path) -> None:
+    async with burst_scene(tmp_path, "enforce") as scene:
+        node = scene.node
+        assert node.spool is not None and node.services is not None and node.registry is not None
+        await scene.history()
+        await scene.other()
+
+        refused = await scene.burst()
+        assert refused is not None, "the burst was never refused"
+        assert len(scene.burst_ids) <= DETECT_WITHIN, len(scene.burst_ids)
+        again = await scene.send(BURST, f"news@{BURST}", ["x@example.org"], "after")
+        for sent in (refused, again):
+            assert (sent.code, sent.text.split(" ", 1)[0]) == (
+                replies.SUSPENDED.code,
+                replies.SUSPENDED.status,
+            )
+        conn = node.registry.get(BURST)
+        assert conn is not None and conn.state == ConnState.SUSPENDED
+        assert "abnormal traffic" in conn.state_reason and "never seen" in conn.state_reason
+
+        spool = node.spool
+
+        async def all_held() -> bool:
+            msgs = [await spool.get(queue_id, with_data=False) for queue_id in scene.burst_ids]
+            return all(m is not None and m.state == QueueState.HELD for m in msgs)
+
+        await until(all_held, "the burst's queued mail held")
+
+        notice = (await scene.notices.wait_for(1, timeout=30))[0]
+        assert notice.rcpts == [OWNER]
+        assert "abnormal traffic" in read_notice(notice.data).text
+
+        records = await node.services.audit.list(target=BURST)
+        entries = [r.entry for r in records]
+        suspensions = [(e.actor, e.reason) for e in entries if e.action == "connection.suspend"]
+        assert suspensions == [("detector", conn.state_reason)]
+        counted = node.metrics.registry.get_sample_value(
+            "ugem_detector_suspensions_total", {"mode": "enforce"}
+        )
+        assert counted == 1
+
+        await scene.other()  # the other connection still relays
+        await scene.delivered.wait_for(HISTORY_HOURS + scene.other_sent, timeout=30)
+        assert not scene.remote.messages  # the burst never got out
