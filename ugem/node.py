@@ -34,6 +34,7 @@ from relay.outbox import SchedulerOutbox
 from relay.routing import Router, make_resolver
 from relay.schedule import Scheduler
 from relay.spool import Spool, spool_path
+from ugem import workdays
 from ugem.clock import Clock, SystemClock
 from ugem.config import Config, parse_hostport
 from ugem.events import EventBus
@@ -101,6 +102,9 @@ class Node:
         notices = notice_settings(cfg)
         notices.templates.check()  # a broken template stops the start, not a decision
         cfg.data_path.mkdir(parents=True, exist_ok=True)
+        # The detector and the applications ask the working-day calendar; its first
+        # question would import `holidays`' country data on the event loop (~0.2 s).
+        await asyncio.to_thread(workdays.preload, clock.now())
         self.store = open_store(cfg.store_url)
         self.registry = Registry(self.store, clock)
         await self.registry.sync()

@@ -51,6 +51,15 @@ def _year(year: int) -> tuple[frozenset[dt.date], frozenset[dt.date]]:
     return days_off, frozenset(working)
 
 
+def preload(ts: float) -> None:
+    """Load the calendar of the year of `ts` and the next one now (blocking: call it in a
+    thread). The `holidays` package imports its country module lazily, about 0.2 s on
+    this machine: without this, the first working-day question stalls the event loop."""
+    year = local_date(ts).year
+    _year(year)
+    _year(year + 1)
+
+
 class WorkCalendar:
     def __init__(
         self,

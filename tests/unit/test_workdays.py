@@ -53,3 +53,15 @@ def test_a_newer_decree_can_be_added_by_hand() -> None:
     )
     assert not extra.is_working_day(dt.date(2026, 2, 9))
     assert extra.add_working_days(dt.date(2026, 2, 6), 2) == dt.date(2026, 2, 10)
+
+
+def test_preload_leaves_nothing_for_the_first_question_to_load() -> None:
+    from ugem import workdays
+
+    workdays._year.cache_clear()
+    workdays.preload(1_767_225_600.0)  # 2026-01-01 in Almaty
+    loaded = workdays._year.cache_info()
+    assert loaded.currsize == 2
+    workdays.WorkCalendar().is_working_day(dt.date(2026, 12, 16))
+    workdays.WorkCalendar().is_working_day(dt.date(2027, 1, 2))
+    assert workdays._year.cache_info().misses == loaded.misses  # both years were ready
