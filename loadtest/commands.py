@@ -322,18 +322,24 @@ def add_compare(sub: Any) -> None:
         help="pace the load (messages per second, as for run): latency below saturation",
     )
     p.add_argument(
-        "--ugem-set",
-        action="append",
-        default=[],
-        metavar="SECTION.KEY=VALUE",
-        help="a gateway config setting (repeatable)",
-    )
-    p.add_argument(
         "--postfix-set",
         action="append",
         default=[],
         metavar="NAME=VALUE",
         help="a Postfix main.cf parameter (repeatable)",
+    )
+    _gateway_run(p)
+    p.set_defaults(handler=compare_command)
+
+
+def _gateway_run(p: argparse.ArgumentParser) -> None:
+    """The options of every command that runs the gateway itself (compare, restart)."""
+    p.add_argument(
+        "--ugem-set",
+        action="append",
+        default=[],
+        metavar="SECTION.KEY=VALUE",
+        help="a gateway config setting (repeatable)",
     )
     p.add_argument(
         "--stall",
@@ -345,7 +351,6 @@ def add_compare(sub: Any) -> None:
     p.add_argument("--keep", action="store_true", help="keep the work directory (logs, queues)")
     p.add_argument("--json", action="store_true", help="the result as JSON")
     _common(p)
-    p.set_defaults(handler=compare_command)
 
 
 def compare_options(args: argparse.Namespace) -> compare.CompareOptions:
@@ -471,23 +476,7 @@ def add_restart(sub: Any) -> None:
         default=compare.DEFAULT_SOURCES,
         help="generator source addresses (default 127.0.0.2-127.0.0.5)",
     )
-    p.add_argument(
-        "--ugem-set",
-        action="append",
-        default=[],
-        metavar="SECTION.KEY=VALUE",
-        help="a gateway config setting (repeatable)",
-    )
-    p.add_argument(
-        "--stall",
-        type=_checked(parse_duration),
-        default=30.0,
-        help="stop waiting for arrivals after this long without one (default 30s)",
-    )
-    p.add_argument("--workdir", type=Path, help="work directory (default: a new temporary one)")
-    p.add_argument("--keep", action="store_true", help="keep the work directory (logs, queue)")
-    p.add_argument("--json", action="store_true", help="the result as JSON")
-    _common(p)
+    _gateway_run(p)
     p.set_defaults(handler=restart_command)
 
 
