@@ -12,7 +12,9 @@ effect at the next transaction), looks the client up by address and applies
 SMTPUTF8 are the only other parameters (others: 555); backpressure (intake
 backlog over `max_queue_backlog`) is 451 4.3.2 at MAIL. RCPT applies the
 recipient limit (452 4.5.3) and policy. At the end of DATA the message gets a
-`Received:` header (`relay.received`), mail from a connected server is
+`Received:` header (`relay.received`); mail from the internet (no connected client) first goes
+through `Services.inbound` (SPF/DKIM/DMARC, which adds `Authentication-Results:`
+or refuses it); mail from a connected server is
 DKIM-signed over those final bytes (`relay.dkim`; a signing failure is logged
 and the mail queued unsigned, never refused; the signing runs in a worker
 thread), and it goes to `Intake.enqueue`; only after it returns does the
@@ -67,6 +69,31 @@ class Intake(Protocol):
 
 
 @dataclass(frozen=True)
+class Inbound(Protocol):
+    """Checks mail from the internet to connected domains (SPF, DKIM, DMARC; `relay.inbound_auth`).
+
+    Given the message as received (before our `Received:`), returns the bytes to
+    queue in its place (forged `Authentication-Results:` removed, ours added at
+    the top) or the `Reply` that refuses it. Never raises: a failed lookup is a
+    result (temperror), not an exception.
+    """
+
+    async def check(self, text: bytes, envelope: Envelope) -> bytes | Reply: ...
+
+
+@dataclass(frozen=True)
+class Envelope:
+    """What the session knows of a transaction when its data has arrived."""
+
+    queue_id: str
+    client_ip: str
+    helo: str
+    sender: str  # "" for the null reverse-path
+    rcpts: tuple[str, ...]
+    tls: bool
+
+
+@dataclass(frozen=True)
 class Services:
     """What every session of a server shares."""
 
@@ -81,6 +108,7 @@ class Services:
     limits: PathLimits
     tls: ssl.SSLContext | None
     dkim: DkimSigner | None = None  # signs mail from connected servers; None: no signing
+    inbound: Inbound | None = None  # checks mail from the internet; None: no checks
 
 
 class Wire(Protocol):
@@ -263,10 +291,10 @@ class Commands:
         svc = self.svc
         started, now = svc.clock.monotonic(), svc.clock.now()
         msg = await self._queued(txn, text, new_queue_id(now), now)
-        reply = await self._enqueue(msg)
+        reply = msg if isinstance(msg, Reply) else await self._enqueue(msg)
         await self.wire.send("DATA", reply)
         svc.metrics.accept_latency.observe(max(0.0, svc.clock.monotonic() - started))
-        if not reply.is_positive:
+        if isinstance(msg, Reply) or not reply.is_positive:
             svc.metrics.count("rejected")
             return
         self.noops = 0
@@ -287,7 +315,16 @@ class Commands:
             connection=msg.connection,
         )
 
-    async def _queued(self, txn: _Txn, text: bytes, queue_id: str, now: float) -> QueuedMessage:
+    async def _queued(
+        self, txn: _Txn, text: bytes, queue_id: str, now: float
+    ) -> QueuedMessage | Reply:
+        client = txn.client
+        origin = client.id if client is not None and client.state == ConnState.CONNECTED else ""
+        if not origin and self.svc.inbound is not None:
+            checked = await self.svc.inbound.check(text, self._envelope(txn, queue_id))
+            if isinstance(checked, Reply):
+                return checked
+            text = checked
         header = received_header(
             helo=self.helo or "",
             client_ip=self.wire.client_ip,
@@ -298,8 +335,6 @@ class Commands:
             when=now,
         )
         data = header + text
-        client = txn.client
-        origin = client.id if client is not None and client.state == ConnState.CONNECTED else ""
         if client is not None and origin and self.svc.dkim is not None:
             domain = txn.sender.domain if txn.sender is not None else None
             data = await self.svc.dkim.outgoing_async(data, client.domains, domain, queue_id)
@@ -313,6 +348,16 @@ class Commands:
             client_ip=self.wire.client_ip,
             received_at=now,
             original_rcpts=list(txn.rcpts),
+        )
+
+    def _envelope(self, txn: _Txn, queue_id: str) -> Envelope:
+        return Envelope(
+            queue_id=queue_id,
+            client_ip=self.wire.client_ip,
+            helo=self.helo or "",
+            sender=str(txn.sender or ""),
+            rcpts=tuple(txn.rcpts),
+            tls=self.tls,
         )
 
     async def _enqueue(self, msg: QueuedMessage) -> Reply:
