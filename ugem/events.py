@@ -12,6 +12,7 @@ format asks.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -119,3 +120,41 @@ def trace_record(event: Event) -> dict[str, Any] | None:
             "code": event.code,
         }
     return None
+
+
+def event_of_record(record: Mapping[str, Any]) -> Accepted | Outcome:
+    """The event a trace record stands for (the inverse of `trace_record`).
+
+    The queue id is not in a trace, so it is "". Raises KeyError, TypeError or
+    ValueError on a record that is not one `trace_record` makes.
+    """
+    kind = record["event"]
+    if kind == "accepted":
+        rcpts = tuple(str(r) for r in record["rcpts"])
+        return Accepted(
+            float(record["ts"]),
+            "",
+            str(record["connection"]),
+            str(record["ip"]),
+            str(record["sender"]),
+            rcpts,
+            int(record["size"]),
+        )
+    if kind in _OUTCOMES:
+        return Outcome(
+            float(record["ts"]),
+            _OUTCOMES[kind],
+            "",
+            str(record["connection"]),
+            str(record["ip"]),
+            str(record["rcpt"]),
+            int(record["code"]),
+        )
+    raise ValueError(f"not a traffic event: {kind!r}")
+
+
+_OUTCOMES: dict[str, EventName] = {
+    "delivered": "delivered",
+    "deferred": "deferred",
+    "bounced": "bounced",
+}

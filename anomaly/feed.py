@@ -1,0 +1,160 @@
+"""The detector's view of the traffic: this process's events, or every node's.
+
+`LocalFeed` reads the node's own `EventBus`: right for one node with one
+worker. `SharedFeed` makes several workers and nodes judge a connection by its
+whole traffic: a publisher task drains this process's bus in batches and
+appends the connected servers' events, as trace records, to the shared
+`TrafficLog` (`ugem.store.traffic`: one round trip or transaction a batch, so
+never more than one a message); `get()` then reads every process's events
+from the log, in the log's one order, so every detector sees the same stream
+and reaches the same verdicts. Event time is kept non-decreasing per
+connection (clock skew between nodes must not run a window backwards).
+`claim(key, ttl)` picks the one process that acts on a verdict they all reach.
+
+Both count the events they lose in `ugem_events_dropped_total{observer=...}`
+("anomaly" for the bus, "traffic-log" for a failed append). The SMTP path never
+waits on either: the bus never blocks, and a failed append or read is logged
+at WARNING and retried (reads) or dropped (appends); the detector only falls
+behind.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import json
+import logging
+from collections import deque
+from typing import Final, Protocol
+
+from ugem.errors import StoreError
+from ugem.events import Event, EventBus, Subscription, event_of_record, trace_record
+from ugem.log import event
+from ugem.metrics import Metrics
+from ugem.store.traffic import TrafficLog
+
+log = logging.getLogger("anomaly.feed")
+
+BATCH: Final = 500  # events appended or read at a time
+RETRY_S: Final = 1.0  # pause after a failed read
+READ_WAIT_S: Final = 0.1  # longest a read waits for new records
+
+
+class Feed(Protocol):
+    async def start(self) -> None: ...
+
+    async def stop(self) -> None: ...
+
+    async def get(self) -> Event: ...
+
+    async def claim(self, key: str, ttl: float) -> bool: ...
+
+
+class LocalFeed:
+    """This process's own events, from its bus."""
+
+    def __init__(self, bus: EventBus, metrics: Metrics) -> None:
+        self._bus, self._metrics = bus, metrics
+        self._sub: Subscription | None = None
+
+    async def start(self) -> None:
+        self._sub = self._bus.subscribe("anomaly")
+
+    async def stop(self) -> None:
+        if self._sub is not None:
+            self._bus.unsubscribe(self._sub)
+            self._sub = None
+
+    async def get(self) -> Event:
+        assert self._sub is not None, "start() first"
+        ev = await self._sub.get()
+        if self._sub.dropped:
+            self._metrics.events_dropped.labels("anomaly").inc(self._sub.dropped)
+            self._sub.dropped = 0
+        return ev
+
+    def drain_one(self) -> Event | None:
+        """An event already waiting, without waiting; None when there is none."""
+        assert self._sub is not None, "start() first"
+        try:
+            return self._sub.queue.get_nowait()
+        except asyncio.QueueEmpty:
+            return None
+
+    async def claim(self, key: str, ttl: float) -> bool:
+        return True  # nobody else acts
+
+
+class SharedFeed:
+    """Every process's events, through the shared traffic log."""
+
+    def __init__(self, bus: EventBus, traffic: TrafficLog, metrics: Metrics) -> None:
+        self._local = LocalFeed(bus, metrics)
+        self._traffic, self._metrics = traffic, metrics
+        self._cursor = ""
+        self._ready: deque[Event] = deque()
+        self._last_ts: dict[str, float] = {}
+        self._publisher: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        self._cursor = await self._traffic.tail()  # judge what comes from now on
+        await self._local.start()
+        self._publisher = asyncio.create_task(self._publish(), name="traffic-publisher")
+
+    async def stop(self) -> None:
+        if self._publisher is not None:
+            self._publisher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._publisher
+            self._publisher = None
+        await self._local.stop()
+
+    async def _publish(self) -> None:
+        while True:
+            records = [await self._local.get()]
+            while len(records) < BATCH and (more := self._local.drain_one()) is not None:
+                records.append(more)
+            lines = [json.dumps(r) for ev in records if (r := trace_record(ev)) is not None]
+            if lines:
+                await self._append(lines)
+
+    async def _append(self, lines: list[str]) -> None:
+        try:
+            await self._traffic.append(lines)
+        except StoreError as exc:
+            self._metrics.events_dropped.labels("traffic-log").inc(len(lines))
+            event(log, "traffic_append_failed", logging.WARNING, dropped=len(lines), error=str(exc))
+
+    async def get(self) -> Event:
+        while not self._ready:
+            await self._fill()
+        return self._ready.popleft()
+
+    async def _fill(self) -> None:
+        try:
+            cursor, lines = await self._traffic.read(self._cursor, BATCH, READ_WAIT_S)
+        except StoreError as exc:
+            event(log, "traffic_read_failed", logging.WARNING, error=str(exc))
+            await asyncio.sleep(RETRY_S)
+            return
+        self._cursor = cursor
+        for line in lines:
+            ev = self._decode(line)
+            if ev is not None:
+                self._ready.append(ev)
+
+    def _decode(self, line: str) -> Event | None:
+        try:
+            ev = event_of_record(json.loads(line))
+        except (KeyError, TypeError, ValueError) as exc:
+            event(log, "traffic_record_bad", logging.WARNING, error=str(exc))
+            return None
+        last = self._last_ts.get(ev.connection, ev.ts)
+        if ev.ts < last:
+            ev = dataclasses.replace(ev, ts=last)
+        self._last_ts[ev.connection] = ev.ts
+        return ev
+
+    async def claim(self, key: str, ttl: float) -> bool:
+        return await self._traffic.claim(key, ttl)
