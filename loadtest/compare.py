@@ -35,7 +35,7 @@ from loadtest import generator, postfix
 from loadtest.content import SizeDist
 from loadtest.errors import TargetError
 from loadtest.gateway import GatewayInstance
-from loadtest.generator import RunOptions, new_run_id
+from loadtest.generator import load_against
 from loadtest.processes import SinkProcess, free_port
 from loadtest.rate import RateSchedule
 from loadtest.report import Report
@@ -136,7 +136,7 @@ async def _through(
         log.write(f"{name}: sending {options.messages} messages\n")
         busy_before = await settle(options.quiet_cpu, options.settle)
         result = await generator.run(
-            _load(options, name, port), progress=log if log.isatty() else None
+            load_against(options, port, name, options.rate), progress=log if log.isatty() else None
         )
         log.write(f"{name}: accepted {result.report.accepted}, waiting for the sink\n")
         await sink.drain(result.report.accepted, options.stall)
@@ -193,21 +193,6 @@ def _target(
     )  # fmt: skip
     workers = f", {options.workers} workers" if options.workers else ""
     return gateway, f"UGEM{workers}"
-
-
-def _load(options: CompareOptions, name: str, port: int) -> RunOptions:
-    return RunOptions(
-        host="127.0.0.1",
-        port=port,
-        messages=options.messages,
-        connections=options.connections,
-        per_connection=options.per_connection,
-        size=options.size,
-        sources=options.sources,
-        timeout=options.timeout,
-        rate=options.rate,
-        run_id=f"{name}-{new_run_id()}",
-    )
 
 
 ROWS: list[tuple[str, str]] = [

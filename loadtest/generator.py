@@ -23,7 +23,7 @@ import contextlib
 import secrets
 import time
 from dataclasses import dataclass, field
-from typing import TextIO
+from typing import Protocol, TextIO
 
 from loadtest.content import Message, MessageFactory, SizeDist, Template
 from loadtest.rate import Clock, Plan, RateSchedule, SystemClock
@@ -57,6 +57,41 @@ class RunOptions:
     pipelining: bool = True
     run_id: str = field(default_factory=new_run_id)
     seed: int = 0
+
+
+class LoadShape(Protocol):
+    """What a benchmark's options say of the load it drives (compare, restart)."""
+
+    @property
+    def messages(self) -> int: ...
+    @property
+    def connections(self) -> int: ...
+    @property
+    def per_connection(self) -> int: ...
+    @property
+    def size(self) -> SizeDist: ...
+    @property
+    def sources(self) -> tuple[str, ...]: ...
+    @property
+    def timeout(self) -> float: ...
+
+
+def load_against(
+    shape: LoadShape, port: int, name: str, rate: RateSchedule | None = None
+) -> RunOptions:
+    """The load of `shape` against 127.0.0.1:`port`, its run id starting with `name`."""
+    return RunOptions(
+        host="127.0.0.1",
+        port=port,
+        messages=shape.messages,
+        connections=shape.connections,
+        per_connection=shape.per_connection,
+        size=shape.size,
+        sources=shape.sources,
+        timeout=shape.timeout,
+        rate=rate,
+        run_id=f"{name}-{new_run_id()}",
+    )
 
 
 @dataclass(frozen=True)

@@ -43,7 +43,7 @@ from loadtest.compare import DEFAULT_SOURCES, DOMAIN, SENDER_DOMAIN
 from loadtest.content import SizeDist
 from loadtest.errors import TargetError
 from loadtest.gateway import GatewayInstance
-from loadtest.generator import RunOptions, new_run_id
+from loadtest.generator import load_against
 from loadtest.processes import POLL, SinkProcess, free_port
 from loadtest.report import Report
 
@@ -131,7 +131,9 @@ async def _run(options: RestartOptions, work: Path, log: TextIO) -> RestartResul
         log.write(f"starting the gateway on 127.0.0.1:{gateway.port}, next hop {hop[1]} (down)\n")
         await gateway.start()
         log.write(f"filling the queue with {options.messages} messages\n")
-        fill = await generator.run(_load(options, gateway.port), progress=_tty(log))
+        fill = await generator.run(
+            load_against(options, gateway.port, "restart"), progress=_tty(log)
+        )
         queued = await _queue_holds(gateway, fill.report.accepted)
         log.write(f"queued {sum(queued.values())} ({_states(queued)}); stopping with SIGTERM\n")
         stop_started = time.monotonic()
@@ -155,20 +157,6 @@ async def _run(options: RestartOptions, work: Path, log: TextIO) -> RestartResul
 
 def _tty(log: TextIO) -> TextIO | None:
     return log if log.isatty() else None
-
-
-def _load(options: RestartOptions, port: int) -> RunOptions:
-    return RunOptions(
-        host="127.0.0.1",
-        port=port,
-        messages=options.messages,
-        connections=options.connections,
-        per_connection=options.per_connection,
-        size=options.size,
-        sources=options.sources,
-        timeout=options.timeout,
-        run_id=f"restart-{new_run_id()}",
-    )
 
 
 async def _queue_holds(gateway: GatewayInstance, count: int) -> dict[str, int]:
