@@ -4,4 +4,5 @@ pytest_plugins = [
     "tests.support.redis_server",
     "tests.support.sink",
     "tests.support.dnsmasq",
+    "tests.support.stores",
 ]

@@ -25,14 +25,6 @@ def accepted(ts: float, conn: str, sender: str) -> Accepted:
     return Accepted(ts, "Q1", conn, "127.0.0.2", sender, ("a@x.example",), 100)
 
 
-@pytest.fixture(params=["sqlite", "redis"])
-def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'registry.db'}"
-    url: str = request.getfixturevalue("redis_url")
-    return url
-
-
 class Worker:
     def __init__(self, store_url: str) -> None:
         self.bus, self.metrics = EventBus(), Metrics()

@@ -32,14 +32,6 @@ ROOT = Path(__file__).resolve().parents[2]
 StoreFactory = Callable[[], Store]
 
 
-@pytest.fixture(params=["sqlite", "redis"])
-def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'not-yet' / 'registry.db'}"
-    url: str = request.getfixturevalue("redis_url")
-    return url
-
-
 @pytest.fixture
 async def stores(store_url: str) -> AsyncIterator[StoreFactory]:
     opened: list[Store] = []

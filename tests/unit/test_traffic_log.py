@@ -17,14 +17,6 @@ from ugem.store.traffic import START, SqliteTrafficLog, TrafficLog, open_traffic
 LogFactory = Callable[[], TrafficLog]
 
 
-@pytest.fixture(params=["sqlite", "redis"])
-def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'data' / 'registry.db'}"
-    url: str = request.getfixturevalue("redis_url")
-    return url
-
-
 @pytest.fixture
 async def logs(store_url: str) -> AsyncIterator[LogFactory]:
     opened: list[TrafficLog] = []
