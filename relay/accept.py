@@ -5,9 +5,13 @@ aiosmtpd's threaded Controller) and runs one `relay.smtp_session.SmtpSession`
 per client. It counts sessions in the server, not per session: over
 `max_connections` in total, or `max_connections_per_ip` from one address, a
 client is greeted with 421 4.7.0 and closed. STARTTLS is offered when
-`tls_cert` and `tls_key` are set; a certificate or key that cannot be loaded is
-a `ConfigError` at `start()`. Mail from connected servers is DKIM-signed per
-`[dkim]` (`relay.dkim.signer_from_config`). `stop(grace)` stops listening,
+`tls_cert` and `tls_key` are set (TLS >= 1.2, no renegotiation: `relay.tls`);
+a certificate or key that cannot be loaded is a `ConfigError` at `start()`.
+`reload_tls()` (SIGHUP) reads both files again into a new context that every
+STARTTLS from then on uses; open sessions are not touched, and a pair that
+cannot be loaded keeps the old context, with an ERROR line naming the key.
+Mail from connected servers is DKIM-signed per `[dkim]`
+(`relay.dkim.signer_from_config`). `stop(grace)` stops listening,
 sends 421 4.3.2 to sessions that are idle or between commands, lets a DATA or
 commit in progress finish within `grace` seconds, then aborts what is left and
 waits (again up to `grace`) for commits already handed to the intake, so none is torn.
@@ -27,10 +31,12 @@ from collections import Counter
 from relay import replies
 from relay.address import PathLimits
 from relay.dkim import signer_from_config
+from relay.inbound_auth import inbound_from_config
 from relay.policy import Gateway
 from relay.replies import Reply
 from relay.smtp_commands import Intake, Services
 from relay.smtp_session import SmtpSession
+from relay.tls import server_context as load_tls
 from ugem.clock import Clock
 from ugem.config import Config, parse_hostport
 from ugem.errors import ConfigError
@@ -40,7 +46,7 @@ from ugem.metrics import Metrics
 from ugem.names import canonical_domain
 from ugem.registry import Registry
 
-__all__ = ["AcceptServer", "Intake"]
+__all__ = ["AcceptServer", "Intake", "load_tls"]
 
 log = logging.getLogger("relay.accept")
 
@@ -72,6 +78,7 @@ class AcceptServer:
             limits=PathLimits(smtp.max_local_part, smtp.max_domain, gateway.domain),
             tls=None,
             dkim=signer_from_config(config, clock),
+            inbound=inbound_from_config(config, clock, metrics),
         )
         self.metrics = metrics
         self._server: asyncio.Server | None = None
@@ -80,11 +87,12 @@ class AcceptServer:
         self._per_ip: Counter[str] = Counter()
         self._commits: set[asyncio.Task[None]] = set()
         self._stopping = False
+        self._tls: ssl.SSLContext | None = None
         self.port = 0
 
     async def start(self) -> None:
         host, port = parse_hostport(self.config.smtp.listen, listen=True)
-        tls = load_tls(self.config.smtp.tls_cert, self.config.smtp.tls_key)
+        tls = self._tls = load_tls(self.config.smtp.tls_cert, self.config.smtp.tls_key)
         self._services = dataclasses.replace(self._services, tls=tls)
         loop = asyncio.get_running_loop()
         # Several worker processes share the port (the kernel spreads connections).
@@ -124,6 +132,25 @@ class AcceptServer:
     def session_count(self) -> int:
         return len(self._admitted)
 
+    def reload_tls(self) -> bool:
+        """Load the STARTTLS certificate and key again; False (old context kept) on failure."""
+        if self._tls is None:
+            event(log, "tls_reload_skipped", logging.INFO, reason="STARTTLS is not configured")
+            return False
+        smtp = self.config.smtp
+        try:
+            tls = load_tls(smtp.tls_cert, smtp.tls_key)
+        except ConfigError as exc:
+            self.metrics.tls_reloads.labels("failed").inc()
+            event(log, "tls_reload_failed", logging.ERROR, key=exc.key, error=str(exc))
+            return False
+        assert tls is not None  # both files are set, as they were at start
+        self._tls = tls
+        self._services = dataclasses.replace(self._services, tls=tls)
+        self.metrics.tls_reloads.labels("ok").inc()
+        event(log, "tls_reloaded", logging.INFO, cert=smtp.tls_cert)
+        return True
+
     # -- SessionHost: what sessions ask of the server --------------------------------------
 
     def admit(self, session: SmtpSession) -> Reply | None:
@@ -152,6 +179,10 @@ class AcceptServer:
             del self._per_ip[session.client_ip]
         self.metrics.smtp_connections.dec()
 
+    def tls_context(self) -> ssl.SSLContext | None:
+        """The STARTTLS context now (the latest reload's)."""
+        return self._tls
+
     def commit_started(self, task: asyncio.Task[None]) -> None:
         self._commits.add(task)
         task.add_done_callback(self._commit_done)
@@ -168,20 +199,3 @@ def gateway_domain(hostname: str) -> str:
         return canonical_domain(hostname)
     except ValueError:
         return hostname.strip().rstrip(".").lower()
-
-
-def load_tls(cert: str, key: str) -> ssl.SSLContext | None:
-    """The server's TLS context, or None when STARTTLS is not configured."""
-    if not cert and not key:
-        return None
-    if not cert or not key:
-        missing = "smtp.tls_cert" if not cert else "smtp.tls_key"
-        raise ConfigError(missing, "", "STARTTLS needs both tls_cert and tls_key")
-    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    try:
-        context.load_cert_chain(cert, key)
-    except (OSError, ssl.SSLError) as exc:
-        raise ConfigError(
-            "smtp.tls_cert", cert, f"a readable PEM certificate chain matching smtp.tls_key ({exc})"
-        ) from exc
-    return context

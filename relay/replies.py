@@ -136,3 +136,14 @@ POSTMASTER_UNROUTED = Reply(
     "5.1.1",
     "The gateway's postmaster has no next hop configured; contact the STS support service",
 )
+
+# Added for inbound authentication (relay.inbound_auth; additive).
+SPF_REJECT = Reply(
+    550, "5.7.23", "SPF validation failed: the sender domain does not authorise this host"
+)
+SEVERAL_AUTHORS = Reply(
+    550,
+    "5.7.1",
+    "Message must have exactly one From: header field with one address "
+    "(RFC 5322 3.6, RFC 7489 6.6.1)",
+)

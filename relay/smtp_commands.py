@@ -41,6 +41,7 @@ from relay.message import QueuedMessage, new_queue_id
 from relay.policy import Gateway, check_mail, check_rcpt
 from relay.received import protocol, received_header
 from relay.replies import Reply
+from relay.tls import TlsInfo
 from ugem.clock import Clock
 from ugem.config import Config
 from ugem.errors import SpoolFullError
@@ -68,7 +69,6 @@ class Intake(Protocol):
         ...
 
 
-@dataclass(frozen=True)
 class Inbound(Protocol):
     """Checks mail from the internet to connected domains (SPF, DKIM, DMARC; `relay.inbound_auth`).
 
@@ -123,6 +123,8 @@ class Wire(Protocol):
     async def read_data(self) -> bytes | Reply: ...
 
     async def start_tls(self, context: ssl.SSLContext) -> None: ...
+
+    def tls_info(self) -> TlsInfo | None: ...
 
     def commit_started(self, task: asyncio.Task[None]) -> None: ...
 
@@ -333,6 +335,7 @@ class Commands:
             queue_id=queue_id,
             rcpts=txn.rcpts,
             when=now,
+            tls=self.wire.tls_info(),
         )
         data = header + text
         if client is not None and origin and self.svc.dkim is not None:

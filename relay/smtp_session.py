@@ -14,8 +14,12 @@ Limits: command line (`max_command_line`, MAIL/RCPT with PARAM_ROOM more),
 an idle client (`command_timeout`) and a slow DATA (`data_timeout`) get
 421 4.4.2 and are closed; malformed or unknown commands over
 `max_bad_commands` get 421 4.7.0. STARTTLS discards every byte received in
-clear after the command (no injection across the TLS boundary, CVE-2011-0411)
-and a handshake slower than `tls_handshake_timeout` drops the session. An
+clear after the command (no injection across the TLS boundary, CVE-2011-0411),
+hand-shakes with the server's context of the moment (`SessionHost.tls_context`,
+renewed by a reload), and a handshake that fails or is slower than
+`tls_handshake_timeout` drops the session: logged (INFO, with the client's
+address) and counted by reason, never raised. `tls_info()` is then what the
+handshake chose (for the `Received:` header). An
 exception in a command is a 451 4.3.0 and an ERROR log line, never aiosmtpd's
 "500 <exception text>". A hang-up ends the session quietly.
 """
@@ -34,6 +38,7 @@ from relay import replies
 from relay.replies import Reply
 from relay.smtp_commands import Commands, EndSession, Services
 from relay.smtp_data import DataReader
+from relay.tls import TlsInfo, negotiated
 from ugem.log import event
 
 log = logging.getLogger("relay.accept")
@@ -71,6 +76,10 @@ class SessionHost(Protocol):
 
     def commit_started(self, task: asyncio.Task[None]) -> None: ...
 
+    def tls_context(self) -> ssl.SSLContext | None:
+        """The STARTTLS context now (a reload replaces it); None: use the session's."""
+        ...
+
 
 @dataclass(frozen=True)
 class _Line:
@@ -99,6 +108,7 @@ class SmtpSession(SMTP):
         self._closing = False
         self._lost = False
         self._refusal: Reply | None = None
+        self._tls: TlsInfo | None = None
         self._banner = replies.greeting(services.hostname)
         super().__init__(
             _NoHooks(),
@@ -303,20 +313,40 @@ class SmtpSession(SMTP):
         self._buf.clear()
         self._reader._buffer.clear()  # type: ignore[attr-defined]
         await self.send("STARTTLS", replies.READY_TLS)
+        context = self.host.tls_context() or context
         timeout = self.smtp.tls_handshake_timeout
         try:
             async with asyncio.timeout(timeout):
                 await self._writer.start_tls(context, ssl_handshake_timeout=timeout)
-        except (TimeoutError, ConnectionError, OSError):
-            event(log, "tls_handshake_failed", logging.DEBUG, client_ip=self.client_ip)
-            self.abort()
-            # asyncio does not pass on a loss during the handshake: end the session here.
-            self.connection_lost(None)
+        except (TimeoutError, ConnectionError, OSError) as exc:
+            self._handshake_failed(exc)
             raise EndSession(None) from None
         self.transport = self._writer.transport
         self._reader._transport = self.transport  # type: ignore[attr-defined]
+        self._tls = negotiated(self.transport.get_extra_info("ssl_object"))
         assert self.session is not None
         self.session.ssl = {"cipher": self.transport.get_extra_info("cipher")}
+
+    def _handshake_failed(self, exc: BaseException) -> None:
+        """Log and count a failed handshake, and end the connection."""
+        reason = handshake_failure(exc)
+        self.metrics.tls_handshake_failures.labels(reason).inc()
+        detail = str(exc) or type(exc).__name__
+        event(
+            log,
+            "tls_handshake_failed",
+            logging.INFO,
+            client_ip=self.client_ip,
+            reason=reason,
+            error=detail,
+        )
+        self.abort()
+        # asyncio does not pass on a loss during the handshake: end the session here.
+        self.connection_lost(None)
+
+    def tls_info(self) -> TlsInfo | None:
+        """The version and cipher of this session's TLS, None while it is in clear."""
+        return self._tls
 
 
 def client_ip(peer: object) -> str:
@@ -327,6 +357,15 @@ def client_ip(peer: object) -> str:
     if host.startswith("::ffff:") and "." in host:
         return host[len("::ffff:") :]
     return host
+
+
+def handshake_failure(exc: BaseException) -> str:
+    """Why a handshake failed, as a metric label: timeout, tls_error or disconnected."""
+    if isinstance(exc, TimeoutError | ConnectionAbortedError):
+        return "timeout"  # asyncio aborts a handshake past ssl_handshake_timeout
+    if isinstance(exc, ssl.SSLError) and not isinstance(exc, ssl.SSLEOFError):
+        return "tls_error"
+    return "disconnected"
 
 
 def _nothing() -> None:

@@ -4,5 +4,6 @@ pytest_plugins = [
     "tests.support.redis_server",
     "tests.support.sink",
     "tests.support.dnsmasq",
+    "tests.support.silent_dns",
     "tests.support.stores",
 ]

@@ -16,6 +16,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import functools
+import ipaddress
 import os
 import socket
 import tomllib
@@ -65,6 +66,13 @@ class NodeConfig:
     )
     data_dir: str = knob(
         "./var", "Directory for the spool, the SQLite store and other state.", kind="path"
+    )
+    public_addresses: list[str] = knob(
+        [],
+        "The gateway's outbound IP addresses as the internet sees them. The DNS readiness "
+        "check (ugem dkim check, an application's checks) evaluates each organisation's SPF "
+        "record for every one of them (empty: its SPF finding fails, saying this is not set).",
+        kind="addresses",
     )
 
 
@@ -222,6 +230,20 @@ class DeliveryConfig:
         "Outbound STARTTLS: opportunistic (when offered, unverified) or never.",
         choices=("opportunistic", "never"),
     )
+    tls_required_domains: list[str] = knob(
+        [],
+        "Recipient domains whose mail goes only over STARTTLS with a certificate that "
+        "verifies for the next hop's name (the MX host, or the route's host); when a next "
+        "hop cannot do that, nothing is sent and the mail waits (deferred 4.7.x, retried). "
+        '"example.org" matches that domain, ".example.org" its subdomains.',
+        kind="tlsdomains",
+    )
+    tls_ca_file: str = knob(
+        "",
+        "PEM file of the CA certificates that next hops of tls_required_domains are verified "
+        "against (empty: the system's CA bundle).",
+        kind="path",
+    )
     min_backoff: float = knob(
         300.0, "Seconds before the first retry of deferred mail.", lo=1, hi=DAY
     )
@@ -260,6 +282,51 @@ class DkimConfig:
 
 
 @dataclass(frozen=True)
+class AuthConfig:
+    enabled: bool = knob(
+        True,
+        "Check mail from the internet to connected domains (SPF, DKIM, DMARC) and add an "
+        "Authentication-Results: header with the results; such headers from outside that "
+        "claim our authserv_id are removed. Mail from connected servers is not checked.",
+    )
+    authserv_id: str = knob(
+        "",
+        "Name of this gateway in Authentication-Results: headers (empty: node.hostname).",
+        kind="hostname",
+    )
+    spf_fail: str = knob(
+        "tag",
+        "What an SPF fail does. reject: 550 5.7.23, unless DMARC passes through an aligned "
+        "DKIM signature (RFC 7489 10.1); tag: the result is only recorded in the header and "
+        "DMARC decides.",
+        choices=("reject", "tag"),
+    )
+    dmarc_reject: str = knob(
+        "reject",
+        "What a DMARC failure under the sender domain's p=reject does (after pct=). reject: "
+        "550 5.7.1 (so are messages with several From: fields or addresses); quarantine-tag: "
+        "delivered with the header X-UGEM-Quarantine: dmarc; tag: only the Authentication-"
+        "Results: header. A failure under p=quarantine gets X-UGEM-Quarantine unless tag.",
+        choices=("reject", "quarantine-tag", "tag"),
+    )
+    max_dkim_signatures: int = knob(
+        3,
+        "DKIM signatures verified per message, top first; further ones are ignored "
+        "(0: no DKIM verification).",
+        lo=0,
+        hi=20,
+    )
+    timeout: float = knob(
+        20.0,
+        "Seconds all checks of one message may take together (RFC 7208 4.6.4 asks at least "
+        "20 for SPF); what is not done by then is temperror. Each DNS lookup is also bounded "
+        "by delivery.dns_timeout.",
+        lo=0.5,
+        hi=120,
+    )
+
+
+@dataclass(frozen=True)
 class AnomalyConfig:
     trace_file: str = knob(
         "", "Write relay events as a JSONL traffic trace to this file (empty: off).", kind="path"
@@ -267,10 +334,18 @@ class AnomalyConfig:
     mode: str = knob(
         "shadow",
         "What the anomaly detector does on abnormal traffic from a connected server. "
-        "enforce: suspend it, audit, notify its owner and the operators; "
-        "shadow: only log, audit and count what it would have suspended (watch a new "
-        "detector before it acts); off: do not run the detector.",
+        "enforce: suspend it, open an incident, audit, notify its owner and the operators; "
+        "shadow: only open an incident, log, audit, count and alert the operators about what "
+        "it would have suspended (watch a new detector before it acts); off: do not run the "
+        "detector. Overrides per connection: /v1/overrides.",
         choices=("enforce", "shadow", "off"),
+    )
+    shared_traffic: str = knob(
+        "auto",
+        "Whether the detector judges the traffic of every worker and node (through a shared "
+        "traffic log beside the store: traffic.db, or a Redis stream) or only its own process's. "
+        "auto: shared when node.workers > 1 or the store is Redis; on; off.",
+        choices=("auto", "on", "off"),
     )
 
 
@@ -291,6 +366,7 @@ class Config:
     spool: SpoolConfig = field(default_factory=SpoolConfig)
     delivery: DeliveryConfig = field(default_factory=DeliveryConfig)
     dkim: DkimConfig = field(default_factory=DkimConfig)
+    auth: AuthConfig = field(default_factory=AuthConfig)
     anomaly: AnomalyConfig = field(default_factory=AnomalyConfig)
     log: LogConfig = field(default_factory=LogConfig)
 
@@ -315,6 +391,14 @@ class Config:
     def store_url(self) -> str:
         """sqlite:/// + path (SQLAlchemy's form: a fourth slash makes it absolute)."""
         return self.store.url or f"sqlite:///{(self.data_path / 'registry.db').resolve()}"
+
+    @property
+    def shares_traffic(self) -> bool:
+        """Whether the detector reads the shared traffic log (`[anomaly] shared_traffic`)."""
+        choice = self.anomaly.shared_traffic
+        if choice != "auto":
+            return choice == "on"
+        return self.node.workers > 1 or self.store_url.startswith("redis://")
 
 
 SECTIONS: dict[str, type[Any]] = {
@@ -353,9 +437,20 @@ def _check_kind(kind: str, value: Any) -> Any:
             parse_hostport(hop)
             out[canonical_domain(dom)] = hop
         return out
+    elif kind == "tlsdomains":
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise ValueError('expected a list of domains like "example.org" or ".example.org"')
+        return [
+            ("." if v.strip().startswith(".") else "") + canonical_domain(v.strip(" ."))
+            for v in value
+        ]
     elif kind == "dnsservers":
         if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
             raise ValueError('expected a list of "ip" or "ip:port" strings')
+    elif kind == "addresses":
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise ValueError('expected a list of IP addresses like "203.0.113.9"')
+        return [str(ipaddress.ip_address(v.strip())) for v in value]
     elif kind == "mailbox" and value:
         local, at, domain = value.rpartition("@")
         if not at or not local or any(c in local for c in ' <>"') or "." not in domain:

@@ -97,6 +97,39 @@ class Metrics:
             ["mode"],
             registry=r,
         )
+        self.detector_events = Counter(
+            "ugem_detector_events_total",
+            "Traffic events of connected servers the anomaly detector judged "
+            "(with a shared feed: every worker's and node's)",
+            registry=r,
+        )
+        self.incidents_opened = Counter(
+            "ugem_incidents_opened_total",
+            "Incidents the anomaly detector opened, by mode: enforce (it suspended the "
+            "connection), shadow (it only watched: shadow mode or an exemption)",
+            ["mode"],
+            registry=r,
+        )
+        self.tls_handshake_failures = Counter(
+            "ugem_smtp_tls_handshake_failures_total",
+            "Inbound STARTTLS handshakes that failed, by reason: timeout, tls_error "
+            "(e.g. a protocol version below TLS 1.2), disconnected",
+            ["reason"],
+            registry=r,
+        )
+        self.tls_reloads = Counter(
+            "ugem_tls_reloads_total",
+            "Reloads of the STARTTLS certificate and key (SIGHUP) by result: ok, failed",
+            ["result"],
+            registry=r,
+        )
+        self.auth_results = Counter(
+            "ugem_auth_results_total",
+            "Inbound authentication results of mail from the internet, by method (spf, dkim, "
+            "dmarc) and result (pass, fail, softfail, neutral, none, temperror, permerror)",
+            ["method", "result"],
+            registry=r,
+        )
 
         self._replies: dict[tuple[str, int], Counter] = {}
         self._outcomes: dict[str, Counter] = {}

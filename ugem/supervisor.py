@@ -6,9 +6,10 @@ The supervisor runs no node itself. It starts each worker as
 SO_REUSEPORT and the kernel spreads connections among them; each has its own
 spool and its own admin listener (admin port + I). A worker that dies is
 started again after a back-off (1 s doubling to 30 s) and the death is logged
-at ERROR. SIGTERM or SIGINT is passed to every worker; the supervisor waits
-for them (a worker still alive after `STOP_TIMEOUT` is killed) and exits 0
-when all stopped cleanly, 1 otherwise.
+at ERROR. SIGHUP is passed to every running worker (each reloads its STARTTLS
+certificate; the supervisor itself keeps running). SIGTERM or SIGINT is passed
+to every worker; the supervisor waits for them (a worker still alive after
+`STOP_TIMEOUT` is killed) and exits 0 when all stopped cleanly, 1 otherwise.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ class Supervisor:
         self.procs: dict[int, asyncio.subprocess.Process] = {}
         self.stopping = asyncio.Event()
         self.exit_codes: dict[int, int] = {}
+        self._spawning = asyncio.Lock()
 
     def _argv(self, index: int) -> list[str]:
         config = ["--config", self.config_path] if self.config_path else []
@@ -42,7 +44,15 @@ class Supervisor:
 
     async def _spawn(self, index: int) -> asyncio.subprocess.Process:
         env = {**os.environ, "UGEM_NODE_WORKERS": str(self.workers)}
-        proc = await asyncio.create_subprocess_exec(*self._argv(index), env=env)
+        # The worker starts with SIGHUP blocked (the mask is inherited): one sent before its
+        # handler is in place waits instead of killing it, and is handled once it is ready.
+        # One spawn at a time, so no other spawn's restore can leave SIGHUP blocked here.
+        async with self._spawning:
+            signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGHUP})
+            try:
+                proc = await asyncio.create_subprocess_exec(*self._argv(index), env=env)
+            finally:
+                signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGHUP})
         self.procs[index] = proc
         event(log, "worker_started", worker=index, pid=proc.pid)
         return proc
@@ -70,10 +80,18 @@ class Supervisor:
                 return
             backoff = min(backoff * 2, MAX_BACKOFF)
 
+    def reload(self) -> None:
+        """SIGHUP: pass it on to every worker that is running."""
+        running = [proc for proc in self.procs.values() if proc.returncode is None]
+        for proc in running:
+            proc.send_signal(signal.SIGHUP)
+        event(log, "supervisor_reload", workers=len(running))
+
     async def run(self) -> int:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self.stopping.set)
+        loop.add_signal_handler(signal.SIGHUP, self.reload)
         keepers = [asyncio.create_task(self._keep(i)) for i in range(self.workers)]
         await self.stopping.wait()
         event(log, "supervisor_stopping", workers=self.workers)

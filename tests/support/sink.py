@@ -128,10 +128,11 @@ class _SinkSMTP(SMTP):  # type: ignore[misc]  # aiosmtpd has no type information
             self.sink._on_open(self)
 
     def connection_lost(self, error: Exception | None) -> None:
+        if self.closed:  # `Sink.drop_sessions` may have said so already
+            return
         super().connection_lost(error)
-        if not self.closed:
-            self.closed = True
-            self.sink._on_close(self)
+        self.closed = True
+        self.sink._on_close(self)
 
 
 class Sink:
@@ -203,10 +204,17 @@ class Sink:
         self._server = None
 
     async def drop_sessions(self) -> None:
-        """Close every open session from the server side (as a peer's idle timeout does)."""
+        """Close every open session from the server side (as a peer's idle timeout does).
+
+        After STARTTLS the session is also told it lost its connection: asyncio's
+        TLS layer, closed in the middle of a handshake, never tells it (and
+        aiosmtpd would wait for the next command forever).
+        """
         for session in list(self._sessions):
             if session.transport is not None:
                 session.transport.close()
+            if session._original_transport is not None:
+                session.connection_lost(None)
         await self.wait_until(lambda: self.active == 0, 10, "all sessions closed")
 
     # -- waiting for events ----------------------------------------------------------------

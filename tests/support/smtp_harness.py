@@ -1,11 +1,12 @@
 """An `AcceptServer` on loopback for tests, a recording intake and a raw SMTP client.
 
 `accept_server(tmp_path, conns=..., **smtp_keys)` runs the relay's SMTP
-listener alone (no spool, no delivery) on 127.0.0.1 with a free port, a
-SQLite-backed registry holding `conns`, and a `RecordingIntake` that keeps
-every message it is given in `.messages` (or raises `.error`, or reports
-`.waiting` as its backlog). `RawClient` speaks bytes, for what smtplib will
-not send (bare LF, NUL, pipelined bursts); `reply()` reads one whole reply.
+listener alone (no spool, no delivery, no inbound SPF/DKIM/DMARC checks) on
+127.0.0.1 with a free port, a SQLite-backed registry holding `conns`, and a
+`RecordingIntake` that keeps every message it is given in `.messages` (or
+raises `.error`, or reports `.waiting` as its backlog). `RawClient` speaks
+bytes, for what smtplib will not send (bare LF, NUL, pipelined bursts);
+`reply()` reads one whole reply.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from typing import Any
 from relay.accept import AcceptServer
 from relay.message import QueuedMessage
 from ugem.clock import FakeClock
-from ugem.config import Config, DeliveryConfig, NodeConfig, SmtpConfig
+from ugem.config import AuthConfig, Config, DeliveryConfig, NodeConfig, SmtpConfig
 from ugem.events import EventBus
 from ugem.metrics import Metrics
 from ugem.model import Connection, ConnState
@@ -82,6 +83,7 @@ def make_config(tmp_path: Path, routes: dict[str, str] | None = None, **smtp: An
         node=NodeConfig(hostname=HOSTNAME, data_dir=str(tmp_path)),
         smtp=SmtpConfig(**{"listen": "127.0.0.1:0", **smtp}),
         delivery=DeliveryConfig(routes=routes or {}),
+        auth=AuthConfig(enabled=False),  # the listener alone: no SPF/DKIM/DMARC checks
     )
 
 
