@@ -12,6 +12,15 @@ classification is `relay.trouble`'s. What it promises:
   plain text on the same connection; a failed handshake reconnects to the same
   hop once without STARTTLS (opportunistic TLS must not make mail
   undeliverable; that retry is logged);
+- recipients of `[delivery] tls_required_domains` go in a transaction of their
+  own, only over a session whose STARTTLS verified the hop's certificate for
+  its name (`Hop.tls_name`, against `tls_ca_file` or the system's CAs),
+  whatever `starttls` says. A hop that offers no STARTTLS or refuses it
+  (4.7.4), or whose handshake or certificate fails (4.7.5), gets nothing, not
+  even MAIL FROM, and no plain retry: the next hop is tried, and when none
+  qualifies those recipients are deferred with a 451 naming the domain, the
+  hop and the failure (logged at INFO). A plain or unverified pooled session
+  never carries them;
 - MAIL FROM carries SIZE= when offered, SMTPUTF8 when an address is not ASCII
   and it is offered (when it is not: the non-ASCII recipients, or all if the
   sender is one, bounce 5.6.7), BODY=8BITMIME when the text has 8-bit bytes and
@@ -46,14 +55,16 @@ classification is `relay.trouble`'s. What it promises:
 Timeouts: `connect_timeout` for the TCP connect and the greeting (aiosmtplib
 uses one timeout for both), `command_timeout` for every other reply,
 including each reply of a pipelined group and the end of DATA. One DEBUG line
-per attempt carries the queue id and the hop. An unexpected error defers the
-recipients (4.3.0) and is logged with its traceback.
+per attempt carries the queue id, the hop and its TLS (version, cipher,
+whether verified). An unexpected error defers the recipients (4.3.0) and is
+logged with its traceback.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import ssl
 from collections.abc import Coroutine, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -71,6 +82,7 @@ from relay.smtp_client import (
     dot_stuff,
     envelope_commands,
 )
+from relay.tls import RequiredTls, TlsInfo, domain_of, negotiated, verified_context
 from relay.trouble import RcptOutcome
 from ugem.clock import Clock
 from ugem.config import DeliveryConfig
@@ -92,6 +104,8 @@ class _Session:
     protocol: PipelinedProtocol  # smtp's, adopted
     name: str  # the hop as "host:port", for outcomes and logs
     tls: bool = False
+    verified: bool = False  # the certificate was checked for the hop's name
+    tls_info: TlsInfo | None = None
     pipelining: bool = False
     messages: int = 0
     idle_since: float = 0.0
@@ -127,6 +141,23 @@ class _NoSession(Exception):
 
 class _TlsFailed(Exception):
     """The STARTTLS handshake (or the EHLO after it) failed; the connection is gone."""
+
+
+class TlsRequired(aiosmtplib.SMTPResponseException):
+    """A hop cannot give the verified TLS a recipient's domain requires.
+
+    A local 451 verdict, classified by `relay.trouble` like the reply it reads
+    as ("451 4.7.4 TLS required for ..."): deferred, never bounced.
+    """
+
+    def __init__(self, status: str, text: str) -> None:
+        super().__init__(451, f"{status} {text}")
+
+
+def _tls_trouble(exc: BaseException) -> str:
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        return f"certificate not trusted: {exc.verify_message}"
+    return f"TLS handshake failed: {type(exc).__name__}: {exc}"
 
 
 class _Stale(Exception):
@@ -182,6 +213,9 @@ class Deliverer:
         self._reaper: asyncio.TimerHandle | None = None
         self._closed = False
         self._tls = client_tls_context()
+        self._required = RequiredTls.of(config.tls_required_domains)
+        needs_ca = bool(self._required) or bool(config.tls_ca_file)
+        self._verify = verified_context(config.tls_ca_file) if needs_ca else None
 
     @property
     def open_sessions(self) -> int:
@@ -192,7 +226,28 @@ class Deliverer:
         self, route: Route, sender: str, rcpts: Sequence[str], data: bytes, queue_id: str
     ) -> list[RcptOutcome]:
         """One outcome per recipient, in order; never raises for delivery failures."""
-        rcpts = list(rcpts)
+        strict = self._required.recipients(rcpts)
+        if not strict:
+            return await self._deliver(route, sender, list(rcpts), data, queue_id, ())
+        chosen = set(strict)
+        rest = [rcpt for rcpt in rcpts if rcpt not in chosen]
+        domains = tuple(sorted({domain_of(rcpt) for rcpt in strict}))
+        outcomes = await self._deliver(route, sender, strict, data, queue_id, domains)
+        outcomes += await self._deliver(route, sender, rest, data, queue_id, ())
+        by_rcpt = {outcome.rcpt: outcome for outcome in outcomes}
+        return [by_rcpt[rcpt] for rcpt in rcpts]
+
+    async def _deliver(
+        self,
+        route: Route,
+        sender: str,
+        rcpts: list[str],
+        data: bytes,
+        queue_id: str,
+        secure: tuple[str, ...],
+    ) -> list[RcptOutcome]:
+        """`deliver` for recipients that all need verified TLS (`secure`: their domains)
+        or none of them."""
         if not rcpts:
             return []
         dest = self._dests.get(route.key)
@@ -203,7 +258,7 @@ class Deliverer:
         dest.users += 1
         try:
             async with dest.slots, self._total:
-                return await self._attempt(route, dest, sender, rcpts, data, queue_id)
+                return await self._attempt(route, dest, sender, rcpts, data, queue_id, secure)
         except Exception as exc:  # a bug must not lose mail: defer, log the traceback
             event(
                 log,
@@ -242,9 +297,13 @@ class Deliverer:
         rcpts: list[str],
         data: bytes,
         queue_id: str,
+        secure: tuple[str, ...],
     ) -> list[RcptOutcome]:
-        """On an idle session if there is one (a new one if it turns out stale), else a new one."""
-        session = self._take_idle(dest)
+        """On an idle session if there is one (a new one if it turns out stale), else a new one.
+
+        With `secure` (the domains that require TLS) only a verified session will do.
+        """
+        session = self._take_idle(dest, verified=bool(secure))
         if session is not None:
             try:
                 outcomes = await self._run(dest, session, sender, rcpts, data, reused=True)
@@ -261,7 +320,7 @@ class Deliverer:
                 self._log_attempt(queue_id, route, session.name, session, True, outcomes)
                 return outcomes
         try:
-            session = await self._open_session(route, queue_id)
+            session = await self._open_session(route, queue_id, secure)
         except _NoSession as exc:
             self._log_attempt(queue_id, route, exc.hop, error=str(exc.cause))
             return trouble.session_failed(rcpts, exc.cause, exc.hop)
@@ -304,6 +363,10 @@ class Deliverer:
             fields["error"] = error
         else:
             fields["tls"] = session.tls
+            fields["verified"] = session.verified
+            if session.tls_info is not None:
+                fields["tls_version"] = session.tls_info.version
+                fields["tls_cipher"] = session.tls_info.cipher
             fields.update((kind, _count(outcomes, kind)) for kind in _KINDS)
         event(log, "attempt", logging.DEBUG, queue_id=queue_id, route=route.key, hop=hop, **fields)
 
@@ -397,11 +460,13 @@ class Deliverer:
 
     # -- opening sessions ------------------------------------------------------------------
 
-    async def _open_session(self, route: Route, queue_id: str) -> _Session:
+    async def _open_session(self, route: Route, queue_id: str, secure: tuple[str, ...]) -> _Session:
         """The first hop of the route that gives a session; _NoSession if none does.
 
         The session's place under `concurrency_total` is taken before connecting,
         so sessions being opened at the same time cannot overshoot the limit.
+        When hops fail differently, a TLS requirement not met is the failure
+        reported (it is what the operator must act on).
         """
         self._make_room()
         self._open += 1
@@ -409,25 +474,28 @@ class Deliverer:
         try:
             for hop in route.hops:
                 try:
-                    return await self._connect(hop, queue_id)
+                    return await self._connect(hop, queue_id, secure)
                 except SESSION_ERRORS as exc:
-                    error = f"{type(exc).__name__}: {exc}"
-                    event(
-                        log,
-                        "connect-failed",
-                        logging.DEBUG,
-                        queue_id=queue_id,
-                        hop=str(hop),
-                        error=error,
-                    )
-                    last = _NoSession(exc, str(hop))
+                    self._log_connect_failed(queue_id, hop, exc)
+                    if isinstance(exc, TlsRequired) or not isinstance(last.cause, TlsRequired):
+                        last = _NoSession(exc, str(hop))
         except BaseException:
             self._open -= 1
             raise
         self._open -= 1
         raise last
 
-    async def _connect(self, hop: Hop, queue_id: str) -> _Session:
+    def _log_connect_failed(self, queue_id: str, hop: Hop, exc: BaseException) -> None:
+        """DEBUG for a hop that failed; INFO when it could not give the TLS required."""
+        if isinstance(exc, TlsRequired):
+            name, level, error = "tls-required-failed", logging.INFO, exc.message
+        else:
+            name, level, error = "connect-failed", logging.DEBUG, f"{type(exc).__name__}: {exc}"
+        event(log, name, level, queue_id=queue_id, hop=str(hop), error=error)
+
+    async def _connect(self, hop: Hop, queue_id: str, secure: tuple[str, ...]) -> _Session:
+        if secure:  # verified TLS or nothing: never the plain retry below
+            return await self._handshake(hop, starttls=True, secure=secure)
         try:
             return await self._handshake(hop, self.config.starttls == "opportunistic")
         except _TlsFailed as exc:
@@ -442,7 +510,7 @@ class Deliverer:
             )
             return await self._handshake(hop, starttls=False)
 
-    async def _handshake(self, hop: Hop, starttls: bool) -> _Session:
+    async def _handshake(self, hop: Hop, starttls: bool, secure: tuple[str, ...] = ()) -> _Session:
         smtp = aiosmtplib.SMTP(
             hostname=hop.host,
             port=hop.port,
@@ -458,13 +526,24 @@ class Deliverer:
                 raise aiosmtplib.SMTPServerDisconnected("Connection lost after the greeting")
             protocol = PipelinedProtocol.adopt(smtp.protocol)
             await self._ehlo(smtp)
-            tls = starttls and smtp.supports_extension("starttls") and await self._starttls(smtp)
+            if secure:
+                await self._require_tls(smtp, hop, secure)
+            tls = bool(secure) or (
+                starttls and smtp.supports_extension("starttls") and await self._starttls(smtp)
+            )
         except BaseException:
             smtp.close()
             self.metrics.outbound_sessions.dec()
             raise
-        pipelining = smtp.supports_extension("pipelining")
-        return _Session(smtp, protocol, str(hop), tls=tls, pipelining=pipelining)
+        return _Session(
+            smtp,
+            protocol,
+            str(hop),
+            tls=tls,
+            verified=bool(secure),
+            tls_info=negotiated(smtp.get_transport_info("ssl_object")) if tls else None,
+            pipelining=smtp.supports_extension("pipelining"),
+        )
 
     async def _ehlo(self, smtp: aiosmtplib.SMTP) -> None:
         """EHLO, or HELO when EHLO is refused with 5xx."""
@@ -492,20 +571,44 @@ class Deliverer:
             raise _TlsFailed(f"EHLO after STARTTLS failed: {exc}") from exc
         return True
 
+    async def _require_tls(self, smtp: aiosmtplib.SMTP, hop: Hop, domains: tuple[str, ...]) -> None:
+        """STARTTLS with the hop's certificate verified for its name, then EHLO again;
+        TlsRequired (nothing else sent) when the hop cannot do that."""
+        assert self._verify is not None  # made whenever tls_required_domains is set
+        where = f"TLS required for {', '.join(domains)}: next hop {hop.tls_name}"
+        if not smtp.supports_extension("starttls"):
+            raise TlsRequired("4.7.4", f"{where} offers no STARTTLS")
+        try:
+            await smtp.starttls(
+                tls_context=self._verify,
+                server_hostname=hop.tls_name,
+                timeout=self.config.command_timeout,
+            )
+        except aiosmtplib.SMTPResponseException as exc:
+            raise TlsRequired(
+                "4.7.4", f"{where} refused STARTTLS: {exc.code} {exc.message}"
+            ) from exc
+        except SESSION_ERRORS as exc:
+            raise TlsRequired("4.7.5", f"{where}: {_tls_trouble(exc)}") from exc
+        await self._ehlo(smtp)
+
     # -- the pool --------------------------------------------------------------------------
 
-    def _take_idle(self, dest: _Destination) -> _Session | None:
-        """The most recently used idle session still connected and not expired.
+    def _take_idle(self, dest: _Destination, verified: bool) -> _Session | None:
+        """The most recently used idle session still connected and not expired (and, when
+        `verified`, whose TLS was verified); dead ones met on the way are closed.
 
         It is not probed (no RSET or NOOP): a connection the peer closed is
         found by the transaction itself, before anything is sent (`_Stale`).
         """
         now = self.clock.monotonic()
-        while dest.idle:
-            session = dest.idle.pop()
-            if session.smtp.is_connected and not self._expired(session, now):
+        for session in reversed(list(dest.idle)):
+            if not session.smtp.is_connected or self._expired(session, now):
+                dest.idle.remove(session)
+                self._retire(session, polite=True)
+            elif session.verified or not verified:
+                dest.idle.remove(session)
                 return session
-            self._retire(session, polite=True)
         return None
 
     def _release(self, dest: _Destination, session: _Session, reusable: bool) -> None:

@@ -14,6 +14,11 @@ rules, first match wins:
    A and AAAA addresses; with no MX, the domain's own addresses (implicit MX);
    key "mx:<domain>".
 
+Each hop carries the name its TLS certificate must match when the
+destination requires verified TLS (`Hop.name`): the MX host it was resolved
+from (the domain itself for an implicit MX), the host of a configured route,
+or none for a connection's server address (its address is checked instead).
+
 Failures are raised as `RouteFailure` with a reply code, an enhanced status
 and a permanence: NXDOMAIN 550 5.1.2, null MX (RFC 7505) 556 5.1.10, no MX and
 no address 550 5.4.4, an IP-literal or malformed domain 550 5.1.2 (bounced);
@@ -30,7 +35,7 @@ import asyncio
 import ipaddress
 import random
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import dns.asyncresolver
 import dns.exception
@@ -60,10 +65,20 @@ _A, _AAAA, _MX = dns.rdatatype.A, dns.rdatatype.AAAA, dns.rdatatype.MX
 
 @dataclass(frozen=True)
 class Hop:
-    """One next hop: an address (or host name) and a port; str() is "host:port"."""
+    """One next hop: an address (or host name) and a port; str() is "host:port".
+
+    `name` is the host name a certificate must match (the MX host), "" when it
+    is `host` itself; it is not part of a hop's identity.
+    """
 
     host: str
     port: int
+    name: str = field(default="", compare=False)
+
+    @property
+    def tls_name(self) -> str:
+        """The name a verified TLS session checks the certificate against."""
+        return self.name or self.host
 
     def __str__(self) -> str:
         host = f"[{self.host}]" if ":" in self.host else self.host
@@ -223,7 +238,9 @@ class Router:
             return await self._implicit_mx(domain)
         hosts = _by_preference(domain, mx.records)
         found = await asyncio.gather(*(self._addresses(host) for host in hosts))
-        hops = self._hops([addr for addrs, _ in found for addr in addrs])
+        hops = self._hops(
+            [(addr, host) for host, (addrs, _) in zip(hosts, found, strict=True) for addr in addrs]
+        )
         if not hops:
             raise _dns_trouble(
                 f"no address found for the MX hosts of {domain}: " + ", ".join(hosts)
@@ -234,13 +251,14 @@ class Router:
         """RFC 5321 5.1: no MX records, so the domain itself is the mail host."""
         addrs, trouble = await self._addresses(domain)
         if addrs:
-            return self._hops(addrs)
+            return self._hops([(addr, domain) for addr in addrs])
         if trouble is not None:
             raise trouble
         raise RouteFailure(550, "5.4.4", f"domain {domain} has no MX and no address record")
 
-    def _hops(self, addrs: Sequence[str]) -> tuple[Hop, ...]:
-        unique = dict.fromkeys(Hop(addr, self.config.smtp_port) for addr in addrs)
+    def _hops(self, addrs: Sequence[tuple[str, str]]) -> tuple[Hop, ...]:
+        """Hops of (address, host name) pairs in order; an address only once."""
+        unique = dict.fromkeys(Hop(addr, self.config.smtp_port, name) for addr, name in addrs)
         return tuple(unique)[:MAX_HOPS]
 
     async def _addresses(self, host: str) -> tuple[list[str], RouteFailure | None]:
