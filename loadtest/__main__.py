@@ -1,15 +1,16 @@
-"""`python -m loadtest` and `ugem-loadtest`: the run, sink, compare, idle and restart commands.
+"""`python -m loadtest` and `ugem-loadtest`: the run, sink, compare, idle, restart, sign commands.
 
     python -m loadtest run HOST:PORT [options]     the generator (report as text or --json)
     python -m loadtest sink [--listen H:P] ...     the counting SMTP sink
     python -m loadtest compare postfix [options]   the same load through Postfix and UGEM
     python -m loadtest idle HOST:PORT [options]    many idle sessions held; the target's memory
     python -m loadtest restart [options]           a gateway restarted over a full queue
+    python -m loadtest sign [options]              DKIM signing rate: ugem, dkimpy, OpenSSL
 
 `main(argv)` returns the exit code: 0 done, 1 a `LoadtestError` (its message
 on stderr) or a run where every message failed, 2 bad usage, 130
 interrupted, 143 stopped by SIGTERM. Each command's options and behaviour are
-in loadtest.commands; `--help` on each lists them.
+in loadtest.commands (`sign`: loadtest.signing); `--help` on each lists them.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import argparse
 import asyncio
 import sys
 
-from loadtest import commands
+from loadtest import commands, signing
 from loadtest.errors import LoadtestError, UsageError
 
 
@@ -26,7 +27,7 @@ def parser() -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(
         prog="ugem-loadtest",
         description="SMTP load generator, counting sink, side-by-side comparison with Postfix, "
-        "idle sessions and restart benchmarks.",
+        "idle sessions, restart and DKIM signing benchmarks.",
     )
     sub = top.add_subparsers(dest="command", required=True, metavar="COMMAND")
     commands.add_run(sub)
@@ -34,6 +35,7 @@ def parser() -> argparse.ArgumentParser:
     commands.add_compare(sub)
     commands.add_idle(sub)
     commands.add_restart(sub)
+    signing.add_sign(sub)
     return top
 
 

@@ -8,7 +8,10 @@ returns and its first attempt starts at once. `SpoolOutbox` (the CLI, a
 second process beside a node that may be running) commits it as an ACTIVE
 message straight into the node's spool file, opened without recovery on the
 first notice: a running node's scheduler finds it on its next scan, a stopped
-one on its start. Spool errors pass through as they are (`SpoolError`,
+one on its start. Given a `relay.bounce.GatewaySigner`, both DKIM-sign the
+notice before it is queued (the gateway's own mail never passes SMTP accept,
+where the rest is signed); a signing failure queues it unsigned and logs an
+ERROR with its queue id. Spool errors pass through as they are (`SpoolError`,
 `SpoolFullError`).
 """
 
@@ -16,6 +19,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from relay.bounce import GatewaySigner
 from relay.message import QueuedMessage, new_queue_id
 from relay.schedule import Scheduler
 from relay.spool import Spool
@@ -39,13 +43,20 @@ def queued(mail: OutgoingMail, now: float) -> QueuedMessage:
     )
 
 
+async def signed(msg: QueuedMessage, signer: GatewaySigner | None) -> QueuedMessage:
+    return msg if signer is None else await signer.sign(msg)
+
+
 class SchedulerOutbox:
-    def __init__(self, scheduler: Scheduler, clock: Clock) -> None:
+    def __init__(
+        self, scheduler: Scheduler, clock: Clock, signer: GatewaySigner | None = None
+    ) -> None:
         self.scheduler = scheduler
         self.clock = clock
+        self.signer = signer
 
     async def send(self, mail: OutgoingMail) -> str:
-        msg = queued(mail, self.clock.now())
+        msg = await signed(queued(mail, self.clock.now()), self.signer)
         await self.scheduler.enqueue(msg)
         return msg.id
 
@@ -57,16 +68,23 @@ class SpoolOutbox:
     closes the spool if a notice opened it (idempotent).
     """
 
-    def __init__(self, path: Path, clock: Clock, max_size_mb: int = 0) -> None:
+    def __init__(
+        self,
+        path: Path,
+        clock: Clock,
+        max_size_mb: int = 0,
+        signer: GatewaySigner | None = None,
+    ) -> None:
         self.path = path
         self.clock = clock
         self.max_size_mb = max_size_mb
+        self.signer = signer
         self.sent: list[tuple[str, tuple[str, ...]]] = []
         self._spool: Spool | None = None
 
     async def send(self, mail: OutgoingMail) -> str:
         spool = await self._open()
-        msg = queued(mail, self.clock.now())
+        msg = await signed(queued(mail, self.clock.now()), self.signer)
         await spool.commit(msg)
         self.sent.append((msg.id, mail.rcpts))
         return msg.id

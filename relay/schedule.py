@@ -9,7 +9,8 @@ domains behind one next hop share one transaction), and delivers the groups
 concurrently. Delivered and bounced recipients leave the message; the
 bounced ones of one attempt get one DSN (relay/bounce.py) queued through
 `enqueue` before the original is updated, so a crash can duplicate a bounce
-but never lose one. Deferred recipients stay, and the message is retried
+but never lose one; with `own_mail` the DSN is DKIM-signed first (a signing
+failure queues it unsigned). Deferred recipients stay, and the message is retried
 after a back-off like Postfix's (`min_backoff`, doubling, capped at
 `max_backoff`, plus up to 10% jitter fixed per message) until it is older
 than `queue_lifetime` (`bounce_lifetime` for a bounce), when its remaining
@@ -40,7 +41,7 @@ import zlib
 from collections.abc import Iterable, Sequence
 
 from relay import trouble
-from relay.bounce import make_dsn
+from relay.bounce import GatewaySigner, make_dsn
 from relay.deliver import Deliverer
 from relay.message import QueuedMessage, QueueState
 from relay.routing import Route, RouteFailure, Router
@@ -97,6 +98,7 @@ class Scheduler:
         config: DeliveryConfig,
         metrics: Metrics,
         hostname: str,
+        own_mail: GatewaySigner | None = None,
     ) -> None:
         self.spool = spool
         self.router = router
@@ -107,6 +109,7 @@ class Scheduler:
         self.config = config
         self.metrics = metrics
         self.hostname = hostname
+        self.own_mail = own_mail  # signs the DSNs
         self.max_in_flight = config.concurrency_total * IN_FLIGHT_PER_SESSION
         self._claimed: set[str] = set()  # ids of messages with an attempt in flight
         self._tasks: set[asyncio.Task[None]] = set()
@@ -404,6 +407,8 @@ class Scheduler:
         if dsn is None:
             event(log, "bounce-dropped", logging.INFO, queue_id=msg.id, rcpts=len(bounced))
             return True
+        if self.own_mail is not None:
+            dsn = await self.own_mail.sign(dsn)
         try:
             await self.enqueue(dsn)
         except SpoolError as exc:

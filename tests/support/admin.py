@@ -3,7 +3,8 @@
 `admin_api(tmp_path)` opens a SQLite store and a real spool under tmp_path,
 builds the node's services over them (`admin.api.build_services`, with the
 spool behind `relay.mailqueue.SpoolQueue`) on a `FakeClock` (and, for the
-applications' MX check, the `mx` table: domain -> MX hosts), mounts the app,
+applications' DNS readiness check, the `dns_ready` set: its domains pass mx,
+spf, dkim and dmarc, the others fail them), mounts the app,
 creates one token per role and gives an `httpx.AsyncClient` that talks to the
 app without a socket (ASGI). `api.call(method, path, role, json)` sends a
 request as that role (None: no token). Notices go to `api.outbox`, which
@@ -30,6 +31,7 @@ from ugem.clock import FakeClock
 from ugem.errors import SpoolFullError
 from ugem.metrics import Metrics
 from ugem.registry import Registry
+from ugem.services.applications import Finding
 from ugem.services.notices import NoticeSettings, OutgoingMail
 from ugem.services.tokens import Role
 from ugem.store.sqlite import SqliteStore
@@ -37,6 +39,7 @@ from ugem.store.sqlite import SqliteStore
 POSTMASTER = "postmaster@gw.test"
 OPERATORS = "noc@sts.test"
 NOTICES = NoticeSettings(POSTMASTER, "gw.test", OPERATORS)
+DNS_FINDINGS = ("mx", "spf", "dkim", "dmarc")  # relay.readiness's, for an RSA-only key
 
 
 @dataclass
@@ -68,7 +71,7 @@ class AdminApi:
     spool: Spool
     clock: FakeClock
     metrics: Metrics
-    mx: dict[str, list[str]]
+    dns_ready: set[str]
     outbox: ListOutbox
     secrets: dict[Role, str] = field(default_factory=dict)
 
@@ -86,19 +89,20 @@ async def admin_api(tmp_path: Path, clock: FakeClock | None = None) -> AsyncIter
     registry = Registry(store, clock)
     spool = Spool(tmp_path / "queue.db", clock, Metrics())
     await spool.open()
-    metrics, mx = Metrics(), dict[str, list[str]]()
+    metrics, dns_ready = Metrics(), set[str]()
 
-    async def mx_lookup(domain: str) -> list[str]:
-        return mx.get(domain, [])
+    async def dns_check(domain: str) -> list[Finding]:
+        ready = domain in dns_ready
+        return [Finding(name, ready, "set by the test") for name in DNS_FINDINGS]
 
     outbox = ListOutbox()
     services = build_services(
-        store, registry, SpoolQueue(spool), clock, metrics, mx_lookup, outbox, NOTICES
+        store, registry, SpoolQueue(spool), clock, metrics, dns_check, outbox, NOTICES
     )
     app = create_app(_Ready(), metrics, services)
     transport = httpx.ASGITransport(app=app)
     client = httpx.AsyncClient(transport=transport, base_url="http://admin.test")
-    api = AdminApi(app, client, services, store, registry, spool, clock, metrics, mx, outbox)
+    api = AdminApi(app, client, services, store, registry, spool, clock, metrics, dns_ready, outbox)
     try:
         for role in Role:
             _, api.secrets[role] = await services.tokens.create(f"{role}-token", role, "test")

@@ -15,6 +15,7 @@ import pytest
 from tests.support.admin import AdminApi, admin_api
 from tests.support.connections import plain
 from ugem.clock import FakeClock
+from ugem.services.applications import Finding
 from ugem.workdays import ALMATY
 
 
@@ -82,16 +83,19 @@ async def test_a_receipt_in_the_past_is_dated_by_its_own_day(api: AdminApi) -> N
 
 async def test_checks_run_what_they_can_and_take_the_operators_findings(api: AdminApi) -> None:
     await api.store.add(plain("other.gov.kz", "10.1.2.0/24"))
-    api.mx["akimat.gov.kz"] = ["mx.akimat.gov.kz"]
+    api.dns_ready.add("akimat.gov.kz")
     app = await receive(api, servers=["10.1.2.3"])
     checked = await api.call("POST", f"/v1/applications/{app['id']}/checks", body={})
     found = {c["name"]: (c["ok"], c["by"]) for c in checked.json()["checks"]}
     assert found == {
         "eligible": (True, "auto"),
-        "mx": (True, "auto"),
         "routable": (False, "auto"),
         "servers-free": (False, "auto"),
         "domain-free": (True, "auto"),
+        "mx": (True, "auto"),
+        "spf": (True, "auto"),
+        "dkim": (True, "auto"),
+        "dmarc": (True, "auto"),
     }
     refused = await api.call(
         "POST", f"/v1/applications/{app['id']}/decision", body={"decision": "connect"}
@@ -100,8 +104,24 @@ async def test_checks_run_what_they_can_and_take_the_operators_findings(api: Adm
     assert "routable, servers-free" in refused.json()["detail"]
 
 
+async def test_a_dns_check_that_breaks_is_a_failed_finding(api: AdminApi) -> None:
+    async def broken(domain: str) -> list[Finding]:
+        raise RuntimeError(f"no resolver for {domain}")
+
+    api.services.applications.dns_check = broken
+    app = await receive(api)
+    checked = await api.call("POST", f"/v1/applications/{app['id']}/checks", body={})
+    assert checked.status_code == 200, checked.text
+    assert checked.json()["checks"][-1] == {
+        "name": "dns",
+        "ok": False,
+        "note": "DNS readiness check failed: no resolver for akimat.gov.kz",
+        "by": "auto",
+    }
+
+
 async def test_connect_creates_the_connection_and_audits(api: AdminApi) -> None:
-    api.mx["akimat.gov.kz"] = ["mx.akimat.gov.kz"]
+    api.dns_ready.add("akimat.gov.kz")
     app = await receive(api)
     findings = {
         "findings": [

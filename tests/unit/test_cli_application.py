@@ -1,8 +1,9 @@
 """`ugem application ...` driven in-process through `ugem.cli.main`, as an operator types it.
 
 Each test has its own config whose data dir is under tmp_path (a fresh store
-and spool) and whose resolver is a closed loopback port, so the automatic MX
-check fails at once and the operator's finding overrides it. A decision's
+and spool) and whose resolver is a closed loopback port, so the automatic DNS
+readiness checks (mx, spf, dkim, dmarc) fail at once and the operator's
+findings override them. A decision's
 notice is read back from the node's spool file, where the CLI commits it.
 """
 
@@ -29,6 +30,7 @@ FORM = [
 ]  # fmt: skip
 OVERRIDES = [
     "--name", "mx", "--pass", "--note", "mx.akimat.gov.kz (operator)",
+    "--name", "spf", "--pass", "--name", "dkim", "--pass", "--name", "dmarc", "--pass",
     "--name", "routable", "--note", "over the STS channel", "--pass",
 ]  # fmt: skip
 
@@ -108,10 +110,11 @@ def test_check_runs_the_automatic_checks_then_records_the_operators_findings(uge
     verdicts = {c["name"]: (c["ok"], c["by"]) for c in auto["checks"]}
     assert verdicts == {
         "eligible": (True, "auto"), "routable": (False, "auto"), "servers-free": (True, "auto"),
-        "domain-free": (True, "auto"), "mx": (False, "auto"),
+        "domain-free": (True, "auto"), "mx": (False, "auto"), "spf": (False, "auto"),
+        "dkim": (False, "auto"), "dmarc": (False, "auto"),
     }  # fmt: skip
     people = ugem.ok("application", "show", app_id)
-    assert "these checks must pass: routable, mx" in people
+    assert "these checks must pass: routable, mx, spf, dkim, dmarc" in people
     checked = json.loads(ugem.ok("application", "check", app_id, *OVERRIDES, "--json"))
     found = {c["name"]: c for c in checked["checks"]}
     assert all(c["ok"] for c in checked["checks"])

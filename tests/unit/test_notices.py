@@ -59,7 +59,7 @@ async def ok(api: AdminApi, method: str, path: str, body: Any = None) -> dict[st
 
 async def connected(api: AdminApi, **change: Any) -> dict[str, Any]:
     app = await ok(api, "POST", "/v1/applications", FORM | change)
-    api.mx[CONN] = [f"mx.{CONN}"]
+    api.dns_ready.add(CONN)
     routable = {"name": "routable", "ok": True, "note": "reached over the STS channel"}
     await ok(api, "POST", f"/v1/applications/{app['id']}/checks", {"findings": [routable]})
     return await ok(api, "POST", f"/v1/applications/{app['id']}/decision", {"decision": "connect"})

@@ -7,8 +7,10 @@ them and closes everything. The notices of the decisions go through a
 `relay.outbox.SpoolOutbox`: committed as ACTIVE messages into worker 0's
 spool file, which a running node scans about once a second and a stopped
 one picks up on its next start. The spool is opened only when a notice is
-sent. The MX check of an application asks the resolver of `[delivery]`,
-built on the first lookup. Whatever `action` raises passes through (the CLI
+sent, and they are DKIM-signed as the node signs its own mail
+(`relay.bounce.GatewaySigner`). An application's DNS readiness check
+(`relay.readiness`) asks the resolver of `[delivery]`, built on the first
+lookup. Whatever `action` raises passes through (the CLI
 prints it as one line); a notice that cannot be queued is logged and audited
 by the `Notifier`, and the decision stands.
 """
@@ -23,14 +25,15 @@ from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
+from relay.bounce import gateway_signer
 from relay.outbox import SpoolOutbox
-from relay.routing import make_resolver
+from relay.readiness import application_check, readiness_from_config
 from relay.spool import spool_path
 from ugem.clock import Clock, SystemClock
 from ugem.config import Config
 from ugem.errors import UsageError
 from ugem.registry import Registry
-from ugem.services.applications import ApplicationService, MxLookup, dns_mx_lookup
+from ugem.services.applications import ApplicationService
 from ugem.services.audit import AuditLog
 from ugem.services.connections import ConnectionService
 from ugem.services.notices import Notifier, notice_settings
@@ -77,7 +80,12 @@ def build(store: Store, clock: Clock, config: Config, outbox: SpoolOutbox) -> Se
     notifier = Notifier(outbox, audit, clock, notice_settings(config))
     connections = ConnectionService(store, Registry(store, clock), audit, clock, notifier)
     applications = ApplicationService(
-        store, connections, audit, clock, mx_lookup=mx_lookup(config), notifier=notifier
+        store,
+        connections,
+        audit,
+        clock,
+        dns_check=application_check(readiness_from_config(config)),
+        notifier=notifier,
     )
     return Services(connections, applications, outbox)
 
@@ -88,7 +96,8 @@ def with_services(config: Config, action: Callable[[Services], Awaitable[T]]) ->
     async def run() -> Done[T]:
         clock = SystemClock()
         store = open_store(config.store_url)
-        outbox = SpoolOutbox(spool_path(config), clock, config.spool.max_size_mb)
+        signer = gateway_signer(config, clock)
+        outbox = SpoolOutbox(spool_path(config), clock, config.spool.max_size_mb, signer)
         failures = _NoticeFailures()
         notices_log = logging.getLogger("ugem.notices")
         notices_log.addHandler(failures)
@@ -116,15 +125,6 @@ def as_options(options: Mapping[str, str]) -> Iterator[None]:
         if colon and name in options:
             raise UsageError(options[name] + colon + rest) from exc
         raise
-
-
-def mx_lookup(config: Config) -> MxLookup:
-    """An MX lookup through the resolver of `[delivery]`, built when first asked."""
-
-    async def lookup(domain: str) -> list[str]:
-        return await dns_mx_lookup(make_resolver(config.delivery))(domain)
-
-    return lookup
 
 
 def print_notices(done: Done[Any]) -> None:

@@ -6,9 +6,10 @@ specialists' contacts, the notices' language, the number and date of
 receipt, and whether it came through the APS or by letter). On receipt its
 `decision_due` is five working days after the date of receipt (Asia/Almaty,
 `ugem.workdays`). `check` runs the checks it can (the organisation is one of
-the five kinds the Rules name; the domain has an MX record; the servers are
-routable and no other connection's; the domain is nobody's) and records the
-operator's findings, which override a check of the same name. `decide`
+the five kinds the Rules name; the servers are routable and no other
+connection's; the domain is nobody's; and, with a `DnsCheck` provider, the
+domain's DNS readiness: mx, spf, dkim, dmarc) and records the operator's
+findings, which override a check of the same name. `decide`
 connects (the connection is created; every check must have passed) or
 rejects (with at least one reason). A rejected domain may apply again only
 after thirty calendar days: the period starts the day after the rejection and
@@ -36,9 +37,6 @@ from dataclasses import asdict, dataclass
 from enum import StrEnum
 from typing import Any
 
-import dns.asyncresolver
-import dns.resolver
-
 from ugem.clock import Clock
 from ugem.errors import ConflictError, NotFoundError, StoreError, UsageError
 from ugem.model import Connection, Contact, Language, OrgKind
@@ -54,7 +52,6 @@ KIND = "application"
 DECISION_DAYS = 5  # working days (paragraphs 8-10)
 RESUBMIT_DAYS = 30  # calendar days after a rejection (paragraph 10)
 OTHER = "other"  # an applicant of none of the five kinds (not eligible)
-MxLookup = Callable[[str], Awaitable[list[str]]]  # domain -> MX hosts ([] if none)
 Gauge = Any  # prometheus_client.Gauge (set_function)
 
 
@@ -76,10 +73,15 @@ class Decision(StrEnum):
 
 @dataclass(frozen=True)
 class Finding:
-    name: str  # "eligible", "mx", "routable", "servers-free", "domain-free", or the operator's
-    ok: bool
+    name: str  # "eligible", "routable", "servers-free", "domain-free", the DnsCheck's, or
+    ok: bool  # the operator's
     note: str = ""
     by: str = "auto"  # "auto", or the actor who recorded it
+
+
+# domain -> its DNS readiness findings (mx, spf, dkim, dmarc); a failed lookup is a failed
+# finding, not an exception. Built by the wiring (relay.readiness.application_check).
+DnsCheck = Callable[[str], Awaitable[list[Finding]]]
 
 
 @dataclass(frozen=True)
@@ -138,19 +140,6 @@ class Application:
         return cls(**data)
 
 
-def dns_mx_lookup(resolver: dns.asyncresolver.Resolver) -> MxLookup:
-    """An `MxLookup` over a dnspython resolver: [] for no MX or no such domain."""
-
-    async def lookup(domain: str) -> list[str]:
-        try:
-            answer = await resolver.resolve(domain, "MX")
-        except (dns.resolver.NXDOMAIN, dns.resolver.NoAnswer):
-            return []
-        return sorted(str(r.exchange).rstrip(".") for r in answer)  # type: ignore[attr-defined]
-
-    return lookup
-
-
 def first_resubmission(rejected_at: float) -> dt.date:
     """The first date a rejected domain may apply again."""
     return local_date(rejected_at) + dt.timedelta(days=RESUBMIT_DAYS + 1)
@@ -164,7 +153,7 @@ class ApplicationService:
         audit: AuditLog,
         clock: Clock,
         calendar: WorkCalendar | None = None,
-        mx_lookup: MxLookup | None = None,
+        dns_check: DnsCheck | None = None,
         overdue_gauge: Gauge | None = None,
         notifier: Notifier | None = None,
     ) -> None:
@@ -174,7 +163,7 @@ class ApplicationService:
         self.audit = audit
         self.clock = clock
         self.calendar = calendar or WorkCalendar()
-        self.mx_lookup = mx_lookup
+        self.dns_check = dns_check
         self._pending_due: dict[str, dt.date] = {}
         if overdue_gauge is not None:
             overdue_gauge.set_function(self.overdue_count)
@@ -281,16 +270,9 @@ class ApplicationService:
                 f"belongs to connection {owner!r}" if owner else "no connection has it",
             ),
         ]
-        if self.mx_lookup is not None:
-            found.append(await self._mx(app.domain))
+        if self.dns_check is not None:
+            found += await _dns(self.dns_check, app.domain)
         return found
-
-    async def _mx(self, domain: str) -> Finding:
-        try:
-            hosts = await self.mx_lookup(domain) if self.mx_lookup else []
-        except Exception as exc:  # a DNS failure is a finding, not an error of the API
-            return Finding("mx", False, f"lookup failed: {exc}")
-        return Finding("mx", bool(hosts), ", ".join(hosts) or "no MX record")
 
     # -- decision -------------------------------------------------------------------------
 
@@ -394,6 +376,13 @@ def _server(value: str) -> str:
         return str(canonical_network(value))
     except ValueError as exc:
         raise UsageError(f"servers: {exc}; expected IP addresses or CIDR networks") from None
+
+
+async def _dns(check: DnsCheck, domain: str) -> builtins.list[Finding]:
+    try:
+        return [dataclasses.replace(f, by="auto") for f in await check(domain)]
+    except Exception as exc:  # the provider promises findings; a fault in it is one as well
+        return [Finding("dns", False, f"DNS readiness check failed: {exc}")]
 
 
 def _routable(servers: Sequence[str]) -> Finding:

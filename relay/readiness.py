@@ -1,0 +1,333 @@
+"""DNS readiness of an organisation's domain: is it set up to send its mail through the gateway?
+
+`DnsReadiness.check(domain)` answers one `DnsFinding` per question, in this
+order, each pass or fail with the record found (or why there is none):
+
+- `mx`: the domain has MX hosts (shown by preference); none, a null MX
+  (RFC 7505) or NXDOMAIN fails;
+- `spf`: the domain's SPF record, evaluated by pyspf (RFC 7208 with its lookup
+  limits) for each of the gateway's outbound addresses (`[node]
+  public_addresses`), gives `pass` for every one; with no address configured
+  it fails saying so (the record found is still shown);
+- `dkim`, and `dkim-ed25519` when the domain's active key generation has an
+  Ed25519 key: the TXT record at <selector>._domainkey.<domain> is a DKIM key
+  record whose p= is the public key in the key directory (`ugem dkim
+  keygen`); a domain without a key there fails, naming the command;
+- `dmarc`: exactly one v=DMARC1 record at _dmarc.<domain> with a valid p=,
+  shown with it.
+
+DNS goes through dnspython's resolver of `[delivery] dns_servers` and
+`dns_timeout` (`relay.routing.make_resolver`), built at the first lookup;
+pyspf runs in a worker thread and its lookups come back to that resolver on
+the event loop (`_SpfQuery`), never to the system's. Nothing raises out of
+`check` but a domain that is no domain name (UsageError): a timeout, a
+SERVFAIL, a resolver that cannot be built or a key that cannot be read is a
+failed finding with the reason. `application_check` adapts the check to the
+applications' `DnsCheck` provider (the findings of an application's checks).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import re
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import dns.asyncresolver
+import dns.exception
+import dns.name
+import dns.rdata
+import dns.rdtypes.ANY.MX
+import dns.rdtypes.ANY.PTR
+import dns.rdtypes.ANY.TXT
+import dns.rdtypes.IN.A
+import dns.rdtypes.IN.AAAA
+import dns.resolver
+import spf
+from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
+from dkim.util import InvalidTagValueList, parse_tag_value
+
+from relay.routing import make_resolver
+from ugem.config import Config, DeliveryConfig
+from ugem.dkim_keys import KeyStore, key_path, txt_record
+from ugem.errors import ConfigError, UsageError
+from ugem.names import canonical_domain
+from ugem.services.applications import DnsCheck, Finding
+
+DMARC_RE = re.compile(r"v\s*=\s*DMARC1\s*(;|$)", re.IGNORECASE)
+DMARC_POLICIES = ("none", "quarantine", "reject")
+SPF_PROBE_LOCAL = "postmaster"  # the MAIL FROM local part the SPF record is evaluated for
+PublicKey = rsa.RSAPublicKey | ed25519.Ed25519PublicKey
+Lookup = Callable[[str, str], list[Any]]  # (name, type) -> pyspf's shape of the answers
+
+
+@dataclass(frozen=True)
+class DnsFinding:
+    name: str  # mx, spf, dkim, dkim-ed25519, dmarc
+    ok: bool
+    record: str  # the record found, or why there is none
+
+
+class LookupFailed(Exception):
+    """A DNS lookup that got no answer (timeout, SERVFAIL, no resolver)."""
+
+
+def txt_text(rec: dns.rdata.Rdata) -> str:
+    """A TXT record's character-strings joined (RFC 7208 3.3, RFC 6376 3.6.2.2)."""
+    if not isinstance(rec, dns.rdtypes.ANY.TXT.TXT):
+        return ""
+    return b"".join(rec.strings).decode("utf-8", "replace")
+
+
+def _spf_shape(rec: dns.rdata.Rdata) -> Any:
+    """An answer as pyspf's own dnspython lookup returns it (spf.DNSLookup_dnspython)."""
+    if isinstance(rec, dns.rdtypes.IN.A.A | dns.rdtypes.IN.AAAA.AAAA):
+        return str(rec.address)
+    if isinstance(rec, dns.rdtypes.ANY.MX.MX):
+        return (rec.preference, rec.exchange.to_text(omit_final_dot=True))
+    if isinstance(rec, dns.rdtypes.ANY.PTR.PTR):
+        return rec.target.to_text(omit_final_dot=True)
+    if isinstance(rec, dns.rdtypes.ANY.TXT.TXT):
+        return list(rec.strings)
+    return rec.to_text()
+
+
+class _SpfQuery(spf.query):  # type: ignore[misc]  # pyspf has no type hints
+    """pyspf's query with its DNS lookups through `lookup` instead of its module global.
+
+    Replaces `query.dns` (the one place pyspf asks DNS): answers are cached per
+    query, names pyspf would refuse give nothing, and empty answers count
+    toward the RFC 7208 4.6.4 void-lookup limit, as in pyspf's own.
+    """
+
+    def __init__(self, lookup: Lookup, domain: str, ip: str = "") -> None:
+        super().__init__(i=ip, s=f"{SPF_PROBE_LOCAL}@{domain}", h=domain)
+        self._lookup = lookup
+
+    def dns(
+        self, name: str, qtype: str, cnames: object = None, ignore_void: bool = False
+    ) -> list[Any]:
+        name = str(name).rstrip(".").lower()
+        if not name or not all(0 < len(label) < 64 for label in name.split(".")):
+            return []
+        if (name, qtype) not in self.cache:
+            self.cache[(name, qtype)] = self._lookup(name, qtype)
+        result: list[Any] = self.cache[(name, qtype)]
+        if not result and not ignore_void:
+            self.void_lookups += 1
+            if self.void_lookups > spf.MAX_VOID_LOOKUPS:
+                raise spf.PermError(f"Void lookup limit of {spf.MAX_VOID_LOOKUPS} exceeded")
+        return result
+
+
+def _public_bytes(public: PublicKey) -> bytes:
+    """What p= carries for `public` (as `ugem dkim keygen` prints it)."""
+    return base64.b64decode(txt_record(public).rpartition("p=")[2])
+
+
+def publishes(text: str, public: PublicKey) -> str:
+    """Why the DKIM key record `text` does not publish `public` ("" when it does)."""
+    try:
+        tags = parse_tag_value(text.encode("utf-8"))
+    except InvalidTagValueList as exc:
+        return f"not a DKIM key record ({exc or 'malformed tag list'})"
+    kind = "rsa" if isinstance(public, rsa.RSAPublicKey) else "ed25519"
+    if tags.get(b"v", b"DKIM1") != b"DKIM1":
+        return "v= is not DKIM1"
+    if tags.get(b"k", b"rsa").decode("ascii", "replace").lower() != kind:
+        return f"k= is not {kind}"
+    p = re.sub(rb"\s+", b"", tags.get(b"p", b""))
+    if not p:
+        return "p= is empty (the key is revoked)" if b"p" in tags else "no p= tag"
+    try:
+        published = base64.b64decode(p, validate=True)
+    except (binascii.Error, ValueError):
+        return "p= is not base64"
+    return "" if published == _public_bytes(public) else "p= is another key than ours"
+
+
+class DnsReadiness:
+    """The readiness check of one node (or command): its resolver, key directory and
+    outbound addresses; `check(domain)` may be called any number of times."""
+
+    def __init__(
+        self, delivery: DeliveryConfig, keys: KeyStore, public_addresses: Sequence[str]
+    ) -> None:
+        self.delivery = delivery
+        self.keys = keys
+        self.public_addresses = tuple(public_addresses)
+        self._resolver: dns.asyncresolver.Resolver | None = None
+
+    async def check(self, domain: str) -> list[DnsFinding]:
+        """The findings for `domain` (mx, spf, dkim[, dkim-ed25519], dmarc); never raises
+        but UsageError for a domain that is no domain name."""
+        try:
+            domain = canonical_domain(domain)
+        except ValueError as exc:
+            raise UsageError(f"domain {domain!r}: {exc}") from None
+        found = await asyncio.gather(
+            self._guarded("mx", self._mx(domain)),
+            self._guarded("spf", self._spf(domain)),
+            self._dkim(domain),
+            self._guarded("dmarc", self._dmarc(domain)),
+        )
+        return [f for part in found for f in (part if isinstance(part, list) else [part])]
+
+    @staticmethod
+    async def _guarded(name: str, work: Awaitable[DnsFinding]) -> DnsFinding:
+        try:
+            return await work
+        except LookupFailed as exc:
+            return DnsFinding(name, False, f"lookup failed: {exc}")
+        except Exception as exc:  # a key or record the check cannot read: a finding too
+            return DnsFinding(name, False, f"check failed: {exc}")
+
+    # -- DNS -----------------------------------------------------------------------------
+
+    async def _resolve(self, name: str, rdtype: str) -> tuple[list[dns.rdata.Rdata], bool]:
+        """(the records, whether the name does not exist); LookupFailed on no answer."""
+        try:
+            if self._resolver is None:
+                self._resolver = make_resolver(self.delivery)
+            answer = await self._resolver.resolve(
+                dns.name.from_text(name), rdtype, raise_on_no_answer=False, search=False
+            )
+        except dns.resolver.NXDOMAIN:
+            return [], True
+        except dns.exception.Timeout as exc:
+            raise LookupFailed(f"{rdtype} {name}: timed out") from exc
+        except (dns.exception.DNSException, ConfigError) as exc:
+            raise LookupFailed(f"{rdtype} {name}: {exc}") from exc
+        return list(answer.rrset or ()), False
+
+    async def _txt(self, name: str) -> list[str]:
+        records, _ = await self._resolve(name, "TXT")
+        return [txt_text(r) for r in records]
+
+    # -- the findings ----------------------------------------------------------------------
+
+    async def _mx(self, domain: str) -> DnsFinding:
+        records, nxdomain = await self._resolve(domain, "MX")
+        if nxdomain:
+            return DnsFinding("mx", False, f"no such domain: {domain} (NXDOMAIN)")
+        mx = sorted(
+            (r.preference, r.exchange) for r in records if isinstance(r, dns.rdtypes.ANY.MX.MX)
+        )
+        if not mx:
+            return DnsFinding("mx", False, f"no MX record for {domain}")
+        if all(host == dns.name.root for _, host in mx):
+            return DnsFinding("mx", False, f"null MX (RFC 7505): {domain} takes no mail")
+        hosts = [f"{pref} {host.to_text(omit_final_dot=True)}" for pref, host in mx]
+        return DnsFinding("mx", True, ", ".join(hosts))
+
+    async def _spf(self, domain: str) -> DnsFinding:
+        lookup = self._thread_lookup(asyncio.get_running_loop())
+        return await asyncio.to_thread(self._spf_in_thread, domain, lookup)
+
+    def _thread_lookup(self, loop: asyncio.AbstractEventLoop) -> Lookup:
+        """A blocking lookup for pyspf's thread, answered by the resolver on `loop`."""
+
+        async def answers(name: str, qtype: str) -> list[Any]:
+            records, _ = await self._resolve(name, qtype)
+            return [_spf_shape(r) for r in records]
+
+        def lookup(name: str, qtype: str) -> list[Any]:
+            try:
+                return asyncio.run_coroutine_threadsafe(answers(name, qtype), loop).result()
+            except LookupFailed as exc:
+                raise spf.TempError(str(exc)) from exc
+
+        return lookup
+
+    def _spf_in_thread(self, domain: str, lookup: Lookup) -> DnsFinding:
+        try:
+            record = _SpfQuery(lookup, domain).dns_spf(domain)
+        except spf.TempError as exc:
+            return DnsFinding("spf", False, f"lookup failed: {exc}")
+        except spf.PermError as exc:
+            return DnsFinding("spf", False, f"permerror: {exc}")
+        if record is None:
+            return DnsFinding("spf", False, f"no SPF record (v=spf1) for {domain}")
+        if not self.public_addresses:
+            return DnsFinding("spf", False, f"node.public_addresses not set; record: {record}")
+        verdicts = []
+        for ip in self.public_addresses:
+            result, _, text = _SpfQuery(lookup, domain, ip).check(record)
+            verdicts.append((ip, result, text))
+        ok = all(result == "pass" for _, result, _ in verdicts)
+        said = ", ".join(
+            f"{ip}: {result}" + (f" ({text})" if result in ("temperror", "permerror") else "")
+            for ip, result, text in verdicts
+        )
+        return DnsFinding("spf", ok, f"{record} ({said})")
+
+    async def _dkim(self, domain: str) -> list[DnsFinding]:
+        try:
+            keys = self.keys.active(domain)
+        except Exception as exc:  # a key file that cannot be read (ConfigError, OSError)
+            return [DnsFinding("dkim", False, f"check failed: {exc}")]
+        if keys is None:
+            return [
+                DnsFinding(
+                    "dkim",
+                    False,
+                    f"no DKIM key for {domain} in {self.keys.root} (ugem dkim keygen {domain})",
+                )
+            ]
+        wanted: list[tuple[str, str, PublicKey]] = [("dkim", keys.selector, keys.rsa.public_key())]
+        if keys.ed25519 is not None:
+            wanted.append(("dkim-ed25519", keys.ed25519_selector, keys.ed25519.public_key()))
+        return list(
+            await asyncio.gather(
+                *(self._guarded(n, self._dkim_record(n, s, domain, k)) for n, s, k in wanted)
+            )
+        )
+
+    async def _dkim_record(
+        self, name: str, selector: str, domain: str, public: PublicKey
+    ) -> DnsFinding:
+        where = f"{selector}._domainkey.{domain}"
+        texts = await self._txt(where)
+        if not texts:
+            return DnsFinding(name, False, f"{where}: no TXT record; publish: {txt_record(public)}")
+        faults = [publishes(text, public) for text in texts]
+        for text, fault in zip(texts, faults, strict=True):
+            if not fault:
+                return DnsFinding(name, True, f"{where}: {text}")
+        return DnsFinding(name, False, f"{where}: {faults[0]}: {texts[0]}")
+
+    async def _dmarc(self, domain: str) -> DnsFinding:
+        where = f"_dmarc.{domain}"
+        texts = [t for t in await self._txt(where) if DMARC_RE.match(t)]
+        if not texts:
+            return DnsFinding("dmarc", False, f"{where}: no v=DMARC1 record")
+        if len(texts) > 1:
+            why = f"{len(texts)} v=DMARC1 records (RFC 7489 6.6.3: then none applies)"
+            return DnsFinding("dmarc", False, f"{where}: {why}: {' | '.join(texts)}")
+        text = texts[0]
+        try:
+            tags = parse_tag_value(text.encode("utf-8"))
+        except InvalidTagValueList:
+            return DnsFinding("dmarc", False, f"{where}: malformed: {text}")
+        policy = tags.get(b"p", b"").decode("ascii", "replace").strip().lower()
+        if policy not in DMARC_POLICIES:
+            why = f"p={policy} is not one of {', '.join(DMARC_POLICIES)}" if policy else "no p="
+            return DnsFinding("dmarc", False, f"{where}: {why}: {text}")
+        return DnsFinding("dmarc", True, f"p={policy}: {text}")
+
+
+def readiness_from_config(config: Config) -> DnsReadiness:
+    """The node's check: `[delivery]`'s resolver, the key directory, `[node] public_addresses`."""
+    return DnsReadiness(config.delivery, KeyStore(key_path(config)), config.node.public_addresses)
+
+
+def application_check(readiness: DnsReadiness) -> DnsCheck:
+    """The check as the applications' `DnsCheck` provider: its findings as theirs."""
+
+    async def check(domain: str) -> list[Finding]:
+        return [Finding(f.name, f.ok, f.record) for f in await readiness.check(domain)]
+
+    return check
