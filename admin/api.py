@@ -9,17 +9,19 @@ from dataclasses import dataclass
 
 from fastapi import APIRouter
 
-from admin import applications, audit, connections, queue, tokens
+from admin import applications, audit, connections, incidents, overrides, queue, tokens
 from admin.auth import Authority
 from admin.errors import ERRORS
 from ugem.clock import Clock
 from ugem.metrics import Metrics
 from ugem.registry import Registry
-from ugem.services.applications import ApplicationService, MxLookup
+from ugem.services.applications import ApplicationService, DnsCheck
 from ugem.services.audit import AuditLog
 from ugem.services.connections import ConnectionService
+from ugem.services.incidents import IncidentService
 from ugem.services.mailqueue import MailQueue, QueueService
 from ugem.services.notices import NoticeSettings, Notifier, Outbox
+from ugem.services.overrides import OverrideService
 from ugem.services.tokens import TokenService
 from ugem.store.base import Store
 
@@ -31,6 +33,8 @@ class Services:
     connections: ConnectionService
     queue: QueueService
     applications: ApplicationService
+    incidents: IncidentService
+    overrides: OverrideService
 
 
 def build_services(
@@ -39,7 +43,7 @@ def build_services(
     queue: MailQueue,
     clock: Clock,
     metrics: Metrics | None = None,
-    mx_lookup: MxLookup | None = None,
+    dns_check: DnsCheck | None = None,
     outbox: Outbox | None = None,
     notices: NoticeSettings | None = None,
 ) -> Services:
@@ -61,10 +65,12 @@ def build_services(
             connections,
             audit,
             clock,
-            mx_lookup=mx_lookup,
+            dns_check=dns_check,
             overdue_gauge=gauge,
             notifier=notifier,
         ),
+        incidents=IncidentService(store, audit, clock),
+        overrides=OverrideService(store, audit, clock),
     )
 
 
@@ -76,4 +82,6 @@ def api_router(services: Services) -> APIRouter:
     api.include_router(audit.router(services.audit, auth))
     api.include_router(tokens.router(services.tokens, auth))
     api.include_router(applications.router(services.applications, auth))
+    api.include_router(incidents.router(services.incidents, auth))
+    api.include_router(overrides.router(services.overrides, auth))
     return api

@@ -26,7 +26,9 @@ from ugem.services.applications import (
 )
 from ugem.services.audit import Verdict
 from ugem.services.connections import ConnectionChange
+from ugem.services.incidents import Action, Incident, IncidentState, Mode
 from ugem.services.mailqueue import MailItem, MailView
+from ugem.services.overrides import MAX_RATE, Override, OverrideKind, OverrideRequest
 from ugem.services.tokens import ApiToken, Role
 from ugem.store.base import AuditRecord
 from ugem.workdays import unix_time
@@ -293,3 +295,93 @@ class ApplicationOut(BaseModel):
     @classmethod
     def of(cls, app: Application, today: dt.date) -> ApplicationOut:
         return cls.model_validate(app.to_dict() | {"overdue": app.overdue(today)})
+
+
+class CommentBody(In):
+    comment: str = Field(
+        "", max_length=TEXT, description="the operator's comment (kept on the incident and audited)"
+    )
+
+
+class EvidenceOut(BaseModel):
+    ts: float = Field(description="when the detector decided (Unix time)")
+    action: Action
+    reason: str = Field(description="the detector's explanation, for a person")
+    findings: list[str] = Field(description="the reason's findings, one each")
+    numbers: dict[str, float] = Field(
+        description="the traffic windows and the learned baseline behind the verdict"
+    )
+
+
+class IncidentOut(BaseModel):
+    id: int
+    connection: str
+    state: IncidentState
+    opened_at: float
+    mode: Mode = Field(description="enforce: suspended; shadow: only watched")
+    action: Action
+    reason: str = Field(description="the first verdict's reason")
+    evidence: list[EvidenceOut] = Field(description="the first verdict and the latest ones")
+    verdicts: int = Field(description="verdicts about the connection while this was open")
+    last_verdict_at: float
+    acknowledged_at: float | None
+    acknowledged_by: str
+    closed_at: float | None
+    closed_by: str
+    comment: str
+
+    @classmethod
+    def of(cls, incident: Incident) -> IncidentOut:
+        extra = {"reason": incident.reason, "last_verdict_at": incident.last_verdict_at}
+        return cls.model_validate(incident.to_dict() | extra)
+
+
+class OverrideBody(In):
+    """A planned mailing's ceiling, or an exemption, for one connection."""
+
+    connection: str = Field(min_length=1, max_length=255, description="connection id")
+    kind: OverrideKind = Field(description="ceiling (a planned mass mailing) or exempt")
+    reason: str = Field(min_length=1, max_length=TEXT, description="why (audited)")
+    starts_at: dt.datetime | None = Field(
+        None, description="ISO 8601 or Unix time (without a zone, Asia/Almaty); absent: now"
+    )
+    ends_at: dt.datetime | None = Field(
+        None, description="ISO 8601 or Unix time; required unless `permanent`"
+    )
+    permanent: bool = Field(False, description="an exemption without an end (admin only)")
+    max_messages_per_hour: int | None = Field(
+        None, ge=1, le=MAX_RATE, description="ceiling: messages accepted in the last 60 min"
+    )
+    max_recipients_per_hour: int | None = Field(
+        None, ge=1, le=MAX_RATE, description="ceiling: recipients of them"
+    )
+
+    def request(self) -> OverrideRequest:
+        def unix(at: dt.datetime | None) -> float | None:
+            return None if at is None else unix_time(at)
+
+        data = self.model_dump(exclude={"starts_at", "ends_at"})
+        return OverrideRequest(starts_at=unix(self.starts_at), ends_at=unix(self.ends_at), **data)
+
+
+class OverrideOut(BaseModel):
+    id: str
+    connection: str
+    kind: OverrideKind
+    starts_at: float
+    ends_at: float | None = Field(description="None: a permanent exemption")
+    reason: str
+    created_by: str
+    created_at: float
+    max_messages_per_hour: int | None
+    max_recipients_per_hour: int | None
+    cancelled_at: float | None
+    cancelled_by: str
+    cancel_reason: str
+    in_force: bool = Field(description="in force now")
+    status: str = Field(description="in force, to come, ended or cancelled (now)")
+
+    @classmethod
+    def of(cls, override: Override, now: float) -> OverrideOut:
+        extra = {"in_force": override.in_force(now), "status": override.status(now)}
+        return cls.model_validate(override.to_dict() | extra)

@@ -1,50 +1,106 @@
-"""Enforcement: the anomaly detector inside a running node.
+"""Enforcement: the anomaly detector inside a running node, its incidents and overrides.
 
-`Enforcer` subscribes to the node's event bus and feeds each event of a
-connected server's traffic (accepted messages, per-recipient delivery
-outcomes) to a `Detector` in event time: the events carry the node's clock,
-never the wall clock of this observer. On a verdict, mode "enforce" suspends
-the connection through `ConnectionService.suspend` with actor "detector" (the
-store, the audit log, the owner's notice and the operators' alert; the relay
-then answers 451 at MAIL FROM and the scheduler holds its queued mail) and
-counts it in `ugem_detector_suspensions_total{mode="enforce"}`. Mode "shadow"
-suspends and notifies nothing: it logs "would have suspended" at WARNING with
-the reason, audits `anomaly.would_suspend` with actor "detector" and counts it
-with mode="shadow"; the connection is watched afresh an hour of event time
-later. A connection that is not connected any more (suspended by an operator
-or another worker meanwhile) is not suspended again; once resumed, it is
-watched afresh (the registry's change listener).
+`Enforcer` reads a feed (`anomaly.feed`: this process's event bus, or with
+several workers or nodes the shared traffic log that carries all of theirs)
+and feeds each event of a connected server's traffic (accepted messages,
+per-recipient delivery outcomes) to a `Detector` in event time: the events carry the node's clock,
+never the wall clock of this observer. It also measures each connection's
+traffic itself (`anomaly.features`, `anomaly.baseline`, over the same
+events): the verdict carries only its reason, and the numbers behind it (the
+windows, the usual volume) go into the incident's evidence (`measure`) and
+are what an override's ceiling is compared with.
 
-Failures never reach the SMTP path: a failed suspension or audit is logged
-(and the suspension tried again at the next verdict), and events this
-observer fell behind on are dropped by the bus and counted in
-`ugem_events_dropped_total{observer="anomaly"}`. Each node worker runs its own
-enforcer over its own share of the traffic (state across workers and nodes is
-issue 5, item 6).
+On a verdict, first the connection's override in force at the verdict's
+time (ugem.services.overrides):
+- a **ceiling** the last hour's traffic does not exceed withholds the
+  verdict: audited `anomaly.within_ceiling`, no incident, no alert. While
+  withheld, each new message is checked against the ceiling and the verdict
+  is acted on as soon as the traffic crosses it; otherwise the detector
+  watches the connection afresh after `WITHHELD_S` of event time, or at the
+  override's end. Above the ceiling, the verdict is acted on as usual, the
+  crossing added to its reason.
+- an **exemption**: handled as in shadow mode, the incident's action
+  "exempted", audited `anomaly.exempted`; never suspended.
+Then, mode "enforce" opens an incident (or adds the verdict to the open one:
+ugem.services.incidents) and suspends the connection through
+`ConnectionService.suspend` with actor "detector" and the reason "abnormal
+traffic: <reason> (incident N)": the store, the audit log, the owner's notice
+and the operators' alert; the relay then answers 451 at MAIL FROM and the
+scheduler holds its queued mail. It counts it in
+`ugem_detector_suspensions_total{mode="enforce"}`. Mode "shadow" suspends
+nothing and notifies no owner: it opens the incident in mode shadow, logs
+"would have suspended" at WARNING, audits `anomaly.would_suspend` with actor
+"detector", counts mode="shadow", and alerts the operators ("would have
+suspended", the evidence, the incident) when the incident is new; the
+connection is watched afresh an hour of event time later. Every incident
+opened is counted in `ugem_incidents_opened_total{mode}`. A connection that
+is not connected any more (suspended by an operator or another worker
+meanwhile) is not suspended again; once resumed, it is watched afresh (the
+registry's change listener).
+
+Failures never reach the SMTP path: a failed step is logged and the
+detector watches the connection afresh, so its next verdict tries again;
+events this observer fell behind on are dropped by the bus and counted in
+`ugem_events_dropped_total{observer="anomaly"}`. With a shared feed every
+worker and node runs the detector over the same whole traffic and reaches
+the same verdicts; the first to claim a verdict (`Feed.claim`) acts on it.
+With the local feed each worker judges its own share only.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
+import math
+from dataclasses import dataclass
 from typing import Final
 
+from anomaly.baseline import Baseline
 from anomaly.detector import Detector, Verdict
+from anomaly.features import Features
+from anomaly.feed import Feed, LocalFeed
 from ugem.errors import ConfigError, ConflictError
-from ugem.events import Accepted, Event, EventBus, Outcome, Subscription
+from ugem.events import Accepted, Event, EventBus, Outcome
 from ugem.log import event
 from ugem.metrics import Metrics
 from ugem.model import Connection, ConnState
 from ugem.services.connections import ConnectionService
+from ugem.services.incidents import Action, Evidence, Incident, IncidentService, Mode
+from ugem.services.notices import Addressee
+from ugem.services.overrides import Override, OverrideKind, OverrideService
 
 log = logging.getLogger("anomaly.enforce")
 
 MODES: Final = ("enforce", "shadow", "off")
 ACTOR: Final = "detector"
 WOULD_SUSPEND: Final = "anomaly.would_suspend"
+EXEMPTED: Final = "anomaly.exempted"
+WITHIN_CEILING: Final = "anomaly.within_ceiling"
 SHADOW_REARM_S: Final = 3600.0  # event-time seconds before shadow mode watches a connection again
+WITHHELD_S: Final = 900.0  # event-time seconds a verdict under a ceiling waits for a crossing
 OUTCOME_KINDS: Final = {"delivered": 1, "deferred": 2, "bounced": 3}  # as anomaly.trace
+CLAIM_S: Final = 3600.0  # seconds a claimed verdict stays claimed (shared feed)
+SHADOW_WHY: Final = 'shadow mode ([anomaly] mode = "shadow")'
+
+
+@dataclass(slots=True)
+class _Traffic:
+    """The enforcer's own measure of one connection's traffic."""
+
+    features: Features
+    baseline: Baseline
+
+
+@dataclass(frozen=True, slots=True)
+class _Watch:
+    """A connection the detector set aside until `until` (event time); a verdict withheld
+    under `ceiling` is acted on as soon as the traffic crosses it."""
+
+    until: float
+    withheld: Verdict | None = None
+    ceiling: Override | None = None
 
 
 class Enforcer:
@@ -55,20 +111,27 @@ class Enforcer:
         connections: ConnectionService,
         metrics: Metrics,
         detector: Detector | None = None,
+        *,
+        incidents: IncidentService | None = None,
+        overrides: OverrideService | None = None,
+        feed: Feed | None = None,
     ) -> None:
         if mode not in MODES[:2]:
             raise ConfigError("anomaly.mode", mode, "an enforcer runs in enforce or shadow")
         self.mode = mode
         self.detector = detector if detector is not None else Detector()
-        self._bus = bus
+        store, audit, clock = connections.store, connections.audit, connections.clock
+        self.incidents = incidents or IncidentService(store, audit, clock)
+        self.overrides = overrides or OverrideService(store, audit, clock)
+        self._feed = feed if feed is not None else LocalFeed(bus, metrics)
         self._connections = connections
         self._metrics = metrics
-        self._sub: Subscription | None = None
         self._task: asyncio.Task[None] | None = None
-        self._rearm: dict[str, float] = {}  # shadow mode: connection -> event time to watch again
+        self._traffic: dict[str, _Traffic] = {}
+        self._watch: dict[str, _Watch] = {}
 
     async def start(self) -> None:
-        self._sub = self._bus.subscribe("anomaly")
+        await self._feed.start()
         self._connections.registry.on_change(self._on_change)
         self._task = asyncio.create_task(self._run(), name="anomaly-enforcer")
 
@@ -78,23 +141,29 @@ class Enforcer:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None
-        if self._sub is not None:
-            self._bus.unsubscribe(self._sub)
-            self._sub = None
+        await self._feed.stop()
 
     async def _run(self) -> None:
-        assert self._sub is not None
         while True:
-            verdict = self.observe(await self._sub.get())
-            if self._sub.dropped:
-                self._metrics.events_dropped.labels("anomaly").inc(self._sub.dropped)
-                self._sub.dropped = 0
+            verdict = self.observe(await self._feed.get())
             if verdict is None:
                 continue
             try:
-                await self.act(verdict)
+                if await self._claimed(verdict):
+                    await self.act(verdict)
             except Exception as exc:  # the observer lives on; the next verdict tries again
+                self.detector.resume(verdict.connection)
                 self._failed(verdict, exc)
+
+    async def _claimed(self, verdict: Verdict) -> bool:
+        """True when this process acts on `verdict`: with a shared feed every worker and node
+        reaches the same verdict at the same event, and only the first to claim it acts; the
+        others watch the connection afresh later, as the one that acted does."""
+        if await self._feed.claim(f"verdict:{verdict.connection}:{verdict.ts!r}", CLAIM_S):
+            return True
+        self._watch[verdict.connection] = _Watch(verdict.ts + WITHHELD_S)
+        event(log, "anomaly_verdict_claimed_elsewhere", connection=verdict.connection)
+        return False
 
     def _failed(self, verdict: Verdict, exc: Exception) -> None:
         conn_id, mode = verdict.connection, self.mode
@@ -111,17 +180,59 @@ class Enforcer:
         """Feed one event to the detector; its verdict, if any. Inbound mail is not watched."""
         if not isinstance(ev, Accepted | Outcome) or not ev.connection:
             return None
-        if self._rearm and ev.ts >= self._rearm.get(ev.connection, float("inf")):
-            del self._rearm[ev.connection]
-            self.detector.resume(ev.connection)
+        self._metrics.detector_events.inc()
+        conn_id = ev.connection
+        traffic = self._traffic.get(conn_id)
+        if traffic is None:
+            traffic = self._traffic[conn_id] = _Traffic(Features(ev.ts), Baseline(ev.ts))
         if isinstance(ev, Accepted):
-            return self.detector.accepted(ev.ts, ev.connection, ev.sender, list(ev.rcpts))
-        return self.detector.outcome(ev.ts, ev.connection, OUTCOME_KINDS[ev.event], ev.code)
+            rcpts = list(ev.rcpts)
+            traffic.features.accepted(ev.ts, ev.sender, rcpts)
+            traffic.baseline.add(ev.ts, len(rcpts))
+        else:
+            kind = OUTCOME_KINDS[ev.event]
+            traffic.features.outcome(ev.ts, kind, ev.code)
+        if self._watch and (watch := self._watch.get(conn_id)) is not None:
+            released = self._rewatch(conn_id, watch, ev.ts, traffic)
+            if released is not None:
+                return released
+        if isinstance(ev, Accepted):
+            return self.detector.accepted(ev.ts, conn_id, ev.sender, rcpts)
+        return self.detector.outcome(ev.ts, conn_id, kind, ev.code)
+
+    def _rewatch(self, conn_id: str, watch: _Watch, ts: float, traffic: _Traffic) -> Verdict | None:
+        """Watch `conn_id` afresh when its time came; a withheld verdict whose ceiling the
+        traffic crossed, to act on now."""
+        if ts >= watch.until:
+            del self._watch[conn_id]
+            self.detector.resume(conn_id)
+            return None
+        if watch.withheld is None or watch.ceiling is None:
+            return None
+        hour = traffic.features.window(60)
+        if not watch.ceiling.exceeded(hour.msgs, hour.rcpts):
+            return None
+        del self._watch[conn_id]
+        return dataclasses.replace(watch.withheld, ts=ts)
 
     async def act(self, verdict: Verdict) -> None:
-        """Suspend (enforce) or record what would have been suspended (shadow)."""
-        if self.mode == "shadow":
-            await self._would_suspend(verdict)
+        """Suspend (enforce), or record what would have been suspended (shadow, exempt),
+        or withhold the verdict (under a ceiling), as the connection's override says."""
+        override = await self.overrides.in_force(verdict.connection, verdict.ts)
+        if override is not None and override.kind == OverrideKind.CEILING:
+            messages, recipients = self._hour(verdict.connection)
+            if not override.exceeded(messages, recipients):
+                await self._withhold(verdict, override, messages, recipients)
+                return
+            crossed = (
+                f"{messages} messages, {recipients} recipients in the last hour: above the "
+                f"planned ceiling of {override.ceiling()} (override {override.id})"
+            )
+            verdict = dataclasses.replace(verdict, reason=f"{verdict.reason}; {crossed}")
+        if override is not None and override.kind == OverrideKind.EXEMPT:
+            await self._watch_only(verdict, Action.EXEMPTED, f"exempt: {override.describe()}")
+        elif self.mode == "shadow":
+            await self._watch_only(verdict, Action.WOULD_SUSPEND, SHADOW_WHY)
         else:
             await self._suspend(verdict)
 
@@ -131,31 +242,134 @@ class Enforcer:
         if conn is None or conn.state != ConnState.CONNECTED:
             _already(conn_id, conn.state.value if conn else "unknown")
             return
+        incident, _ = await self._incident(verdict, Mode.ENFORCE, Action.SUSPENDED)
+        reason = f"abnormal traffic: {verdict.reason} (incident {incident.id})"
         try:
-            await self._connections.suspend(conn_id, f"abnormal traffic: {verdict.reason}", ACTOR)
+            await self._connections.suspend(conn_id, reason, ACTOR)
         except ConflictError:  # suspended (or disconnected) by someone else meanwhile
             _already(conn_id, "not connected")
             return
-        except Exception:
-            self.detector.resume(conn_id)  # try again at its next verdict
-            raise
         self._metrics.detector_suspensions.labels("enforce").inc()
-        event(log, "anomaly_suspended", logging.WARNING, connection=conn_id, reason=verdict.reason)
-
-    async def _would_suspend(self, verdict: Verdict) -> None:
-        self._rearm[verdict.connection] = verdict.ts + SHADOW_REARM_S
-        self._metrics.detector_suspensions.labels("shadow").inc()
-        conn_id, reason = verdict.connection, verdict.reason
-        event(log, "anomaly_would_suspend", logging.WARNING, connection=conn_id, reason=reason)
-        await self._connections.audit.record(
-            ACTOR, WOULD_SUSPEND, verdict.connection, verdict.reason, details={"ts": verdict.ts}
+        event(
+            log,
+            "anomaly_suspended",
+            logging.WARNING,
+            connection=conn_id,
+            reason=verdict.reason,
+            incident=incident.id,
         )
+
+    async def _watch_only(self, verdict: Verdict, action: Action, why_not: str) -> None:
+        """Shadow mode, or an exemption: an incident and an alert, no suspension."""
+        conn_id, reason = verdict.connection, verdict.reason
+        self._watch[conn_id] = _Watch(verdict.ts + SHADOW_REARM_S)
+        self._metrics.detector_suspensions.labels("shadow").inc()
+        event(
+            log,
+            "anomaly_would_suspend",
+            logging.WARNING,
+            connection=conn_id,
+            reason=reason,
+            action=action.value,
+        )
+        incident, opened = await self._incident(verdict, Mode.SHADOW, action)
+        audited = EXEMPTED if action == Action.EXEMPTED else WOULD_SUSPEND
+        details = {"ts": verdict.ts, "incident": incident.id}
+        await self._connections.audit.record(ACTOR, audited, conn_id, reason, details=details)
+        if opened:
+            await self._alert(verdict, incident, why_not)
+
+    async def _withhold(
+        self, verdict: Verdict, override: Override, messages: int, recipients: int
+    ) -> None:
+        conn_id = verdict.connection
+        until = min(verdict.ts + WITHHELD_S, override.ends_at or math.inf)
+        self._watch[conn_id] = _Watch(until, verdict, override)
+        event(
+            log,
+            "anomaly_within_ceiling",
+            connection=conn_id,
+            override=override.id,
+            messages_60m=messages,
+            recipients_60m=recipients,
+        )
+        details = {
+            "ts": verdict.ts,
+            "override": override.id,
+            "ceiling": override.ceiling(),
+            "messages_60m": messages,
+            "recipients_60m": recipients,
+        }
+        await self._connections.audit.record(
+            ACTOR, WITHIN_CEILING, conn_id, verdict.reason, details=details
+        )
+
+    async def _incident(
+        self, verdict: Verdict, mode: Mode, action: Action
+    ) -> tuple[Incident, bool]:
+        evidence = Evidence(verdict.ts, action, verdict.reason, self._numbers(verdict))
+        incident, opened = await self.incidents.record(verdict.connection, mode, evidence, ACTOR)
+        if opened:
+            self._metrics.incidents_opened.labels(mode.value).inc()
+        return incident, opened
+
+    async def _alert(self, verdict: Verdict, incident: Incident, why_not: str) -> None:
+        notifier = self._connections.notifier
+        conn = self._connections.registry.get(verdict.connection)
+        if notifier is None or conn is None:
+            return
+        lines = incident.evidence[0].lines()
+        await notifier.alert_would_suspend(
+            Addressee.of(conn), ACTOR, verdict.reason, str(incident.id), why_not, lines
+        )
+
+    def _numbers(self, verdict: Verdict) -> dict[str, float]:
+        traffic = self._traffic.get(verdict.connection)
+        if traffic is None:
+            return {}
+        return measure(traffic.features, traffic.baseline, verdict.ts)
+
+    def _hour(self, conn_id: str) -> tuple[int, int]:
+        """(messages, recipients) of `conn_id` in the last 60 minutes of its traffic."""
+        traffic = self._traffic.get(conn_id)
+        if traffic is None:
+            return 0, 0
+        hour = traffic.features.window(60)
+        return hour.msgs, hour.rcpts
 
     async def _on_change(self, old: Connection | None, new: Connection) -> None:
         """A resumed connection is watched afresh."""
         resumed = new.state == ConnState.CONNECTED
         if resumed and old is not None and old.state != ConnState.CONNECTED:
             self.detector.resume(new.id)
+
+
+def measure(features: Features, baseline: Baseline, ts: float) -> dict[str, float]:
+    """The numbers of an incident's evidence (named as ugem.services.incidents.NUMBERS)."""
+    numbers: dict[str, float] = {}
+    for minutes in (5, 60):
+        w = features.window(minutes)
+        counts = {
+            "messages": w.msgs,
+            "recipients": w.rcpts,
+            "null_sender": w.null,
+            "new_senders": w.new_senders,
+            "deliveries": w.outcomes,
+            "bounced": w.bounced,
+            "unknown_recipients": w.invalid,
+            "deferred": w.deferred,
+        }
+        numbers |= {f"{name}_{minutes}m": float(n) for name, n in counts.items()}
+    domains, senders = features.distinct(5)
+    mean, spread, warm = baseline.expected(ts)
+    return numbers | {
+        "recipient_domains_5m": float(domains),
+        "senders_5m": float(senders),
+        "top_pair_5m": float(features.top_pair),
+        "usual_recipients_5m": round(mean, 1),
+        "usual_spread_5m": round(spread, 1),
+        "baseline_warm": 1.0 if warm else 0.0,
+    }
 
 
 def _already(conn_id: str, state: str) -> None:

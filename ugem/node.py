@@ -11,8 +11,11 @@ the start with its name. `stop()` runs the order backwards: stop accepting
 (sessions get 421), let in-flight deliveries finish within a grace period,
 flush the spool, close the store.
 `run(config)` is `ugem serve`: it starts a node, waits for SIGTERM or SIGINT,
-stops it and returns 0. A part that fails to start stops the ones already
-started and raises its error, which the CLI prints as one line.
+stops it and returns 0; SIGHUP meanwhile is `reload()`: the STARTTLS
+certificate and key are read again (sessions are kept; a pair that cannot be
+loaded keeps the old one and logs an ERROR). A part that fails to start
+stops the ones already started and raises its error, which the CLI prints as
+one line.
 """
 
 from __future__ import annotations
@@ -27,11 +30,14 @@ from pathlib import Path
 from admin.api import Services, build_services
 from admin.server import AdminServer, create_app
 from anomaly.enforce import Enforcer
+from anomaly.feed import Feed, LocalFeed, SharedFeed
 from relay.accept import AcceptServer
+from relay.bounce import gateway_signer
 from relay.deliver import Deliverer
 from relay.mailqueue import SpoolQueue
 from relay.outbox import SchedulerOutbox
-from relay.routing import Router, make_resolver
+from relay.readiness import application_check, readiness_from_config
+from relay.routing import Router
 from relay.schedule import Scheduler
 from relay.spool import Spool, spool_path
 from ugem import workdays
@@ -41,10 +47,10 @@ from ugem.events import EventBus
 from ugem.log import event
 from ugem.metrics import Metrics
 from ugem.registry import Registry
-from ugem.services.applications import dns_mx_lookup
 from ugem.services.notices import notice_settings
 from ugem.store import open_store
 from ugem.store.base import Store
+from ugem.store.traffic import TrafficLog, open_traffic_log
 from ugem.trace import TraceWriter
 
 log = logging.getLogger("ugem.node")
@@ -68,6 +74,7 @@ class Node:
         self.admin: AdminServer | None = None
         self.trace: TraceWriter | None = None
         self.enforcer: Enforcer | None = None
+        self.traffic: TrafficLog | None = None
         self._deliverer: Deliverer | None = None
         self.services: Services | None = None
         self._tasks: list[asyncio.Task[None]] = []
@@ -125,6 +132,7 @@ class Node:
         )
         self._deliverer = Deliverer(cfg.delivery, cfg.helo_name, self.metrics, clock)
         router = Router(self.registry, cfg.delivery, clock)
+        own_mail = gateway_signer(cfg, clock)  # DKIM for the DSNs and notices
         self.scheduler = Scheduler(
             self.spool,
             router,
@@ -135,6 +143,7 @@ class Node:
             cfg.delivery,
             self.metrics,
             cfg.hostname,
+            own_mail,
         )
         self.registry.on_change(self.scheduler.on_connection_change)
         if cfg.anomaly.trace_file:
@@ -144,19 +153,27 @@ class Node:
             await self.trace.start()
         await self.scheduler.start()
         self._repeat("registry_sync", REGISTRY_SYNC_INTERVAL, self.registry.sync)
-        outbox = SchedulerOutbox(self.scheduler, clock)
+        outbox = SchedulerOutbox(self.scheduler, clock, own_mail)
         self.services = services = build_services(
             self.store,
             self.registry,
             SpoolQueue(self.spool),
             clock,
             self.metrics,
-            dns_mx_lookup(make_resolver(cfg.delivery)),
+            application_check(readiness_from_config(cfg)),
             outbox,
             notices,
         )
-        if cfg.anomaly.mode != "off":  # each worker watches its own share of the traffic
-            self.enforcer = Enforcer(cfg.anomaly.mode, self.bus, services.connections, self.metrics)
+        if cfg.anomaly.mode != "off":
+            self.enforcer = Enforcer(
+                cfg.anomaly.mode,
+                self.bus,
+                services.connections,
+                self.metrics,
+                incidents=services.incidents,
+                overrides=services.overrides,
+                feed=self._feed(),
+            )
             await self.enforcer.start()
         self.smtp = AcceptServer(cfg, self.registry, self.scheduler, self.bus, self.metrics, clock)
         await self.smtp.start()
@@ -168,6 +185,13 @@ class Node:
             await services.applications.all()  # the overdue gauge starts right
             self.admin = AdminServer(listen, create_app(self, self.metrics, services))
             await self.admin.start()
+
+    def _feed(self) -> Feed:
+        """The detector's feed: the shared traffic log when other workers or nodes share it."""
+        if not self.config.shares_traffic:
+            return LocalFeed(self.bus, self.metrics)
+        self.traffic = open_traffic_log(self.config.store_url, self.clock)
+        return SharedFeed(self.bus, self.traffic, self.metrics)
 
     def _repeat(self, name: str, interval: float, step: Callable[[], Awaitable[object]]) -> None:
         """Run `step` every `interval` seconds until stop; a failure is logged, not fatal.
@@ -187,6 +211,12 @@ class Node:
 
         self._tasks.append(asyncio.create_task(loop(), name=name))
 
+    def reload(self) -> None:
+        """SIGHUP: load the STARTTLS certificate and key again; nothing else is reloaded."""
+        event(log, "node_reloading", worker=self.worker)
+        if self.smtp is not None:
+            self.smtp.reload_tls()
+
     async def stop(self, grace: float = 5.0) -> None:
         if self._state == "stopped":
             return
@@ -203,6 +233,8 @@ class Node:
             await self._deliverer.close()
         if self.enforcer is not None:
             await self.enforcer.stop()
+        if self.traffic is not None:
+            await self.traffic.close()
         if self.trace is not None:
             await self.trace.stop()
         if self.spool is not None:
@@ -228,13 +260,15 @@ def worker_file(path: Path, worker: int) -> Path:
 
 
 async def serve(config: Config, worker: int = 0) -> int:
-    """Run a node until SIGTERM or SIGINT; stop it in order; 0 on a clean stop."""
+    """Run a node until SIGTERM or SIGINT (SIGHUP: reload); stop it in order; 0 on a clean stop."""
     node = Node(config, worker=worker)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    loop.add_signal_handler(signal.SIGHUP, node.reload)
     await node.start()
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGHUP})  # blocked by a supervisor
     await stop.wait()
     event(log, "node_stopping", reason="signal")
     await node.stop()

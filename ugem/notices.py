@@ -10,10 +10,10 @@ template or one naming an unknown `$name` stops the node at start with a
 `ConfigError` naming the file, not later at the first notice.
 
 `compose` builds the message: the organisation's language first and English
-below it (English alone for English), UTF-8 text in quoted-printable, the
-Subject and display names in RFC 2047 encoded words (written here: the
-`email` package loses the space between an ASCII word and a non-ASCII one),
-Date (Almaty time), Message-ID, From the postmaster,
+below it (English alone for English, and for the operators' `ALERTS`),
+UTF-8 text in quoted-printable, the Subject and display names in RFC 2047
+encoded words (written here: the `email` package loses the space between an
+ASCII word and a non-ASCII one), Date (Almaty time), Message-ID, From the postmaster,
 `Auto-Submitted: auto-generated`, CRLF line endings only, no header line over
 76 characters and control characters of values kept out of headers. It does
 no I/O and raises `UsageError` only for an address that cannot be written in
@@ -53,6 +53,10 @@ class NoticeKind(StrEnum):
     DISCONNECT_SCHEDULED = "disconnect-scheduled"
     DISCONNECTED = "disconnected"
     ALERT_SUSPENDED = "alert-suspended"  # to the operators, in English only
+    ALERT_WOULD_SUSPEND = "alert-would-suspend"  # to the operators: shadow mode, an exemption
+
+
+ALERTS = frozenset({NoticeKind.ALERT_SUSPENDED, NoticeKind.ALERT_WOULD_SUSPEND})  # English only
 
 
 COMMON = ("org_name", "domain", "domains", "servers", "date", "reason", "postmaster", "gateway")
@@ -65,12 +69,13 @@ FIELDS: dict[NoticeKind, tuple[str, ...]] = {
     NoticeKind.DISCONNECT_SCHEDULED: (*COMMON, "effective_at"),
     NoticeKind.DISCONNECTED: COMMON,
     NoticeKind.ALERT_SUSPENDED: (*COMMON, "actor", "contacts"),
+    NoticeKind.ALERT_WOULD_SUSPEND: (*COMMON, "actor", "incident", "not_suspended", "evidence"),
 }
 
 
 def languages(kind: NoticeKind, language: Language) -> tuple[Language, ...]:
     """The languages of a notice, in order: the organisation's, then English."""
-    if kind == NoticeKind.ALERT_SUSPENDED or language == Language.EN:
+    if kind in ALERTS or language == Language.EN:
         return (Language.EN,)
     return (language, Language.EN)
 
@@ -119,8 +124,7 @@ class Templates:
         """Render every template with sample values; ConfigError naming the first bad one."""
         for kind in NoticeKind:
             sample = {name: f"<{name}>" for name in FIELDS[kind]}
-            alert = kind == NoticeKind.ALERT_SUSPENDED
-            for language in (Language.EN,) if alert else tuple(Language):
+            for language in (Language.EN,) if kind in ALERTS else tuple(Language):
                 self.render(kind, language, sample)
 
 

@@ -3,14 +3,16 @@
 `BurstScene.start(tmp_path, mode)` runs a node on a `FakeClock` with
 `[anomaly] mode` set and two connected servers: `burst.gov.kz` at 127.0.0.2
 (its owner's contact at `it@burst.gov.kz`, routed to `notices`) and
-`other.gov.kz` at 127.0.0.3. Mail to example.org goes to `delivered` (accepts
-all); mail to the burst's recipient domains goes to `remote`, which defers
-every message, so the burst stays queued. `history()` sends one message an
-hour for a day and more of fake time (a steady trickle the detector learns as
-normal); `burst(step)` sends from ever new senders to many recipient domains,
-two seconds of fake time apart, and stops at the first refused MAIL FROM
-(or after `BURST_MAX` messages). Nothing sleeps to let time pass: only the
-fake clock moves; `until` polls a condition of the node (an async one).
+`other.gov.kz` at 127.0.0.3; the operators' alerts go to `noc@sts.test`,
+routed to `notices` too (`notices_to(rcpt)` picks one's mail). Mail to
+example.org goes to `delivered` (accepts all); mail to the burst's recipient
+domains goes to `remote`, which defers every message, so the burst stays
+queued. `history()` sends one message an hour for a day and more of fake time
+(a steady trickle the detector learns as normal); `burst(step)` sends from
+ever new senders to many recipient domains, two seconds of fake time apart,
+and stops at the first refused MAIL FROM (or after `BURST_MAX` messages).
+Nothing sleeps to let time pass: only the fake clock moves; `until` polls a
+condition of the node (an async one).
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from pathlib import Path
 
 from tests.support.clients import Sent
 from tests.support.node import node_config, running_node, send_mail
-from tests.support.sink import Sink
+from tests.support.sink import Sink, SinkMessage
 from ugem.clock import FakeClock
 from ugem.config import Config
 from ugem.model import Connection, Contact, OrgKind
@@ -33,6 +35,7 @@ from ugem.store import open_store
 
 BURST, BURST_IP, OTHER, OTHER_IP = "burst.gov.kz", "127.0.0.2", "other.gov.kz", "127.0.0.3"
 OWNER = f"it@{BURST}"
+OPERATORS = "noc@sts.test"
 HISTORY_HOURS = 26  # more than the day after which senders count as new
 BURST_MAX = 60  # messages
 BURST_RCPTS = 3  # recipients per burst message, each in its own domain
@@ -42,18 +45,33 @@ DEFER = "451 4.3.0 try later"
 
 @dataclass
 class BurstScene:
-    node: Node
+    nodes: list[Node]
     clock: FakeClock
-    config: Config
+    configs: list[Config]
     delivered: Sink
     remote: Sink
     notices: Sink
     burst_ids: list[str] = field(default_factory=list)
     other_sent: int = 0
+    sends: int = 0
+
+    @property
+    def node(self) -> Node:
+        return self.nodes[0]
+
+    @property
+    def config(self) -> Config:
+        return self.configs[0]
+
+    def notices_to(self, rcpt: str) -> list[SinkMessage]:
+        """The notices and alerts that reached `notices` for `rcpt`."""
+        return [m for m in self.notices.messages if m.rcpts == [rcpt]]
 
     async def send(self, conn: str, sender: str, rcpts: list[str], subject: str) -> Sent:
         source = BURST_IP if conn == BURST else OTHER_IP
-        return await send_mail(self.config, sender, rcpts, source, subject)
+        config = self.configs[self.sends % len(self.configs)]  # several nodes: each in turn
+        self.sends += 1
+        return await send_mail(config, sender, rcpts, source, subject)
 
     async def history(self) -> None:
         """One message an hour from the same sender, for HISTORY_HOURS hours."""
@@ -112,22 +130,36 @@ def _connection(conn_id: str, ip: str, contacts: tuple[Contact, ...] = ()) -> Co
 
 
 @contextlib.asynccontextmanager
-async def burst_scene(tmp_path: Path, mode: str) -> AsyncIterator[BurstScene]:
+async def burst_scene(
+    tmp_path: Path, mode: str, nodes: int = 1, store_url: str = ""
+) -> AsyncIterator[BurstScene]:
+    """The scene on `nodes` nodes sharing one store (`store_url`; empty: the first node's
+    SQLite file), each with its own data directory and ports; mail goes to each in turn."""
     delivered, remote, notices = [await Sink.start("127.0.0.1", 0) for _ in range(3)]
     remote.data_replies = [DEFER] * len(SPAM_DOMAINS)  # at most one session a domain
-    hop = {"example.org": delivered, BURST: notices} | dict.fromkeys(SPAM_DOMAINS, remote)
+    hop = {"example.org": delivered, BURST: notices, "sts.test": notices}
+    hop |= dict.fromkeys(SPAM_DOMAINS, remote)
     routes = {dom: f"127.0.0.1:{sink.port}" for dom, sink in hop.items()}
-    config, _ = node_config(
-        tmp_path,
-        anomaly={"mode": mode},
-        delivery={"routes": routes, "min_backoff": 3600.0, "max_backoff": 3600.0},
-    )
-    await _add(config, _connection(BURST, BURST_IP, (Contact("Aliya S.", OWNER),)))
-    await _add(config, _connection(OTHER, OTHER_IP))
+    for i in range(1, nodes):
+        (tmp_path / f"node{i}").mkdir()
+    store = {"url": store_url or f"sqlite:///{tmp_path / 'var' / 'registry.db'}"}
+    configs = [
+        node_config(
+            tmp_path if i == 0 else tmp_path / f"node{i}",
+            anomaly={"mode": mode},
+            admin={"operators_address": OPERATORS},
+            delivery={"routes": routes, "min_backoff": 3600.0, "max_backoff": 3600.0},
+            store=store,
+        )[0]
+        for i in range(nodes)
+    ]
+    await _add(configs[0], _connection(BURST, BURST_IP, (Contact("Aliya S.", OWNER),)))
+    await _add(configs[0], _connection(OTHER, OTHER_IP))
     clock = FakeClock()
     try:
-        async with running_node(config, clock) as node:
-            yield BurstScene(node, clock, config, delivered, remote, notices)
+        async with contextlib.AsyncExitStack() as stack:
+            running = [await stack.enter_async_context(running_node(c, clock)) for c in configs]
+            yield BurstScene(running, clock, configs, delivered, remote, notices)
     finally:
         for sink in (delivered, remote, notices):
             await sink.stop()

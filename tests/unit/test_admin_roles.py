@@ -23,6 +23,8 @@ from tests.support.admin import AdminApi, admin_api
 from tests.support.connections import plain
 from ugem.model import ConnState, Contact
 from ugem.services.applications import ApplicationForm
+from ugem.services.incidents import Action, Evidence, Mode
+from ugem.services.overrides import OverrideKind, OverrideRequest
 from ugem.services.tokens import Role
 
 CONTACT = Contact("Ivanov Ivan Ivanovich", "it@d.gov.kz")
@@ -39,8 +41,11 @@ FORM: dict[str, Any] = {
     "contacts": [{"full_name": "Ivanov Ivan Ivanovich", "email": "it@c.gov.kz"}],
 }
 REJECT = {"decision": "reject", "reasons": ["no technical capability"]}
+TOMORROW = 1_767_312_000.0  # a day after the FakeClock's start
+EXEMPT = {"connection": "b.gov.kz", "kind": "exempt", "reason": "agreed", "ends_at": TOMORROW}
 
-# (method, path, body, least role, success status); {app} is a pending application's id
+# (method, path, body, least role, success status); {app} is a pending application's id,
+# {override} an override of a.gov.kz; a.gov.kz has incident 1, open
 ENDPOINTS: list[tuple[str, str, Any, Role, int]] = [
     ("GET", "/v1/connections", None, Role.VIEWER, 200),
     ("GET", "/v1/connections/a.gov.kz", None, Role.VIEWER, 200),
@@ -67,6 +72,14 @@ ENDPOINTS: list[tuple[str, str, Any, Role, int]] = [
     ("GET", "/v1/applications/{app}", None, Role.VIEWER, 200),
     ("POST", "/v1/applications/{app}/checks", {}, Role.OPERATOR, 200),
     ("POST", "/v1/applications/{app}/decision", REJECT, Role.OPERATOR, 200),
+    ("GET", "/v1/incidents", None, Role.VIEWER, 200),
+    ("GET", "/v1/incidents/1", None, Role.VIEWER, 200),
+    ("POST", "/v1/incidents/1/ack", {}, Role.OPERATOR, 200),
+    ("POST", "/v1/incidents/1/close", {"comment": "false alarm"}, Role.OPERATOR, 200),
+    ("GET", "/v1/overrides", None, Role.VIEWER, 200),
+    ("POST", "/v1/overrides", EXEMPT, Role.OPERATOR, 201),
+    ("GET", "/v1/overrides/{override}", None, Role.VIEWER, 200),
+    ("POST", "/v1/overrides/{override}/cancel", {}, Role.OPERATOR, 200),
 ]
 CASES = [pytest.param(*endpoint, id=f"{endpoint[0]} {endpoint[1]}") for endpoint in ENDPOINTS]
 
@@ -90,6 +103,8 @@ async def api(tmp_path: Path) -> AsyncIterator[AdminApi]:
         await api.spool.commit(_message(HELD, QueueState.HELD, "b.gov.kz"))
         await api.spool.commit(_message(DEFERRED, QueueState.DEFERRED, "a.gov.kz"))
         await api.spool.commit(_message(ACTIVE, QueueState.ACTIVE, "a.gov.kz"))
+        evidence = Evidence(api.clock.now(), Action.SUSPENDED, "412 recipients in 5 min")
+        await api.services.incidents.record("a.gov.kz", Mode.ENFORCE, evidence, "detector")
         yield api
 
 
@@ -99,11 +114,26 @@ async def app_id(api: AdminApi) -> str:
     return (await api.services.applications.receive(form, "test")).id
 
 
+@pytest.fixture
+async def override_id(api: AdminApi) -> str:
+    request = OverrideRequest(
+        "a.gov.kz", OverrideKind.CEILING, "newsletter", ends_at=TOMORROW, max_messages_per_hour=9
+    )
+    return (await api.services.overrides.set(request, "test")).id
+
+
 @pytest.mark.parametrize(("method", "path", "body", "least", "status"), CASES)
 async def test_endpoint_by_role(
-    api: AdminApi, app_id: str, method: str, path: str, body: Any, least: Role, status: int
+    api: AdminApi,
+    app_id: str,
+    override_id: str,
+    method: str,
+    path: str,
+    body: Any,
+    least: Role,
+    status: int,
 ) -> None:
-    path = path.replace("{app}", app_id)
+    path = path.replace("{app}", app_id).replace("{override}", override_id)
     nobody = await api.call(method, path, None, body)
     assert nobody.status_code == 401, nobody.text
     assert nobody.headers["www-authenticate"] == "Bearer"
@@ -134,7 +164,9 @@ async def test_the_table_covers_every_route(api: AdminApi) -> None:
         for real in (HELD, DEFERRED, ACTIVE):
             path = path.replace(real, "{queue_id}")
         path = path.replace("a.gov.kz", "{conn_id}").replace("b.gov.kz", "{conn_id}")
-        return path.replace("viewer-token", "{name}").replace("{app}", "{app_id}")
+        path = path.replace("viewer-token", "{name}").replace("{app}", "{app_id}")
+        path = path.replace("/v1/incidents/1", "/v1/incidents/{incident_id}")
+        return path.replace("{override}", "{override_id}")
 
     paths = api.app.openapi()["paths"]
     routes = {(m.upper(), p) for p, ops in paths.items() if p.startswith("/v1/") for m in ops}

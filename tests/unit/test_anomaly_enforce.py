@@ -1,33 +1,60 @@
-"""The enforcer's rules over a real SQLite store: what a verdict does in each mode.
+"""The enforcer's rules over a real SQLite store: what a verdict does in each mode and override.
 
-Enforce mode suspends with actor "detector" once: a second verdict about a
-connection that is suspended already changes and counts nothing. A resumed
-connection is watched afresh (the detector is told). Shadow mode suspends
-nothing, audits `anomaly.would_suspend`, and watches the connection again
-only an hour of event time later. Inbound mail (no connection) is not watched.
+Enforce mode opens an incident with the evidence (the reason and the numbers
+of the connection's traffic) and suspends with actor "detector" once, the
+incident named in the reason; the owner's notice and the operators' alert
+go out. A second verdict about a connection that is suspended already
+changes and counts nothing; after a resume it is watched afresh and its next
+verdict joins the incident still open. Shadow mode suspends nothing, opens
+a shadow incident, audits `anomaly.would_suspend`, alerts the operators
+(never the owner) once per incident, and watches the connection again only
+an hour of event time later. A planned mailing's ceiling withholds a
+verdict while the last hour's traffic is below it and releases it the
+moment the traffic crosses it; an exemption is never suspended, its incident
+says "exempted". A failed action (the store unreachable) is logged and the
+next verdict acts. Inbound mail (no connection) is not watched.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
+from anomaly.baseline import Baseline
 from anomaly.detector import Detector, Verdict
-from anomaly.enforce import SHADOW_REARM_S, WOULD_SUSPEND, Enforcer
+from anomaly.enforce import (
+    EXEMPTED,
+    SHADOW_REARM_S,
+    WITHHELD_S,
+    WITHIN_CEILING,
+    WOULD_SUSPEND,
+    Enforcer,
+    measure,
+)
+from anomaly.features import Features
+from tests.support.admin import NOTICES, OPERATORS, ListOutbox
+from tests.support.burst import until
+from tests.support.mail import read_notice
 from ugem.clock import FakeClock
-from ugem.errors import ConfigError
+from ugem.errors import ConfigError, StoreError
 from ugem.events import Accepted, EventBus
 from ugem.metrics import Metrics
-from ugem.model import Connection, ConnState, OrgKind
+from ugem.model import Connection, ConnState, Contact, OrgKind
 from ugem.registry import Registry
 from ugem.services.audit import AuditLog
 from ugem.services.connections import ConnectionService
+from ugem.services.incidents import NUMBERS, Action, Incident, IncidentState, Mode
+from ugem.services.notices import Notifier
+from ugem.services.overrides import Override, OverrideKind, OverrideRequest, OverrideService
 from ugem.store import open_store
 
 CONN = "akimat.gov.kz"
+OWNER = f"it@{CONN}"
+REASON = "412 recipients in 5 min against a usual 9 ± 4; 31 % bounced as unknown recipients"
 
 
 class SpyDetector(Detector):
@@ -47,73 +74,281 @@ class Scene:
     service: ConnectionService
     metrics: Metrics
     detector: SpyDetector
+    outbox: ListOutbox
+    clock: FakeClock
 
     def enforcer(self, mode: str) -> Enforcer:
         return Enforcer(mode, EventBus(), self.service, self.metrics, self.detector)
 
-    def counted(self, mode: str) -> float | None:
-        name = "ugem_detector_suspensions_total"
+    def sample(self, name: str, mode: str) -> float | None:
         return self.metrics.registry.get_sample_value(name, {"mode": mode})
 
     async def actions(self) -> list[tuple[str, str]]:
         return [(r.entry.actor, r.entry.action) for r in await self.service.audit.list(CONN)]
 
+    def mailed(self) -> list[tuple[tuple[str, ...], str]]:
+        """(recipients, text) of every notice and alert queued."""
+        return [(m.rcpts, read_notice(m.data).text) for m in self.outbox.sent]
+
 
 @pytest.fixture
 async def scene(tmp_path: Path) -> AsyncIterator[Scene]:
     store, clock = open_store(f"sqlite:///{tmp_path / 'u.db'}"), FakeClock()
-    conn = Connection(CONN, "Akimat", OrgKind.LOCAL_GOVERNMENT, (CONN,), ("127.0.0.2",))
+    conn = Connection(
+        CONN, "Akimat", OrgKind.LOCAL_GOVERNMENT, (CONN,), ("127.0.0.2",), (Contact("A", OWNER),)
+    )
     try:
         await store.add(conn)
         registry = Registry(store, clock)
         await registry.sync()
-        service = ConnectionService(store, registry, AuditLog(store, clock), clock)
-        yield Scene(service, Metrics(), SpyDetector())
+        audit, outbox = AuditLog(store, clock), ListOutbox()
+        notifier = Notifier(outbox, audit, clock, NOTICES)
+        service = ConnectionService(store, registry, audit, clock, notifier)
+        yield Scene(service, Metrics(), SpyDetector(), outbox, clock)
     finally:
         await store.close()
 
 
-def verdict(ts: float = 0.0) -> Verdict:
-    return Verdict(ts, CONN, "suspend", "412 recipients in 5 min against a usual 9 ± 4")
+def verdict(ts: float, reason: str = REASON) -> Verdict:
+    return Verdict(ts, CONN, "suspend", reason)
 
 
-async def test_enforce_suspends_once_and_a_resumed_connection_is_watched_again(
+def accepted(ts: float, rcpts: int = 3, connection: str = CONN) -> Accepted:
+    to = tuple(f"r{i}@d{i}.example.org" for i in range(rcpts))
+    return Accepted(ts, "q1", connection, "127.0.0.2", f"a@{CONN}", to, 10)
+
+
+async def incidents(scene: Scene, enforcer: Enforcer) -> list[Incident]:
+    return await enforcer.incidents.list(connection=CONN)
+
+
+async def test_enforce_opens_an_incident_suspends_once_and_watches_a_resumed_connection(
     scene: Scene,
 ) -> None:
     enforcer = scene.enforcer("enforce")
     await enforcer.start()
     try:
-        await enforcer.act(verdict())
-        await enforcer.act(verdict())  # suspended already: not again
+        now = scene.clock.now()
+        for i in range(4):
+            assert enforcer.observe(accepted(now + i)) is None
+        await enforcer.act(verdict(now + 3))
+        await enforcer.act(verdict(now + 4))  # suspended already: not again
         conn = scene.service.registry.get(CONN)
         assert conn is not None and conn.state == ConnState.SUSPENDED
-        assert conn.state_reason.startswith("abnormal traffic: 412 recipients")
-        assert await scene.actions() == [("detector", "connection.suspend")]
-        assert scene.counted("enforce") == 1
+        assert conn.state_reason == f"abnormal traffic: {REASON} (incident 1)"
+        assert await scene.actions() == [
+            ("detector", "connection.suspend"),
+            ("detector", "incident.open"),
+        ]
+        [incident] = await incidents(scene, enforcer)
+        assert (incident.mode, incident.action, incident.state) == (
+            Mode.ENFORCE,
+            Action.SUSPENDED,
+            IncidentState.OPEN,
+        )
+        first = incident.evidence[0]
+        assert first.findings == (
+            "412 recipients in 5 min against a usual 9 ± 4",
+            "31 % bounced as unknown recipients",
+        )
+        assert first.numbers["messages_5m"] == 4 and first.numbers["recipients_5m"] == 12
+        assert first.numbers["recipient_domains_5m"] == 3
+        mailed = scene.mailed()
+        assert [rcpts for rcpts, _ in mailed] == [(OWNER,), (OPERATORS,)]
+        assert "(incident 1)" in mailed[1][1]
+        assert scene.sample("ugem_detector_suspensions_total", "enforce") == 1
+        assert scene.sample("ugem_incidents_opened_total", "enforce") == 1
         assert scene.detector.resumed == []
 
         await scene.service.resume(CONN, "cleaned up", "api:noc")
         assert scene.detector.resumed == [CONN]
+        await enforcer.act(verdict(now + 600))  # the incident is still open: it joins it
+        [incident] = await incidents(scene, enforcer)
+        assert incident.verdicts == 2 and incident.last_verdict_at == now + 600
+        conn = scene.service.registry.get(CONN)
+        assert conn is not None and conn.state_reason.endswith("(incident 1)")
+        assert scene.sample("ugem_incidents_opened_total", "enforce") == 1
     finally:
         await enforcer.stop()
 
 
-async def test_shadow_records_and_watches_again_an_hour_later(scene: Scene) -> None:
+async def test_shadow_opens_an_incident_alerts_the_operators_only_and_rearms_an_hour_later(
+    scene: Scene,
+) -> None:
     enforcer = scene.enforcer("shadow")
-    await enforcer.act(verdict(ts=1000.0))
+    ts = scene.clock.now()
+    enforcer.observe(accepted(ts))
+    await enforcer.act(verdict(ts))
     conn = scene.service.registry.get(CONN)
     assert conn is not None and conn.state == ConnState.CONNECTED
-    assert await scene.actions() == [("detector", WOULD_SUSPEND)]
-    assert scene.counted("shadow") == 1 and scene.counted("enforce") is None
+    assert await scene.actions() == [("detector", WOULD_SUSPEND), ("detector", "incident.open")]
+    [incident] = await incidents(scene, enforcer)
+    assert (incident.mode, incident.action) == (Mode.SHADOW, Action.WOULD_SUSPEND)
+    [(rcpts, text)] = scene.mailed()
+    assert rcpts == (OPERATORS,)  # never the owner
+    assert (
+        "would have been suspended (incident 1)" in read_notice(scene.outbox.sent[0].data).subject
+    )
+    assert 'shadow mode ([anomaly] mode = "shadow")' in text
+    assert "recipients in the last 5 min: 3" in text and REASON in text
+    assert scene.sample("ugem_detector_suspensions_total", "shadow") == 1
+    assert scene.sample("ugem_detector_suspensions_total", "enforce") is None
+    assert scene.sample("ugem_incidents_opened_total", "shadow") == 1
 
-    def accepted(ts: float, connection: str = CONN) -> Accepted:
-        return Accepted(ts, "q1", connection, "127.0.0.2", f"a@{CONN}", ("x@example.org",), 10)
-
-    enforcer.observe(accepted(1000.0 + SHADOW_REARM_S - 1))
+    enforcer.observe(accepted(ts + SHADOW_REARM_S - 1))
     assert scene.detector.resumed == []
-    enforcer.observe(accepted(1000.0 + SHADOW_REARM_S))
+    enforcer.observe(accepted(ts + SHADOW_REARM_S))
     assert scene.detector.resumed == [CONN]
-    assert enforcer.observe(accepted(1.0, connection="")) is None
+    assert enforcer.observe(accepted(ts, connection="")) is None
+
+    await enforcer.act(verdict(ts + SHADOW_REARM_S + 10))  # the same incident: no new alert
+    [incident] = await incidents(scene, enforcer)
+    assert incident.verdicts == 2
+    assert len(scene.outbox.sent) == 1
+    assert scene.sample("ugem_incidents_opened_total", "shadow") == 1
+
+
+async def test_a_closed_incident_lets_the_next_verdict_open_a_new_one(scene: Scene) -> None:
+    enforcer = scene.enforcer("shadow")
+    ts = scene.clock.now()
+    await enforcer.act(verdict(ts))
+    await enforcer.incidents.close(1, "api:noc", "known newsletter")
+    await enforcer.act(verdict(ts + SHADOW_REARM_S))
+    assert [(i.id, i.state) for i in await incidents(scene, enforcer)] == [
+        (2, IncidentState.OPEN),
+        (1, IncidentState.CLOSED),
+    ]
+    assert len(scene.outbox.sent) == 2  # one alert per incident
+
+
+async def test_a_ceiling_withholds_a_verdict_below_it_and_acts_once_traffic_crosses_it(
+    scene: Scene,
+) -> None:
+    enforcer = scene.enforcer("enforce")
+    ts = scene.clock.now()
+    request = OverrideRequest(
+        CONN, OverrideKind.CEILING, "newsletter", ends_at=ts + 7200, max_messages_per_hour=10
+    )
+    ceiling = await enforcer.overrides.set(request, "api:noc")
+    for i in range(5):
+        enforcer.observe(accepted(ts + i))
+    await enforcer.act(verdict(ts + 5))
+    conn = scene.service.registry.get(CONN)
+    assert conn is not None and conn.state == ConnState.CONNECTED
+    [entry] = [r.entry for r in await scene.service.audit.list(CONN, actor="detector")]
+    assert (entry.action, entry.reason) == (WITHIN_CEILING, REASON)
+    assert '"messages_60m": 5' in entry.details and ceiling.id in entry.details
+    assert await incidents(scene, enforcer) == [] and scene.outbox.sent == []
+
+    released = [enforcer.observe(accepted(ts + 10 + i)) for i in range(6)]
+    assert released[:5] == [None] * 5  # 10 messages: at the ceiling, not above it
+    crossing = released[5]
+    assert crossing is not None and crossing.ts == ts + 15  # the 11th message
+    await enforcer.act(crossing)
+    conn = scene.service.registry.get(CONN)
+    assert conn is not None and conn.state == ConnState.SUSPENDED
+    assert "11 messages, 33 recipients in the last hour: above the planned ceiling of " in (
+        conn.state_reason
+    )
+    assert f"10 messages per hour (override {ceiling.id})" in conn.state_reason
+
+
+async def test_a_withheld_verdict_lapses_and_the_detector_watches_afresh(scene: Scene) -> None:
+    enforcer = scene.enforcer("enforce")
+    ts = scene.clock.now()
+    request = OverrideRequest(
+        CONN, OverrideKind.CEILING, "newsletter", ends_at=ts + 7200, max_messages_per_hour=100
+    )
+    await enforcer.overrides.set(request, "api:noc")
+    await enforcer.act(verdict(ts))
+    enforcer.observe(accepted(ts + WITHHELD_S - 1))
+    assert scene.detector.resumed == []
+    assert enforcer.observe(accepted(ts + WITHHELD_S)) is None
+    assert scene.detector.resumed == [CONN]
+
+
+async def test_an_exempt_connection_is_never_suspended_its_incident_says_exempted(
+    scene: Scene,
+) -> None:
+    enforcer = scene.enforcer("enforce")
+    request = OverrideRequest(CONN, OverrideKind.EXEMPT, "agreed by letter", permanent=True)
+    exemption = await enforcer.overrides.set(request, "api:root")
+    await enforcer.act(verdict(scene.clock.now() + 60))
+    conn = scene.service.registry.get(CONN)
+    assert conn is not None and conn.state == ConnState.CONNECTED
+    [incident] = await incidents(scene, enforcer)
+    assert (incident.mode, incident.action) == (Mode.SHADOW, Action.EXEMPTED)
+    assert (await scene.actions())[0] == ("detector", EXEMPTED)
+    [(rcpts, text)] = scene.mailed()
+    assert rcpts == (OPERATORS,) and f"exempt: override {exemption.id}" in text
+    assert scene.sample("ugem_incidents_opened_total", "shadow") == 1
+
+
+class EagerDetector(SpyDetector):
+    """A verdict on the first message of a connection it watches (the rules are not the point)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.held: set[str] = set()
+
+    def accepted(self, ts: float, connection: str, sender: str, rcpts: list[str]) -> Verdict | None:
+        if connection in self.held:
+            return None
+        self.held.add(connection)
+        return verdict(ts)
+
+    def resume(self, connection: str) -> None:
+        self.held.discard(connection)
+        super().resume(connection)
+
+
+class FailingOnce(OverrideService):
+    """Overrides whose first lookup fails, as a store that is briefly unreachable."""
+
+    failed = False
+
+    async def in_force(self, connection: str, at: float | None = None) -> Override | None:
+        if not self.failed:
+            self.failed = True
+            raise StoreError("redis store redis://x: connection refused (test)")
+        return await super().in_force(connection, at)
+
+
+async def test_a_failed_action_is_logged_and_the_next_verdict_tries_again(
+    scene: Scene, caplog: pytest.LogCaptureFixture
+) -> None:
+    bus, detector = EventBus(), EagerDetector()
+    service = scene.service
+    overrides = FailingOnce(service.store, service.audit, service.clock)
+    enforcer = Enforcer("enforce", bus, service, scene.metrics, detector, overrides=overrides)
+    await enforcer.start()
+    try:
+        bus.publish(accepted(scene.clock.now()))
+
+        async def failed() -> bool:
+            return detector.resumed == [CONN]
+
+        await until(failed, "the failure handled")
+        assert [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR] == [
+            "anomaly_action_failed"
+        ]
+        bus.publish(accepted(scene.clock.now() + 1))
+
+        async def suspended() -> bool:
+            conn = service.registry.get(CONN)
+            return conn is not None and conn.state == ConnState.SUSPENDED
+
+        await until(suspended, "the next verdict acted on")
+    finally:
+        await enforcer.stop()
+
+
+def test_every_number_measured_has_a_reading() -> None:
+    features, baseline = Features(0.0), Baseline(0.0)
+    features.accepted(1.0, "a@x.kz", ["b@y.kz"])
+    numbers = measure(features, baseline, 1.0)
+    assert set(numbers) == set(NUMBERS)
+    assert numbers["messages_60m"] == 1 and numbers["baseline_warm"] == 0
 
 
 def test_off_is_no_enforcer(scene: Scene) -> None:

@@ -20,10 +20,10 @@ import pytest
 
 from tests.support.connections import full, plain
 from tests.support.redis_server import free_port
-from ugem.errors import ConfigError, ConflictError, StoreError, UsageError
+from ugem.errors import ConfigError, ConflictError, NotFoundError, StoreError, UsageError
 from ugem.model import ConnState
 from ugem.store import Store, open_store
-from ugem.store.base import GENESIS, AuditEntry
+from ugem.store.base import GENESIS, AuditEntry, IncidentRecord
 from ugem.store.codec import seal
 from ugem.store.redis import RedisStore
 from ugem.store.sqlite import SqliteStore
@@ -399,3 +399,55 @@ async def test_sqlite_file_of_schema_1_gets_its_audit_rows_chained(tmp_path: Pat
         assert await store.audit_head() == (3, chain[2].hash)
     finally:
         await store.close()
+
+
+async def test_one_incident_not_closed_per_connection(stores: StoreFactory) -> None:
+    writers = [stores() for _ in range(4)]
+    version = await writers[0].version()
+    opened = await asyncio.gather(*(w.incident_open("a.gov.kz", '{"n": 1}') for w in writers))
+    assert sorted(created for _, created in opened) == [False, False, False, True]
+    assert {record.id for record, _ in opened} == {1}
+    assert opened[0][0] == IncidentRecord(1, "a.gov.kz", "open", 1, '{"n": 1}')
+    other, created = await writers[1].incident_open("b.gov.kz", "{}")
+    assert (other.id, created) == (2, True)
+    assert await writers[0].version() == version  # incidents are not the registry's business
+
+
+async def test_incident_update_checks_the_rev_and_closing_frees_the_connection(
+    stores: StoreFactory,
+) -> None:
+    writer, reader = stores(), stores()
+    first, _ = await writer.incident_open("a.gov.kz", '{"evidence": ["412 в 5 мин"]}')
+    acked = dataclasses.replace(first, state="acknowledged", data='{"by": "api:noc"}')
+    assert await writer.incident_update(acked) is True
+    assert await writer.incident_update(acked) is False  # rev 1 is stale now
+    seen = await reader.incident_get(first.id)
+    assert seen == dataclasses.replace(acked, rev=2)
+    again, created = await writer.incident_open("a.gov.kz", "{}")
+    assert (again.id, created) == (first.id, False)  # acknowledged is not closed
+    closed = dataclasses.replace(seen, state="closed")
+    assert await reader.incident_update(closed) is True
+    fresh, created = await writer.incident_open("a.gov.kz", "{}")
+    assert (fresh.id, created) == (2, True)
+    with pytest.raises(ConflictError, match="incident 1 is closed"):
+        await writer.incident_update(dataclasses.replace(closed, rev=3, state="open"))
+    with pytest.raises(NotFoundError, match="no incident 99"):
+        await writer.incident_update(dataclasses.replace(closed, id=99))
+    assert await reader.incident_get(99) is None
+
+
+async def test_incidents_list_newest_first_by_state_and_connection(store: Store) -> None:
+    for conn in ("a.gov.kz", "b.gov.kz", "c.gov.kz"):
+        await store.incident_open(conn, "{}")
+    second = await store.incident_get(2)
+    assert second is not None
+    await store.incident_update(dataclasses.replace(second, state="closed"))
+    await store.incident_open("b.gov.kz", "{}")
+    assert [r.id for r in await store.incident_list()] == [4, 3, 2, 1]
+    assert [r.id for r in await store.incident_list(limit=2)] == [4, 3]
+    assert [r.id for r in await store.incident_list(state="open")] == [4, 3, 1]
+    assert [r.id for r in await store.incident_list(connection="b.gov.kz")] == [4, 2]
+    assert [r.id for r in await store.incident_list("closed", "b.gov.kz")] == [2]
+    assert await store.incident_list(connection="nobody.gov.kz") == []
+    with pytest.raises(UsageError, match="limit"):
+        await store.incident_list(limit=0)

@@ -9,7 +9,19 @@ from __future__ import annotations
 import argparse
 from collections.abc import Callable
 
-from ugem.commands import anomaly, application, audit, config, connection, dkim, queue, serve, token
+from ugem.commands import (
+    anomaly,
+    application,
+    audit,
+    config,
+    connection,
+    dkim,
+    incident,
+    override,
+    queue,
+    serve,
+    token,
+)
 
 Register = Callable[
     ["argparse._SubParsersAction[argparse.ArgumentParser]", argparse.ArgumentParser], None
@@ -24,5 +36,7 @@ GROUPS: list[Register] = [
     audit.register,
     application.register,
     anomaly.register,
+    incident.register,
+    override.register,
     dkim.register,
 ]

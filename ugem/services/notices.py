@@ -6,7 +6,9 @@ a small protocol the node wiring satisfies with the relay's scheduler
 (`relay.outbox.SchedulerOutbox`), so the notice is durable in the spool and
 delivered, retried and bounced like any other mail, and `ugem` does not
 import the relay. On a suspension `alert_suspended` also tells the
-operators' address, when one is configured.
+operators' address, when one is configured; `alert_would_suspend` tells it
+what the anomaly detector would have suspended (shadow mode, an exemption),
+with the incident and its evidence, and never writes to the organisation.
 
 A notice never undoes the decision it reports: `send` raises nothing. When it
 cannot be queued (no contact address, a broken template, a full spool), it
@@ -114,6 +116,25 @@ class Notifier:
         values = self._values(to, reason, {"actor": actor, "contacts": contacts})
         rcpts = [self.settings.operators]
         kind = NoticeKind.ALERT_SUSPENDED
+        return await self._mail(kind, Language.EN, rcpts, to.target, actor, values)
+
+    async def alert_would_suspend(
+        self,
+        to: Addressee,
+        actor: str,
+        reason: str,
+        incident: str,
+        not_suspended: str,
+        evidence: Sequence[str],
+    ) -> str | None:
+        """Tell the operators' address (when configured) that `to` would have been
+        suspended, and why not (`not_suspended`); the owner is not told."""
+        if not self.settings.operators:
+            return None
+        lines = "\n".join(f"  {line}" for line in evidence) or "  -"
+        extra = {"actor": actor, "incident": incident, "not_suspended": not_suspended}
+        values = self._values(to, reason, extra | {"evidence": lines})
+        kind, rcpts = NoticeKind.ALERT_WOULD_SUSPEND, [self.settings.operators]
         return await self._mail(kind, Language.EN, rcpts, to.target, actor, values)
 
     async def _mail(

@@ -15,8 +15,15 @@ inserted or deleted record breaks the chain (`ugem.services.audit` verifies
 it). Appending reads the head and writes the record in one atomic step.
 
 Besides connections a store keeps small JSON documents by kind and id
-(`doc_*`: API tokens, applications); they do not change `version()`, which
-only tells the registry that connections (or the audit log) changed.
+(`doc_*`: API tokens, applications, overrides); they do not change
+`version()`, which only tells the registry that connections (or the audit
+log) changed. Incidents of the anomaly detector (`incident_*`) are numbered
+by the store (1, 2, 3, ...); a connection has at most one incident that is
+not closed, which `incident_open` keeps atomically (a second verdict finds
+the first incident), and `incident_update` replaces one only if nobody
+changed it since it was read (its `rev`), so the detector adding evidence
+and an operator closing it lose neither change. They do not change
+`version()` either.
 """
 
 from __future__ import annotations
@@ -56,6 +63,21 @@ class AuditRecord:
     prev: str  # hash of record seq-1 (GENESIS for the first)
     hash: str  # sha256 over prev, seq and the entry (`ugem.store.codec.seal`)
     entry: AuditEntry
+
+
+INCIDENT_CLOSED = "closed"  # the one incident state that frees its connection for a new one
+
+
+@dataclass(frozen=True)
+class IncidentRecord:
+    """An incident as stored: what the store indexes, and the rest as JSON text
+    (`ugem.services.incidents` gives it meaning)."""
+
+    id: int
+    connection: str
+    state: str  # "open", "acknowledged", "closed" (final)
+    rev: int  # 1 when opened, one more at every update
+    data: str
 
 
 class Store(Protocol):
@@ -116,6 +138,28 @@ class Store(Protocol):
         self, target: str | None = None, limit: int = 100
     ) -> builtins.list[AuditEntry]:
         """Newest first."""
+        ...
+
+    async def incident_open(self, connection: str, data: str) -> tuple[IncidentRecord, bool]:
+        """A new incident of `connection` (state "open", rev 1, the next number) holding
+        `data`, and True; or, when the connection has one that is not closed, that one as
+        it is, and False. Atomic: two callers never both open one."""
+        ...
+
+    async def incident_update(self, record: IncidentRecord) -> bool:
+        """Store `record`'s state and data if the stored incident's rev is still
+        `record.rev` (its rev becomes one more): True; False when another writer changed it
+        since it was read. NotFoundError for an unknown id; ConflictError to reopen a
+        closed incident (closed is final)."""
+        ...
+
+    async def incident_get(self, incident_id: int) -> IncidentRecord | None: ...
+
+    async def incident_list(
+        self, state: str | None = None, connection: str | None = None, limit: int = 100
+    ) -> builtins.list[IncidentRecord]:
+        """Incidents newest first (highest number first), of one state and connection if
+        given, at most `limit` (UsageError below 1)."""
         ...
 
     async def close(self) -> None: ...

@@ -8,6 +8,8 @@ not the caller's input). The conflict errors name the id or the domain and its
 owner, the same words whichever store found them. `seal` computes an audit
 record's hash the same way for both stores and for `ugem audit verify`;
 `AuditLogReader` gives both stores `audit_log` over their `audit_records`.
+The incident errors (an unknown number, reopening a closed incident) read the
+same from both stores too.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ import hashlib
 import json
 from dataclasses import asdict
 
-from ugem.errors import ConflictError, StoreError, UgemError, UsageError
+from ugem.errors import ConflictError, NotFoundError, StoreError, UgemError, UsageError
 from ugem.model import Connection
 from ugem.store.base import AuditEntry, AuditRecord
 
@@ -84,6 +86,14 @@ def decode_record(text: str | bytes, where: str) -> AuditRecord:
 
 def doc_conflict(kind: str, doc_id: str) -> ConflictError:
     return ConflictError(f"{kind} {doc_id!r} exists; choose another name")
+
+
+def no_incident(incident_id: int) -> NotFoundError:
+    return NotFoundError(f"no incident {incident_id}")
+
+
+def incident_final(incident_id: int) -> ConflictError:
+    return ConflictError(f"incident {incident_id} is closed; a closed incident stays closed")
 
 
 class AuditLogReader:

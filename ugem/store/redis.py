@@ -6,7 +6,12 @@ domain -> owning id, `<p>version` a counter, `<p>auditlog` a list of every
 audit record (JSON text; record n at index n-1), `<p>audithead` a hash with
 the chain's head (seq, hash) and `<p>auditlog:<target>` a list of the seq
 numbers of one target, so the log of one connection is read without a scan.
-`<p>doc:<kind>` is a hash of document id -> JSON text. Every write is atomic
+`<p>doc:<kind>` is a hash of document id -> JSON text. `<p>incident` is a
+hash of incident number -> JSON of the record (`<p>incident:seq` numbers
+them, `<p>incident:open` maps a connection to its incident that is not
+closed); opening and updating one are Lua scripts, so the rule "one incident
+not closed per connection" and the rev check hold across nodes. Listing
+incidents reads the whole hash (they are few). Every write is atomic
 together with its `INCR` of the version: the connection writes are Lua
 scripts that check the id and domain uniqueness, write, and bump in one step;
 an audit record is one WATCH/MULTI/EXEC on the head (retried when another
@@ -22,6 +27,7 @@ connection as `StoreError`; an invalid URL as `ConfigError`.
 from __future__ import annotations
 
 import builtins
+import json
 from collections.abc import Awaitable
 from typing import Any, TypeVar
 from urllib.parse import urlsplit, urlunsplit
@@ -31,7 +37,7 @@ from redis.exceptions import RedisError, WatchError
 
 from ugem.errors import ConfigError, StoreError
 from ugem.model import Connection
-from ugem.store.base import GENESIS, AuditEntry, AuditRecord
+from ugem.store.base import GENESIS, INCIDENT_CLOSED, AuditEntry, AuditRecord, IncidentRecord
 from ugem.store.codec import (
     AuditLogReader,
     check_limit,
@@ -42,6 +48,8 @@ from ugem.store.codec import (
     encode_connection,
     encode_record,
     id_conflict,
+    incident_final,
+    no_incident,
     seal,
 )
 
@@ -84,6 +92,37 @@ return 1
 """
 
 
+# KEYS: incident hash, open hash, seq.  ARGV: connection, data.
+# Returns {0, record} when the connection has an incident not closed, else {1, record}.
+_INCIDENT_OPEN = """
+local id = redis.call('HGET', KEYS[2], ARGV[1])
+if id then return {0, redis.call('HGET', KEYS[1], id)} end
+id = redis.call('INCR', KEYS[3])
+local rec = cjson.encode({id = id, connection = ARGV[1], state = 'open', rev = 1, data = ARGV[2]})
+redis.call('HSET', KEYS[1], id, rec)
+redis.call('HSET', KEYS[2], ARGV[1], id)
+return {1, rec}
+"""
+
+# KEYS: incident hash, open hash.  ARGV: id, rev, state, data.
+# Returns -1 if there is no such incident, -2 to reopen a closed one, 0 on a stale rev, else 1.
+_INCIDENT_UPDATE = f"""
+local old = redis.call('HGET', KEYS[1], ARGV[1])
+if not old then return -1 end
+local rec = cjson.decode(old)
+if tostring(rec['rev']) ~= ARGV[2] then return 0 end
+if rec['state'] == '{INCIDENT_CLOSED}' and ARGV[3] ~= '{INCIDENT_CLOSED}' then return -2 end
+rec['rev'] = rec['rev'] + 1
+rec['state'] = ARGV[3]
+rec['data'] = ARGV[4]
+redis.call('HSET', KEYS[1], ARGV[1], cjson.encode(rec))
+if ARGV[3] == '{INCIDENT_CLOSED}' and redis.call('HGET', KEYS[2], rec['connection']) == ARGV[1] then
+  redis.call('HDEL', KEYS[2], rec['connection'])
+end
+return 1
+"""
+
+
 class RedisStore(AuditLogReader):
     def __init__(self, url: str, prefix: str = "ugem:", timeout: float = TIMEOUT) -> None:
         self.url = url
@@ -101,6 +140,10 @@ class RedisStore(AuditLogReader):
         self._head = f"{prefix}audithead"
         self._save = self._redis.register_script(_SAVE)
         self._delete = self._redis.register_script(_DELETE)
+        self._incidents = f"{prefix}incident"
+        self._incident_keys = [self._incidents, f"{prefix}incident:open"]
+        self._incident_open = self._redis.register_script(_INCIDENT_OPEN)
+        self._incident_update = self._redis.register_script(_INCIDENT_UPDATE)
 
     async def _call(self, pending: Awaitable[T]) -> T:
         try:
@@ -210,6 +253,47 @@ class RedisStore(AuditLogReader):
     async def doc_list(self, kind: str) -> builtins.list[tuple[str, str]]:
         found = await self._call(self._redis.hgetall(self._doc(kind)))  # type: ignore[misc]
         return sorted((_text(k), _text(v)) for k, v in found.items())
+
+    async def incident_open(self, connection: str, data: str) -> tuple[IncidentRecord, bool]:
+        keys = [*self._incident_keys, f"{self._incidents}:seq"]
+        reply: list[Any] = await self._call(self._incident_open(keys=keys, args=[connection, data]))
+        return self._incident(reply[1]), bool(reply[0])
+
+    async def incident_update(self, record: IncidentRecord) -> bool:
+        args: list[str | int] = [record.id, record.rev, record.state, record.data]
+        done: int = await self._call(self._incident_update(keys=self._incident_keys, args=args))
+        if done == -1:
+            raise no_incident(record.id)
+        if done == -2:
+            raise incident_final(record.id)
+        return done == 1
+
+    async def incident_get(self, incident_id: int) -> IncidentRecord | None:
+        text = await self._call(self._redis.hget(self._incidents, str(incident_id)))  # type: ignore[misc]
+        return None if text is None else self._incident(text)
+
+    async def incident_list(
+        self, state: str | None = None, connection: str | None = None, limit: int = 100
+    ) -> builtins.list[IncidentRecord]:
+        check_limit(limit)
+        found = await self._call(self._redis.hvals(self._incidents))  # type: ignore[misc]
+        records = sorted(map(self._incident, found), key=lambda r: r.id, reverse=True)
+        return [
+            r
+            for r in records
+            if (state is None or r.state == state)
+            and (connection is None or r.connection == connection)
+        ][:limit]
+
+    def _incident(self, text: str | bytes) -> IncidentRecord:
+        try:
+            data = json.loads(text)
+            return IncidentRecord(
+                int(data["id"]), str(data["connection"]), str(data["state"]),
+                int(data["rev"]), str(data["data"]),
+            )  # fmt: skip
+        except (ValueError, KeyError, TypeError) as exc:
+            raise StoreError(f"redis store {self.name}: an incident is damaged: {exc}") from exc
 
     def _doc(self, kind: str) -> str:
         return f"{self.prefix}doc:{kind}"

@@ -4,7 +4,9 @@ The file holds the connections (JSON text, see `ugem.store.codec`), a
 `domains` table whose primary key makes a domain belong to one connection at
 most, the append-only audit log (hash-chained: `seq`, `prev`, `hash`, with
 the head in `audit_head`), the `docs` table of JSON documents by kind and id,
-and a `meta` row with the version. A file made by an older version gets the
+the `incidents` table (numbered by AUTOINCREMENT; a partial unique index
+keeps one incident that is not closed per connection), and a `meta` row
+with the version. A file made by an older version gets the
 new columns and tables on open, and its audit rows are sealed into the chain. Every write
 is one `BEGIN IMMEDIATE` transaction that also bumps the version, so a node and
 the CLI (or several processes) can share the file: WAL lets readers go on while
@@ -30,7 +32,7 @@ from typing import Any, TypeVar
 
 from ugem.errors import StoreError
 from ugem.model import Connection
-from ugem.store.base import GENESIS, AuditEntry, AuditRecord
+from ugem.store.base import GENESIS, INCIDENT_CLOSED, AuditEntry, AuditRecord, IncidentRecord
 from ugem.store.codec import (
     AuditLogReader,
     check_limit,
@@ -39,6 +41,8 @@ from ugem.store.codec import (
     domain_conflict,
     encode_connection,
     id_conflict,
+    incident_final,
+    no_incident,
     seal,
 )
 
@@ -62,6 +66,10 @@ _SCHEMA = (
     f"INSERT OR IGNORE INTO audit_head (one, seq, hash) VALUES (1, 0, '{GENESIS}')",  # noqa: S608
     "CREATE TABLE IF NOT EXISTS docs (kind TEXT NOT NULL, id TEXT NOT NULL, data TEXT NOT NULL,"
     " PRIMARY KEY (kind, id))",
+    "CREATE TABLE IF NOT EXISTS incidents (id INTEGER PRIMARY KEY AUTOINCREMENT,"
+    " connection TEXT NOT NULL, state TEXT NOT NULL, rev INTEGER NOT NULL, data TEXT NOT NULL)",
+    "CREATE UNIQUE INDEX IF NOT EXISTS incidents_not_closed ON incidents (connection)"
+    f" WHERE state != '{INCIDENT_CLOSED}'",
 )
 _AUDIT_COLUMNS = ("before", "after", "prev", "hash")  # added in schema version 2
 _VERSION = "SELECT value FROM meta WHERE key = 'version'"
@@ -76,6 +84,12 @@ _AUDIT_CHAIN = f"SELECT {_FIELDS} FROM audit ORDER BY seq LIMIT ? OFFSET ?"  # n
 _HEAD = "SELECT seq, hash FROM audit_head WHERE one = 1"
 _SET_HEAD = "UPDATE audit_head SET seq = ?, hash = ? WHERE one = 1"
 _NO_SEQ = 1 << 62  # "before" when none is given: newer than any record
+_INCIDENT = "SELECT id, connection, state, rev, data FROM incidents"
+_INCIDENTS = (
+    f"{_INCIDENT} WHERE (? IS NULL OR state = ?) AND (? IS NULL OR connection = ?)"
+    " ORDER BY id DESC LIMIT ?"
+)
+_NOT_CLOSED = f"{_INCIDENT} WHERE connection = ? AND state != '{INCIDENT_CLOSED}'"
 
 
 class SqliteStore(AuditLogReader):
@@ -221,6 +235,48 @@ class SqliteStore(AuditLogReader):
             ).fetchall()
         return [(str(i), str(d)) for i, d in rows]
 
+    async def incident_open(self, connection: str, data: str) -> tuple[IncidentRecord, bool]:
+        def change(db: sqlite3.Connection) -> tuple[IncidentRecord, bool]:
+            row = db.execute(_NOT_CLOSED, (connection,)).fetchone()
+            if row is not None:
+                return _incident(row), False
+            sql = "INSERT INTO incidents (connection, state, rev, data) VALUES (?, 'open', 1, ?)"
+            ident = db.execute(sql, (connection, data)).lastrowid
+            return IncidentRecord(int(ident or 0), connection, "open", 1, data), True
+
+        return self._write(change)
+
+    async def incident_update(self, record: IncidentRecord) -> bool:
+        def change(db: sqlite3.Connection) -> bool:
+            row = db.execute("SELECT state, rev FROM incidents WHERE id = ?", (record.id,))
+            found = row.fetchone()
+            if found is None:
+                raise no_incident(record.id)
+            if int(found[1]) != record.rev:
+                return False
+            if found[0] == INCIDENT_CLOSED and record.state != INCIDENT_CLOSED:
+                raise incident_final(record.id)
+            db.execute(
+                "UPDATE incidents SET state = ?, data = ?, rev = rev + 1 WHERE id = ?",
+                (record.state, record.data, record.id),
+            )
+            return True
+
+        return self._write(change)
+
+    async def incident_get(self, incident_id: int) -> IncidentRecord | None:
+        with self._errors():
+            row = self._db.execute(f"{_INCIDENT} WHERE id = ?", (incident_id,)).fetchone()
+        return None if row is None else _incident(row)
+
+    async def incident_list(
+        self, state: str | None = None, connection: str | None = None, limit: int = 100
+    ) -> builtins.list[IncidentRecord]:
+        args = (state, state, connection, connection, check_limit(limit))
+        with self._errors():
+            rows = self._db.execute(_INCIDENTS, args).fetchall()
+        return [_incident(row) for row in rows]
+
     async def close(self) -> None:
         with self._errors():
             self._db.close()
@@ -261,6 +317,11 @@ def _record(row: tuple[Any, ...]) -> AuditRecord:
     seq, prev, digest, ts, *texts = row
     entry = AuditEntry(float(ts), *(str(t) for t in texts))
     return AuditRecord(int(seq), str(prev), str(digest), entry)
+
+
+def _incident(row: tuple[Any, ...]) -> IncidentRecord:
+    ident, connection, state, rev, data = row
+    return IncidentRecord(int(ident), str(connection), str(state), int(rev), str(data))
 
 
 def _upgrade_audit(db: sqlite3.Connection) -> None:

@@ -1,0 +1,53 @@
+"""`/v1/incidents`: the anomaly detector's incidents: list, show, acknowledge, close.
+
+Reading needs `viewer`; acknowledging and closing `operator` (the audit log
+names the token), each with an optional comment. An unknown number is 404;
+acknowledging an incident that is not open, or closing a closed one, is 409
+saying who did it and when. Each handler is one call of `IncidentService`,
+where the rules and the audit live.
+"""
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Path, Query
+
+from admin.auth import Authority
+from admin.schemas import CommentBody, IncidentOut
+from ugem.services.incidents import IncidentService, IncidentState
+from ugem.services.tokens import ApiToken, Role
+
+IncidentId = Annotated[int, Path(ge=1, le=2**63 - 1, description="the incident's number")]
+
+
+def router(service: IncidentService, auth: Authority) -> APIRouter:
+    r = APIRouter(prefix="/incidents", tags=["incidents"])
+    viewer = auth.require(Role.VIEWER)
+    Operator = Annotated[ApiToken, Depends(auth.require(Role.OPERATOR))]
+
+    @r.get("", response_model=list[IncidentOut], dependencies=[Depends(viewer)])
+    async def list_incidents(
+        state: IncidentState | None = None,
+        connection: Annotated[str | None, Query(max_length=255)] = None,
+        limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    ) -> list[IncidentOut]:
+        return [IncidentOut.of(i) for i in await service.list(state, connection, limit)]
+
+    @r.get("/{incident_id}", response_model=IncidentOut, dependencies=[Depends(viewer)])
+    async def show_incident(incident_id: IncidentId) -> IncidentOut:
+        return IncidentOut.of(await service.get(incident_id))
+
+    @r.post("/{incident_id}/ack", response_model=IncidentOut)
+    async def acknowledge_incident(
+        incident_id: IncidentId, token: Operator, body: CommentBody | None = None
+    ) -> IncidentOut:
+        comment = body.comment if body else ""
+        return IncidentOut.of(await service.acknowledge(incident_id, token.actor, comment))
+
+    @r.post("/{incident_id}/close", response_model=IncidentOut)
+    async def close_incident(
+        incident_id: IncidentId, token: Operator, body: CommentBody | None = None
+    ) -> IncidentOut:
+        comment = body.comment if body else ""
+        return IncidentOut.of(await service.close(incident_id, token.actor, comment))
+
+    return r

@@ -1,0 +1,127 @@
+"""`ugem incident ...` and `ugem override ...` driven in-process through `ugem.cli.main`.
+
+The commands go through the same services as the API, audited as
+`cli:operator1`: incidents are listed, shown with their evidence, acknowledged
+and closed (a wrong move exits 1 saying who did it); overrides are set
+(a ceiling, a timed or permanent exemption), listed and cancelled. A bad
+option exits 2 naming it; an unknown incident or connection exits 1.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.support.cli import Ugem, audit_log, operator, usage_error
+from tests.support.connections import plain
+from ugem.clock import FakeClock
+from ugem.services.audit import AuditLog
+from ugem.services.incidents import Action, Evidence, IncidentService, Mode
+from ugem.store.sqlite import SqliteStore
+
+CONN = "akimat.gov.kz"
+REASON = "412 recipients in 5 min against a usual 9 ± 4; 31 % bounced as unknown recipients"
+
+
+@pytest.fixture
+def ugem(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> Ugem:
+    ugem = operator(tmp_path, capsys, monkeypatch)
+
+    async def seed() -> None:
+        store = SqliteStore(ugem.db)
+        try:
+            await store.add(plain(CONN))
+            clock = FakeClock()
+            incidents = IncidentService(store, AuditLog(store, clock), clock)
+            numbers = {"recipients_5m": 412.0, "usual_recipients_5m": 9.0}
+            evidence = Evidence(clock.now(), Action.WOULD_SUSPEND, REASON, numbers)
+            await incidents.record(CONN, Mode.SHADOW, evidence, "detector")
+        finally:
+            await store.close()
+
+    asyncio.run(seed())
+    return ugem
+
+
+def test_incident_list_show_ack_close(ugem: Ugem) -> None:
+    listed = ugem.ok("incident", "list").splitlines()
+    assert listed[0].split() == [
+        "ID", "OPENED", "CONNECTION", "MODE", "ACTION", "STATE", "VERDICTS", "REASON",
+    ]  # fmt: skip
+    assert listed[1].split()[:3] == ["1", "2026-01-01", "00:00:00Z"]
+    assert "akimat.gov.kz  shadow  would-suspend  open" in listed[1]
+    assert listed[1].endswith("...")  # the reason cut to the column
+    shown = ugem.ok("incident", "show", "1")
+    assert "  mode          shadow (would-suspend)" in shown
+    assert "      31 % bounced as unknown recipients" in shown
+    assert "        recipients in the last 5 min: 412" in shown
+    assert "usual recipients per 5 min at this time of week: 9" in shown
+    assert json.loads(ugem.ok("incident", "show", "1", "--json"))["evidence"][0]["numbers"] == {
+        "recipients_5m": 412.0,
+        "usual_recipients_5m": 9.0,
+    }
+    assert ugem.ok("incident", "ack", "1") == "incident 1 (akimat.gov.kz) is acknowledged\n"
+    twice = ugem("incident", "ack", "1")
+    assert twice.code == 1 and "acknowledged by cli:operator1" in twice.err
+    closed = ugem.ok("incident", "close", "1", "--comment", "the quarterly newsletter")
+    assert closed == "incident 1 (akimat.gov.kz) is closed\n"
+    assert ugem.ok("incident", "list", "--state", "open").splitlines()[1:] == []
+    [entry, *_] = audit_log(ugem.db, CONN)
+    assert (entry.actor, entry.action, entry.reason) == (
+        "cli:operator1",
+        "incident.close",
+        "the quarterly newsletter",
+    )
+
+
+def test_incident_errors(ugem: Ugem) -> None:
+    usage_error(ugem("incident", "show", "one"), "N")
+    usage_error(ugem("incident", "list", "--state", "lost"), "--state")
+    usage_error(ugem("incident", "list", "--limit", "0"), "--limit")
+    missing = ugem("incident", "ack", "9")
+    assert missing.code == 1 and missing.err == (
+        "ugem: no incident 9; `ugem incident list` shows them\n"
+    )
+
+
+def test_override_ceiling_exempt_list_cancel(ugem: Ugem) -> None:
+    until = str(time.time() + 7200)
+    out = ugem.ok(
+        "override", "ceiling", CONN, "--until", until, "--messages-per-hour", "5000",
+        "--reason", "quarterly newsletter",
+    )  # fmt: skip
+    assert out.startswith("set override ") and "a ceiling of 5000 messages per hour" in out
+    ident = out.split()[2].rstrip(":")
+    clash = ugem("override", "exempt", CONN, "--permanent", "--reason", "agreed")
+    assert clash.code == 1 and f"override {ident}" in clash.err
+    [row] = ugem.ok("override", "list", "--current").splitlines()[1:]
+    assert row.split()[:3] == [ident, CONN, "ceiling"] and "in force" in row
+    [shown] = json.loads(ugem.ok("override", "list", "--connection", CONN, "--json"))
+    assert (shown["max_messages_per_hour"], shown["created_by"]) == (5000, "cli:operator1")
+    cancelled = ugem.ok("override", "cancel", ident, "--reason", "postponed")
+    assert cancelled == f"override {ident} of {CONN} cancelled\n"
+    assert "exempt" in ugem.ok("override", "exempt", CONN, "--permanent", "--reason", "agreed")
+    actions = [e.action for e in audit_log(ugem.db, CONN)[:3]]
+    assert actions == ["override.set", "override.cancel", "override.set"]
+
+
+def test_override_errors_name_the_option(ugem: Ugem) -> None:
+    until = str(time.time() + 7200)
+    usage_error(
+        ugem("override", "ceiling", CONN, "--until", until, "--reason", "r"),
+        "--messages-per-hour",
+    )
+    usage_error(
+        ugem("override", "ceiling", CONN, "--until", "soon", "--messages-per-hour", "5",
+             "--reason", "r"),
+        "--until",
+    )  # fmt: skip
+    usage_error(ugem("override", "exempt", CONN, "--until", "1", "--reason", "r"), "--until")
+    nobody = ugem("override", "exempt", "nobody.gov.kz", "--permanent", "--reason", "r")
+    assert nobody.code == 1 and "no connection 'nobody.gov.kz'" in nobody.err

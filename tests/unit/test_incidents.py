@@ -1,0 +1,174 @@
+"""IncidentService over a real SQLite store on a FakeClock: open, add to, acknowledge, close.
+
+One incident not closed per connection: a further verdict joins it (its
+evidence keeps the first and the latest), a closed one makes way for a new
+one. Moves go open -> acknowledged -> closed (or open -> closed), each
+stamped with who and when and audited with the operator's actor; a move that
+does not fit is a ConflictError saying who did what; an unknown number is a
+NotFoundError. A change made by another writer between a read and a write
+is kept, not overwritten.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from ugem.clock import FakeClock
+from ugem.errors import ConflictError, NotFoundError, StoreError, UsageError
+from ugem.services.audit import AuditLog
+from ugem.services.incidents import (
+    MAX_EVIDENCE,
+    Action,
+    Evidence,
+    IncidentService,
+    IncidentState,
+    Mode,
+)
+from ugem.store.base import IncidentRecord
+from ugem.store.sqlite import SqliteStore
+
+CONN = "akimat.gov.kz"
+
+
+@pytest.fixture
+async def service(tmp_path: Path) -> AsyncIterator[IncidentService]:
+    store, clock = SqliteStore(tmp_path / "u.db"), FakeClock()
+    try:
+        yield IncidentService(store, AuditLog(store, clock), clock)
+    finally:
+        await store.close()
+
+
+def evidence(ts: float, reason: str = "412 recipients in 5 min; 40 % unknown") -> Evidence:
+    return Evidence(ts, Action.SUSPENDED, reason, {"recipients_5m": 412.0, "baseline_warm": 1.0})
+
+
+async def test_a_verdict_opens_one_incident_and_later_ones_join_it(
+    service: IncidentService,
+) -> None:
+    first, opened = await service.record(CONN, Mode.ENFORCE, evidence(10.0), "detector")
+    assert opened and first.id == 1 and first.opened_at == 10.0
+    assert first.reason == "412 recipients in 5 min; 40 % unknown"
+    for i in range(MAX_EVIDENCE + 5):
+        joined, opened = await service.record(CONN, Mode.ENFORCE, evidence(20.0 + i), "detector")
+        assert not opened and joined.id == 1
+    shown = await service.get(1)
+    assert shown.verdicts == MAX_EVIDENCE + 6
+    assert len(shown.evidence) == MAX_EVIDENCE
+    assert shown.evidence[0].ts == 10.0 and shown.last_verdict_at == 20.0 + MAX_EVIDENCE + 4
+    assert shown.evidence[0].findings == ("412 recipients in 5 min", "40 % unknown")
+    [entry] = [r.entry for r in await service.audit.list(CONN)]
+    assert (entry.actor, entry.action, entry.reason) == ("detector", "incident.open", first.reason)
+    assert '"incident": 1' in entry.details and '"recipients_5m": 412.0' in entry.details
+
+
+async def test_acknowledge_then_close_stamped_and_audited(service: IncidentService) -> None:
+    await service.record(CONN, Mode.SHADOW, evidence(10.0), "detector")
+    clock = service.clock
+    assert isinstance(clock, FakeClock)
+    clock.advance(60)
+    acked = await service.acknowledge(1, "api:noc", "  looking  ")
+    assert acked.state == IncidentState.ACKNOWLEDGED
+    assert (acked.acknowledged_by, acked.acknowledged_at) == ("api:noc", service.clock.now())
+    assert acked.comment == "looking"
+    closed = await service.close(1, "cli:ops")
+    assert (closed.state, closed.closed_by, closed.comment) == (
+        IncidentState.CLOSED,
+        "cli:ops",
+        "looking",  # kept: closing said nothing new
+    )
+    assert await service.get(1) == closed
+    entries = [r.entry for r in await service.audit.list(CONN)]
+    assert [(e.actor, e.action) for e in entries] == [
+        ("cli:ops", "incident.close"),
+        ("api:noc", "incident.acknowledge"),
+        ("detector", "incident.open"),
+    ]
+    assert entries[0].before == '{"state": "acknowledged"}'
+    assert entries[0].after == '{"state": "closed"}'
+    again, opened = await service.record(CONN, Mode.SHADOW, evidence(99.0), "detector")
+    assert opened and again.id == 2
+
+
+async def test_moves_that_do_not_fit_say_who_did_what(service: IncidentService) -> None:
+    await service.record(CONN, Mode.ENFORCE, evidence(10.0), "detector")
+    closed = await service.close(1, "api:noc", "false alarm")  # from open directly
+    assert closed.comment == "false alarm"
+    with pytest.raises(ConflictError, match=r"incident 1 was closed by api:noc on .*stays closed"):
+        await service.acknowledge(1, "api:other")
+    with pytest.raises(ConflictError, match="was closed by api:noc"):
+        await service.close(1, "api:other")
+    await service.record("b.gov.kz", Mode.ENFORCE, evidence(10.0), "detector")
+    await service.acknowledge(2, "api:noc")
+    with pytest.raises(ConflictError, match=r"acknowledged by api:noc on .*close it when"):
+        await service.acknowledge(2, "api:other")
+    assert (await service.get(2)).acknowledged_by == "api:noc"
+
+
+async def test_unknown_numbers_and_long_comments_are_refused(service: IncidentService) -> None:
+    for number in (1, 0, -3, 2**70):
+        with pytest.raises(NotFoundError, match=f"no incident {number}"):
+            await service.get(number)
+    await service.record(CONN, Mode.ENFORCE, evidence(10.0), "detector")
+    with pytest.raises(UsageError, match=r"^comment: 2001 characters"):
+        await service.close(1, "api:noc", "x" * 2001)
+    assert (await service.get(1)).state == IncidentState.OPEN
+
+
+async def test_list_filters_by_state_and_connection_in_any_case(
+    service: IncidentService,
+) -> None:
+    for conn in (CONN, "b.gov.kz", "c.gov.kz"):
+        await service.record(conn, Mode.ENFORCE, evidence(10.0), "detector")
+    await service.close(2, "api:noc")
+    assert [i.id for i in await service.list()] == [3, 2, 1]
+    assert [i.id for i in await service.list(IncidentState.OPEN)] == [3, 1]
+    assert [i.id for i in await service.list(connection="AKIMAT.gov.kz")] == [1]
+    assert await service.list(connection="not a domain") == []
+    assert [i.id for i in await service.list(limit=1)] == [3]
+
+
+class MeddlingStore(SqliteStore):
+    """A store where another writer acknowledges incident 1 just before our first update."""
+
+    meddler: IncidentService | None = None
+
+    async def incident_update(self, record: IncidentRecord) -> bool:
+        meddler, self.meddler = self.meddler, None
+        if meddler is not None:
+            await meddler.acknowledge(1, "api:other", "mine")
+        return await super().incident_update(record)
+
+
+async def test_a_change_by_another_writer_meanwhile_is_kept(tmp_path: Path) -> None:
+    path, clock = tmp_path / "u.db", FakeClock()
+    store, other = MeddlingStore(path), SqliteStore(path)
+    try:
+        service = IncidentService(store, AuditLog(store, clock), clock)
+        await service.record(CONN, Mode.ENFORCE, evidence(10.0), "detector")
+        store.meddler = IncidentService(other, AuditLog(other, clock), clock)
+        joined, opened = await service.record(CONN, Mode.ENFORCE, evidence(20.0), "detector")
+        assert not opened and joined.verdicts == 2
+        shown = await service.get(1)
+        assert (shown.state, shown.acknowledged_by, shown.verdicts) == (
+            IncidentState.ACKNOWLEDGED,
+            "api:other",
+            2,
+        )
+    finally:
+        await other.close()
+        await store.close()
+
+
+async def test_damaged_stored_incident_is_a_store_error(service: IncidentService) -> None:
+    record, _ = await service.store.incident_open(CONN, '{"mode": "enforce"}')
+    with pytest.raises(StoreError, match="incident 1: the stored incident is damaged"):
+        await service.get(record.id)
+    fixed = dataclasses.replace(record, data="not json")
+    await service.store.incident_update(fixed)
+    with pytest.raises(StoreError):
+        await service.list()
