@@ -70,6 +70,7 @@ from ugem.services.connections import ConnectionService
 from ugem.services.incidents import Action, Evidence, Incident, IncidentService, Mode
 from ugem.services.notices import Addressee
 from ugem.services.overrides import Override, OverrideKind, OverrideService
+from ugem.tasks import raise_if_cancelled
 
 log = logging.getLogger("anomaly.enforce")
 
@@ -154,6 +155,7 @@ class Enforcer:
             except Exception as exc:  # the observer lives on; the next verdict tries again
                 self.detector.resume(verdict.connection)
                 self._failed(verdict, exc)
+            raise_if_cancelled()  # a Redis call may have swallowed the stop
 
     async def _claimed(self, verdict: Verdict) -> bool:
         """True when this process acts on `verdict`: with a shared feed every worker and node

@@ -33,6 +33,7 @@ from ugem.events import Event, EventBus, Subscription, event_of_record, trace_re
 from ugem.log import event
 from ugem.metrics import Metrics
 from ugem.store.traffic import TrafficLog
+from ugem.tasks import raise_if_cancelled
 
 log = logging.getLogger("anomaly.feed")
 
@@ -118,6 +119,7 @@ class SharedFeed:
             lines = [json.dumps(r) for ev in records if (r := trace_record(ev)) is not None]
             if lines:
                 await self._append(lines)
+                raise_if_cancelled()
 
     async def _append(self, lines: list[str]) -> None:
         try:
@@ -129,6 +131,7 @@ class SharedFeed:
     async def get(self) -> Event:
         while not self._ready:
             await self._fill()
+            raise_if_cancelled()
         return self._ready.popleft()
 
     async def _fill(self) -> None:

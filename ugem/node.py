@@ -51,6 +51,7 @@ from ugem.services.notices import notice_settings
 from ugem.store import open_store
 from ugem.store.base import Store
 from ugem.store.traffic import TrafficLog, open_traffic_log
+from ugem.tasks import raise_if_cancelled
 from ugem.trace import TraceWriter
 
 log = logging.getLogger("ugem.node")
@@ -208,6 +209,7 @@ class Node:
                     await step()
                 except Exception:
                     event(log, f"{name}_failed", logging.WARNING, exc_info=True)
+                raise_if_cancelled()  # a Redis call may have swallowed the stop
 
         self._tasks.append(asyncio.create_task(loop(), name=name))
 

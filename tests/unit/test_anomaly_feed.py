@@ -117,3 +117,24 @@ async def test_the_local_feed_is_this_process_alone() -> None:
         assert await feed.claim("anything", 1) and await feed.claim("anything", 1)
     finally:
         await feed.stop()
+
+
+async def test_a_shared_feed_on_redis_always_stops(redis_url: str) -> None:
+    """redis-py may swallow the cancellation of an XREAD BLOCK (about 2 % of stops);
+    the reader must stop anyway, or the node's shutdown hangs."""
+    bus, metrics = EventBus(), Metrics()
+    log = open_traffic_log(redis_url)
+    try:
+        for attempt in range(200):
+            feed = SharedFeed(bus, log, metrics)
+            await feed.start()
+            reader = asyncio.create_task(feed.get())
+            for _ in range(attempt % 7):
+                await asyncio.sleep(0)  # cancel at different points of the read
+            await asyncio.sleep(0.001 * (attempt % 5))
+            reader.cancel()
+            done, _ = await asyncio.wait({reader}, timeout=WAIT)
+            assert done, f"the reader did not stop (stop {attempt})"
+            await feed.stop()
+    finally:
+        await log.close()
