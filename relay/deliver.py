@@ -21,6 +21,19 @@ classification is `relay.trouble`'s. What it promises:
   qualifies those recipients are deferred with a 451 naming the domain, the
   hop and the failure (logged at INFO). A plain or unverified pooled session
   never carries them;
+- MTA-STS (RFC 8461, `relay.mta_sts`, `[delivery] mta_sts`) applies to MX
+  routes only (`Route.mx_domain`; an MX route carries one domain's
+  recipients), its policy looked up before the attempt (through a
+  `DnsCache` of the deliverer's own): under a policy of mode enforce, the recipients go the way of
+  tls_required_domains above, and a hop whose MX host matches none of the
+  policy's mx patterns is not even connected to (451 4.7.5); each attempt
+  so blocked is counted (`metrics.mta_sts_failures`, mode enforce). Under
+  mode testing (or any mode with `mta_sts = "testing-only"`) a hop is first
+  tried that way, and when it falls short the mail goes as usual over a new
+  session (opportunistic STARTTLS); each transaction over such a session is
+  logged at WARNING with the queue id, the domain and what would have failed,
+  and counted (mode testing). tls_required_domains wins over a testing
+  policy. A policy lookup that fails unexpectedly defers the recipients (4.3.0);
 - MAIL FROM carries SIZE= when offered, SMTPUTF8 when an address is not ASCII
   and it is offered (when it is not: the non-ASCII recipients, or all if the
   sender is one, bounce 5.6.7), BODY=8BITMIME when the text has 8-bit bytes and
@@ -73,7 +86,8 @@ import aiosmtplib
 from aiosmtplib import SMTPResponse
 
 from relay import trouble
-from relay.routing import Hop, Route, RouteFailure
+from relay.mta_sts import ENFORCE, NONE, TESTING, MtaSts, StsPolicy
+from relay.routing import DnsCache, Hop, Route, RouteFailure
 from relay.smtp_client import (
     END_OF_DATA,
     SESSION_ERRORS,
@@ -103,8 +117,11 @@ class _Session:
     smtp: aiosmtplib.SMTP
     protocol: PipelinedProtocol  # smtp's, adopted
     name: str  # the hop as "host:port", for outcomes and logs
+    mx: str = ""  # the name its certificate is checked against (`Hop.tls_name`)
     tls: bool = False
     verified: bool = False  # the certificate was checked for the hop's name
+    checked: bool = False  # opened under an MTA-STS policy in testing mode
+    shortfall: str = ""  # then: why it does not meet the policy ("": it does)
     tls_info: TlsInfo | None = None
     pipelining: bool = False
     messages: int = 0
@@ -128,6 +145,41 @@ class _Plan:
     options: list[bytes]
     encoding: str
     refused: dict[str, RcptOutcome]
+
+
+@dataclass(frozen=True)
+class _Need:
+    """What the session of a transaction must give: verified TLS for `domains` (none:
+    any session will do), and under an MTA-STS `policy` a hop among its MX hosts.
+    With `report` (testing mode) a session that falls short is used and reported."""
+
+    domains: tuple[str, ...] = ()
+    policy: StsPolicy | None = None
+    report: bool = False
+
+    @property
+    def secure(self) -> bool:
+        """Verified TLS or nothing."""
+        return bool(self.domains) and not self.report
+
+    def where(self, hop: Hop) -> str:
+        """The start of a failure's text: what requires TLS, and the hop."""
+        if self.policy is not None:
+            why = f"TLS required by the MTA-STS policy of {self.policy.domain}"
+        else:
+            why = f"TLS required for {', '.join(self.domains)}"
+        return f"{why}: next hop {hop.tls_name}"
+
+    def accepts(self, session: _Session) -> bool:
+        """Whether an idle session may carry the transaction."""
+        if not self.domains:
+            return True
+        if self.report:
+            return session.checked
+        return session.verified and (self.policy is None or self.policy.allows(session.mx))
+
+
+_ANY = _Need()
 
 
 class _NoSession(Exception):
@@ -200,8 +252,15 @@ _KINDS = ("delivered", "deferred", "bounced")
 
 class Deliverer:
     def __init__(
-        self, config: DeliveryConfig, helo_name: str, metrics: Metrics, clock: Clock
+        self,
+        config: DeliveryConfig,
+        helo_name: str,
+        metrics: Metrics,
+        clock: Clock,
+        mta_sts: MtaSts | None = None,
     ) -> None:
+        """`mta_sts` looks policies up (default: one on the config's DNS and CA file);
+        it is not used when `config.mta_sts` is "off"."""
         self.config = config
         self.helo_name = helo_name
         self.metrics = metrics
@@ -216,6 +275,11 @@ class Deliverer:
         self._required = RequiredTls.of(config.tls_required_domains)
         needs_ca = bool(self._required) or bool(config.tls_ca_file)
         self._verify = verified_context(config.tls_ca_file) if needs_ca else None
+        self._sts: MtaSts | None = None
+        if config.mta_sts != "off":
+            self._sts = mta_sts or MtaSts(
+                DnsCache(config, clock), clock, metrics, config.tls_ca_file
+            )
 
     @property
     def open_sessions(self) -> int:
@@ -226,16 +290,43 @@ class Deliverer:
         self, route: Route, sender: str, rcpts: Sequence[str], data: bytes, queue_id: str
     ) -> list[RcptOutcome]:
         """One outcome per recipient, in order; never raises for delivery failures."""
+        try:
+            policy = await self._policy(route)
+        except Exception as exc:  # a bug must not lose mail, nor send it around the policy
+            return self._internal_error(queue_id, route, list(rcpts), exc)
+        groups = self._groups(rcpts, policy)
+        outcomes: list[RcptOutcome] = []
+        for group, need in groups:
+            outcomes += await self._deliver(route, sender, group, data, queue_id, need)
+        if len(groups) == 1:
+            return outcomes
+        by_rcpt = {outcome.rcpt: outcome for outcome in outcomes}
+        return [by_rcpt[rcpt] for rcpt in rcpts]
+
+    async def _policy(self, route: Route) -> StsPolicy | None:
+        """The MTA-STS policy of an MX route's domain, unless there is none to apply."""
+        if self._sts is None or not route.mx_domain:
+            return None
+        policy = await self._sts.policy(route.mx_domain)
+        return None if policy is None or policy.mode == NONE else policy
+
+    def _enforces(self, policy: StsPolicy) -> bool:
+        return policy.mode == ENFORCE and self.config.mta_sts == "enforce"
+
+    def _groups(
+        self, rcpts: Sequence[str], policy: StsPolicy | None
+    ) -> list[tuple[list[str], _Need]]:
+        """The recipients split by what their sessions must give, one transaction each."""
         strict = self._required.recipients(rcpts)
+        if policy is not None and (self._enforces(policy) or not strict):
+            report = not self._enforces(policy)
+            return [(list(rcpts), _Need((policy.domain,), policy, report))]
         if not strict:
-            return await self._deliver(route, sender, list(rcpts), data, queue_id, ())
+            return [(list(rcpts), _ANY)]
         chosen = set(strict)
         rest = [rcpt for rcpt in rcpts if rcpt not in chosen]
         domains = tuple(sorted({domain_of(rcpt) for rcpt in strict}))
-        outcomes = await self._deliver(route, sender, strict, data, queue_id, domains)
-        outcomes += await self._deliver(route, sender, rest, data, queue_id, ())
-        by_rcpt = {outcome.rcpt: outcome for outcome in outcomes}
-        return [by_rcpt[rcpt] for rcpt in rcpts]
+        return [(strict, _Need(domains)), (rest, _ANY)]
 
     async def _deliver(
         self,
@@ -244,10 +335,9 @@ class Deliverer:
         rcpts: list[str],
         data: bytes,
         queue_id: str,
-        secure: tuple[str, ...],
+        need: _Need,
     ) -> list[RcptOutcome]:
-        """`deliver` for recipients that all need verified TLS (`secure`: their domains)
-        or none of them."""
+        """`deliver` for recipients whose sessions must all give what `need` says."""
         if not rcpts:
             return []
         dest = self._dests.get(route.key)
@@ -258,21 +348,27 @@ class Deliverer:
         dest.users += 1
         try:
             async with dest.slots, self._total:
-                return await self._attempt(route, dest, sender, rcpts, data, queue_id, secure)
+                return await self._attempt(route, dest, sender, rcpts, data, queue_id, need)
         except Exception as exc:  # a bug must not lose mail: defer, log the traceback
-            event(
-                log,
-                "delivery-error",
-                logging.ERROR,
-                exc_info=True,
-                queue_id=queue_id,
-                route=route.key,
-                error=f"{type(exc).__name__}: {exc}",
-            )
-            return [trouble.internal_error(rcpt, exc) for rcpt in rcpts]
+            return self._internal_error(queue_id, route, rcpts, exc)
         finally:
             dest.users -= 1
             self._forget_if_unused(route.key, dest)
+
+    def _internal_error(
+        self, queue_id: str, route: Route, rcpts: list[str], exc: Exception
+    ) -> list[RcptOutcome]:
+        """Every recipient deferred (4.3.0); the error is logged with its traceback."""
+        event(
+            log,
+            "delivery-error",
+            logging.ERROR,
+            exc_info=True,
+            queue_id=queue_id,
+            route=route.key,
+            error=f"{type(exc).__name__}: {exc}",
+        )
+        return [trouble.internal_error(rcpt, exc) for rcpt in rcpts]
 
     async def close(self) -> None:
         """Close idle sessions (QUIT) and wait for closings in progress."""
@@ -297,13 +393,11 @@ class Deliverer:
         rcpts: list[str],
         data: bytes,
         queue_id: str,
-        secure: tuple[str, ...],
+        need: _Need,
     ) -> list[RcptOutcome]:
-        """On an idle session if there is one (a new one if it turns out stale), else a new one.
-
-        With `secure` (the domains that require TLS) only a verified session will do.
-        """
-        session = self._take_idle(dest, verified=bool(secure))
+        """On an idle session if there is one that gives what `need` says (a new one if it
+        turns out stale), else on a new one."""
+        session = self._take_idle(dest, need)
         if session is not None:
             try:
                 outcomes = await self._run(dest, session, sender, rcpts, data, reused=True)
@@ -318,15 +412,34 @@ class Deliverer:
                 )
             else:
                 self._log_attempt(queue_id, route, session.name, session, True, outcomes)
+                self._report(queue_id, need, session)
                 return outcomes
         try:
-            session = await self._open_session(route, queue_id, secure)
+            session = await self._open_session(route, queue_id, need)
         except _NoSession as exc:
             self._log_attempt(queue_id, route, exc.hop, error=str(exc.cause))
+            if need.policy is not None and isinstance(exc.cause, TlsRequired):
+                self.metrics.mta_sts_failures.labels(ENFORCE).inc()
             return trouble.session_failed(rcpts, exc.cause, exc.hop)
         outcomes = await self._run(dest, session, sender, rcpts, data, reused=False)
         self._log_attempt(queue_id, route, session.name, session, False, outcomes)
+        self._report(queue_id, need, session)
         return outcomes
+
+    def _report(self, queue_id: str, need: _Need, session: _Session) -> None:
+        """Testing mode: a transaction over a session that falls short of the policy."""
+        if need.policy is None or not session.shortfall:
+            return
+        self.metrics.mta_sts_failures.labels(TESTING).inc()
+        event(
+            log,
+            "mta-sts-testing-failure",
+            logging.WARNING,
+            queue_id=queue_id,
+            domain=need.policy.domain,
+            hop=session.name,
+            would_fail=session.shortfall,
+        )
 
     async def _run(
         self,
@@ -460,7 +573,7 @@ class Deliverer:
 
     # -- opening sessions ------------------------------------------------------------------
 
-    async def _open_session(self, route: Route, queue_id: str, secure: tuple[str, ...]) -> _Session:
+    async def _open_session(self, route: Route, queue_id: str, need: _Need) -> _Session:
         """The first hop of the route that gives a session; _NoSession if none does.
 
         The session's place under `concurrency_total` is taken before connecting,
@@ -474,7 +587,7 @@ class Deliverer:
         try:
             for hop in route.hops:
                 try:
-                    return await self._connect(hop, queue_id, secure)
+                    return await self._connect(hop, queue_id, need)
                 except SESSION_ERRORS as exc:
                     self._log_connect_failed(queue_id, hop, exc)
                     if isinstance(exc, TlsRequired) or not isinstance(last.cause, TlsRequired):
@@ -493,9 +606,37 @@ class Deliverer:
             name, level, error = "connect-failed", logging.DEBUG, f"{type(exc).__name__}: {exc}"
         event(log, name, level, queue_id=queue_id, hop=str(hop), error=error)
 
-    async def _connect(self, hop: Hop, queue_id: str, secure: tuple[str, ...]) -> _Session:
-        if secure:  # verified TLS or nothing: never the plain retry below
-            return await self._handshake(hop, starttls=True, secure=secure)
+    async def _connect(self, hop: Hop, queue_id: str, need: _Need) -> _Session:
+        if need.secure:  # verified TLS or nothing: never the plain retry below
+            self._check_mx(hop, need)
+            return await self._handshake(hop, starttls=True, need=need)
+        if need.report:
+            return await self._checked(hop, queue_id, need)
+        return await self._opportunistic(hop, queue_id)
+
+    async def _checked(self, hop: Hop, queue_id: str, need: _Need) -> _Session:
+        """Testing mode: a session as the policy wants it, else the usual one, marked with
+        what fell short."""
+        try:
+            self._check_mx(hop, need)
+            session = await self._handshake(hop, starttls=True, need=need)
+        except TlsRequired as exc:
+            session = await self._opportunistic(hop, queue_id)
+            session.shortfall = exc.message
+        session.checked = True
+        return session
+
+    def _check_mx(self, hop: Hop, need: _Need) -> None:
+        """TlsRequired (4.7.5) when the hop's MX host matches none of the policy's patterns."""
+        if need.policy is not None and not need.policy.allows(hop.tls_name):
+            patterns = ", ".join(need.policy.mx)
+            raise TlsRequired(
+                "4.7.5", f"{need.where(hop)} is not an MX host the policy allows ({patterns})"
+            )
+
+    async def _opportunistic(self, hop: Hop, queue_id: str) -> _Session:
+        """STARTTLS when offered and configured, unverified; a failed handshake is retried
+        once in plain text."""
         try:
             return await self._handshake(hop, self.config.starttls == "opportunistic")
         except _TlsFailed as exc:
@@ -510,7 +651,8 @@ class Deliverer:
             )
             return await self._handshake(hop, starttls=False)
 
-    async def _handshake(self, hop: Hop, starttls: bool, secure: tuple[str, ...] = ()) -> _Session:
+    async def _handshake(self, hop: Hop, starttls: bool, need: _Need | None = None) -> _Session:
+        """A session with the hop; with `need`, STARTTLS verified for its name or TlsRequired."""
         smtp = aiosmtplib.SMTP(
             hostname=hop.host,
             port=hop.port,
@@ -526,9 +668,9 @@ class Deliverer:
                 raise aiosmtplib.SMTPServerDisconnected("Connection lost after the greeting")
             protocol = PipelinedProtocol.adopt(smtp.protocol)
             await self._ehlo(smtp)
-            if secure:
-                await self._require_tls(smtp, hop, secure)
-            tls = bool(secure) or (
+            if need is not None:
+                await self._require_tls(smtp, hop, need)
+            tls = need is not None or (
                 starttls and smtp.supports_extension("starttls") and await self._starttls(smtp)
             )
         except BaseException:
@@ -539,8 +681,9 @@ class Deliverer:
             smtp,
             protocol,
             str(hop),
+            mx=hop.tls_name,
             tls=tls,
-            verified=bool(secure),
+            verified=need is not None,
             tls_info=negotiated(smtp.get_transport_info("ssl_object")) if tls else None,
             pipelining=smtp.supports_extension("pipelining"),
         )
@@ -571,16 +714,15 @@ class Deliverer:
             raise _TlsFailed(f"EHLO after STARTTLS failed: {exc}") from exc
         return True
 
-    async def _require_tls(self, smtp: aiosmtplib.SMTP, hop: Hop, domains: tuple[str, ...]) -> None:
+    async def _require_tls(self, smtp: aiosmtplib.SMTP, hop: Hop, need: _Need) -> None:
         """STARTTLS with the hop's certificate verified for its name, then EHLO again;
         TlsRequired (nothing else sent) when the hop cannot do that."""
-        assert self._verify is not None  # made whenever tls_required_domains is set
-        where = f"TLS required for {', '.join(domains)}: next hop {hop.tls_name}"
+        where = need.where(hop)
         if not smtp.supports_extension("starttls"):
             raise TlsRequired("4.7.4", f"{where} offers no STARTTLS")
         try:
             await smtp.starttls(
-                tls_context=self._verify,
+                tls_context=self._verified(),
                 server_hostname=hop.tls_name,
                 timeout=self.config.command_timeout,
             )
@@ -592,11 +734,17 @@ class Deliverer:
             raise TlsRequired("4.7.5", f"{where}: {_tls_trouble(exc)}") from exc
         await self._ehlo(smtp)
 
+    def _verified(self) -> ssl.SSLContext:
+        """The context of verified sessions (the system's CAs are read at the first use)."""
+        if self._verify is None:
+            self._verify = verified_context(self.config.tls_ca_file)
+        return self._verify
+
     # -- the pool --------------------------------------------------------------------------
 
-    def _take_idle(self, dest: _Destination, verified: bool) -> _Session | None:
-        """The most recently used idle session still connected and not expired (and, when
-        `verified`, whose TLS was verified); dead ones met on the way are closed.
+    def _take_idle(self, dest: _Destination, need: _Need) -> _Session | None:
+        """The most recently used idle session still connected, not expired and giving
+        what `need` says; dead ones met on the way are closed.
 
         It is not probed (no RSET or NOOP): a connection the peer closed is
         found by the transaction itself, before anything is sent (`_Stale`).
@@ -606,7 +754,7 @@ class Deliverer:
             if not session.smtp.is_connected or self._expired(session, now):
                 dest.idle.remove(session)
                 self._retire(session, polite=True)
-            elif session.verified or not verified:
+            elif need.accepts(session):
                 dest.idle.remove(session)
                 return session
         return None

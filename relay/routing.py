@@ -12,7 +12,9 @@ rules, first match wins:
 3. otherwise DNS (dnspython's async resolver, `[delivery] dns_servers`): the
    MX hosts by preference (random among equal ones), each resolved to its
    A and AAAA addresses; with no MX, the domain's own addresses (implicit MX);
-   key "mx:<domain>".
+   key "mx:<domain>", and `Route.mx_domain` names the domain: only such routes
+   are subject to the domain's MTA-STS policy (`relay.mta_sts`), never a
+   configured route or a connection's servers.
 
 Each hop carries the name its TLS certificate must match when the
 destination requires verified TLS (`Hop.name`): the MX host it was resolved
@@ -26,7 +28,8 @@ DNS timeouts, SERVFAIL, MX hosts without addresses, a connection without a
 single-address server 451 4.4.x (deferred); so does a host with no system
 resolver (read at the first lookup; a bad `dns_servers` entry is a
 ConfigError at construction). DNS answers (positive, NODATA and NXDOMAIN) are
-cached for their TTL on the injected clock; failed lookups are not cached.
+cached for their TTL on the injected clock (`DnsCache`, also used for the
+MTA-STS lookups); failed lookups are not cached.
 """
 
 from __future__ import annotations
@@ -45,6 +48,7 @@ import dns.nameserver
 import dns.rdata
 import dns.rdatatype
 import dns.rdtypes.ANY.MX
+import dns.rdtypes.ANY.TXT
 import dns.rdtypes.IN.A
 import dns.rdtypes.IN.AAAA
 import dns.resolver
@@ -61,6 +65,7 @@ NXDOMAIN_TTL = 300  # negative TTL when an NXDOMAIN answer carries no SOA
 MAX_CACHE = 10_000  # cached answers before expired ones are swept
 DNS_PORT = 53
 _A, _AAAA, _MX = dns.rdatatype.A, dns.rdatatype.AAAA, dns.rdatatype.MX
+_TXT = dns.rdatatype.TXT
 
 
 @dataclass(frozen=True)
@@ -87,10 +92,15 @@ class Hop:
 
 @dataclass(frozen=True)
 class Route:
-    """Where a domain's mail goes: a destination key and the hops to try in order."""
+    """Where a domain's mail goes: a destination key and the hops to try in order.
+
+    `mx_domain` is the recipient domain whose MX records (or implicit MX) gave
+    the hops, "" for a configured route or a connection; not part of the identity.
+    """
 
     key: str
     hops: tuple[Hop, ...]
+    mx_domain: str = field(default="", compare=False)
 
 
 class RouteFailure(DeliveryError):
@@ -208,60 +218,21 @@ def connection_route(conn: Connection, port: int) -> Route:
     return Route(f"conn:{conn.id}", tuple(hops))
 
 
-class Router:
-    def __init__(self, registry: Registry, config: DeliveryConfig, clock: Clock) -> None:
-        self.registry = registry
+class DnsCache:
+    """DNS answers through `make_resolver(config)`, cached for their TTL on `clock`.
+
+    Lookups raise RouteFailure (451 4.4.3) on timeouts and server failures;
+    NXDOMAIN and NODATA are answers (cached like records). The system's
+    resolver, when `dns_servers` is empty, is read at the first lookup.
+    """
+
+    def __init__(self, config: DeliveryConfig, clock: Clock) -> None:
         self.config = config
         self.clock = clock
-        # Configured servers are checked now; the system's are read at the first lookup,
-        # so a host without /etc/resolv.conf still relays by routes and connections.
         self._resolver = make_resolver(config) if config.dns_servers else None
-        self._routes = {dom: Hop(*parse_hostport(hop)) for dom, hop in config.routes.items()}
         self._cache: dict[tuple[str, dns.rdatatype.RdataType], _Answer] = {}
 
-    async def route(self, domain: str) -> Route:
-        """The route for `domain` (any spelling); raises RouteFailure."""
-        name = _canonical(domain)
-        hop = self._routes.get(name)
-        if hop is not None:
-            return Route(f"route:{hop}", (hop,))
-        conn = self.registry.by_domain(name)
-        if conn is not None:
-            return connection_route(conn, self.config.smtp_port)
-        return Route(f"mx:{name}", await self._mx_hops(name))
-
-    async def _mx_hops(self, domain: str) -> tuple[Hop, ...]:
-        mx = await self._lookup(domain, _MX)
-        if mx.nxdomain:
-            raise RouteFailure(550, "5.1.2", f"host or domain name not found: {domain} (NXDOMAIN)")
-        if not mx.records:
-            return await self._implicit_mx(domain)
-        hosts = _by_preference(domain, mx.records)
-        found = await asyncio.gather(*(self._addresses(host) for host in hosts))
-        hops = self._hops(
-            [(addr, host) for host, (addrs, _) in zip(hosts, found, strict=True) for addr in addrs]
-        )
-        if not hops:
-            raise _dns_trouble(
-                f"no address found for the MX hosts of {domain}: " + ", ".join(hosts)
-            )
-        return hops
-
-    async def _implicit_mx(self, domain: str) -> tuple[Hop, ...]:
-        """RFC 5321 5.1: no MX records, so the domain itself is the mail host."""
-        addrs, trouble = await self._addresses(domain)
-        if addrs:
-            return self._hops([(addr, domain) for addr in addrs])
-        if trouble is not None:
-            raise trouble
-        raise RouteFailure(550, "5.4.4", f"domain {domain} has no MX and no address record")
-
-    def _hops(self, addrs: Sequence[tuple[str, str]]) -> tuple[Hop, ...]:
-        """Hops of (address, host name) pairs in order; an address only once."""
-        unique = dict.fromkeys(Hop(addr, self.config.smtp_port, name) for addr, name in addrs)
-        return tuple(unique)[:MAX_HOPS]
-
-    async def _addresses(self, host: str) -> tuple[list[str], RouteFailure | None]:
+    async def addresses(self, host: str) -> tuple[list[str], RouteFailure | None]:
         """A host's IPv4 then IPv6 addresses, and the lookup failure if there was one."""
         addrs: list[str] = []
         trouble: RouteFailure | None = None
@@ -275,15 +246,25 @@ class Router:
                     addrs.append(str(rec.address))
         return addrs, trouble
 
+    async def texts(self, name: str) -> list[str]:
+        """The TXT records of `name`, each one's strings joined ([] for NXDOMAIN or NODATA);
+        bytes that are not ASCII are read as Latin-1."""
+        answer = await self.lookup(name, _TXT)
+        return [
+            b"".join(rec.strings).decode("latin-1")
+            for rec in answer.records
+            if isinstance(rec, dns.rdtypes.ANY.TXT.TXT)
+        ]
+
     async def _try_lookup(
         self, name: str, rdtype: dns.rdatatype.RdataType
     ) -> _Answer | RouteFailure:
         try:
-            return await self._lookup(name, rdtype)
+            return await self.lookup(name, rdtype)
         except RouteFailure as exc:
             return exc
 
-    async def _lookup(self, name: str, rdtype: dns.rdatatype.RdataType) -> _Answer:
+    async def lookup(self, name: str, rdtype: dns.rdatatype.RdataType) -> _Answer:
         """One DNS answer, from the cache while its TTL lasts; trouble raises (451 4.4.3)."""
         now = self.clock.monotonic()
         cached = self._cache.get((name, rdtype))
@@ -319,3 +300,56 @@ class Router:
         self._cache = {k: v for k, v in self._cache.items() if v.expires > now}
         if len(self._cache) >= MAX_CACHE:
             self._cache.clear()
+
+
+class Router:
+    def __init__(self, registry: Registry, config: DeliveryConfig, clock: Clock) -> None:
+        self.registry = registry
+        self.config = config
+        self.clock = clock
+        # Configured servers are checked now; the system's are read at the first lookup,
+        # so a host without /etc/resolv.conf still relays by routes and connections.
+        self.dns = DnsCache(config, clock)
+        self._routes = {dom: Hop(*parse_hostport(hop)) for dom, hop in config.routes.items()}
+
+    async def route(self, domain: str) -> Route:
+        """The route for `domain` (any spelling); raises RouteFailure."""
+        name = _canonical(domain)
+        hop = self._routes.get(name)
+        if hop is not None:
+            return Route(f"route:{hop}", (hop,))
+        conn = self.registry.by_domain(name)
+        if conn is not None:
+            return connection_route(conn, self.config.smtp_port)
+        return Route(f"mx:{name}", await self._mx_hops(name), mx_domain=name)
+
+    async def _mx_hops(self, domain: str) -> tuple[Hop, ...]:
+        mx = await self.dns.lookup(domain, _MX)
+        if mx.nxdomain:
+            raise RouteFailure(550, "5.1.2", f"host or domain name not found: {domain} (NXDOMAIN)")
+        if not mx.records:
+            return await self._implicit_mx(domain)
+        hosts = _by_preference(domain, mx.records)
+        found = await asyncio.gather(*(self.dns.addresses(host) for host in hosts))
+        hops = self._hops(
+            [(addr, host) for host, (addrs, _) in zip(hosts, found, strict=True) for addr in addrs]
+        )
+        if not hops:
+            raise _dns_trouble(
+                f"no address found for the MX hosts of {domain}: " + ", ".join(hosts)
+            )
+        return hops
+
+    async def _implicit_mx(self, domain: str) -> tuple[Hop, ...]:
+        """RFC 5321 5.1: no MX records, so the domain itself is the mail host."""
+        addrs, trouble = await self.dns.addresses(domain)
+        if addrs:
+            return self._hops([(addr, domain) for addr in addrs])
+        if trouble is not None:
+            raise trouble
+        raise RouteFailure(550, "5.4.4", f"domain {domain} has no MX and no address record")
+
+    def _hops(self, addrs: Sequence[tuple[str, str]]) -> tuple[Hop, ...]:
+        """Hops of (address, host name) pairs in order; an address only once."""
+        unique = dict.fromkeys(Hop(addr, self.config.smtp_port, name) for addr, name in addrs)
+        return tuple(unique)[:MAX_HOPS]

@@ -240,9 +240,22 @@ class DeliveryConfig:
     )
     tls_ca_file: str = knob(
         "",
-        "PEM file of the CA certificates that next hops of tls_required_domains are verified "
-        "against (empty: the system's CA bundle).",
+        "PEM file of the CA certificates that next hops of tls_required_domains, MX hosts "
+        "under an MTA-STS policy and MTA-STS policy servers are verified against (empty: "
+        "the system's CA bundle).",
         kind="path",
+    )
+    mta_sts: str = knob(
+        "enforce",
+        "MTA-STS (RFC 8461) for destinations found by MX: the policy a domain publishes "
+        "(TXT _mta-sts.<domain>, https://mta-sts.<domain>/.well-known/mta-sts.txt on port "
+        "443, cached for its max_age). enforce: apply policies as published (mode enforce: "
+        "only MX hosts the policy names, over STARTTLS verified for the MX host name, else "
+        "nothing is sent and the mail waits, deferred 4.7.x; mode testing: delivered as "
+        "usual, what would have failed logged at WARNING and counted); testing-only: treat "
+        "every policy as testing (never blocks); off: no lookups. Configured routes and "
+        "connections' servers are not subject to MTA-STS.",
+        choices=("enforce", "testing-only", "off"),
     )
     min_backoff: float = knob(
         300.0, "Seconds before the first retry of deferred mail.", lo=1, hi=DAY

@@ -130,6 +130,20 @@ class Metrics:
             ["method", "result"],
             registry=r,
         )
+        self.mta_sts_fetches = Counter(
+            "ugem_mta_sts_fetches_total",
+            "MTA-STS policy fetches (RFC 8461) by result: ok, failed (no address, connection, "
+            "TLS, timeout, HTTP status other than 200), invalid (content type, size, syntax)",
+            ["result"],
+            registry=r,
+        )
+        self.mta_sts_failures = Counter(
+            "ugem_mta_sts_failures_total",
+            "Deliveries that did not meet the recipient domain's MTA-STS policy, by mode: "
+            "enforce (blocked: nothing sent, deferred), testing (delivered anyway, reported)",
+            ["mode"],
+            registry=r,
+        )
 
         self._replies: dict[tuple[str, int], Counter] = {}
         self._outcomes: dict[str, Counter] = {}
