@@ -52,6 +52,7 @@ log = logging.getLogger("relay.dkim")
 
 HEADER_NAME = b"DKIM-Signature"
 CANON = b"relaxed/relaxed"
+KEY_RECHECK_S = 1.0  # seconds a key lookup is reused: a rotation signs within a second
 POLICY = CanonicalizationPolicy.from_c_value(CANON)
 OVERSIGNED: tuple[bytes, ...] = (
     b"from",
@@ -243,4 +244,4 @@ def signer_from_config(config: Config, clock: Clock) -> DkimSigner | None:
             gateway = canonical_domain(gateway)
         except ValueError as exc:
             raise ConfigError("dkim.gateway_domain", gateway, f"a domain name ({exc})") from None
-    return DkimSigner(KeyStore(key_path(config)), gateway, clock)
+    return DkimSigner(KeyStore(key_path(config), clock, KEY_RECHECK_S), gateway, clock)

@@ -12,7 +12,10 @@ Ed25519 partner (RFC 8463 dual signing) at `S-ed25519._domainkey.<domain>`.
 selector in use is refused); the newest is the active one, and the old ones
 stay (their DNS records still verify mail in flight) until `drop`, which
 refuses the active selector. `KeyStore.active(domain)` is what the signer
-reads: the active generation's keys, re-read when the `active` file changes.
+reads: the active generation's keys, re-read when the `active` file changes
+(with a `recheck` interval, the file is looked at no more often than that:
+the node's signer reuses an answer for a second, so a rotation takes effect
+within one).
 Files are written to a temporary name and renamed, so a reader never sees
 half a key. Faults are ugem errors: an unknown domain or selector is
 NotFoundError, a selector in use ConflictError, a bad name UsageError, an
@@ -32,6 +35,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
 from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
 
+from ugem.clock import Clock
 from ugem.config import Config
 from ugem.errors import ConfigError, ConflictError, NotFoundError, UsageError
 from ugem.names import canonical_domain
@@ -136,9 +140,12 @@ def _pem(key: rsa.RSAPrivateKey | ed25519.Ed25519PrivateKey) -> bytes:
 class KeyStore:
     """The key directory; the signer's view (`active`) and the CLI's (`generate`, ...)."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, clock: Clock | None = None, recheck: float = 0.0) -> None:
+        """`recheck`: seconds (of `clock`) an answer of `active` is reused without a stat."""
         self.root = root
         self._cache: dict[str, tuple[tuple[int, int], KeySet]] = {}
+        self._clock, self._recheck = clock, recheck
+        self._answers: dict[str, tuple[float, KeySet | None]] = {}
 
     def _dir(self, domain: str) -> Path:
         return self.root / domain
@@ -146,7 +153,19 @@ class KeyStore:
     # -- reading ---------------------------------------------------------------------------
 
     def active(self, domain: str) -> KeySet | None:
-        """The domain's signing keys, None when it has none; cached until `active` changes."""
+        """The domain's signing keys, None when it has none; cached until `active` changes,
+        which is looked at again at most every `recheck` seconds (a stat costs the hot path)."""
+        if self._clock is None or self._recheck <= 0:
+            return self._active(domain)
+        now = self._clock.monotonic()
+        answer = self._answers.get(domain)
+        if answer is not None and now - answer[0] < self._recheck:
+            return answer[1]
+        keys = self._active(domain)
+        self._answers[domain] = (now, keys)
+        return keys
+
+    def _active(self, domain: str) -> KeySet | None:
         marker = self._dir(domain) / ACTIVE_FILE
         try:
             info = marker.stat()

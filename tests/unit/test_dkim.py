@@ -297,3 +297,20 @@ def test_cli_keygen_rotate_list_drop(
     assert not (tmp_path / "keys" / "example.kz" / "first.rsa.pem").exists()
     again = ugem("dkim", "keygen", "example.kz")
     assert again.code == 1 and "use rotate" in again.err
+
+
+def test_a_rechecking_store_sees_a_rotation_within_its_interval(tmp_path: Path) -> None:
+    writer, clock = KeyStore(tmp_path), FakeClock()
+    reader = KeyStore(tmp_path, clock, recheck=1.0)
+    assert reader.active("late.kz") is None
+    writer.keygen("late.kz", "s1", with_ed25519=False)
+    assert reader.active("late.kz") is None  # the answer of a moment ago is reused
+    clock.advance(1.0)
+    first = reader.active("late.kz")
+    assert first is not None and first.selector == "s1"
+    writer.rotate("late.kz", "s2", with_ed25519=False)
+    clock.advance(0.5)
+    assert reader.active("late.kz") is first
+    clock.advance(0.5)
+    second = reader.active("late.kz")
+    assert second is not None and second.selector == "s2"
