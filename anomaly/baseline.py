@@ -6,10 +6,13 @@ hour of the week (so a weekly newsletter at the same hour becomes normal), its
 hour of a working day or of a day off (public holidays and transferred days
 off count as days off, by ugem.workdays in Asia/Almaty), and overall. Blocks
 are closed in event time; silent blocks count as zeros (at most a day of them
-at once). `expected(ts)` returns (mean, spread, warm): the most generous warm
-slot, so a learned burst never looks abnormal; with too little history it
-returns a cautious default and warm=False, and the detector then wants other
-evidence than volume. Pure computation; nothing raises.
+at once). A closed block is only noted; the slots learn the noted blocks, in
+order, when asked (`expected`) or when many are waiting, so a connection
+nobody asks about costs a note per block. `expected(ts)` returns (mean,
+spread, warm): the most generous warm slot, so a learned burst never looks
+abnormal; with too little history it returns a cautious default and
+warm=False, and the detector then wants other evidence than volume. Pure
+computation; nothing raises.
 """
 
 from __future__ import annotations
@@ -24,6 +27,9 @@ ALPHA = 0.15  # weight of the newest observation in a slot
 WARM_SLOT = 3  # observations before a time-of-week slot is trusted
 WARM_ALL = 72  # blocks (6 hours) before the overall slot is trusted
 _MAX_FILL = 288  # silent blocks counted at once (a day)
+_PER_HOUR = int(3600 // BLOCK_S)  # blocks in an hour
+_MAX_CLOSED = 4096  # closed blocks kept before they are learned unasked
+_KEEP = 1 - ALPHA
 _CALENDAR = WorkCalendar()
 
 
@@ -44,28 +50,35 @@ class Stat:
     def __init__(self) -> None:
         self.mean, self.var, self.n = 0.0, 0.0, 0
 
-    def add(self, x: float) -> None:
-        if self.n == 0:
-            self.mean = x
-        else:
-            diff = x - self.mean
-            self.mean += ALPHA * diff
-            self.var = (1 - ALPHA) * (self.var + ALPHA * diff * diff)
-        self.n += 1
+    def add(self, x: float, times: int = 1) -> None:
+        """Observe `x`, `times` times over."""
+        mean, var, n = self.mean, self.var, self.n
+        for _ in range(times):
+            if n == 0:
+                mean = x
+            else:
+                diff = x - mean
+                mean += ALPHA * diff
+                var = _KEEP * (var + ALPHA * diff * diff)
+            n += 1
+        self.mean, self.var, self.n = mean, var, n
 
 
 class Baseline:
-    __slots__ = ("_block", "_current", "_slots", "overall")
+    __slots__ = ("_block", "_block_end", "_closed", "_current", "_overall", "_slots")
 
     def __init__(self, ts: float) -> None:
         self._block = int(ts // BLOCK_S)
+        self._block_end = (self._block + 1) * BLOCK_S
         self._current = 0
+        self._closed: list[tuple[int, int, int]] = []  # (first block, value, blocks) to learn
         self._slots: dict[int, Stat] = {}
-        self.overall = Stat()
+        self._overall = Stat()
 
     def add(self, ts: float, rcpts: int) -> None:
         """Count `rcpts` recipients accepted at `ts`."""
-        self.advance(ts)
+        if ts >= self._block_end:
+            self.advance(ts)
         self._current += rcpts
 
     def advance(self, ts: float) -> None:
@@ -73,28 +86,48 @@ class Baseline:
         block = int(ts // BLOCK_S)
         if block <= self._block:
             return
-        self._learn(self._block, self._current)
-        for b in range(max(self._block + 1, block - _MAX_FILL), block):
-            self._learn(b, 0)
+        closed = self._closed
+        closed.append((self._block, self._current, 1))
+        silent = max(self._block + 1, block - _MAX_FILL)
+        if silent < block:
+            closed.append((silent, 0, block - silent))
+        if len(closed) >= _MAX_CLOSED:
+            self._learn()
         self._block, self._current = block, 0
+        self._block_end = (block + 1) * BLOCK_S
 
-    def _learn(self, block: int, value: int) -> None:
-        for key in _hour_keys(int(block * BLOCK_S // 3600)):
-            stat = self._slots.get(key)
-            if stat is None:
-                stat = self._slots[key] = Stat()
-            stat.add(value)
-        self.overall.add(value)
+    def _learn(self) -> None:
+        """Fold the closed blocks into the slots, in order, an hour's worth at a time."""
+        slots, overall = self._slots, self._overall
+        for first, value, blocks in self._closed:
+            block, end = first, first + blocks
+            while block < end:
+                upto = min(end, (block // _PER_HOUR + 1) * _PER_HOUR)
+                for key in _hour_keys(block // _PER_HOUR):
+                    stat = slots.get(key)
+                    if stat is None:
+                        stat = slots[key] = Stat()
+                    stat.add(value, upto - block)
+                overall.add(value, upto - block)
+                block = upto
+        self._closed.clear()
+
+    @property
+    def overall(self) -> Stat:
+        """The slot of every hour."""
+        self._learn()
+        return self._overall
 
     def expected(self, ts: float) -> tuple[float, float, bool]:
         """(usual recipients per 5 min, spread, warm) at the time of `ts`."""
+        self._learn()
         candidates = [
             s
             for key in _hour_keys(int(ts // 3600))
             if (s := self._slots.get(key)) is not None and s.n >= WARM_SLOT
         ]
-        if self.overall.n >= WARM_ALL:
-            candidates.append(self.overall)
+        if self._overall.n >= WARM_ALL:
+            candidates.append(self._overall)
         if not candidates:
             return 0.0, 0.0, False
         best = max(candidates, key=lambda s: s.mean + 2 * s.var**0.5)

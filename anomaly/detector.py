@@ -11,22 +11,35 @@ as unknown, null-sender mail (backscatter), senders never seen before from
 this connection (an open relay, a spammer rotating addresses), one
 sender→recipient pair repeating (a mail loop); or one of them overwhelming.
 The reason is written for a person. Checks run at most every `CHECK_S`
-seconds of trace time per connection, once enough new traffic came in.
-Nothing here raises on well-formed events.
+seconds of trace time per connection, once enough new traffic came in; a
+check first asks whether any evidence but volume could be there at all (the
+last hour's counts against the smallest threshold of each finding) and looks
+closer only then. Nothing here raises on well-formed events.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from anomaly.baseline import Baseline
 from anomaly.features import Features, Window
+from anomaly.trace import BOUNCED
 
 CHECK_S = 10.0
 CHECK_UNITS = 5  # recipients or bounces since the last check before checking again
 VOLUME_FLOOR = 20  # recipients in 5 min below which volume is never abnormal
 COLD_VOLUME = 60  # recipients in 5 min that count as high for a connection with no history
 VOLUME_SIGMAS = 4.0
+# (at least, ratio or share) in the 5- and the 60-minute window, for each finding
+INVALID_TESTS = ((8, 0.2), (20, 0.12))  # bounced as unknown recipients
+NULL_TESTS = ((8, 0.5), (20, 0.3))  # null-sender messages
+NEW_SENDER_TESTS = ((6, 0.4), (15, 0.3))  # messages from senders never seen before
+LOOP_PAIRS = 15  # messages of one sender->recipient pair in a 5-min block
+OVERWHELMING_PAIRS = 30
+_LEAST_INVALID = min(least for least, _ in INVALID_TESTS)
+_LEAST_NULL = min(least for least, _ in NULL_TESTS)
+_LEAST_NEW = min(least for least, _ in NEW_SENDER_TESTS)
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,8 +61,7 @@ class _Conn:
         self.suspended = False
 
 
-@dataclass(frozen=True, slots=True)
-class Evidence:
+class Evidence(NamedTuple):
     """What one check found; `signals` are the human-readable findings that count."""
 
     volume: str | None
@@ -66,40 +78,44 @@ class Detector:
     def __init__(self) -> None:
         self._conns: dict[str, _Conn] = {}
 
-    def _conn(self, connection: str, ts: float) -> _Conn:
-        conn = self._conns.get(connection)
-        if conn is None:
-            conn = self._conns[connection] = _Conn(ts)
+    def _open(self, connection: str, ts: float) -> _Conn:
+        conn = self._conns[connection] = _Conn(ts)
         return conn
 
     def accepted(self, ts: float, connection: str, sender: str, rcpts: list[str]) -> Verdict | None:
-        conn = self._conn(connection, ts)
+        conn = self._conns.get(connection) or self._open(connection, ts)
         if conn.suspended:
             return None
         conn.features.accepted(ts, sender, rcpts)
-        conn.baseline.add(ts, len(rcpts))
-        conn.pending += len(rcpts)
-        return self._maybe_check(conn, connection, ts)
+        n = len(rcpts)
+        conn.baseline.add(ts, n)
+        conn.pending += n
+        if conn.pending < CHECK_UNITS or ts - conn.last_check < CHECK_S:
+            return None
+        return self._check(conn, connection, ts)
 
     def outcome(self, ts: float, connection: str, kind: int, code: int) -> Verdict | None:
-        conn = self._conn(connection, ts)
+        conn = self._conns.get(connection) or self._open(connection, ts)
         if conn.suspended:
             return None
         conn.features.outcome(ts, kind, code)
-        if kind == 3:
-            conn.pending += 1
-            return self._maybe_check(conn, connection, ts)
-        return None
+        if kind != BOUNCED:
+            return None
+        conn.pending += 1
+        if conn.pending < CHECK_UNITS or ts - conn.last_check < CHECK_S:
+            return None
+        return self._check(conn, connection, ts)
 
     def resume(self, connection: str) -> None:
         """Forget a suspension (an operator resumed the connection)."""
         if (conn := self._conns.get(connection)) is not None:
             conn.suspended = False
 
-    def _maybe_check(self, conn: _Conn, connection: str, ts: float) -> Verdict | None:
-        if conn.pending < CHECK_UNITS or ts - conn.last_check < CHECK_S:
-            return None
+    def _check(self, conn: _Conn, connection: str, ts: float) -> Verdict | None:
+        """Examine a connection whose check is due; the verdict if it is to be suspended."""
         conn.pending, conn.last_check = 0, ts
+        if not could_signal(conn.features):
+            return None
         evidence = examine(conn.features, conn.baseline, ts)
         if not evidence.suspend:
             return None
@@ -108,15 +124,31 @@ class Detector:
         return Verdict(ts, connection, "suspend", "; ".join(parts))
 
 
+def could_signal(features: Features) -> bool:
+    """Whether any finding but volume could be made: a check without one never suspends.
+    Each count of a shorter window is at most the last hour's."""
+    hour = features.window(60)
+    return (
+        hour.invalid >= _LEAST_INVALID
+        or hour.null >= _LEAST_NULL
+        or hour.new_senders >= _LEAST_NEW
+        or features.top_pair_reaches(LOOP_PAIRS)
+    )
+
+
 def examine(features: Features, baseline: Baseline, ts: float) -> Evidence:
-    """The evidence against one connection at `ts`."""
+    """The evidence against one connection at `ts`. Volume is looked at only beside another
+    finding: alone it never suspends (and an overwhelming finding is a finding too)."""
     w5, w60 = features.window(5), features.window(60)
+    found = (_invalid(w5, w60), _null(w5, w60), _new_senders(w5, w60), _loop(features))
+    signals = tuple(s for s in found if s)
+    if not signals:
+        return Evidence(None, (), False)
     volume = _volume(w5, baseline, ts, features)
-    signals = [
-        s for s in (_invalid(w5, w60), _null(w5, w60), _new_senders(w5, w60), _loop(features)) if s
-    ]
-    overwhelming = (w5.invalid >= 30 and w5.invalid_ratio >= 0.35) or features.top_pair >= 30
-    return Evidence(volume, tuple(signals), overwhelming)
+    overwhelming = (w5.invalid >= 30 and w5.invalid_ratio >= 0.35) or features.top_pair_reaches(
+        OVERWHELMING_PAIRS
+    )
+    return Evidence(volume, signals, overwhelming)
 
 
 def _volume(w5: Window, baseline: Baseline, ts: float, features: Features) -> str | None:
@@ -144,7 +176,7 @@ def _pct(x: float) -> str:
 
 
 def _invalid(w5: Window, w60: Window) -> str | None:
-    for w, least, ratio in ((w5, 8, 0.2), (w60, 20, 0.12)):
+    for w, (least, ratio) in zip((w5, w60), INVALID_TESTS, strict=True):
         if w.invalid >= least and w.invalid_ratio >= ratio:
             return (
                 f"{_pct(w.invalid_ratio)} of {w.outcomes} deliveries in {w.minutes} min"
@@ -154,7 +186,7 @@ def _invalid(w5: Window, w60: Window) -> str | None:
 
 
 def _null(w5: Window, w60: Window) -> str | None:
-    for w, least, share in ((w5, 8, 0.5), (w60, 20, 0.3)):
+    for w, (least, share) in zip((w5, w60), NULL_TESTS, strict=True):
         if w.null >= least and w.null_share >= share:
             return (
                 f"{w.null} of {w.msgs} messages in {w.minutes} min from the null sender (bounces)"
@@ -163,7 +195,7 @@ def _null(w5: Window, w60: Window) -> str | None:
 
 
 def _new_senders(w5: Window, w60: Window) -> str | None:
-    for w, least, share in ((w5, 6, 0.4), (w60, 15, 0.3)):
+    for w, (least, share) in zip((w5, w60), NEW_SENDER_TESTS, strict=True):
         if w.new_senders >= least and w.new_sender_share >= share:
             return (
                 f"{w.new_senders} of {w.msgs} messages in {w.minutes} min"
@@ -173,7 +205,7 @@ def _new_senders(w5: Window, w60: Window) -> str | None:
 
 
 def _loop(features: Features) -> str | None:
-    if features.top_pair >= 15:
+    if features.top_pair_reaches(LOOP_PAIRS):
         return (
             f"one sender sent the same recipient {features.top_pair} times in 5 min (a mail loop?)"
         )

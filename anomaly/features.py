@@ -1,15 +1,20 @@
 """Per-connection traffic features over sliding windows, driven by event time.
 
-`Features` keeps, for one connection, per-minute counters in a 60-minute ring
-(messages, recipients, null-sender messages, messages from senders new to the
-connection, delivery outcomes, bounces, invalid-recipient bounces, deferrals),
-so a window of the last 1, 5 or 60 minutes is a sum over its slots. It also
-keeps the last hour's messages (sender, recipients) as given, so the distinct
-recipient domains and senders are counted only when asked, and the busiest
-sender→recipient pair of the current 5-minute block (a mail loop repeats one
-pair), brought up to date only when read: per-recipient work is paid for only
-by a connection the detector looks at. Time only moves forward: an event older than
-the newest one is counted in the newest minute. Nothing here raises.
+`Features` keeps, for one connection, running totals of its counters since
+it was first seen (messages, recipients, null-sender messages, messages from
+senders new to the connection, delivery outcomes, bounces, invalid-recipient
+bounces, deferrals) and, for each minute of the last hour that saw traffic,
+the totals as that minute began: a window of the last 1, 5 or 60 minutes is
+the totals now less the totals as its first minute with traffic began, so an
+event costs a counter update or two and a new minute a copy of the totals.
+It also keeps the last hour's messages (sender, recipients) as given, so the
+distinct recipient domains and senders are counted only when asked, and so
+is the busiest sender→recipient pair of the current 5-minute block (a mail
+loop repeats one pair): `top_pair_reaches(n)` counts the pairs only when
+cheaper bounds (the block's recipients, then one sender's) allow n, so
+per-recipient work is paid for only by a connection that might loop. Time
+only moves forward: an event older than the newest one is counted in the
+newest minute. Nothing here raises.
 
 Invalid-recipient bounces: the trace carries only the reply code, and in the
 recorded traffic 550 is what unknown recipients get (5.1.1); 551 and 553 are
@@ -18,20 +23,26 @@ counted as bounces but not as invalid recipients.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections import Counter, deque
+from collections.abc import Hashable, Sequence
+from operator import sub
+from typing import NamedTuple
 
-MSG, RCPT, NULL, NEW_SENDER, OUT, BOUNCE, INVALID, DEFER = range(8)
+from anomaly.trace import BOUNCED, DEFERRED
+
+MSG, RCPT, NULL, NEW_SENDER, OUT, BOUNCE, INVALID, DEFER = range(8)  # counters, as Window's
 _WIDTH = 8
-_RING = 60  # minutes kept: the longest window, whose sums are kept running
+MINUTE_S = 60.0
+_HOUR = 60  # minutes kept: the longest window
+_BLOCK = 5  # minutes of a sender→recipient pair block
 INVALID_RCPT_CODES = frozenset({550})
-_ZEROS = [0] * _WIDTH
 SENDER_WARMUP_S = 86_400.0  # senders count as "new" only after a day of history
 _MAX_SENDERS = 50_000
 _Msg = tuple[str, list[str]]
+_Minute = tuple[int, tuple[int, ...], list[_Msg]]  # minute, totals as it began, its messages
 
 
-@dataclass(frozen=True, slots=True)
-class Window:
+class Window(NamedTuple):
     """The counters of one window (the last `minutes` minutes, the current one included)."""
 
     minutes: int
@@ -68,13 +79,15 @@ class Window:
 class Features:
     __slots__ = (
         "_block",
-        "_block_done",
-        "_counts",
-        "_hour",
+        "_block_now",
+        "_block_rcpts",
+        "_by_sender",
+        "_minute_end",
+        "_minutes",
         "_msgs",
         "_pair_block",
         "_pairs",
-        "_top_pair",
+        "_totals",
         "first_ts",
         "known_senders",
         "minute",
@@ -82,112 +95,139 @@ class Features:
 
     def __init__(self, ts: float) -> None:
         self.first_ts = ts
-        self.minute = int(ts // 60)
-        self._counts = [0] * (_RING * _WIDTH)
-        self._hour = [0] * _WIDTH  # running sums of the whole ring
-        self._msgs: list[list[_Msg]] = [[] for _ in range(_RING)]  # (sender, rcpts) per minute
         self.known_senders: set[str] = set()
-        self._pair_block = self.minute // 5
-        self._block: list[_Msg] = []  # messages of this 5-min block, counted into pairs lazily
-        self._block_done = 0
-        self._pairs: dict[tuple[str, str], int] = {}
-        self._top_pair = 0
+        self._totals = [0] * _WIDTH  # every event since the first, by counter
+        self._minutes: deque[_Minute] = deque()  # the last hour's minutes with traffic
+        self._start_minute(int(ts // MINUTE_S))
+        self._pair_block = self._block_now
+        self._new_block()
 
-    def _slot(self, ts: float) -> int:
-        """The ring offset of `ts`'s minute, clearing the minutes skipped since the last event."""
-        minute = int(ts // 60)
-        if minute > self.minute:
-            if minute - self.minute >= _RING:
-                self._counts, self._hour = [0] * (_RING * _WIDTH), [0] * _WIDTH
-                self._msgs = [[] for _ in range(_RING)]
-            else:
-                self._expire(minute)
-            self.minute = minute
-        return (self.minute % _RING) * _WIDTH
+    def _start_minute(self, minute: int) -> None:
+        """Make `minute` (a later one) the current one; forget the minutes out of the hour."""
+        self.minute = minute
+        self._minute_end = (minute + 1) * MINUTE_S
+        self._block_now = minute // _BLOCK
+        self._msgs: list[_Msg] = []
+        minutes = self._minutes
+        minutes.append((minute, tuple(self._totals), self._msgs))
+        oldest = minute - _HOUR + 1
+        while minutes[0][0] < oldest:
+            minutes.popleft()
 
-    def _expire(self, minute: int) -> None:
-        """Clear the slots of the minutes after the newest one up to `minute` (< an hour on)."""
-        counts = self._counts
-        for m in range(self.minute + 1, minute + 1):
-            base = (m % _RING) * _WIDTH
-            if counts[base + MSG] or counts[base + OUT]:  # every event counts in one of them
-                old = counts[base : base + _WIDTH]
-                self._hour = [h - o for h, o in zip(self._hour, old, strict=True)]
-                counts[base : base + _WIDTH] = _ZEROS
-                self._msgs[m % _RING] = []
+    def _new_block(self) -> None:
+        self._block: list[_Msg] = []  # messages of this 5-min block, counted lazily
+        self._block_rcpts = 0
+        self._by_sender: _Tally | None = None  # recipients of each sender, once asked
+        self._pairs: _Tally | None = None  # messages of each sender->recipient pair, once asked
 
     def accepted(self, ts: float, sender: str, rcpts: list[str]) -> None:
-        base = self._slot(ts)
-        counts, hour, n = self._counts, self._hour, len(rcpts)
-        counts[base + MSG] += 1
-        counts[base + RCPT] += n
-        hour[MSG] += 1
-        hour[RCPT] += n
+        if ts >= self._minute_end:
+            self._start_minute(int(ts // MINUTE_S))
+        n = len(rcpts)
+        totals = self._totals
+        totals[MSG] += 1
+        totals[RCPT] += n
         if not sender:
-            counts[base + NULL] += 1
-            hour[NULL] += 1
+            totals[NULL] += 1
         elif sender not in self.known_senders:
-            if ts - self.first_ts >= SENDER_WARMUP_S:
-                counts[base + NEW_SENDER] += 1
-                hour[NEW_SENDER] += 1
-            if len(self.known_senders) < _MAX_SENDERS:
-                self.known_senders.add(sender)
+            self._new_sender(ts, sender)
         msg = (sender, rcpts)
-        self._msgs[self.minute % _RING].append(msg)
-        block = self.minute // 5
-        if block != self._pair_block:
-            self._pair_block, self._top_pair, self._block_done = block, 0, 0
-            self._block, self._pairs = [], {}
+        self._msgs.append(msg)
+        if self._block_now != self._pair_block:
+            self._pair_block = self._block_now
+            self._new_block()
         self._block.append(msg)
+        self._block_rcpts += n
+
+    def _new_sender(self, ts: float, sender: str) -> None:
+        if ts - self.first_ts >= SENDER_WARMUP_S:
+            self._totals[NEW_SENDER] += 1
+        if len(self.known_senders) < _MAX_SENDERS:
+            self.known_senders.add(sender)
+
+    def outcome(self, ts: float, kind: int, code: int) -> None:
+        """One delivery attempt: kind 1 delivered, 2 deferred, 3 bounced (anomaly.trace)."""
+        if ts >= self._minute_end:
+            self._start_minute(int(ts // MINUTE_S))
+        totals = self._totals
+        totals[OUT] += 1
+        if kind == BOUNCED:
+            totals[BOUNCE] += 1
+            if code in INVALID_RCPT_CODES:
+                totals[INVALID] += 1
+        elif kind == DEFERRED:
+            totals[DEFER] += 1
 
     @property
     def top_pair(self) -> int:
         """Most messages of one sender->recipient pair in the 5-min block of the last message."""
-        block = self._block
-        if self._block_done < len(block):
-            pairs, top = self._pairs, self._top_pair
-            for sender, rcpts in block[self._block_done :]:
-                for rcpt in rcpts:
-                    key = (sender, rcpt)
-                    n = pairs.get(key, 0) + 1
-                    pairs[key] = n
-                    if n > top:
-                        top = n
-            self._top_pair, self._block_done = top, len(block)
-        return self._top_pair
+        pairs = self._pairs = self._pairs or _Tally()
+        if pairs.done < len(self._block):
+            new = self._block[pairs.done :]
+            pairs.count([(sender, rcpt) for sender, rcpts in new for rcpt in rcpts])
+            pairs.done = len(self._block)
+        return pairs.top
 
-    def outcome(self, ts: float, kind: int, code: int) -> None:
-        """One delivery attempt: kind 1 delivered, 2 deferred, 3 bounced (anomaly.trace)."""
-        base = self._slot(ts)
-        counts, hour = self._counts, self._hour
-        counts[base + OUT] += 1
-        hour[OUT] += 1
-        if kind == 3:
-            counts[base + BOUNCE] += 1
-            hour[BOUNCE] += 1
-            if code in INVALID_RCPT_CODES:
-                counts[base + INVALID] += 1
-                hour[INVALID] += 1
-        elif kind == 2:
-            counts[base + DEFER] += 1
-            hour[DEFER] += 1
+    def top_pair_reaches(self, least: int) -> bool:
+        """Whether `top_pair >= least`, counting pairs only when cheaper bounds allow it: the
+        block's recipients, then the most recipients of one sender in it."""
+        if self._block_rcpts < least:
+            return False
+        senders = self._by_sender = self._by_sender or _Tally()
+        if senders.done < len(self._block):
+            for sender, rcpts in self._block[senders.done :]:
+                senders.add(sender, len(rcpts))
+            senders.done = len(self._block)
+        return senders.top >= least and self.top_pair >= least
+
+    def _recent(self, minutes: int) -> list[_Minute]:
+        """The minutes with traffic among the last `minutes` (≤ 60), the current one first."""
+        oldest = self.minute - minutes + 1
+        found = []
+        for m in reversed(self._minutes):
+            if m[0] < oldest:
+                break
+            found.append(m)
+        return found
 
     def window(self, minutes: int) -> Window:
-        """The counters of the last `minutes` minutes (1 to 60) up to the newest event."""
-        if minutes >= _RING:
-            return Window(_RING, *self._hour)
-        counts, minute = self._counts, self.minute
-        bases = [(m % _RING) * _WIDTH for m in range(minute - minutes + 1, minute + 1)]
-        slots = [counts[b : b + _WIDTH] for b in bases]
-        return Window(minutes, *map(sum, zip(*slots, strict=True)))
+        """The counters of the last `minutes` minutes (1 to 60) up to the newest event: the
+        totals less the totals as the window's first minute with traffic began."""
+        if minutes >= _HOUR:
+            minutes, began = _HOUR, self._minutes[0][1]
+        else:
+            began = self._recent(minutes)[-1][1]
+        return Window(minutes, *map(sub, self._totals, began))
 
     def distinct(self, minutes: int) -> tuple[int, int]:
         """(recipient domains, envelope senders) seen in the last `minutes` minutes (≤ 60)."""
         domains: set[str] = set()
         senders: set[str] = set()
-        msgs = self._msgs
-        for m in range(self.minute - min(minutes, _RING) + 1, self.minute + 1):
-            for sender, rcpts in msgs[m % _RING]:
+        for _, _, msgs in self._recent(min(minutes, _HOUR)):
+            for sender, rcpts in msgs:
                 senders.add(sender)
                 domains.update([r[r.rfind("@") + 1 :] for r in rcpts])
         return len(domains), len(senders)
+
+
+class _Tally:
+    """Counts by key and the highest count, over the block's first `done` messages."""
+
+    __slots__ = ("counts", "done", "top")
+
+    def __init__(self) -> None:
+        self.counts: Counter[Hashable] = Counter()
+        self.done = self.top = 0
+
+    def add(self, key: Hashable, n: int) -> None:
+        counts = self.counts
+        counts[key] = total = counts.get(key, 0) + n
+        if total > self.top:
+            self.top = total
+
+    def count(self, keys: Sequence[Hashable]) -> None:
+        """One more for each of `keys`."""
+        if keys:
+            counts = self.counts
+            counts.update(keys)
+            self.top = max(self.top, *map(counts.__getitem__, keys))

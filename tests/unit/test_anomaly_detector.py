@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import datetime as dt
+import random
 
-from anomaly.baseline import Baseline
+from anomaly.baseline import Baseline, Stat
 from anomaly.detector import Detector, Verdict
 from anomaly.features import Features
 from anomaly.trace import BOUNCED, DELIVERED
@@ -82,3 +83,50 @@ def test_baseline_learns_a_weekly_burst_at_its_hour() -> None:
     mean_monday, _, warm = base.expected(MONDAY_9 + 60)
     mean_tuesday, _, _ = base.expected(MONDAY_9 + 86_400 + 60)
     assert warm and mean_monday > 150 and mean_tuesday < 5
+
+
+def test_features_windows_start_afresh_after_an_hour_of_silence() -> None:
+    f = Features(0.0)
+    for minute in range(10):
+        f.accepted(60.0 * minute, "a@x.kz", ["b@y.kz"])
+    assert (f.window(5).msgs, f.window(60).msgs) == (5, 10)
+    f.outcome(600.0 + 3600.0, DELIVERED, 250)  # an hour later: only this outcome is left
+    assert f.window(60) == (60, 0, 0, 0, 0, 1, 0, 0, 0)
+    f.accepted(100.0, "", ["c@y.kz"])  # older than the newest event: counted in its minute
+    assert (f.window(1).msgs, f.window(1).null, f.distinct(1)) == (1, 1, (1, 1))
+
+
+def test_top_pair_reaches_agrees_with_counting_every_pair() -> None:
+    rng = random.Random(7)
+    for _ in range(200):
+        f = Features(0.0)
+        for i in range(rng.randint(0, 60)):
+            sender = f"s{rng.randrange(3)}@x.kz"
+            rcpts = [f"r{rng.randrange(4)}@y.kz" for _ in range(rng.randint(0, 3))]
+            f.accepted(i * 2.0, sender, rcpts)  # one 5-min block
+        least = rng.choice([1, 5, 15, 30])
+        assert f.top_pair_reaches(least) == (f.top_pair >= least)
+
+
+def test_baseline_learns_the_same_whether_asked_often_or_once() -> None:
+    rng = random.Random(3)
+    lazy, eager = Baseline(MONDAY_9), Baseline(MONDAY_9)
+    ts = MONDAY_9
+    for _ in range(3000):
+        ts += rng.choice([30.0, 300.0, 4000.0, 90_000.0])  # busy, quiet, a long silence
+        n = rng.randint(0, 20)
+        lazy.add(ts, n)
+        eager.add(ts, n)
+        assert eager.overall.n >= 0  # asking learns what is closed
+        if rng.random() < 0.05:
+            assert lazy.expected(ts) == eager.expected(ts)
+    assert lazy.expected(ts) == eager.expected(ts)
+
+
+def test_stat_observes_a_value_many_times_as_one_at_a_time() -> None:
+    once, many = Stat(), Stat()
+    for x, times in [(5.0, 1), (0.0, 7), (12.0, 2)]:
+        many.add(x, times)
+        for _ in range(times):
+            once.add(x)
+    assert (once.mean, once.var, once.n) == (many.mean, many.var, many.n)

@@ -10,7 +10,7 @@ import pytest
 
 from anomaly.detector import Verdict
 from anomaly.evaluate import Incident, score
-from anomaly.trace import BOUNCED, Accepted, Outcome, TraceEvent
+from anomaly.trace import BOUNCED, Accepted, Bounced, Outcome, TraceEvent
 from ugem.cli import main
 
 C = "x.gov.kz"
@@ -18,7 +18,7 @@ INC = Incident(C, "compromised-mailbox", 1000.0, 2000.0)
 
 
 def acc(ts: float, n: int = 1, conn: str = C) -> Accepted:
-    return Accepted(ts, conn, "10.0.0.1", "a@x.gov.kz", [f"r{i}@y.kz" for i in range(n)])
+    return Accepted(ts, conn, "a@x.gov.kz", [f"r{i}@y.kz" for i in range(n)])
 
 
 def sus(ts: float, conn: str = C) -> Verdict:
@@ -130,5 +130,6 @@ def test_evaluate_command_on_a_small_trace(
 
 
 def test_outcome_kinds_are_typed() -> None:
-    o = Outcome(1.0, C, "10.0.0.1", BOUNCED, "r@y.kz", 550)
+    o = Bounced(1.0, C, 550)
+    assert isinstance(o, Outcome) and o.kind == BOUNCED
     assert score([INC], [], [o]).incidents[0].total == 0  # outcomes are not recipients sent

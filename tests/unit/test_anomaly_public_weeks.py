@@ -1,8 +1,9 @@
 """The detector on both public labelled weeks meets issue 5's targets.
 
 Every incident detected, median time to detect ≤ 2 minutes, no false
-suspension, leaked_pct ≤ 2 %, judged by TRACE-FORMAT.md's rules (anomaly.evaluate).
-Skipped where the shared traces are not present. Takes tens of seconds.
+suspension, leaked_pct ≤ 2 %, judged by TRACE-FORMAT.md's rules (anomaly.evaluate),
+the replay split across the cores as `ugem anomaly evaluate` does it. Skipped
+where the shared traces are not present. Takes about ten seconds.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from anomaly.evaluate import load_labels, score
-from anomaly.replay import replay
+from anomaly.replay import default_jobs, replay_file
 from anomaly.trace import read_trace
 
 PUBLIC = Path(__file__).resolve().parents[3] / "shared" / "anomaly" / "public"
@@ -25,7 +26,8 @@ def test_public_week_meets_the_targets(week: str) -> None:
     if not trace.exists() or not labels.exists():
         pytest.skip(f"{trace} not present")
     incidents = load_labels(labels)
-    totals = score(incidents, list(replay(read_trace(trace))), read_trace(trace)).totals()
+    actions = replay_file(trace, default_jobs())
+    totals = score(incidents, actions, read_trace(trace)).totals()
     assert totals["detected"] == totals["incidents"] == len(incidents) > 0
     assert totals["median_time_to_detect"] <= 120.0
     assert totals["false_suspensions"] == 0
