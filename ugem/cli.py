@@ -38,14 +38,15 @@ def _common() -> argparse.ArgumentParser:
     return common
 
 
-def build_parser() -> argparse.ArgumentParser:
-    from ugem.commands import GROUPS
+def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
+    """The parser of every command, or (given `argv`) of the group it names only."""
+    from ugem.commands import registers
 
     common = _common()
     parser = argparse.ArgumentParser(prog="ugem", parents=[common], description="UGEM mail gateway")
     parser.add_argument("--version", action="version", version=f"ugem {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for register in GROUPS:
+    for register in registers(argv):
         register(sub, common)
     return parser
 
@@ -56,8 +57,9 @@ def config_path(args: argparse.Namespace) -> str | None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    words = sys.argv[1:] if argv is None else argv
+    parser = build_parser(words)
+    args = parser.parse_args(words)
     handler: Handler | None = getattr(args, "handler", None)
     if handler is None:
         parser.error(f"{args.command}: a subcommand is required")
