@@ -11,14 +11,18 @@ order, when asked (`expected`) or when many are waiting, so a connection
 nobody asks about costs a note per block. `expected(ts)` returns (mean,
 spread, warm): the most generous warm slot, so a learned burst never looks
 abnormal; with too little history it returns a cautious default and
-warm=False, and the detector then wants other evidence than volume. Pure
-computation; nothing raises.
+warm=False, and the detector then wants other evidence than volume.
+`state()` and `Baseline.restored(state, ts)` carry what was learned across a
+restart (the node keeps it in its store). Pure computation; nothing raises
+but `restored` on a state it did not make.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import functools
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 from ugem.workdays import ALMATY, WorkCalendar
 
@@ -64,6 +68,13 @@ class Stat:
         self.mean, self.var, self.n = mean, var, n
 
 
+def _stat(values: Sequence[float]) -> Stat:
+    mean, var, n = values
+    stat = Stat()
+    stat.mean, stat.var, stat.n = float(mean), float(var), int(n)
+    return stat
+
+
 class Baseline:
     __slots__ = ("_block", "_block_end", "_closed", "_current", "_overall", "_slots")
 
@@ -96,6 +107,15 @@ class Baseline:
         self._block, self._current = block, 0
         self._block_end = (block + 1) * BLOCK_S
 
+    def skip(self, ts: float) -> None:
+        """Leave out what was counted since the last closed block and go on from the block
+        of `ts` with nothing learned in between (traffic that must not become normal)."""
+        block = int(ts // BLOCK_S)
+        if block < self._block:
+            return
+        self._block, self._current = block, 0
+        self._block_end = (block + 1) * BLOCK_S
+
     def _learn(self) -> None:
         """Fold the closed blocks into the slots, in order, an hour's worth at a time."""
         slots, overall = self._slots, self._overall
@@ -117,6 +137,30 @@ class Baseline:
         """The slot of every hour."""
         self._learn()
         return self._overall
+
+    def state(self) -> dict[str, Any]:
+        """What it learned, as JSON-ready data (the block in progress is left out)."""
+        self._learn()
+        slots = {str(key): [st.mean, st.var, st.n] for key, st in self._slots.items()}
+        overall = self._overall
+        return {"slots": slots, "overall": [overall.mean, overall.var, overall.n]}
+
+    @classmethod
+    def restored(cls, state: Mapping[str, Any], ts: float) -> Baseline:
+        """A baseline that knows what `state` says and counts on from the block of `ts`.
+
+        The time between the state and `ts` was not observed (the node was down),
+        so it is not learned as silence. Raises ValueError on a state that
+        `state()` did not make.
+        """
+        baseline = cls(ts)  # starts at the block of `ts`: nothing learned in between
+        try:
+            for key, values in state["slots"].items():
+                baseline._slots[int(key)] = _stat(values)
+            baseline._overall = _stat(state["overall"])
+        except (AttributeError, KeyError, TypeError, ValueError) as exc:
+            raise ValueError(f"not a baseline's state: {exc!r}") from exc
+        return baseline
 
     def expected(self, ts: float) -> tuple[float, float, bool]:
         """(usual recipients per 5 min, spread, warm) at the time of `ts`."""

@@ -2,8 +2,11 @@
 
 `Detector.accepted(...)` and `Detector.outcome(...)` take one event each (in
 event time, never the wall clock) and return a `Verdict` when the connection
-should be suspended, else None; a connection it suspended is ignored from
-then on (`resume` forgets that). Volume alone never suspends: a planned
+should be suspended, else None; a connection it suspended is not judged from
+then on (`resume` forgets that), and not even counted unless the detector
+keeps counting (`keep_counting`, as a live node's does). `traffic(c)` shows a
+connection's features and baseline; `baselines()` and `restore(...)` carry
+the learned baselines across a restart. Volume alone never suspends: a planned
 newsletter, a reporting-day surge or a backlog after an outage are big but
 clean. A suspension needs two kinds of evidence among: volume far above the
 connection's usual for this time of week (baseline.py), recipients bouncing
@@ -19,8 +22,9 @@ closer only then. Nothing here raises on well-formed events.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from anomaly.baseline import Baseline
 from anomaly.features import Features, Window
@@ -75,19 +79,43 @@ class Evidence(NamedTuple):
 
 
 class Detector:
-    def __init__(self) -> None:
+    def __init__(self, keep_counting: bool = False) -> None:
+        """`keep_counting`: a suspended connection's traffic is still counted (not judged),
+        so its numbers stay true for whoever looks (the live node's incidents, ceilings)."""
         self._conns: dict[str, _Conn] = {}
+        self._keep_counting = keep_counting
+        self._saved: dict[str, Mapping[str, Any]] = {}
 
     def _open(self, connection: str, ts: float) -> _Conn:
         conn = self._conns[connection] = _Conn(ts)
+        saved = self._saved.pop(connection, None)
+        if saved is not None:
+            conn.baseline = Baseline.restored(saved, ts)
         return conn
+
+    def traffic(self, connection: str) -> tuple[Features, Baseline] | None:
+        """The features and baseline of `connection`, None before its first event."""
+        conn = self._conns.get(connection)
+        return None if conn is None else (conn.features, conn.baseline)
+
+    def baselines(self) -> dict[str, dict[str, Any]]:
+        """What each connection's baseline learned (`Baseline.state`), to keep across restarts."""
+        states: dict[str, dict[str, Any]] = {c: dict(s) for c, s in self._saved.items()}
+        return states | {c: conn.baseline.state() for c, conn in self._conns.items()}
+
+    def restore(self, states: Mapping[str, Mapping[str, Any]]) -> None:
+        """Baselines learned before (`baselines()`), taken up at each connection's next event."""
+        self._saved.update((c, s) for c, s in states.items() if c not in self._conns)
 
     def accepted(self, ts: float, connection: str, sender: str, rcpts: list[str]) -> Verdict | None:
         conn = self._conns.get(connection) or self._open(connection, ts)
-        if conn.suspended:
+        if conn.suspended and not self._keep_counting:
             return None
         conn.features.accepted(ts, sender, rcpts)
         n = len(rcpts)
+        if conn.suspended:  # counted, but abnormal traffic is not learned as normal
+            conn.baseline.skip(ts)
+            return None
         conn.baseline.add(ts, n)
         conn.pending += n
         if conn.pending < CHECK_UNITS or ts - conn.last_check < CHECK_S:
@@ -96,10 +124,10 @@ class Detector:
 
     def outcome(self, ts: float, connection: str, kind: int, code: int) -> Verdict | None:
         conn = self._conns.get(connection) or self._open(connection, ts)
-        if conn.suspended:
+        if conn.suspended and not self._keep_counting:
             return None
         conn.features.outcome(ts, kind, code)
-        if kind != BOUNCED:
+        if kind != BOUNCED or conn.suspended:
             return None
         conn.pending += 1
         if conn.pending < CHECK_UNITS or ts - conn.last_check < CHECK_S:

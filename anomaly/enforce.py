@@ -3,12 +3,15 @@
 `Enforcer` reads a feed (`anomaly.feed`: this process's event bus, or with
 several workers or nodes the shared traffic log that carries all of theirs)
 and feeds each event of a connected server's traffic (accepted messages,
-per-recipient delivery outcomes) to a `Detector` in event time: the events carry the node's clock,
-never the wall clock of this observer. It also measures each connection's
-traffic itself (`anomaly.features`, `anomaly.baseline`, over the same
-events): the verdict carries only its reason, and the numbers behind it (the
-windows, the usual volume) go into the incident's evidence (`measure`) and
-are what an override's ceiling is compared with.
+per-recipient delivery outcomes) to a `Detector` in event time: the events
+carry the node's clock, never the wall clock of this observer. The detector
+keeps counting a connection it flagged, so the numbers behind a verdict (its
+windows, the usual volume: `measure`) go into the incident's evidence and
+are what an override's ceiling is compared with. What the baselines learned
+outlives a restart: `save_baselines()` writes them to the store (documents
+of kind "anomaly-baseline", one a connection; the node does it every few
+minutes and at stop), `load_baselines()` gives them back to the detector at
+start; a stored baseline that cannot be read is logged and skipped.
 
 On a verdict, first the connection's override in force at the verdict's
 time (ugem.services.overrides):
@@ -52,10 +55,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import json
 import logging
 import math
 from dataclasses import dataclass
-from typing import Final
+from typing import Any, Final
 
 from anomaly.baseline import Baseline
 from anomaly.detector import Detector, Verdict
@@ -82,16 +86,9 @@ WITHIN_CEILING: Final = "anomaly.within_ceiling"
 SHADOW_REARM_S: Final = 3600.0  # event-time seconds before shadow mode watches a connection again
 WITHHELD_S: Final = 900.0  # event-time seconds a verdict under a ceiling waits for a crossing
 OUTCOME_KINDS: Final = {"delivered": 1, "deferred": 2, "bounced": 3}  # as anomaly.trace
+BASELINE_DOC: Final = "anomaly-baseline"  # store documents of learned baselines
 CLAIM_S: Final = 3600.0  # seconds a claimed verdict stays claimed (shared feed)
 SHADOW_WHY: Final = 'shadow mode ([anomaly] mode = "shadow")'
-
-
-@dataclass(slots=True)
-class _Traffic:
-    """The enforcer's own measure of one connection's traffic."""
-
-    features: Features
-    baseline: Baseline
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,7 +117,7 @@ class Enforcer:
         if mode not in MODES[:2]:
             raise ConfigError("anomaly.mode", mode, "an enforcer runs in enforce or shadow")
         self.mode = mode
-        self.detector = detector if detector is not None else Detector()
+        self.detector = detector if detector is not None else Detector(keep_counting=True)
         store, audit, clock = connections.store, connections.audit, connections.clock
         self.incidents = incidents or IncidentService(store, audit, clock)
         self.overrides = overrides or OverrideService(store, audit, clock)
@@ -128,10 +125,10 @@ class Enforcer:
         self._connections = connections
         self._metrics = metrics
         self._task: asyncio.Task[None] | None = None
-        self._traffic: dict[str, _Traffic] = {}
         self._watch: dict[str, _Watch] = {}
 
     async def start(self) -> None:
+        await self.load_baselines()
         await self._feed.start()
         self._connections.registry.on_change(self._on_change)
         self._task = asyncio.create_task(self._run(), name="anomaly-enforcer")
@@ -143,6 +140,30 @@ class Enforcer:
                 await self._task
             self._task = None
         await self._feed.stop()
+
+    async def save_baselines(self) -> int:
+        """Write every connection's learned baseline to the store; how many were written."""
+        store = self._connections.store
+        states = self.detector.baselines()
+        for conn_id, state in states.items():
+            await store.doc_put(BASELINE_DOC, conn_id, json.dumps(state, separators=(",", ":")))
+        return len(states)
+
+    async def load_baselines(self) -> int:
+        """Give the detector the baselines the store keeps; how many it took."""
+        states: dict[str, dict[str, Any]] = {}
+        for conn_id, text in await self._connections.store.doc_list(BASELINE_DOC):
+            try:
+                state = json.loads(text)
+                Baseline.restored(state, 0.0)  # readable?
+            except ValueError as exc:  # JSON's errors are ValueErrors too
+                event(
+                    log, "baseline_unreadable", logging.WARNING, connection=conn_id, error=str(exc)
+                )
+                continue
+            states[conn_id] = state
+        self.detector.restore(states)
+        return len(states)
 
     async def _run(self) -> None:
         while True:
@@ -184,25 +205,15 @@ class Enforcer:
             return None
         self._metrics.detector_events.inc()
         conn_id = ev.connection
-        traffic = self._traffic.get(conn_id)
-        if traffic is None:
-            traffic = self._traffic[conn_id] = _Traffic(Features(ev.ts), Baseline(ev.ts))
         if isinstance(ev, Accepted):
-            rcpts = list(ev.rcpts)
-            traffic.features.accepted(ev.ts, ev.sender, rcpts)
-            traffic.baseline.add(ev.ts, len(rcpts))
+            verdict = self.detector.accepted(ev.ts, conn_id, ev.sender, list(ev.rcpts))
         else:
-            kind = OUTCOME_KINDS[ev.event]
-            traffic.features.outcome(ev.ts, kind, ev.code)
-        if self._watch and (watch := self._watch.get(conn_id)) is not None:
-            released = self._rewatch(conn_id, watch, ev.ts, traffic)
-            if released is not None:
-                return released
-        if isinstance(ev, Accepted):
-            return self.detector.accepted(ev.ts, conn_id, ev.sender, rcpts)
-        return self.detector.outcome(ev.ts, conn_id, kind, ev.code)
+            verdict = self.detector.outcome(ev.ts, conn_id, OUTCOME_KINDS[ev.event], ev.code)
+        if verdict is None and self._watch and (watch := self._watch.get(conn_id)) is not None:
+            return self._rewatch(conn_id, watch, ev.ts)
+        return verdict
 
-    def _rewatch(self, conn_id: str, watch: _Watch, ts: float, traffic: _Traffic) -> Verdict | None:
+    def _rewatch(self, conn_id: str, watch: _Watch, ts: float) -> Verdict | None:
         """Watch `conn_id` afresh when its time came; a withheld verdict whose ceiling the
         traffic crossed, to act on now."""
         if ts >= watch.until:
@@ -211,8 +222,7 @@ class Enforcer:
             return None
         if watch.withheld is None or watch.ceiling is None:
             return None
-        hour = traffic.features.window(60)
-        if not watch.ceiling.exceeded(hour.msgs, hour.rcpts):
+        if not watch.ceiling.exceeded(*self._hour(conn_id)):
             return None
         del self._watch[conn_id]
         return dataclasses.replace(watch.withheld, ts=ts)
@@ -326,17 +336,15 @@ class Enforcer:
         )
 
     def _numbers(self, verdict: Verdict) -> dict[str, float]:
-        traffic = self._traffic.get(verdict.connection)
-        if traffic is None:
-            return {}
-        return measure(traffic.features, traffic.baseline, verdict.ts)
+        traffic = self.detector.traffic(verdict.connection)
+        return {} if traffic is None else measure(*traffic, verdict.ts)
 
     def _hour(self, conn_id: str) -> tuple[int, int]:
         """(messages, recipients) of `conn_id` in the last 60 minutes of its traffic."""
-        traffic = self._traffic.get(conn_id)
+        traffic = self.detector.traffic(conn_id)
         if traffic is None:
             return 0, 0
-        hour = traffic.features.window(60)
+        hour = traffic[0].window(60)
         return hour.msgs, hour.rcpts
 
     async def _on_change(self, old: Connection | None, new: Connection) -> None:

@@ -1,12 +1,14 @@
 """The wiring of one node: the one place that knows every part.
 
 `Node.start()` opens the store and the registry, recovers the spool, starts
-the scheduler, the trace writer, the anomaly detector (`[anomaly] mode`; each
-worker watches its own traffic), the SMTP listener and the admin listener, in
-that order (so nothing is accepted before the queue is recovered nor before
-the observers listen), and the periodic steps: the registry's sync and
-(worker 0) the disconnections scheduled for a time that has come, by the
-node's clock. The notice templates are checked first: a broken one stops
+the scheduler, the trace writer, the anomaly detector (`[anomaly] mode`;
+`[anomaly] shared_traffic` says whether it judges every worker's and node's
+traffic or this worker's own; it takes up the baselines kept in the store),
+the SMTP listener and the admin listener, in that order (so nothing is
+accepted before the queue is recovered nor before the observers listen), and
+the periodic steps: the registry's sync and (worker 0) the disconnections
+scheduled for a time that has come, by the node's clock, and the writing of
+the detector's baselines to the store (also at stop). The notice templates are checked first: a broken one stops
 the start with its name. `stop()` runs the order backwards: stop accepting
 (sessions get 421), let in-flight deliveries finish within a grace period,
 flush the spool, close the store.
@@ -58,6 +60,7 @@ log = logging.getLogger("ugem.node")
 
 REGISTRY_SYNC_INTERVAL = 1.0  # seconds; SMTP commands also sync on their own
 DISCONNECT_CHECK_INTERVAL = 5.0  # seconds between checks for scheduled disconnections due
+BASELINE_SAVE_INTERVAL = 300.0  # seconds between writes of the learned baselines to the store
 
 
 class Node:
@@ -176,6 +179,8 @@ class Node:
                 feed=self._feed(),
             )
             await self.enforcer.start()
+            if self.worker == 0:  # with a shared feed all know the same; one writes it
+                self._repeat("baseline_save", BASELINE_SAVE_INTERVAL, self.enforcer.save_baselines)
         self.smtp = AcceptServer(cfg, self.registry, self.scheduler, self.bus, self.metrics, clock)
         await self.smtp.start()
         if self.worker == 0:  # one worker applies them, so each is applied (and mailed) once
@@ -213,6 +218,17 @@ class Node:
 
         self._tasks.append(asyncio.create_task(loop(), name=name))
 
+    async def _save_baselines(self) -> None:
+        """At stop: what the detector learned, kept for the next start (worker 0 writes)."""
+        if self.enforcer is None or self.worker != 0:
+            return
+        try:
+            saved = await self.enforcer.save_baselines()
+        except Exception:
+            event(log, "baseline_save_failed", logging.WARNING, exc_info=True)
+            return
+        event(log, "baselines_saved", connections=saved)
+
     def reload(self) -> None:
         """SIGHUP: load the STARTTLS certificate and key again; nothing else is reloaded."""
         event(log, "node_reloading", worker=self.worker)
@@ -235,6 +251,7 @@ class Node:
             await self._deliverer.close()
         if self.enforcer is not None:
             await self.enforcer.stop()
+            await self._save_baselines()
         if self.traffic is not None:
             await self.traffic.close()
         if self.trace is not None:

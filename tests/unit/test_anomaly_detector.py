@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 import random
 
 from anomaly.baseline import Baseline, Stat
@@ -130,3 +131,43 @@ def test_stat_observes_a_value_many_times_as_one_at_a_time() -> None:
         for _ in range(times):
             once.add(x)
     assert (once.mean, once.var, once.n) == (many.mean, many.var, many.n)
+
+
+def test_a_restored_baseline_expects_what_the_saved_one_did_and_learns_no_gap() -> None:
+    det = Detector()
+    ts = steady(det, MONDAY_9, 30)
+    traffic = det.traffic(C)
+    assert traffic is not None
+    saved = json.loads(json.dumps(det.baselines()[C]))  # through the store's JSON
+    week_later = ts + 7 * 86400  # the same hour a week on: the node was down meanwhile
+    restored = Baseline.restored(saved, week_later)
+    assert restored.expected(week_later) == traffic[1].expected(week_later)
+    assert restored.overall.n == traffic[1].overall.n  # the week it did not see is not silence
+
+
+def test_a_restarted_detector_takes_up_its_baselines_at_the_first_event() -> None:
+    old = Detector()
+    ts = steady(old, MONDAY_9, 30)
+    fresh, restarted = Detector(), Detector()
+    restarted.restore(old.baselines())
+    for det in (fresh, restarted):
+        det.accepted(ts, C, "a@x.gov.kz", ["b@y.gov.kz"])
+    warm = [t[1].expected(ts)[2] for det in (fresh, restarted) if (t := det.traffic(C))]
+    assert warm == [False, True]
+    assert set(restarted.baselines()) == {C}
+
+
+def test_a_flagged_connection_is_counted_only_by_a_detector_that_keeps_counting() -> None:
+    for keep in (False, True):
+        det = Detector(keep_counting=keep)
+        ts = steady(det, MONDAY_9, 8)
+        verdict = burst(det, ts, 300, 550, every=2.0)
+        assert verdict is not None
+        traffic = det.traffic(C)
+        assert traffic is not None
+        before, learned = traffic[0].window(5).msgs, traffic[1].overall.n
+        for i in range(30):
+            assert det.accepted(verdict.ts + 1 + i, C, "a@x.gov.kz", [f"z{i}@z.kz"]) is None
+        grew = traffic[0].window(5).msgs - before  # a minute's worth may slide out meanwhile
+        assert (grew >= 25) if keep else (grew <= 0), grew
+        assert traffic[1].overall.n == learned  # abnormal traffic never becomes normal

@@ -27,6 +27,7 @@ import pytest
 from anomaly.baseline import Baseline
 from anomaly.detector import Detector, Verdict
 from anomaly.enforce import (
+    BASELINE_DOC,
     EXEMPTED,
     SHADOW_REARM_S,
     WITHHELD_S,
@@ -58,10 +59,11 @@ REASON = "412 recipients in 5 min against a usual 9 ± 4; 31 % bounced as unknow
 
 
 class SpyDetector(Detector):
-    """The real detector, recording which connections it was told to watch afresh."""
+    """The real detector as a node runs it, recording which connections it was told to watch
+    afresh."""
 
     def __init__(self) -> None:
-        super().__init__()
+        super().__init__(keep_counting=True)
         self.resumed: list[str] = []
 
     def resume(self, connection: str) -> None:
@@ -354,3 +356,24 @@ def test_every_number_measured_has_a_reading() -> None:
 def test_off_is_no_enforcer(scene: Scene) -> None:
     with pytest.raises(ConfigError, match=r"anomaly\.mode"):
         scene.enforcer("off")
+
+
+async def test_baselines_go_to_the_store_and_back_and_a_damaged_one_is_skipped(
+    scene: Scene, caplog: pytest.LogCaptureFixture
+) -> None:
+    enforcer = scene.enforcer("shadow")
+    now = scene.clock.now()
+    for i in range(100):
+        enforcer.observe(accepted(now + 300 * i))  # a message every 5 minutes for 8 hours
+    assert await enforcer.save_baselines() == 1
+    store = scene.service.store
+    await store.doc_put(BASELINE_DOC, "damaged.gov.kz", '{"slots": 5}')
+
+    later = Enforcer("shadow", EventBus(), scene.service, Metrics(), Detector(keep_counting=True))
+    with caplog.at_level(logging.WARNING, logger="anomaly.enforce"):
+        assert await later.load_baselines() == 1
+    skipped = [r for r in caplog.records if getattr(r, "event", "") == "baseline_unreadable"]
+    assert [r.fields["connection"] for r in skipped] == ["damaged.gov.kz"]  # type: ignore[attr-defined]
+    later.observe(accepted(now + 300 * 100))
+    traffic = later.detector.traffic(CONN)
+    assert traffic is not None and traffic[1].expected(now + 300 * 100)[2]
