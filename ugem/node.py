@@ -8,10 +8,10 @@ the SMTP listener and the admin listener, in that order (so nothing is
 accepted before the queue is recovered nor before the observers listen), and
 the periodic steps: the registry's sync and (worker 0) the disconnections
 scheduled for a time that has come, by the node's clock, and the writing of
-the detector's baselines to the store (also at stop). The notice templates are checked first: a broken one stops
-the start with its name. `stop()` runs the order backwards: stop accepting
-(sessions get 421), let in-flight deliveries finish within a grace period,
-flush the spool, close the store.
+the detector's baselines to the store (also at stop). The notice templates
+are checked first: a broken one stops the start with its name. `stop()` runs
+the order backwards: stop accepting (sessions get 421), let in-flight
+deliveries finish within a grace period, flush the spool, close the store.
 `run(config)` is `ugem serve`: it starts a node, waits for SIGTERM or SIGINT,
 stops it and returns 0; SIGHUP meanwhile is `reload()`: the STARTTLS
 certificate and key are read again (sessions are kept; a pair that cannot be
