@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from ugem.clock import FakeClock
-from ugem.store.traffic import START, SqliteTrafficLog, TrafficLog, open_traffic_log
+from ugem.store.traffic import MARK_S, START, SqliteTrafficLog, TrafficLog, open_traffic_log
 
 LogFactory = Callable[[], TrafficLog]
 
@@ -95,5 +95,22 @@ async def test_sqlite_log_lives_beside_the_registry(tmp_path: Path) -> None:
     try:
         await log.append(["x"])
         assert (tmp_path / "var" / "traffic.db").exists()
+    finally:
+        await log.close()
+
+
+async def test_sqlite_log_keeps_about_its_retention_as_it_goes(tmp_path: Path) -> None:
+    clock = FakeClock()
+    log = SqliteTrafficLog(tmp_path / "traffic.db", clock, retention=600)
+    try:
+        assert await log.claim("old-verdict", 60)
+        for n in range(80):  # a record every 30 s for 40 minutes
+            await log.append([str(n)])
+            clock.advance(30)
+        _, kept = await log.read(START, limit=1000, wait=0)
+        assert kept[-1] == "79"
+        assert 600 / 30 <= len(kept) <= (600 + MARK_S) / 30 + 1, len(kept)
+        claims = log._db.execute("SELECT COUNT(*) FROM claims").fetchone()[0]
+        assert claims == 0  # expired claims go too
     finally:
         await log.close()

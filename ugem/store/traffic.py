@@ -9,8 +9,9 @@ registry store and chosen by the same `[store] url`:
 - SQLite: its own file `traffic.db` beside the registry's, WAL, with
   `synchronous = OFF` (a transient feed: a power cut may lose its last events,
   the registry's guarantees are untouched); rows older than `retention`
-  seconds of the injected clock are deleted as new ones arrive; claims expire
-  by the same clock. Workers of one machine share the file.
+  seconds of the injected clock are deleted as new ones arrive (by sequence
+  number, a range of the primary key: a minute's precision, never a scan of
+  the table); claims expire by the same clock. Workers of one machine share the file.
 - Redis: a stream `<prefix>traffic`, trimmed to about `max_events` entries;
   claims are keys that Redis expires (its own clock).
 
@@ -28,6 +29,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+from collections import deque
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Protocol
@@ -39,7 +41,8 @@ from ugem.clock import Clock, SystemClock
 from ugem.errors import StoreError
 from ugem.store import SQLITE_PREFIX
 
-RETENTION_S = 3600.0  # SQLite: seconds of wall time a record is kept
+RETENTION_S = 3600.0  # SQLite: seconds (of the clock) a record is kept, give or take MARK_S
+MARK_S = 60.0  # SQLite: how often the log notes how far it got, to trim by later
 MAX_EVENTS = 1_000_000  # Redis: about how many records the stream keeps
 START = "0"  # the cursor before the first record
 
@@ -72,6 +75,7 @@ class SqliteTrafficLog:
     def __init__(self, path: Path, clock: Clock, retention: float = RETENTION_S) -> None:
         self.name = f"sqlite traffic log {path}"
         self.clock, self.retention = clock, retention
+        self._marks: deque[tuple[float, int]] = deque()  # (time, last seq then), a minute apart
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             self._db = sqlite3.connect(path, timeout=5.0, isolation_level=None)
@@ -95,9 +99,23 @@ class SqliteTrafficLog:
                 self._db.executemany(
                     "INSERT INTO traffic (at, record) VALUES (?, ?)", [(now, r) for r in records]
                 )
-                self._db.execute("DELETE FROM traffic WHERE at < ?", (now - self.retention,))
+                self._trim(now)
         except sqlite3.Error as exc:
             raise StoreError(f"{self.name}: append: {exc}") from exc
+
+    def _trim(self, now: float) -> None:
+        """Delete what is older than `retention`: by sequence number (the primary key; a
+        range, never a scan), up to the last one this log appended before that time."""
+        marks = self._marks
+        if not marks or now - marks[-1][0] >= MARK_S:
+            last = self._db.execute("SELECT last_insert_rowid()").fetchone()[0]
+            marks.append((now, int(last)))
+        cut = None
+        while marks and marks[0][0] < now - self.retention:
+            cut = marks.popleft()[1]
+        if cut is not None:
+            self._db.execute("DELETE FROM traffic WHERE seq <= ?", (cut,))
+            self._db.execute("DELETE FROM claims WHERE until < ?", (now,))
 
     async def read(
         self, cursor: str, limit: int = 1000, wait: float = 0.1
