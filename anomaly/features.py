@@ -76,6 +76,9 @@ class Window(NamedTuple):
         return self.new_senders / self.msgs if self.msgs else 0.0
 
 
+_new_tuple = tuple.__new__  # a Window from its values without the Python-level __new__
+
+
 class Features:
     __slots__ = (
         "_block",
@@ -197,7 +200,7 @@ class Features:
             minutes, began = _HOUR, self._minutes[0][1]
         else:
             began = self._recent(minutes)[-1][1]
-        return Window(minutes, *map(sub, self._totals, began))
+        return _new_tuple(Window, (minutes, *map(sub, self._totals, began)))
 
     def distinct(self, minutes: int) -> tuple[int, int]:
         """(recipient domains, envelope senders) seen in the last `minutes` minutes (≤ 60)."""

@@ -9,17 +9,20 @@ across `jobs` processes. The detector keeps nothing across connections, so
 each process reads the whole file but feeds only the events of its own share
 of the connections to its own detector, and the verdicts are merged back by
 the number of the event that caused each: the same verdicts in the same order
-as one process gives, whatever `jobs`. The shares are balanced on the events
-of the first blocks of the file (which every process reads alike); a
-connection first seen later goes by a hash of its name. This process runs the
-first share and forked workers the others; where fork is not available
-everything runs here, and the share of a worker that was lost is run again
-here. Errors are those of the reader (anomaly.trace raises UsageError for a
-bad file), raised here.
+as one process gives, whatever `jobs`. The shares are balanced on the first
+events of the file (the blocks holding `_BALANCE_EVENTS`, which every process
+reads alike); a connection first seen later goes by a hash of its name. This
+process reads those first blocks and loads the working-day calendar of their
+year before it forks the workers (so they inherit it rather than each load
+it), then runs the first share; forked workers run the others; where fork is
+not available everything runs here, and the share of a worker that was lost
+is run again here. Errors are those of the reader (anomaly.trace raises
+UsageError for a bad file), raised here.
 """
 
 from __future__ import annotations
 
+import contextlib
 import heapq
 import multiprocessing
 import os
@@ -28,44 +31,70 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
-from itertools import chain, islice
+from itertools import chain
 from operator import itemgetter
 from pathlib import Path
 from typing import Any
 
 from anomaly.detector import Detector, Verdict
 from anomaly.trace import Accepted, TraceEvent, TraceStats, read_blocks
+from ugem.workdays import preload
 
 _Found = list[tuple[int, Verdict]]  # (number of the event in the trace, its verdict)
-_BALANCE_BLOCKS = 4  # blocks of lines (about 4 MB) the shares are balanced on
+_BALANCE_EVENTS = 25_000  # events the shares are balanced on (about 4 MB of lines)
+_Blocks = Iterator[list[TraceEvent]]
 
 
 def replay(events: Iterable[TraceEvent], detector: Detector | None = None) -> Iterator[Verdict]:
-    for _, verdict in _verdicts(events, detector if detector is not None else Detector()):
+    for _, verdict in _feed(events, detector if detector is not None else Detector()):
         yield verdict
 
 
-def _verdicts(
-    events: Iterable[TraceEvent], det: Detector, keep: Callable[[str], bool] | None = None
-) -> Iterator[tuple[int, Verdict]]:
-    """(number of the event, verdict) for each verdict, feeding `det` only the events of
-    connections `keep` says yes to (all without it)."""
+def _feed(events: Iterable[TraceEvent], det: Detector) -> Iterator[tuple[TraceEvent, Verdict]]:
+    """(event, verdict) for each verdict of `det` fed `events`."""
     accepted, outcome = det.accepted, det.outcome
-    kept: dict[str, bool] = {}
-    for number, e in enumerate(events):
-        connection = e.connection
-        if keep is not None:
-            mine = kept.get(connection)
-            if mine is None:
-                mine = kept[connection] = keep(connection)
-            if not mine:
-                continue
+    for e in events:
         if type(e) is Accepted:  # isinstance costs more on a msgspec Struct; mypy needs it
-            verdict = accepted(e.ts, connection, e.sender, e.rcpts)
+            verdict = accepted(e.ts, e.connection, e.sender, e.rcpts)
         else:
-            verdict = outcome(e.ts, connection, e.kind, e.code)  # type: ignore[union-attr]
+            verdict = outcome(e.ts, e.connection, e.kind, e.code)  # type: ignore[union-attr]
         if verdict is not None:
-            yield number, verdict
+            yield e, verdict
+
+
+def _verdicts(
+    blocks: Iterable[list[TraceEvent]],
+    det: Detector,
+    mine: Callable[[list[TraceEvent]], list[TraceEvent]] | None = None,
+) -> _Found:
+    """(number of the event in the trace, verdict) for each verdict, feeding `det` the events
+    of each block that `mine` keeps (all without it). An event is numbered only when it
+    gives a verdict (rare): by where it is in its block."""
+    found: _Found = []
+    first = 0  # the number of the block's first event
+    for block in blocks:
+        for e, verdict in _feed(block if mine is None else mine(block), det):
+            found.append((first + next(i for i, x in enumerate(block) if x is e), verdict))
+        first += len(block)
+    return found
+
+
+class _Share:
+    """The events of one share's connections in a block (a callable for `_verdicts`)."""
+
+    def __init__(self, shares: dict[str, int], share: int, jobs: int) -> None:
+        self._mine = {connection: s == share for connection, s in shares.items()}
+        self._share, self._jobs = share, jobs
+
+    def __call__(self, block: list[TraceEvent]) -> list[TraceEvent]:
+        mine = self._mine
+        try:
+            return [e for e in block if mine[e.connection]]
+        except KeyError:  # a connection not seen before: place it, then filter again
+            for e in block:
+                if e.connection not in mine:
+                    mine[e.connection] = share_of(e.connection, self._jobs) == self._share
+            return [e for e in block if mine[e.connection]]
 
 
 def balance(connections: Iterable[str], jobs: int) -> dict[str, int]:
@@ -86,19 +115,29 @@ def share_of(connection: str, jobs: int) -> int:
     return zlib.crc32(connection.encode()) % jobs
 
 
+def _head(blocks: _Blocks) -> list[list[TraceEvent]]:
+    """The first blocks of `blocks`, up to the one that holds the `_BALANCE_EVENTS`-th event."""
+    head, seen = [], 0
+    for block in blocks:
+        head.append(block)
+        seen += len(block)
+        if seen >= _BALANCE_EVENTS:
+            break
+    return head
+
+
 def _replay_share(path: Path, share: int, jobs: int, stats: TraceStats | None = None) -> _Found:
     """The numbered verdicts on the connections of one share of `jobs`."""
     blocks = read_blocks(path, stats, warn=share == 0)
-    head = list(islice(blocks, _BALANCE_BLOCKS))
-    events = chain.from_iterable(chain(head, blocks))
+    return _replay_blocks(_head(blocks), blocks, share, jobs)
+
+
+def _replay_blocks(head: list[list[TraceEvent]], blocks: _Blocks, share: int, jobs: int) -> _Found:
+    """`_replay_share` on the trace's first blocks, read already, and the rest."""
     if jobs == 1:
-        return list(_verdicts(events, Detector()))
+        return _verdicts(chain(head, blocks), Detector())
     shares = balance((e.connection for block in head for e in block), jobs)
-
-    def keep(connection: str) -> bool:
-        return shares.get(connection, share_of(connection, jobs)) == share
-
-    return list(_verdicts(events, Detector(), keep))
+    return _verdicts(chain(head, blocks), Detector(), _Share(shares, share, jobs))
 
 
 def default_jobs() -> int:
@@ -111,11 +150,23 @@ def replay_file(path: Path, jobs: int = 1, stats: TraceStats | None = None) -> l
     see the module docstring. `stats` receives the reader's statistics."""
     if jobs <= 1 or "fork" not in multiprocessing.get_all_start_methods():
         return [v for _, v in _replay_share(path, 0, 1, stats)]
+    blocks = read_blocks(path, stats)
+    head = _head(blocks)
+    _preload_calendar(head)
     with ProcessPoolExecutor(jobs - 1, mp_context=multiprocessing.get_context("fork")) as pool:
         workers = [pool.submit(_replay_share, path, share, jobs) for share in range(1, jobs)]
-        shares = [_replay_share(path, 0, jobs, stats)]
+        shares = [_replay_blocks(head, blocks, 0, jobs)]
         shares += [_worker_result(w, path, share, jobs) for share, w in enumerate(workers, 1)]
     return [v for _, v in heapq.merge(*shares, key=itemgetter(0))]
+
+
+def _preload_calendar(head: list[list[TraceEvent]]) -> None:
+    """Load the working-day calendar of the trace's first year now, before the fork, so that
+    the workers inherit it; a time the calendar cannot place is left to the detector."""
+    first = next((block[0].ts for block in head if block), None)
+    if first is not None:
+        with contextlib.suppress(ArithmeticError, ValueError, OSError):
+            preload(first)
 
 
 def _worker_result(worker: Future[_Found], path: Path, share: int, jobs: int) -> _Found:
