@@ -53,7 +53,6 @@ With the local feed each worker judges its own share only.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import dataclasses
 import json
 import logging
@@ -65,6 +64,7 @@ from anomaly.baseline import Baseline
 from anomaly.detector import Detector, Verdict
 from anomaly.features import Features
 from anomaly.feed import Feed, LocalFeed
+from anomaly.trace import BOUNCED, DEFERRED, DELIVERED
 from ugem.errors import ConfigError, ConflictError
 from ugem.events import Accepted, Event, EventBus, Outcome
 from ugem.log import event
@@ -74,7 +74,7 @@ from ugem.services.connections import ConnectionService
 from ugem.services.incidents import Action, Evidence, Incident, IncidentService, Mode
 from ugem.services.notices import Addressee
 from ugem.services.overrides import Override, OverrideKind, OverrideService
-from ugem.tasks import raise_if_cancelled
+from ugem.tasks import cancel_and_wait, raise_if_cancelled
 
 log = logging.getLogger("anomaly.enforce")
 
@@ -85,7 +85,7 @@ EXEMPTED: Final = "anomaly.exempted"
 WITHIN_CEILING: Final = "anomaly.within_ceiling"
 SHADOW_REARM_S: Final = 3600.0  # event-time seconds before shadow mode watches a connection again
 WITHHELD_S: Final = 900.0  # event-time seconds a verdict under a ceiling waits for a crossing
-OUTCOME_KINDS: Final = {"delivered": 1, "deferred": 2, "bounced": 3}  # as anomaly.trace
+OUTCOME_KINDS: Final = {"delivered": DELIVERED, "deferred": DEFERRED, "bounced": BOUNCED}
 BASELINE_DOC: Final = "anomaly-baseline"  # store documents of learned baselines
 CLAIM_S: Final = 3600.0  # seconds a claimed verdict stays claimed (shared feed)
 SHADOW_WHY: Final = 'shadow mode ([anomaly] mode = "shadow")'
@@ -135,9 +135,7 @@ class Enforcer:
 
     async def stop(self) -> None:
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            await cancel_and_wait(self._task)
             self._task = None
         await self._feed.stop()
 

@@ -21,7 +21,6 @@ behind.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import dataclasses
 import json
 import logging
@@ -33,7 +32,7 @@ from ugem.events import Event, EventBus, Subscription, event_of_record, trace_re
 from ugem.log import event
 from ugem.metrics import Metrics
 from ugem.store.traffic import TrafficLog
-from ugem.tasks import raise_if_cancelled
+from ugem.tasks import cancel_and_wait, raise_if_cancelled
 
 log = logging.getLogger("anomaly.feed")
 
@@ -105,9 +104,7 @@ class SharedFeed:
 
     async def stop(self) -> None:
         if self._publisher is not None:
-            self._publisher.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._publisher
+            await cancel_and_wait(self._publisher)
             self._publisher = None
         await self._local.stop()
 

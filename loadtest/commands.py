@@ -378,13 +378,14 @@ def compare_options(args: argparse.Namespace) -> compare.CompareOptions:
 
 
 def compare_command(args: argparse.Namespace) -> int:
-    options = compare_options(args)
-    result = run_loop(_cancellable(compare.compare(options)), args.no_uvloop)
-    if args.json:
-        print(json.dumps(compare.render_json(result), indent=2))
-    else:
-        print(compare.render_text(result), end="")
+    result = run_loop(_cancellable(compare.compare(compare_options(args))), args.no_uvloop)
+    _report(args, compare.render_json(result), compare.render_text(result))
     return 0
+
+
+def _report(args: argparse.Namespace, as_json: dict[str, Any], as_text: str) -> None:
+    """Print a benchmark's report: JSON with --json, else the text table."""
+    print(json.dumps(as_json, indent=2) if args.json else as_text, end="\n" if args.json else "")
 
 
 async def _cancellable(main: Coroutine[Any, Any, T]) -> T:
@@ -496,10 +497,6 @@ def restart_options(args: argparse.Namespace) -> restart.RestartOptions:
 
 
 def restart_command(args: argparse.Namespace) -> int:
-    options = restart_options(args)
-    result = run_loop(_cancellable(restart.restart(options)), args.no_uvloop)
-    if args.json:
-        print(json.dumps(restart.render_json(result), indent=2))
-    else:
-        print(restart.render_text(result), end="")
+    result = run_loop(_cancellable(restart.restart(restart_options(args))), args.no_uvloop)
+    _report(args, restart.render_json(result), restart.render_text(result))
     return 0 if result.complete() else 1

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import platform
 import shutil
 import sys
 import tempfile
@@ -35,7 +34,7 @@ from loadtest import generator, postfix
 from loadtest.content import SizeDist
 from loadtest.errors import TargetError
 from loadtest.gateway import GatewayInstance
-from loadtest.generator import load_against
+from loadtest.generator import load_against, run_header
 from loadtest.processes import SinkProcess, free_port
 from loadtest.rate import RateSchedule
 from loadtest.report import Report
@@ -281,15 +280,7 @@ def _fmt(value: float | None, pattern: str = "{:.1f}") -> str:
 def render_json(comparison: Comparison) -> dict[str, Any]:
     opts = comparison.options
     return {
-        "load": {
-            "messages": opts.messages,
-            "connections": opts.connections,
-            "per_connection": opts.per_connection,
-            "size": opts.size.describe(),
-            "sources": list(opts.sources),
-            "workers": opts.workers,
-        },
-        "machine": {"cpus": os.cpu_count(), "platform": platform.platform()},
+        **run_header(opts, opts.workers),
         "targets": {m.name: m.to_json() for m in comparison.measurements},
         "ratio": ratios(comparison),
     }

@@ -20,10 +20,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
+import platform
 import secrets
 import time
 from dataclasses import dataclass, field
-from typing import Protocol, TextIO
+from typing import Any, Protocol, TextIO
 
 from loadtest.content import Message, MessageFactory, SizeDist, Template
 from loadtest.rate import Clock, Plan, RateSchedule, SystemClock
@@ -92,6 +94,19 @@ def load_against(
         rate=rate,
         run_id=f"{name}-{new_run_id()}",
     )
+
+
+def run_header(shape: LoadShape, workers: int | None) -> dict[str, Any]:
+    """The "load" and "machine" parts of a benchmark's JSON report."""
+    load = {
+        "messages": shape.messages,
+        "connections": shape.connections,
+        "per_connection": shape.per_connection,
+        "size": shape.size.describe(),
+        "sources": list(shape.sources),
+        "workers": workers,
+    }
+    return {"load": load, "machine": {"cpus": os.cpu_count(), "platform": platform.platform()}}
 
 
 @dataclass(frozen=True)

@@ -28,8 +28,6 @@ cancellation too; the work directory is removed unless `keep`.
 from __future__ import annotations
 
 import asyncio
-import os
-import platform
 import shutil
 import sys
 import tempfile
@@ -43,7 +41,7 @@ from loadtest.compare import DEFAULT_SOURCES, DOMAIN, SENDER_DOMAIN
 from loadtest.content import SizeDist
 from loadtest.errors import TargetError
 from loadtest.gateway import GatewayInstance
-from loadtest.generator import load_against
+from loadtest.generator import load_against, run_header
 from loadtest.processes import POLL, SinkProcess, free_port
 from loadtest.report import Report
 
@@ -227,15 +225,7 @@ def render_text(result: RestartResult) -> str:
 def render_json(result: RestartResult) -> dict[str, Any]:
     o = result.options
     return {
-        "load": {
-            "messages": o.messages,
-            "connections": o.connections,
-            "per_connection": o.per_connection,
-            "size": o.size.describe(),
-            "sources": list(o.sources),
-            "workers": o.workers or 1,
-        },
-        "machine": {"cpus": os.cpu_count(), "platform": platform.platform()},
+        **run_header(o, o.workers or 1),
         "fill": result.fill.to_json(),
         "queued": result.queued,
         "stop": {"exit": result.stop_exit, "seconds": result.stop_seconds},

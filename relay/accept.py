@@ -87,12 +87,11 @@ class AcceptServer:
         self._per_ip: Counter[str] = Counter()
         self._commits: set[asyncio.Task[None]] = set()
         self._stopping = False
-        self._tls: ssl.SSLContext | None = None
         self.port = 0
 
     async def start(self) -> None:
         host, port = parse_hostport(self.config.smtp.listen, listen=True)
-        tls = self._tls = load_tls(self.config.smtp.tls_cert, self.config.smtp.tls_key)
+        tls = load_tls(self.config.smtp.tls_cert, self.config.smtp.tls_key)
         self._services = dataclasses.replace(self._services, tls=tls)
         loop = asyncio.get_running_loop()
         # Several worker processes share the port (the kernel spreads connections).
@@ -134,7 +133,7 @@ class AcceptServer:
 
     def reload_tls(self) -> bool:
         """Load the STARTTLS certificate and key again; False (old context kept) on failure."""
-        if self._tls is None:
+        if self._services.tls is None:
             event(log, "tls_reload_skipped", logging.INFO, reason="STARTTLS is not configured")
             return False
         smtp = self.config.smtp
@@ -145,7 +144,6 @@ class AcceptServer:
             event(log, "tls_reload_failed", logging.ERROR, key=exc.key, error=str(exc))
             return False
         assert tls is not None  # both files are set, as they were at start
-        self._tls = tls
         self._services = dataclasses.replace(self._services, tls=tls)
         self.metrics.tls_reloads.labels("ok").inc()
         event(log, "tls_reloaded", logging.INFO, cert=smtp.tls_cert)
@@ -181,7 +179,7 @@ class AcceptServer:
 
     def tls_context(self) -> ssl.SSLContext | None:
         """The STARTTLS context now (the latest reload's)."""
-        return self._tls
+        return self._services.tls
 
     def commit_started(self, task: asyncio.Task[None]) -> None:
         self._commits.add(task)

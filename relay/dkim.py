@@ -167,6 +167,10 @@ class DkimSigner:
         """The DKIM-Signature fields for `data` (b"" when no candidate domain has a key)."""
         if not self.has_keys(domains):
             return b""
+        return self._sign(data, domains, sender_domain)
+
+    def _sign(self, data: bytes, domains: Collection[str], sender_domain: str | None) -> bytes:
+        """`sign` once `has_keys` said yes."""
         msg = Prepared(data)
         keys = self._keys_for(msg, domains, sender_domain)
         if keys is None:
@@ -207,8 +211,18 @@ class DkimSigner:
         self, data: bytes, domains: Collection[str], sender_domain: str | None, queue_id: str
     ) -> bytes:
         """`data` signed; unsigned (and an ERROR logged) if signing fails. Never raises."""
+        return self._logged(self.sign, data, domains, sender_domain, queue_id)
+
+    def _logged(
+        self,
+        sign: Callable[[bytes, Collection[str], str | None], bytes],
+        data: bytes,
+        domains: Collection[str],
+        sender_domain: str | None,
+        queue_id: str,
+    ) -> bytes:
         try:
-            fields = self.sign(data, domains, sender_domain)
+            fields = sign(data, domains, sender_domain)
         except Exception as exc:
             event(log, "dkim_sign_failed", logging.ERROR, queue_id=queue_id, error=str(exc))
             return data
@@ -231,7 +245,9 @@ class DkimSigner:
         """
         if not self.has_keys(domains):
             return data
-        return await asyncio.to_thread(self.outgoing, data, domains, sender_domain, queue_id)
+        return await asyncio.to_thread(
+            self._logged, self._sign, data, domains, sender_domain, queue_id
+        )
 
 
 def signer_from_config(config: Config, clock: Clock) -> DkimSigner | None:

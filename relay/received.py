@@ -56,7 +56,7 @@ def tls_clause(tls: TlsInfo) -> str:
     version = _UNSAFE_TLS_NAME.sub("", tls.version)[:MAX_TLS_NAME] or "unknown"
     cipher = _UNSAFE_TLS_NAME.sub("", tls.cipher)[:MAX_TLS_NAME] or "unknown"
     bits, alg_bits = (min(max(int(b), 0), MAX_BITS) for b in (tls.bits, tls.alg_bits))
-    return f"(using {version} with cipher {cipher} ({bits}/{alg_bits} bits))"
+    return f"(using {TlsInfo(version, cipher, bits, alg_bits)})"
 
 
 @functools.lru_cache(maxsize=4)

@@ -46,6 +46,7 @@ from relay.deliver import Deliverer
 from relay.message import QueuedMessage, QueueState
 from relay.routing import Route, RouteFailure, Router
 from relay.spool import Spool
+from relay.tls import domain_of
 from relay.trouble import RcptOutcome
 from ugem.clock import Clock
 from ugem.config import DeliveryConfig
@@ -78,10 +79,6 @@ def retry_delay(attempts: int, min_backoff: float, max_backoff: float, key: str 
 def hold_reason(state: ConnState, conn_id: str) -> str:
     """The spool hold reason for mail of a connection in `state` ("suspended: <id>")."""
     return f"{state.value}: {conn_id}"
-
-
-def domain_of(rcpt: str) -> str:
-    return rcpt.rpartition("@")[2].lower()
 
 
 class Scheduler:

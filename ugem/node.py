@@ -23,7 +23,6 @@ one line.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import signal
 from collections.abc import Awaitable, Callable
@@ -53,7 +52,7 @@ from ugem.services.notices import notice_settings
 from ugem.store import open_store
 from ugem.store.base import Store
 from ugem.store.traffic import TrafficLog, open_traffic_log
-from ugem.tasks import raise_if_cancelled
+from ugem.tasks import cancel_and_wait, raise_if_cancelled
 from ugem.trace import TraceWriter
 
 log = logging.getLogger("ugem.node")
@@ -242,9 +241,7 @@ class Node:
         if self.smtp is not None:
             await self.smtp.stop(grace)
         for task in self._tasks:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            await cancel_and_wait(task)
         if self.scheduler is not None:
             await self.scheduler.stop(grace)
         if self._deliverer is not None:

@@ -11,7 +11,6 @@ counted in `ugem_events_dropped_total{observer="trace"}`.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 from pathlib import Path
@@ -20,6 +19,7 @@ from typing import IO
 from ugem.events import Event, EventBus, trace_record
 from ugem.log import event
 from ugem.metrics import Metrics
+from ugem.tasks import cancel_and_wait
 
 log = logging.getLogger("ugem.trace")
 
@@ -67,9 +67,7 @@ class TraceWriter:
 
     async def stop(self) -> None:
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            await cancel_and_wait(self._task)
         if self._file is not None:
             while not self._sub.queue.empty():
                 self._write(self._sub.queue.get_nowait())

@@ -20,10 +20,9 @@ import dkim
 import pytest
 
 from relay import replies
-from tests.support.mail_dkim import mail_dkim_verify, needs_mail_dkim
+from tests.support.mail_dkim import key_dir, mail_dkim_verify, needs_mail_dkim
 from tests.support.node import node_relaying_to, running_node, send_mail
 from tests.support.sink import Sink
-from ugem.dkim_keys import KeyStore, dns_records
 
 DOMAIN = "mdai.gov.kz"
 
@@ -32,10 +31,7 @@ async def relay_one(
     tmp_path: Path, sink: Sink, sender: str, rcpt: str, source: str, break_key: bool = False
 ) -> tuple[bytes, dict[str, str]]:
     """Relay one message through a node with mdai.gov.kz's keys; its bytes at the sink."""
-    keys = KeyStore(tmp_path / "keys")
-    made = keys.keygen(DOMAIN, "s1", with_ed25519=True)
-    if break_key:
-        (keys.root / DOMAIN / "s1.rsa.pem").write_text("not a key")
+    keys, records = key_dir(tmp_path / "keys", DOMAIN, "s1", True, break_key)
     hop = f"{sink.host}:{sink.port}"
     config, _ = await node_relaying_to(
         tmp_path,
@@ -47,7 +43,7 @@ async def relay_one(
         sent = await send_mail(config, sender, [rcpt], source, "Quarterly report")
         assert sent.code == replies.OK.code, sent
         await sink.wait_for(1)
-    return sink.messages[0].data, dict(dns_records(made))
+    return sink.messages[0].data, records
 
 
 def lookup(txt: dict[str, str]) -> Any:

@@ -22,10 +22,9 @@ import pytest
 
 from relay import replies
 from tests.support.cli import operator
-from tests.support.mail_dkim import mail_dkim_verify, needs_mail_dkim
+from tests.support.mail_dkim import key_dir, mail_dkim_verify, needs_mail_dkim
 from tests.support.node import node_relaying_to, running_node, send_mail
 from tests.support.sink import Sink, SinkMessage
-from ugem.dkim_keys import KeyStore, dns_records
 
 GATEWAY, ORG = "gw.test", "mdai.gov.kz"
 NOC, NOBODY = "noc@example.org", "nobody@example.org"
@@ -43,10 +42,7 @@ async def bounce_and_alert(
     tmp_path: Path, sink: Sink, break_key: bool = False
 ) -> tuple[SinkMessage, SinkMessage, dict[str, str]]:
     """The DSN and the suspension alert as they reach the sink, and the key's DNS records."""
-    keys = KeyStore(tmp_path / "keys")
-    made = keys.keygen(GATEWAY, "gw1", with_ed25519=False)
-    if break_key:
-        (keys.root / GATEWAY / "gw1.rsa.pem").write_text("not a key")
+    keys, records = key_dir(tmp_path / "keys", GATEWAY, "gw1", False, break_key)
     hop = f"{sink.host}:{sink.port}"
     config, _ = await node_relaying_to(
         tmp_path,
@@ -65,7 +61,7 @@ async def bounce_and_alert(
         alert = (await sink.wait_for(2))[1]
     assert (dsn.sender, dsn.rcpts) == ("", [f"a@{ORG}"])
     assert (alert.sender, alert.rcpts) == (f"postmaster@{GATEWAY}", [NOC])
-    return dsn, alert, dict(dns_records(made))
+    return dsn, alert, records
 
 
 @needs_mail_dkim
@@ -99,8 +95,7 @@ async def test_a_key_that_cannot_be_read_sends_them_unsigned_and_logs_it(
 def test_a_notice_the_cli_queues_is_signed(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    keys = KeyStore(tmp_path / "keys")
-    txt = dict(dns_records(keys.keygen(GATEWAY, "gw1", with_ed25519=False)))
+    keys, txt = key_dir(tmp_path / "keys", GATEWAY, "gw1", False)
     extra = (
         f'[admin]\npostmaster = "postmaster@{GATEWAY}"\n'
         f'[dkim]\nkey_dir = "{keys.root}"\ngateway_domain = "{GATEWAY}"\n'

@@ -7,7 +7,7 @@ resolver pointed at `dns` (a `tests.support.dnsmasq.DnsServer`) and nothing
 else, and returns one `Verdict` per signature plus the overall result
 ("pass", "fail", "none", ...). `needs_mail_dkim` skips a test, with the
 reason, where the Perl modules are missing (tests/install-system-deps.sh
-installs them).
+installs them). `key_dir(...)` makes a key directory for a test node.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 
 from tests.support.dnsmasq import DnsServer
+from ugem.dkim_keys import KeyStore, dns_records
 
 SCRIPT = Path(__file__).with_name("mail_dkim_verify.pl")
 MODULES = ("Mail::DKIM::Verifier", "Net::DNS::Resolver")
@@ -68,3 +69,17 @@ def mail_dkim_verify(message: bytes, dns: DnsServer) -> tuple[list[Verdict], str
         result, domain, selector, algorithm, detail = [*line.split(" ", 4), ""][:5]
         verdicts.append(Verdict(result, domain[2:], selector[2:], algorithm[2:], detail.strip()))
     return verdicts, overall
+
+
+def key_dir(
+    root: Path, domain: str, selector: str, with_ed25519: bool, broken: bool = False
+) -> tuple[KeyStore, dict[str, str]]:
+    """A key directory with `domain`'s first generation, and its DNS records (name -> TXT).
+
+    `broken`: the RSA key file is then overwritten with garbage, so signing fails.
+    """
+    keys = KeyStore(root)
+    made = keys.keygen(domain, selector, with_ed25519=with_ed25519)
+    if broken:
+        (keys.root / domain / f"{selector}.rsa.pem").write_text("not a key")
+    return keys, dict(dns_records(made))

@@ -128,7 +128,7 @@ class RedisStore(AuditLogReader):
         self.url = url
         self.prefix = prefix
         try:
-            self.name = _redact(url)
+            self.name = redact(url)
             self._redis = aioredis.Redis.from_url(
                 url, decode_responses=True, socket_timeout=timeout, socket_connect_timeout=timeout
             )
@@ -308,7 +308,7 @@ class RedisStore(AuditLogReader):
         return f"redis store {self.name}, connection {conn_id!r}"
 
 
-def _redact(url: str) -> str:
+def redact(url: str) -> str:
     """`url` without its password, fit for messages and logs."""
     parts = urlsplit(url)
     if not parts.password:

@@ -40,6 +40,7 @@ from redis.exceptions import RedisError
 from ugem.clock import Clock, SystemClock
 from ugem.errors import StoreError
 from ugem.store import SQLITE_PREFIX
+from ugem.store.redis import TIMEOUT, redact
 
 RETENTION_S = 3600.0  # SQLite: seconds (of the clock) a record is kept, give or take MARK_S
 MARK_S = 60.0  # SQLite: how often the log notes how far it got, to trim by later
@@ -164,8 +165,8 @@ class SqliteTrafficLog:
 
 class RedisTrafficLog:
     def __init__(self, url: str, prefix: str = "ugem:", max_events: int = MAX_EVENTS) -> None:
-        self.name = f"redis traffic log {url.rpartition('@')[2]}"
-        self._redis = aioredis.Redis.from_url(url, decode_responses=True, socket_timeout=5.0)
+        self.name = f"redis traffic log {redact(url)}"
+        self._redis = aioredis.Redis.from_url(url, decode_responses=True, socket_timeout=TIMEOUT)
         self._stream, self._claims = f"{prefix}traffic", f"{prefix}claim:"
         self.max_events = max_events
 
