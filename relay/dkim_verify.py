@@ -14,7 +14,10 @@ answers one `DkimResult` per signature: its d= and s= and one of (RFC 8601
 - permerror: no key is published for it, or the key record is unusable
   (bad syntax, RSA shorter than 1024 bits).
 
-No signature at all is an empty list (dkim=none). dkimpy is synchronous: it
+No signature at all is an empty list (dkim=none). The message comes parsed
+(`relay.header_block.Header`, linear in its size) and dkimpy's quadratic
+parser and body canonicalization are never used (`parsed_message`,
+`relay.dkim_canon`). dkimpy is synchronous: it
 runs in a worker thread (of the executor given, else the loop's default
 one), its key lookups (its `dnsfunc`) go through
 `relay.auth_dns`, bounded by `[delivery] dns_timeout` and the deadline; what
@@ -36,7 +39,8 @@ import dns.rdatatype
 import dns.rdtypes.ANY.TXT
 
 from relay.auth_dns import WAKE_SLACK, AuthDns, BlockingDns, DnsTrouble
-from relay.header_block import field_value, fields, split_message
+from relay.dkim_canon import relaxed_body as _linear  # noqa: F401 (puts it in dkimpy)
+from relay.header_block import Header, dkim_fields
 
 SIGNATURE_FIELD = "dkim-signature"
 MIN_KEY_BITS = 1024  # RFC 8301 3.2: shorter RSA keys must not be treated as valid
@@ -79,15 +83,9 @@ class _KeyLookup:
         return bytes(keys[0])
 
 
-def signature_ids(text: bytes) -> list[tuple[str, str]]:
+def signature_ids(header: Header) -> list[tuple[str, str]]:
     """(d=, s=) of every DKIM-Signature field, top first ("" where one is missing)."""
-    head, _ = split_message(text)
-    return [_ids(field_value(f)) for f in fields(head) if _is_signature(f)]
-
-
-def _is_signature(field: bytes) -> bool:
-    name, colon, _ = field.partition(b":")
-    return bool(colon) and name.rstrip(b" \t").lower() == SIGNATURE_FIELD.encode()
+    return [_ids(value) for value in header.values(SIGNATURE_FIELD)]
 
 
 def _ids(value: bytes) -> tuple[str, str]:
@@ -107,28 +105,43 @@ class DkimVerifier:
         self.max_signatures = max_signatures
         self.executor = executor  # the worker threads (None: the loop's default executor)
 
-    async def verify(self, text: bytes, deadline: float) -> list[DkimResult]:
+    async def verify(self, header: Header, deadline: float) -> list[DkimResult]:
         """A result per checked signature (none: empty), done by `deadline` or temperror."""
-        ids = signature_ids(text)[: self.max_signatures]
+        ids = signature_ids(header)[: self.max_signatures]
         if not ids:
             return []
         loop = asyncio.get_running_loop()
         lookup = self.dns.blocking(loop, deadline)
         try:
             async with asyncio.timeout_at(deadline + WAKE_SLACK):
-                return await loop.run_in_executor(self.executor, verify_all, text, lookup, len(ids))
+                return await loop.run_in_executor(
+                    self.executor, verify_all, header, lookup, len(ids)
+                )
         except TimeoutError:
             return [DkimResult("temperror", d, s, "DKIM check ran out of time") for d, s in ids]
 
 
-def verify_all(text: bytes, lookup: BlockingDns, count: int) -> list[DkimResult]:
+def verify_all(header: Header, lookup: BlockingDns, count: int) -> list[DkimResult]:
     """The blocking verification of the first `count` signatures (run in a worker thread)."""
     try:
-        message = dkim.DKIM(text, logger=_library_log, minkey=MIN_KEY_BITS)
-    except dkim.MessageFormatError as exc:
+        message = parsed_message(header)
+    except ValueError as exc:
         return [DkimResult("permerror", "", "", f"message cannot be parsed: {exc}")]
     found = sum(1 for name, _ in message.headers if name.lower() == SIGNATURE_FIELD.encode())
     return [verify_one(message, idx, lookup) for idx in range(min(count, found))]
+
+
+def parsed_message(header: Header) -> dkim.DKIM:
+    """A dkimpy message from our parse (ValueError: a header dkimpy would refuse).
+
+    dkimpy's own parser (`dkim.rfc822_parse`, run by `DKIM(text)`) is quadratic
+    in the lines of a folded field, so the message is made empty and given
+    `headers` and `body` (dkimpy's attributes, named in tests/unit/test_dkim_canon.py).
+    """
+    message = dkim.DKIM(None, logger=_library_log, minkey=MIN_KEY_BITS)
+    message.headers = dkim_fields(header)
+    message.body = header.body
+    return message
 
 
 def verify_one(message: dkim.DKIM, idx: int, lookup: BlockingDns) -> DkimResult:

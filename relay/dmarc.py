@@ -1,6 +1,6 @@
 """DMARC (RFC 7489) for mail from the internet: author domain, policy record, alignment, verdict.
 
-- `author_of(header_block)`: the RFC5322.From domain. One From field holding
+- `author_of(header)`: the RFC5322.From domain. One From field holding
   one address gives its domain. No From field, or no address with a valid
   domain in it, gives none: there is no identifier to evaluate, so the verdict
   is dmarc=none (RFC 7489 11.2). Several From fields, or several addresses in
@@ -8,7 +8,9 @@
   `relay.inbound_auth` treats it like a failure under p=reject. RFC 5322 3.6
   allows one From field, RFC 7489 6.6.1 notes such messages are typically
   rejected, and judging only one of the authors would let a second From with
-  another domain slip past the first domain's policy.
+  another domain slip past the first domain's policy. A From field too long
+  or too nested to read (`relay.header_block.addresses_in`) is marked
+  `several` too: an author nobody can tell must not slip past the policy.
 - `organizational_domain(domain)` (RFC 7489 3.2) without the Public Suffix
   List: the last two labels, or the last three when the last two are a known
   second-level registry suffix (`SECOND_LEVEL`: gov.kz, com.kz, org.kz,
@@ -36,14 +38,13 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
-from email.utils import getaddresses
 
 import dns.rdatatype
 import dns.rdtypes.ANY.TXT
 
 from relay.auth_dns import AuthDns, DnsTrouble
 from relay.dkim_verify import DkimResult
-from relay.header_block import values_of
+from relay.header_block import Header, addresses_in
 from relay.spf import SpfResult
 from ugem.names import canonical_domain
 
@@ -80,7 +81,8 @@ class Author:
     """The RFC5322.From domain, or why there is none."""
 
     domain: str | None  # canonical; None when there is no single author domain
-    several: bool = False  # several From fields or addresses
+    several: bool = False  # several From fields or addresses (or unreadable: not one author)
+    unreadable: bool = False  # a From field too long or too nested to read (`addresses_in`)
 
 
 @dataclass(frozen=True)
@@ -116,11 +118,15 @@ class RecordError(ValueError):
     """A DMARC record without a usable policy (permerror)."""
 
 
-def author_of(block: bytes) -> Author:
-    """The author domain of a header block (see the module's docstring)."""
-    values = [v.decode("utf-8", "replace") for v in values_of(block, "from")]
-    addresses = [addr for _, addr in getaddresses(values) if addr]
-    if len(values) > 1 or len(addresses) > 1:
+def author_of(header: Header) -> Author:
+    """The author domain of a parsed header (see the module's docstring)."""
+    values = header.values("from")
+    if len(values) > 1:
+        return Author(None, several=True)
+    addresses = addresses_in(values[0]) if values else []
+    if addresses is None:
+        return Author(None, several=True, unreadable=True)
+    if len(addresses) > 1:
         return Author(None, several=True)
     if not addresses:
         return Author(None)
@@ -223,6 +229,8 @@ def verdict(
     """The DMARC result and the disposition for one message; `sample` is uniform in [0, 1)."""
     if author.several:
         reason = "several From: fields or addresses (RFC 7489 6.6.1)"
+        if author.unreadable:
+            reason = "a From: field too long or too nested to read"
         return DmarcResult("permerror", "", several_authors=True, reason=reason)
     domain = author.domain
     if domain is None:

@@ -47,7 +47,7 @@ from relay.auth_dns import AuthDns
 from relay.authres import ResInfo, result_field, safe_value, strip_ours
 from relay.dkim_verify import DkimResult, DkimVerifier
 from relay.dmarc import Author, Discovery, DmarcLookup, DmarcResult, author_of, verdict
-from relay.header_block import split_message
+from relay.header_block import Header
 from relay.replies import Reply
 from relay.smtp_commands import Envelope, Inbound
 from relay.spf import SpfChecker, SpfResult
@@ -138,32 +138,40 @@ class InboundAuth:
         """The bytes to queue (our header on top) or the refusal; never raises."""
         started = self.clock.monotonic()
         try:
-            found = await self.evaluate(text, envelope)
+            checked = await self.evaluate(text, envelope)
         except Exception:
             event(
                 log, "auth_check_failed", logging.ERROR, exc_info=True, queue_id=envelope.queue_id
             )
             return replies.INTERNAL_ERROR
+        header, found = checked
         self._count(found)
         outcome = decide(self.config, found)
         self._log(envelope, found, outcome, self.clock.monotonic() - started)
         if isinstance(outcome, Reply):
             return outcome
         mark = QUARANTINE_FIELD if outcome == QUARANTINE else b""
-        header = result_field(self.authserv_id, resinfos(found))
-        return header + mark + strip_ours(text, self.authserv_id)
+        ours = result_field(self.authserv_id, resinfos(found))
+        loop = asyncio.get_running_loop()
+        kept = await loop.run_in_executor(self.threads, strip_ours, header, self.authserv_id)
+        return ours + mark + kept
 
-    async def evaluate(self, text: bytes, envelope: Envelope) -> Verdict:
-        """SPF, DKIM and the DMARC record at once, then the DMARC verdict."""
-        deadline = asyncio.get_running_loop().time() + self.config.timeout
-        head, _ = split_message(text)
-        author = author_of(head)
+    async def evaluate(self, text: bytes, envelope: Envelope) -> tuple[Header, Verdict]:
+        """The parsed header; SPF, DKIM and the DMARC record at once, then the DMARC verdict.
+
+        The header is cut once, in a worker thread (linear, but a message may be 25 MB),
+        and every check reads that one parse.
+        """
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.config.timeout
+        header = await loop.run_in_executor(self.threads, Header.parse, text)
+        author = author_of(header)
         spf, dkims, found = await asyncio.gather(
             self.spf.check(envelope.client_ip, envelope.sender, envelope.helo, deadline),
-            self.dkim.verify(text, deadline),
+            self.dkim.verify(header, deadline),
             self._discover(author, deadline),
         )
-        return Verdict(spf, dkims, verdict(author, found, spf, dkims, self.sample()))
+        return header, Verdict(spf, dkims, verdict(author, found, spf, dkims, self.sample()))
 
     async def _discover(self, author: Author, deadline: float) -> Discovery:
         if author.domain is None:

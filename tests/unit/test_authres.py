@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from relay.authres import ResInfo, authserv_id_of, result_field, safe_value, strip_ours
-from relay.header_block import field_value, fields, split_message
+from relay.header_block import Header, field_value, fields, split_message
 
 INFOS = [
     ResInfo("spf", "pass", [("smtp.mailfrom", "bounce@b.example")]),
@@ -98,7 +98,7 @@ INCOMING = (
 
 
 def test_strip_ours_removes_our_id_only_and_keeps_the_body() -> None:
-    out = strip_ours(INCOMING, "gw.test")
+    out = strip_ours(Header.parse(INCOMING), "gw.test")
     head, rest = split_message(out)
     assert rest == BODY
     assert fields(head) == [
@@ -112,8 +112,8 @@ def test_strip_ours_removes_our_id_only_and_keeps_the_body() -> None:
 
 def test_strip_ours_leaves_a_message_without_forgeries_unchanged() -> None:
     text = b"From: a@b.example\r\nSubject: hi\r\n\r\nbody\r\n"
-    assert strip_ours(text, "gw.test") == text
-    assert strip_ours(b"From: a@b.example\r\n", "gw.test") == b"From: a@b.example\r\n"
+    assert strip_ours(Header.parse(text), "gw.test") == text
+    assert strip_ours(Header.parse(b"From: a@b.example\r\n"), "gw.test") == b"From: a@b.example\r\n"
 
 
 def test_header_block_round_trips() -> None:

@@ -19,6 +19,7 @@ import pytest
 from relay.auth_dns import AuthDns
 from relay.dkim import DkimSigner
 from relay.dkim_verify import DkimResult, DkimVerifier, signature_ids
+from relay.header_block import Header
 from tests.support.clients import message
 from tests.support.silent_dns import SilentDns
 from ugem.clock import SystemClock
@@ -48,7 +49,7 @@ async def verifier_for(dns_server: Any, txt: dict[str, str], limit: int = 3) -> 
 
 
 async def verify(verifier: DkimVerifier, text: bytes) -> list[DkimResult]:
-    return await verifier.verify(text, asyncio.get_running_loop().time() + 10)
+    return await verifier.verify(Header.parse(text), asyncio.get_running_loop().time() + 10)
 
 
 async def test_signatures_of_our_signer_pass(keys: KeySet, signed: bytes, dns_server: Any) -> None:
@@ -126,4 +127,4 @@ def test_signature_ids_reads_d_and_s_of_folded_fields() -> None:
     text = (
         b"DKIM-Signature: v=1; a=rsa-sha256;\r\n d=x.example;\r\n\ts=sel; b=AA\r\nFrom: a@b\r\n\r\n"
     )
-    assert signature_ids(text) == [("x.example", "sel")]
+    assert signature_ids(Header.parse(text)) == [("x.example", "sel")]

@@ -21,6 +21,7 @@ from relay.dmarc import (
     parse_record,
     verdict,
 )
+from relay.header_block import Header
 from relay.spf import SpfResult
 from tests.support.silent_dns import SilentDns
 from ugem.config import DeliveryConfig
@@ -49,7 +50,7 @@ def spf_pass(domain: str) -> SpfResult:
     ],
 )
 def test_author_of_needs_exactly_one_from_address(block: bytes, expected: Author) -> None:
-    assert author_of(block) == expected
+    assert author_of(Header.parse(block)) == expected
 
 
 @pytest.mark.parametrize(

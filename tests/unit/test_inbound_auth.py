@@ -7,6 +7,7 @@ the only address their SPF records allow.
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import logging
 from pathlib import Path
@@ -207,3 +208,40 @@ def test_from_config_none_when_disabled_and_id_checked() -> None:
     bad = Config(node=node, auth=AuthConfig(authserv_id="gw test;"))
     with pytest.raises(ConfigError, match=r"auth\.authserv_id"):
         inbound_from_config(bad, FakeClock(), Metrics())
+
+
+async def test_a_from_field_too_nested_to_read_is_refused_as_not_one_author(
+    dns: AuthDns,
+) -> None:
+    """Issue 10: 20,000 nested comments made the stdlib's parser raise RecursionError (451)."""
+    text = b"From: " + b"(" * 20_000 + b"boss@bank.kz\r\nTo: clerk@mdai.gov.kz\r\n\r\nHi.\r\n"
+    out = await checks(dns).check(text, envelope("boss@bank.kz", BAD_HOST))
+    assert out == replies.SEVERAL_AUTHORS
+
+
+async def test_a_header_folded_over_many_lines_is_checked_off_the_loop(
+    dns: AuthDns, keys_dir: Path
+) -> None:
+    """Issue 10, finding 1: a 2 MB folded header held the event loop for 33 s."""
+    folded = b"X-Folded: start\r\n" + b" more\r\n" * 300_000
+    signed = dkim_signed(keys_dir, message("boss@bank.kz", "clerk@mdai.gov.kz"))
+    text = FORGED + folded + signed
+    loop = asyncio.get_running_loop()
+    gaps: list[float] = []
+
+    async def ticker() -> None:
+        last = loop.time()
+        while True:
+            await asyncio.sleep(0.01)
+            gaps.append(loop.time() - last)
+            last = loop.time()
+
+    ticking = asyncio.create_task(ticker())
+    try:
+        out = await checks(dns).check(text, envelope("boss@bank.kz"))
+    finally:
+        ticking.cancel()
+    head = header_of(out)
+    assert b"dkim=pass header.d=bank.kz" in head and b"dmarc=pass" in head
+    assert isinstance(out, bytes) and FORGED not in out and folded in out
+    assert max(gaps, default=0.0) < 0.5, f"the loop stalled {max(gaps):.2f} s"
