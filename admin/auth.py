@@ -1,25 +1,71 @@
 """Bearer-token authentication and role checks for the /v1/ API.
 
-`Authority(tokens).require(role)` is a FastAPI dependency: no (or a malformed)
-`Authorization: Bearer` header answers 401, a token that is unknown or revoked
-answers 401, a token whose role is below `role` answers 403 naming the role
-needed; otherwise it gives the `ApiToken`, whose `actor` the handler passes
-to the service for the audit log. The comparison itself is constant-time
-(`TokenService.authenticate`).
+`AuthGate` is pure ASGI middleware in front of the app: every request under
+`/v1/` is authenticated from its headers alone, before a byte of its body is
+read or parsed. No (or a malformed) `Authorization: Bearer` header answers
+401, a token that is unknown or revoked answers 401 (with
+`Connection: close`, so an unread body is never read), a store that cannot
+be read 503; otherwise the `ApiToken` rides in the request's scope.
+`Authority(tokens).require(role)` is a FastAPI dependency: it takes that token
+(or, without the gate, authenticates the same way), answers 403 naming the
+role needed if the token's role is below `role`, and gives the `ApiToken`,
+whose `actor` the handler passes to the service for the audit log. The
+comparison itself is constant-time (`TokenService.authenticate`).
 """
 
 from collections.abc import Awaitable, Callable
 from typing import Annotated
 
-from fastapi import Depends, HTTPException
+from fastapi import Depends, HTTPException, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from starlette.datastructures import Headers
+from starlette.responses import JSONResponse
+from starlette.types import ASGIApp, Receive, Scope, Send
 
+from ugem.errors import StoreError
 from ugem.services.tokens import ApiToken, Role, TokenService
 
 CHALLENGE = {"WWW-Authenticate": "Bearer"}
+MISSING = "a bearer token is required"
+UNKNOWN = "the token is unknown or revoked"
+SCOPE_KEY = "ugem.token"  # where `AuthGate` leaves the authenticated ApiToken
 bearer = HTTPBearer(auto_error=False, description="a token from `ugem token create`")
 Credentials = Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]
-Check = Callable[[HTTPAuthorizationCredentials | None], Awaitable[ApiToken]]
+Check = Callable[[Request, HTTPAuthorizationCredentials | None], Awaitable[ApiToken]]
+
+
+def bearer_secret(authorization: str | None) -> str | None:
+    """The secret of an `Authorization: Bearer <secret>` header; None if absent or malformed."""
+    scheme, _, secret = (authorization or "").partition(" ")
+    secret = secret.strip()
+    return secret if scheme.lower() == "bearer" and secret else None
+
+
+class AuthGate:
+    def __init__(self, app: ASGIApp, tokens: TokenService, prefix: str = "/v1/") -> None:
+        self.app = app
+        self.tokens = tokens
+        self.prefix = prefix
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or not str(scope["path"]).startswith(self.prefix):
+            await self.app(scope, receive, send)
+            return
+        secret = bearer_secret(Headers(scope=scope).get("authorization"))
+        refusal, token = None, None
+        try:
+            token = None if secret is None else await self.tokens.authenticate(secret)
+        except StoreError as exc:
+            refusal = JSONResponse({"detail": str(exc)}, 503, headers={"Connection": "close"})
+        if refusal is None and token is None:
+            detail = MISSING if secret is None else UNKNOWN
+            headers = CHALLENGE | {"Connection": "close"}
+            refusal = JSONResponse({"detail": detail}, 401, headers=headers)
+        if refusal is not None:
+            await refusal(scope, receive, send)
+            return
+        scope[SCOPE_KEY] = token
+        await self.app(scope, receive, send)
 
 
 class Authority:
@@ -27,12 +73,10 @@ class Authority:
         self.tokens = tokens
 
     def require(self, role: Role) -> Check:
-        async def check(credentials: Credentials) -> ApiToken:
-            if credentials is None:
-                raise HTTPException(401, "a bearer token is required", headers=CHALLENGE)
-            token = await self.tokens.authenticate(credentials.credentials)
-            if token is None:
-                raise HTTPException(401, "the token is unknown or revoked", headers=CHALLENGE)
+        async def check(request: Request, credentials: Credentials) -> ApiToken:
+            token = request.scope.get(SCOPE_KEY)
+            if not isinstance(token, ApiToken):
+                token = await self._authenticate(credentials)
             if not token.role.allows(role):
                 raise HTTPException(
                     403, f"this needs the {role} role; token {token.name!r} is {token.role}"
@@ -40,3 +84,11 @@ class Authority:
             return token
 
         return check
+
+    async def _authenticate(self, credentials: HTTPAuthorizationCredentials | None) -> ApiToken:
+        if credentials is None:
+            raise HTTPException(401, MISSING, headers=CHALLENGE)
+        token = await self.tokens.authenticate(credentials.credentials)
+        if token is None:
+            raise HTTPException(401, UNKNOWN, headers=CHALLENGE)
+        return token

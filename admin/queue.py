@@ -1,6 +1,8 @@
 """`/v1/queue`: list and show queued mail; hold, release, delete, retry; bulk per connection.
 
-Reading needs `viewer`; every change `operator`. `POST /v1/queue/release` and
+Reading needs `viewer`, but a message's body (`?body=true`) `operator`, and
+each body read is audited (both in `QueueService.show_body`); every change
+needs `operator`. `POST /v1/queue/release` and
 `POST /v1/queue/purge` act on all held mail of one connection; deleting and
 purging are audited with the count (in `QueueService`).
 """
@@ -10,7 +12,7 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Depends, Query
 
 from admin.auth import Authority
-from admin.schemas import BulkAction, Count, MailDetail, MailOut, Reason
+from admin.schemas import TEXT, BulkAction, Count, MailDetail, MailOut, Reason
 from ugem.services.mailqueue import QueueService
 from ugem.services.tokens import ApiToken, Role
 
@@ -21,20 +23,32 @@ def router(service: QueueService, auth: Authority) -> APIRouter:
     r = APIRouter(prefix="/queue", tags=["queue"])
     viewer, operator = auth.require(Role.VIEWER), auth.require(Role.OPERATOR)
     Operator = Annotated[ApiToken, Depends(operator)]
+    Viewer = Annotated[ApiToken, Depends(viewer)]
 
     @r.get("", response_model=list[MailOut], dependencies=[Depends(viewer)])
     async def list_queue(
         state: State | None = None,
         connection: Annotated[str | None, Query(max_length=255)] = None,
-        older_than: Annotated[float | None, Query(ge=0, description="seconds")] = None,
+        older_than: Annotated[
+            float | None, Query(ge=0, allow_inf_nan=False, description="seconds")
+        ] = None,
         limit: Annotated[int, Query(ge=1, le=10_000)] = 1000,
     ) -> list[MailOut]:
         found = await service.list(state, connection, older_than, limit)
         return [MailOut.of(m) for m in found]
 
-    @r.get("/{queue_id}", response_model=MailDetail, dependencies=[Depends(viewer)])
-    async def show_message(queue_id: str, body: bool = False) -> MailDetail:
-        return MailDetail.of_view(await service.show(queue_id, body))
+    @r.get("/{queue_id}", response_model=MailDetail)
+    async def show_message(
+        queue_id: str,
+        token: Viewer,
+        body: Annotated[bool, Query(description="the body too: needs operator; audited")] = False,
+        reason: Annotated[str, Query(max_length=TEXT, description="why the body is read")] = "",
+    ) -> MailDetail:
+        if not body:
+            return MailDetail.of_view(await service.show(queue_id))
+        return MailDetail.of_view(
+            await service.show_body(queue_id, token.actor, token.role, reason)
+        )
 
     @r.post("/release", response_model=Count)
     async def release_connection(body: BulkAction, token: Operator) -> Count:

@@ -4,7 +4,8 @@ Input models check shape and types (FastAPI answers 422 naming the field);
 the service layer checks meaning and raises `UsageError` (also 422) naming
 the field. Output models are built from the service's objects with
 `from_*` helpers, so handlers stay one line. Unknown input fields are refused
-(`extra="forbid"`), so a typo is an error, not a silent no-op.
+(`extra="forbid"`), so a typo is an error, not a silent no-op, and so are
+NaN and infinite numbers (`allow_inf_nan=False`).
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ TEXT = 2000  # longest free text (reasons), in characters
 
 
 class In(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)  # NaN, inf: 422
 
 
 class ContactBody(In):

@@ -1,10 +1,14 @@
 """The admin HTTP listener: a FastAPI app on uvicorn, inside the relay's event loop.
 
 `create_app` mounts the health endpoints and, given the services, the /v1/
-API (`admin.api`) with its error mapping (`admin.errors`).
-`AdminServer.start()` binds the socket itself (raising `UgemError` naming the
-address if it cannot: uvicorn would call sys.exit) and serves as a task of the
-running loop; `stop()` ends it. uvicorn's
+API (`admin.api`) with its error mapping (`admin.errors`); in front of it
+the token check that needs no body (`admin.auth.AuthGate`) and, in front of
+everything, the cap on request bodies (`admin.body_limit`,
+`[admin] max_body_size`). `AdminServer.start()` binds the socket itself
+(raising `UgemError` naming the address if it cannot: uvicorn would call
+sys.exit) and serves as a task of the running loop, on uvicorn's h11
+protocol with the deadlines for a request's head and body and the cap on
+connections of `[admin]` (`admin.http_protocol`); `stop()` ends it. uvicorn's
 own signal handling is switched off: the node owns SIGTERM/SIGINT and stops
 every part in order.
 """
@@ -13,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 import socket
 from collections.abc import Generator
 
@@ -21,8 +26,11 @@ from fastapi import FastAPI
 
 from admin import errors
 from admin.api import Services, api_router
+from admin.auth import AuthGate
+from admin.body_limit import BodyLimit
 from admin.health import HealthSource, health_router
-from ugem.config import parse_hostport
+from admin.http_protocol import guarded_protocol
+from ugem.config import AdminConfig, parse_hostport
 from ugem.errors import UgemError
 from ugem.metrics import Metrics
 
@@ -33,12 +41,20 @@ class _Server(uvicorn.Server):
         yield  # the node handles signals
 
 
-def create_app(source: HealthSource, metrics: Metrics, services: Services | None = None) -> FastAPI:
+def create_app(
+    source: HealthSource,
+    metrics: Metrics,
+    services: Services | None = None,
+    settings: AdminConfig | None = None,
+) -> FastAPI:
+    settings = settings or AdminConfig()
     app = FastAPI(title="UGEM admin API", version="1", docs_url="/docs")
     app.include_router(health_router(source, metrics))
+    errors.install(app)
     if services is not None:
-        errors.install(app)
         app.include_router(api_router(services))
+        app.add_middleware(AuthGate, tokens=services.tokens)
+    app.add_middleware(BodyLimit, max_body_size=settings.max_body_size)  # the outermost
     return app
 
 
@@ -58,7 +74,8 @@ def _bind(listen: str) -> socket.socket:
 
 
 class AdminServer:
-    def __init__(self, listen: str, app: FastAPI) -> None:
+    def __init__(self, listen: str, app: FastAPI, settings: AdminConfig | None = None) -> None:
+        settings = settings or AdminConfig()
         host, port = parse_hostport(listen, listen=True)
         config = uvicorn.Config(
             app,
@@ -68,6 +85,9 @@ class AdminServer:
             access_log=False,
             lifespan="off",
             loop="none",
+            http=guarded_protocol(settings),
+            ws="none",
+            timeout_keep_alive=math.ceil(settings.header_timeout),  # ours closes first
         )
         self._server = _Server(config)
         self._task: asyncio.Task[None] | None = None

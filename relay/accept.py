@@ -4,7 +4,13 @@
 aiosmtpd's threaded Controller) and runs one `relay.smtp_session.SmtpSession`
 per client. It counts sessions in the server, not per session: over
 `max_connections` in total, or `max_connections_per_ip` from one address, a
-client is greeted with 421 4.7.0 and closed. STARTTLS is offered when
+client is greeted with 421 4.7.0 and closed. Connected servers (an address of
+a connection in state connected, `Registry.by_address`: memory only, as the
+node syncs the registry every second) keep `reserved_share` of
+`max_connections` for themselves: any other client (a stranger) gets 421
+4.7.0 once only that reserve is free, and at most
+`max_connections_per_stranger` sessions from one address. So idle strangers
+cannot lock the connected servers out. STARTTLS is offered when
 `tls_cert` and `tls_key` are set (TLS >= 1.2, no renegotiation: `relay.tls`);
 a certificate or key that cannot be loaded is a `ConfigError` at `start()`.
 `reload_tls()` (SIGHUP) reads both files again into a new context that every
@@ -15,6 +21,10 @@ Mail from connected servers is DKIM-signed per `[dkim]`
 sends 421 4.3.2 to sessions that are idle or between commands, lets a DATA or
 commit in progress finish within `grace` seconds, then aborts what is left and
 waits (again up to `grace`) for commits already handed to the intake, so none is torn.
+
+Every session's DATA in progress buffers its text within one
+`relay.memory_budget.MemoryBudget` of `[smtp] data_memory` bytes; a message
+that finds none left is read to its end and refused with 452 4.3.1.
 
 The mail itself goes to an `Intake` (the scheduler): `enqueue()` is durable on
 return, `backlog()` is the number of messages waiting (backpressure at MAIL).
@@ -32,6 +42,7 @@ from relay import replies
 from relay.address import PathLimits
 from relay.dkim import signer_from_config
 from relay.inbound_auth import inbound_from_config
+from relay.memory_budget import MemoryBudget
 from relay.policy import Gateway
 from relay.replies import Reply
 from relay.smtp_commands import Intake, Services
@@ -43,6 +54,7 @@ from ugem.errors import ConfigError
 from ugem.events import EventBus
 from ugem.log import event
 from ugem.metrics import Metrics
+from ugem.model import ConnState
 from ugem.names import canonical_domain
 from ugem.registry import Registry
 
@@ -85,7 +97,11 @@ class AcceptServer:
         self._sessions: set[SmtpSession] = set()  # every open session, admitted or not
         self._admitted: set[SmtpSession] = set()
         self._per_ip: Counter[str] = Counter()
+        # Sessions other clients may fill: the rest is kept for connected servers.
+        reserved = int(smtp.max_connections * smtp.reserved_share)  # share <= 0.9: one is left
+        self._stranger_slots = smtp.max_connections - reserved
         self._commits: set[asyncio.Task[None]] = set()
+        self._budget = MemoryBudget(smtp.data_memory)
         self._stopping = False
         self.port = 0
 
@@ -157,15 +173,25 @@ class AcceptServer:
         smtp = self.config.smtp
         if self._stopping:
             return replies.SHUTTING_DOWN
-        if len(self._admitted) >= smtp.max_connections:
+        server = self._is_connected_server(session.client_ip)
+        slots = smtp.max_connections if server else self._stranger_slots
+        if len(self._admitted) >= slots:
             return replies.TOO_MANY_CONNECTIONS
-        if self._per_ip[session.client_ip] >= smtp.max_connections_per_ip:
+        per_ip = smtp.max_connections_per_ip
+        if not server:
+            per_ip = min(per_ip, smtp.max_connections_per_stranger)
+        if self._per_ip[session.client_ip] >= per_ip:
             return replies.TOO_MANY_FROM_IP
         self._admitted.add(session)
         self._per_ip[session.client_ip] += 1
         self.metrics.smtp_connections.inc()
         self.metrics.smtp_connections_total.inc()
         return None
+
+    def _is_connected_server(self, ip: str) -> bool:
+        """Whether `ip` is a server of a connection in state connected (memory only, no I/O)."""
+        conn = self._services.registry.by_address(ip)
+        return conn is not None and conn.state == ConnState.CONNECTED
 
     def release(self, session: SmtpSession) -> None:
         self._sessions.discard(session)
@@ -176,6 +202,11 @@ class AcceptServer:
         if self._per_ip[session.client_ip] <= 0:
             del self._per_ip[session.client_ip]
         self.metrics.smtp_connections.dec()
+
+    @property
+    def data_budget(self) -> MemoryBudget:
+        """The memory budget of message text that every session's DATA shares."""
+        return self._budget
 
     def tls_context(self) -> ssl.SSLContext | None:
         """The STARTTLS context now (the latest reload's)."""

@@ -8,8 +8,11 @@ transaction carries SMTPUTF8. Anything this gateway refuses raises `PathError`
 carrying the `Reply` to send; no other exception leaves this module.
 
 Promises, so that every decision is made on the REAL destination:
-- the domain is `ugem.names.canonical_domain` (lower case, no trailing dot,
-  IDN as punycode), so spellings of one domain are one domain;
+- the domain is `ugem.names.canonical_domain` (lower case, IDN as punycode),
+  so spellings of one domain are one domain; a domain with a trailing dot or
+  an empty label (`user@dept.kz.`, `user@dept.kz..`, `user@a..kz`) is refused
+  with the syntax reply (RFC 5321 4.1.2 has no such domain), never rewritten;
+- keywords and parameter names are ASCII (no Unicode case folding into them);
 - a source route (`<@gw,@hop:user@ext>`) is ignored, as RFC 5321 section
   4.1.1.3 says, and the path is judged on its mailbox `user@ext`;
 - the gateway has no local mailboxes, so a local part that asks a downstream
@@ -110,7 +113,8 @@ def parse_rcpt(arg: str, limits: PathLimits, smtputf8: bool = False) -> ParsedPa
 
 def _split(arg: str, kind: _Kind) -> tuple[str, dict[str, str | None]]:
     """The text between the angle brackets, and the parameters after them."""
-    if arg[: len(kind.keyword)].upper() != kind.keyword:
+    head = arg[: len(kind.keyword)]
+    if not head.isascii() or head.upper() != kind.keyword:  # "\u0131".upper() is "I"
         raise PathError(kind.syntax)
     text = arg[len(kind.keyword) :].lstrip(" ")
     if not text.startswith("<"):
@@ -239,8 +243,8 @@ def _domain(text: str, kind: _Kind, limits: PathLimits, utf8: bool) -> str:
         raise PathError(replies.DOMAIN_TOO_LONG)
     if not utf8 and not text.isascii():
         raise PathError(replies.NEEDS_SMTPUTF8)
-    if not text or text != text.strip():
-        raise PathError(kind.syntax)
+    if not text or text != text.strip() or text.endswith("."):
+        raise PathError(kind.syntax)  # RFC 5321 4.1.2: no trailing dot, no empty label
     try:
         return canonical_domain(text)
     except ValueError:

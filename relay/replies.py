@@ -60,6 +60,7 @@ SUSPENDED = Reply(
 INTERNAL_ERROR = Reply(451, "4.3.0", "Internal error; try again later")
 QUEUE_BACKLOG = Reply(451, "4.3.2", "System busy; try again later")
 SPOOL_FULL = Reply(452, "4.3.1", "Insufficient system storage")
+NO_MEMORY = Reply(452, "4.3.1", "Insufficient system resources for the message, try again later")
 TOO_MANY_RECIPIENTS = Reply(452, "4.5.3", "Too many recipients")
 TOO_MANY_CONNECTIONS = Reply(421, "4.7.0", "Too many connections; try again later")
 TOO_MANY_FROM_IP = Reply(421, "4.7.0", "Too many connections from your address; try again later")
@@ -75,6 +76,7 @@ BAD_LINE_ENDINGS = Reply(
     550, "5.6.0", "Message contains bare CR or LF, or NUL; lines must end with CRLF"
 )
 MESSAGE_TOO_BIG = Reply(552, "5.3.4", "Message too big")
+HEADER_TOO_BIG = Reply(552, "5.3.4", "Message header section too big")
 LINE_TOO_LONG = Reply(500, "5.5.2", "Line too long")
 COMMAND_TOO_LONG = Reply(500, "5.5.2", "Command line too long")
 BAD_COMMAND_CHARS = Reply(500, "5.5.2", "Command contains bare CR, bare LF or NUL")
@@ -111,13 +113,15 @@ def helo_ok(hostname: str) -> Reply:
 
 HELP = Reply(214, "2.0.0", "Commands: EHLO HELO MAIL RCPT DATA RSET NOOP VRFY HELP QUIT STARTTLS")
 TOO_MANY_NOOPS = Reply(
-    421, "4.7.0", "Too many NOOP, RSET, VRFY or HELP commands; closing connection"
+    421,
+    "4.7.0",
+    "Too many NOOP, RSET, VRFY, HELP or repeated HELO/EHLO commands; closing connection",
 )
 NO_VALID_RCPTS = Reply(554, "5.5.1", "No valid recipients")
 PARAM_VALUE_BAD = Reply(
     501,
     "5.5.4",
-    "Bad ESMTP parameter value: SIZE takes digits, BODY takes "
+    "Bad ESMTP parameter value: SIZE takes ASCII digits, BODY takes "
     "7BIT or 8BITMIME, SMTPUTF8 takes no value",
 )
 ROUTING_TRICK = Reply(
@@ -147,3 +151,7 @@ SEVERAL_AUTHORS = Reply(
     "Message must have exactly one From: header field with one address "
     "(RFC 5322 3.6, RFC 7489 6.6.1)",
 )
+
+# Added for the session limits of issue 10 (additive).
+TOO_MANY_RCPT_DENIALS = Reply(421, "4.7.0", "Too many refused recipients; closing connection")
+IDLE_SESSION = Reply(421, "4.4.2", "Too long without a message; closing connection")

@@ -26,11 +26,16 @@ stays held. A disconnected connection's queued mail is held with reason
 release or purge (`ugem queue`), or released when it is connected again.
 
 One message is never attempted twice at once (the in-flight set is excluded
-from scans). Failures never lose mail: an attempt that fails unexpectedly
-leaves the message in the spool as it was and logs the queue id; it is not
-retried before `min_backoff`. `stop` lets attempts finish within a grace
-period and cancels the rest, which stay in the spool and are delivered after
-the restart (a duplicate is better than a loss).
+from scans). An attempt whose outcome the spool cannot write (a full disk,
+an I/O error) is kept in memory and written again at each scan; until every
+such outcome is written, no new attempt starts and `health()` is false with
+the reason (/readyz answers 503): the node never delivers what it cannot
+record as delivered. (A crash in that state delivers those messages again
+after the restart: a duplicate is better than a loss.) Failures never lose
+mail: an attempt that fails unexpectedly leaves the message in the spool as
+it was and logs the queue id; it is not retried before `min_backoff`.
+`stop` lets attempts finish within a grace period and cancels the rest,
+which stay in the spool and are delivered after the restart.
 """
 
 from __future__ import annotations
@@ -111,6 +116,10 @@ class Scheduler:
         self._claimed: set[str] = set()  # ids of messages with an attempt in flight
         self._tasks: set[asyncio.Task[None]] = set()
         self._cooldown: dict[str, float] = {}  # id -> no attempt before (after a fault)
+        # Attempts whose outcome the spool could not record (id -> the message as it
+        # should be written; rcpts empty: remove it). Never attempted again until written.
+        self._unrecorded: dict[str, QueuedMessage] = {}
+        self._record_error = ""
         self._scanner: asyncio.Task[None] | None = None
         self._stopped = False
 
@@ -131,13 +140,23 @@ class Scheduler:
         except BaseException:
             self._claimed.discard(msg.id)
             raise
-        if not self._stopped and len(self._claimed) <= self.max_in_flight:
+        if not self._stopped and not self._unrecorded and len(self._claimed) <= self.max_in_flight:
             self._launch(msg)
         else:
             self._claimed.discard(msg.id)
 
     def backlog(self) -> int:
         return self.spool.size()
+
+    def health(self) -> tuple[bool, str]:
+        """False, with the reason, while some delivery could not be recorded in the spool."""
+        if not self._unrecorded:
+            return True, "ok"
+        count = len(self._unrecorded)
+        return False, (
+            f"{count} deliveries not yet recorded in the spool ({self._record_error}); "
+            "delivery paused so that no message is sent twice"
+        )
 
     # -- life cycle ------------------------------------------------------------------------
 
@@ -184,9 +203,10 @@ class Scheduler:
         """One scan: start an attempt for every due message not in flight; return how many."""
         now = self.clock.now()
         self._cooldown = {qid: t for qid, t in self._cooldown.items() if t > now}
+        await self._write_pending()
         room = self.max_in_flight - len(self._claimed)
         started = 0
-        if room > 0 and not self._stopped:
+        if room > 0 and not self._stopped and not self._unrecorded:
             exclude = self._claimed | self._cooldown.keys()
             for msg in await self.spool.due(now, room, exclude=exclude):
                 if msg.id not in self._claimed:
@@ -318,14 +338,41 @@ class Scheduler:
         if bounced and not await self._bounce(msg, bounced, now):
             remaining += [o.rcpt for o in bounced]  # no DSN queued: bounce them next time
         msg.rcpts = remaining
-        if not remaining:
-            await self.spool.remove(msg.id)
-            return
-        await self._reschedule(msg, deferred, now)
+        if remaining:
+            self._next_state(msg, deferred, now)
+        await self._write_outcome(msg)
 
-    async def _reschedule(
-        self, msg: QueuedMessage, deferred: Sequence[RcptOutcome], now: float
-    ) -> None:
+    async def _write_outcome(self, msg: QueuedMessage) -> None:
+        """Write an attempt's outcome: remove the message (no recipients left) or update it.
+
+        When the spool cannot write it (a full disk, an I/O error), the message is kept
+        in memory, excluded from every scan and written again by each scan: delivering
+        it again before its outcome is on disk would send the same mail twice.
+        """
+        try:
+            if msg.rcpts:
+                await self.spool.update(msg)
+            else:
+                await self.spool.remove(msg.id)
+        except SpoolError as exc:
+            first = msg.id not in self._unrecorded
+            self._unrecorded[msg.id] = msg
+            self._record_error = str(exc)
+            self.metrics.unrecorded.set(len(self._unrecorded))
+            if first:
+                event(log, "record-failed", logging.WARNING, queue_id=msg.id, error=str(exc))
+            return
+        if self._unrecorded.pop(msg.id, None) is not None:
+            self.metrics.unrecorded.set(len(self._unrecorded))
+            event(log, "recorded", logging.INFO, queue_id=msg.id)
+
+    async def _write_pending(self) -> None:
+        """Try again to write the outcomes the spool could not take."""
+        for msg in list(self._unrecorded.values()):
+            await self._write_outcome(msg)
+
+    def _next_state(self, msg: QueuedMessage, deferred: Sequence[RcptOutcome], now: float) -> None:
+        """Count the attempt and set the retry time (or the hold) of a message kept."""
         msg.attempts += 1
         msg.state = QueueState.DEFERRED
         msg.next_attempt = now + retry_delay(
@@ -336,7 +383,6 @@ class Scheduler:
         reason = self._origin_hold(msg)  # suspended while this attempt was in flight
         if reason:
             msg.state, msg.hold_reason = QueueState.HELD, reason
-        await self.spool.update(msg)
 
     def _record(self, msg: QueuedMessage, outcome: RcptOutcome, now: float) -> None:
         """Publish, count and log (DEBUG) one recipient's outcome."""

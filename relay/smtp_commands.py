@@ -8,7 +8,8 @@ framing, timeouts and TLS live there and the meaning lives here.
 
 Contract: MAIL FROM first does `registry.sync()` (a change in the store takes
 effect at the next transaction), looks the client up by address and applies
-`relay.policy`; SIZE= is checked against the limit before any data; BODY= and
+`relay.policy`; SIZE= (ASCII digits only, else 501) is checked against the
+limit before any data; BODY= and
 SMTPUTF8 are the only other parameters (others: 555); backpressure (intake
 backlog over `max_queue_backlog`) is 451 4.3.2 at MAIL. RCPT applies the
 recipient limit (452 4.5.3) and policy. At the end of DATA the message gets a
@@ -19,16 +20,21 @@ DKIM-signed over those final bytes (`relay.dkim`; a signing failure is logged
 and the mail queued unsigned, never refused; the signing runs in a worker
 thread), and it goes to `Intake.enqueue`; only after it returns does the
 client hear 250 (`replies.queued`), and then `Accepted` is published. The
-commit is shielded, so a hang-up cannot tear it. SpoolFullError is 452 4.3.1,
-any other failure 451 4.3.0 with an ERROR log line naming the queue id.
-NOOP/RSET/VRFY/HELP are counted (`EndSession` with 421 over
-`max_noop_commands`); the count restarts after each accepted message.
+commit is shielded, so a hang-up cannot tear it. SpoolFullError is 452 4.3.1
+and another SpoolError 451 4.3.0, each with an INFO line (the spool has logged
+the failure itself); any other failure is 451 4.3.0 with an ERROR line and
+its traceback, naming the queue id.
+NOOP/RSET/VRFY/HELP and a HELO/EHLO that repeats the greeting (the first one,
+and the first after STARTTLS, are free) are counted (`EndSession` with 421
+over `max_noop_commands`); the count restarts after each accepted message.
+Refusals are counted by the wire (`relay.smtp_session`), not here.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import ssl
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -44,7 +50,7 @@ from relay.replies import Reply
 from relay.tls import TlsInfo
 from ugem.clock import Clock
 from ugem.config import Config
-from ugem.errors import SpoolFullError
+from ugem.errors import SpoolError, SpoolFullError
 from ugem.events import Accepted, EventBus
 from ugem.log import event
 from ugem.metrics import Metrics
@@ -55,6 +61,9 @@ log = logging.getLogger("relay.accept")
 
 Handler = Callable[[str], Awaitable[Reply | None]]
 MAX_SIZE_DIGITS = 20
+# ASCII digits only: "²", "①" and "٣" pass str.isdigit() (and int() takes "٣" as 3).
+SIZE_VALUE = re.compile(rf"[0-9]{{1,{MAX_SIZE_DIGITS}}}", re.ASCII)
+BODY_VALUES = ("7BIT", "8BITMIME")
 
 
 class Intake(Protocol):
@@ -121,6 +130,10 @@ class Wire(Protocol):
     async def send_lines(self, command: str, code: int, lines: list[str]) -> None: ...
 
     async def read_data(self) -> bytes | Reply: ...
+
+    def data_done(self) -> None:
+        """The text read_data gave is queued or refused: its memory may be reused."""
+        ...
 
     async def start_tls(self, context: ssl.SSLContext) -> None: ...
 
@@ -204,6 +217,8 @@ class Commands:
     def _greet(self, arg: str, esmtp: bool) -> Reply | None:
         if not arg.strip():
             return replies.SYNTAX_ERROR
+        if self.helo is not None:
+            self._junk()  # a greeting again (not the one STARTTLS asks for): a NOOP-like loop
         self.helo, self.esmtp, self.txn = arg.strip(), esmtp, _Txn()
         return None
 
@@ -236,12 +251,12 @@ class Commands:
             return replies.SYNTAX_ERROR  # parameters need EHLO
         for key, value in params.items():
             if key == "SIZE":
-                if value is None or not value.isdigit() or len(value) > MAX_SIZE_DIGITS:
+                if value is None or not SIZE_VALUE.fullmatch(value):
                     return replies.PARAM_VALUE_BAD
                 if int(value) > self.smtp.max_message_size:
                     return replies.size_exceeded(self.smtp.max_message_size)
             elif key == "BODY":
-                if value is None or value.upper() not in ("7BIT", "8BITMIME"):
+                if value is None or not value.isascii() or value.upper() not in BODY_VALUES:
                     return replies.PARAM_VALUE_BAD
             elif key == "SMTPUTF8":
                 if value is not None:
@@ -286,7 +301,10 @@ class Commands:
         if isinstance(text, Reply):
             self.svc.metrics.count("rejected")
             return text
-        await self._commit(txn, text)
+        try:
+            await self._commit(txn, text)
+        finally:
+            self.wire.data_done()
         return None
 
     async def _commit(self, txn: _Txn, text: bytes) -> None:
@@ -370,8 +388,11 @@ class Commands:
         try:
             await asyncio.shield(task)
         except SpoolFullError:
-            event(log, "spool_full", logging.WARNING, queue_id=msg.id)
+            event(log, "spool_full", logging.INFO, queue_id=msg.id)
             return replies.SPOOL_FULL
+        except SpoolError as exc:  # the spool logged it (ERROR, once per failed write)
+            event(log, "spool_refused", logging.INFO, queue_id=msg.id, error=str(exc))
+            return replies.INTERNAL_ERROR
         except Exception:
             event(
                 log,

@@ -4,9 +4,14 @@
 says when it has seen the end of the data: the one sequence CR LF "." CR LF
 (RFC 5321 section 4.1.1.4). Its buffer starts with CR LF, so an empty message
 (".\\r\\n" right after DATA) ends the same way. Bytes after the terminator are
-kept in `rest` for the next command (PIPELINING). Over the size limit it stops
-buffering but keeps scanning for the terminator, so the client still gets a
-reply. No I/O here: the session reads, this decides.
+kept in `rest` for the next command (PIPELINING). Over the size limit, or
+when the listener's `MemoryBudget` refuses the next chunk, it stops buffering
+(and gives its share back) but keeps scanning for the terminator, so the
+client still gets a reply. What it buffers it takes from the budget; the
+session gives it back with `release()` once the message is queued or
+refused. Copies: the buffer, then one copy of the text, then the
+un-stuffed text; lines are measured a window at a time. No I/O here: the
+session reads, this decides.
 
 `DataReader.message(...)` then gives the text to queue, or the refusal:
 - NUL anywhere: BAD_LINE_ENDINGS (550 5.6.0);
@@ -17,7 +22,11 @@ reply. No I/O here: the session reads, this decides.
   (SMTP smuggling, CVE-2023-51764 and kin);
 - too big (as queued: un-dot-stuffed, normalised, over `max_size`):
   size_exceeded (552 5.3.4), also when buffering stopped early;
-- a line over `max_line` octets, CRLF included: LINE_TOO_LONG.
+- the memory budget ran out while it was read: NO_MEMORY (452 4.3.1, try
+  again later);
+- a line over `max_line` octets, CRLF included: LINE_TOO_LONG;
+- a header section (up to the first empty line, or to the first line that
+  is no header field) over `max_header` octets: HEADER_TOO_BIG (552 5.3.4).
 """
 
 from __future__ import annotations
@@ -25,6 +34,8 @@ from __future__ import annotations
 import re
 
 from relay import replies
+from relay.header_block import field_name, fields
+from relay.memory_budget import UNLIMITED, MemoryBudget
 from relay.replies import Reply
 
 TERMINATOR = b"\r\n.\r\n"
@@ -33,8 +44,9 @@ _KEEP = len(TERMINATOR) - 1  # bytes kept while discarding: a terminator may str
 
 
 class DataReader:
-    def __init__(self, max_size: int) -> None:
+    def __init__(self, max_size: int, budget: MemoryBudget = UNLIMITED) -> None:
         self.max_size = max_size
+        self.budget = budget
         # Dot-stuffing adds at most one octet to a line of at least three ("..\r\n"), so
         # the stuffed text of a message within the limit is at most 4/3 of it.
         self._cutoff = max_size + max_size // 3 + len(TERMINATOR)
@@ -42,6 +54,8 @@ class DataReader:
         self._scan = 0
         self._text: bytes | None = None
         self.too_big = False
+        self.starved = False  # the memory budget refused more: read to the end, refuse
+        self.held = 0  # bytes taken from the budget (given back by `release`)
         self.rest = b""
 
     @property
@@ -50,28 +64,47 @@ class DataReader:
 
     def feed(self, chunk: bytes) -> bool:
         """Add bytes from the wire; True once the terminator has been seen."""
+        if not self._discarding() and self.budget.take(len(chunk)):
+            self.held += len(chunk)
+        elif not self._discarding():
+            self.starved = True
+            self.release()  # what it held is discarded below: others may use it
         self._buf += chunk
         end = self._buf.find(TERMINATOR, self._scan)
         if end >= 0:
-            self._text = bytes(self._buf[: end + 2])  # the leading CRLF and the text
-            self.rest = bytes(self._buf[end + len(TERMINATOR) :])
+            with memoryview(self._buf) as view:  # one copy of the text, not two
+                self._text = bytes(view[2 : end + 2])  # without the leading CRLF
+                self.rest = bytes(view[end + len(TERMINATOR) :])
             self._buf = bytearray()
             return True
         if len(self._buf) > self._cutoff:
             self.too_big = True
+        if self._discarding():
             del self._buf[:-_KEEP]
         self._scan = max(0, len(self._buf) - _KEEP)
         return False
 
-    def message(self, max_line: int, normalize: bool) -> bytes | Reply:
+    def _discarding(self) -> bool:
+        return self.too_big or self.starved
+
+    def release(self) -> None:
+        """Give back to the budget what this message took (once; later calls do nothing)."""
+        self.budget.give(self.held)
+        self.held = 0
+
+    def message(self, max_line: int, normalize: bool, max_header: int) -> bytes | Reply:
         """The un-dot-stuffed text to queue, or the reply refusing it."""
         if self._text is None:
             raise RuntimeError("message() before the end of data was seen")
         if self.too_big:
             return replies.size_exceeded(self.max_size)
-        # Every line starts after a CRLF (the buffer starts with one): drop a leading dot.
-        text = self._text.replace(b"\r\n.", b"\r\n")[2:]
+        if self.starved:
+            return replies.NO_MEMORY
+        # Every line but the first starts after a CRLF: drop a leading dot.
+        text = self._text.replace(b"\r\n.", b"\r\n")
         self._text = b""
+        if text.startswith(b"."):
+            text = text[1:]
         if b"\0" in text:
             return replies.BAD_LINE_ENDINGS
         if _has_bare_newline(text):
@@ -82,16 +115,49 @@ class DataReader:
             return replies.size_exceeded(self.max_size)
         if _longest_line(text, max_line) > max_line:
             return replies.LINE_TOO_LONG
+        if _header_size(text, max_header) > max_header:
+            return replies.HEADER_TOO_BIG
         return text
 
 
+def _header_size(text: bytes, max_header: int) -> int:
+    """Octets of the header section (exact only up to max_header).
+
+    It ends at the first empty line, or before the first line that is no
+    header field (text sent without headers is all body, as mail parsers read it).
+    """
+    if text.startswith(b"\r\n"):
+        return 0
+    end = text.find(b"\r\n\r\n", 0, max_header + 4)
+    if end >= 0 or len(text) <= max_header:
+        return end + 2 if end >= 0 else len(text)
+    cut = fields(text[: max_header + 1])
+    return 0 if any(not field_name(f) for f in cut[:-1]) else len(text)
+
+
 def _has_bare_newline(text: bytes) -> bool:
-    without_crlf = text.replace(b"\r\n", b"")
-    return b"\r" in without_crlf or b"\n" in without_crlf
+    """A CR or LF that is not part of a CRLF (counted, not copied)."""
+    pairs = text.count(b"\r\n")
+    return text.count(b"\r") != pairs or text.count(b"\n") != pairs
+
+
+LINE_WINDOW = 1 << 20  # octets of text split into lines at a time
 
 
 def _longest_line(text: bytes, max_line: int) -> int:
-    """Length of the longest line with its CRLF (exact only when it matters)."""
+    """Length of the longest line with its CRLF (exact only when it matters).
+
+    The text is split a window at a time (each cut at a CRLF), so the list of
+    lines never holds more than about LINE_WINDOW octets of copies.
+    """
     if len(text) <= max_line:
         return len(text)
-    return max(map(len, text.split(b"\r\n"))) + 2
+    start, size = 0, len(text)
+    while start < size:
+        cut = text.find(b"\r\n", min(start + LINE_WINDOW, size))
+        cut = size if cut < 0 else cut
+        longest = max(map(len, text[start:cut].split(b"\r\n"))) + 2
+        if longest > max_line:
+            return longest
+        start = cut + 2
+    return 0

@@ -11,12 +11,20 @@ aiosmtpd's `smtp_*` methods (its DATA, AUTH, ...) are never called: verbs go
 to `relay.smtp_commands.Commands`, which holds what they mean.
 
 Limits: command line (`max_command_line`, MAIL/RCPT with PARAM_ROOM more),
-an idle client (`command_timeout`) and a slow DATA (`data_timeout`) get
-421 4.4.2 and are closed; malformed or unknown commands over
-`max_bad_commands` get 421 4.7.0. STARTTLS discards every byte received in
-clear after the command (no injection across the TLS boundary, CVE-2011-0411),
-hand-shakes with the server's context of the moment (`SessionHost.tls_context`,
-renewed by a reload), and a handshake that fails or is slower than
+an idle client (`command_timeout`), a slow DATA (`data_timeout`) and a
+session that has gone `max_idle_session` seconds (the injected clock) without
+an accepted message (a 250 to DATA restarts it; nothing else does) get
+421 4.4.2 and are closed. Every 4xx/5xx reply counts as a bad command
+(malformed, unknown, refused, internal errors alike) except 452 too many
+recipients and the policy's refusals of a recipient, which count toward
+`max_rcpt_denials` instead; over `max_bad_commands` or `max_rcpt_denials` the
+session gets 421 4.7.0 in place of the reply (or after it, for the reply to a
+message's text) and is closed. No refused command can so be looped for free.
+Command verbs are ASCII (no Unicode case folding into a verb). STARTTLS
+discards every byte received in clear after the command (no injection
+across the TLS boundary, CVE-2011-0411), hand-shakes with the server's
+context of the moment (`SessionHost.tls_context`, renewed by a reload), and a
+handshake that fails or is slower than
 `tls_handshake_timeout` drops the session: logged (INFO, with the client's
 address) and counted by reason, never raised. `tls_info()` is then what the
 handshake chose (for the `Received:` header). An
@@ -35,6 +43,7 @@ from typing import Protocol, cast
 from aiosmtpd.smtp import SMTP
 
 from relay import replies
+from relay.memory_budget import MemoryBudget
 from relay.replies import Reply
 from relay.smtp_commands import Commands, EndSession, Services
 from relay.smtp_data import DataReader
@@ -45,7 +54,12 @@ log = logging.getLogger("relay.accept")
 
 READ_SIZE = 65536
 PARAM_ROOM = 64  # extra octets MAIL/RCPT may take for ESMTP parameters (RFC 5321 4.5.3.1.4)
-BAD_CODES = frozenset({500, 501, 502, 503, 504, 555})  # the client's protocol mistakes
+# Refusals the bad-command count leaves alone: RFC 5321 4.5.3.1.10 expects a client to go on
+# after 452 too many recipients; policy's refusals of a recipient have their own count.
+NOT_BAD = frozenset({replies.TOO_MANY_RECIPIENTS})
+RCPT_DENIALS = frozenset(
+    {replies.RELAY_DENIED, replies.NO_LOCAL_MAILBOX, replies.POSTMASTER_UNROUTED}
+)
 KNOWN = frozenset(
     {
         "HELO",
@@ -76,6 +90,11 @@ class SessionHost(Protocol):
 
     def commit_started(self, task: asyncio.Task[None]) -> None: ...
 
+    @property
+    def data_budget(self) -> MemoryBudget:
+        """The bytes every session's DATA in progress may hold, shared."""
+        ...
+
     def tls_context(self) -> ssl.SSLContext | None:
         """The STARTTLS context now (a reload replaces it); None: use the session's."""
         ...
@@ -104,7 +123,12 @@ class SmtpSession(SMTP):
         self.commands = Commands(services, self)
         self._buf = bytearray()
         self._bad = 0
+        self._denials = 0
+        self._clock = services.clock
+        self._since = services.clock.monotonic()  # the start, or the last accepted message
+        self._ending: Reply | None = None  # a limit crossed by a reply a command sent itself
         self._busy = False
+        self._held: DataReader | None = None  # the message read, until data_done()
         self._closing = False
         self._lost = False
         self._refusal: Reply | None = None
@@ -189,19 +213,32 @@ class SmtpSession(SMTP):
             line = await self._next_line()
             if line is None:
                 raise EndSession(None)
+            if self._idle_left() <= 0:
+                raise EndSession(replies.IDLE_SESSION)
             self._busy = True
             try:
                 await self._dispatch(line)
             finally:
                 self._busy = False
+            if self._ending is not None:
+                raise EndSession(self._ending)
         raise EndSession(replies.SHUTTING_DOWN)
 
     async def _next_line(self) -> _Line | None:
+        """The next command line, within command_timeout and what is left of max_idle_session."""
+        left = self._idle_left()
+        if left <= 0:
+            raise EndSession(replies.IDLE_SESSION)
+        timeout = self.smtp.command_timeout
         try:
-            async with asyncio.timeout(self.smtp.command_timeout):
+            async with asyncio.timeout(min(timeout, left)):
                 return await self._read_line()
         except TimeoutError:
-            raise EndSession(replies.TIMEOUT) from None
+            raise EndSession(replies.TIMEOUT if timeout <= left else replies.IDLE_SESSION) from None
+
+    def _idle_left(self) -> float:
+        """Seconds this session may still go on without an accepted message."""
+        return self.smtp.max_idle_session - (self._clock.monotonic() - self._since)
 
     async def _read_line(self) -> _Line | None:
         """The next line through LF from our buffer; None at EOF."""
@@ -261,22 +298,45 @@ class SmtpSession(SMTP):
         except UnicodeDecodeError:
             return "", "", replies.SYNTAX_ERROR
         verb, _, arg = text.partition(" ")
-        verb = verb.upper()
+        verb = verb.upper() if verb.isascii() else "?"  # "ma\u0131l".upper() is "MAIL"
         room = PARAM_ROOM if verb in ("MAIL", "RCPT") else 0
         if len(raw) > self.smtp.max_command_line + room:
             return verb, "", replies.COMMAND_TOO_LONG
         return verb, arg, None
 
     async def _answer(self, command: str, reply: Reply) -> None:
-        if reply.code in BAD_CODES:
-            self._bad += 1
-            if self._bad > self.smtp.max_bad_commands:
-                raise EndSession(replies.TOO_MANY_BAD)
-        await self.send(command, reply)
+        """Send a command's reply; one over a limit is replaced by the 421 that ends the session."""
+        over = self._counted(command, reply)
+        if over is not None:
+            raise EndSession(over)
+        self._write(command, reply.code, str(reply))
+        await self._writer.drain()
+
+    def _counted(self, command: str, reply: Reply) -> Reply | None:
+        """Count `reply` against the session's limits; the 421 to end with when one is crossed.
+
+        A refused RCPT (policy) counts toward max_rcpt_denials; any other 4xx/5xx reply,
+        internal errors included, toward max_bad_commands; a 250 to the end of DATA (a
+        message accepted) restarts the max_idle_session clock.
+        """
+        if reply.is_positive:
+            if command == "DATA" and reply.code == 250:
+                self._since = self._clock.monotonic()
+            return None
+        if reply in NOT_BAD:
+            return None
+        if command == "RCPT" and reply in RCPT_DENIALS:
+            self._denials += 1
+            over = self._denials > self.smtp.max_rcpt_denials
+            return replies.TOO_MANY_RCPT_DENIALS if over else None
+        self._bad += 1
+        return replies.TOO_MANY_BAD if self._bad > self.smtp.max_bad_commands else None
 
     # -- Wire: what the commands use -----------------------------------------------------
 
     async def send(self, command: str, reply: Reply) -> None:
+        """A reply a command sends itself (end of DATA); over a limit the session ends after it."""
+        self._ending = self._ending or self._counted(command, reply)
         self._write(command, reply.code, str(reply))
         await self._writer.drain()
 
@@ -290,8 +350,24 @@ class SmtpSession(SMTP):
         self._writer.write(text.encode() + b"\r\n")
 
     async def read_data(self) -> bytes | Reply:
-        """The message after 354, up to CRLF.CRLF, checked; bounded by data_timeout."""
-        reader = DataReader(self.smtp.max_message_size)
+        """The message after 354, up to CRLF.CRLF, checked; bounded by data_timeout.
+
+        The text it returns stays counted in the listener's memory budget until
+        `data_done()`; a refusal or a session ending in DATA gives it back at once.
+        """
+        reader = DataReader(self.smtp.max_message_size, self.host.data_budget)
+        try:
+            text = await self._read_message(reader)
+        except BaseException:
+            reader.release()
+            raise
+        if isinstance(text, Reply):
+            reader.release()
+        else:
+            self._held = reader
+        return text
+
+    async def _read_message(self, reader: DataReader) -> bytes | Reply:
         done = reader.feed(bytes(self._buf))
         self._buf.clear()
         try:
@@ -304,7 +380,14 @@ class SmtpSession(SMTP):
         except TimeoutError:
             raise EndSession(replies.TIMEOUT) from None
         self._buf += reader.rest
-        return reader.message(self.smtp.max_text_line, self.smtp.normalize_line_endings)
+        smtp = self.smtp
+        return reader.message(smtp.max_text_line, smtp.normalize_line_endings, smtp.max_header_size)
+
+    def data_done(self) -> None:
+        """The message `read_data` gave is queued or refused: its memory is given back."""
+        if self._held is not None:
+            self._held.release()
+            self._held = None
 
     async def start_tls(self, context: ssl.SSLContext) -> None:
         """Discard what the client sent in clear after STARTTLS, then hand-shake, bounded."""

@@ -28,7 +28,12 @@ the writer, so no client's 250 waits for one.
 
 How it fails: no space (SQLITE_FULL, ENOSPC, or the `max_size_mb` cap, which
 is `PRAGMA max_page_count`) raises `SpoolFullError` (452 4.3.1) and clears as
-soon as space is freed. Any other failure raises `SpoolError` and makes
+soon as space is freed. A full disk (not the cap) also gives up the
+`reserve_mb` kept in `queue.db.reserve` (`relay.spool_reserve`) and retries
+the write once if it records rather than adds (a removal, an update, a
+hold), so deliveries can still be recorded; from then on `commit` refuses
+new mail at once and `health()` is false ("disk full"), until the checkpoint
+loop finds room to make the reserve again. Any other failure raises `SpoolError` and makes
 `health()` false with the reason until a write succeeds again (a write refused
 on its own merits, such as a duplicate id, just fails). A failed batch is
 retried op by op, so one bad op does not fail its neighbours, and every op
@@ -61,6 +66,7 @@ from pathlib import Path
 from typing import Any, Generic, NamedTuple, TypeVar
 
 from relay.message import QueuedMessage, QueueState
+from relay.spool_reserve import Reserve
 from ugem.clock import Clock
 from ugem.config import MIB, Config
 from ugem.errors import SpoolCorruptError, SpoolError, SpoolFullError, UsageError
@@ -346,11 +352,17 @@ class _Writer:
     """The one thread that writes: group commit of everything queued to it."""
 
     def __init__(
-        self, conn: sqlite3.Connection, metrics: Metrics, max_batch: int, size: int
+        self,
+        conn: sqlite3.Connection,
+        metrics: Metrics,
+        max_batch: int,
+        size: int,
+        on_full: Callable[[], bool] = lambda: False,
     ) -> None:
         self.size = size  # messages in the spool; changed only by this thread
         self.failure = ""  # why the last write failed ("" after a success or a full spool)
         self._conn, self._metrics, self._max_batch = conn, metrics, max_batch
+        self._on_full = on_full  # out of space: True when it freed some (try once more)
         self._queue: queue.SimpleQueue[_Op[Any] | None] = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._run, name="spool-writer", daemon=True)
         self._thread.start()
@@ -395,6 +407,8 @@ class _Writer:
             if len(ops) > 1:  # isolate the op at fault: the others may well succeed
                 for op in ops:
                     self._execute([op])
+            elif self._freed_space(ops[0], exc):
+                self._execute(ops)  # once more: the reserve is spent, it cannot free twice
             else:
                 self._fail(ops[0], exc)
             return
@@ -402,6 +416,13 @@ class _Writer:
         self._metrics.fsync_batch.observe(len(ops))
         for op, value in zip(ops, values, strict=True):
             _settle(op, value, None)
+
+    def _freed_space(self, op: _Op[Any], exc: Exception) -> bool:
+        """Out of space: the spool gives up its reserve; may this op (not new mail) retry?"""
+        if not isinstance(_spool_error(exc), SpoolFullError):
+            return False
+        freed = self._on_full()
+        return freed and op.what != "commit"
 
     def _transaction(self, ops: list[_Op[Any]]) -> tuple[list[Any], int]:
         """Run every op in one transaction and commit (one fsync); values and new size."""
@@ -604,10 +625,13 @@ class Spool:
         *,
         max_size_mb: int = 0,
         max_batch: int = 512,
+        reserve_mb: int = 0,
     ) -> None:
         self.path = Path(path)
         self._clock, self._metrics = clock, metrics
         self._max_size_mb, self._max_batch = max_size_mb, max(1, max_batch)
+        self._reserve = Reserve(self.path.with_name(self.path.name + ".reserve"), reserve_mb * MIB)
+        self._disk_full = False  # out of disk: new mail refused until space is back
         self._writer: _Writer | None = None
         self._reader: tuple[ThreadPoolExecutor, sqlite3.Connection] | None = None
         self._checkpointer: asyncio.Task[None] | None = None
@@ -626,9 +650,13 @@ class Spool:
             conn, reader, report = await asyncio.to_thread(self._open_sync, opener, recover)
         except sqlite3.Error as exc:
             raise _spool_error(exc) from exc
-        self._writer = _Writer(conn, self._metrics, self._max_batch, report.messages)
+        writer = _Writer(conn, self._metrics, self._max_batch, report.messages, self._space_ran_out)
+        self._writer = writer
         self._reader = (ThreadPoolExecutor(1, thread_name_prefix="spool-reader"), reader)
         if recover:
+            if not await asyncio.to_thread(self._reserve.make):
+                self._disk_full = True
+                event(log, "spool.no_room_for_reserve", logging.WARNING, path=str(self.path))
             self._checkpointer = asyncio.create_task(self._checkpoints(), name="spool-checkpoint")
             event(
                 log,
@@ -689,6 +717,7 @@ class Spool:
                     await loop.run_in_executor(executor, _checkpoint, conn)
                 except sqlite3.Error as exc:
                     event(log, "spool.checkpoint_failed", logging.WARNING, error=str(exc))
+                await self.check_space()
         finally:
             # On the reader's thread, after a checkpoint still running there: a
             # cancelled run_in_executor does not stop the thread, and closing a
@@ -700,11 +729,36 @@ class Spool:
         """Messages in the spool (kept in memory: set at open, then counted per write)."""
         return self._writer.size if self._writer is not None else 0
 
+    async def check_space(self) -> bool:
+        """After a full disk: make the reserve again if there is room, and take new mail
+        again once it is made. True when the spool is not (or no longer) out of disk."""
+        if not self._disk_full or self._reader is None:
+            return not self._disk_full
+        loop = asyncio.get_running_loop()
+        if await loop.run_in_executor(self._reader[0], self._reserve.restore):
+            self._disk_full = False
+            event(log, "spool.space_recovered", logging.WARNING, path=str(self.path))
+        return not self._disk_full
+
+    def _space_ran_out(self) -> bool:
+        """(Writer thread) A write found no space. When the disk itself is short (not the
+        max_size_mb cap), refuse new mail from now on and give up the reserve; True when
+        that freed space."""
+        if self._reserve.free_space() >= 2 * max(self._reserve.size, MIB):
+            return False  # the cap, not the disk
+        if not self._disk_full:
+            self._disk_full = True
+            event(log, "spool.disk_full", logging.ERROR, path=str(self.path))
+        return self._reserve.spend()
+
     def health(self) -> tuple[bool, str]:
         if self._closed:
             return False, "spool is closed"
         if self._writer is None:
             return False, "spool is not open"
+        if self._disk_full:
+            free = self._reserve.free_space() // MIB
+            return False, f"disk full ({free} MiB free): new mail refused until space is freed"
         if self._writer.failure:
             return False, self._writer.failure
         return True, "ok"
@@ -749,6 +803,8 @@ class Spool:
         """Make a new message durable; it is fsynced when this returns."""
         if msg.data is None:
             raise ValueError(f"queue id {msg.id}: commit needs the message text")
+        if self._disk_full:  # the room left is for recording deliveries, not new mail
+            raise SpoolFullError("disk full: new mail waits until space is freed")
         head, data = _head_of(msg), msg.data
 
         def work(conn: sqlite3.Connection) -> tuple[None, int]:

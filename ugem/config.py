@@ -17,6 +17,7 @@ import copy
 import dataclasses
 import functools
 import ipaddress
+import math
 import os
 import socket
 import tomllib
@@ -102,6 +103,20 @@ class SmtpConfig:
     max_text_line: int = knob(
         1000, "Longest line of message text, CRLF included, in octets.", lo=1000, hi=1 * MIB
     )
+    data_memory: int = knob(
+        512 * MIB,
+        "Bytes of message text all DATA in progress may hold in memory together; a message "
+        "that finds none left gets 452 4.3.1 (try later). At least 4/3 of max_message_size.",
+        lo=1 * MIB,
+        hi=1024 * 1024 * MIB,
+    )
+    max_header_size: int = knob(
+        1 * MIB,
+        "Largest header section of a message, in octets; over it: 552 5.3.4 "
+        "(every field is read by the mail checks; real headers are a few KiB).",
+        lo=16 * KIB,
+        hi=64 * MIB,
+    )
     command_timeout: float = knob(
         300.0, "Seconds a client may take to send a command.", lo=1, hi=3600
     )
@@ -109,13 +124,31 @@ class SmtpConfig:
         600.0, "Seconds a client may take to send a whole message after DATA.", lo=1, hi=7200
     )
     max_bad_commands: int = knob(
-        10, "Unknown or malformed commands before the session is closed with 421.", lo=1, hi=1000
+        10,
+        "Refused commands (unknown, malformed, or answered 4xx/5xx; RCPT denials and "
+        "452 too many recipients aside) before the session is closed with 421.",
+        lo=1,
+        hi=1000,
     )
     max_noop_commands: int = knob(
         20,
-        "NOOP/RSET/HELP/VRFY commands in a session before it is closed with 421.",
+        "NOOP/RSET/HELP/VRFY and repeated HELO/EHLO commands before the session is closed "
+        "with 421 (the count restarts after each accepted message).",
         lo=1,
         hi=10_000,
+    )
+    max_rcpt_denials: int = knob(
+        20,
+        "Recipients refused by the relay policy in one session before it is closed with 421.",
+        lo=1,
+        hi=10_000,
+    )
+    max_idle_session: float = knob(
+        600.0,
+        "Seconds a session may go on without an accepted message (from its start or its "
+        "last accepted message); then 421 4.4.2.",
+        lo=1,
+        hi=86400,
     )
     max_connections: int = knob(
         2000, "Concurrent SMTP sessions in total; over it: 421 4.7.0.", lo=1, hi=1_000_000
@@ -125,6 +158,20 @@ class SmtpConfig:
         "Concurrent SMTP sessions from one client address; over it: 421 4.7.0.",
         lo=1,
         hi=100_000,
+    )
+    max_connections_per_stranger: int = knob(
+        20,
+        "Concurrent SMTP sessions from one address that is not a connected server "
+        "(never more than max_connections_per_ip); over it: 421 4.7.0.",
+        lo=1,
+        hi=100_000,
+    )
+    reserved_share: float = knob(
+        0.25,
+        "Share of max_connections kept for connected servers: other clients get 421 4.7.0 "
+        "once fewer than this many slots are free.",
+        lo=0,
+        hi=0.9,
     )
     tls_cert: str = knob(
         "", "PEM certificate chain for STARTTLS (empty: no STARTTLS).", kind="path"
@@ -168,6 +215,28 @@ class AdminConfig:
         "(empty: the shipped ones).",
         kind="path",
     )
+    max_body_size: int = knob(
+        1 * MIB,
+        "Largest admin request body, in bytes; over it: 413, before the body is read.",
+        lo=1 * KIB,
+        hi=64 * MIB,
+    )
+    header_timeout: float = knob(
+        10.0,
+        "Seconds a client may take to send a request's head (from connecting, or from the "
+        "previous answer: an idle kept-alive connection closes then too).",
+        lo=0.1,
+        hi=300,
+    )
+    body_timeout: float = knob(
+        30.0, "Seconds a client may take to send a request's body after its head.", lo=0.1, hi=3600
+    )
+    max_connections: int = knob(
+        100,
+        "Concurrent admin HTTP connections of a worker (apart from SMTP's); over it: 503, closed.",
+        lo=1,
+        hi=10_000,
+    )
 
 
 @dataclass(frozen=True)
@@ -190,6 +259,14 @@ class SpoolConfig:
     )
     max_batch: int = knob(
         512, "Most messages made durable by one fsync (group commit).", lo=1, hi=100_000
+    )
+    reserve_mb: int = knob(
+        8,
+        "Disk space kept in queue.db.reserve and given up when the disk fills, so deliveries "
+        "can still be recorded (never sent twice); while it is spent new mail gets 452 4.3.1 "
+        "and /readyz answers 503 (0: no reserve).",
+        lo=0,
+        hi=4096,
     )
 
 
@@ -426,7 +503,8 @@ def parse_hostport(text: str, listen: bool = False) -> tuple[str, int]:
     """
     host, sep, port = text.rpartition(":")
     lowest = 0 if listen else 1
-    if not sep or not host or not port.isdigit() or not lowest <= int(port) < 65536:
+    digits = port.isascii() and port.isdigit()  # "²" and "٣" are digits to str.isdigit()
+    if not sep or not host or not digits or not lowest <= int(port) < 65536:
         raise ValueError(f"expected host:port with a port from {lowest} to 65535")
     if host.startswith("[") and host.endswith("]"):
         host = host[1:-1]
@@ -485,6 +563,8 @@ def _coerce(f: dataclasses.Field[Any], value: Any) -> Any:
     elif isinstance(default, int | float):
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise ValueError("expected a number")
+        if not math.isfinite(value):
+            raise ValueError("expected a finite number")
         if isinstance(default, int) and not isinstance(default, bool) and value != int(value):
             raise ValueError("expected a whole number")
         value = type(default)(value)
@@ -543,7 +623,21 @@ def load_config(
     sections = {
         name: _load_section(name, cls, raw.get(name, {}), env) for name, cls in SECTIONS.items()
     }
-    return Config(**sections)
+    config = Config(**sections)
+    _check_relations(config)
+    return config
+
+
+def _check_relations(config: Config) -> None:
+    """Knobs whose bounds depend on another knob."""
+    smtp = config.smtp
+    stuffed = smtp.max_message_size + smtp.max_message_size // 3 + 5  # dot-stuffed, worst case
+    if smtp.data_memory < stuffed:
+        raise ConfigError(
+            "smtp.data_memory",
+            smtp.data_memory,
+            f"at least {stuffed} (4/3 of smtp.max_message_size, so one message fits)",
+        )
 
 
 def _load_section(name: str, cls: type[Any], table: Any, env: Mapping[str, str]) -> Any:

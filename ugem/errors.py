@@ -10,6 +10,7 @@ boundary of the module that calls them and re-raised as one of these with
     ├── UsageError             bad CLI or API input: names the argument and what is allowed
     ├── NotFoundError          an id that does not exist
     ├── ConflictError          a request that contradicts the current state
+    ├── ForbiddenError         the caller's role does not allow it: names the role needed
     ├── StoreError             the registry's store failed (SQLite or Redis)
     ├── SpoolError             the spool could not make a message durable
     │   ├── SpoolFullError     no space left (disk full or spool size cap): 452 4.3.1
@@ -45,6 +46,10 @@ class NotFoundError(UgemError):
 
 class ConflictError(UgemError):
     """The request contradicts the current state; the message says what to do."""
+
+
+class ForbiddenError(UgemError):
+    """The caller's role does not allow the action; the message names the role it needs."""
 
 
 class StoreError(UgemError):

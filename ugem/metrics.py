@@ -76,6 +76,11 @@ class Metrics:
         self.spool_errors = Counter(
             "ugem_spool_errors_total", "Spool failures by kind", ["kind"], registry=r
         )
+        self.unrecorded = Gauge(
+            "ugem_deliveries_unrecorded",
+            "Attempts whose outcome the spool could not write yet (delivery paused while > 0)",
+            registry=r,
+        )
         self.events_dropped = Counter(
             "ugem_events_dropped_total",
             "Events dropped for a slow observer",

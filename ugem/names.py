@@ -3,6 +3,9 @@
 Every comparison of a domain in the project is made on `canonical_domain()`:
 lower case, no trailing dot, IDN in its ASCII (punycode, UTS #46) form, so
 `MINFIN.gov.kz.`, `minfin.gov.kz` and a Unicode spelling of it are one name.
+One trailing dot (the root) is dropped; an empty label anywhere (`a..kz`,
+`.a.kz`, `a.kz..`) is refused. SMTP paths take no trailing dot at all
+(`relay.address`).
 `canonical_network()` turns "10.0.0.1" or "10.0.0.0/24" or an IPv6 form into
 one `ipaddress` network. Both raise `ValueError` naming what was wrong.
 """
@@ -16,13 +19,14 @@ import idna
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
-_LABEL = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
+_LABEL = re.compile(r"(?!-)[a-z0-9-]{1,63}(?<!-)\Z")  # \Z: "$" would let a final "\n" in
 MAX_DOMAIN = 255
 
 
 def canonical_domain(name: str) -> str:
     """The ASCII, lower-case, dot-less-at-the-end form of a DNS domain name."""
-    text = name.strip().rstrip(".")
+    text = name.strip()
+    text = text[:-1] if text.endswith(".") else text  # one dot, the root: "dept.kz.." is no name
     if not text:
         raise ValueError("empty domain")
     if not text.isascii():

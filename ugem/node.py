@@ -90,6 +90,10 @@ class Node:
             ok, reason = self.spool.health()
             if not ok:
                 return False, f"spool unhealthy: {reason}"
+        if self.scheduler is not None:
+            ok, reason = self.scheduler.health()
+            if not ok:
+                return False, reason
         return True, "ok"
 
     async def start(self) -> None:
@@ -124,6 +128,7 @@ class Node:
             self.metrics,
             max_size_mb=cfg.spool.max_size_mb,
             max_batch=cfg.spool.max_batch,
+            reserve_mb=cfg.spool.reserve_mb,
         )
         report = await self.spool.open()
         event(
@@ -188,7 +193,8 @@ class Node:
         if cfg.admin.enabled:
             listen = worker_listen(cfg.admin.listen, self.worker)
             await services.applications.all()  # the overdue gauge starts right
-            self.admin = AdminServer(listen, create_app(self, self.metrics, services))
+            app = create_app(self, self.metrics, services, cfg.admin)
+            self.admin = AdminServer(listen, app, cfg.admin)
             await self.admin.start()
 
     def _feed(self) -> Feed:

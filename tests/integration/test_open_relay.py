@@ -147,7 +147,7 @@ async def send(h: Harness, source: str, sender: str, rcpt: str) -> str:
 
 INBOUND = [
     ("clerk@minfin.gov.kz", "clerk@minfin.gov.kz"),
-    ("Clerk@MINFIN.GOV.KZ.", "Clerk@minfin.gov.kz"),
+    ("Clerk@MINFIN.GOV.KZ", "Clerk@minfin.gov.kz"),
     ("clerk@mf.kz", "clerk@mf.kz"),
     (f"clerk@{canonical_domain('МИНФИН.ҚАЗ')}", f"clerk@{canonical_domain('минфин.қаз')}"),
     ("postmaster@minfin.gov.kz", "postmaster@minfin.gov.kz"),

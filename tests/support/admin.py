@@ -10,6 +10,9 @@ app without a socket (ASGI). `api.call(method, path, role, json)` sends a
 request as that role (None: no token). Notices go to `api.outbox`, which
 keeps each `OutgoingMail` (`sent`) or, with `fail` set, raises
 `SpoolFullError` as a full spool would. Everything is closed on exit.
+`settings` (an `AdminConfig`) sets the app's limits; `listening(app, settings)`
+serves the app on a real loopback socket (`AdminServer`, port chosen by the
+system) for tests that need real HTTP connections.
 """
 
 from __future__ import annotations
@@ -24,10 +27,11 @@ import httpx
 from fastapi import FastAPI
 
 from admin.api import Services, build_services
-from admin.server import create_app
+from admin.server import AdminServer, create_app
 from relay.mailqueue import SpoolQueue
 from relay.spool import Spool
 from ugem.clock import FakeClock
+from ugem.config import AdminConfig
 from ugem.errors import SpoolFullError
 from ugem.metrics import Metrics
 from ugem.registry import Registry
@@ -83,7 +87,9 @@ class AdminApi:
 
 
 @contextlib.asynccontextmanager
-async def admin_api(tmp_path: Path, clock: FakeClock | None = None) -> AsyncIterator[AdminApi]:
+async def admin_api(
+    tmp_path: Path, clock: FakeClock | None = None, settings: AdminConfig | None = None
+) -> AsyncIterator[AdminApi]:
     clock = clock or FakeClock()
     store = SqliteStore(tmp_path / "registry.db")
     registry = Registry(store, clock)
@@ -99,7 +105,7 @@ async def admin_api(tmp_path: Path, clock: FakeClock | None = None) -> AsyncIter
     services = build_services(
         store, registry, SpoolQueue(spool), clock, metrics, dns_check, outbox, NOTICES
     )
-    app = create_app(_Ready(), metrics, services)
+    app = create_app(_Ready(), metrics, services, settings)
     transport = httpx.ASGITransport(app=app)
     client = httpx.AsyncClient(transport=transport, base_url="http://admin.test")
     api = AdminApi(app, client, services, store, registry, spool, clock, metrics, dns_ready, outbox)
@@ -111,3 +117,14 @@ async def admin_api(tmp_path: Path, clock: FakeClock | None = None) -> AsyncIter
         await client.aclose()
         await spool.close()
         await store.close()
+
+
+@contextlib.asynccontextmanager
+async def listening(app: FastAPI, settings: AdminConfig | None = None) -> AsyncIterator[int]:
+    """`app` served on 127.0.0.1 as the node serves it; the port."""
+    server = AdminServer("127.0.0.1:0", app, settings)
+    await server.start()
+    try:
+        yield server.port
+    finally:
+        await server.stop()

@@ -147,10 +147,17 @@ async def api_client(node: Node, name: str, role: Role) -> AsyncIterator[httpx.A
 class NodeProcess:
     """`ugem serve --config FILE` as a child process."""
 
-    def __init__(self, config_path: Path | None, config: Config, cwd: Path | None = None) -> None:
+    def __init__(
+        self,
+        config_path: Path | None,
+        config: Config,
+        cwd: Path | None = None,
+        env: dict[str, str] | None = None,
+    ) -> None:
         self.config_path = config_path
         self.config = config
         self.cwd = cwd
+        self.extra_env = env or {}  # added to the environment (LD_PRELOAD for fault tests)
         self.proc: subprocess.Popen[bytes] | None = None
         where = config_path.parent if config_path else cwd
         assert where is not None, "a node process needs a config file or a working directory"
@@ -160,6 +167,7 @@ class NodeProcess:
         log = self.log_path.open("ab")
         env = {k: v for k, v in os.environ.items() if not k.startswith("UGEM_")}
         env["PYTHONUNBUFFERED"] = "1"
+        env.update(self.extra_env)
         config = ["--config", str(self.config_path)] if self.config_path else []
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "ugem.cli", "serve", *config],

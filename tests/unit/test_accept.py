@@ -277,7 +277,7 @@ async def test_noop_like_commands_are_capped_but_the_count_restarts_per_message(
 
 
 async def test_connection_caps_per_address_and_in_total(tmp_path: Path) -> None:
-    caps: dict[str, Any] = {"max_connections": 4, "max_connections_per_ip": 2}
+    caps: dict[str, Any] = {"max_connections": 4, "max_connections_per_ip": 2, "reserved_share": 0}
     async with accept_server(tmp_path, **caps) as h, contextlib.AsyncExitStack() as stack:
         admitted = [
             await stack.enter_async_context(raw_client(h.port, source))

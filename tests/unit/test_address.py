@@ -16,7 +16,6 @@ ACCEPTED_RCPTS: list[tuple[str, bool, Address]] = [
     ("to:<user@example.org>", False, Address("user", "example.org")),
     ("TO: <user@example.org>", False, Address("user", "example.org")),
     ("TO:<User@EXAMPLE.Org>", False, Address("User", "example.org")),
-    ("TO:<user@example.org.>", False, Address("user", "example.org")),
     (f"TO:<user@{IDN}>", False, Address("user", IDN)),
     ("TO:<user@ПРИМЕР.рф>", True, Address("user", IDN)),
     ("TO:<пользователь@пример.рф>", True, Address("пользователь", IDN)),
@@ -73,6 +72,13 @@ REFUSED_RCPTS: list[tuple[str, Reply]] = [
     ("TO:<user@ex_ample.org>", replies.BAD_RCPT_SYNTAX),
     ("TO:<user@-ext.org>", replies.BAD_RCPT_SYNTAX),
     ("TO:<user@ext..org>", replies.BAD_RCPT_SYNTAX),
+    # a trailing dot or an empty label: no RFC 5321 domain, refused rather than rewritten
+    ("TO:<user@dept.kz..>", replies.BAD_RCPT_SYNTAX),
+    ("TO:<user@dept.kz.>", replies.BAD_RCPT_SYNTAX),
+    ("TO:<user@.dept.kz>", replies.BAD_RCPT_SYNTAX),
+    ("TO:<user@dept..kz>", replies.BAD_RCPT_SYNTAX),
+    ("TO:<user@dept.kz...>", replies.BAD_RCPT_SYNTAX),
+    ("TO:<@gw.test:user@dept.kz..>", replies.BAD_RCPT_SYNTAX),
     ('TO:<"unterminated@ext.org>', replies.BAD_RCPT_SYNTAX),
     ("TO:<@gw.test user@ext.org>", replies.BAD_RCPT_SYNTAX),
     ("TO:<@gw.test:>", replies.BAD_RCPT_SYNTAX),
@@ -93,6 +99,24 @@ def test_rcpt_refusals_carry_their_named_reply(arg: str, reply: Reply) -> None:
     with pytest.raises(PathError) as info:
         parse_rcpt(arg, LIMITS)
     assert info.value.reply == reply
+
+
+@pytest.mark.parametrize(
+    "domain",
+    [
+        "dept.kz..",
+        "dept.kz.",
+        "пример.рф.",
+        "пример.рф\u3002",
+        "пример.рф\uff0e",
+        "пример.рф".replace(".", "\u3002\u3002"),
+    ],
+)
+def test_trailing_dots_and_empty_labels_are_refused_with_smtputf8_too(domain: str) -> None:
+    """Issue 10, 10: `user@dept.kz..` was rewritten to `user@dept.kz`; UTS #46 dots alike."""
+    with pytest.raises(PathError) as info:
+        parse_rcpt(f"TO:<user@{domain}>", LIMITS, smtputf8=True)
+    assert info.value.reply == replies.BAD_RCPT_SYNTAX
 
 
 def test_local_part_of_exactly_the_limit_is_accepted() -> None:
@@ -150,6 +174,9 @@ REFUSED_MAIL: list[tuple[str, Reply]] = [
     ("FROM:<ü@ext.org>", replies.NEEDS_SMTPUTF8),
     ("FROM:a@ext.org", replies.BAD_SENDER_SYNTAX),
     ("FROM:<a@ext.org@gw.test>", replies.BAD_SENDER_SYNTAX),
+    ("FROM:<a@dept.kz..>", replies.BAD_SENDER_SYNTAX),
+    ("FROM:<a@dept.kz.>", replies.BAD_SENDER_SYNTAX),
+    ("FROM:<a@dept..kz> SMTPUTF8", replies.BAD_SENDER_SYNTAX),
 ]
 
 
@@ -161,4 +188,4 @@ def test_mail_refusals(arg: str, reply: Reply) -> None:
 
 
 def test_str_of_an_address_is_a_mailbox_for_the_next_hop() -> None:
-    assert str(parse_rcpt('TO:<"john doe"@Ext.ORG.>', LIMITS).address) == '"john doe"@ext.org'
+    assert str(parse_rcpt('TO:<"john doe"@Ext.ORG>', LIMITS).address) == '"john doe"@ext.org'

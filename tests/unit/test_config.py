@@ -78,6 +78,8 @@ def test_environment_overrides_the_file(tmp_path: Path) -> None:
         ('[log]\nlevel = "loud"\n', {}, "log.level", "one of debug, info"),
         ("", {"UGEM_SMTP_COMMAND_TIMEOUT": "0"}, "UGEM_SMTP_COMMAND_TIMEOUT", "from 1 to 3600"),
         ("", {"UGEM_ADMIN_ENABLED": "perhaps"}, "UGEM_ADMIN_ENABLED", "true or false"),
+        ("[admin]\nheader_timeout = nan\n", {}, "admin.header_timeout", "a finite number"),
+        ("", {"UGEM_ADMIN_BODY_TIMEOUT": "nan"}, "UGEM_ADMIN_BODY_TIMEOUT", "a finite number"),
         ("[smtp\n", {}, "--config", "expected a TOML file"),
     ],
 )

@@ -132,7 +132,9 @@ async def test_by_domain_any_spelling(stores: Opener, clock: FakeClock, spelling
     assert _id(registry.by_domain(spelling)) == "minfin.gov.kz"
 
 
-@pytest.mark.parametrize("domain", ["other.kz", "gov.kz", "sub.minfin.gov.kz", "", "a..kz"])
+@pytest.mark.parametrize(
+    "domain", ["other.kz", "gov.kz", "sub.minfin.gov.kz", "", "a..kz", "minfin.gov.kz.."]
+)
 async def test_by_domain_of_others_is_none(stores: Opener, clock: FakeClock, domain: str) -> None:
     registry = await _registry(stores(), clock, plain("minfin.gov.kz"))
     assert registry.by_domain(domain) is None

@@ -27,6 +27,7 @@ from tests.support.connections import plain
 from tests.support.sink import Sink, SinkMessage
 from ugem.clock import FakeClock
 from ugem.config import DeliveryConfig
+from ugem.errors import SpoolError, SpoolFullError
 from ugem.events import EventBus, Outcome, Subscription
 from ugem.metrics import Metrics
 from ugem.model import ConnState
@@ -536,3 +537,48 @@ async def test_a_scan_during_the_commit_does_not_start_the_message_twice(
     await world.sink.wait_for(len(msgs))
     arrived = sorted(m.rcpts[0] for m in world.sink.messages)
     assert arrived == sorted(m.original_rcpts[0] for m in msgs)
+
+
+# -- a spool that cannot record an outcome (issue 10, finding 2) ---------------------------
+
+
+async def test_a_delivery_the_spool_cannot_record_is_never_sent_again(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The removal after a delivery fails (a full disk): no second copy at any later scan."""
+    failing = {"on": True}
+    remove, update = world.spool.remove, world.spool.update
+
+    async def broken_remove(msg_id: str) -> None:
+        if failing["on"]:
+            raise SpoolFullError("spool is full: database or disk is full")
+        await remove(msg_id)
+
+    async def broken_update(msg: QueuedMessage) -> None:
+        if failing["on"]:
+            raise SpoolError("spool failed: disk I/O error")
+        await update(msg)
+
+    monkeypatch.setattr(world.spool, "remove", broken_remove)
+    monkeypatch.setattr(world.spool, "update", broken_update)
+    first = await world.send("bob@example.org")
+    assert len(world.originals()) == 1
+    ok, reason = world.scheduler.health()
+    assert not ok and "not yet recorded" in reason and "disk is full" in reason
+    assert world.metrics.registry.get_sample_value("ugem_deliveries_unrecorded") == 1.0
+    second = world.message("carol@example.org")
+    await world.scheduler.enqueue(second)  # taken, but not sent while an outcome waits
+    await world.scheduler.drain()
+    for step in range(1, 6):  # every back-off passes: nothing is sent again
+        assert await world.retry_at(world.clock.now() + MAX * step) == 0
+    assert [m.rcpts for m in world.originals()] == [["bob@example.org"]]
+    failing["on"] = False  # space is back
+    assert await world.retry_at(world.clock.now() + 1) == 1  # only carol's, once
+    assert world.scheduler.health() == (True, "ok")
+    assert await world.spool.get(first.id) is None
+    assert sorted(r for m in world.originals() for r in m.rcpts) == [
+        "bob@example.org",
+        "carol@example.org",
+    ]
+    assert await world.retry_at(world.clock.now() + MAX * 10) == 0
+    assert len(world.originals()) == 2

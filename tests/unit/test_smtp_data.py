@@ -5,21 +5,29 @@ from __future__ import annotations
 import pytest
 
 from relay import replies
+from relay.memory_budget import MemoryBudget
 from relay.replies import Reply
 from relay.smtp_data import DataReader
 
 MAX_LINE = 1000
+MAX_HEADER = 64 * 1024
 
 
 def read(
-    wire: bytes, chunk: int = 0, max_size: int = 10_000, normalize: bool = False
+    wire: bytes,
+    chunk: int = 0,
+    max_size: int = 10_000,
+    normalize: bool = False,
+    budget: MemoryBudget | None = None,
 ) -> tuple[bytes | Reply, bytes]:
     """Feed `wire` in chunks of `chunk` octets (0: at once); (message, the bytes after it)."""
-    reader = DataReader(max_size)
+    reader = DataReader(max_size, budget or MemoryBudget(1 << 30))
     size = chunk or len(wire)
     for start in range(0, len(wire), size):
         if reader.feed(wire[start : start + size]):
-            return reader.message(MAX_LINE, normalize), reader.rest + wire[start + size :]
+            return reader.message(MAX_LINE, normalize, MAX_HEADER), reader.rest + wire[
+                start + size :
+            ]
     raise AssertionError("no end of data found")
 
 
@@ -84,7 +92,7 @@ def test_over_the_limit_stops_buffering_but_finds_the_end() -> None:
         assert not reader.feed(b"x" * 998 + b"\r\n")
     assert len(reader._buf) < 2 * 1024  # buffering stopped
     assert reader.feed(b"tail\r\n.\r\nNOOP\r\n")
-    assert reader.message(MAX_LINE, False) == replies.size_exceeded(1024)
+    assert reader.message(MAX_LINE, False, MAX_HEADER) == replies.size_exceeded(1024)
     assert reader.rest == b"NOOP\r\n"
 
 
@@ -96,4 +104,44 @@ def test_line_length_limit_counts_crlf() -> None:
 
 def test_message_before_the_end_is_a_programming_error() -> None:
     with pytest.raises(RuntimeError):
-        DataReader(100).message(MAX_LINE, False)
+        DataReader(100).message(MAX_LINE, False, MAX_HEADER)
+
+
+def test_a_header_section_over_the_limit_is_refused() -> None:
+    fits = b"Subject: x\r\n" + b" y\r\n" * ((MAX_HEADER - 12) // 4)
+    assert read(fits + b"\r\nbody\r\n.\r\n", max_size=1 << 20)[0] == fits + b"\r\nbody\r\n"
+    folded = fits + b" yy\r\n"
+    got = read(folded + b"\r\nbody\r\n.\r\n", max_size=1 << 20)[0]
+    assert got == replies.HEADER_TOO_BIG
+    assert read(folded + b".\r\n", max_size=1 << 20)[0] == replies.HEADER_TOO_BIG  # no body
+    headless = b"no header here\r\n" * 10_000  # text without headers is all body
+    assert read(headless + b".\r\n", max_size=1 << 20)[0] == headless
+
+
+def test_a_message_that_finds_the_budget_spent_is_read_to_its_end_and_refused() -> None:
+    budget = MemoryBudget(3000)
+    first = DataReader(10_000, budget)
+    assert not first.feed(b"x" * 998 + b"\r\n" * 1)
+    assert budget.in_use == 1000 and first.held == 1000
+    second = DataReader(10_000, budget)
+    for _ in range(5):
+        assert not second.feed(b"y" * 998 + b"\r\n")
+    assert second.starved and second.held == 0 and budget.in_use == 1000
+    assert len(second._buf) < 10  # nothing buffered past the refusal
+    assert second.feed(b"end\r\n.\r\nQUIT\r\n")
+    assert second.message(MAX_LINE, False, MAX_HEADER) == replies.NO_MEMORY
+    assert second.rest == b"QUIT\r\n"
+    assert (
+        first.feed(b".\r\n") and first.message(MAX_LINE, False, MAX_HEADER) == b"x" * 998 + b"\r\n"
+    )
+    first.release()
+    first.release()  # once only
+    assert budget.in_use == 0
+
+
+def test_long_text_is_measured_a_window_at_a_time() -> None:
+    lines = b"z" * 900 + b"\r\n"
+    body = lines * 3000  # 2.7 MB: several windows
+    assert read(body + b".\r\n", max_size=4 << 20)[0] == body
+    late = body + b"w" * 1200 + b"\r\n"
+    assert read(late + b".\r\n", max_size=4 << 20)[0] == replies.LINE_TOO_LONG

@@ -6,6 +6,9 @@ process beside a running node, without the recovery a node's start
 does; SQLite's locks keep the edits safe, and the node sees them on its next
 scan of the queue. Holds, releases and deletions are written to the audit log
 of the registry store (`cli:<login>`, the queue id, the reason, the count).
+`show` reads through the admin API's `QueueService`, so `--body` is the same
+audited read of private mail as the API's (`queue.read-body`; the CLI is a
+local admin), and a body that cannot be audited is not shown.
 An unknown queue id exits 1 naming it, and then nothing is changed; a spool
 that cannot be opened or written exits 1 with the reason.
 """
@@ -21,6 +24,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
+from relay.mailqueue import SpoolQueue
 from relay.message import QueuedMessage, QueueState
 from relay.spool import Spool, spool_paths
 from ugem.cli import add_json_flag, print_json, print_table
@@ -28,7 +32,9 @@ from ugem.clock import SystemClock
 from ugem.config import Config
 from ugem.errors import NotFoundError, UsageError
 from ugem.metrics import Metrics
-from ugem.services.mailqueue import split_text
+from ugem.services.audit import AuditLog
+from ugem.services.mailqueue import MailItem, MailView, QueueService
+from ugem.services.tokens import Role
 from ugem.store import open_store
 from ugem.store.base import AuditEntry
 
@@ -55,7 +61,8 @@ def register(
     lister.set_defaults(handler=list_queue)
     show = cmds.add_parser("show", parents=[common], help="show one message's envelope and headers")
     show.add_argument("id", metavar="ID")
-    show.add_argument("--body", action="store_true", help="print the body too")
+    show.add_argument("--body", action="store_true", help="print the body too (audited)")
+    show.add_argument("--reason", default="", help="why the body is read (audit log)")
     add_json_flag(show)
     show.set_defaults(handler=show_message)
     for verb, handler, help_text in (
@@ -94,10 +101,10 @@ def _with_spools(config: Config, action: Callable[[list[Spool]], Awaitable[T]]) 
     return asyncio.run(run())
 
 
-async def _find(spools: Sequence[Spool], queue_id: str, data: bool = False) -> Found | None:
+async def _find(spools: Sequence[Spool], queue_id: str) -> Found | None:
     """The spool that holds `queue_id`, and the message; None when no worker has it."""
     for spool in spools:
-        msg = await spool.get(queue_id, with_data=data)
+        msg = await spool.get(queue_id)
         if msg is not None:
             return spool, msg
     return None
@@ -167,7 +174,7 @@ def _when(ts: float) -> str:
     return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def _as_dict(msg: QueuedMessage, now: float) -> dict[str, Any]:
+def _as_dict(msg: QueuedMessage | MailItem, now: float) -> dict[str, Any]:
     return {
         "id": msg.id,
         "state": str(msg.state),
@@ -178,8 +185,8 @@ def _as_dict(msg: QueuedMessage, now: float) -> dict[str, Any]:
         "connection": msg.connection,
         "client_ip": msg.client_ip,
         "sender": msg.sender,
-        "rcpts": msg.rcpts,
-        "original_rcpts": msg.original_rcpts,
+        "rcpts": list(msg.rcpts),
+        "original_rcpts": list(msg.original_rcpts),
         "attempts": msg.attempts,
         "next_attempt": msg.next_attempt,
         "last_error": msg.last_error,
@@ -202,7 +209,7 @@ def _row(msg: QueuedMessage, now: float) -> dict[str, Any]:
     }
 
 
-def _print_message(msg: QueuedMessage, now: float, headers: str) -> None:
+def _print_message(msg: MailItem, now: float, headers: str) -> None:
     state = f"{msg.state} ({msg.hold_reason})" if msg.hold_reason else str(msg.state)
     lines = [
         ("id", msg.id),
@@ -246,24 +253,29 @@ def list_queue(args: argparse.Namespace, config: Config) -> int:
 
 
 def show_message(args: argparse.Namespace, config: Config) -> int:
-    async def run(spools: list[Spool]) -> QueuedMessage | None:
-        found = await _find(spools, args.id, data=True)
-        return None if found is None else found[1]
+    async def run(spools: list[Spool]) -> MailView:
+        clock = SystemClock()
+        store = open_store(config.store_url)
+        try:
+            [owner] = await _locate(spools, [args.id])
+            service = QueueService(SpoolQueue(owner), AuditLog(store, clock), clock)
+            if args.body:
+                return await service.show_body(args.id, _actor(), Role.ADMIN, args.reason)
+            return await service.show(args.id)
+        finally:
+            await store.close()
 
-    msg, now = _with_spools(config, run), SystemClock().now()
-    if msg is None:
-        raise NotFoundError(f"queue id not found: {args.id} (see `ugem queue list`)")
-    headers, body = split_text(msg.data or b"")
+    view, now = _with_spools(config, run), SystemClock().now()
     if args.json:
-        out = _as_dict(msg, now) | {"headers": headers}
-        if args.body:
-            out["body"] = body
+        out = _as_dict(view.item, now) | {"headers": view.headers}
+        if view.body is not None:
+            out["body"] = view.body
         print_json(out)
         return 0
-    _print_message(msg, now, headers)
-    if args.body:
+    _print_message(view.item, now, view.headers)
+    if view.body is not None:
         print()
-        sys.stdout.write(body.replace("\r\n", "\n"))
+        sys.stdout.write(view.body.replace("\r\n", "\n"))
     return 0
 
 

@@ -7,8 +7,12 @@ relay. Each change is audited with its count (`queue.delete`, target the
 queue id; `queue.purge`, target the connection). An unknown queue id is a
 `NotFoundError`; an action that does not fit the message's state (release
 of mail that is not held) a `ConflictError` saying what fits; a bad filter a
-`UsageError` naming it. Show gives the envelope and the header block, and the
-body only when asked.
+`UsageError` naming it. Show gives the envelope and the header block;
+`show_body` also the body, which is private correspondence: it needs the
+`operator` role (`BODY_ROLE`; below it a `ForbiddenError` naming the role) and
+every read is audited (`queue.read-body`, target the queue id) before the
+body is given, so a read that cannot be audited gives nothing. The admin API
+and `ugem queue show --body` both read bodies here.
 """
 
 from __future__ import annotations
@@ -18,11 +22,13 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from ugem.clock import Clock
-from ugem.errors import ConflictError, NotFoundError, UsageError
+from ugem.errors import ConflictError, ForbiddenError, NotFoundError, UsageError
 from ugem.services.audit import AuditLog
+from ugem.services.tokens import Role
 
 STATES = ("active", "deferred", "held")
 OPERATOR_HOLD = "held by operator"
+BODY_ROLE = Role.OPERATOR  # the least role that may read a queued message's body
 
 
 @dataclass(frozen=True)
@@ -117,10 +123,23 @@ class QueueService:
             raise NotFoundError(f"no queued message {queue_id!r} (delivered, deleted or never)")
         return item
 
-    async def show(self, queue_id: str, body: bool = False) -> MailView:
+    async def show(self, queue_id: str) -> MailView:
+        """The envelope and the header block, without the body."""
         item = await self.get(queue_id, with_text=True)
+        headers, _ = split_text(item.text or b"")
+        return MailView(item, headers, None)
+
+    async def show_body(self, queue_id: str, actor: str, role: Role, reason: str = "") -> MailView:
+        """The envelope, header block and body, for `actor` of `role`; audited first."""
+        if not role.allows(BODY_ROLE):
+            raise ForbiddenError(
+                f"reading a message's body needs the {BODY_ROLE} role; {actor} is {role}"
+            )
+        item = await self.get(queue_id, with_text=True)
+        details = {"connection": item.connection, "size": item.size}
+        await self.audit.record(actor, "queue.read-body", queue_id, reason, details=details)
         headers, text = split_text(item.text or b"")
-        return MailView(item, headers, text if body else None)
+        return MailView(item, headers, text)
 
     async def hold(self, queue_id: str, actor: str, reason: str = "") -> int:
         item = await self.get(queue_id)

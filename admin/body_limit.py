@@ -1,0 +1,76 @@
+"""A cap on the size of every admin request's body, as pure ASGI middleware.
+
+`BodyLimit(app, max_body_size)` answers `413` with `{"detail": ...}` naming
+`[admin] max_body_size`:
+
+- at once, without reading a byte of the body, when `Content-Length` is over
+  the limit (or is not a number);
+- when a body without a length (chunked) grows past the limit while the app
+  reads it: the app's reading is cut off there (its `receive` raises), so at
+  most the limit (and one read of the server's buffer) is ever held.
+
+Every 413 says `Connection: close`, so the rest of the body is never read.
+What the app sends after a 413 is dropped. It wraps `receive` rather than
+buffering, so bodies under the limit stream through unchanged.
+"""
+
+from __future__ import annotations
+
+from starlette.datastructures import Headers
+from starlette.responses import JSONResponse
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+
+class _TooLarge(Exception):
+    """Raised into the app when its body passes the limit (after the 413 is sent)."""
+
+
+class BodyLimit:
+    def __init__(self, app: ASGIApp, max_body_size: int) -> None:
+        self.app = app
+        self.max_body_size = max_body_size
+
+    def _refusal(self) -> JSONResponse:
+        detail = (
+            f"the request body is over {self.max_body_size} bytes, "
+            "the most this API takes ([admin] max_body_size)"
+        )
+        return JSONResponse({"detail": detail}, 413, headers={"Connection": "close"})
+
+    def _fits(self, length: str) -> bool:
+        return length.isascii() and length.isdigit() and int(length) <= self.max_body_size
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        length = Headers(scope=scope).get("content-length")
+        if length is not None and not self._fits(length):
+            await self._refusal()(scope, receive, send)
+            return
+        received, started, refused = 0, False, False
+
+        async def limited_receive() -> Message:
+            nonlocal received, refused
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.max_body_size:
+                    if not started:
+                        refused = True
+                        await self._refusal()(scope, receive, send)
+                    raise _TooLarge(f"request body over {self.max_body_size} bytes")
+            return message
+
+        async def guarded_send(message: Message) -> None:
+            nonlocal started
+            if refused:
+                return
+            started = True
+            await send(message)
+
+        try:
+            await self.app(scope, limited_receive, guarded_send)
+        except _TooLarge:
+            if not refused:  # the answer had begun: all that is left is to drop the connection
+                raise
