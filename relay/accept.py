@@ -1,26 +1,27 @@
 """The SMTP listener: sessions on the main event loop, connection caps, graceful stop.
 
 `AcceptServer` listens on `[smtp] listen` with `loop.create_server` (not
-aiosmtpd's threaded Controller) and runs one `relay.smtp_session.SmtpSession`
-per client. It counts sessions in the server, not per session: over
-`max_connections` in total, or `max_connections_per_ip` from one address, a
-client is greeted with 421 4.7.0 and closed. Connected servers (an address of
-a connection in state connected, `Registry.by_address`: memory only, as the
-node syncs the registry every second) keep `reserved_share` of
-`max_connections` for themselves: any other client (a stranger) gets 421
-4.7.0 once only that reserve is free, and at most
+aiosmtpd's threaded Controller; the kernel's accept queue is `listen_backlog`,
+not asyncio's 100, which left clients of a burst waiting for a banner) and
+runs one `relay.smtp_session.SmtpSession` per client. It counts sessions in
+the server, not per session: over `max_connections` in total, or
+`max_connections_per_ip` from one address, a client is greeted with 421 4.7.0
+and closed. Connected servers (an address of a connection in state connected,
+`Registry.by_address`: memory only, as the node syncs the registry every
+second) keep `reserved_share` of `max_connections` for themselves: any other
+client (a stranger) gets 421 4.7.0 once only that reserve is free, and at most
 `max_connections_per_stranger` sessions from one address. So idle strangers
-cannot lock the connected servers out. STARTTLS is offered when
-`tls_cert` and `tls_key` are set (TLS >= 1.2, no renegotiation: `relay.tls`);
-a certificate or key that cannot be loaded is a `ConfigError` at `start()`.
-`reload_tls()` (SIGHUP) reads both files again into a new context that every
-STARTTLS from then on uses; open sessions are not touched, and a pair that
-cannot be loaded keeps the old context, with an ERROR line naming the key.
-Mail from connected servers is DKIM-signed per `[dkim]`
-(`relay.dkim.signer_from_config`). `stop(grace)` stops listening,
-sends 421 4.3.2 to sessions that are idle or between commands, lets a DATA or
-commit in progress finish within `grace` seconds, then aborts what is left and
-waits (again up to `grace`) for commits already handed to the intake, so none is torn.
+cannot lock the connected servers out. STARTTLS is offered when `tls_cert` and
+`tls_key` are set (TLS >= 1.2, no renegotiation: `relay.tls`); a certificate
+or key that cannot be loaded is a `ConfigError` at `start()`. `reload_tls()`
+(SIGHUP) reads both files again into a new context that every STARTTLS from
+then on uses; open sessions are not touched, and a pair that cannot be loaded
+keeps the old context, with an ERROR line naming the key. Mail from connected
+servers is DKIM-signed per `[dkim]` (`relay.dkim.signer_from_config`).
+`stop(grace)` stops listening, sends 421 4.3.2 to sessions that are idle or
+between commands, lets a DATA or commit in progress finish within `grace`
+seconds, then aborts what is left and waits (again up to `grace`) for commits
+already handed to the intake, so none is torn.
 
 Every session's DATA in progress buffers its text within one
 `relay.memory_budget.MemoryBudget` of `[smtp] data_memory` bytes; a message
@@ -113,7 +114,11 @@ class AcceptServer:
         # Several worker processes share the port (the kernel spreads connections).
         shared = self.config.node.workers > 1
         self._server = await loop.create_server(
-            lambda: SmtpSession(self._services, self), host, port, reuse_port=shared
+            lambda: SmtpSession(self._services, self),
+            host,
+            port,
+            reuse_port=shared,
+            backlog=self.config.smtp.listen_backlog,
         )
         self.port = int(self._server.sockets[0].getsockname()[1])
         event(

@@ -80,7 +80,7 @@ import logging
 import ssl
 from collections.abc import Coroutine, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import aiosmtplib
 from aiosmtplib import SMTPResponse
@@ -797,6 +797,10 @@ class Deliverer:
         if polite and session.smtp.is_connected:
             self._background(self._quit(session.smtp))
         else:
+            # abort, not close: close() waits to flush text a stalled hop may never read,
+            # holding the socket and the buffered message for ever
+            if session.smtp.transport is not None:  # (uvloop's are no WriteTransport subclass)
+                cast(asyncio.WriteTransport, session.smtp.transport).abort()
             session.smtp.close()
 
     async def _quit(self, smtp: aiosmtplib.SMTP) -> None:

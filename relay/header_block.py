@@ -33,8 +33,9 @@ from email.utils import getaddresses
 
 CRLF = b"\r\n"
 WSP = b" \t"
-# Between a CRLF and a line that does not start with white space: a new field starts.
-_FIELD_START = re.compile(rb"(?<=\r\n)(?=[^ \t])")
+# A CRLF before a line that does not start with white space: a new field starts after it.
+# (A literal first, so the engine skips to each CR; a look-behind at every octet is 3x slower.)
+_FIELD_START = re.compile(rb"\r\n(?=[^ \t])")
 _DKIM_NAME = re.compile(rb"([\x21-\x7e]+?):")  # dkimpy's reading of a field name
 
 
@@ -52,7 +53,9 @@ def fields(block: bytes) -> list[bytes]:
     """The header fields of `block`, each with its continuation lines and CRLF."""
     if not block:
         return []
-    return _FIELD_START.split(block)
+    starts = [0, *(found.end() for found in _FIELD_START.finditer(block))]
+    ends = [*starts[1:], len(block)]
+    return [block[a:b] for a, b in zip(starts, ends, strict=True)]
 
 
 def field_name(field: bytes) -> str:

@@ -141,23 +141,24 @@ def _has_bare_newline(text: bytes) -> bool:
     return text.count(b"\r") != pairs or text.count(b"\n") != pairs
 
 
-LINE_WINDOW = 1 << 20  # octets of text split into lines at a time
-
-
 def _longest_line(text: bytes, max_line: int) -> int:
-    """Length of the longest line with its CRLF (exact only when it matters).
+    """The length (CRLF included) of a line over `max_line`, or 0 when there is none.
 
-    The text is split a window at a time (each cut at a CRLF), so the list of
-    lines never holds more than about LINE_WINDOW octets of copies.
+    Lines are not split out (420,000 short lines took 60 ms on the event loop):
+    the text is probed every max_line/2 octets for a newline, and only a probe
+    window without one (part of a line at least that long) is measured, so
+    the work is a few C calls per max_line/2 octets and each call is short.
+    A line over max_line holds a whole probe window, so none is missed.
     """
     if len(text) <= max_line:
-        return len(text)
-    start, size = 0, len(text)
-    while start < size:
-        cut = text.find(b"\r\n", min(start + LINE_WINDOW, size))
-        cut = size if cut < 0 else cut
-        longest = max(map(len, text[start:cut].split(b"\r\n"))) + 2
-        if longest > max_line:
-            return longest
-        start = cut + 2
+        return 0
+    half = max(1, max_line // 2)
+    for start in range(0, len(text) - half + 1, half):
+        if text.find(b"\n", start, start + half) >= 0:
+            continue
+        first = text.rfind(b"\n", 0, start) + 1
+        end = text.find(b"\n", start)
+        length = (len(text) if end < 0 else end + 1) - first
+        if length > max_line:
+            return length
     return 0

@@ -153,6 +153,13 @@ class SmtpConfig:
     max_connections: int = knob(
         2000, "Concurrent SMTP sessions in total; over it: 421 4.7.0.", lo=1, hi=1_000_000
     )
+    listen_backlog: int = knob(
+        1024,
+        "Connections the kernel queues before the listener accepts them (the system's "
+        "net.core.somaxconn caps it); a full queue leaves a client waiting for a banner.",
+        lo=16,
+        hi=65535,
+    )
     max_connections_per_ip: int = knob(
         100,
         "Concurrent SMTP sessions from one client address; over it: 421 4.7.0.",

@@ -2,8 +2,14 @@
 
 300 messages are accepted while the next hop is down and all stay queued; the
 node stops cleanly on SIGTERM; once restarted over the same spool with the
-sink listening, it is ready, then every message arrives exactly once, and
-the times are in that order.
+sink listening, it becomes ready and every message arrives exactly once.
+
+The times are each measured from the spawn, but only first <= last arrival is
+an order the node promises. `ready` is not ordered against the arrivals: the
+node's scheduler starts delivering the recovered queue before its SMTP and
+admin listeners are up (readiness is about taking traffic), and `ready` is
+when the harness's /readyz poll (every 0.1 s) saw it, while 300 messages are
+delivered in ~0.05-0.15 s.
 """
 
 from __future__ import annotations
@@ -27,7 +33,7 @@ async def test_restart_delivers_the_whole_queue() -> None:
     assert result["stop"]["exit"] == 0
     assert "300" in result["made_due"]  # what `ugem queue retry --all` said
     times = result["restart_s"]
-    assert 0 < times["ready"] <= times["last_arrival"]
+    assert times["ready"] > 0
     assert 0 < times["first_arrival"] <= times["last_arrival"]
     sink = result["sink"]
     assert (sink["unique_ids"], sink["duplicates"], sink["lost"], sink["unexpected"]) == (

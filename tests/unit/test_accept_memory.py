@@ -10,7 +10,11 @@ budget never passes its limit.
 
 from __future__ import annotations
 
+import shutil
+import subprocess
 from pathlib import Path
+
+import pytest
 
 from relay import replies
 from tests.support.connections import plain
@@ -69,3 +73,21 @@ async def test_a_client_leaving_in_data_gives_its_share_back(tmp_path: Path) -> 
         await eventually(lambda: budget.in_use > 0, 10, "DATA buffered")
         await client.close()
         await eventually(lambda: budget.in_use == 0, 10, "the share given back")
+
+
+async def test_the_listen_queue_holds_a_burst_of_connects(tmp_path: Path) -> None:
+    """The kernel's accept queue is [smtp] listen_backlog, not asyncio's default of 100.
+
+    With 100, 400 clients connecting at once left dozens waiting for a banner for ever
+    (TcpExtListenOverflows rose; found by `python -m loadtest hostile`). `ss` shows a
+    listening socket's backlog as its Send-Q.
+    """
+    ss = shutil.which("ss")
+    if ss is None:
+        pytest.skip("ss (iproute2) is not installed")
+    async with accept_server(tmp_path, [CONN], listen_backlog=700) as h:
+        out = subprocess.run(
+            [ss, "-ltnH", f"sport = :{h.port}"], capture_output=True, text=True, check=True
+        ).stdout.split()
+    somaxconn = int(Path("/proc/sys/net/core/somaxconn").read_text())
+    assert int(out[2]) == min(700, somaxconn), out

@@ -20,6 +20,7 @@ from ugem.cli import config_path
 from ugem.config import Config
 from ugem.errors import UsageError
 from ugem.log import setup
+from ugem.malloc import fix_mmap_threshold
 from ugem.supervisor import Supervisor
 
 MAX_WORKERS = 64
@@ -41,6 +42,7 @@ def run(args: argparse.Namespace, config: Config) -> int:
     from ugem.node import serve  # the wiring imports every part: only when serving
 
     setup(config.log.level, config.log.format)
+    fix_mmap_threshold()  # freed message buffers go back to the system (ugem.malloc)
     workers = config.node.workers if args.workers is None else args.workers
     if not 1 <= workers <= MAX_WORKERS:
         raise UsageError(f"--workers: {workers} is not valid; expected 1 to {MAX_WORKERS}")
