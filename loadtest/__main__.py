@@ -1,4 +1,5 @@
-"""`python -m loadtest` and `ugem-loadtest`: the run, sink, compare, idle, restart, sign commands.
+"""`python -m loadtest` and `ugem-loadtest`: the run, sink, compare, idle, restart, sign and
+hostile commands.
 
     python -m loadtest run HOST:PORT [options]     the generator (report as text or --json)
     python -m loadtest sink [--listen H:P] ...     the counting SMTP sink
@@ -6,10 +7,12 @@
     python -m loadtest idle HOST:PORT [options]    many idle sessions held; the target's memory
     python -m loadtest restart [options]           a gateway restarted over a full queue
     python -m loadtest sign [options]              DKIM signing rate: ugem, dkimpy, OpenSSL
+    python -m loadtest hostile [--only big|header|idle] [options]
+                                                   large messages, a folded header, idle strangers
 
 `main(argv)` returns the exit code: 0 done, 1 a `LoadtestError` (its message
-on stderr) or a run where every message failed, 2 bad usage, 130
-interrupted, 143 stopped by SIGTERM. Each command's options and behaviour are
+on stderr) or a run where every message failed (`hostile`: a finding), 2 bad
+usage, 130 interrupted, 143 stopped by SIGTERM. Each command's options and behaviour are
 in loadtest.commands (`sign`: loadtest.signing); `--help` on each lists them.
 """
 
@@ -27,7 +30,7 @@ def parser() -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(
         prog="ugem-loadtest",
         description="SMTP load generator, counting sink, side-by-side comparison with Postfix, "
-        "idle sessions, restart and DKIM signing benchmarks.",
+        "idle sessions, restart, DKIM signing and hostile-input benchmarks.",
     )
     sub = top.add_subparsers(dest="command", required=True, metavar="COMMAND")
     commands.add_run(sub)
@@ -36,6 +39,7 @@ def parser() -> argparse.ArgumentParser:
     commands.add_idle(sub)
     commands.add_restart(sub)
     signing.add_sign(sub)
+    commands.add_hostile(sub)
     return top
 
 

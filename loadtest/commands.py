@@ -18,6 +18,10 @@
 - `restart`: loadtest.restart's restart over a full queue; exit code 1 when
   not every accepted message arrived. SIGTERM and SIGINT stop it after
   stopping the gateway and the sink.
+- `hostile`: loadtest.hostile's hostile input (parallel large messages, a
+  folded header, idle strangers); exit code 1 when a finding says the node
+  missed a target. SIGTERM and SIGINT stop it after stopping the gateway and
+  the sink.
 Every command runs on uvloop when it is installed, unless `--no-uvloop`.
 """
 
@@ -34,7 +38,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any, TypeVar
 
-from loadtest import compare, generator, idle, restart
+from loadtest import compare, generator, hostile, idle, restart
 from loadtest.content import Template, parse_size
 from loadtest.control import ControlServer
 from loadtest.errors import UsageError
@@ -500,3 +504,114 @@ def restart_command(args: argparse.Namespace) -> int:
     result = run_loop(_cancellable(restart.restart(restart_options(args))), args.no_uvloop)
     _report(args, restart.render_json(result), restart.render_text(result))
     return 0 if result.complete() else 1
+
+
+# -- hostile --------------------------------------------------------------------------------
+
+
+def add_hostile(sub: Any) -> None:
+    p = sub.add_parser(
+        "hostile", help="hostile input: large messages, a folded header, idle strangers"
+    )
+    p.add_argument(
+        "--only",
+        choices=hostile.SCENARIOS,
+        action="append",
+        help="run this scenario (repeatable; default: big, header and idle)",
+    )
+    p.add_argument(
+        "--senders", type=positive, default=200, help="big: concurrent senders (default 200)"
+    )
+    p.add_argument(
+        "--size",
+        type=_checked(hostile.parse_bytes),
+        default=hostile.DEFAULT_SIZE,
+        help=f"big: bytes per message, or with K/M (default {hostile.DEFAULT_SIZE}: "
+        "25 MiB less 64 KiB)",
+    )
+    p.add_argument(
+        "--sample-interval",
+        type=_checked(parse_duration),
+        default=0.05,
+        help="big: how often the node's RSS is read (default 50ms)",
+    )
+    p.add_argument(
+        "--header-size",
+        type=_checked(hostile.parse_bytes),
+        default=2 * hostile.MIB,
+        help="header: bytes of the folded field (default 2M)",
+    )
+    p.add_argument(
+        "--probe-interval",
+        type=_checked(parse_duration),
+        default=0.02,
+        help="header: a banner probe this often (default 20ms)",
+    )
+    p.add_argument(
+        "--strangers", type=positive, default=3000, help="idle: idle strangers (default 3000)"
+    )
+    p.add_argument(
+        "--stranger-source",
+        type=_checked(parse_sources),
+        default=hostile.STRANGER_SOURCES,
+        help="idle: the strangers' addresses (default 127.0.1.1-127.0.1.30)",
+    )
+    p.add_argument(
+        "--server",
+        default="127.0.0.2",
+        help="idle: the connected server that sends while they are held (default 127.0.0.2)",
+    )
+    p.add_argument(
+        "--hold",
+        type=_checked(parse_duration),
+        default=5.0,
+        help="idle: how long the strangers are held (default 5s)",
+    )
+    p.add_argument(
+        "--timeout",
+        type=_checked(parse_duration),
+        default=300.0,
+        help="time limit of each scenario's clients (default 300s)",
+    )
+    p.add_argument("--workers", type=positive, help="passed to ugem serve --workers")
+    p.add_argument(
+        "--ugem-set",
+        action="append",
+        default=[],
+        metavar="SECTION.KEY=VALUE",
+        help="a gateway config setting (repeatable)",
+    )
+    p.add_argument("--workdir", type=Path, help="work directory (default: a new temporary one)")
+    p.add_argument("--keep", action="store_true", help="keep the work directory (logs, spools)")
+    p.add_argument("--json", action="store_true", help="the result as JSON")
+    _common(p)
+    p.set_defaults(handler=hostile_command)
+
+
+def hostile_options(args: argparse.Namespace) -> hostile.HostileOptions:
+    only = tuple(name for name in hostile.SCENARIOS if name in (args.only or hostile.SCENARIOS))
+    options = hostile.HostileOptions(
+        only=only,
+        senders=args.senders,
+        size=args.size,
+        sample_interval=args.sample_interval,
+        header_size=args.header_size,
+        probe_interval=args.probe_interval,
+        strangers=args.strangers,
+        stranger_sources=args.stranger_source,
+        server=args.server,
+        hold=args.hold,
+        timeout=args.timeout,
+        workers=args.workers,
+        ugem_overrides=parse_overrides(args.ugem_set),
+        workdir=args.workdir,
+        keep=args.keep,
+    )
+    options.check()
+    return options
+
+
+def hostile_command(args: argparse.Namespace) -> int:
+    result = run_loop(_cancellable(hostile.hostile(hostile_options(args))), args.no_uvloop)
+    _report(args, hostile.render_json(result), hostile.render_text(result))
+    return 1 if hostile.findings(result) else 0

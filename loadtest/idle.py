@@ -26,7 +26,7 @@ import ipaddress
 import resource
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -269,8 +269,16 @@ async def _greeting(reader: asyncio.StreamReader) -> int:
 Sampler = Callable[[int], MemorySample]
 
 
-async def hold_idle(options: IdleOptions, memory: Sampler = sample) -> IdleReport:
-    """Open, hold and close the sessions; see the module docstring."""
+async def hold_idle(
+    options: IdleOptions,
+    memory: Sampler = sample,
+    while_held: Callable[[], Awaitable[object]] | None = None,
+) -> IdleReport:
+    """Open, hold and close the sessions; see the module docstring.
+
+    `while_held`, when given, is awaited once every session is settled, at the start of
+    the hold; the hold then lasts `options.hold` or until it returns, whichever is later.
+    """
     options.check()
     ensure_open_files(options.connections + SPARE_FILES)
     pid = options.pid
@@ -281,7 +289,10 @@ async def hold_idle(options: IdleOptions, memory: Sampler = sample) -> IdleRepor
     try:
         await state.all_settled.wait()
         open_seconds = time.monotonic() - started
-        await asyncio.sleep(options.hold)
+        if while_held is None:
+            await asyncio.sleep(options.hold)
+        else:
+            await asyncio.gather(asyncio.sleep(options.hold), while_held())
         held = memory(pid) if pid is not None else None
     finally:
         state.release.set()
