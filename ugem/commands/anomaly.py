@@ -1,4 +1,4 @@
-"""`ugem anomaly replay|evaluate`: run the detector over a recorded or synthetic trace.
+"""`ugem anomaly replay|evaluate|simulate`: run the detector over a trace, or make one.
 
 `replay TRACE` prints one JSON object a line per action, in trace time, as
 ../shared/anomaly/TRACE-FORMAT.md specifies, and on stderr the number of
@@ -8,12 +8,16 @@ LABELS` replays and prints the score (per incident, false suspensions,
 totals) as JSON. `--jobs N` splits the connections across N processes
 (default: the cores available); the actions are the same for any N. A trace
 or labels file that cannot be read exits 2 with the reason (UsageError).
+`simulate --out PREFIX` writes a labelled synthetic trace, PREFIX.jsonl.gz and
+PREFIX.labels.json (anomaly.simulate), the same bytes for the same options;
+an option out of its bounds exits 2 naming it and what is allowed.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import datetime as dt
 import gc
 import json
 import os
@@ -24,8 +28,17 @@ from pathlib import Path
 
 from anomaly.evaluate import load_labels, report, score
 from anomaly.replay import action_line, default_jobs, replay_file
+from anomaly.simulate import (
+    DEFAULT_PER_WEEK,
+    DEFAULT_START,
+    KIND_NAMES,
+    SimOptions,
+    simulate,
+    split_kinds,
+)
 from anomaly.trace import TraceStats, read_trace
 from ugem.config import Config
+from ugem.errors import UsageError
 
 
 def _jobs(text: str) -> int:
@@ -58,6 +71,44 @@ def register(
             metavar="N",
             help="processes to split the connections across (default: the cores, %(default)s)",
         )
+    _register_simulate(cmds, common)
+
+
+def _register_simulate(
+    cmds: argparse._SubParsersAction[argparse.ArgumentParser], common: argparse.ArgumentParser
+) -> None:
+    sim = cmds.add_parser(
+        "simulate",
+        parents=[common],
+        help="write a labelled synthetic trace (normal and abuse)",
+        epilog=f"kinds of abuse: {', '.join(KIND_NAMES)}",
+    )
+    sim.add_argument(
+        "--out",
+        required=True,
+        type=Path,
+        metavar="PREFIX",
+        help="writes PREFIX.jsonl.gz and PREFIX.labels.json",
+    )
+    sim.add_argument("--seed", default="1", metavar="N", help="0 or more (default 1)")
+    sim.add_argument("--connections", default="60", metavar="C", help="1 .. 2000 (default 60)")
+    sim.add_argument("--days", default="7", metavar="D", help="1 .. 120 (default 7)")
+    sim.add_argument(
+        "--start",
+        default=DEFAULT_START.isoformat(),
+        metavar="YYYY-MM-DD",
+        help="the first day, Asia/Almaty (default %(default)s)",
+    )
+    sim.add_argument("--kinds", metavar="K1,K2", help="only these kinds of abuse")
+    sim.add_argument("--exclude-kinds", metavar="K1,K2", help="every kind of abuse but these")
+    sim.add_argument(
+        "--incidents-per-week",
+        default=str(DEFAULT_PER_WEEK),
+        metavar="X",
+        help="incidents a week per 100 connections (default %(default)s)",
+    )
+    sim.add_argument("--no-abuse", action="store_true", help="normal traffic only")
+    sim.set_defaults(handler=simulate_trace)
 
 
 def _cpu_seconds() -> float:
@@ -100,6 +151,52 @@ def replay_trace(args: argparse.Namespace, config: Config) -> int:
 
 def _per(events: int, seconds: float) -> str:
     return f"{events / seconds:,.0f}" if seconds > 0 else "-"
+
+
+def _number(text: str, option: str, kind: type[int] | type[float]) -> float:
+    try:
+        value = kind(text)
+    except ValueError:
+        what = "a whole number" if kind is int else "a number"
+        raise UsageError(f"{option}: {text!r} is not {what}") from None
+    if value != value or value in (float("inf"), float("-inf")):
+        raise UsageError(f"{option}: {text!r} is not a finite number")
+    return value
+
+
+def simulate_options(args: argparse.Namespace) -> SimOptions:
+    """The options of `simulate` as typed, checked (UsageError naming the option)."""
+    try:
+        start = dt.date.fromisoformat(args.start)
+    except ValueError:
+        raise UsageError(f"--start: {args.start!r} is not a date YYYY-MM-DD") from None
+    kinds = KIND_NAMES if args.kinds is None else split_kinds(args.kinds, "--kinds")
+    excluded = args.exclude_kinds
+    exclude = () if excluded is None else split_kinds(excluded, "--exclude-kinds")
+    options = SimOptions(
+        seed=int(_number(args.seed, "--seed", int)),
+        connections=int(_number(args.connections, "--connections", int)),
+        days=int(_number(args.days, "--days", int)),
+        start=start,
+        kinds=kinds,
+        exclude=exclude,
+        per_week=_number(args.incidents_per_week, "--incidents-per-week", float),
+        abuse=not args.no_abuse,
+    )
+    options.check()
+    return options
+
+
+def simulate_trace(args: argparse.Namespace, config: Config) -> int:
+    options = simulate_options(args)
+    with _batch_memory():
+        summary = simulate(options, args.out)
+    print(
+        f"{summary.trace}: {summary.events} events of {summary.connections} connections"
+        f" over {summary.days} days; {summary.labels}: {summary.incidents} incidents;"
+        f" {summary.seconds:.1f} s"
+    )
+    return 0
 
 
 def evaluate_trace(args: argparse.Namespace, config: Config) -> int:
