@@ -162,6 +162,22 @@ class Baseline:
             raise ValueError(f"not a baseline's state: {exc!r}") from exc
         return baseline
 
+    def expected_between(self, start: float, end: float) -> float:
+        """Recipients usually sent from `start` to `end` (at most a day of it), 0 when cold.
+
+        The sum, hour by hour, of the usual per 5-minute block times the blocks of
+        that hour in the span: what a server that was down then should have sent.
+        """
+        end = min(end, start + 86_400.0)
+        total, ts = 0.0, start
+        while ts < end:
+            upto = min(end, (ts // 3600 + 1) * 3600)
+            mean, _, warm = self.expected(ts)
+            if warm:
+                total += mean * (upto - ts) / BLOCK_S
+            ts = upto
+        return total
+
     def expected(self, ts: float) -> tuple[float, float, bool]:
         """(usual recipients per 5 min, spread, warm) at the time of `ts`."""
         self._learn()

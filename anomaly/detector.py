@@ -13,6 +13,11 @@ connection's usual for this time of week (baseline.py), recipients bouncing
 as unknown, null-sender mail (backscatter), senders never seen before from
 this connection (an open relay, a spammer rotating addresses), one
 sender→recipient pair repeating (a mail loop); or one of them overwhelming.
+A backlog is not abuse: after a silence of `SILENCE_S` at hours the
+connection usually sends (its server was down), the recipients it usually
+sends in that time are expected within `CATCH_UP_S` of its return, and
+until they have come neither volume nor a repeated pair counts (the queued
+alerts of a monitoring system repeat one pair); the other findings do.
 The reason is written for a person. Checks run at most every `CHECK_S`
 seconds of trace time per connection, once enough new traffic came in; a
 check first asks whether any evidence but volume could be there at all (the
@@ -41,6 +46,8 @@ NULL_TESTS = ((8, 0.5), (20, 0.3))  # null-sender messages
 NEW_SENDER_TESTS = ((6, 0.4), (15, 0.3))  # messages from senders never seen before
 LOOP_PAIRS = 15  # messages of one sender->recipient pair in a 5-min block
 OVERWHELMING_PAIRS = 30
+SILENCE_S = 900.0  # a silence after which the first traffic may be a backlog
+CATCH_UP_S = 1800.0  # how long a backlog may take to arrive
 _LEAST_INVALID = min(least for least, _ in INVALID_TESTS)
 _LEAST_NULL = min(least for least, _ in NULL_TESTS)
 _LEAST_NEW = min(least for least, _ in NEW_SENDER_TESTS)
@@ -55,7 +62,16 @@ class Verdict:
 
 
 class _Conn:
-    __slots__ = ("baseline", "features", "last_check", "pending", "suspended")
+    __slots__ = (
+        "baseline",
+        "catch_up",
+        "catch_up_until",
+        "features",
+        "last_accepted",
+        "last_check",
+        "pending",
+        "suspended",
+    )
 
     def __init__(self, ts: float) -> None:
         self.features = Features(ts)
@@ -63,6 +79,25 @@ class _Conn:
         self.last_check = ts - CHECK_S
         self.pending = 0
         self.suspended = False
+        self.last_accepted = ts
+        self.catch_up = 0.0  # recipients of a backlog still expected after a silence
+        self.catch_up_until = 0.0
+
+    def note_accepted(self, ts: float, rcpts: int) -> None:
+        """After a silence at hours the connection usually sends, expect its backlog: the
+        recipients it usually sends in that time, within CATCH_UP_S of its return."""
+        gap = ts - self.last_accepted
+        self.last_accepted = ts
+        if gap >= SILENCE_S:
+            missed = self.baseline.expected_between(ts - gap, ts)
+            if missed >= VOLUME_FLOOR:
+                self.catch_up, self.catch_up_until = missed, ts + CATCH_UP_S
+        if self.catch_up > 0:
+            self.catch_up = max(0.0, self.catch_up - rcpts) if ts < self.catch_up_until else 0.0
+
+    def catching_up(self, ts: float) -> bool:
+        """Whether a backlog after a silence is still arriving."""
+        return self.catch_up > 0 and ts < self.catch_up_until
 
 
 class Evidence(NamedTuple):
@@ -113,6 +148,7 @@ class Detector:
             return None
         conn.features.accepted(ts, sender, rcpts)
         n = len(rcpts)
+        conn.note_accepted(ts, n)
         if conn.suspended:  # counted, but abnormal traffic is not learned as normal
             conn.baseline.skip(ts)
             return None
@@ -144,7 +180,7 @@ class Detector:
         conn.pending, conn.last_check = 0, ts
         if not could_signal(conn.features):
             return None
-        evidence = examine(conn.features, conn.baseline, ts)
+        evidence = examine(conn.features, conn.baseline, ts, conn.catching_up(ts))
         if not evidence.suspend:
             return None
         conn.suspended = True
@@ -164,17 +200,22 @@ def could_signal(features: Features) -> bool:
     )
 
 
-def examine(features: Features, baseline: Baseline, ts: float) -> Evidence:
+def examine(
+    features: Features, baseline: Baseline, ts: float, catching_up: bool = False
+) -> Evidence:
     """The evidence against one connection at `ts`. Volume is looked at only beside another
-    finding: alone it never suspends (and an overwhelming finding is a finding too)."""
+    finding: alone it never suspends (and an overwhelming finding is a finding too). While
+    a backlog is `catching_up` after a silence, neither its volume nor a repeated pair (the
+    queued alerts of a monitoring system) is evidence: the other findings still are."""
     w5, w60 = features.window(5), features.window(60)
-    found = (_invalid(w5, w60), _null(w5, w60), _new_senders(w5, w60), _loop(features))
+    loop = None if catching_up else _loop(features)
+    found = (_invalid(w5, w60), _null(w5, w60), _new_senders(w5, w60), loop)
     signals = tuple(s for s in found if s)
     if not signals:
         return Evidence(None, (), False)
-    volume = _volume(w5, baseline, ts, features)
-    overwhelming = (w5.invalid >= 30 and w5.invalid_ratio >= 0.35) or features.top_pair_reaches(
-        OVERWHELMING_PAIRS
+    volume = None if catching_up else _volume(w5, baseline, ts, features)
+    overwhelming = (w5.invalid >= 30 and w5.invalid_ratio >= 0.35) or (
+        not catching_up and features.top_pair_reaches(OVERWHELMING_PAIRS)
     )
     return Evidence(volume, signals, overwhelming)
 
