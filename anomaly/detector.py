@@ -5,24 +5,26 @@ event time, never the wall clock) and return a `Verdict` when the connection
 should be suspended, else None; a connection it suspended is not judged from
 then on (`resume` forgets that), and not even counted unless the detector
 keeps counting (`keep_counting`, as a live node's does). `traffic(c)` shows a
-connection's features and baseline; `baselines()` and `restore(...)` carry
-the learned baselines across a restart. Volume alone never suspends: a planned
+connection's features and baseline; `baselines()` and `restore(...)` carry the
+learned baselines across a restart. Volume alone never suspends: a planned
 newsletter, a reporting-day surge or a backlog after an outage are big but
 clean. A suspension needs two kinds of evidence among: volume far above the
-connection's usual for this time of week (baseline.py), recipients bouncing
-as unknown, null-sender mail (backscatter), senders never seen before from
-this connection (an open relay, a spammer rotating addresses), one
-sender→recipient pair repeating (a mail loop); or one of them overwhelming.
-A backlog is not abuse: after a silence of `SILENCE_S` at hours the
-connection usually sends (its server was down), the recipients it usually
-sends in that time are expected within `CATCH_UP_S` of its return, and
-until they have come neither volume nor a repeated pair counts (the queued
-alerts of a monitoring system repeat one pair); the other findings do.
-The reason is written for a person. Checks run at most every `CHECK_S`
-seconds of trace time per connection, once enough new traffic came in; a
-check first asks whether any evidence but volume could be there at all (the
-last hour's counts against the smallest threshold of each finding) and looks
-closer only then. Nothing here raises on well-formed events.
+connection's usual for this time of week (baseline.py), recipients bouncing as
+unknown, null-sender mail (backscatter), senders never seen before from this
+connection (an open relay, a spammer rotating addresses), one sender→recipient
+pair repeating (a mail loop); or one of them overwhelming. A backlog is not
+abuse: after one of its servers was silent for `SILENCE_S` at hours the
+connection usually sends (that server was down), that server's share of what
+the connection usually sends in that time is expected within `CATCH_UP_S` of
+its return; until it has come neither volume nor a repeated pair counts (the
+queued alerts of a monitoring system repeat one pair), then its pairs are
+counted afresh and its volume counts once it has left the 5-minute window; the
+other findings always count. The reason is written for a person. Checks run at
+most every `CHECK_S` seconds of trace time per connection, once enough new
+traffic came in; a check first asks whether any evidence but volume could be
+there at all (the last hour's counts against the smallest threshold of each
+finding) and looks closer only then. Nothing here raises on well-formed
+events.
 """
 
 from __future__ import annotations
@@ -48,6 +50,10 @@ LOOP_PAIRS = 15  # messages of one sender->recipient pair in a 5-min block
 OVERWHELMING_PAIRS = 30
 SILENCE_S = 900.0  # a silence after which the first traffic may be a backlog
 CATCH_UP_S = 1800.0  # how long a backlog may take to arrive
+WINDOW_S = 300.0  # the window a backlog's volume and repeated pairs are counted in
+BACKLOG_SPREADS = 0.0  # a silent server may have queued its usual mean plus this many spreads
+BACKLOG_FLOOR = float(VOLUME_FLOOR)  # recipients a silence must miss to be an outage
+NO_BACKLOG, ARRIVING, IN_WINDOW = range(3)
 _LEAST_INVALID = min(least for least, _ in INVALID_TESTS)
 _LEAST_NULL = min(least for least, _ in NULL_TESTS)
 _LEAST_NEW = min(least for least, _ in NEW_SENDER_TESTS)
@@ -67,9 +73,10 @@ class _Conn:
         "catch_up",
         "catch_up_until",
         "features",
-        "last_accepted",
         "last_check",
         "pending",
+        "rcpts",
+        "servers",
         "suspended",
     )
 
@@ -79,25 +86,41 @@ class _Conn:
         self.last_check = ts - CHECK_S
         self.pending = 0
         self.suspended = False
-        self.last_accepted = ts
+        self.rcpts = 0  # recipients accepted since it was first seen
+        self.servers: dict[str, list[float]] = {}  # ip -> [last accepted, recipients]
         self.catch_up = 0.0  # recipients of a backlog still expected after a silence
-        self.catch_up_until = 0.0
+        self.catch_up_until = 0.0  # when the backlog stops counting (see `backlog`)
 
-    def note_accepted(self, ts: float, rcpts: int) -> None:
-        """After a silence at hours the connection usually sends, expect its backlog: the
-        recipients it usually sends in that time, within CATCH_UP_S of its return."""
-        gap = ts - self.last_accepted
-        self.last_accepted = ts
+    def note_accepted(self, ts: float, ip: str, rcpts: int) -> None:
+        """After one of its servers was silent at hours the connection usually sends, expect
+        that server's backlog: its share of what the connection usually sends in that
+        time, within CATCH_UP_S of its return (the other servers may have gone on). Once
+        the whole backlog came, its pairs are forgotten (a loop must start afresh) and
+        its volume stays in the 5-minute window for WINDOW_S more."""
+        server = self.servers.get(ip)
+        if server is None:
+            server = self.servers[ip] = [ts, 0.0]
+        gap, share = ts - server[0], server[1] / self.rcpts if self.rcpts else 1.0
+        server[0] = ts
+        server[1] += rcpts
+        self.rcpts += rcpts
         if gap >= SILENCE_S:
-            missed = self.baseline.expected_between(ts - gap, ts)
-            if missed >= VOLUME_FLOOR:
-                self.catch_up, self.catch_up_until = missed, ts + CATCH_UP_S
-        if self.catch_up > 0:
-            self.catch_up = max(0.0, self.catch_up - rcpts) if ts < self.catch_up_until else 0.0
+            missed = share * self.baseline.expected_between(ts - gap, ts, BACKLOG_SPREADS)
+            if missed >= BACKLOG_FLOOR:
+                self.catch_up = (self.catch_up if self.backlog(ts) == ARRIVING else 0.0) + missed
+                self.catch_up_until = ts + CATCH_UP_S
+        if self.catch_up > 0 and ts < self.catch_up_until:
+            self.catch_up -= rcpts
+            if self.catch_up <= 0:  # the whole backlog came
+                self.catch_up, self.catch_up_until = 0.0, ts + WINDOW_S
+                self.features.forget_pairs()
 
-    def catching_up(self, ts: float) -> bool:
-        """Whether a backlog after a silence is still arriving."""
-        return self.catch_up > 0 and ts < self.catch_up_until
+    def backlog(self, ts: float) -> int:
+        """NO_BACKLOG, ARRIVING (still expected after a silence) or IN_WINDOW (it came, and
+        is still in the 5-minute window)."""
+        if ts >= self.catch_up_until:
+            return NO_BACKLOG
+        return ARRIVING if self.catch_up > 0 else IN_WINDOW
 
 
 class Evidence(NamedTuple):
@@ -142,13 +165,16 @@ class Detector:
         """Baselines learned before (`baselines()`), taken up at each connection's next event."""
         self._saved.update((c, s) for c, s in states.items() if c not in self._conns)
 
-    def accepted(self, ts: float, connection: str, sender: str, rcpts: list[str]) -> Verdict | None:
+    def accepted(
+        self, ts: float, connection: str, sender: str, rcpts: list[str], ip: str = ""
+    ) -> Verdict | None:
+        """One message taken from the connection's server `ip` ("" when unknown)."""
         conn = self._conns.get(connection) or self._open(connection, ts)
         if conn.suspended and not self._keep_counting:
             return None
         conn.features.accepted(ts, sender, rcpts)
         n = len(rcpts)
-        conn.note_accepted(ts, n)
+        conn.note_accepted(ts, ip, n)
         if conn.suspended:  # counted, but abnormal traffic is not learned as normal
             conn.baseline.skip(ts)
             return None
@@ -180,7 +206,7 @@ class Detector:
         conn.pending, conn.last_check = 0, ts
         if not could_signal(conn.features):
             return None
-        evidence = examine(conn.features, conn.baseline, ts, conn.catching_up(ts))
+        evidence = examine(conn.features, conn.baseline, ts, conn.backlog(ts))
         if not evidence.suspend:
             return None
         conn.suspended = True
@@ -201,21 +227,22 @@ def could_signal(features: Features) -> bool:
 
 
 def examine(
-    features: Features, baseline: Baseline, ts: float, catching_up: bool = False
+    features: Features, baseline: Baseline, ts: float, backlog: int = NO_BACKLOG
 ) -> Evidence:
     """The evidence against one connection at `ts`. Volume is looked at only beside another
     finding: alone it never suspends (and an overwhelming finding is a finding too). While
-    a backlog is `catching_up` after a silence, neither its volume nor a repeated pair (the
-    queued alerts of a monitoring system) is evidence: the other findings still are."""
+    a backlog is ARRIVING after a silence, neither its volume nor a repeated pair (the
+    queued alerts of a monitoring system) is evidence; while it is IN_WINDOW, its volume
+    is not. The other findings always are."""
     w5, w60 = features.window(5), features.window(60)
-    loop = None if catching_up else _loop(features)
+    loop = None if backlog == ARRIVING else _loop(features)
     found = (_invalid(w5, w60), _null(w5, w60), _new_senders(w5, w60), loop)
     signals = tuple(s for s in found if s)
     if not signals:
         return Evidence(None, (), False)
-    volume = None if catching_up else _volume(w5, baseline, ts, features)
+    volume = None if backlog != NO_BACKLOG else _volume(w5, baseline, ts, features)
     overwhelming = (w5.invalid >= 30 and w5.invalid_ratio >= 0.35) or (
-        not catching_up and features.top_pair_reaches(OVERWHELMING_PAIRS)
+        backlog != ARRIVING and features.top_pair_reaches(OVERWHELMING_PAIRS)
     )
     return Evidence(volume, signals, overwhelming)
 

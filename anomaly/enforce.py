@@ -204,7 +204,7 @@ class Enforcer:
         self._metrics.detector_events.inc()
         conn_id = ev.connection
         if isinstance(ev, Accepted):
-            verdict = self.detector.accepted(ev.ts, conn_id, ev.sender, list(ev.rcpts))
+            verdict = self.detector.accepted(ev.ts, conn_id, ev.sender, list(ev.rcpts), ev.ip)
         else:
             verdict = self.detector.outcome(ev.ts, conn_id, OUTCOME_KINDS[ev.event], ev.code)
         if verdict is None and self._watch and (watch := self._watch.get(conn_id)) is not None:

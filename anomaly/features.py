@@ -161,6 +161,11 @@ class Features:
         elif kind == DEFERRED:
             totals[DEFER] += 1
 
+    def forget_pairs(self) -> None:
+        """Count the current 5-minute block's pairs afresh from the next message on (what
+        came before was a backlog after an outage, not a loop)."""
+        self._new_block()
+
     @property
     def top_pair(self) -> int:
         """Most messages of one sender->recipient pair in the 5-min block of the last message."""

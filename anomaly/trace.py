@@ -4,13 +4,13 @@
 `.jsonl.gz` file, in file order, without loading the file: `Accepted` for a
 message taken, an `Outcome` (`Delivered`, `Deferred` or `Bounced`, its `kind`
 DELIVERED, DEFERRED or BOUNCED) for one delivery attempt to one recipient.
-`read_blocks(path)` yields the same records a list per block of lines.
-A record holds what the detector and the scorer use: `ip`, `rcpt`, `size` and
-unknown fields are not read. A line with an unknown `event` is skipped, with
-one warning per event name and a count in `TraceStats`. A line that is not
-JSON, lacks a field the record holds or has one of the wrong type raises
-`UsageError` naming the file and line; a file that cannot be read or
-decompressed raises `UsageError` too.
+`read_blocks(path)` yields the same records a list per block of lines. A
+record holds what the detector and the scorer use: `rcpt`, `size` and unknown
+fields are not read (`ip` is, for an accepted message). A line with an unknown
+`event` is skipped, with one warning per event name and a count in
+`TraceStats`. A line that is not JSON, lacks a field the record holds or has
+one of the wrong type raises `UsageError` naming the file and line; a file
+that cannot be read or decompressed raises `UsageError` too.
 
 Speed: a gzipped file is inflated by ISA-L (isal, zlib's format, about three
 times zlib's speed); a block of about 16 KB of lines is decoded by one msgspec
@@ -49,6 +49,7 @@ class Accepted(msgspec.Struct, tag_field="event", tag="accepted", gc=False):
     connection: str
     sender: str
     rcpts: list[str]
+    ip: str = ""  # the connected server's address (a backlog is one server's)
 
 
 class Outcome(msgspec.Struct, tag_field="event", gc=False):

@@ -293,7 +293,9 @@ class EagerDetector(SpyDetector):
         super().__init__()
         self.held: set[str] = set()
 
-    def accepted(self, ts: float, connection: str, sender: str, rcpts: list[str]) -> Verdict | None:
+    def accepted(
+        self, ts: float, connection: str, sender: str, rcpts: list[str], ip: str = ""
+    ) -> Verdict | None:
         if connection in self.held:
             return None
         self.held.add(connection)

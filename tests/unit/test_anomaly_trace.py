@@ -50,7 +50,10 @@ def test_reads_events_and_skips_unknown_with_a_warning(
     stats = TraceStats()
     with caplog.at_level(logging.WARNING):
         events = list(read_trace(path, stats))
-    assert events == [Accepted(1.5, "x.kz", "", ["a@y.kz", "b@z.kz"]), Deferred(3, "x.kz", 451)]
+    assert events == [
+        Accepted(1.5, "x.kz", "", ["a@y.kz", "b@z.kz"], "10.0.0.1"),
+        Deferred(3, "x.kz", 451),
+    ]
     assert isinstance(events[1], Deferred) and events[1].kind == DEFERRED
     assert stats.skipped == {"greylisted": 1} and stats.events == 3
     warnings = [r for r in caplog.records if r.getMessage() == "trace_unknown_event"]
