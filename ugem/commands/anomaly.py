@@ -11,6 +11,8 @@ or labels file that cannot be read exits 2 with the reason (UsageError).
 `simulate --out PREFIX` writes a labelled synthetic trace, PREFIX.jsonl.gz and
 PREFIX.labels.json (anomaly.simulate), the same bytes for the same options;
 an option out of its bounds exits 2 naming it and what is allowed.
+`protocol` (ugem/commands/anomaly_protocol.py) judges the detector on the
+fixed seed sets of anomaly/protocol.py.
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ from anomaly.simulate import (
     split_kinds,
 )
 from anomaly.trace import TraceStats, read_trace
+from ugem.commands.anomaly_protocol import register_protocol
 from ugem.config import Config
 from ugem.errors import UsageError
 
@@ -72,6 +75,7 @@ def register(
             help="processes to split the connections across (default: the cores, %(default)s)",
         )
     _register_simulate(cmds, common)
+    register_protocol(cmds, common, _jobs)
 
 
 def _register_simulate(
