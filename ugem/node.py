@@ -45,6 +45,7 @@ from ugem import workdays
 from ugem.clock import Clock, SystemClock
 from ugem.config import Config, parse_hostport
 from ugem.events import EventBus
+from ugem.fd_limit import fd_needed, raise_fd_limit
 from ugem.log import event
 from ugem.metrics import Metrics
 from ugem.registry import Registry
@@ -111,10 +112,26 @@ class Node:
             admin=self.config.admin.listen if self.config.admin.enabled else "off",
         )
 
+    def _check_fd_limit(self) -> None:
+        """Raise the open-files limit to what the caps need; one WARNING when it falls short."""
+        limit = raise_fd_limit(fd_needed(self.config))
+        if limit.short:
+            event(
+                log,
+                "fd_limit_short",
+                logging.WARNING,
+                need=limit.need,
+                soft=limit.soft,
+                hard=limit.hard,
+                advice="raise the hard limit (ulimit -Hn, LimitNOFILE=) "
+                "or lower [smtp] max_connections",
+            )
+
     async def _start_parts(self) -> None:
         cfg, clock = self.config, self.clock
         notices = notice_settings(cfg)
         notices.templates.check()  # a broken template stops the start, not a decision
+        self._check_fd_limit()
         cfg.data_path.mkdir(parents=True, exist_ok=True)
         # The detector and the applications ask the working-day calendar; its first
         # question would import `holidays`' country data on the event loop (~0.2 s).
