@@ -337,19 +337,24 @@ def add_compare(sub: Any) -> None:
 
 
 def _gateway_run(p: argparse.ArgumentParser) -> None:
-    """The options of every command that runs the gateway itself (compare, restart)."""
+    """The options of every command that runs the gateway and waits for arrivals."""
+    p.add_argument(
+        "--stall",
+        type=_checked(parse_duration),
+        default=30.0,
+        help="stop waiting for arrivals after this long without one (default 30s)",
+    )
+    _gateway_setup(p)
+
+
+def _gateway_setup(p: argparse.ArgumentParser) -> None:
+    """The options of every command that runs the gateway itself (compare, restart, hostile)."""
     p.add_argument(
         "--ugem-set",
         action="append",
         default=[],
         metavar="SECTION.KEY=VALUE",
         help="a gateway config setting (repeatable)",
-    )
-    p.add_argument(
-        "--stall",
-        type=_checked(parse_duration),
-        default=30.0,
-        help="stop waiting for arrivals after this long without one (default 30s)",
     )
     p.add_argument("--workdir", type=Path, help="work directory (default: a new temporary one)")
     p.add_argument("--keep", action="store_true", help="keep the work directory (logs, queues)")
@@ -574,17 +579,7 @@ def add_hostile(sub: Any) -> None:
         help="time limit of each scenario's clients (default 300s)",
     )
     p.add_argument("--workers", type=positive, help="passed to ugem serve --workers")
-    p.add_argument(
-        "--ugem-set",
-        action="append",
-        default=[],
-        metavar="SECTION.KEY=VALUE",
-        help="a gateway config setting (repeatable)",
-    )
-    p.add_argument("--workdir", type=Path, help="work directory (default: a new temporary one)")
-    p.add_argument("--keep", action="store_true", help="keep the work directory (logs, spools)")
-    p.add_argument("--json", action="store_true", help="the result as JSON")
-    _common(p)
+    _gateway_setup(p)
     p.set_defaults(handler=hostile_command)
 
 

@@ -12,28 +12,14 @@ arrives exactly once.
 from __future__ import annotations
 
 import asyncio
-import smtplib
 from collections import Counter
 from pathlib import Path
 
-from tests.integration.test_full_disk_never_duplicates import readiness, subjects
-from tests.support.clients import message
+from tests.integration.test_full_disk_never_duplicates import data_reply, readiness, subjects
 from tests.support.fsync_fault import fsync_fault_library
-from tests.support.node import NodeProcess, node_relaying_to, smtp_address
+from tests.support.node import NodeProcess, node_relaying_to
 from tests.support.sink import Sink
 from tests.support.waiting import eventually
-from ugem.config import Config
-
-
-def try_send(config: Config, subject: str) -> int:
-    host, port = smtp_address(config)
-    data = message("a@mdai.gov.kz", "x@example.org", subject)
-    with smtplib.SMTP(host, port, source_address=("127.0.0.2", 0), timeout=10) as client:
-        try:
-            client.sendmail("a@mdai.gov.kz", ["x@example.org"], data)
-        except smtplib.SMTPDataError as exc:
-            return exc.smtp_code
-    return 250
 
 
 async def test_failing_fsync_acknowledges_nothing_and_says_so(tmp_path: Path, sink: Sink) -> None:
@@ -45,14 +31,14 @@ async def test_failing_fsync_acknowledges_nothing_and_says_so(tmp_path: Path, si
     node.start()
     try:
         await node.wait_ready()
-        assert await asyncio.to_thread(try_send, config, "before") == 250
+        assert await asyncio.to_thread(data_reply, config, "before") == 250
         trigger.touch()
-        codes = [await asyncio.to_thread(try_send, config, f"during {n}") for n in range(3)]
+        codes = [await asyncio.to_thread(data_reply, config, f"during {n}") for n in range(3)]
         assert codes == [451, 451, 451]
         status, reason = readiness(node)
         assert status == 503 and "spool" in reason, reason
         trigger.unlink()
-        assert await asyncio.to_thread(try_send, config, "after") == 250
+        assert await asyncio.to_thread(data_reply, config, "after") == 250
         await eventually(lambda: readiness(node)[0] == 200, 10, "/readyz 200 again")
         await sink.wait_until(lambda: {"before", "after"} <= set(subjects(sink)), 15, "mail")
         counts: Counter[str] = subjects(sink)

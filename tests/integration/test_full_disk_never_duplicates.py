@@ -40,10 +40,10 @@ def readiness(node: NodeProcess) -> tuple[int, str]:
         return 0, str(exc)
 
 
-def data_reply(config: Config) -> int:
+def data_reply(config: Config, subject: str = "while full") -> int:
     """The code of the reply to one message sent from the connected server."""
     host, port = smtp_address(config)
-    data = message("a@mdai.gov.kz", "x@example.org", "while full")
+    data = message("a@mdai.gov.kz", "x@example.org", subject)
     with smtplib.SMTP(host, port, source_address=("127.0.0.2", 0), timeout=10) as client:
         try:
             client.sendmail("a@mdai.gov.kz", ["x@example.org"], data)
