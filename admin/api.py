@@ -1,8 +1,9 @@
 """The /v1/ API: the services it serves and the router that mounts one module per resource.
 
 `Services` is what the node wiring (or a test) hands to `create_app`; every
-route module gets its service and the `Authority` that checks tokens and
-roles. The errors of the services are mapped to HTTP in `admin.errors`.
+route module gets its service and the `Authority` that checks roles (the token
+was checked by `admin.auth.AuthGate`). The errors of the services are mapped
+to HTTP in `admin.errors`.
 """
 
 from dataclasses import dataclass
@@ -75,7 +76,7 @@ def build_services(
 
 
 def api_router(services: Services) -> APIRouter:
-    auth = Authority(services.tokens)
+    auth = Authority()
     api = APIRouter(prefix="/v1", responses=ERRORS)
     api.include_router(connections.router(services.connections, auth))
     api.include_router(queue.router(services.queue, auth))

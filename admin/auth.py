@@ -3,14 +3,14 @@
 `AuthGate` is pure ASGI middleware in front of the app: every request under
 `/v1/` is authenticated from its headers alone, before a byte of its body is
 read or parsed. No (or a malformed) `Authorization: Bearer` header answers
-401, a token that is unknown or revoked answers 401 (with
-`Connection: close`, so an unread body is never read), a store that cannot
-be read 503; otherwise the `ApiToken` rides in the request's scope.
-`Authority(tokens).require(role)` is a FastAPI dependency: it takes that token
-(or, without the gate, authenticates the same way), answers 403 naming the
-role needed if the token's role is below `role`, and gives the `ApiToken`,
-whose `actor` the handler passes to the service for the audit log. The
-comparison itself is constant-time (`TokenService.authenticate`).
+401, a token that is unknown or revoked answers 401 (with `Connection: close`,
+so an unread body is never read), a store that cannot be read 503; otherwise
+the `ApiToken` rides in the request's scope. `Authority().require(role)`
+is a FastAPI dependency: it takes that token (401 if the gate left none),
+answers 403 naming the role needed if the token's role is below `role`, and
+gives the `ApiToken`, whose `actor` the handler passes to the service for the
+audit log. The comparison itself is constant-time
+(`TokenService.authenticate`).
 """
 
 from collections.abc import Awaitable, Callable
@@ -69,14 +69,15 @@ class AuthGate:
 
 
 class Authority:
-    def __init__(self, tokens: TokenService) -> None:
-        self.tokens = tokens
+    """The role checks of the routes (the tokens themselves are `AuthGate`'s)."""
 
     def require(self, role: Role) -> Check:
         async def check(request: Request, credentials: Credentials) -> ApiToken:
+            # `credentials` only declares the bearer scheme in the OpenAPI schema: the
+            # gate in front of every /v1/ route has authenticated the request already.
             token = request.scope.get(SCOPE_KEY)
             if not isinstance(token, ApiToken):
-                token = await self._authenticate(credentials)
+                raise HTTPException(401, MISSING, headers=CHALLENGE)
             if not token.role.allows(role):
                 raise HTTPException(
                     403, f"this needs the {role} role; token {token.name!r} is {token.role}"
@@ -84,11 +85,3 @@ class Authority:
             return token
 
         return check
-
-    async def _authenticate(self, credentials: HTTPAuthorizationCredentials | None) -> ApiToken:
-        if credentials is None:
-            raise HTTPException(401, MISSING, headers=CHALLENGE)
-        token = await self.tokens.authenticate(credentials.credentials)
-        if token is None:
-            raise HTTPException(401, UNKNOWN, headers=CHALLENGE)
-        return token

@@ -162,20 +162,19 @@ class Baseline:
             raise ValueError(f"not a baseline's state: {exc!r}") from exc
         return baseline
 
-    def expected_between(self, start: float, end: float, spreads: float = 0.0) -> float:
+    def expected_between(self, start: float, end: float) -> float:
         """Recipients usually sent from `start` to `end` (at most a day of it), 0 when cold.
 
-        The sum, hour by hour, of the usual per 5-minute block (its mean plus `spreads`
-        times its spread) times the blocks of that hour in the span: what a server that
-        was down then may have queued.
+        The sum, hour by hour, of the usual per 5-minute block times the blocks of that
+        hour in the span: what a server that was down then may have queued.
         """
         end = min(end, start + 86_400.0)
         total, ts = 0.0, start
         while ts < end:
             upto = min(end, (ts // 3600 + 1) * 3600)
-            mean, spread, warm = self.expected(ts)
+            mean, _, warm = self.expected(ts)
             if warm:
-                total += (mean + spreads * spread) * (upto - ts) / BLOCK_S
+                total += mean * (upto - ts) / BLOCK_S
             ts = upto
         return total
 

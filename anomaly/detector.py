@@ -51,8 +51,8 @@ OVERWHELMING_PAIRS = 30
 SILENCE_S = 3600.0  # a server silent this long at busy hours was down: a backlog may follow
 CATCH_UP_S = 1800.0  # how long a backlog may take to arrive
 WINDOW_S = 300.0  # the window a backlog's volume and repeated pairs are counted in
-BACKLOG_SPREADS = 0.0  # a silent server may have queued its usual mean plus this many spreads
 BACKLOG_FLOOR = float(VOLUME_FLOOR)  # recipients a silence must miss to be an outage
+MAX_SERVERS = 64  # server addresses told apart per connection (a trace may name any number)
 NO_BACKLOG, ARRIVING, IN_WINDOW = range(3)
 _LEAST_INVALID = min(least for least, _ in INVALID_TESTS)
 _LEAST_NULL = min(least for least, _ in NULL_TESTS)
@@ -97,6 +97,8 @@ class _Conn:
         time, within CATCH_UP_S of its return (the other servers may have gone on). Once
         the whole backlog came, its pairs are forgotten (a loop must start afresh) and
         its volume stays in the 5-minute window for WINDOW_S more."""
+        if ip not in self.servers and len(self.servers) >= MAX_SERVERS:
+            ip = ""  # a connection's servers are few: past the bound they are counted as one
         server = self.servers.get(ip)
         if server is None:
             server = self.servers[ip] = [ts, 0.0]
@@ -105,7 +107,7 @@ class _Conn:
         server[1] += rcpts
         self.rcpts += rcpts
         if gap >= SILENCE_S:
-            missed = share * self.baseline.expected_between(ts - gap, ts, BACKLOG_SPREADS)
+            missed = share * self.baseline.expected_between(ts - gap, ts)
             if missed >= BACKLOG_FLOOR:
                 self.catch_up = (self.catch_up if self.backlog(ts) == ARRIVING else 0.0) + missed
                 self.catch_up_until = ts + CATCH_UP_S

@@ -95,14 +95,22 @@ class Mailer:
         self.tag = tag
         self.end = end  # nothing is accepted from this moment on (the period's end)
 
-    def send(self, t: float, ip: str, sender: str, rcpts: list[Rcpt], size: int) -> bool:
-        """A normal message accepted at `t`; False (nothing made) at or after the end."""
+    def _accepted(self, t: float, ip: str, sender: str, rcpts: list[Rcpt], size: int) -> bool:
+        """The `accepted` line of a message at `t`; False (nothing made) at or after the end."""
         if t >= self.end:
             return False
-        out, rng, conn, tag = self.out, self.rng, self.connection, self.tag
         ts = round(t, 3)
-        line = AcceptedLine(ts, conn, ip, "accepted", sender, [a for a, _ in rcpts], size)
-        out.append((ts, line, tag))
+        line = AcceptedLine(
+            ts, self.connection, ip, "accepted", sender, [a for a, _ in rcpts], size
+        )
+        self.out.append((ts, line, self.tag))
+        return True
+
+    def send(self, t: float, ip: str, sender: str, rcpts: list[Rcpt], size: int) -> bool:
+        """A normal message accepted at `t`; False (nothing made) at or after the end."""
+        if not self._accepted(t, ip, sender, rcpts, size):
+            return False
+        out, rng, conn, tag = self.out, self.rng, self.connection, self.tag
         rand = rng.random
         for addr, fate in rcpts:
             if fate >= UNKNOWN:
@@ -135,12 +143,9 @@ class Mailer:
         self, t: float, ip: str, sender: str, rcpts: list[Rcpt], size: int, fate: AbuseOutcomes
     ) -> bool:
         """An abusive message accepted at `t`; False (nothing made) at or after the end."""
-        if t >= self.end:
+        if not self._accepted(t, ip, sender, rcpts, size):
             return False
         out, rng, conn, tag = self.out, self.rng, self.connection, self.tag
-        ts = round(t, 3)
-        line = AcceptedLine(ts, conn, ip, "accepted", sender, [a for a, _ in rcpts], size)
-        out.append((ts, line, tag))
         for addr, cls in rcpts:
             u = rng.random()
             at = t + BOUNCE_DELAYS[int(rng.random() * _TABLE)]

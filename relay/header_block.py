@@ -72,11 +72,6 @@ def field_value(field: bytes) -> bytes:
     return value.replace(CRLF, b"")
 
 
-def values_of(block: bytes, name: str) -> list[bytes]:
-    """The unfolded values of every field called `name` (lower case), top to bottom."""
-    return Header.parse(block).values(name)
-
-
 @dataclass(frozen=True)
 class Header:
     """A message cut once: its header block, its fields, and the rest (from the empty line)."""

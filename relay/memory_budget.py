@@ -24,7 +24,7 @@ class MemoryBudget:
     def __init__(self, limit: int) -> None:
         self.limit = limit
         self.in_use = 0
-        self.refusals = 0  # takes refused since start (a metric)
+        self.refusals = 0  # takes refused since start (one per message refused)
 
     def take(self, size: int) -> bool:
         """Reserve `size` bytes; False (nothing reserved) when that would pass the limit."""

@@ -64,11 +64,12 @@ class DataReader:
 
     def feed(self, chunk: bytes) -> bool:
         """Add bytes from the wire; True once the terminator has been seen."""
-        if not self._discarding() and self.budget.take(len(chunk)):
-            self.held += len(chunk)
-        elif not self._discarding():
-            self.starved = True
-            self.release()  # what it held is discarded below: others may use it
+        if not self._discarding():
+            if self.budget.take(len(chunk)):
+                self.held += len(chunk)
+            else:
+                self.starved = True
+                self.release()  # what it held is discarded below: others may use it
         self._buf += chunk
         end = self._buf.find(TERMINATOR, self._scan)
         if end >= 0:

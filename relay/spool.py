@@ -30,13 +30,13 @@ How it fails: no space (SQLITE_FULL, ENOSPC, or the `max_size_mb` cap, which
 is `PRAGMA max_page_count`) raises `SpoolFullError` (452 4.3.1) and clears as
 soon as space is freed. A full disk (not the cap) also gives up the
 `reserve_mb` kept in `queue.db.reserve` (`relay.spool_reserve`) and retries
-the write once if it records rather than adds (a removal, an update, a
-hold), so deliveries can still be recorded; from then on `commit` refuses
-new mail at once and `health()` is false ("disk full"), until the checkpoint
-loop finds room to make the reserve again. Any other failure raises `SpoolError` and makes
-`health()` false with the reason until a write succeeds again (a write refused
-on its own merits, such as a duplicate id, just fails). A failed batch is
-retried op by op, so one bad op does not fail its neighbours, and every op
+the write once if it records rather than adds (a removal, an update, a hold),
+so deliveries can still be recorded; from then on `commit` refuses new mail at
+once and `health()` is false ("disk full"), until the checkpoint loop finds
+room to make the reserve again. Any other failure raises `SpoolError` and
+makes `health()` false with the reason until a write succeeds again (a write
+refused on its own merits, such as a duplicate id, just fails). A failed batch
+is retried op by op, so one bad op does not fail its neighbours, and every op
 that is not written fails its caller: nothing is lost silently. Each record
 carries CRC-32s of its envelope and its text; `open` moves a record that fails
 them (or cannot be decoded) to the `quarantine` table and logs it at ERROR. A
@@ -44,8 +44,7 @@ file that cannot be opened or fails `PRAGMA quick_check` is renamed aside
 (`queue.db.corrupt-<ts>`), a fresh one is created, and every record still
 readable in the old file is copied into it. Neither is ever fatal. Reads do
 not verify checksums again (`open` did); a row that cannot be decoded raises
-`SpoolCorruptError`.
-"""
+`SpoolCorruptError`."""
 
 from __future__ import annotations
 
@@ -744,7 +743,7 @@ class Spool:
         """(Writer thread) A write found no space. When the disk itself is short (not the
         max_size_mb cap), refuse new mail from now on and give up the reserve; True when
         that freed space."""
-        if self._reserve.free_space() >= 2 * max(self._reserve.size, MIB):
+        if not self._reserve.disk_short():
             return False  # the cap, not the disk
         if not self._disk_full:
             self._disk_full = True

@@ -44,6 +44,10 @@ class Reserve:
         except OSError:
             return 0
 
+    def disk_short(self) -> bool:
+        """Whether the disk has less room than the reserve twice over (1 MiB at least)."""
+        return self.free_space() < 2 * max(self.size, CHUNK)
+
     def make(self) -> bool:
         """Write the reserve file with real blocks (fsynced); False if there is no room."""
         if self.size <= 0 or self.present:
@@ -72,6 +76,4 @@ class Reserve:
         """Make the reserve again when the disk has room for it twice over."""
         if self.present or self.size <= 0:
             return True
-        if self.free_space() < 2 * self.size:
-            return False
-        return self.make()
+        return not self.disk_short() and self.make()

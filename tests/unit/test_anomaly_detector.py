@@ -7,7 +7,7 @@ import json
 import random
 
 from anomaly.baseline import Baseline, Stat
-from anomaly.detector import Detector, Verdict
+from anomaly.detector import MAX_SERVERS, Detector, Verdict
 from anomaly.features import Features
 from anomaly.trace import BOUNCED, DELIVERED
 from ugem.workdays import unix_time
@@ -192,3 +192,15 @@ def test_a_loop_after_a_silence_is_caught_once_the_backlog_is_spent() -> None:
     found = [(i, v) for i, v in enumerate(verdicts) if v]
     assert len(found) == 1 and "same recipient" in found[0][1].reason
     assert found[0][0] * 5 <= 20 * 60  # within the 30 minutes a backlog may take
+
+
+def test_a_trace_naming_countless_server_addresses_keeps_a_bounded_map() -> None:
+    """The per-server silence map reads `ip` from outside (a trace, the node's events):
+    past MAX_SERVERS addresses the rest are counted as one."""
+    det = Detector()
+    for i in range(10_000):
+        ip = f"10.{i >> 16}.{i >> 8 & 255}.{i & 255}"
+        assert det.accepted(MONDAY_9 + i, C, "a@x.gov.kz", [f"b{i}@y.gov.kz"], ip) is None
+    conn = det._conns[C]
+    assert len(conn.servers) == MAX_SERVERS + 1  # the first MAX_SERVERS and "" for the rest
+    assert conn.servers[""][1] == 10_000 - MAX_SERVERS
