@@ -28,18 +28,22 @@ from collections.abc import Hashable, Sequence
 from operator import sub
 from typing import NamedTuple
 
+from anomaly.recipients import Recipients
 from anomaly.trace import BOUNCED, DEFERRED
 
-MSG, RCPT, NULL, NEW_SENDER, OUT, BOUNCE, INVALID, DEFER = range(8)  # counters, as Window's
-_WIDTH = 8
+MSG, RCPT, NULL, NEW_SENDER, OUT, BOUNCE, INVALID, DEFER, NEW_RCPT, EXPECTED_NEW, POLICY = range(
+    11
+)  # counters, as Window's
+_WIDTH = 11
 MINUTE_S = 60.0
 _HOUR = 60  # minutes kept: the longest window
 _BLOCK = 5  # minutes of a sender→recipient pair block
 INVALID_RCPT_CODES = frozenset({550})
+POLICY_CODES = frozenset({554})  # refused as spam or by policy (a live node also reads 5.7.x)
 SENDER_WARMUP_S = 86_400.0  # senders count as "new" only after a day of history
 _MAX_SENDERS = 50_000
 _Msg = tuple[str, list[str]]
-_Minute = tuple[int, tuple[int, ...], list[_Msg]]  # minute, totals as it began, its messages
+_Minute = tuple[int, tuple[float, ...], list[_Msg]]  # minute, totals as it began, its messages
 
 
 class Window(NamedTuple):
@@ -54,6 +58,9 @@ class Window(NamedTuple):
     bounced: int
     invalid: int
     deferred: int
+    new_rcpts: int  # recipients never mailed before from this connection
+    expected_new: float  # how many of them its senders usually reach that are new
+    policy: int  # refused as spam or by policy
 
     @property
     def bounce_ratio(self) -> float:
@@ -94,12 +101,14 @@ class Features:
         "first_ts",
         "known_senders",
         "minute",
+        "recipients",
     )
 
     def __init__(self, ts: float) -> None:
         self.first_ts = ts
         self.known_senders: set[str] = set()
-        self._totals = [0] * _WIDTH  # every event since the first, by counter
+        self.recipients = Recipients(ts)
+        self._totals: list[float] = [0] * _WIDTH  # every event since the first, by counter
         self._minutes: deque[_Minute] = deque()  # the last hour's minutes with traffic
         self._start_minute(int(ts // MINUTE_S))
         self._pair_block = self._block_now
@@ -134,6 +143,10 @@ class Features:
             totals[NULL] += 1
         elif sender not in self.known_senders:
             self._new_sender(ts, sender)
+        new, expected = self.recipients.note(ts, sender, rcpts)
+        if expected or new:
+            totals[NEW_RCPT] += new
+            totals[EXPECTED_NEW] += expected
         msg = (sender, rcpts)
         self._msgs.append(msg)
         if self._block_now != self._pair_block:
@@ -158,6 +171,8 @@ class Features:
             totals[BOUNCE] += 1
             if code in INVALID_RCPT_CODES:
                 totals[INVALID] += 1
+            elif code in POLICY_CODES:
+                totals[POLICY] += 1
         elif kind == DEFERRED:
             totals[DEFER] += 1
 
@@ -206,6 +221,11 @@ class Features:
         else:
             began = self._recent(minutes)[-1][1]
         return _new_tuple(Window, (minutes, *map(sub, self._totals, began)))
+
+    def before_hour(self) -> Window:
+        """The counters of everything before the last hour: what is usual for the connection
+        (a burst of the last hour does not raise its own usual)."""
+        return _new_tuple(Window, (0, *self._minutes[0][1]))
 
     def distinct(self, minutes: int) -> tuple[int, int]:
         """(recipient domains, envelope senders) seen in the last `minutes` minutes (≤ 60)."""

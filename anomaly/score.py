@@ -1,0 +1,199 @@
+"""One score of how abnormal a connection's traffic is now: its findings' surprises, summed.
+
+`assess(features, baseline, ts, backlog)` measures each finding as a surprise
+(anomaly.surprise: decades of improbability) against the connection's own
+usual and returns an `Assessment`: the total and the findings that weigh,
+heaviest first, each with a sentence for a person. The findings:
+
+- volume: recipients in 5 min against the usual of this hour of the week
+  (baseline.py); a connection with little history against `COLD_MEAN`. Volume
+  alone is never abuse (a newsletter, a reporting-day surge): it weighs at most
+  `VOLUME_CAP`, below any threshold, and counts only beside another finding;
+- new recipients: addresses this connection never mailed, against what its
+  senders usually reach that is new (anomaly.recipients), in 5 and 60 min;
+- unknown users (550) and spam or policy refusals (554) among the delivery
+  outcomes, null-sender messages (backscatter) and messages from senders
+  never seen before among the messages: each a share against the
+  connection's own share before the last hour (with a floor), in 5 and 60 min;
+- a repeated sender→recipient pair in the 5-minute block (a mail loop).
+
+A backlog after an outage (detector.py) is not abuse: while it is ARRIVING
+neither volume nor a repeated pair counts, while it is IN_WINDOW volume does
+not. Each window's finding is the larger of its two windows. The weights and
+thresholds are set on the tuning traces (anomaly.protocol), never on the
+held-out ones. Pure computation; nothing raises.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+from anomaly import surprise
+from anomaly.baseline import Baseline
+from anomaly.features import Features, Window
+
+NO_BACKLOG, ARRIVING, IN_WINDOW = range(3)
+VOLUME, NOVEL, INVALID_RCPT, REFUSED, NULL_SENDER, NEW_SENDERS, LOOP = (
+    "volume",
+    "new recipients",
+    "unknown users",
+    "refused",
+    "null sender",
+    "new senders",
+    "loop",
+)
+VOLUME_FLOOR = 20  # recipients in 5 min below which volume is never abnormal
+COLD_MEAN = 20.0  # usual recipients in 5 min assumed of a connection with little history
+VOLUME_CAP = 4.0  # the most volume alone can weigh
+NOVEL_K = 10.0  # overdispersion of new recipients: variance = mu + mu²/NOVEL_K
+NOVEL_SLACK = 2.0  # new recipients any sender may reach beyond its usual share
+EFFECTIVE = 40.0  # trials of evidence a share counts at most
+PAIR_MEAN, PAIR_DISPERSION = 3.0, 2.0  # usual top sender→recipient pair in 5 min
+# (floor of the usual share, least hits) of each share finding
+INVALID = (0.02, 4)
+POLICY = (0.01, 4)
+NULL = (0.03, 4)
+NEW_SENDER = (0.02, 3)
+LEAST_NEW = 8  # new recipients beyond the expected before novelty is weighed
+LEAST_PAIR = 10  # a pair's messages before a loop is weighed
+
+
+_SAYS = {
+    INVALID_RCPT: "bounced as unknown users",
+    REFUSED: "refused as spam or by policy",
+    NULL_SENDER: "from the null sender (bounces)",
+    NEW_SENDERS: "from senders never seen",
+}
+
+
+class Finding(NamedTuple):
+    weight: float  # the surprise, in decades
+    name: str  # VOLUME, NOVEL, ...
+    what: str  # for a person
+
+
+class Assessment(NamedTuple):
+    score: float
+    findings: tuple[Finding, ...]  # heaviest first, those that weigh anything
+
+    @property
+    def corroboration(self) -> float:
+        """The weight of the findings that are neither volume nor new recipients: a bulk
+        mailing to citizens never mailed is both, and no abuse without more."""
+        return sum(f.weight for f in self.findings if f.name not in (VOLUME, NOVEL))
+
+    def reason(self, most: int = 3) -> str:
+        return "; ".join(f.what for f in self.findings[:most])
+
+
+def could_weigh(features: Features) -> bool:
+    """Whether any finding but volume could weigh: without one the score stays below
+    VOLUME_CAP. Each count of a shorter window is at most the last hour's."""
+    hour = features.window(60)
+    return (
+        hour.invalid >= INVALID[1]
+        or hour.policy >= POLICY[1]
+        or hour.null >= NULL[1]
+        or hour.new_senders >= NEW_SENDER[1]
+        or hour.new_rcpts >= hour.expected_new + LEAST_NEW
+        or features.top_pair_reaches(LEAST_PAIR)
+    )
+
+
+def assess(
+    features: Features, baseline: Baseline, ts: float, backlog: int = NO_BACKLOG
+) -> Assessment:
+    w5, w60, before = features.window(5), features.window(60), features.before_hour()
+    found = [
+        _novel(w5, w60, features.recipients.maturity(ts)) if features.recipients.warm else None,
+        _share(w5, w60, before, INVALID_RCPT, "invalid", "outcomes", INVALID),
+        _share(w5, w60, before, REFUSED, "policy", "outcomes", POLICY),
+        _share(w5, w60, before, NULL_SENDER, "null", "msgs", NULL),
+        _share(w5, w60, before, NEW_SENDERS, "new_senders", "msgs", NEW_SENDER),
+        None if backlog == ARRIVING else _loop(features),
+    ]
+    findings = [f for f in found if f is not None and f.weight > 0.0]
+    if findings and backlog == NO_BACKLOG:
+        volume = _volume(w5, baseline, ts)
+        if volume is not None:
+            findings.append(volume)
+    findings.sort(reverse=True)
+    return Assessment(sum(f.weight for f in findings), tuple(findings))
+
+
+def _volume(w5: Window, baseline: Baseline, ts: float) -> Finding | None:
+    if w5.rcpts < VOLUME_FLOOR:
+        return None
+    mean, spread, warm = baseline.expected(ts)
+    if not warm:
+        mean, spread = COLD_MEAN, COLD_MEAN
+    # The spread has a floor: a connection that never varied must not alarm on a few more.
+    spread = max(spread, 3.0, 0.25 * mean)
+    weight = min(VOLUME_CAP, surprise.count(w5.rcpts, mean, spread * spread / max(mean, 1.0)))
+    if weight <= 0.0:
+        return None
+    usual = f"a usual {mean:.0f} ± {spread:.0f} at this hour" if warm else "little history"
+    what = f"{w5.rcpts} recipients in 5 min ({w5.msgs} messages) against {usual}"
+    return Finding(weight, VOLUME, what)
+
+
+def _novel(w5: Window, w60: Window, maturity: float) -> Finding | None:
+    best: tuple[float, Window] | None = None
+    for w in (w5, w60):
+        if w.new_rcpts < w.expected_new + LEAST_NEW:
+            continue
+        mu = w.expected_new + NOVEL_SLACK
+        weight = maturity * surprise.count(w.new_rcpts, mu, 1.0 + mu / NOVEL_K)
+        if best is None or weight > best[0]:
+            best = weight, w
+    if best is None:
+        return None
+    weight, w = best
+    return Finding(
+        weight,
+        NOVEL,
+        f"{w.new_rcpts} of {w.rcpts} recipients in {w.minutes} min never mailed before"
+        f" (its senders usually reach {w.expected_new:.0f} new)",
+    )
+
+
+def _share(
+    w5: Window,
+    w60: Window,
+    before: Window,
+    name: str,
+    hits: str,
+    of: str,
+    rule: tuple[float, int],
+) -> Finding | None:
+    floor, least = rule
+    if getattr(w60, hits) < least:  # each count of w5 is at most w60's
+        return None
+    past_hits, past_trials = getattr(before, hits), getattr(before, of)
+    usual = max(floor, past_hits / past_trials if past_trials else 0.0)
+    best: tuple[float, Window, int, int] | None = None
+    for w in (w5, w60):
+        k, n = getattr(w, hits), getattr(w, of)
+        if k < least:
+            continue
+        weight = surprise.share(k, n, usual, EFFECTIVE)
+        if best is None or weight > best[0]:
+            best = weight, w, k, n
+    if best is None:
+        return None
+    weight, w, k, n = best
+    unit = "deliveries" if of == "outcomes" else "messages"
+    what = _SAYS[name]
+    return Finding(
+        weight, name, f"{k} of {n} {unit} in {w.minutes} min {what} (usually {100 * usual:.1f} %)"
+    )
+
+
+def _loop(features: Features) -> Finding | None:
+    if not features.top_pair_reaches(LEAST_PAIR):
+        return None
+    top = features.top_pair
+    weight = surprise.count(top, PAIR_MEAN, PAIR_DISPERSION)
+    return Finding(
+        weight, LOOP, f"one sender sent the same recipient {top} times in 5 min (a mail loop?)"
+    )
