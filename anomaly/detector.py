@@ -54,9 +54,11 @@ from anomaly.trace import BOUNCED
 
 CHECK_S = 10.0
 CHECK_UNITS = 5  # recipients or bounces since the last check before checking again
+# The thresholds anomaly.calibrate chose on the TUNING seeds (`ugem anomaly protocol`
+# prints the choice and why; BENCHMARKS.md has it):
 THROTTLE_AT = 5.0  # score (decades of surprise) from which a connection is throttled
-SUSPEND_AT = 8.0  # score from which it is suspended...
-CORROBORATED_AT = 2.0  # ...when this much of it is neither volume nor new recipients
+SUSPEND_AT = 7.0  # score from which it is suspended...
+CORROBORATED_AT = 3.0  # ...when this much of it is neither volume nor new recipients
 LIFT_S = 900.0  # a throttle lifts after this long without a score at THROTTLE_AT
 SILENCE_S = 3600.0  # a server silent this long at busy hours was down: a backlog may follow
 CATCH_UP_S = 1800.0  # how long a backlog may take to arrive
@@ -78,6 +80,7 @@ class Thresholds:
         return found.score >= self.suspend and found.corroboration >= self.corroborated
 
 
+DEFAULT_THRESHOLDS = Thresholds()
 Observer = Callable[[float, str, Assessment], None]
 
 
@@ -154,7 +157,7 @@ class Detector:
     def __init__(
         self,
         keep_counting: bool = False,
-        thresholds: Thresholds = Thresholds(),
+        thresholds: Thresholds = DEFAULT_THRESHOLDS,
         observer: Observer | None = None,
     ) -> None:
         """`keep_counting`: a suspended connection's traffic is still counted (not judged),

@@ -3,8 +3,10 @@
 `Features` keeps, for one connection, running totals of its counters since
 it was first seen (messages, recipients, null-sender messages, messages from
 senders new to the connection, delivery outcomes, bounces, invalid-recipient
-bounces, deferrals) and, for each minute of the last hour that saw traffic,
-the totals as that minute began: a window of the last 1, 5 or 60 minutes is
+bounces, deferrals, spam or policy refusals, recipients never mailed before
+and how many of those its senders usually reach: anomaly.recipients) and,
+for each minute of the last hour that saw traffic, the totals as that minute
+began: a window of the last 1, 5 or 60 minutes is
 the totals now less the totals as its first minute with traffic began, so an
 event costs a counter update or two and a new minute a copy of the totals.
 It also keeps the last hour's messages (sender, recipients) as given, so the
@@ -18,7 +20,9 @@ newest minute. Nothing here raises.
 
 Invalid-recipient bounces: the trace carries only the reply code, and in the
 recorded traffic 550 is what unknown recipients get (5.1.1); 551 and 553 are
-counted as bounces but not as invalid recipients.
+counted as bounces but not as invalid recipients. 554 is a refusal as spam
+or by policy. `before_hour()` gives the counters of everything before the
+last hour: the connection's usual shares, not raised by a burst of now.
 """
 
 from __future__ import annotations

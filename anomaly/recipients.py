@@ -11,17 +11,22 @@ recipients well beyond the sender's usual share, whatever its volume.
 Bounded memory, ageing: the addresses are kept in two generations of at most
 `GENERATION` each; when the current one fills it becomes the previous and the
 oldest is forgotten (an address seen again is carried into the current one),
-so a connection costs at most 2 x GENERATION addresses, and an address not
+so a connection costs at most 2 x GENERATION addresses (and one message's), and an address not
 mailed for a long time is new again. Each sender's share of new recipients is
 an exponentially weighted mean over its messages (rate `SENDER_RATE`), for at
 most `MAX_SENDERS` senders; a sender is measured against its own share
 weighed against a generous prior (`SPARSE_PRIOR`, or the connection's share
 where higher, as if `SPARSE_WEIGHT` recipients had shown it), so a sender
 with little history (a newsletter's first issue) is not taken at its word.
-`maturity(ts)` says how complete the memory can be after the history seen. The memory fills for
-`WARMUP_S` after the first event before any share is learned (then every
-recipient is new) and `warm` stays False till then. The memory is kept in
-process only: after a restart it warms up again. Nothing here raises.
+`maturity(ts)` says how complete the memory can be after the history seen.
+The expectation of a message uses what was learned by the start of the
+previous hour (`FREEZE_S`), always one to two hours old, so a sender turned
+spammer is measured against what it did before, not against its spam. The
+memory fills for `WARMUP_S` after the first event, while nothing is counted
+as new (then every recipient is new) and `warm` stays False; the shares
+learn from the start, so they begin generous (too high) and come down as
+the memory fills. The memory is kept in process only: after a restart it
+warms up again. Nothing here raises.
 """
 
 from __future__ import annotations
@@ -42,10 +47,12 @@ class Recipients:
     __slots__ = (
         "_current",
         "_first",
-        "_frozen",
+        "_next_sparse",
         "_period",
+        "_period_end",
         "_previous",
         "_share",
+        "_sparse",
         "_warm_at",
         "share",
         "warm",
@@ -54,10 +61,12 @@ class Recipients:
     def __init__(self, ts: float) -> None:
         self._current: set[str] = set()
         self._previous: set[str] = set()
-        # sender -> [share, recipients seen, both as the period began, the period]
+        # sender -> [share, recipients seen, expected share in this period, the period,
+        # the expected share learned by this period's start, for the next period]
         self._share: dict[str, list[float]] = {}
         self.share = PRIOR_SHARE  # the connection's usual share of new recipients
-        self._frozen, self._period = PRIOR_SHARE, -1
+        self._period, self._period_end = -1, 0.0
+        self._sparse = self._next_sparse = SPARSE_PRIOR
         self._first = ts
         self._warm_at = ts + WARMUP_S
         self.warm = False
@@ -66,6 +75,17 @@ class Recipients:
         """How complete the memory is taken to be, 0 to 1: a few days of history have
         not yet seen the contacts mailed once a week or a month."""
         return min(1.0, max(0.0, (ts - self._first) / MATURE_S))
+
+    def _new_period(self, ts: float) -> None:
+        period = int(ts // FREEZE_S)
+        learned = max(self.share, SPARSE_PRIOR)
+        self._sparse = self._next_sparse if period == self._period + 1 else learned
+        self._next_sparse = learned
+        self._period, self._period_end = period, (period + 1) * FREEZE_S
+
+    def _expected_share(self, share: float, weight: float) -> float:
+        """A sender's share as learned, weighed against the generous prior."""
+        return (share * weight + self._sparse * SPARSE_WEIGHT) / (weight + SPARSE_WEIGHT)
 
     def note(self, ts: float, sender: str, rcpts: list[str]) -> tuple[int, float]:
         """(new recipients, expected new) of one message; (0, 0.0) while warming up."""
@@ -84,22 +104,24 @@ class Recipients:
             self._previous, self._current = current, set()
         n = len(rcpts)
         seen = new / n if n else 0.0
-        # The expectation uses what was learned by the start of the period (FREEZE_S), so
-        # a sender turned spammer does not make its own spam usual within minutes.
-        period = int(ts // FREEZE_S)
-        if period != self._period:
-            self._period, self._frozen = period, self.share
-        sparse = self._frozen if self._frozen > SPARSE_PRIOR else SPARSE_PRIOR
+        if ts >= self._period_end:
+            self._new_period(ts)
+        period = self._period
         own = self._share.get(sender)
         if own is None:
+            sparse = self._sparse
             expected = sparse * n
             if len(self._share) < MAX_SENDERS:
-                self._share[sender] = [sparse + SENDER_RATE * (seen - sparse), n, sparse, 0, period]
+                first = sparse + SENDER_RATE * (seen - sparse)
+                self._share[sender] = [first, n, sparse, period, sparse]
         else:
-            if own[4] != period:
-                own[2], own[3], own[4] = own[0], own[1], period
-            weight = own[3]
-            expected = n * (own[2] * weight + sparse * SPARSE_WEIGHT) / (weight + SPARSE_WEIGHT)
+            if own[3] != period:
+                # what was learned by the last period's start, or by now when the sender
+                # was silent since before it: always at least one period old
+                learned = self._expected_share(own[0], own[1])
+                own[2] = own[4] if own[3] == period - 1 else learned
+                own[3], own[4] = period, learned
+            expected = own[2] * n
             own[0] += SENDER_RATE * (seen - own[0])
             own[1] += n
         self.share += CONNECTION_RATE * (seen - self.share)

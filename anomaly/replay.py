@@ -36,7 +36,7 @@ from operator import itemgetter
 from pathlib import Path
 from typing import Any
 
-from anomaly.detector import Detector, Verdict
+from anomaly.detector import DEFAULT_THRESHOLDS, Detector, Thresholds, Verdict
 from anomaly.trace import Accepted, TraceEvent, TraceStats, read_blocks
 from ugem.workdays import preload
 
@@ -126,18 +126,31 @@ def _head(blocks: _Blocks) -> list[list[TraceEvent]]:
     return head
 
 
-def _replay_share(path: Path, share: int, jobs: int, stats: TraceStats | None = None) -> _Found:
+def _replay_share(
+    path: Path,
+    share: int,
+    jobs: int,
+    stats: TraceStats | None = None,
+    thresholds: Thresholds = DEFAULT_THRESHOLDS,
+) -> _Found:
     """The numbered verdicts on the connections of one share of `jobs`."""
     blocks = read_blocks(path, stats, warn=share == 0)
-    return _replay_blocks(_head(blocks), blocks, share, jobs)
+    return _replay_blocks(_head(blocks), blocks, share, jobs, thresholds)
 
 
-def _replay_blocks(head: list[list[TraceEvent]], blocks: _Blocks, share: int, jobs: int) -> _Found:
+def _replay_blocks(
+    head: list[list[TraceEvent]],
+    blocks: _Blocks,
+    share: int,
+    jobs: int,
+    thresholds: Thresholds = DEFAULT_THRESHOLDS,
+) -> _Found:
     """`_replay_share` on the trace's first blocks, read already, and the rest."""
+    detector = Detector(thresholds=thresholds)
     if jobs == 1:
-        return _verdicts(chain(head, blocks), Detector())
+        return _verdicts(chain(head, blocks), detector)
     shares = balance((e.connection for block in head for e in block), jobs)
-    return _verdicts(chain(head, blocks), Detector(), _Share(shares, share, jobs))
+    return _verdicts(chain(head, blocks), detector, _Share(shares, share, jobs))
 
 
 def default_jobs() -> int:
@@ -145,18 +158,29 @@ def default_jobs() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
-def replay_file(path: Path, jobs: int = 1, stats: TraceStats | None = None) -> list[Verdict]:
+def replay_file(
+    path: Path,
+    jobs: int = 1,
+    stats: TraceStats | None = None,
+    thresholds: Thresholds = DEFAULT_THRESHOLDS,
+) -> list[Verdict]:
     """The verdicts of a replay of the trace at `path` in `jobs` processes, in trace order;
-    see the module docstring. `stats` receives the reader's statistics."""
+    see the module docstring. `stats` receives the reader's statistics; `thresholds` are
+    the detector's."""
     if jobs <= 1 or "fork" not in multiprocessing.get_all_start_methods():
-        return [v for _, v in _replay_share(path, 0, 1, stats)]
+        return [v for _, v in _replay_share(path, 0, 1, stats, thresholds)]
     blocks = read_blocks(path, stats)
     head = _head(blocks)
     _preload_calendar(head)
     with ProcessPoolExecutor(jobs - 1, mp_context=multiprocessing.get_context("fork")) as pool:
-        workers = [pool.submit(_replay_share, path, share, jobs) for share in range(1, jobs)]
-        shares = [_replay_blocks(head, blocks, 0, jobs)]
-        shares += [_worker_result(w, path, share, jobs) for share, w in enumerate(workers, 1)]
+        workers = [
+            pool.submit(_replay_share, path, share, jobs, None, thresholds)
+            for share in range(1, jobs)
+        ]
+        shares = [_replay_blocks(head, blocks, 0, jobs, thresholds)]
+        shares += [
+            _worker_result(w, path, share, jobs, thresholds) for share, w in enumerate(workers, 1)
+        ]
     return [v for _, v in heapq.merge(*shares, key=itemgetter(0))]
 
 
@@ -169,12 +193,14 @@ def _preload_calendar(head: list[list[TraceEvent]]) -> None:
             preload(first)
 
 
-def _worker_result(worker: Future[_Found], path: Path, share: int, jobs: int) -> _Found:
+def _worker_result(
+    worker: Future[_Found], path: Path, share: int, jobs: int, thresholds: Thresholds
+) -> _Found:
     """A worker's verdicts, or its share run here if the worker was lost."""
     try:
         return worker.result()
     except BrokenProcessPool:
-        return _replay_share(path, share, jobs)
+        return _replay_share(path, share, jobs, None, thresholds)
 
 
 def action_line(verdict: Verdict) -> dict[str, Any]:

@@ -28,7 +28,7 @@ def count(x: float, mu: float, dispersion: float = 1.0) -> float:
     mu = max(mu, MIN_MU)
     if x <= mu:
         return 0.0
-    return (x * math.log(x / mu) - x + mu) / max(dispersion, 1.0) / LN10
+    return max(0.0, (x * math.log(x / mu) - x + mu) / max(dispersion, 1.0) / LN10)
 
 
 def share(hits: int, trials: int, p: float, effective: float) -> float:
@@ -42,4 +42,4 @@ def share(hits: int, trials: int, p: float, effective: float) -> float:
     kl = q * math.log(q / p)
     if q < 1.0:
         kl += (1.0 - q) * math.log((1.0 - q) / (1.0 - p))
-    return min(trials, effective) * kl / LN10
+    return max(0.0, min(trials, effective) * kl / LN10)

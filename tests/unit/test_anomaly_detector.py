@@ -1,14 +1,27 @@
-"""The detector on hand-made traffic: clean bursts pass, abuse is suspended with a reason."""
+"""The detector on hand-made traffic: clean bursts pass, abuse is throttled and suspended with a
+reason, a throttle lifts, and no suspension comes of volume and new recipients alone."""
 
 from __future__ import annotations
 
 import datetime as dt
 import json
 import random
+import re
+from collections.abc import Callable
 
 from anomaly.baseline import Baseline, Stat
-from anomaly.detector import MAX_SERVERS, Detector, Verdict
+from anomaly.detector import (
+    LIFT,
+    LIFT_S,
+    MAX_SERVERS,
+    SUSPEND,
+    THROTTLE,
+    Detector,
+    Thresholds,
+    Verdict,
+)
 from anomaly.features import Features
+from anomaly.score import Assessment
 from anomaly.trace import BOUNCED, DELIVERED
 from ugem.workdays import unix_time
 
@@ -26,30 +39,50 @@ def steady(det: Detector, start: float, hours: int) -> float:
     return ts
 
 
-def burst(det: Detector, ts: float, n: int, code: int, every: float = 1.0) -> Verdict | None:
-    """`n` messages from a known sender to distinct recipients, each answered with `code`."""
+def burst(det: Detector, ts: float, n: int, code: int, every: float = 1.0) -> list[Verdict]:
+    """`n` messages from a known sender to distinct recipients, each answered with `code`;
+    the verdicts, in order, up to the first suspension (where the burst stops)."""
+    found: list[Verdict] = []
     for i in range(n):
         t = ts + i * every
-        verdict = det.accepted(t, C, "a@x.gov.kz", [f"r{i}@d{i % 50}.kz"])
-        verdict = verdict or det.outcome(t + 0.5, C, BOUNCED if code >= 500 else DELIVERED, code)
-        if verdict:
-            return verdict
-    return None
+        kind = BOUNCED if code >= 500 else DELIVERED
+        for verdict in (
+            det.accepted(t, C, "a@x.gov.kz", [f"r{i}@d{i % 50}.kz"]),
+            det.outcome(t + 0.5, C, kind, code),
+        ):
+            if verdict is not None:
+                found.append(verdict)
+                if verdict.action == SUSPEND:
+                    return found
+    return found
+
+
+def suspension(found: list[Verdict]) -> Verdict:
+    """The suspension that ends `found`, after which nothing but throttling came before."""
+    *before, last = found
+    assert last.action == SUSPEND, found
+    assert all(v.action == THROTTLE and v.ts <= last.ts for v in before), found
+    return last
 
 
 def test_a_clean_newsletter_is_not_suspended() -> None:
     det = Detector()
     ts = steady(det, MONDAY_9, 8)
-    assert burst(det, ts, 900, 250) is None
+    assert burst(det, ts, 900, 250) == []  # volume alone is never acted on, not even throttled
 
 
 def test_a_burst_to_unknown_recipients_is_suspended_fast_with_a_reason() -> None:
     det = Detector()
     ts = steady(det, MONDAY_9, 8)
-    verdict = burst(det, ts, 300, 550, every=2.0)
-    assert verdict is not None and verdict.action == "suspend"
+    verdict = suspension(burst(det, ts, 300, 550, every=2.0))
     assert verdict.ts - ts < 60
-    assert "against a usual" in verdict.reason and "unknown recipients" in verdict.reason
+    said = re.search(r"(\d+) of (\d+) deliveries in 5 min bounced as unknown users", verdict.reason)
+    assert said is not None, verdict.reason
+    traffic = det.traffic(C)
+    assert traffic is not None
+    w5 = traffic[0].window(5)  # the numbers said are those of the window it was suspended on
+    assert (int(said[1]), int(said[2])) == (w5.invalid, w5.outcomes) and w5.invalid > 0
+    assert verdict.score >= det.thresholds.suspend
     assert det.accepted(verdict.ts + 1, C, "a@x.gov.kz", ["z@z.kz"]) is None  # stays suspended
 
 
@@ -58,7 +91,9 @@ def test_a_mail_loop_is_suspended() -> None:
     ts = steady(det, MONDAY_9, 2)
     verdicts = [det.accepted(ts + 5 * i, C, "a@x.gov.kz", ["b@y.gov.kz"]) for i in range(40)]
     found = [v for v in verdicts if v]
-    assert len(found) == 1 and "same recipient" in found[0].reason
+    assert [v.action for v in found] == [THROTTLE, SUSPEND]  # throttled first, then suspended
+    assert all("same recipient" in v.reason for v in found)
+    assert found[0].score < found[1].score
 
 
 def test_features_windows_slide_in_event_time() -> None:
@@ -92,7 +127,7 @@ def test_features_windows_start_afresh_after_an_hour_of_silence() -> None:
         f.accepted(60.0 * minute, "a@x.kz", ["b@y.kz"])
     assert (f.window(5).msgs, f.window(60).msgs) == (5, 10)
     f.outcome(600.0 + 3600.0, DELIVERED, 250)  # an hour later: only this outcome is left
-    assert f.window(60) == (60, 0, 0, 0, 0, 1, 0, 0, 0)
+    assert f.window(60) == (60, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0.0, 0)
     f.accepted(100.0, "", ["c@y.kz"])  # older than the newest event: counted in its minute
     assert (f.window(1).msgs, f.window(1).null, f.distinct(1)) == (1, 1, (1, 1))
 
@@ -161,8 +196,7 @@ def test_a_flagged_connection_is_counted_only_by_a_detector_that_keeps_counting(
     for keep in (False, True):
         det = Detector(keep_counting=keep)
         ts = steady(det, MONDAY_9, 8)
-        verdict = burst(det, ts, 300, 550, every=2.0)
-        assert verdict is not None
+        verdict = suspension(burst(det, ts, 300, 550, every=2.0))
         traffic = det.traffic(C)
         assert traffic is not None
         before, learned = traffic[0].window(5).msgs, traffic[1].overall.n
@@ -190,8 +224,9 @@ def test_a_loop_after_a_silence_is_caught_once_the_backlog_is_spent() -> None:
     ts = steady(det, MONDAY_9, 8) + 3 * 3600
     verdicts = [det.accepted(ts + 5 * i, C, "a@x.gov.kz", ["b@y.gov.kz"]) for i in range(300)]
     found = [(i, v) for i, v in enumerate(verdicts) if v]
-    assert len(found) == 1 and "same recipient" in found[0][1].reason
-    assert found[0][0] * 5 <= 20 * 60  # within the 30 minutes a backlog may take
+    assert [v.action for _, v in found] == [THROTTLE, SUSPEND]
+    assert all("same recipient" in v.reason for _, v in found)
+    assert found[-1][0] * 5 <= 20 * 60  # suspended within the 30 minutes a backlog may take
 
 
 def test_a_trace_naming_countless_server_addresses_keeps_a_bounded_map() -> None:
@@ -204,3 +239,150 @@ def test_a_trace_naming_countless_server_addresses_keeps_a_bounded_map() -> None
     conn = det._conns[C]
     assert len(conn.servers) == MAX_SERVERS + 1  # the first MAX_SERVERS and "" for the rest
     assert conn.servers[""][1] == 10_000 - MAX_SERVERS
+
+
+# Throttling: a few people mailing their own contacts for a week (so the memory of recipients
+# is warm and mature), then mail to addresses never mailed. Thresholds are set here, not tuned.
+FIXED = Thresholds(throttle=5.0, suspend=8.0, corroborated=2.0)
+PEOPLE = [f"p{i}@x.gov.kz" for i in range(5)]
+Code = Callable[[int], int]
+
+
+def office(det: Detector, start: float, end: float, seed: int = 1) -> list[Verdict]:
+    """Five people mailing their own 30 contacts each, every one to three minutes, all
+    delivered, from `start` to `end`; the verdicts."""
+    rng = random.Random(seed)
+    found: list[Verdict] = []
+    ts = start
+    while ts < end:
+        who = rng.randrange(len(PEOPLE))
+        rcpts = [f"c{j}.{who}@y{j % 7}.kz" for j in rng.sample(range(30), rng.choice((1, 1, 2)))]
+        found += filter(None, [det.accepted(ts, C, PEOPLE[who], rcpts)])
+        for _ in rcpts:
+            found += filter(None, [det.outcome(ts + 2, C, DELIVERED, 250)])
+        ts += rng.uniform(60, 180)
+    return found
+
+
+def week(det: Detector) -> float:
+    """A week of the office, without a verdict; the time after it."""
+    end = MONDAY_9 + 7 * 86_400
+    assert office(det, MONDAY_9, end) == []
+    return end
+
+
+def delivered(i: int) -> int:
+    return 250
+
+
+def new_mail(
+    det: Detector,
+    ts: float,
+    n: int,
+    every: float = 2.0,
+    code: Code = delivered,
+    sender: str = PEOPLE[0],
+    tag: str = "s",
+) -> list[Verdict]:
+    """`n` messages from `sender` to addresses never mailed, one every `every` s, the i-th
+    answered `code(i)`; the verdicts, in order, up to the first suspension."""
+    found: list[Verdict] = []
+    for i in range(n):
+        t, rcpt, reply = ts + i * every, f"{tag}{i}@q{i % 40}.kz", code(i)
+        for verdict in (
+            det.accepted(t, C, sender, [rcpt]),
+            det.outcome(t + 1, C, BOUNCED if reply >= 500 else DELIVERED, reply),
+        ):
+            if verdict is not None:
+                found.append(verdict)
+                if verdict.action == SUSPEND:
+                    return found
+    return found
+
+
+class Seen:
+    """An observer: every assessment the detector made, with its time and connection."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[float, str, Assessment]] = []
+
+    def __call__(self, ts: float, connection: str, found: Assessment) -> None:
+        self.calls.append((ts, connection, found))
+
+
+def test_a_moderate_burst_is_throttled_and_the_throttle_lifts() -> None:
+    seen = Seen()
+    det = Detector(thresholds=FIXED, observer=seen)
+    ts = week(det)
+    found = new_mail(det, ts, 30)  # a minute of mail to 30 addresses never mailed
+    assert [v.action for v in found] == [THROTTLE]
+    assert "never mailed before" in found[0].reason and found[0].score >= FIXED.throttle
+    assert det.throttled(C)
+    found += office(det, ts + 60, ts + 3 * 3600, seed=2)  # then the usual traffic again
+    assert [v.action for v in found] == [THROTTLE, LIFT]
+    last = max(t for t, _, a in seen.calls if a.score >= FIXED.throttle)
+    assert last > found[0].ts  # the throttle held while the burst stayed in the hour's window
+    assert last + LIFT_S <= found[1].ts < last + LIFT_S + 180  # the first event LIFT_S after it
+    assert not det.throttled(C)
+
+
+def test_growing_evidence_is_throttled_then_suspended() -> None:
+    det = Detector(thresholds=FIXED)
+    ts = week(det)
+
+    def code(i: int) -> int:  # delivered at first, then every other one an unknown user
+        return 550 if i >= 30 and i % 2 else 250
+
+    found = new_mail(det, ts, 200, every=3.0, code=code)
+    assert [v.action for v in found] == [THROTTLE, SUSPEND]
+    throttle, suspend = found
+    assert "never mailed before" in throttle.reason and "unknown users" in suspend.reason
+    assert throttle.ts < ts + 30 * 3.0 < suspend.ts  # suspended only once the bounces came
+    assert FIXED.throttle <= throttle.score < FIXED.suspend <= suspend.score
+    assert not det.throttled(C)  # a suspension supersedes the throttle
+    assert new_mail(det, suspend.ts + 1, 20, tag="t") == []  # and nothing is judged any more
+
+
+def test_resume_clears_a_throttle() -> None:
+    dets = [Detector(thresholds=FIXED), Detector(thresholds=FIXED)]
+    for det in dets:
+        ts = week(det)
+        assert [v.action for v in new_mail(det, ts, 30)] == [THROTTLE]
+    resumed, kept = dets
+    resumed.resume(C)
+    assert not resumed.throttled(C) and kept.throttled(C)
+    # The same evidence goes on: a connection still throttled gets no new verdict, one that
+    # was resumed is judged afresh (throttled again, not lifted from the old throttle).
+    more = [new_mail(det, ts + 60, 30, tag="t") for det in dets]
+    assert [[v.action for v in found] for found in more] == [[THROTTLE], []]
+    assert resumed.throttled(C)
+
+
+def test_new_recipients_alone_never_suspend_however_many() -> None:
+    """A newsletter to 3,000 citizens never mailed, all delivered: volume and new recipients
+    only, so it is throttled (and lifted) but never suspended, however high it scores."""
+    seen = Seen()
+    det = Detector(thresholds=FIXED, observer=seen)
+    ts = week(det)
+    found = new_mail(det, ts, 3000, every=0.5)
+    found += office(det, ts + 1500, ts + 3 * 3600, seed=2)
+    assert [v.action for v in found] == [THROTTLE, LIFT]
+    scores = [a.score for _, _, a in seen.calls]
+    assert max(scores) >= 10 * FIXED.suspend  # not for want of a score
+    assert all(a.corroboration == 0.0 for _, _, a in seen.calls)
+
+
+def test_the_observer_sees_every_assessment() -> None:
+    seen = Seen()
+    det = Detector(thresholds=FIXED, observer=seen)
+    ts = week(det)
+    assert seen.calls == []  # usual traffic gives nothing that could weigh: never assessed
+    found = burst(det, ts, 300, 550, every=2.0)
+    suspend = suspension(found)
+    assert seen.calls and all(c == C and ts <= t <= suspend.ts for t, c, _ in seen.calls)
+    times = [t for t, _, _ in seen.calls]
+    assert times == sorted(times)
+    for verdict in found:  # each verdict is the assessment the observer was shown then
+        (assessment,) = [a for t, _, a in seen.calls if t == verdict.ts]
+        assert (verdict.score, verdict.reason) == (assessment.score, assessment.reason())
+    assert seen.calls[-1][2].score == suspend.score

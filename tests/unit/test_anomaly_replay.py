@@ -19,10 +19,12 @@ import pytest
 
 import anomaly.replay
 import anomaly.trace
+from anomaly.detector import DEFAULT_THRESHOLDS, Thresholds
 from anomaly.replay import (
     _preload_calendar,
     _replay_share,
     _Share,
+    action_line,
     balance,
     replay,
     replay_file,
@@ -149,12 +151,18 @@ PARENT = os.getpid()
 RUN_HERE: list[int] = []
 
 
-def _dying_share(path: Path, share: int, jobs: int, stats: TraceStats | None = None) -> object:
+def _dying_share(
+    path: Path,
+    share: int,
+    jobs: int,
+    stats: TraceStats | None = None,
+    thresholds: Thresholds = DEFAULT_THRESHOLDS,
+) -> object:
     """`_replay_share`, except that a worker dies without a word."""
     if os.getpid() != PARENT:
         os._exit(3)
     RUN_HERE.append(share)
-    return _replay_share(path, share, jobs, stats)
+    return _replay_share(path, share, jobs, stats, thresholds)
 
 
 def test_a_lost_worker_has_its_share_run_here(trace: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -169,4 +177,10 @@ def test_jobs_must_be_a_positive_number(trace: Path, capsys: pytest.CaptureFixtu
     assert exit_.value.code == 2 and "--jobs" in capsys.readouterr().err
     assert main(["anomaly", "replay", "--jobs", "2", str(trace)]) == 0
     out, err = capsys.readouterr()
-    assert len(out.splitlines()) == 3 and "events/s" in err and "s CPU" in err
+    assert "events/s" in err and "s CPU" in err
+    actions = [json.loads(line) for line in out.splitlines()]  # a JSON object a line
+    assert actions == [action_line(v) for v in replay(read_trace(trace))]  # as one process gives
+    for connection in (*TWINS, LOOPER):  # each abusive one suspended, throttled before or not
+        mine = [a["action"] for a in actions if a["connection"] == connection]
+        assert mine in (["throttle", "suspend"], ["suspend"]), mine
+    assert {a["connection"] for a in actions} == {*TWINS, LOOPER}

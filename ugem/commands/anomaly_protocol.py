@@ -1,9 +1,10 @@
 """`ugem anomaly protocol`: judge the detector on the fixed seed sets of anomaly.protocol.
 
 `ugem anomaly protocol [--sets tune,holdout,loko,public|all] [--cache DIR]
-[--jobs N] [--public DIR] [--json | --markdown]` simulates the traces of the sets asked for
+[--jobs N] [--public DIR] [--defaults] [--json | --markdown]` simulates the traces of the sets asked for
 that are not in the cache (DIR, default var/anomaly-protocol; `--jobs` at a
-time), replays the detector over each (in `--jobs` processes) and prints the
+time), calibrates the detector's thresholds on each set's tuning traces
+(anomaly.calibrate; `--defaults` judges the default thresholds instead), replays the detector over each (in `--jobs` processes) and prints the
 report: per set and per abuse kind, detections, times to detect, leaked
 recipients, false suspensions (with what the connection was doing), throttles,
 the replay's speed, and the totals against the issue's targets. Plain text by
@@ -25,6 +26,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 from anomaly.protocol import (
+    CALIBRATED,
+    CURRENT,
     DEFAULT_CACHE,
     DESIGN,
     SET_NAMES,
@@ -86,6 +89,12 @@ def register_protocol(
         metavar="FILE",
         help="print a report --save wrote instead of running (other options but the form ignored)",
     )
+    pro.add_argument(
+        "--defaults",
+        action="store_true",
+        help="judge the detector's default thresholds instead of calibrating them on the"
+        " tuning traces of each set (faster: no tuning trace is replayed)",
+    )
     form = pro.add_mutually_exclusive_group()
     form.add_argument("--json", action="store_true", help="print the report as JSON")
     form.add_argument("--markdown", action="store_true", help="print tables for BENCHMARKS.md")
@@ -98,7 +107,10 @@ def protocol_command(args: argparse.Namespace, config: Config) -> int:
     else:
         sets = parse_sets(args.sets)
         design = dataclasses.replace(DESIGN, public=args.public)
-        report = run(sets, Cache(args.cache), args.jobs, design=design, progress=stderr_progress)
+        method = CURRENT if args.defaults else CALIBRATED
+        report = run(
+            sets, Cache(args.cache), args.jobs, method, design=design, progress=stderr_progress
+        )
     if args.save is not None:
         save_report(report, args.save)
     if args.json:

@@ -1,0 +1,130 @@
+"""The memory of recipients: what counts as new, how long it is remembered, what is expected."""
+
+from __future__ import annotations
+
+import pytest
+
+import anomaly.recipients
+from anomaly.recipients import (
+    FREEZE_S,
+    MATURE_S,
+    SPARSE_PRIOR,
+    WARMUP_S,
+    Recipients,
+)
+
+T = 1_795_000_000.0  # a fixed start: nothing here reads the wall clock
+PERSON = "a@x.gov.kz"
+CONTACTS = [f"c{i}@y{i % 3}.kz" for i in range(20)]
+
+
+def mails_contacts(r: Recipients, start: float, days: float, sender: str = PERSON) -> float:
+    """`sender` mails its 20 contacts in turn, one every 5 minutes; the time after it."""
+    ts, i = start, 0
+    while ts < start + days * 86_400:
+        r.note(ts, sender, [CONTACTS[i % len(CONTACTS)]])
+        ts, i = ts + 300, i + 1
+    return ts
+
+
+def next_period(ts: float) -> float:
+    return (ts // FREEZE_S + 1) * FREEZE_S
+
+
+def test_nothing_is_new_while_warming_up_then_only_unseen_addresses() -> None:
+    r = Recipients(T)
+    for i, ts in enumerate(range(int(T), int(T + WARMUP_S), 600)):
+        assert r.note(float(ts), PERSON, [CONTACTS[i % 10], f"n{i}@z.kz"]) == (0, 0.0)
+        assert not r.warm
+    assert r.note(T + WARMUP_S - 1, "new@x.gov.kz", ["fresh@z.kz"]) == (0, 0.0)
+    new, expected = r.note(T + WARMUP_S, PERSON, [CONTACTS[0], "unseen@z.kz", CONTACTS[9]])
+    assert r.warm and new == 1 and expected > 0.0  # the one address never seen
+    assert r.note(T + WARMUP_S + 1, PERSON, ["n3@z.kz", "fresh@z.kz"])[0] == 0  # seen warming up
+    assert r.note(T + WARMUP_S + 2, PERSON, ["x@z.kz", "x@z.kz", "y@z.kz"])[0] == 2  # once each
+
+
+def test_an_address_seen_again_is_not_new() -> None:
+    r = Recipients(T)
+    ts = T + WARMUP_S
+    assert [r.note(ts + i, PERSON, ["once@z.kz"])[0] for i in range(5)] == [1, 0, 0, 0, 0]
+    assert r.note(ts + 9, "other@x.gov.kz", ["once@z.kz"])[0] == 0  # whoever mails it again
+
+
+def test_two_generations_bound_the_memory_and_carry_what_is_mailed_again(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    g = 8
+    monkeypatch.setattr(anomaly.recipients, "GENERATION", g)
+    r = Recipients(T)
+    ts = T + WARMUP_S
+
+    def new(rcpt: str) -> int:
+        return r.note(ts, PERSON, [rcpt])[0]
+
+    assert [new(f"a{i}@z.kz") for i in range(g)] == [1] * g  # the first generation, full
+    assert new("a0@z.kz") == 0  # in the previous generation: known, carried into the current
+    assert [new(f"b{i}@z.kz") for i in range(g - 1)] == [1] * (g - 1)  # the second one, full
+    assert new("a0@z.kz") == 0  # carried again: mailed within the last two generations
+    assert new("a1@z.kz") == 1  # not mailed for two generations: forgotten, new again
+    sizes = []
+    for i in range(3 * g):
+        assert new(f"d{i}@z.kz") == 1
+        sizes.append(len(r._current) + len(r._previous))
+    assert max(sizes) <= 2 * g and max(sizes) >= g
+
+
+def test_the_expected_share_is_frozen_for_the_period() -> None:
+    """A person who mails only its contacts turns spammer at the start of an hour: within
+    the hour it is measured against what it did before, not against its own spam."""
+    r = Recipients(T)
+    ts = mails_contacts(r, T, 3)
+    spam = next_period(ts) + 10
+    found = [r.note(spam + 20 * i, PERSON, [f"s{i}@q.kz"]) for i in range(150)]  # 50 minutes
+    assert {new for new, _ in found} == {1}
+    before = found[0][1]
+    assert before < 0.05  # what it did before: almost never a new recipient
+    assert all(expected == before for _, expected in found)
+    later = next_period(spam) + FREEZE_S  # two periods on, what it does now is learned
+    assert r.note(later, PERSON, ["s-late@q.kz"])[1] > 10 * before
+
+
+def test_a_sender_turned_spammer_just_before_the_hour_is_measured_against_its_past() -> None:
+    r = Recipients(T)
+    ts = mails_contacts(r, T, 3)
+    start = next_period(ts) - 30  # one message a second for two minutes
+    expected = [r.note(start + i, PERSON, [f"s{i}@q.kz"])[1] for i in range(120)]
+    assert expected[0] < 0.05
+    assert max(expected) < 0.05  # the hour turned: still what it did before the spam
+
+
+def test_a_sparse_sender_is_measured_against_the_generous_prior() -> None:
+    r = Recipients(T)
+    ts = mails_contacts(r, T, 3)
+    for i in range(4):  # a sender with little history: four messages to known contacts
+        r.note(ts + i, "rare@x.gov.kz", [CONTACTS[i]])
+    ts = next_period(ts) + 1
+    ten = [f"t{i}@q.kz" for i in range(10)]
+    new, expected = r.note(ts, "first@x.gov.kz", ten)  # a sender never seen: the prior
+    assert new == 10 and expected == pytest.approx(SPARSE_PRIOR * 10)
+    rare = r.note(ts + 1, "rare@x.gov.kz", [f"r{i}@q.kz" for i in range(10)])[1] / 10
+    known = r.note(ts + 2, PERSON, [f"k{i}@q.kz" for i in range(10)])[1] / 10
+    assert known < 0.05 and rare > 0.4  # four messages do not make it a person of habit
+    # A connection that mostly reaches new people (a robot mailing citizens): its share is
+    # the prior where higher.
+    robot = Recipients(T)
+    ts = T
+    for i in range(3 * 288):
+        robot.note(ts, "robot@x.gov.kz", [f"citizen{i}@mail.kz"])
+        ts += 300
+    assert robot.share > 0.9
+    new, expected = robot.note(next_period(ts) + 1, "first@x.gov.kz", ten)
+    assert new == 10 and expected == pytest.approx(10 * robot.share, abs=0.2) and expected > 9
+
+
+def test_maturity_grows_from_nothing_to_complete_over_a_week() -> None:
+    r = Recipients(T)
+    assert r.maturity(T) == 0.0 and r.maturity(T - 3600) == 0.0
+    assert r.maturity(T + MATURE_S / 2) == pytest.approx(0.5)
+    steps = [r.maturity(T + d * 86_400) for d in range(10)]
+    assert steps == sorted(steps) and steps[1] == pytest.approx(86_400 / MATURE_S)
+    assert r.maturity(T + MATURE_S) == 1.0 and r.maturity(T + 10 * MATURE_S) == 1.0
