@@ -9,9 +9,10 @@ of TRACE-FORMAT.md (a connection's first suspension counts; detected within
 an incident or 600 s after it; false outside every incident and its hour of
 trailing outcomes) and keeps:
 
-1. only pairs with no false suspension on the tuning traces, even with the
-   threshold `MARGIN` lower (traffic not seen has more variety than the
-   traffic tuned on: the margin is the room left for it);
+1. the fewest false suspensions on the tuning traces, then the fewest with
+   the threshold `MARGIN` lower (traffic not seen has more variety than the
+   traffic tuned on: the margin is the room left for it); where some pair
+   has none, that is: only pairs with none, even `MARGIN` lower;
 2. of those, the pair that detects most, then the faster median time to
    detect, then the higher threshold.
 
@@ -42,7 +43,7 @@ from anomaly.score import Assessment
 from anomaly.trace import read_trace
 
 LEAST = 2.0  # checks scoring less are not kept
-SUSPEND_GRID = (5.0, 6.0, 7.0, 8.0, 9.0, 10.0, 12.0, 14.0, 16.0, 20.0)
+SUSPEND_GRID = (5.0, 6.0, 7.0, 8.0, 9.0, 10.0, 12.0, 14.0, 16.0, 20.0, 25.0, 30.0, 40.0)
 CORROBORATION_GRID = (1.0, 2.0, 3.0, 4.0)
 THROTTLE_GRID = (3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 10.0, 12.0)
 MARGIN = 1.0  # decades below the chosen threshold that must still be clean
@@ -158,21 +159,20 @@ def normal_throttles(traces: Sequence[Recorded], throttle: float) -> float:
 def choose(traces: Sequence[Recorded]) -> Choice:
     """The thresholds by the rule of the module docstring."""
     incidents = sum(len(t.incidents) for t in traces)
-    best: tuple[tuple[int, float, float], float, float, list[float]] | None = None
+    best: tuple[tuple[int, int, int, float, float], float, float, list[float], int] | None = None
     for suspend in SUSPEND_GRID:
         for corroborated in CORROBORATION_GRID:
             false, detected, ttd = judge(traces, suspend, corroborated)
-            if false or judge(traces, suspend - MARGIN, corroborated)[0]:
-                continue
+            lower = judge(traces, suspend - MARGIN, corroborated)[0]
             median = statistics.median(ttd) if ttd else _NEVER
-            key = (detected, -median, suspend)
+            key = (-false, -lower, detected, -median, suspend)
             if best is None or key > best[0]:
-                best = key, suspend, corroborated, ttd
-    if best is None:
-        suspend, corroborated, ttd = SUSPEND_GRID[-1], CORROBORATION_GRID[-1], []
-        clean = "no pair of the grids was clean: the highest taken"
+                best = key, suspend, corroborated, ttd, false
+    assert best is not None  # the grids are not empty
+    _, suspend, corroborated, ttd, false = best
+    if false:
+        clean = f"no pair of the grids was clean: {false} false suspension(s) on the tuning traces"
     else:
-        _, suspend, corroborated, ttd = best
         clean = f"no false suspension on the tuning traces, none at {suspend - MARGIN:g} either"
     throttle = next(
         (

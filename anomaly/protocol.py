@@ -558,12 +558,14 @@ def _noting_silences(
         yield e
 
 
-_FINDINGS = (
+_FINDINGS = (  # words of anomaly.score's findings, and the finding's name in a table
     ("against a usual", "volume"),
-    ("little history", "volume (no history)"),
-    ("unknown recipients", "unknown recipients"),
+    ("against little history", "volume (no history)"),
+    ("never mailed before", "new recipients"),
+    ("unknown users", "unknown users"),
+    ("refused as spam", "refused"),
     ("null sender", "null sender"),
-    ("never seen before", "new senders"),
+    ("senders never seen", "new senders"),
     ("mail loop", "repeated pair"),
 )
 

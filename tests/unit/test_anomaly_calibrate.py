@@ -49,7 +49,13 @@ def test_the_throttle_is_the_lowest_within_the_budget_of_normal_throttles() -> N
     assert choice.thresholds.throttle <= choice.thresholds.suspend
 
 
-def test_with_no_clean_pair_the_highest_thresholds_are_taken_and_said() -> None:
-    rec = _recorded({"loud.kz": [(T0 + 20 * HOUR, 99.0, 99.0)]})  # normal, yet scores 99
+def test_with_no_clean_pair_the_fewest_false_then_the_most_detected_are_taken_and_said() -> None:
+    rec = _recorded(
+        {
+            "loud.kz": [(T0 + 20 * HOUR, 99.0, 99.0)],  # normal, yet scores 99: always false
+            "abuser.kz": [(T0 + 30, 25.0, 10.0)],
+        }
+    )
     choice = choose([rec])
-    assert choice.thresholds.suspend == 20.0 and "no pair of the grids was clean" in choice.why
+    assert choice.thresholds.suspend == 25.0 and choice.detected == 1  # still catches it
+    assert "no pair of the grids was clean: 1 false suspension(s)" in choice.why
