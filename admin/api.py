@@ -25,6 +25,7 @@ from ugem.services.notices import NoticeSettings, Notifier, Outbox
 from ugem.services.overrides import OverrideService
 from ugem.services.tokens import TokenService
 from ugem.store.base import Store
+from ugem.throttle import ThrottleView
 
 
 @dataclass(frozen=True)
@@ -36,6 +37,7 @@ class Services:
     applications: ApplicationService
     incidents: IncidentService
     overrides: OverrideService
+    throttle: ThrottleView | None = None  # the node's throttled connections (ugem.throttle)
 
 
 def build_services(
@@ -47,10 +49,12 @@ def build_services(
     dns_check: DnsCheck | None = None,
     outbox: Outbox | None = None,
     notices: NoticeSettings | None = None,
+    throttle: ThrottleView | None = None,
 ) -> Services:
     """The services of one node (or test) over its store, registry and queue.
 
-    With `notices`, decisions are mailed to the organisations through `outbox`.
+    With `notices`, decisions are mailed to the organisations through `outbox`;
+    `throttle` is the node's board of throttled connections, shown on each connection.
     """
     audit = AuditLog(store, clock)
     notifier = None if notices is None else Notifier(outbox, audit, clock, notices)
@@ -72,13 +76,14 @@ def build_services(
         ),
         incidents=IncidentService(store, audit, clock),
         overrides=OverrideService(store, audit, clock),
+        throttle=throttle,
     )
 
 
 def api_router(services: Services) -> APIRouter:
     auth = Authority()
     api = APIRouter(prefix="/v1", responses=ERRORS)
-    api.include_router(connections.router(services.connections, auth))
+    api.include_router(connections.router(services.connections, auth, services.throttle))
     api.include_router(queue.router(services.queue, auth))
     api.include_router(audit.router(services.audit, auth))
     api.include_router(tokens.router(services.tokens, auth))

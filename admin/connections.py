@@ -5,7 +5,9 @@ disconnecting `admin`. A disconnection with a future `effective_at` is
 scheduled (shown in the connection's `disconnect`) and applied at that time;
 `DELETE .../disconnect` (or `resume`) cancels it, as an `operator`. Each
 handler translates HTTP to one call of `ConnectionService` and back; the
-rules, the audit and the notices live there.
+rules, the audit and the notices live there. A connection's `throttled` says
+whether the anomaly detector throttles it now, as this node's board
+(`ugem.throttle`) says (false without a board: the CLI, a node in mode off).
 """
 
 from typing import Annotated
@@ -20,13 +22,20 @@ from admin.schemas import (
     Reason,
     RequiredReason,
 )
-from ugem.model import ConnState, OrgKind
+from ugem.model import Connection, ConnState, OrgKind
 from ugem.services.connections import ConnectionService
 from ugem.services.tokens import ApiToken, Role
+from ugem.throttle import ThrottleView
 
 
-def router(service: ConnectionService, auth: Authority) -> APIRouter:
+def router(
+    service: ConnectionService, auth: Authority, throttle: ThrottleView | None = None
+) -> APIRouter:
     r = APIRouter(prefix="/connections", tags=["connections"])
+
+    def out(conn: Connection) -> ConnectionOut:
+        return ConnectionOut.of(conn, throttle is not None and throttle.throttled(conn.id))
+
     viewer, operator = auth.require(Role.VIEWER), auth.require(Role.OPERATOR)
     admin = auth.require(Role.ADMIN)
     Operator = Annotated[ApiToken, Depends(operator)]
@@ -37,37 +46,37 @@ def router(service: ConnectionService, auth: Authority) -> APIRouter:
         kind: OrgKind | None = None,
         text: Annotated[str | None, Query(max_length=200)] = None,
     ) -> list[ConnectionOut]:
-        return [ConnectionOut.of(c) for c in await service.list(state, kind, text)]
+        return [out(c) for c in await service.list(state, kind, text)]
 
     @r.get("/{conn_id}", response_model=ConnectionOut, dependencies=[Depends(viewer)])
     async def show_connection(conn_id: str) -> ConnectionOut:
-        return ConnectionOut.of(await service.get(conn_id))
+        return out(await service.get(conn_id))
 
     @r.patch("/{conn_id}", response_model=ConnectionOut)
     async def update_connection(
         conn_id: str, body: ConnectionPatch, token: Operator
     ) -> ConnectionOut:
-        return ConnectionOut.of(await service.update(conn_id, body.change(), token.actor))
+        return out(await service.update(conn_id, body.change(), token.actor))
 
     @r.post("/{conn_id}/suspend", response_model=ConnectionOut)
     async def suspend_connection(
         conn_id: str, body: RequiredReason, token: Operator
     ) -> ConnectionOut:
-        return ConnectionOut.of(await service.suspend(conn_id, body.reason, token.actor))
+        return out(await service.suspend(conn_id, body.reason, token.actor))
 
     @r.post("/{conn_id}/resume", response_model=ConnectionOut)
     async def resume_connection(conn_id: str, body: Reason, token: Operator) -> ConnectionOut:
-        return ConnectionOut.of(await service.resume(conn_id, body.reason, token.actor))
+        return out(await service.resume(conn_id, body.reason, token.actor))
 
     @r.post("/{conn_id}/disconnect", response_model=ConnectionOut)
     async def disconnect_connection(
         conn_id: str, body: DisconnectBody, token: Annotated[ApiToken, Depends(admin)]
     ) -> ConnectionOut:
         conn = await service.disconnect(conn_id, body.reason, token.actor, body.when())
-        return ConnectionOut.of(conn)
+        return out(conn)
 
     @r.delete("/{conn_id}/disconnect", response_model=ConnectionOut)
     async def cancel_disconnect(conn_id: str, token: Operator) -> ConnectionOut:
-        return ConnectionOut.of(await service.cancel_disconnect(conn_id, "", token.actor))
+        return out(await service.cancel_disconnect(conn_id, "", token.actor))
 
     return r

@@ -74,10 +74,15 @@ class ConnectionOut(BaseModel):
     disconnect: ScheduledDisconnectOut | None = Field(
         None, description="a disconnection scheduled for later (paragraph 11)"
     )
+    throttled: bool = Field(
+        False,
+        description="throttled by the anomaly detector now: its mail over its usual rate "
+        "gets 451 4.7.1 (as this node sees it)",
+    )
 
     @classmethod
-    def of(cls, conn: Connection) -> ConnectionOut:
-        return cls.model_validate(conn.to_dict())
+    def of(cls, conn: Connection, throttled: bool = False) -> ConnectionOut:
+        return cls.model_validate(conn.to_dict() | {"throttled": throttled})
 
 
 class ConnectionPatch(In):
@@ -306,7 +311,10 @@ class CommentBody(In):
 
 class EvidenceOut(BaseModel):
     ts: float = Field(description="when the detector decided (Unix time)")
-    action: Action
+    action: Action = Field(
+        description="what was done: throttled, throttle-lifted, suspended, or only recorded "
+        "(would-throttle, would-suspend, exempted)"
+    )
     reason: str = Field(description="the detector's explanation, for a person")
     findings: list[str] = Field(description="the reason's findings, one each")
     numbers: dict[str, float] = Field(
@@ -319,8 +327,11 @@ class IncidentOut(BaseModel):
     connection: str
     state: IncidentState
     opened_at: float
-    mode: Mode = Field(description="enforce: suspended; shadow: only watched")
-    action: Action
+    mode: Mode = Field(description="enforce: throttled or suspended; shadow: only watched")
+    action: Action = Field(
+        description="the first verdict's, or the strongest enforced since (throttled, then "
+        "suspended)"
+    )
     reason: str = Field(description="the first verdict's reason")
     evidence: list[EvidenceOut] = Field(description="the first verdict and the latest ones")
     verdicts: int = Field(description="verdicts about the connection while this was open")

@@ -13,8 +13,9 @@ of kind "anomaly-baseline", one a connection; the node does it every few
 minutes and at stop), `load_baselines()` gives them back to the detector at
 start; a stored baseline that cannot be read is logged and skipped.
 
-On a verdict, first the connection's override in force at the verdict's
-time (ugem.services.overrides):
+The detector's verdicts (anomaly.detector) are THROTTLE, SUSPEND and LIFT.
+On a THROTTLE or SUSPEND verdict, first the connection's override in force
+at the verdict's time (ugem.services.overrides):
 - a **ceiling** the last hour's traffic does not exceed withholds the
   verdict: audited `anomaly.within_ceiling`, no incident, no alert. While
   withheld, each new message is checked against the ceiling and the verdict
@@ -23,9 +24,31 @@ time (ugem.services.overrides):
   override's end. Above the ceiling, the verdict is acted on as usual, the
   crossing added to its reason.
 - an **exemption**: handled as in shadow mode, the incident's action
-  "exempted", audited `anomaly.exempted`; never suspended.
-Then, mode "enforce" opens an incident (or adds the verdict to the open one:
-ugem.services.incidents) and suspends the connection through
+  "exempted", audited `anomaly.exempted`; never throttled nor suspended.
+A THROTTLE in mode "enforce" puts the connection on the node's throttle
+board (ugem.throttle; a connection not connected any more is left alone):
+its cap is `ugem.throttle.cap` of what its baseline expects at the verdict's
+time, and after each event of a throttled connection the board learns
+whether its recipients of the last 5 minutes (`Features.window(5)`: all its
+traffic this feed carries) reach the cap and, if so, until when should no
+more mail come (`over_until`: a few window counts, O(1) an event); the relay
+then answers its MAIL FROM 451 4.7.1 while it is over. It opens an incident
+(or adds the verdict to the open one) with action "throttled" and the cap
+among the numbers, audits `anomaly.throttled`, logs `anomaly_throttled` at
+WARNING and counts `ugem_detector_throttles_total{mode="enforce"}`; the
+gauge `ugem_throttled_connections` counts the board. Neither the owner nor
+the operators are mailed (the incident, the audit log, the log line and the
+metrics tell the operators). A LIFT ends the throttle: the open incident
+(if any: a lift opens none) gets evidence "throttle-lifted", audited
+`anomaly.throttle_lifted`, logged at INFO. A SUSPEND of a throttled
+connection ends its throttle and goes on as below (the incident then holds
+the throttle, then the suspension); so does a resume, and anything that
+makes the detector watch the connection afresh. Mode "shadow" (or an
+exemption) throttles nothing: "would-throttle" (or "exempted") in a shadow
+incident, audited `anomaly.would_throttle` (or `anomaly.exempted`), logged at
+WARNING, counted mode="shadow", no alert.
+On a SUSPEND, mode "enforce" opens an incident (or adds the verdict to the
+open one: ugem.services.incidents) and suspends the connection through
 `ConnectionService.suspend` with actor "detector" and the reason "abnormal
 traffic: <reason> (incident N)": the store, the audit log, the owner's notice
 and the operators' alert; the relay then answers 451 at MAIL FROM and the
@@ -46,8 +69,10 @@ detector watches the connection afresh, so its next verdict tries again;
 events this observer fell behind on are dropped by the bus and counted in
 `ugem_events_dropped_total{observer="anomaly"}`. With a shared feed every
 worker and node runs the detector over the same whole traffic and reaches
-the same verdicts; the first to claim a verdict (`Feed.claim`) acts on it.
-With the local feed each worker judges its own share only.
+the same verdicts; the first to claim a verdict (`Feed.claim`) acts on it;
+as every process relays on its own throttle board, a throttle and its lift
+change every process's board, and only the claimer records them. With the
+local feed each worker judges (and throttles) its own share only.
 """
 
 from __future__ import annotations
@@ -61,8 +86,8 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 from anomaly.baseline import Baseline
-from anomaly.detector import Detector, Verdict
-from anomaly.features import Features
+from anomaly.detector import LIFT, SUSPEND, THROTTLE, Detector, Verdict
+from anomaly.features import MINUTE_S, Features
 from anomaly.feed import Feed, LocalFeed
 from anomaly.trace import BOUNCED, DEFERRED, DELIVERED
 from ugem.errors import ConfigError, ConflictError
@@ -71,10 +96,11 @@ from ugem.log import event
 from ugem.metrics import Metrics
 from ugem.model import Connection, ConnState
 from ugem.services.connections import ConnectionService
-from ugem.services.incidents import Action, Evidence, Incident, IncidentService, Mode
+from ugem.services.incidents import CAP, Action, Evidence, Incident, IncidentService, Mode
 from ugem.services.notices import Addressee
 from ugem.services.overrides import Override, OverrideKind, OverrideService
 from ugem.tasks import cancel_and_wait, raise_if_cancelled
+from ugem.throttle import ThrottleBoard, cap
 
 log = logging.getLogger("anomaly.enforce")
 
@@ -83,6 +109,10 @@ ACTOR: Final = "detector"
 WOULD_SUSPEND: Final = "anomaly.would_suspend"
 EXEMPTED: Final = "anomaly.exempted"
 WITHIN_CEILING: Final = "anomaly.within_ceiling"
+THROTTLED: Final = "anomaly.throttled"
+THROTTLE_LIFTED: Final = "anomaly.throttle_lifted"
+WOULD_THROTTLE: Final = "anomaly.would_throttle"
+THROTTLE_WINDOW: Final = 5  # minutes of traffic held against a throttled connection's cap
 SHADOW_REARM_S: Final = 3600.0  # event-time seconds before shadow mode watches a connection again
 WITHHELD_S: Final = 900.0  # event-time seconds a verdict under a ceiling waits for a crossing
 OUTCOME_KINDS: Final = {"delivered": DELIVERED, "deferred": DEFERRED, "bounced": BOUNCED}
@@ -113,6 +143,7 @@ class Enforcer:
         incidents: IncidentService | None = None,
         overrides: OverrideService | None = None,
         feed: Feed | None = None,
+        throttle: ThrottleBoard | None = None,
     ) -> None:
         if mode not in MODES[:2]:
             raise ConfigError("anomaly.mode", mode, "an enforcer runs in enforce or shadow")
@@ -126,6 +157,7 @@ class Enforcer:
         self._metrics = metrics
         self._task: asyncio.Task[None] | None = None
         self._watch: dict[str, _Watch] = {}
+        self.board = throttle if throttle is not None else ThrottleBoard()
 
     async def start(self) -> None:
         await self.load_baselines()
@@ -169,22 +201,26 @@ class Enforcer:
             if verdict is None:
                 continue
             try:
-                if await self._claimed(verdict):
-                    await self.act(verdict)
+                await self._decide(verdict)
             except Exception as exc:  # the observer lives on; the next verdict tries again
-                self.detector.resume(verdict.connection)
+                self._forget(verdict.connection, "its verdict could not be acted on")
                 self._failed(verdict, exc)
             raise_if_cancelled()  # a Redis call may have swallowed the stop
 
-    async def _claimed(self, verdict: Verdict) -> bool:
-        """True when this process acts on `verdict`: with a shared feed every worker and node
-        reaches the same verdict at the same event, and only the first to claim it acts; the
-        others watch the connection afresh later, as the one that acted does."""
-        if await self._feed.claim(f"verdict:{verdict.connection}:{verdict.ts!r}", CLAIM_S):
-            return True
+    async def _decide(self, verdict: Verdict) -> None:
+        """Act on `verdict`: with a shared feed every worker and node reaches the same verdict
+        at the same event, and only the first to claim it records it. A suspension only that
+        one acts on (the store carries it to the others, which watch the connection afresh
+        later, as it does); a throttle or its lift changes every process's board, as each
+        relays on its own."""
+        key = f"verdict:{verdict.connection}:{verdict.action}:{verdict.ts!r}"
+        claimed = await self._feed.claim(key, CLAIM_S)
+        if claimed or verdict.action != SUSPEND:
+            await self.act(verdict, record=claimed)
+            return
+        self._unthrottle(verdict.connection, "suspended")
         self._watch[verdict.connection] = _Watch(verdict.ts + WITHHELD_S)
         event(log, "anomaly_verdict_claimed_elsewhere", connection=verdict.connection)
-        return False
 
     def _failed(self, verdict: Verdict, exc: Exception) -> None:
         conn_id, mode = verdict.connection, self.mode
@@ -206,17 +242,27 @@ class Enforcer:
         if isinstance(ev, Accepted):
             verdict = self.detector.accepted(ev.ts, conn_id, ev.sender, list(ev.rcpts), ev.ip)
         else:
-            verdict = self.detector.outcome(ev.ts, conn_id, OUTCOME_KINDS[ev.event], ev.code)
+            code = ev.counted or ev.code  # what the reply's text says (ugem.reply_class)
+            verdict = self.detector.outcome(ev.ts, conn_id, OUTCOME_KINDS[ev.event], code)
         if verdict is None and self._watch and (watch := self._watch.get(conn_id)) is not None:
-            return self._rewatch(conn_id, watch, ev.ts)
+            verdict = self._rewatch(conn_id, watch, ev.ts)
+        if self.board.throttled(conn_id):
+            self._track(conn_id)
         return verdict
+
+    def _track(self, conn_id: str) -> None:
+        """Tell the board whether throttled `conn_id` is over its cap now, and until when."""
+        limit = self.board.cap(conn_id)
+        traffic = self.detector.traffic(conn_id)
+        if limit is not None and traffic is not None:
+            self.board.over(conn_id, over_until(traffic[0], limit))
 
     def _rewatch(self, conn_id: str, watch: _Watch, ts: float) -> Verdict | None:
         """Watch `conn_id` afresh when its time came; a withheld verdict whose ceiling the
         traffic crossed, to act on now."""
         if ts >= watch.until:
             del self._watch[conn_id]
-            self.detector.resume(conn_id)
+            self._forget(conn_id, "watched afresh")
             return None
         if watch.withheld is None or watch.ceiling is None:
             return None
@@ -225,26 +271,144 @@ class Enforcer:
         del self._watch[conn_id]
         return dataclasses.replace(watch.withheld, ts=ts)
 
-    async def act(self, verdict: Verdict) -> None:
-        """Suspend (enforce), or record what would have been suspended (shadow, exempt),
-        or withhold the verdict (under a ceiling), as the connection's override says."""
+    async def act(self, verdict: Verdict, record: bool = True) -> None:
+        """Throttle or suspend (enforce), or record what would have been done (shadow,
+        exempt), or withhold the verdict (under a ceiling), as the connection's override
+        says; end the throttle on a LIFT. Without `record` (another process records it),
+        only what this process knows changes: its throttle board, what it watches."""
+        if verdict.action == LIFT:
+            await self._lift(verdict, record)
+            return
+        if verdict.action == SUSPEND:
+            self._unthrottle(verdict.connection, "suspended")  # the detector throttles no more
         override = await self.overrides.in_force(verdict.connection, verdict.ts)
         if override is not None and override.kind == OverrideKind.CEILING:
             messages, recipients = self._hour(verdict.connection)
             if not override.exceeded(messages, recipients):
-                await self._withhold(verdict, override, messages, recipients)
+                await self._withhold(verdict, override, messages, recipients, record)
                 return
             crossed = (
                 f"{messages} messages, {recipients} recipients in the last hour: above the "
                 f"planned ceiling of {override.ceiling()} (override {override.id})"
             )
             verdict = dataclasses.replace(verdict, reason=f"{verdict.reason}; {crossed}")
-        if override is not None and override.kind == OverrideKind.EXEMPT:
-            await self._watch_only(verdict, Action.EXEMPTED, f"exempt: {override.describe()}")
+        exempt = override if override is not None and override.kind == OverrideKind.EXEMPT else None
+        if verdict.action == THROTTLE:
+            await self._throttle_verdict(verdict, exempt, record)
+        elif exempt is not None:
+            await self._watch_only(verdict, Action.EXEMPTED, f"exempt: {exempt.describe()}")
         elif self.mode == "shadow":
             await self._watch_only(verdict, Action.WOULD_SUSPEND, SHADOW_WHY)
         else:
             await self._suspend(verdict)
+
+    async def _throttle_verdict(
+        self, verdict: Verdict, exempt: Override | None, record: bool
+    ) -> None:
+        if exempt is not None:
+            await self._would_throttle(verdict, Action.EXEMPTED, record)
+        elif self.mode == "shadow":
+            await self._would_throttle(verdict, Action.WOULD_THROTTLE, record)
+        else:
+            await self._throttle(verdict, record)
+
+    async def _throttle(self, verdict: Verdict, record: bool) -> None:
+        """Hold the connection near its usual rate: its mail over the cap gets 451 4.7.1."""
+        conn_id = verdict.connection
+        conn = self._connections.registry.get(conn_id)
+        if conn is None or conn.state != ConnState.CONNECTED:
+            _not_throttled(conn_id, conn.state.value if conn else "unknown")
+            return
+        limit = self._cap(conn_id, verdict.ts)
+        self.board.throttle(conn_id, limit)
+        self._track(conn_id)
+        self._gauge()
+        if not record:
+            return
+        incident, _ = await self._incident(verdict, Mode.ENFORCE, Action.THROTTLED, {CAP: limit})
+        details = {"ts": verdict.ts, "incident": incident.id, "cap_5m": limit}
+        await self._connections.audit.record(
+            ACTOR, THROTTLED, conn_id, verdict.reason, details=details
+        )
+        self._metrics.detector_throttles.labels("enforce").inc()
+        event(
+            log,
+            "anomaly_throttled",
+            logging.WARNING,
+            connection=conn_id,
+            reason=verdict.reason,
+            incident=incident.id,
+            cap_5m=limit,
+            score=round(verdict.score, 2),
+        )
+
+    async def _would_throttle(self, verdict: Verdict, action: Action, record: bool) -> None:
+        """Shadow mode, or an exemption: a throttle recorded, nothing refused, no alert."""
+        if not record:
+            return
+        conn_id, reason = verdict.connection, verdict.reason
+        self._metrics.detector_throttles.labels("shadow").inc()
+        event(
+            log,
+            "anomaly_would_throttle",
+            logging.WARNING,
+            connection=conn_id,
+            reason=reason,
+            action=action.value,
+        )
+        incident, _ = await self._incident(verdict, Mode.SHADOW, action)
+        audited = EXEMPTED if action == Action.EXEMPTED else WOULD_THROTTLE
+        details = {"ts": verdict.ts, "incident": incident.id, "verdict": verdict.action}
+        await self._connections.audit.record(ACTOR, audited, conn_id, reason, details=details)
+
+    async def _lift(self, verdict: Verdict, record: bool) -> None:
+        """The throttle ends: the traffic went `LIFT_S` without throttling evidence."""
+        conn_id = verdict.connection
+        watch = self._watch.get(conn_id)
+        if watch is not None and watch.withheld is not None and watch.withheld.action == THROTTLE:
+            del self._watch[conn_id]  # a throttle withheld under a ceiling lapses with it
+        if not self.board.lift(conn_id):
+            return  # not throttled here: shadow mode, an exemption, a ceiling, suspended
+        self._gauge()
+        if not record:
+            return
+        evidence = Evidence(verdict.ts, Action.LIFTED, verdict.reason, self._numbers(verdict))
+        incident = await self.incidents.note(conn_id, evidence)
+        number = None if incident is None else incident.id
+        details = {"ts": verdict.ts, "incident": number}
+        await self._connections.audit.record(
+            ACTOR, THROTTLE_LIFTED, conn_id, verdict.reason, details=details
+        )
+        event(
+            log,
+            "anomaly_throttle_lifted",
+            logging.INFO,
+            connection=conn_id,
+            reason=verdict.reason,
+            incident=number or "",
+        )
+
+    def _unthrottle(self, conn_id: str, why: str) -> None:
+        """End a throttle without a LIFT (a suspension, a resume, a failure)."""
+        if self.board.lift(conn_id):
+            self._gauge()
+            event(log, "anomaly_throttle_ended", connection=conn_id, why=why)
+
+    def _forget(self, conn_id: str, why: str) -> None:
+        """Watch `conn_id` afresh: the detector forgets its verdicts, the board its throttle."""
+        self.detector.resume(conn_id)
+        self._unthrottle(conn_id, why)
+
+    def _gauge(self) -> None:
+        self._metrics.throttled_connections.set(len(self.board))
+
+    def _cap(self, conn_id: str, ts: float) -> float:
+        """The throttle's cap: recipients per 5 min, from what the baseline expects at `ts`."""
+        traffic = self.detector.traffic(conn_id)
+        if traffic is None:
+            return cap(0.0, False)
+        usual, _, warm = traffic[1].expected(ts)
+        return cap(usual, warm)
 
     async def _suspend(self, verdict: Verdict) -> None:
         conn_id = verdict.connection
@@ -290,11 +454,18 @@ class Enforcer:
             await self._alert(verdict, incident, why_not)
 
     async def _withhold(
-        self, verdict: Verdict, override: Override, messages: int, recipients: int
+        self,
+        verdict: Verdict,
+        override: Override,
+        messages: int,
+        recipients: int,
+        record: bool = True,
     ) -> None:
         conn_id = verdict.connection
         until = min(verdict.ts + WITHHELD_S, override.ends_at or math.inf)
         self._watch[conn_id] = _Watch(until, verdict, override)
+        if not record:
+            return
         event(
             log,
             "anomaly_within_ceiling",
@@ -315,9 +486,10 @@ class Enforcer:
         )
 
     async def _incident(
-        self, verdict: Verdict, mode: Mode, action: Action
+        self, verdict: Verdict, mode: Mode, action: Action, extra: dict[str, float] | None = None
     ) -> tuple[Incident, bool]:
-        evidence = Evidence(verdict.ts, action, verdict.reason, self._numbers(verdict))
+        numbers = self._numbers(verdict) | (extra or {})
+        evidence = Evidence(verdict.ts, action, verdict.reason, numbers)
         incident, opened = await self.incidents.record(verdict.connection, mode, evidence, ACTOR)
         if opened:
             self._metrics.incidents_opened.labels(mode.value).inc()
@@ -346,10 +518,24 @@ class Enforcer:
         return hour.msgs, hour.rcpts
 
     async def _on_change(self, old: Connection | None, new: Connection) -> None:
-        """A resumed connection is watched afresh."""
-        resumed = new.state == ConnState.CONNECTED
-        if resumed and old is not None and old.state != ConnState.CONNECTED:
-            self.detector.resume(new.id)
+        """A resumed connection is watched afresh; one not connected is throttled no more."""
+        if new.state != ConnState.CONNECTED:
+            self._unthrottle(new.id, new.state.value)
+        elif old is not None and old.state != ConnState.CONNECTED:
+            self._forget(new.id, "resumed")
+
+
+def over_until(features: Features, limit: float) -> float:
+    """When (event time) the last `THROTTLE_WINDOW` minutes of `features` would hold fewer
+    than `limit` recipients should no more mail come; 0.0 when they do now. A minute from
+    now the window has lost its oldest minute: it holds the last four minutes' traffic,
+    and so on; at most five windows of at most five minutes each are counted."""
+    if features.window(THROTTLE_WINDOW).rcpts < limit:
+        return 0.0
+    for gone in range(1, THROTTLE_WINDOW):
+        if features.window(THROTTLE_WINDOW - gone).rcpts < limit:
+            return (features.minute + gone) * MINUTE_S
+    return (features.minute + THROTTLE_WINDOW) * MINUTE_S
 
 
 def measure(features: Features, baseline: Baseline, ts: float) -> dict[str, float]:
@@ -382,3 +568,7 @@ def measure(features: Features, baseline: Baseline, ts: float) -> dict[str, floa
 
 def _already(conn_id: str, state: str) -> None:
     event(log, "anomaly_not_suspended_again", logging.INFO, connection=conn_id, state=state)
+
+
+def _not_throttled(conn_id: str, state: str) -> None:
+    event(log, "anomaly_not_throttled", logging.INFO, connection=conn_id, state=state)

@@ -29,6 +29,8 @@ that finds none left is read to its end and refused with 452 4.3.1.
 
 The mail itself goes to an `Intake` (the scheduler): `enqueue()` is durable on
 return, `backlog()` is the number of messages waiting (backpressure at MAIL).
+`throttle` is the node's board of the connections the anomaly detector
+throttles (ugem.throttle), read at MAIL FROM; None: nothing is throttled.
 """
 
 from __future__ import annotations
@@ -58,6 +60,7 @@ from ugem.metrics import Metrics
 from ugem.model import ConnState
 from ugem.names import canonical_domain
 from ugem.registry import Registry
+from ugem.throttle import ThrottleView
 
 __all__ = ["AcceptServer", "Intake", "load_tls"]
 
@@ -73,6 +76,7 @@ class AcceptServer:
         bus: EventBus,
         metrics: Metrics,
         clock: Clock,
+        throttle: ThrottleView | None = None,
     ) -> None:
         self.config = config
         hostname = config.hostname
@@ -92,6 +96,7 @@ class AcceptServer:
             tls=None,
             dkim=signer_from_config(config, clock),
             inbound=inbound_from_config(config, clock, metrics),
+            throttle=throttle,
         )
         self.metrics = metrics
         self._server: asyncio.Server | None = None

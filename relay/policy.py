@@ -1,10 +1,10 @@
 """Who may send what through the gateway: a pure function of client, registry and envelope.
 
-`check_mail(client, sender)` and `check_rcpt(client, view, rcpt, gateway)`
-return the `Reply` for MAIL FROM and RCPT TO. No I/O, no clock, no logging:
-the caller looks up the client's connection (`Registry.by_address`) and the
-addresses come parsed by `relay.address`, so every rule below is judged on the
-real, canonical destination. The rules (issue 2, item 5):
+`check_mail(client, sender, over_cap)` and `check_rcpt(client, view, rcpt,
+gateway)` return the `Reply` for MAIL FROM and RCPT TO. No I/O, no clock, no
+logging: the caller looks up the client's connection (`Registry.by_address`)
+and the addresses come parsed by `relay.address`, so every rule below is
+judged on the real, canonical destination. The rules (issue 2, item 5):
 
 - a client of a `connected` connection may send to any recipient, with a
   sender in one of that connection's domains (exact domains: a subdomain
@@ -12,6 +12,10 @@ real, canonical destination. The rules (issue 2, item 5):
   sender gets SENDER_DENIED (550 5.7.1);
 - a client of a `suspended` connection gets SUSPENDED (451 4.7.1) at MAIL
   FROM (and at RCPT, should a caller ask);
+- a client of a `connected` connection that the anomaly detector throttles
+  and that is over its cap now (`over_cap`: the caller asks the node's
+  `ugem.throttle` board) gets THROTTLED (451 4.7.1) at MAIL FROM, for a
+  sender it may use; under the cap its mail is accepted as usual;
 - any other client, the address of a `disconnected` connection included, may
   send only to recipients whose domain belongs to a `connected` or
   `suspended` connection (inbound mail still reaches a suspended
@@ -46,14 +50,15 @@ class Gateway:
     postmaster_routed: bool  # whether [delivery] routes names a next hop for `domain`
 
 
-def check_mail(client: Connection | None, sender: Address | None) -> Reply:
-    """The reply to MAIL FROM; `sender` None is the null sender <>."""
+def check_mail(client: Connection | None, sender: Address | None, over_cap: bool = False) -> Reply:
+    """The reply to MAIL FROM; `sender` None is the null sender <>; `over_cap`: the
+    client's connection is throttled and over its cap now."""
     if client is None or client.state == ConnState.DISCONNECTED:
         return replies.SENDER_OK
     if client.state == ConnState.SUSPENDED:
         return replies.SUSPENDED
     if sender is None or sender.domain in client.domains:
-        return replies.SENDER_OK
+        return replies.THROTTLED if over_cap else replies.SENDER_OK
     return replies.SENDER_DENIED
 
 

@@ -57,6 +57,12 @@ SUSPENDED = Reply(
     "Mail server suspended by the UGEM operator; your mail is "
     "kept for retry; contact the STS support service",
 )
+THROTTLED = Reply(
+    451,
+    "4.7.1",
+    "Your server is sending far more mail than usual; mail over your usual rate "
+    "is deferred for now, retry later",
+)
 INTERNAL_ERROR = Reply(451, "4.3.0", "Internal error; try again later")
 QUEUE_BACKLOG = Reply(451, "4.3.2", "System busy; try again later")
 SPOOL_FULL = Reply(452, "4.3.1", "Insufficient system storage")

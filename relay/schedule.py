@@ -61,6 +61,7 @@ from ugem.log import event
 from ugem.metrics import Metrics
 from ugem.model import Connection, ConnState
 from ugem.registry import Registry
+from ugem.reply_class import counted_code
 
 log = logging.getLogger("relay.schedule")
 
@@ -396,6 +397,7 @@ class Scheduler:
                 outcome.rcpt,
                 outcome.code,
                 outcome.text,
+                counted_code(outcome.code, outcome.text) if msg.connection else 0,
             )
         )
         self.metrics.count(outcome.kind)

@@ -7,7 +7,9 @@ the wire only through `Wire` (implemented by `relay.smtp_session`), so the
 framing, timeouts and TLS live there and the meaning lives here.
 
 Contract: MAIL FROM first does `registry.sync()` (a change in the store takes
-effect at the next transaction), looks the client up by address and applies
+effect at the next transaction), looks the client up by address, asks the
+node's throttle board (`Services.throttle`, ugem.throttle) whether a
+connected client is over its cap now (by the node's clock) and applies
 `relay.policy`; SIZE= (ASCII digits only, else 501) is checked against the
 limit before any data; BODY= and
 SMTPUTF8 are the only other parameters (others: 555); backpressure (intake
@@ -56,6 +58,7 @@ from ugem.log import event
 from ugem.metrics import Metrics
 from ugem.model import Connection, ConnState
 from ugem.registry import Registry
+from ugem.throttle import ThrottleView
 
 log = logging.getLogger("relay.accept")
 
@@ -118,6 +121,7 @@ class Services:
     tls: ssl.SSLContext | None
     dkim: DkimSigner | None = None  # signs mail from connected servers; None: no signing
     inbound: Inbound | None = None  # checks mail from the internet; None: no checks
+    throttle: ThrottleView | None = None  # connections the detector throttles; None: none
 
 
 class Wire(Protocol):
@@ -238,13 +242,20 @@ class Commands:
             return problem
         await self.svc.registry.sync()
         client = self.svc.registry.by_address(self.wire.client_ip)
-        reply = check_mail(client, path.address)
+        reply = check_mail(client, path.address, self._over_cap(client))
         if reply.is_positive and self.svc.intake.backlog() > self.smtp.max_queue_backlog:
             reply = replies.QUEUE_BACKLOG
         if reply.is_positive:
             utf8 = "SMTPUTF8" in path.params
             self.txn = _Txn(active=True, sender=path.address, client=client, smtputf8=utf8)
         return reply
+
+    def _over_cap(self, client: Connection | None) -> bool:
+        """Whether `client`'s connection is throttled and over its cap now."""
+        board = self.svc.throttle
+        if board is None or client is None or client.state != ConnState.CONNECTED:
+            return False
+        return board.refuses(client.id, self.svc.clock.now())
 
     def _mail_params(self, params: dict[str, str | None]) -> Reply | None:
         if params and not self.esmtp:

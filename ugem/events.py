@@ -43,6 +43,7 @@ class Outcome:
     rcpt: str
     code: int
     reason: str = ""
+    counted: int = 0  # the code the detector counts it as (ugem.reply_class); 0: `code`
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,7 +112,7 @@ def trace_record(event: Event) -> dict[str, Any] | None:
     if isinstance(event, Outcome):
         if not event.connection:
             return None
-        return {
+        record: dict[str, Any] = {
             "ts": event.ts,
             "connection": event.connection,
             "ip": event.ip,
@@ -119,6 +120,9 @@ def trace_record(event: Event) -> dict[str, Any] | None:
             "rcpt": event.rcpt,
             "code": event.code,
         }
+        if event.counted and event.counted != event.code:
+            record["counted"] = event.counted  # what its text says (an unknown field to others)
+        return record
     return None
 
 
@@ -149,6 +153,7 @@ def event_of_record(record: Mapping[str, Any]) -> Accepted | Outcome:
             str(record["ip"]),
             str(record["rcpt"]),
             int(record["code"]),
+            counted=int(record.get("counted", 0)),
         )
     raise ValueError(f"not a traffic event: {kind!r}")
 

@@ -102,6 +102,19 @@ class Metrics:
             ["mode"],
             registry=r,
         )
+        self.detector_throttles = Counter(
+            "ugem_detector_throttles_total",
+            "Connections the anomaly detector throttled (mode=enforce) "
+            "or would have throttled (mode=shadow: shadow mode or an exemption)",
+            ["mode"],
+            registry=r,
+        )
+        self.throttled_connections = Gauge(
+            "ugem_throttled_connections",
+            "Connections throttled now: mail over their usual rate gets 451 4.7.1 "
+            "(this process's board; with a shared feed every worker's agrees)",
+            registry=r,
+        )
         self.detector_events = Counter(
             "ugem_detector_events_total",
             "Traffic events of connected servers the anomaly detector judged "
@@ -110,8 +123,8 @@ class Metrics:
         )
         self.incidents_opened = Counter(
             "ugem_incidents_opened_total",
-            "Incidents the anomaly detector opened, by mode: enforce (it suspended the "
-            "connection), shadow (it only watched: shadow mode or an exemption)",
+            "Incidents the anomaly detector opened, by mode: enforce (it throttled or "
+            "suspended the connection), shadow (it only watched: shadow mode or an exemption)",
             ["mode"],
             registry=r,
         )

@@ -4,7 +4,9 @@
 the scheduler, the trace writer, the anomaly detector (`[anomaly] mode`;
 `[anomaly] shared_traffic` says whether it judges every worker's and node's
 traffic or this worker's own; it takes up the baselines kept in the store),
-the SMTP listener and the admin listener, in that order (so nothing is
+the SMTP listener and the admin listener, in that order (the detector's
+enforcer writes the node's `ugem.throttle` board of throttled connections,
+the SMTP listener reads it at MAIL FROM, the admin API shows it) (so nothing is
 accepted before the queue is recovered nor before the observers listen), and
 the periodic steps: the registry's sync and (worker 0) the disconnections
 scheduled for a time that has come, by the node's clock, and the writing of
@@ -54,6 +56,7 @@ from ugem.store import open_store
 from ugem.store.base import Store
 from ugem.store.traffic import TrafficLog, open_traffic_log
 from ugem.tasks import cancel_and_wait, raise_if_cancelled
+from ugem.throttle import ThrottleBoard
 from ugem.trace import TraceWriter
 
 log = logging.getLogger("ugem.node")
@@ -78,6 +81,7 @@ class Node:
         self.admin: AdminServer | None = None
         self.trace: TraceWriter | None = None
         self.enforcer: Enforcer | None = None
+        self.throttle = ThrottleBoard()  # written by the enforcer, read by the relay
         self.traffic: TrafficLog | None = None
         self._deliverer: Deliverer | None = None
         self.services: Services | None = None
@@ -188,6 +192,7 @@ class Node:
             application_check(readiness_from_config(cfg)),
             outbox,
             notices,
+            self.throttle,
         )
         if cfg.anomaly.mode != "off":
             self.enforcer = Enforcer(
@@ -198,11 +203,14 @@ class Node:
                 incidents=services.incidents,
                 overrides=services.overrides,
                 feed=self._feed(),
+                throttle=self.throttle,
             )
             await self.enforcer.start()
             if self.worker == 0:  # with a shared feed all know the same; one writes it
                 self._repeat("baseline_save", BASELINE_SAVE_INTERVAL, self.enforcer.save_baselines)
-        self.smtp = AcceptServer(cfg, self.registry, self.scheduler, self.bus, self.metrics, clock)
+        self.smtp = AcceptServer(
+            cfg, self.registry, self.scheduler, self.bus, self.metrics, clock, self.throttle
+        )
         await self.smtp.start()
         if self.worker == 0:  # one worker applies them, so each is applied (and mailed) once
             due = services.connections.disconnect_due

@@ -13,6 +13,17 @@ verdict while the last hour's traffic is below it and releases it the
 moment the traffic crosses it; an exemption is never suspended, its incident
 says "exempted". A failed action (the store unreachable) is logged and the
 next verdict acts. Inbound mail (no connection) is not watched.
+
+A THROTTLE in enforce mode puts the connection on the throttle board with
+the cap of its baseline, which refuses it only while its last 5 minutes
+reach the cap (and until they would fall below it), records an incident
+"throttled" with the cap, audits, logs and counts it, and mails no one; a
+LIFT takes it off and is added to the incident (never opening one); a
+SUSPEND after it ends it and joins the incident, which becomes "suspended".
+Shadow mode and an exemption never put it on the board; a ceiling withholds
+a throttle as it does a suspension. When another process claims the
+throttle, this one still throttles (each relays on its own board) but
+records nothing. A suspension by an operator ends the throttle too.
 """
 
 from __future__ import annotations
@@ -30,28 +41,34 @@ from anomaly.enforce import (
     BASELINE_DOC,
     EXEMPTED,
     SHADOW_REARM_S,
+    THROTTLE_LIFTED,
+    THROTTLED,
     WITHHELD_S,
     WITHIN_CEILING,
     WOULD_SUSPEND,
+    WOULD_THROTTLE,
     Enforcer,
     measure,
+    over_until,
 )
 from anomaly.features import Features
+from anomaly.feed import LocalFeed
 from tests.support.admin import NOTICES, OPERATORS, ListOutbox
 from tests.support.burst import until
 from tests.support.mail import read_notice
 from ugem.clock import FakeClock
 from ugem.errors import ConfigError, StoreError
-from ugem.events import Accepted, EventBus
+from ugem.events import Accepted, EventBus, Outcome
 from ugem.metrics import Metrics
 from ugem.model import Connection, ConnState, Contact, OrgKind
 from ugem.registry import Registry
 from ugem.services.audit import AuditLog
 from ugem.services.connections import ConnectionService
-from ugem.services.incidents import NUMBERS, Action, Incident, IncidentState, Mode
+from ugem.services.incidents import CAP, NUMBERS, Action, Incident, IncidentState, Mode
 from ugem.services.notices import Notifier
 from ugem.services.overrides import Override, OverrideKind, OverrideRequest, OverrideService
 from ugem.store import open_store
+from ugem.throttle import THROTTLE_FLOOR
 
 CONN = "akimat.gov.kz"
 OWNER = f"it@{CONN}"
@@ -379,3 +396,254 @@ async def test_baselines_go_to_the_store_and_back_and_a_damaged_one_is_skipped(
     later.observe(accepted(now + 300 * 100))
     traffic = later.detector.traffic(CONN)
     assert traffic is not None and traffic[1].expected(now + 300 * 100)[2]
+
+
+# -- throttling ------------------------------------------------------------------------------
+
+LIFTED_WHY = "no throttling evidence for 15 min"
+
+
+def throttle(ts: float, reason: str = REASON) -> Verdict:
+    return Verdict(ts, CONN, "throttle", reason, 5.5)
+
+
+def lift(ts: float) -> Verdict:
+    return Verdict(ts, CONN, "lift", LIFTED_WHY)
+
+
+def gauge(scene: Scene) -> float | None:
+    return scene.metrics.registry.get_sample_value("ugem_throttled_connections", {})
+
+
+def test_over_until_is_when_the_5_minute_window_would_fall_below_the_cap() -> None:
+    minute = 29_000_000  # a minute's number since the epoch
+    features = Features(minute * 60.0)
+    for m, n in ((0, 5), (1, 10), (2, 5)):  # recipients in three minutes in a row
+        features.accepted((minute + m) * 60.0, "a@x.kz", [f"r{i}@y.kz" for i in range(n)])
+    assert over_until(features, 21) == 0.0  # 20 in the window: under the cap
+    assert over_until(features, 20) == (minute + 5) * 60.0  # then 15: the first minute left
+    assert over_until(features, 15) == (minute + 6) * 60.0  # then 5: the second one left too
+    assert over_until(features, 5) == (minute + 7) * 60.0  # then none: the window is empty
+
+
+async def test_enforce_throttles_records_and_lifts_and_mails_no_one(
+    scene: Scene, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="anomaly.enforce")
+    enforcer = scene.enforcer("enforce")
+    board, ts = enforcer.board, scene.clock.now()
+    enforcer.observe(accepted(ts))  # 3 recipients
+    await enforcer.act(throttle(ts))
+    assert board.throttled(CONN) and board.cap(CONN) == THROTTLE_FLOOR  # a cold baseline
+    assert not board.refuses(CONN, ts)  # under the cap: its mail is accepted
+    for i in range(1, 7):
+        enforcer.observe(accepted(ts + i))  # 21 recipients in 5 min
+    assert board.refuses(CONN, ts + 7) and board.refuses(CONN, ts + 240)
+    assert not board.refuses(CONN, ts + 360)  # its window would be empty by then
+    conn = scene.service.registry.get(CONN)
+    assert conn is not None and conn.state == ConnState.CONNECTED
+    [incident] = await incidents(scene, enforcer)
+    assert (incident.mode, incident.action) == (Mode.ENFORCE, Action.THROTTLED)
+    assert incident.evidence[0].numbers[CAP] == THROTTLE_FLOOR
+    assert incident.evidence[0].reason == REASON
+    assert "recipients per 5 min let through while throttled: 20" in incident.evidence[0].lines()
+    assert await scene.actions() == [("detector", THROTTLED), ("detector", "incident.open")]
+    assert scene.outbox.sent == []  # neither the owner nor the operators are mailed
+    assert scene.sample("ugem_detector_throttles_total", "enforce") == 1
+    assert scene.sample("ugem_detector_throttles_total", "shadow") is None
+    assert scene.sample("ugem_detector_suspensions_total", "enforce") is None
+    assert scene.sample("ugem_incidents_opened_total", "enforce") == 1
+    assert gauge(scene) == 1
+
+    await enforcer.act(lift(ts + 1000))
+    assert not board.throttled(CONN) and not board.refuses(CONN, ts + 7)
+    [incident] = await incidents(scene, enforcer)
+    assert [e.action for e in incident.evidence] == [Action.THROTTLED, Action.LIFTED]
+    assert incident.evidence[1].reason == LIFTED_WHY and incident.verdicts == 2
+    assert incident.action == Action.THROTTLED and incident.state == IncidentState.OPEN
+    assert (await scene.actions())[0] == ("detector", THROTTLE_LIFTED)
+    assert gauge(scene) == 0 and scene.outbox.sent == []
+    logged = [(r.getMessage(), r.levelno) for r in caplog.records]
+    assert ("anomaly_throttled", logging.WARNING) in logged
+    assert ("anomaly_throttle_lifted", logging.INFO) in logged
+
+    await enforcer.act(lift(ts + 2000))  # not throttled any more: nothing to record
+    [incident] = await incidents(scene, enforcer)
+    assert incident.verdicts == 2
+
+
+async def test_a_suspension_after_a_throttle_joins_its_incident_and_ends_the_throttle(
+    scene: Scene,
+) -> None:
+    enforcer = scene.enforcer("enforce")
+    ts = scene.clock.now()
+    enforcer.observe(accepted(ts))
+    await enforcer.act(throttle(ts))
+    await enforcer.act(verdict(ts + 60))
+    conn = scene.service.registry.get(CONN)
+    assert conn is not None and conn.state == ConnState.SUSPENDED
+    assert conn.state_reason == f"abnormal traffic: {REASON} (incident 1)"
+    assert not enforcer.board.throttled(CONN) and gauge(scene) == 0
+    [incident] = await incidents(scene, enforcer)
+    assert [e.action for e in incident.evidence] == [Action.THROTTLED, Action.SUSPENDED]
+    assert (incident.mode, incident.action) == (Mode.ENFORCE, Action.SUSPENDED)
+    assert [rcpts for rcpts, _ in scene.mailed()] == [(OWNER,), (OPERATORS,)]  # as ever
+    assert scene.sample("ugem_detector_suspensions_total", "enforce") == 1
+    assert scene.sample("ugem_incidents_opened_total", "enforce") == 1
+
+
+async def test_shadow_mode_records_a_would_throttle_and_never_refuses(scene: Scene) -> None:
+    enforcer = scene.enforcer("shadow")
+    ts = scene.clock.now()
+    await enforcer.act(throttle(ts))
+    for i in range(10):
+        enforcer.observe(accepted(ts + i))  # 30 recipients in 5 min
+    assert not enforcer.board.throttled(CONN) and not enforcer.board.refuses(CONN, ts + 10)
+    [incident] = await incidents(scene, enforcer)
+    assert (incident.mode, incident.action) == (Mode.SHADOW, Action.WOULD_THROTTLE)
+    assert await scene.actions() == [("detector", WOULD_THROTTLE), ("detector", "incident.open")]
+    assert scene.sample("ugem_detector_throttles_total", "shadow") == 1
+    assert scene.sample("ugem_detector_throttles_total", "enforce") is None
+    assert scene.outbox.sent == [] and gauge(scene) in (None, 0)
+    await enforcer.act(lift(ts + 1000))  # nothing was throttled: nothing lifted
+    [incident] = await incidents(scene, enforcer)
+    assert incident.verdicts == 1
+
+
+async def test_an_exempt_connection_is_never_throttled(scene: Scene) -> None:
+    enforcer = scene.enforcer("enforce")
+    request = OverrideRequest(CONN, OverrideKind.EXEMPT, "agreed by letter", permanent=True)
+    await enforcer.overrides.set(request, "api:root")
+    ts = scene.clock.now()
+    await enforcer.act(throttle(ts))
+    for i in range(10):
+        enforcer.observe(accepted(ts + i))
+    assert not enforcer.board.throttled(CONN) and not enforcer.board.refuses(CONN, ts + 10)
+    [incident] = await incidents(scene, enforcer)
+    assert (incident.mode, incident.action) == (Mode.SHADOW, Action.EXEMPTED)
+    [entry] = [r.entry for r in await scene.service.audit.list(CONN, action=EXEMPTED)]
+    assert entry.actor == "detector" and '"verdict": "throttle"' in entry.details
+    assert scene.sample("ugem_detector_throttles_total", "shadow") == 1
+    assert scene.outbox.sent == []
+
+
+async def test_a_ceiling_withholds_a_throttle_until_the_traffic_crosses_it(scene: Scene) -> None:
+    enforcer = scene.enforcer("enforce")
+    ts = scene.clock.now()
+    request = OverrideRequest(
+        CONN, OverrideKind.CEILING, "newsletter", ends_at=ts + 7200, max_messages_per_hour=10
+    )
+    ceiling = await enforcer.overrides.set(request, "api:noc")
+    for i in range(5):
+        enforcer.observe(accepted(ts + i))
+    await enforcer.act(throttle(ts + 5))
+    assert not enforcer.board.throttled(CONN)
+    assert (await scene.actions())[0] == ("detector", WITHIN_CEILING)
+    assert await incidents(scene, enforcer) == []
+
+    released = [enforcer.observe(accepted(ts + 10 + i)) for i in range(6)]
+    crossing = released[5]
+    assert released[:5] == [None] * 5 and crossing is not None
+    assert (crossing.action, crossing.ts) == ("throttle", ts + 15)
+    await enforcer.act(crossing)
+    assert enforcer.board.throttled(CONN)
+    [incident] = await incidents(scene, enforcer)
+    assert incident.action == Action.THROTTLED
+    assert f"above the planned ceiling of 10 messages per hour (override {ceiling.id})" in (
+        incident.reason
+    )
+
+
+async def test_a_lift_after_the_incident_was_closed_opens_none(scene: Scene) -> None:
+    enforcer = scene.enforcer("enforce")
+    ts = scene.clock.now()
+    await enforcer.act(throttle(ts))
+    await enforcer.incidents.close(1, "api:noc", "a known newsletter")
+    await enforcer.act(lift(ts + 1000))
+    assert not enforcer.board.throttled(CONN)
+    [incident] = await incidents(scene, enforcer)
+    assert incident.state == IncidentState.CLOSED and incident.verdicts == 1
+    [entry] = [r.entry for r in await scene.service.audit.list(CONN, action=THROTTLE_LIFTED)]
+    assert '"incident": null' in entry.details
+
+
+class ClaimedElsewhere(LocalFeed):
+    """This node's events, every verdict of which another process claims first."""
+
+    async def claim(self, key: str, ttl: float) -> bool:
+        return False
+
+
+class Scripted(SpyDetector):
+    """Gives the next scripted verdict action at each message (the rules are not the point)."""
+
+    def __init__(self, *actions: str) -> None:
+        super().__init__()
+        self.script = list(actions)
+
+    def accepted(
+        self, ts: float, connection: str, sender: str, rcpts: list[str], ip: str = ""
+    ) -> Verdict | None:
+        super().accepted(ts, connection, sender, rcpts, ip)
+        action = self.script.pop(0)
+        return Verdict(ts, connection, action, REASON) if action else None
+
+
+async def test_a_throttle_another_process_claims_changes_this_board_but_records_nothing(
+    scene: Scene,
+) -> None:
+    bus, detector = EventBus(), Scripted("throttle", "", "lift")
+    feed = ClaimedElsewhere(bus, scene.metrics)
+    enforcer = Enforcer("enforce", bus, scene.service, scene.metrics, detector, feed=feed)
+    await enforcer.start()
+    try:
+        now = scene.clock.now()
+        bus.publish(accepted(now))
+
+        async def throttled() -> bool:
+            return enforcer.board.throttled(CONN)
+
+        await until(throttled, "this process's board throttling the connection")
+        bus.publish(accepted(now + 1))
+        bus.publish(accepted(now + 2))
+
+        async def lifted() -> bool:
+            return not enforcer.board.throttled(CONN) and not detector.script
+
+        await until(lifted, "this process's board lifting it")
+        assert await incidents(scene, enforcer) == []
+        assert await scene.actions() == []  # the claimer records, this one does not
+        assert scene.sample("ugem_detector_throttles_total", "enforce") is None
+        assert detector.resumed == []  # a throttle elsewhere is not a suspension
+    finally:
+        await enforcer.stop()
+
+
+async def test_a_suspension_by_an_operator_ends_the_throttle(scene: Scene) -> None:
+    enforcer = scene.enforcer("enforce")
+    await enforcer.start()
+    try:
+        await enforcer.act(throttle(scene.clock.now()))
+        assert enforcer.board.throttled(CONN) and gauge(scene) == 1
+        await scene.service.suspend(CONN, "checking its server", "api:noc")
+        assert not enforcer.board.throttled(CONN) and gauge(scene) == 0
+        await scene.service.resume(CONN, "checked", "api:noc")
+        assert scene.detector.resumed == [CONN]  # watched afresh
+    finally:
+        await enforcer.stop()
+
+
+def test_a_bounce_is_counted_by_what_the_remote_reply_says(scene: Scene) -> None:
+    """A 550 whose text says spam (Outcome.counted, ugem.reply_class) is a refusal to the
+    detector, not an unknown user; a plain 550 stays an unknown user."""
+    enforcer = scene.enforcer("enforce")
+    ts = scene.clock.now()
+    enforcer.observe(accepted(ts))
+    spam = Outcome(ts + 1, "bounced", "q", CONN, "127.0.0.2", "a@b.kz", 550, "5.7.1 spam", 554)
+    unknown = Outcome(ts + 2, "bounced", "q", CONN, "127.0.0.2", "c@b.kz", 550, "5.1.1", 0)
+    enforcer.observe(spam)
+    enforcer.observe(unknown)
+    traffic = enforcer.detector.traffic(CONN)
+    assert traffic is not None
+    window = traffic[0].window(5)
+    assert (window.bounced, window.policy, window.invalid) == (2, 1, 1)

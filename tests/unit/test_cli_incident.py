@@ -1,7 +1,8 @@
 """`ugem incident ...` and `ugem override ...` driven in-process through `ugem.cli.main`.
 
 The commands go through the same services as the API, audited as
-`cli:operator1`: incidents are listed, shown with their evidence, acknowledged
+`cli:operator1`: incidents are listed, shown with their evidence (a throttle,
+its lift and a suspension each named), acknowledged
 and closed (a wrong move exits 1 saying who did it); overrides are set
 (a ceiling, a timed or permanent exemption), listed and cancelled. A bad
 option exits 2 naming it; an unknown incident or connection exits 1.
@@ -20,7 +21,7 @@ from tests.support.cli import Ugem, audit_log, operator, usage_error
 from tests.support.connections import plain
 from ugem.clock import FakeClock
 from ugem.services.audit import AuditLog
-from ugem.services.incidents import Action, Evidence, IncidentService, Mode
+from ugem.services.incidents import CAP, Action, Evidence, IncidentService, Mode
 from ugem.store.sqlite import SqliteStore
 
 CONN = "akimat.gov.kz"
@@ -78,6 +79,42 @@ def test_incident_list_show_ack_close(ugem: Ugem) -> None:
         "incident.close",
         "the quarterly newsletter",
     )
+
+
+def test_incident_show_renders_a_throttle_its_lift_and_the_suspension(ugem: Ugem) -> None:
+    other = "maslikhat.gov.kz"
+
+    async def seed() -> None:
+        store = SqliteStore(ugem.db)
+        try:
+            await store.add(plain(other))
+            clock = FakeClock()
+            incidents = IncidentService(store, AuditLog(store, clock), clock)
+            ts = clock.now()
+            for action, reason, numbers in (
+                (Action.THROTTLED, REASON, {"recipients_5m": 412.0, CAP: 20.0}),
+                (Action.LIFTED, "no throttling evidence for 15 min", {}),
+                (Action.SUSPENDED, REASON, {"recipients_5m": 900.0}),
+            ):
+                evidence = Evidence(ts, action, reason, numbers)
+                await incidents.record(other, Mode.ENFORCE, evidence, "detector")
+                ts += 1000
+        finally:
+            await store.close()
+
+    asyncio.run(seed())
+    shown = ugem.ok("incident", "show", "2")
+    assert "  mode          enforce (suspended)" in shown
+    verdicts = [line.split()[-1] for line in shown.splitlines() if line.startswith("    20")]
+    assert verdicts == ["throttled", "throttle-lifted", "suspended"]
+    assert "        recipients per 5 min let through while throttled: 20" in shown
+    assert "      no throttling evidence for 15 min" in shown
+    listed = json.loads(ugem.ok("incident", "show", "2", "--json"))
+    assert [e["action"] for e in listed["evidence"]] == [
+        "throttled",
+        "throttle-lifted",
+        "suspended",
+    ]
 
 
 def test_incident_errors(ugem: Ugem) -> None:

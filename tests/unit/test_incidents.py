@@ -6,7 +6,9 @@ one. Moves go open -> acknowledged -> closed (or open -> closed), each
 stamped with who and when and audited with the operator's actor; a move that
 does not fit is a ConflictError saying who did what; an unknown number is a
 NotFoundError. A change made by another writer between a read and a write
-is kept, not overwritten.
+is kept, not overwritten. An enforced action stronger than the incident's (a
+suspension after a throttle) becomes its action; a lifted throttle only
+joins an incident not closed.
 """
 
 from __future__ import annotations
@@ -64,6 +66,49 @@ async def test_a_verdict_opens_one_incident_and_later_ones_join_it(
     [entry] = [r.entry for r in await service.audit.list(CONN)]
     assert (entry.actor, entry.action, entry.reason) == ("detector", "incident.open", first.reason)
     assert '"incident": 1' in entry.details and '"recipients_5m": 412.0' in entry.details
+
+
+async def test_a_suspension_after_a_throttle_becomes_the_incidents_action(
+    service: IncidentService,
+) -> None:
+    throttled = dataclasses.replace(evidence(10.0), action=Action.THROTTLED)
+    would = dataclasses.replace(evidence(5.0), action=Action.WOULD_THROTTLE)
+    await service.record(CONN, Mode.SHADOW, would, "detector")  # an exemption, say
+    await service.record(CONN, Mode.ENFORCE, throttled, "detector")
+    shown = await service.get(1)
+    assert (shown.mode, shown.action) == (Mode.ENFORCE, Action.THROTTLED)  # now enforced
+    await service.record(CONN, Mode.ENFORCE, evidence(20.0), "detector")
+    shown = await service.get(1)
+    assert (shown.mode, shown.action) == (Mode.ENFORCE, Action.SUSPENDED)
+    later = dataclasses.replace(evidence(30.0), action=Action.THROTTLED)
+    await service.record(CONN, Mode.ENFORCE, later, "detector")  # weaker: it stays suspended
+    shown = await service.get(1)
+    assert shown.action == Action.SUSPENDED
+    assert [e.action for e in shown.evidence] == [
+        Action.WOULD_THROTTLE,
+        Action.THROTTLED,
+        Action.SUSPENDED,
+        Action.THROTTLED,
+    ]
+
+
+async def test_a_lift_joins_the_incident_not_closed_and_opens_none(
+    service: IncidentService,
+) -> None:
+    lifted = Evidence(30.0, Action.LIFTED, "no throttling evidence for 15 min")
+    assert await service.note(CONN, lifted) is None  # no incident: none opened
+    assert await service.list() == []
+    throttled = dataclasses.replace(evidence(10.0), action=Action.THROTTLED)
+    await service.record(CONN, Mode.ENFORCE, throttled, "detector")
+    await service.acknowledge(1, "api:noc")
+    noted = await service.note(CONN, lifted)
+    assert noted is not None and noted.id == 1 and noted.verdicts == 2
+    shown = await service.get(1)
+    assert [e.action for e in shown.evidence] == [Action.THROTTLED, Action.LIFTED]
+    assert (shown.action, shown.state) == (Action.THROTTLED, IncidentState.ACKNOWLEDGED)
+    await service.close(1, "api:noc")
+    assert await service.note(CONN, lifted) is None
+    assert [i.id for i in await service.list()] == [1]
 
 
 async def test_acknowledge_then_close_stamped_and_audited(service: IncidentService) -> None:

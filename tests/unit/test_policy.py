@@ -1,4 +1,5 @@
-"""relay.policy: every rule of issue 2 item 5, as tables of (client, envelope) -> reply."""
+"""relay.policy: every rule of issue 2 item 5, as tables of (client, envelope) -> reply; and
+the throttle's refusal at MAIL FROM of a connection over its cap."""
 
 from __future__ import annotations
 
@@ -76,6 +77,23 @@ MAIL_TABLE: list[tuple[str, str, Reply]] = [
 @pytest.mark.parametrize(("client", "sender", "expected"), MAIL_TABLE)
 def test_mail_from(client: str, sender: str, expected: Reply) -> None:
     assert check_mail(CLIENTS[client], mail(sender)) == expected
+
+
+OVER_CAP_TABLE: list[tuple[str, str, Reply]] = [
+    ("connected", "clerk@minfin.gov.kz", replies.THROTTLED),  # over its cap: deferred
+    ("connected", "", replies.THROTTLED),
+    ("connected", "clerk@gmail.com", replies.SENDER_DENIED),  # a permanent problem first
+    ("suspended", "clerk@akimat.kz", replies.SUSPENDED),
+    ("outsider", "anyone@gmail.com", replies.SENDER_OK),
+]
+
+
+@pytest.mark.parametrize(("client", "sender", "expected"), OVER_CAP_TABLE)
+def test_mail_from_a_throttled_connection_over_its_cap(
+    client: str, sender: str, expected: Reply
+) -> None:
+    assert check_mail(CLIENTS[client], mail(sender), over_cap=True) == expected
+    assert replies.THROTTLED.code == 451 and replies.THROTTLED.status == "4.7.1"
 
 
 RCPT_TABLE: list[tuple[str, str, Reply]] = [

@@ -1,13 +1,18 @@
 """Incidents: what the anomaly detector found about a connection, until an operator closes it.
 
 An incident is opened on a verdict the enforcer acts on (`record`, actor
-"detector"): mode "enforce" when it suspended the connection, "shadow" when
-it only watched (shadow mode, or an exemption in force: action "exempted").
-It keeps the detector's evidence: the reason a person reads, its findings,
-and the numbers behind them (`NUMBERS`: the traffic windows and the learned
-baseline). A connection has at most one incident that is not closed: a
-further verdict meanwhile is added to it (its evidence, the first and the
-latest `MAX_EVIDENCE - 1`, and its count of verdicts), it opens no other.
+"detector"): mode "enforce" when it throttled or suspended the connection,
+"shadow" when it only watched (shadow mode: "would-throttle",
+"would-suspend"; or an exemption in force: action "exempted"). It keeps the
+detector's evidence: the reason a person reads, its findings, and the
+numbers behind them (`NUMBERS`: the traffic windows and the learned
+baseline; a throttle adds its cap, `CAP`). A connection has at most one
+incident that is not closed: a further verdict meanwhile is added to it (its
+evidence, the first and the latest `MAX_EVIDENCE - 1`, and its count of
+verdicts), it opens no other; an enforced action stronger than the
+incident's (a suspension after a throttle) becomes its action, in mode
+"enforce". The end of a throttle (`note`, action "throttle-lifted") is only
+added to an incident not closed, and opens none.
 Operators move it open -> acknowledged -> closed (closing an open one
 directly is allowed), with an optional comment; a move that does not fit
 the state is a `ConflictError` saying who did what when; an unknown number
@@ -48,7 +53,7 @@ class IncidentState(StrEnum):
 
 
 class Mode(StrEnum):
-    ENFORCE = "enforce"  # the connection was suspended
+    ENFORCE = "enforce"  # the connection was throttled or suspended
     SHADOW = "shadow"  # it was only watched
 
 
@@ -56,6 +61,13 @@ class Action(StrEnum):
     SUSPENDED = "suspended"
     WOULD_SUSPEND = "would-suspend"  # shadow mode
     EXEMPTED = "exempted"  # an exemption in force (ugem.services.overrides)
+    THROTTLED = "throttled"  # mail over the usual rate deferred (ugem.throttle)
+    LIFTED = "throttle-lifted"  # the throttle ended: the traffic is back to normal
+    WOULD_THROTTLE = "would-throttle"  # shadow mode
+
+
+# How strong an enforced action is: a stronger one joining an incident becomes its action.
+_STRENGTH = {Action.THROTTLED: 1, Action.SUSPENDED: 2}
 
 
 def _windows() -> dict[str, str]:
@@ -86,6 +98,8 @@ NUMBERS: Mapping[str, str] = {
     "usual_spread_5m": "their usual spread (±)",
     "baseline_warm": "baseline learned (1) or still warming up (0)",
 }
+CAP = "throttle_cap_5m"  # a throttle's number beside the measured ones
+READINGS: Mapping[str, str] = {**NUMBERS, CAP: "recipients per 5 min let through while throttled"}
 
 
 @dataclass(frozen=True)
@@ -103,10 +117,10 @@ class Evidence:
         return tuple(p.strip() for p in self.reason.split(";") if p.strip())
 
     def lines(self) -> builtins.list[str]:
-        """The numbers as a person reads them, one a line, in the order of `NUMBERS`."""
-        known = [k for k in NUMBERS if k in self.numbers]
-        other = sorted(k for k in self.numbers if k not in NUMBERS)
-        return [f"{NUMBERS.get(k, k)}: {self.numbers[k]:g}" for k in known + other]
+        """The numbers as a person reads them, one a line, in the order of `READINGS`."""
+        known = [k for k in READINGS if k in self.numbers]
+        other = sorted(k for k in self.numbers if k not in READINGS)
+        return [f"{READINGS.get(k, k)}: {self.numbers[k]:g}" for k in known + other]
 
 
 @dataclass(frozen=True)
@@ -144,7 +158,10 @@ class Incident:
         kept = (*self.evidence, evidence)
         if len(kept) > MAX_EVIDENCE:
             kept = (kept[0], *kept[len(kept) - MAX_EVIDENCE + 1 :])
-        return dataclasses.replace(self, evidence=kept, verdicts=self.verdicts + 1)
+        grown = dataclasses.replace(self, evidence=kept, verdicts=self.verdicts + 1)
+        if _STRENGTH.get(evidence.action, 0) > _STRENGTH.get(self.action, 0):
+            return dataclasses.replace(grown, action=evidence.action, mode=Mode.ENFORCE)
+        return grown
 
 
 class IncidentService:
@@ -189,6 +206,18 @@ class IncidentService:
             grown = _decode(stored).with_verdict(evidence)
             if await self.store.incident_update(_record(grown)):
                 return dataclasses.replace(grown, rev=grown.rev + 1), False
+        raise _busy(f"the incident of {connection}")
+
+    async def note(self, connection: str, evidence: Evidence) -> Incident | None:
+        """Add `evidence` to the incident of `connection` that is not closed; None when
+        there is none (what only ends an action, a lifted throttle, opens no incident)."""
+        for _ in range(MAX_ATTEMPTS):
+            found = await self.store.incident_list(None, connection, 1)  # the newest
+            if not found or found[0].state == IncidentState.CLOSED:
+                return None
+            grown = _decode(found[0]).with_verdict(evidence)
+            if await self.store.incident_update(_record(grown)):
+                return dataclasses.replace(grown, rev=grown.rev + 1)
         raise _busy(f"the incident of {connection}")
 
     async def acknowledge(self, incident_id: int, actor: str, comment: str = "") -> Incident:
