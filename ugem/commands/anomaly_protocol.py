@@ -1,16 +1,18 @@
 """`ugem anomaly protocol`: judge the detector on the fixed seed sets of anomaly.protocol.
 
 `ugem anomaly protocol [--sets tune,holdout,loko,public|all] [--cache DIR]
-[--jobs N] [--public DIR] [--defaults] [--json | --markdown]` simulates the traces of the sets asked for
-that are not in the cache (DIR, default var/anomaly-protocol; `--jobs` at a
-time), calibrates the detector's thresholds on each set's tuning traces
-(anomaly.calibrate; `--defaults` judges the default thresholds instead), replays the detector over each (in `--jobs` processes) and prints the
-report: per set and per abuse kind, detections, times to detect, leaked
-recipients, false suspensions (with what the connection was doing), throttles,
-the replay's speed, and the totals against the issue's targets. Plain text by
-default; `--json` one JSON object; `--markdown` tables for BENCHMARKS.md.
-`--save FILE` also keeps the whole report, `--load FILE` prints a kept one
-again (in any form) without running anything.
+[--jobs N] [--public DIR] [--defaults] [--json | --markdown]` simulates the
+traces of the sets asked for that are not in the cache (DIR, default
+var/anomaly-protocol; `--jobs` at a time), calibrates the detector's
+thresholds on each set's tuning traces (anomaly.calibrate; `--defaults` judges
+the default thresholds instead), replays the detector over each (in `--jobs`
+processes) and prints the report: per set and per abuse kind, detections,
+times to detect, leaked recipients, false suspensions (with what the
+connection was doing), throttles, the replay's speed, and the totals against
+the issue's targets. Plain text by default; `--json` one JSON object;
+`--markdown` tables for BENCHMARKS.md. `--save FILE` also keeps the whole
+report, `--load FILE` prints a kept one again (in any form) without running
+anything.
 Progress goes to stderr. The held-out seeds are not for tuning (see
 anomaly/protocol.py). Exits 0 with the report whatever the numbers; 2 with the
 reason for an unknown set, a cache that cannot be written or a missing public
