@@ -57,8 +57,8 @@ CHECK_UNITS = 5  # recipients or bounces since the last check before checking ag
 # The thresholds anomaly.calibrate chose on the TUNING seeds (`ugem anomaly protocol`
 # prints the choice and why; BENCHMARKS.md has it):
 THROTTLE_AT = 5.0  # score (decades of surprise) from which a connection is throttled
-SUSPEND_AT = 7.0  # score from which it is suspended...
-CORROBORATED_AT = 3.0  # ...when this much of it is neither volume nor new recipients
+SUSPEND_AT = 8.0  # score from which it is suspended...
+CORROBORATED_AT = 2.0  # ...when this much of it is neither volume nor new recipients
 LIFT_S = 900.0  # a throttle lifts after this long without a score at THROTTLE_AT
 SILENCE_S = 3600.0  # a server silent this long at busy hours was down: a backlog may follow
 CATCH_UP_S = 1800.0  # how long a backlog may take to arrive
@@ -191,13 +191,20 @@ class Detector:
         self._saved.update((c, s) for c, s in states.items() if c not in self._conns)
 
     def accepted(
-        self, ts: float, connection: str, sender: str, rcpts: list[str], ip: str = ""
+        self,
+        ts: float,
+        connection: str,
+        sender: str,
+        rcpts: list[str],
+        ip: str = "",
+        size: int = 0,
     ) -> Verdict | None:
-        """One message taken from the connection's server `ip` ("" when unknown)."""
+        """One message of `size` bytes taken from the connection's server `ip` ("" and 0
+        when unknown)."""
         conn = self._conns.get(connection) or self._open(connection, ts)
         if conn.suspended and not self._keep_counting:
             return None
-        conn.features.accepted(ts, sender, rcpts)
+        conn.features.accepted(ts, sender, rcpts, size)
         n = len(rcpts)
         conn.note_accepted(ts, ip, n)
         if conn.suspended:  # counted, but abnormal traffic is not learned as normal

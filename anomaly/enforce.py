@@ -240,7 +240,9 @@ class Enforcer:
         self._metrics.detector_events.inc()
         conn_id = ev.connection
         if isinstance(ev, Accepted):
-            verdict = self.detector.accepted(ev.ts, conn_id, ev.sender, list(ev.rcpts), ev.ip)
+            verdict = self.detector.accepted(
+                ev.ts, conn_id, ev.sender, list(ev.rcpts), ev.ip, ev.size
+            )
         else:
             code = ev.counted or ev.code  # what the reply's text says (ugem.reply_class)
             verdict = self.detector.outcome(ev.ts, conn_id, OUTCOME_KINDS[ev.event], code)

@@ -12,8 +12,9 @@ event costs a counter update or two and a new minute a copy of the totals.
 It also keeps the last hour's messages (sender, recipients) as given, so the
 distinct recipient domains and senders are counted only when asked, and so
 is the busiest sender→recipient pair of the current 5-minute block (a mail
-loop repeats one pair): `top_pair_reaches(n)` counts the pairs only when
-cheaper bounds (the block's recipients, then one sender's) allow n, so
+loop repeats one pair; `loops` follows a pair's growing sizes, anomaly.loops):
+`top_pair_reaches(n)` counts the pairs only when cheaper bounds (the block's
+recipients, then one sender's) allow n, so
 per-recipient work is paid for only by a connection that might loop. Time
 only moves forward: an event older than the newest one is counted in the
 newest minute. Nothing here raises.
@@ -32,6 +33,7 @@ from collections.abc import Hashable, Sequence
 from operator import sub
 from typing import NamedTuple
 
+from anomaly.loops import GrowingPairs
 from anomaly.recipients import Recipients
 from anomaly.trace import BOUNCED, DEFERRED
 
@@ -104,6 +106,7 @@ class Features:
         "_totals",
         "first_ts",
         "known_senders",
+        "loops",
         "minute",
         "recipients",
     )
@@ -112,6 +115,7 @@ class Features:
         self.first_ts = ts
         self.known_senders: set[str] = set()
         self.recipients = Recipients(ts)
+        self.loops = GrowingPairs()
         self._totals: list[float] = [0] * _WIDTH  # every event since the first, by counter
         self._minutes: deque[_Minute] = deque()  # the last hour's minutes with traffic
         self._start_minute(int(ts // MINUTE_S))
@@ -136,7 +140,7 @@ class Features:
         self._by_sender: _Tally | None = None  # recipients of each sender, once asked
         self._pairs: _Tally | None = None  # messages of each sender->recipient pair, once asked
 
-    def accepted(self, ts: float, sender: str, rcpts: list[str]) -> None:
+    def accepted(self, ts: float, sender: str, rcpts: list[str], size: int = 0) -> None:
         if ts >= self._minute_end:
             self._start_minute(int(ts // MINUTE_S))
         n = len(rcpts)
@@ -147,6 +151,8 @@ class Features:
             totals[NULL] += 1
         elif sender not in self.known_senders:
             self._new_sender(ts, sender)
+        if n == 1 and size:
+            self.loops.note(ts, sender, rcpts[0], size)
         new, expected = self.recipients.note(ts, sender, rcpts)
         if expected or new:
             totals[NEW_RCPT] += new

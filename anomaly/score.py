@@ -15,11 +15,12 @@ heaviest first, each with a sentence for a person. The findings:
   outcomes, null-sender messages (backscatter) and messages from senders
   never seen before among the messages: each a share against the
   connection's own share before the last hour (with a floor), in 5 and 60 min;
-- a repeated sender→recipient pair in the 5-minute block (a mail loop).
+- a mail loop: a sender→recipient pair repeated in the 5-minute block, or its
+  messages growing in a row (anomaly.loops).
 
 A backlog after an outage (detector.py) is not abuse: while it is ARRIVING
-neither volume nor a repeated pair counts, while it is IN_WINDOW volume does
-not. Each window's finding is the larger of its two windows. The weights and
+neither volume nor a repeated pair counts (growing messages do), while it is
+IN_WINDOW volume does not. Each window's finding is the larger of its two windows. The weights and
 thresholds are set on the tuning traces (anomaly.protocol), never on the
 held-out ones. Pure computation; nothing raises.
 """
@@ -56,6 +57,7 @@ NULL = (0.03, 4)
 NEW_SENDER = (0.02, 3)
 LEAST_NEW = 8  # new recipients beyond the expected before novelty is weighed
 LEAST_PAIR = 10  # a pair's messages before a loop is weighed
+LEAST_RUN = 6  # growing messages in a row before they are weighed (6! = 720)
 
 
 _SAYS = {
@@ -97,6 +99,7 @@ def could_weigh(features: Features) -> bool:
         or hour.new_senders >= NEW_SENDER[1]
         or hour.new_rcpts >= hour.expected_new + LEAST_NEW
         or features.top_pair_reaches(LEAST_PAIR)
+        or features.loops.longest >= LEAST_RUN
     )
 
 
@@ -110,7 +113,7 @@ def assess(
         _share(w5, w60, before, REFUSED, "policy", "outcomes", POLICY),
         _share(w5, w60, before, NULL_SENDER, "null", "msgs", NULL),
         _share(w5, w60, before, NEW_SENDERS, "new_senders", "msgs", NEW_SENDER),
-        None if backlog == ARRIVING else _loop(features),
+        _loop(features, ts, backlog),
     ]
     findings = [f for f in found if f is not None and f.weight > 0.0]
     if findings and backlog == NO_BACKLOG:
@@ -189,11 +192,20 @@ def _share(
     )
 
 
-def _loop(features: Features) -> Finding | None:
-    if not features.top_pair_reaches(LEAST_PAIR):
+def _loop(features: Features, ts: float, backlog: int) -> Finding | None:
+    """The larger of two surprises: one pair repeating in the 5-minute block (not while a
+    backlog is ARRIVING: queued alerts repeat one pair), and one pair's messages growing
+    in a row (anomaly.loops: a backlog's do not)."""
+    repeated = 0.0
+    if backlog != ARRIVING and features.top_pair_reaches(LEAST_PAIR):
+        top = features.top_pair
+        repeated = surprise.count(top, PAIR_MEAN, PAIR_DISPERSION)
+    growing = features.loops.surprise(ts)
+    if growing > repeated:
+        run = features.loops.run(ts)
+        what = f"one sender's messages to one recipient grew {run} times in a row (a mail loop?)"
+        return Finding(growing, LOOP, what)
+    if repeated <= 0.0:
         return None
-    top = features.top_pair
-    weight = surprise.count(top, PAIR_MEAN, PAIR_DISPERSION)
-    return Finding(
-        weight, LOOP, f"one sender sent the same recipient {top} times in 5 min (a mail loop?)"
-    )
+    what = f"one sender sent the same recipient {features.top_pair} times in 5 min (a mail loop?)"
+    return Finding(repeated, LOOP, what)

@@ -50,6 +50,7 @@ class Accepted(msgspec.Struct, tag_field="event", tag="accepted", gc=False):
     sender: str
     rcpts: list[str]
     ip: str = ""  # the connected server's address (a backlog is one server's)
+    size: int = 0
 
 
 class Outcome(msgspec.Struct, tag_field="event", gc=False):

@@ -65,10 +65,16 @@ class Judged(Detector):
         self.verdicts: list[str] = []  # the actions of its verdicts about BURST
 
     def accepted(
-        self, ts: float, connection: str, sender: str, rcpts: list[str], ip: str = ""
+        self,
+        ts: float,
+        connection: str,
+        sender: str,
+        rcpts: list[str],
+        ip: str = "",
+        size: int = 0,
     ) -> Verdict | None:
         self.messages += connection == BURST
-        return self._seen(super().accepted(ts, connection, sender, rcpts, ip))
+        return self._seen(super().accepted(ts, connection, sender, rcpts, ip, size))
 
     def outcome(self, ts: float, connection: str, kind: int, code: int) -> Verdict | None:
         self.bounced += connection == BURST and kind == BOUNCED

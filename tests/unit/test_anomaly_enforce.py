@@ -311,7 +311,13 @@ class EagerDetector(SpyDetector):
         self.held: set[str] = set()
 
     def accepted(
-        self, ts: float, connection: str, sender: str, rcpts: list[str], ip: str = ""
+        self,
+        ts: float,
+        connection: str,
+        sender: str,
+        rcpts: list[str],
+        ip: str = "",
+        size: int = 0,
     ) -> Verdict | None:
         if connection in self.held:
             return None
@@ -582,9 +588,15 @@ class Scripted(SpyDetector):
         self.script = list(actions)
 
     def accepted(
-        self, ts: float, connection: str, sender: str, rcpts: list[str], ip: str = ""
+        self,
+        ts: float,
+        connection: str,
+        sender: str,
+        rcpts: list[str],
+        ip: str = "",
+        size: int = 0,
     ) -> Verdict | None:
-        super().accepted(ts, connection, sender, rcpts, ip)
+        super().accepted(ts, connection, sender, rcpts, ip, size)
         action = self.script.pop(0)
         return Verdict(ts, connection, action, REASON) if action else None
 

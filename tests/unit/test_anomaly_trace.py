@@ -51,7 +51,7 @@ def test_reads_events_and_skips_unknown_with_a_warning(
     with caplog.at_level(logging.WARNING):
         events = list(read_trace(path, stats))
     assert events == [
-        Accepted(1.5, "x.kz", "", ["a@y.kz", "b@z.kz"], "10.0.0.1"),
+        Accepted(1.5, "x.kz", "", ["a@y.kz", "b@z.kz"], "10.0.0.1", 10),
         Deferred(3, "x.kz", 451),
     ]
     assert isinstance(events[1], Deferred) and events[1].kind == DEFERRED
