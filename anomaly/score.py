@@ -55,6 +55,13 @@ INVALID = (0.02, 4)
 POLICY = (0.01, 4)
 NULL = (0.03, 4)
 NEW_SENDER = (0.02, 3)
+_SHARES = (  # (hits, trials, rule) of each share finding, as Window's fields
+    ("invalid", "outcomes", INVALID),
+    ("policy", "outcomes", POLICY),
+    ("null", "msgs", NULL),
+    ("new_senders", "msgs", NEW_SENDER),
+)
+ABOVE = 2.0  # a share counts from this many times its usual (below, < 0.15 decade)
 LEAST_NEW = 8  # new recipients beyond the expected before novelty is weighed
 LEAST_PAIR = 10  # a pair's messages before a loop is weighed
 LEAST_RUN = 6  # growing messages in a row before they are weighed (6! = 720)
@@ -92,14 +99,33 @@ def could_weigh(features: Features) -> bool:
     """Whether any finding but volume could weigh: without one the score stays below
     VOLUME_CAP. Each count of a shorter window is at most the last hour's."""
     hour = features.window(60)
-    return (
-        hour.invalid >= INVALID[1]
-        or hour.policy >= POLICY[1]
-        or hour.null >= NULL[1]
-        or hour.new_senders >= NEW_SENDER[1]
-        or hour.new_rcpts >= hour.expected_new + LEAST_NEW
+    if (
+        hour.new_rcpts >= hour.expected_new + LEAST_NEW
         or features.top_pair_reaches(LEAST_PAIR)
         or features.loops.longest >= LEAST_RUN
+    ):
+        return True
+    five, before = features.window(5), features.before_hour()
+    return any(_above(five, hour, before, *share) for share in _SHARES)
+
+
+def _usual(before: Window, hits: str, of: str, floor: float) -> float:
+    """The connection's share of `hits` among `of` before the last hour, at least `floor`."""
+    past_trials = getattr(before, of)
+    return max(floor, getattr(before, hits) / past_trials if past_trials else 0.0)
+
+
+def _above(
+    w5: Window, w60: Window, before: Window, hits: str, of: str, rule: tuple[float, int]
+) -> bool:
+    """Whether a share finding could weigh: at least its least hits in a window, and more
+    than ABOVE times its usual share there."""
+    floor, least = rule
+    if getattr(w60, hits) < least:  # each count of w5 is at most w60's
+        return False
+    usual = ABOVE * _usual(before, hits, of, floor)
+    return any(
+        getattr(w, hits) >= least and getattr(w, hits) > usual * getattr(w, of) for w in (w5, w60)
     )
 
 
@@ -172,12 +198,11 @@ def _share(
     floor, least = rule
     if getattr(w60, hits) < least:  # each count of w5 is at most w60's
         return None
-    past_hits, past_trials = getattr(before, hits), getattr(before, of)
-    usual = max(floor, past_hits / past_trials if past_trials else 0.0)
+    usual = _usual(before, hits, of, floor)
     best: tuple[float, Window, int, int] | None = None
     for w in (w5, w60):
         k, n = getattr(w, hits), getattr(w, of)
-        if k < least:
+        if k < least or k <= ABOVE * usual * n:
             continue
         weight = surprise.share(k, n, usual, EFFECTIVE)
         if best is None or weight > best[0]:
