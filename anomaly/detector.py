@@ -130,7 +130,9 @@ class _Conn:
         server = self.servers.get(ip)
         if server is None:
             server = self.servers[ip] = [ts, 0.0]
-        gap, share = ts - server[0], server[1] / self.rcpts if self.rcpts else 1.0
+        gap = ts - server[0]
+        if gap >= SILENCE_S:
+            share = server[1] / self.rcpts if self.rcpts else 1.0
         server[0] = ts
         server[1] += rcpts
         self.rcpts += rcpts
