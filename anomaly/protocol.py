@@ -927,7 +927,7 @@ def run(
                 results.append(result)
                 warnings += _unit_warnings(unit, result)
                 say(_progress_line(p.name, result))
-        used = ", ".join(sorted({s.name for s in calibrated.values()}))
+        used = ", ".join(sorted({calibrated[unit.tuning].name for unit in p.units}))
         read = "" if method.reads_tuning else " (reads no trace: its tuning traces are not made)"
         calibration = f"{method.name}: {used}{read}"
         reports.append(

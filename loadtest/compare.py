@@ -35,7 +35,8 @@ from loadtest.content import SizeDist
 from loadtest.errors import TargetError
 from loadtest.gateway import GatewayInstance
 from loadtest.generator import load_against, run_header
-from loadtest.processes import SinkProcess, free_port
+from loadtest.ports import free_port
+from loadtest.processes import SinkProcess
 from loadtest.rate import RateSchedule
 from loadtest.report import Report
 

@@ -91,7 +91,8 @@ from loadtest.idle import SPARE_FILES, IdleOptions, IdleReport, ensure_open_file
 from loadtest.idle import require_loopback as _loopback
 from loadtest.memory import MemorySample, mib
 from loadtest.peak import PeakSampler, RssTrace
-from loadtest.processes import SinkProcess, free_port
+from loadtest.ports import free_port
+from loadtest.processes import SinkProcess
 from loadtest.report import Latency
 from loadtest.smtp import Refused, Session, SessionLost
 

@@ -1,7 +1,7 @@
 """Child processes the comparison drives, and the small waits they need.
 
-`free_port(host)` is a port free on `host` now (the caller binds it soon
-after; a race with another program is possible and shows as a start failure).
+`free_port(host)` (loadtest.ports) is a port free on `host` now, outside the
+kernel's ephemeral range (the caller binds it soon after).
 `wait_for_greeting(host, port, deadline)` waits until an SMTP server there
 says 220. `SinkProcess.start(directory)` runs `python -m loadtest sink` on
 free loopback ports, or SMTP on `listen` when given (it reports them on its
@@ -17,7 +17,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import socket
 import sys
 import time
 from pathlib import Path
@@ -29,12 +28,6 @@ from loadtest.spec import parse_hostport
 
 STOP_GRACE = 15.0
 POLL = 0.2
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    with socket.socket() as sock:
-        sock.bind((host, 0))
-        return int(sock.getsockname()[1])
 
 
 async def wait_for_greeting(host: str, port: int, timeout: float, what: str) -> None:

@@ -42,7 +42,8 @@ from loadtest.content import SizeDist
 from loadtest.errors import TargetError
 from loadtest.gateway import GatewayInstance
 from loadtest.generator import load_against, run_header
-from loadtest.processes import POLL, SinkProcess, free_port
+from loadtest.ports import free_port
+from loadtest.processes import POLL, SinkProcess
 from loadtest.report import Report
 
 QUEUE_WAIT = 60.0  # seconds for the queue gauge to show every accepted message

@@ -17,7 +17,8 @@ from pathlib import Path
 import pytest
 
 from loadtest.gateway import GatewayInstance
-from loadtest.processes import free_port, wait_for_greeting
+from loadtest.ports import free_port
+from loadtest.processes import wait_for_greeting
 
 SOURCES = ("127.0.0.2", "127.0.0.3")
 

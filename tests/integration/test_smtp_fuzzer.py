@@ -46,8 +46,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from loadtest.gateway import parse_queue_gauge
+from loadtest.ports import free_port
 from relay import replies
-from tests.support.node import NodeProcess, free_port, node_relaying_to, smtp_address
+from tests.support.node import NodeProcess, node_relaying_to, smtp_address
 from tests.support.sink import Sink
 from tests.support.tls_cert import self_signed
 

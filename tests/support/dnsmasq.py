@@ -33,7 +33,6 @@ from __future__ import annotations
 import grp
 import os
 import pwd
-import socket
 import subprocess
 import time
 from collections.abc import Callable, Generator, Iterable, Iterator, Mapping, Sequence
@@ -45,6 +44,7 @@ import dns.message
 import dns.query
 import pytest
 
+from loadtest.ports import free_port
 from tests.support.processes import stop_process
 
 DNSMASQ = "/usr/sbin/dnsmasq"
@@ -119,20 +119,6 @@ def config_lines(
     return lines
 
 
-def _free_port() -> int:
-    """A port free for both UDP and TCP on 127.0.0.1 (at the time of asking)."""
-    while True:
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
-            udp.bind((HOST, 0))
-            port = int(udp.getsockname()[1])
-            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as tcp:
-                try:
-                    tcp.bind((HOST, port))
-                except OSError:
-                    continue
-                return port
-
-
 def _answers(port: int) -> bool:
     query = dns.message.make_query("ready.invalid.", "A")
     try:
@@ -165,7 +151,7 @@ def _command(conf: Path, port: int, ttl: int) -> list[str]:
 def _launch(directory: Path, conf: Path, ttl: int) -> DnsServer:
     """Start dnsmasq on a free port; retry another port if it was taken meanwhile."""
     for _ in range(PORT_ATTEMPTS):
-        port = _free_port()
+        port = free_port(HOST, udp=True)
         log_path = directory / f"dnsmasq-{port}.log"
         with log_path.open("wb") as log:
             process = subprocess.Popen(

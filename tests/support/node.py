@@ -20,7 +20,6 @@ import contextlib
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -31,6 +30,7 @@ from typing import Any
 
 import httpx
 
+from loadtest.ports import free_port
 from tests.support.clients import Sent, message, smtplib_send
 from tests.support.sink import Sink
 from ugem.clock import Clock
@@ -42,11 +42,7 @@ from ugem.services.audit import AuditLog
 from ugem.services.tokens import Role, TokenService
 from ugem.store import open_store
 
-
-def free_port(host: str = "127.0.0.1") -> int:
-    with socket.socket() as sock:
-        sock.bind((host, 0))
-        return int(sock.getsockname()[1])
+MAX_WORKERS = 4  # the most workers a test node runs: their admin ports follow the first
 
 
 def node_config(tmp_path: Path, **sections: dict[str, Any]) -> tuple[Config, Path]:
@@ -54,7 +50,7 @@ def node_config(tmp_path: Path, **sections: dict[str, Any]) -> tuple[Config, Pat
     base: dict[str, dict[str, Any]] = {
         "node": {"hostname": "gw.test", "data_dir": str(tmp_path / "var")},
         "smtp": {"listen": f"127.0.0.1:{free_port()}"},
-        "admin": {"listen": f"127.0.0.1:{free_port()}"},
+        "admin": {"listen": f"127.0.0.1:{free_port(count=MAX_WORKERS)}"},  # + I per worker
         "delivery": {"scan_interval": 0.05, "min_backoff": 1.0, "max_backoff": 2.0},
         "auth": {"timeout": 1.0},
         "log": {"level": "warning"},

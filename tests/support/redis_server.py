@@ -21,6 +21,7 @@ from pathlib import Path
 
 import pytest
 
+from loadtest.ports import free_port
 from tests.support.processes import stop_process
 
 START_TIMEOUT = 10.0
@@ -45,13 +46,6 @@ class RedisServer:
 
     def stop(self) -> None:
         stop_process(self.process, 10)
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def start_redis(binary: str, workdir: Path, attempts: int = 3) -> RedisServer:

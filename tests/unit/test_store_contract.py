@@ -18,8 +18,8 @@ from pathlib import Path
 
 import pytest
 
+from loadtest.ports import free_port
 from tests.support.connections import full, plain
-from tests.support.redis_server import free_port
 from ugem.errors import ConfigError, ConflictError, NotFoundError, StoreError, UsageError
 from ugem.model import ConnState
 from ugem.store import Store, open_store
