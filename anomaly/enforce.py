@@ -346,22 +346,30 @@ class Enforcer:
 
     async def _would_throttle(self, verdict: Verdict, action: Action, record: bool) -> None:
         """Shadow mode, or an exemption: a throttle recorded, nothing refused, no alert."""
-        if not record:
-            return
+        if record:
+            self._metrics.detector_throttles.labels("shadow").inc()
+            await self._record_watch_only(verdict, action, WOULD_THROTTLE)
+
+    async def _record_watch_only(
+        self, verdict: Verdict, action: Action, would: str
+    ) -> tuple[Incident, bool]:
+        """What shadow mode or an exemption records of a verdict it does not act on: a
+        WARNING line, the incident (mode shadow) and the audit entry `would` (or
+        EXEMPTED); (the incident, whether it was opened)."""
         conn_id, reason = verdict.connection, verdict.reason
-        self._metrics.detector_throttles.labels("shadow").inc()
         event(
             log,
-            "anomaly_would_throttle",
+            would.replace(".", "_"),
             logging.WARNING,
             connection=conn_id,
             reason=reason,
             action=action.value,
         )
-        incident, _ = await self._incident(verdict, Mode.SHADOW, action)
-        audited = EXEMPTED if action == Action.EXEMPTED else WOULD_THROTTLE
+        incident, opened = await self._incident(verdict, Mode.SHADOW, action)
+        audited = EXEMPTED if action == Action.EXEMPTED else would
         details = {"ts": verdict.ts, "incident": incident.id, "verdict": verdict.action}
         await self._connections.audit.record(ACTOR, audited, conn_id, reason, details=details)
+        return incident, opened
 
     async def _lift(self, verdict: Verdict, record: bool) -> None:
         """The throttle ends: the traffic went `LIFT_S` without throttling evidence."""
@@ -437,21 +445,9 @@ class Enforcer:
 
     async def _watch_only(self, verdict: Verdict, action: Action, why_not: str) -> None:
         """Shadow mode, or an exemption: an incident and an alert, no suspension."""
-        conn_id, reason = verdict.connection, verdict.reason
-        self._watch[conn_id] = _Watch(verdict.ts + SHADOW_REARM_S)
+        self._watch[verdict.connection] = _Watch(verdict.ts + SHADOW_REARM_S)
         self._metrics.detector_suspensions.labels("shadow").inc()
-        event(
-            log,
-            "anomaly_would_suspend",
-            logging.WARNING,
-            connection=conn_id,
-            reason=reason,
-            action=action.value,
-        )
-        incident, opened = await self._incident(verdict, Mode.SHADOW, action)
-        audited = EXEMPTED if action == Action.EXEMPTED else WOULD_SUSPEND
-        details = {"ts": verdict.ts, "incident": incident.id}
-        await self._connections.audit.record(ACTOR, audited, conn_id, reason, details=details)
+        incident, opened = await self._record_watch_only(verdict, action, WOULD_SUSPEND)
         if opened:
             await self._alert(verdict, incident, why_not)
 

@@ -10,6 +10,8 @@ at ERROR. SIGHUP is passed to every running worker (each reloads its STARTTLS
 certificate; the supervisor itself keeps running). SIGTERM or SIGINT is passed
 to every worker; the supervisor waits for them (a worker still alive after
 `STOP_TIMEOUT` is killed) and exits 0 when all stopped cleanly, 1 otherwise.
+A worker is told the supervisor's pid and stops when the supervisor dies,
+however it died (ugem.parent_death).
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import signal
 import sys
 
 from ugem.log import event
+from ugem.parent_death import PARENT_ENV
 
 log = logging.getLogger("ugem.supervisor")
 
@@ -43,7 +46,7 @@ class Supervisor:
         return [sys.executable, "-m", "ugem.cli", "serve", "--worker-index", str(index), *config]
 
     async def _spawn(self, index: int) -> asyncio.subprocess.Process:
-        env = {**os.environ, "UGEM_NODE_WORKERS": str(self.workers)}
+        env = {**os.environ, "UGEM_NODE_WORKERS": str(self.workers), PARENT_ENV: str(os.getpid())}
         # The worker starts with SIGHUP blocked (the mask is inherited): one sent before its
         # handler is in place waits instead of killing it, and is handled once it is ready.
         # One spawn at a time, so no other spawn's restore can leave SIGHUP blocked here.

@@ -80,3 +80,35 @@ async def test_two_workers_share_the_port_and_survive_a_kill(tmp_path: Path) -> 
     finally:
         node.kill()
         await sink.stop()
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+async def test_workers_stop_when_their_supervisor_is_killed(tmp_path: Path) -> None:
+    """A supervisor killed outright (SIGKILL, the OOM killer) leaves no worker behind
+    holding the ports and taking mail (ugem.parent_death)."""
+    sink = await Sink.start("127.0.0.1", 0)
+    config, path = await node_relaying_to(tmp_path, sink, node={"workers": 2})
+    admin_host, admin_port = parse_hostport(config.admin.listen)
+    admins = [f"{admin_host}:{admin_port + i}" for i in range(2)]
+    node = NodeProcess(path, config)
+    node.start()
+    try:
+        await node.wait_ready()
+        await eventually(lambda: all(worker_pid(a) for a in admins), what="both workers ready")
+        pids = [worker_pid(a) for a in admins]
+        node.signal(signal.SIGKILL)
+        await eventually(
+            lambda: not any(alive(p) for p in pids if p is not None),
+            timeout=30,
+            what="both workers gone with their supervisor",
+        )
+    finally:
+        node.kill()
+        await sink.stop()

@@ -240,17 +240,23 @@ async def test_a_closed_incident_lets_the_next_verdict_open_a_new_one(scene: Sce
     assert len(scene.outbox.sent) == 2  # one alert per incident
 
 
-async def test_a_ceiling_withholds_a_verdict_below_it_and_acts_once_traffic_crosses_it(
-    scene: Scene,
-) -> None:
-    enforcer = scene.enforcer("enforce")
-    ts = scene.clock.now()
+async def under_a_ceiling_of_10(enforcer: Enforcer, ts: float) -> Override:
+    """A ceiling of 10 messages an hour from `ts` for two hours, and 5 messages under it."""
     request = OverrideRequest(
         CONN, OverrideKind.CEILING, "newsletter", ends_at=ts + 7200, max_messages_per_hour=10
     )
     ceiling = await enforcer.overrides.set(request, "api:noc")
     for i in range(5):
         enforcer.observe(accepted(ts + i))
+    return ceiling
+
+
+async def test_a_ceiling_withholds_a_verdict_below_it_and_acts_once_traffic_crosses_it(
+    scene: Scene,
+) -> None:
+    enforcer = scene.enforcer("enforce")
+    ts = scene.clock.now()
+    ceiling = await under_a_ceiling_of_10(enforcer, ts)
     await enforcer.act(verdict(ts + 5))
     conn = scene.service.registry.get(CONN)
     assert conn is not None and conn.state == ConnState.CONNECTED
@@ -536,12 +542,7 @@ async def test_an_exempt_connection_is_never_throttled(scene: Scene) -> None:
 async def test_a_ceiling_withholds_a_throttle_until_the_traffic_crosses_it(scene: Scene) -> None:
     enforcer = scene.enforcer("enforce")
     ts = scene.clock.now()
-    request = OverrideRequest(
-        CONN, OverrideKind.CEILING, "newsletter", ends_at=ts + 7200, max_messages_per_hour=10
-    )
-    ceiling = await enforcer.overrides.set(request, "api:noc")
-    for i in range(5):
-        enforcer.observe(accepted(ts + i))
+    ceiling = await under_a_ceiling_of_10(enforcer, ts)
     await enforcer.act(throttle(ts + 5))
     assert not enforcer.board.throttled(CONN)
     assert (await scene.actions())[0] == ("detector", WITHIN_CEILING)

@@ -21,6 +21,7 @@ from ugem.config import Config
 from ugem.errors import UsageError
 from ugem.log import setup
 from ugem.malloc import fix_mmap_threshold
+from ugem.parent_death import die_with_parent, parent_from_env
 from ugem.supervisor import Supervisor
 
 MAX_WORKERS = 64
@@ -51,6 +52,8 @@ def run(args: argparse.Namespace, config: Config) -> int:
     if workers > 1 and args.worker_index is None:
         main = Supervisor(workers, config_path(args)).run()
     else:
+        if args.worker_index is not None and (parent := parent_from_env()) is not None:
+            die_with_parent(parent)  # a worker never outlives its supervisor
         main = serve(config, worker=args.worker_index or 0)
     if not args.no_uvloop:
         try:
