@@ -24,6 +24,11 @@ from ugem.config import KIB, AdminConfig
 from ugem.services.tokens import Role
 
 QUICK = 0.3  # seconds: the header and body timeouts of the tests that wait for them
+# Tests of a close that must come from something else than a timeout: timeouts far beyond
+# the wait, so a loaded machine cannot make them pass or fail by the clock (a 1 s wait
+# against 5 s timeouts failed under load).
+LONG_TIMEOUTS = {"header_timeout": 120.0, "body_timeout": 120.0}
+CLOSE_WITHIN = 30.0
 LIMIT = 4 * KIB
 Conn = tuple[asyncio.StreamReader, asyncio.StreamWriter]
 
@@ -80,7 +85,7 @@ GET_HEALTH = b"GET /healthz HTTP/1.1\r\nHost: admin\r\n\r\n"
 
 
 async def test_the_token_is_checked_before_the_body_is_read_or_parsed(tmp_path: Path) -> None:
-    async with serving(tmp_path) as (api, port):
+    async with serving(tmp_path, **LONG_TIMEOUTS) as (api, port):
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as http:
 
             async def bad_json(auth: str | None) -> httpx.Response:
@@ -98,30 +103,30 @@ async def test_the_token_is_checked_before_the_body_is_read_or_parsed(tmp_path: 
             reader,
             _,
         ):
-            reply = await until_closed(reader, 1)  # the body timeout is 5 s
+            reply = await until_closed(reader, CLOSE_WITHIN)  # long before the body timeout
         assert reply.startswith(b"HTTP/1.1 401 ") and b"connection: close" in reply.lower()
 
 
 async def test_a_content_length_over_the_limit_is_413_before_the_body_is_read(
     tmp_path: Path,
 ) -> None:
-    async with serving(tmp_path) as (api, port):
+    async with serving(tmp_path, **LONG_TIMEOUTS) as (api, port):
         head = post("/v1/overrides", api.secrets[Role.ADMIN], "Content-Length: 524288000")
         async with connected(port, head) as (reader, _):
-            reply = await until_closed(reader, 1)  # the body timeout is 5 s: this is the 413
+            reply = await until_closed(reader, CLOSE_WITHIN)  # not the body timeout: the 413
         assert reply.startswith(b"HTTP/1.1 413 "), reply
         assert b"connection: close" in reply.lower() and b"max_body_size" in reply
 
 
 async def test_a_chunked_body_is_cut_off_at_the_limit_with_413(tmp_path: Path) -> None:
-    async with serving(tmp_path) as (api, port):
+    async with serving(tmp_path, **LONG_TIMEOUTS) as (api, port):
         head = post("/v1/overrides", api.secrets[Role.ADMIN], "Transfer-Encoding: chunked")
         chunk = b"x" * (LIMIT // 2 + 100)
         async with connected(port, head + b"%x\r\n%s\r\n" % (len(chunk), chunk) * 2) as (
             reader,
             _,
         ):
-            reply = await until_closed(reader, 1)  # the body is not finished: no 0-chunk
+            reply = await until_closed(reader, CLOSE_WITHIN)  # the body is unfinished: no 0-chunk
         assert reply.startswith(b"HTTP/1.1 413 "), reply
 
         async def under_the_limit() -> AsyncIterator[bytes]:
