@@ -327,7 +327,11 @@ class Enforcer:
         self._gauge()
         if not record:
             return
-        incident, _ = await self._incident(verdict, Mode.ENFORCE, Action.THROTTLED, {CAP: limit})
+        incident, opened = await self._incident(
+            verdict, Mode.ENFORCE, Action.THROTTLED, {CAP: limit}
+        )
+        if opened:
+            await self._alert_throttled(verdict, incident, limit)
         details = {"ts": verdict.ts, "incident": incident.id, "cap_5m": limit}
         await self._connections.audit.record(
             ACTOR, THROTTLED, conn_id, verdict.reason, details=details
@@ -342,6 +346,17 @@ class Enforcer:
             incident=incident.id,
             cap_5m=limit,
             score=round(verdict.score, 2),
+        )
+
+    async def _alert_throttled(self, verdict: Verdict, incident: Incident, limit: float) -> None:
+        """The operators' alert of a throttle that opened an incident (not the owner)."""
+        notifier = self._connections.notifier
+        conn = self._connections.registry.get(verdict.connection)
+        if notifier is None or conn is None:
+            return
+        lines = incident.evidence[-1].lines()
+        await notifier.alert_throttled(
+            Addressee.of(conn), ACTOR, verdict.reason, str(incident.id), round(limit), lines
         )
 
     async def _would_throttle(self, verdict: Verdict, action: Action, record: bool) -> None:

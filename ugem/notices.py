@@ -54,9 +54,12 @@ class NoticeKind(StrEnum):
     DISCONNECTED = "disconnected"
     ALERT_SUSPENDED = "alert-suspended"  # to the operators, in English only
     ALERT_WOULD_SUSPEND = "alert-would-suspend"  # to the operators: shadow mode, an exemption
+    ALERT_THROTTLED = "alert-throttled"  # to the operators: the detector throttled a connection
 
 
-ALERTS = frozenset({NoticeKind.ALERT_SUSPENDED, NoticeKind.ALERT_WOULD_SUSPEND})  # English only
+ALERTS = frozenset(  # to the operators, in English only
+    {NoticeKind.ALERT_SUSPENDED, NoticeKind.ALERT_WOULD_SUSPEND, NoticeKind.ALERT_THROTTLED}
+)
 
 
 COMMON = ("org_name", "domain", "domains", "servers", "date", "reason", "postmaster", "gateway")
@@ -70,6 +73,7 @@ FIELDS: dict[NoticeKind, tuple[str, ...]] = {
     NoticeKind.DISCONNECTED: COMMON,
     NoticeKind.ALERT_SUSPENDED: (*COMMON, "actor", "contacts"),
     NoticeKind.ALERT_WOULD_SUSPEND: (*COMMON, "actor", "incident", "not_suspended", "evidence"),
+    NoticeKind.ALERT_THROTTLED: (*COMMON, "actor", "incident", "cap", "evidence"),
 }
 
 

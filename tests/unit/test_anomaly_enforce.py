@@ -438,7 +438,7 @@ def test_over_until_is_when_the_5_minute_window_would_fall_below_the_cap() -> No
     assert over_until(features, 5) == (minute + 7) * 60.0  # then none: the window is empty
 
 
-async def test_enforce_throttles_records_and_lifts_and_mails_no_one(
+async def test_enforce_throttles_records_alerts_the_operators_only_and_lifts(
     scene: Scene, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.INFO, logger="anomaly.enforce")
@@ -460,7 +460,11 @@ async def test_enforce_throttles_records_and_lifts_and_mails_no_one(
     assert incident.evidence[0].reason == REASON
     assert "recipients per 5 min let through while throttled: 20" in incident.evidence[0].lines()
     assert await scene.actions() == [("detector", THROTTLED), ("detector", "incident.open")]
-    assert scene.outbox.sent == []  # neither the owner nor the operators are mailed
+    [alert] = scene.outbox.sent  # the operators are alerted, the owner is not
+    notice = read_notice(alert.data)
+    assert alert.rcpts == (OPERATORS,) and f"{CONN} is throttled (incident 1)" in notice.subject
+    assert f"Cap: {THROTTLE_FLOOR:g} recipients" in notice.text
+    assert REASON in notice.text and "451 4.7.1" in notice.text
     assert scene.sample("ugem_detector_throttles_total", "enforce") == 1
     assert scene.sample("ugem_detector_throttles_total", "shadow") is None
     assert scene.sample("ugem_detector_suspensions_total", "enforce") is None
@@ -474,7 +478,7 @@ async def test_enforce_throttles_records_and_lifts_and_mails_no_one(
     assert incident.evidence[1].reason == LIFTED_WHY and incident.verdicts == 2
     assert incident.action == Action.THROTTLED and incident.state == IncidentState.OPEN
     assert (await scene.actions())[0] == ("detector", THROTTLE_LIFTED)
-    assert gauge(scene) == 0 and scene.outbox.sent == []
+    assert gauge(scene) == 0 and len(scene.outbox.sent) == 1  # a lift mails no one
     logged = [(r.getMessage(), r.levelno) for r in caplog.records]
     assert ("anomaly_throttled", logging.WARNING) in logged
     assert ("anomaly_throttle_lifted", logging.INFO) in logged
@@ -499,7 +503,8 @@ async def test_a_suspension_after_a_throttle_joins_its_incident_and_ends_the_thr
     [incident] = await incidents(scene, enforcer)
     assert [e.action for e in incident.evidence] == [Action.THROTTLED, Action.SUSPENDED]
     assert (incident.mode, incident.action) == (Mode.ENFORCE, Action.SUSPENDED)
-    assert [rcpts for rcpts, _ in scene.mailed()] == [(OWNER,), (OPERATORS,)]  # as ever
+    # the throttle's alert, then the suspension's notice and alert, as ever
+    assert [rcpts for rcpts, _ in scene.mailed()] == [(OPERATORS,), (OWNER,), (OPERATORS,)]
     assert scene.sample("ugem_detector_suspensions_total", "enforce") == 1
     assert scene.sample("ugem_incidents_opened_total", "enforce") == 1
 

@@ -137,6 +137,26 @@ class Notifier:
         kind, rcpts = NoticeKind.ALERT_WOULD_SUSPEND, [self.settings.operators]
         return await self._mail(kind, Language.EN, rcpts, to.target, actor, values)
 
+    async def alert_throttled(
+        self,
+        to: Addressee,
+        actor: str,
+        reason: str,
+        incident: str,
+        cap: int,
+        evidence: Sequence[str],
+    ) -> str | None:
+        """Tell the operators' address (when configured) that `to` was throttled to `cap`
+        recipients per 5 minutes; the owner is not told (nothing of theirs is refused for
+        good: the excess is deferred)."""
+        if not self.settings.operators:
+            return None
+        lines = "\n".join(f"  {line}" for line in evidence) or "  -"
+        extra = {"actor": actor, "incident": incident, "cap": str(cap)}
+        values = self._values(to, reason, extra | {"evidence": lines})
+        kind, rcpts = NoticeKind.ALERT_THROTTLED, [self.settings.operators]
+        return await self._mail(kind, Language.EN, rcpts, to.target, actor, values)
+
     async def _mail(
         self,
         kind: NoticeKind,
