@@ -67,7 +67,6 @@ class Choice:
     thresholds: Thresholds
     detected: int
     incidents: int
-    median_ttd_s: float | None
     why: str
 
 
@@ -184,10 +183,9 @@ def choose(traces: Sequence[Recorded]) -> Choice:
     )
     rate = normal_throttles(traces, throttle)
     detected = len(ttd)
-    median_ttd = statistics.median(ttd) if ttd else None
     why = (
         f"suspend at {suspend:g} with {corroborated:g} beyond volume and new recipients ({clean};"
         f" detects {detected}/{incidents} of the tuning incidents), throttle at {throttle:g}"
         f" ({rate:.2f} throttles of normal traffic per 100 connection-days)"
     )
-    return Choice(Thresholds(throttle, suspend, corroborated), detected, incidents, median_ttd, why)
+    return Choice(Thresholds(throttle, suspend, corroborated), detected, incidents, why)

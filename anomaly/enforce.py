@@ -97,7 +97,7 @@ from ugem.metrics import Metrics
 from ugem.model import Connection, ConnState
 from ugem.services.connections import ConnectionService
 from ugem.services.incidents import CAP, Action, Evidence, Incident, IncidentService, Mode
-from ugem.services.notices import Addressee
+from ugem.services.notices import Addressee, Notifier
 from ugem.services.overrides import Override, OverrideKind, OverrideService
 from ugem.tasks import cancel_and_wait, raise_if_cancelled
 from ugem.throttle import ThrottleBoard, cap
@@ -350,14 +350,12 @@ class Enforcer:
 
     async def _alert_throttled(self, verdict: Verdict, incident: Incident, limit: float) -> None:
         """The operators' alert of a throttle that opened an incident (not the owner)."""
-        notifier = self._connections.notifier
-        conn = self._connections.registry.get(verdict.connection)
-        if notifier is None or conn is None:
-            return
-        lines = incident.evidence[-1].lines()
-        await notifier.alert_throttled(
-            Addressee.of(conn), ACTOR, verdict.reason, str(incident.id), round(limit), lines
-        )
+        if (found := self._notifier_and_addressee(verdict.connection)) is not None:
+            notifier, to = found
+            lines = incident.evidence[-1].lines()
+            await notifier.alert_throttled(
+                to, ACTOR, verdict.reason, str(incident.id), round(limit), lines
+            )
 
     async def _would_throttle(self, verdict: Verdict, action: Action, record: bool) -> None:
         """Shadow mode, or an exemption: a throttle recorded, nothing refused, no alert."""
@@ -509,14 +507,20 @@ class Enforcer:
         return incident, opened
 
     async def _alert(self, verdict: Verdict, incident: Incident, why_not: str) -> None:
+        if (found := self._notifier_and_addressee(verdict.connection)) is not None:
+            notifier, to = found
+            lines = incident.evidence[0].lines()
+            await notifier.alert_would_suspend(
+                to, ACTOR, verdict.reason, str(incident.id), why_not, lines
+            )
+
+    def _notifier_and_addressee(self, conn_id: str) -> tuple[Notifier, Addressee] | None:
+        """Who mails an alert about `conn_id`, and about whom; None when nobody can."""
         notifier = self._connections.notifier
-        conn = self._connections.registry.get(verdict.connection)
+        conn = self._connections.registry.get(conn_id)
         if notifier is None or conn is None:
-            return
-        lines = incident.evidence[0].lines()
-        await notifier.alert_would_suspend(
-            Addressee.of(conn), ACTOR, verdict.reason, str(incident.id), why_not, lines
-        )
+            return None
+        return notifier, Addressee.of(conn)
 
     def _numbers(self, verdict: Verdict) -> dict[str, float]:
         traffic = self.detector.traffic(verdict.connection)

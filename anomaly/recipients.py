@@ -53,7 +53,6 @@ class Recipients:
         "_previous",
         "_share",
         "_sparse",
-        "_warm_at",
         "share",
         "warm",
     )
@@ -68,7 +67,6 @@ class Recipients:
         self._period, self._period_end = -1, 0.0
         self._sparse = self._next_sparse = SPARSE_PRIOR
         self._first = ts
-        self._warm_at = ts + WARMUP_S
         self.warm = False
 
     def maturity(self, ts: float) -> float:
@@ -127,7 +125,7 @@ class Recipients:
         self.share += CONNECTION_RATE * (seen - self.share)
         if self.warm:
             return new, expected
-        if ts < self._warm_at:
+        if ts < self._first + WARMUP_S:
             return 0, 0.0
         self.warm = True
         return new, expected

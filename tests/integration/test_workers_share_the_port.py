@@ -19,7 +19,7 @@ from pathlib import Path
 from tests.support.node import NodeProcess, node_relaying_to, send_mail
 from tests.support.sink import Sink
 from tests.support.waiting import eventually
-from ugem.config import parse_hostport
+from ugem.config import Config, parse_hostport
 
 
 def worker_pid(admin: str) -> int | None:
@@ -31,19 +31,27 @@ def worker_pid(admin: str) -> int | None:
         return None
 
 
+def worker_admins(config: Config) -> list[str]:
+    """The admin addresses of the two workers: the admin port + I."""
+    host, port = parse_hostport(config.admin.listen)
+    return [f"{host}:{port + i}" for i in range(2)]
+
+
+async def both_workers_ready(node: NodeProcess, admins: list[str]) -> None:
+    await node.wait_ready()
+    await eventually(lambda: all(worker_pid(a) for a in admins), what="both workers ready")
+
+
 async def test_two_workers_share_the_port_and_survive_a_kill(tmp_path: Path) -> None:
     sink = await Sink.start("127.0.0.1", 0)
     sink.data_replies = ["451 4.3.0 later"] * 5  # a few stay queued, to list them
     config, path = await node_relaying_to(
         tmp_path, sink, node={"workers": 2}, delivery={"min_backoff": 3600.0}
     )
-    admin_host, admin_port = parse_hostport(config.admin.listen)
-    admins = [f"{admin_host}:{admin_port + i}" for i in range(2)]
-    node = NodeProcess(path, config)
+    node, admins = NodeProcess(path, config), worker_admins(config)
     node.start()
     try:
-        await node.wait_ready()
-        await eventually(lambda: all(worker_pid(a) for a in admins), what="both workers ready")
+        await both_workers_ready(node, admins)
 
         async def send(n: int) -> bool:
             sent = await send_mail(config, "a@mdai.gov.kz", ["x@example.org"], "127.0.0.2", f"m{n}")
@@ -95,13 +103,10 @@ async def test_workers_stop_when_their_supervisor_is_killed(tmp_path: Path) -> N
     holding the ports and taking mail (ugem.parent_death)."""
     sink = await Sink.start("127.0.0.1", 0)
     config, path = await node_relaying_to(tmp_path, sink, node={"workers": 2})
-    admin_host, admin_port = parse_hostport(config.admin.listen)
-    admins = [f"{admin_host}:{admin_port + i}" for i in range(2)]
-    node = NodeProcess(path, config)
+    node, admins = NodeProcess(path, config), worker_admins(config)
     node.start()
     try:
-        await node.wait_ready()
-        await eventually(lambda: all(worker_pid(a) for a in admins), what="both workers ready")
+        await both_workers_ready(node, admins)
         pids = [worker_pid(a) for a in admins]
         node.signal(signal.SIGKILL)
         await eventually(

@@ -129,13 +129,10 @@ class Notifier:
     ) -> str | None:
         """Tell the operators' address (when configured) that `to` would have been
         suspended, and why not (`not_suspended`); the owner is not told."""
-        if not self.settings.operators:
-            return None
-        lines = "\n".join(f"  {line}" for line in evidence) or "  -"
         extra = {"actor": actor, "incident": incident, "not_suspended": not_suspended}
-        values = self._values(to, reason, extra | {"evidence": lines})
-        kind, rcpts = NoticeKind.ALERT_WOULD_SUSPEND, [self.settings.operators]
-        return await self._mail(kind, Language.EN, rcpts, to.target, actor, values)
+        return await self._alert_with_evidence(
+            NoticeKind.ALERT_WOULD_SUSPEND, to, actor, reason, extra, evidence
+        )
 
     async def alert_throttled(
         self,
@@ -149,12 +146,26 @@ class Notifier:
         """Tell the operators' address (when configured) that `to` was throttled to `cap`
         recipients per 5 minutes; the owner is not told (nothing of theirs is refused for
         good: the excess is deferred)."""
+        extra = {"actor": actor, "incident": incident, "cap": str(cap)}
+        return await self._alert_with_evidence(
+            NoticeKind.ALERT_THROTTLED, to, actor, reason, extra, evidence
+        )
+
+    async def _alert_with_evidence(
+        self,
+        kind: NoticeKind,
+        to: Addressee,
+        actor: str,
+        reason: str,
+        extra: dict[str, str],
+        evidence: Sequence[str],
+    ) -> str | None:
+        """An operators' alert of `kind` listing an incident's evidence, in English."""
         if not self.settings.operators:
             return None
         lines = "\n".join(f"  {line}" for line in evidence) or "  -"
-        extra = {"actor": actor, "incident": incident, "cap": str(cap)}
         values = self._values(to, reason, extra | {"evidence": lines})
-        kind, rcpts = NoticeKind.ALERT_THROTTLED, [self.settings.operators]
+        rcpts = [self.settings.operators]
         return await self._mail(kind, Language.EN, rcpts, to.target, actor, values)
 
     async def _mail(
