@@ -51,6 +51,7 @@ from anomaly.score import (
     could_weigh,
 )
 from anomaly.trace import BOUNCED
+from ugem.throttle import cap as throttle_cap
 
 CHECK_S = 10.0
 CHECK_UNITS = 5  # recipients or bounces since the last check before checking again
@@ -91,6 +92,7 @@ class Verdict:
     action: str  # SUSPEND, THROTTLE or LIFT
     reason: str
     score: float = 0.0
+    cap: float = 0.0  # of a THROTTLE: recipients per 5 min it lets through (ugem.throttle)
 
 
 class _Conn:
@@ -183,6 +185,15 @@ class Detector:
         conn = self._conns.get(connection)
         return None if conn is None else (conn.features, conn.baseline)
 
+    def cap(self, connection: str, ts: float) -> float:
+        """A throttle's cap for `connection` at `ts` (ugem.throttle.cap): recipients per
+        5 minutes, from what its baseline expects then (the floor before its first event)."""
+        conn = self._conns.get(connection)
+        if conn is None:
+            return throttle_cap(0.0, False)
+        usual, _, warm = conn.baseline.expected(ts)
+        return throttle_cap(usual, warm)
+
     def baselines(self) -> dict[str, dict[str, Any]]:
         """What each connection's baseline learned (`Baseline.state`), to keep across restarts."""
         states: dict[str, dict[str, Any]] = {c: dict(s) for c, s in self._saved.items()}
@@ -257,7 +268,8 @@ class Detector:
         conn.throttled_until = ts + LIFT_S
         if was_throttled:
             return None
-        return Verdict(ts, connection, THROTTLE, found.reason(), found.score)
+        limit = self.cap(connection, ts)
+        return Verdict(ts, connection, THROTTLE, found.reason(), found.score, limit)
 
     def _lifted(self, conn: _Conn, connection: str, ts: float) -> Verdict | None:
         """A LIFT once a throttled connection went LIFT_S without a throttling score."""

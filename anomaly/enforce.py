@@ -100,7 +100,7 @@ from ugem.services.incidents import CAP, Action, Evidence, Incident, IncidentSer
 from ugem.services.notices import Addressee, Notifier
 from ugem.services.overrides import Override, OverrideKind, OverrideService
 from ugem.tasks import cancel_and_wait, raise_if_cancelled
-from ugem.throttle import ThrottleBoard, cap
+from ugem.throttle import ThrottleBoard
 
 log = logging.getLogger("anomaly.enforce")
 
@@ -321,7 +321,7 @@ class Enforcer:
         if conn is None or conn.state != ConnState.CONNECTED:
             _not_throttled(conn_id, conn.state.value if conn else "unknown")
             return
-        limit = self._cap(conn_id, verdict.ts)
+        limit = self.detector.cap(conn_id, verdict.ts)
         self.board.throttle(conn_id, limit)
         self._track(conn_id)
         self._gauge()
@@ -424,14 +424,6 @@ class Enforcer:
 
     def _gauge(self) -> None:
         self._metrics.throttled_connections.set(len(self.board))
-
-    def _cap(self, conn_id: str, ts: float) -> float:
-        """The throttle's cap: recipients per 5 min, from what the baseline expects at `ts`."""
-        traffic = self.detector.traffic(conn_id)
-        if traffic is None:
-            return cap(0.0, False)
-        usual, _, warm = traffic[1].expected(ts)
-        return cap(usual, warm)
 
     async def _suspend(self, verdict: Verdict) -> None:
         conn_id = verdict.connection

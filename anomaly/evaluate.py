@@ -10,13 +10,24 @@ messages from `start` up to the suspension, or to `end` where none came in
 time; none when it was already suspended before `start` (not detected). A
 false suspension is a first `suspend` outside every [start, end + 3600 s] of
 its connection. A labels file that cannot be read raises UsageError.
+
+Held (beside leaked, not in TRACE-FORMAT.md): of the leaked recipients, those
+a live node's throttle would have deferred and never delivered. While a
+connection is throttled (from a `throttle` to its `lift` or first `suspend`),
+a message is deferred when the recipients let through in the last 5 minutes
+reached the throttle's `cap` (ugem.throttle, the relay's rule at MAIL FROM);
+what a throttle deferred counts as held only if it ended in the suspension
+(or never ended): after a lift the sender's queue would deliver it. A model,
+and an optimistic one: the trace cannot say how the detector would have
+judged without the deferred messages' outcomes, or when the sender retries.
 """
 
 from __future__ import annotations
 
 import json
 import statistics
-from collections.abc import Iterable, Sequence
+from collections import deque
+from collections.abc import Container, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,6 +38,7 @@ from ugem.errors import UsageError
 
 DETECT_GRACE_S = 600.0
 OUTCOME_TRAIL_S = 3600.0
+THROTTLE_WINDOW_S = 300.0  # the window a throttled connection's cap counts (ugem.throttle)
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,6 +56,7 @@ class IncidentScore:
     time_to_detect: float | None
     leaked: int = 0
     total: int = 0
+    held: int = 0  # of the leaked, deferred by a throttle that ended in the suspension
 
     @property
     def leaked_pct(self) -> float:
@@ -59,6 +72,7 @@ class Score:
     def totals(self) -> dict[str, Any]:
         times = [i.time_to_detect for i in self.incidents if i.time_to_detect is not None]
         leaked = sum(i.leaked for i in self.incidents)
+        held = sum(i.held for i in self.incidents)
         total = sum(i.total for i in self.incidents)
         return {
             "incidents": len(self.incidents),
@@ -69,6 +83,7 @@ class Score:
             "leaked": leaked,
             "leaked_of": total,
             "leaked_pct": round(100.0 * leaked / total, 2) if total else 0.0,
+            "held": held,
         }
 
 
@@ -96,7 +111,7 @@ def score(
 ) -> Score:
     first = first_suspensions(actions)
     scores = [_detection(i, first.get(i.connection)) for i in incidents]
-    _count_leaks(scores, first, events)
+    _count_leaks(scores, first, actions, events)
     false = [v for c, v in first.items() if not _covered(v.ts, c, incidents)]
     throttles = sum(1 for v in actions if v.action == "throttle")
     return Score(scores, sorted(false, key=lambda v: v.ts), throttles)
@@ -116,20 +131,68 @@ def _leak_until(s: IncidentScore, suspension: Verdict | None) -> float:
 
 
 def _count_leaks(
-    scores: list[IncidentScore], first: dict[str, Verdict], events: Iterable[TraceEvent]
+    scores: list[IncidentScore],
+    first: dict[str, Verdict],
+    actions: Iterable[Verdict],
+    events: Iterable[TraceEvent],
 ) -> None:
     by_conn: dict[str, list[tuple[IncidentScore, float]]] = {}
     for s in scores:
         until = _leak_until(s, first.get(s.incident.connection))
         by_conn.setdefault(s.incident.connection, []).append((s, until))
+    throttles = _Throttles(actions, by_conn)
     for e in events:
         if type(e) is not Accepted or e.connection not in by_conn:
             continue
+        n = len(e.rcpts)
+        held = throttles.held(e.connection, e.ts, n)
         for s, until in by_conn[e.connection]:
             if s.incident.start <= e.ts <= s.incident.end:
-                s.total += len(e.rcpts)
+                s.total += n
                 if e.ts < until:
-                    s.leaked += len(e.rcpts)
+                    s.leaked += n
+                    s.held += n if held else 0
+
+
+class _Throttles:
+    """Which messages the throttles of `actions` would have held (see the module's
+    docstring), for the connections of `only`. Messages come in time order."""
+
+    def __init__(self, actions: Iterable[Verdict], only: Container[str]) -> None:
+        self._spans: dict[str, list[tuple[float, float, float, bool]]] = {}
+        opened: dict[str, Verdict] = {}
+        suspended: set[str] = set()
+        for v in actions:
+            c = v.connection
+            if c not in only or c in suspended:
+                continue
+            if v.action == "throttle" and c not in opened:
+                opened[c] = v
+            elif v.action in ("lift", "suspend") and (t := opened.pop(c, None)) is not None:
+                self._add(t, v.ts, v.action == "suspend")
+            if v.action == "suspend":
+                suspended.add(c)
+        for t in opened.values():
+            self._add(t, float("inf"), True)
+        self._through: dict[str, deque[tuple[float, int]]] = {}
+
+    def _add(self, throttle: Verdict, end: float, suspended: bool) -> None:
+        span = (throttle.ts, end, throttle.cap, suspended)
+        self._spans.setdefault(throttle.connection, []).append(span)
+
+    def held(self, connection: str, ts: float, n: int) -> bool:
+        """Whether the message of `n` recipients at `ts` is deferred and never delivered."""
+        spans = self._spans.get(connection)
+        if spans is None:
+            return False
+        through = self._through.setdefault(connection, deque())
+        while through and through[0][0] <= ts - THROTTLE_WINDOW_S:
+            through.popleft()
+        span = next((x for x in spans if x[0] <= ts < x[1]), None)
+        if span is not None and sum(k for _, k in through) >= span[2]:
+            return span[3]
+        through.append((ts, n))
+        return False
 
 
 def _covered(ts: float, connection: str, incidents: Sequence[Incident]) -> bool:
@@ -151,6 +214,7 @@ def report(result: Score) -> dict[str, Any]:
                 "leaked": s.leaked,
                 "leaked_of": s.total,
                 "leaked_pct": round(s.leaked_pct, 2),
+                "held": s.held,
             }
             for s in result.incidents
         ],

@@ -39,7 +39,9 @@ match. A trace is complete once its `KEY.args.json` is written (last).
 
 The scoring is anomaly.evaluate's (TRACE-FORMAT.md's rules). On top of it,
 per set: rows per abuse kind (incidents detected, median and max time to
-detect, leaked recipients, throttles during its incidents) and a row for
+detect, leaked recipients, the leak had a live node's throttle held what it
+would (anomaly.evaluate's model, reported beside the leak, never instead of
+it), throttles during its incidents) and a row for
 normal traffic (false suspensions, throttles outside incidents) that add up
 to the set's total; each false suspension with its findings, the silence of
 the connection that ended in the hour before it (an outage's backlog looks
@@ -459,6 +461,7 @@ class IncidentResult:
     leaked: int
     leaked_of: int
     suspended_before: bool  # its connection was suspended before it began: not detected
+    held: int = 0  # of the leaked, what a live node's throttle would have deferred for good
 
 
 @dataclass(frozen=True)
@@ -598,6 +601,7 @@ def judged(
             s.leaked,
             s.total,
             _suspended_before(first.get(s.incident.connection), s.incident.start),
+            s.held,
         )
         for s in result.incidents
     )
@@ -694,10 +698,17 @@ class Row:
     leaked_of: int
     false_suspensions: int
     throttles: int
+    held: int = 0  # of the leaked, deferred for good by a throttle (anomaly.evaluate's model)
 
     @property
     def leaked_pct(self) -> float:
         return round(100.0 * self.leaked / self.leaked_of, 2) if self.leaked_of else 0.0
+
+    @property
+    def throttled_pct(self) -> float:
+        """The leak had a live node's throttle held what it would have (a model)."""
+        kept = self.leaked - self.held
+        return round(100.0 * kept / self.leaked_of, 2) if self.leaked_of else 0.0
 
     def misses(self, targets: Targets = TARGETS) -> tuple[str, ...]:
         """The targets this row misses (speed is the set's)."""
@@ -716,7 +727,11 @@ class Row:
         return tuple(out)
 
     def as_json(self) -> dict[str, Any]:
-        return asdict(self) | {"leaked_pct": self.leaked_pct, "misses": list(self.misses())}
+        return asdict(self) | {
+            "leaked_pct": self.leaked_pct,
+            "throttled_pct": self.throttled_pct,
+            "misses": list(self.misses()),
+        }
 
 
 def row(
@@ -737,6 +752,7 @@ def row(
         sum(i.leaked_of for i in incidents),
         false_suspensions,
         throttles,
+        sum(i.held for i in incidents),
     )
 
 
@@ -1001,12 +1017,17 @@ def _leak(r: Row) -> str:
     return f"{r.leaked:,} of {r.leaked_of:,} ({r.leaked_pct:.2f} %)" if r.leaked_of else "-"
 
 
+def _throttled_leak(r: Row) -> str:
+    return f"{r.throttled_pct:.2f} %" if r.leaked_of else "-"
+
+
 _KIND_HEAD = (
     "kind",
     "detected",
     "median time to detect",
     "max time to detect",
     "leaked recipients",
+    "leaked, throttle applied",
     "false suspensions",
     "throttles",
     "misses",
@@ -1024,6 +1045,7 @@ def kind_table(s: SetReport) -> list[tuple[str, ...]]:
                 duration(r.median_ttd),
                 duration(r.max_ttd),
                 _leak(r),
+                _throttled_leak(r),
                 str(r.false_suspensions),
                 str(r.throttles),
                 ", ".join(r.misses()) or "-",
@@ -1150,6 +1172,13 @@ def targets_table(report: Report, targets: Targets = TARGETS) -> list[tuple[str,
             "leaked recipients",
             f"≤ {targets.leaked_pct:g} %",
             *(mark(f"{t.leaked_pct:.2f} %", t.leaked_pct <= targets.leaked_pct) for t in totals),
+        )
+    )
+    lines.append(
+        (
+            "leaked, throttle applied (a model)",
+            "(reported)",
+            *(f"{t.throttled_pct:.2f} %" for t in totals),
         )
     )
     lines.append(("throttles", "(reported)", *(str(t.throttles) for t in totals)))

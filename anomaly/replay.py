@@ -2,7 +2,8 @@
 
 `replay(events)` feeds each event to a `Detector` (a fresh one unless given)
 and yields every `Verdict` as it happens; `action_line(v)` is the JSON object
-TRACE-FORMAT.md asks a replay to print.
+TRACE-FORMAT.md asks a replay to print (a throttle's also says its cap,
+`cap_5m`: recipients per 5 minutes).
 
 `replay_file(path, jobs)` replays a trace file with its connections split
 across `jobs` processes. The detector keeps nothing across connections, so
@@ -36,7 +37,7 @@ from operator import itemgetter
 from pathlib import Path
 from typing import Any
 
-from anomaly.detector import DEFAULT_THRESHOLDS, Detector, Thresholds, Verdict
+from anomaly.detector import DEFAULT_THRESHOLDS, THROTTLE, Detector, Thresholds, Verdict
 from anomaly.trace import Accepted, TraceEvent, TraceStats, read_blocks
 from ugem.workdays import preload
 
@@ -209,4 +210,4 @@ def action_line(verdict: Verdict) -> dict[str, Any]:
         "connection": verdict.connection,
         "action": verdict.action,
         "reason": verdict.reason,
-    }
+    } | ({"cap_5m": round(verdict.cap, 1)} if verdict.action == THROTTLE else {})

@@ -23,6 +23,7 @@ from anomaly.detector import (
 from anomaly.features import Features
 from anomaly.score import Assessment
 from anomaly.trace import BOUNCED, DELIVERED
+from ugem.throttle import THROTTLE_FLOOR, cap
 from ugem.workdays import unix_time
 
 C = "x.gov.kz"
@@ -318,6 +319,11 @@ def test_a_moderate_burst_is_throttled_and_the_throttle_lifts() -> None:
     assert [v.action for v in found] == [THROTTLE]
     assert "never mailed before" in found[0].reason and found[0].score >= FIXED.throttle
     assert det.throttled(C)
+    traffic = det.traffic(C)
+    assert traffic is not None
+    usual, _, warm = traffic[1].expected(found[0].ts)
+    assert warm and found[0].cap == cap(usual, True) == det.cap(C, found[0].ts)  # the relay's
+    assert det.cap("never.seen.kz", ts) == THROTTLE_FLOOR
     found += office(det, ts + 60, ts + 3 * 3600, seed=2)  # then the usual traffic again
     assert [v.action for v in found] == [THROTTLE, LIFT]
     last = max(t for t, _, a in seen.calls if a.score >= FIXED.throttle)

@@ -65,6 +65,39 @@ def test_throttle_is_reported_not_detection() -> None:
     assert not result.incidents[0].detected and result.totals()["throttles"] == 1
 
 
+def _throttle(ts: float, cap: float) -> Verdict:
+    return Verdict(ts, C, "throttle", "t", 6.0, cap)
+
+
+BURST: list[TraceEvent] = [acc(1000 + 10 * i, 4) for i in range(20)]  # 80 in 200 s
+
+
+def test_a_throttle_that_ends_in_the_suspension_holds_what_is_over_its_cap() -> None:
+    # Throttled at 1050 with a cap of 10 per 5 min: the messages of 1000-1040 (20) are
+    # already over it, so everything from 1050 on is held until the suspension at 1150.
+    s = score([INC], [_throttle(1050, 10.0), sus(1150)], BURST).incidents[0]
+    assert (s.leaked, s.held) == (60, 40)  # 15 messages before 1150; 10 of them held
+
+
+def test_under_its_cap_a_throttled_connection_is_let_through() -> None:
+    s = score([INC], [_throttle(1000, 30.0), sus(1150)], BURST).incidents[0]
+    assert (s.leaked, s.held) == (60, 28)  # the first 8 messages (32) reached the cap of 30
+
+
+def test_what_a_lifted_throttle_held_was_only_delayed() -> None:
+    lifted = Verdict(1150, C, "lift", "quiet")
+    s = score([INC], [_throttle(1050, 10.0), lifted], BURST).incidents[0]
+    assert (s.leaked, s.held) == (80, 0)  # the sender's queue delivers it after the lift
+
+
+def test_the_cap_counts_the_last_5_minutes_only() -> None:
+    steady = [acc(1000 + 100 * i, 8) for i in range(10)]  # 8 every 100 s, cap 10 per 300 s
+    s = score([INC], [_throttle(1000, 10.0), sus(2000)], steady).incidents[0]
+    # 1000 and 1100 let through (16), so 1200 is held; 1000 leaves the window, 1300 and
+    # 1400 pass, 1500 is held; and so on: every third message held.
+    assert (s.leaked, s.held) == (80, 24)
+
+
 def test_totals_add_up() -> None:
     other = Incident("y.gov.kz", "mail-loop", 1000.0, 2000.0)
     events = [*EVENTS, acc(1100, 10, "y.gov.kz")]

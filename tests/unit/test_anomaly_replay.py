@@ -183,4 +183,6 @@ def test_jobs_must_be_a_positive_number(trace: Path, capsys: pytest.CaptureFixtu
     for connection in (*TWINS, LOOPER):  # each abusive one suspended, throttled before or not
         mine = [a["action"] for a in actions if a["connection"] == connection]
         assert mine in (["throttle", "suspend"], ["suspend"]), mine
+    for a in actions:  # a throttle says its cap (recipients per 5 min), nothing else does
+        assert ("cap_5m" in a) == (a["action"] == "throttle") and a.get("cap_5m", 20) >= 20
     assert {a["connection"] for a in actions} == {*TWINS, LOOPER}
