@@ -13,7 +13,7 @@ texts are cleaned and clipped, over-long header lines folded). It does no I/O
 and raises nothing for any input.
 
 `GatewaySigner` DKIM-signs the mail the gateway writes itself, DSNs here and
-notices (`relay.outbox`), which reach the spool without passing SMTP accept:
+notices (`ugem.adapters.outbox`), which reach the spool without passing SMTP accept:
 with the key of its own domains (the postmaster's, the node's host name) when
 one has a key, else `[dkim] gateway_domain`'s (`relay.dkim.DkimSigner`). A
 signing failure queues the message unsigned and logs `dkim_sign_failed` at

@@ -22,8 +22,8 @@ pyspf runs in a worker thread and its lookups come back to that resolver on
 the event loop (`_SpfQuery`), never to the system's. Nothing raises out of
 `check` but a domain that is no domain name (UsageError): a timeout, a
 SERVFAIL, a resolver that cannot be built or a key that cannot be read is a
-failed finding with the reason. `application_check` adapts the check to the
-applications' `DnsCheck` provider (the findings of an application's checks).
+failed finding with the reason. The applications' `DnsCheck` provider is the roof's
+adapter (ugem.adapters.readiness).
 """
 
 from __future__ import annotations
@@ -55,7 +55,6 @@ from ugem.config import Config, DeliveryConfig
 from ugem.dkim_keys import KeyStore, key_path, txt_record
 from ugem.errors import ConfigError, UsageError
 from ugem.names import canonical_domain
-from ugem.services.applications import DnsCheck, Finding
 
 DMARC_RE = re.compile(r"v\s*=\s*DMARC1\s*(;|$)", re.IGNORECASE)
 DMARC_POLICIES = ("none", "quarantine", "reject")
@@ -322,12 +321,3 @@ class DnsReadiness:
 def readiness_from_config(config: Config) -> DnsReadiness:
     """The node's check: `[delivery]`'s resolver, the key directory, `[node] public_addresses`."""
     return DnsReadiness(config.delivery, KeyStore(key_path(config)), config.node.public_addresses)
-
-
-def application_check(readiness: DnsReadiness) -> DnsCheck:
-    """The check as the applications' `DnsCheck` provider: its findings as theirs."""
-
-    async def check(domain: str) -> list[Finding]:
-        return [Finding(f.name, f.ok, f.record) for f in await readiness.check(domain)]
-
-    return check

@@ -37,13 +37,14 @@ from anomaly.feed import Feed, LocalFeed, SharedFeed
 from relay.accept import AcceptServer
 from relay.bounce import gateway_signer
 from relay.deliver import Deliverer
-from relay.mailqueue import SpoolQueue
-from relay.outbox import SchedulerOutbox
-from relay.readiness import application_check, readiness_from_config
+from relay.readiness import readiness_from_config
 from relay.routing import Router
 from relay.schedule import Scheduler
 from relay.spool import Spool, spool_path
 from ugem import workdays
+from ugem.adapters.outbox import SchedulerOutbox
+from ugem.adapters.readiness import application_check
+from ugem.adapters.spool_queue import SpoolQueue
 from ugem.clock import Clock, SystemClock
 from ugem.config import Config, parse_hostport
 from ugem.events import EventBus

@@ -2,7 +2,7 @@
 
 `admin_api(tmp_path)` opens a SQLite store and a real spool under tmp_path,
 builds the node's services over them (`admin.api.build_services`, with the
-spool behind `relay.mailqueue.SpoolQueue`) on a `FakeClock` (and, for the
+spool behind `ugem.adapters.spool_queue.SpoolQueue`) on a `FakeClock` (and, for the
 applications' DNS readiness check, the `dns_ready` set: its domains pass mx,
 spf, dkim and dmarc, the others fail them), mounts the app,
 creates one token per role and gives an `httpx.AsyncClient` that talks to the
@@ -28,8 +28,8 @@ from fastapi import FastAPI
 
 from admin.api import Services, build_services
 from admin.server import AdminServer, create_app
-from relay.mailqueue import SpoolQueue
 from relay.spool import Spool
+from ugem.adapters.spool_queue import SpoolQueue
 from ugem.clock import FakeClock
 from ugem.config import AdminConfig
 from ugem.errors import SpoolFullError

@@ -16,7 +16,8 @@ from typing import Any
 
 import pytest
 
-from relay.readiness import DnsFinding, DnsReadiness, application_check, publishes
+from relay.readiness import DnsFinding, DnsReadiness, publishes
+from ugem.adapters.readiness import application_check
 from ugem.config import DeliveryConfig
 from ugem.dkim_keys import KeyStore, dns_records, txt_record
 from ugem.errors import UsageError

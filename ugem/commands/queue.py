@@ -24,9 +24,9 @@ from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
-from relay.mailqueue import SpoolQueue
 from relay.message import QueuedMessage, QueueState
 from relay.spool import Spool, spool_paths
+from ugem.adapters.spool_queue import SpoolQueue
 from ugem.cli import add_json_flag, print_json, print_table
 from ugem.clock import SystemClock
 from ugem.config import Config

@@ -4,7 +4,7 @@
 `ConnectionService` and `ApplicationService` the node builds for its admin
 API (with a `Notifier` over the node's notice settings), runs `action` on
 them and closes everything. The notices of the decisions go through a
-`relay.outbox.SpoolOutbox`: committed as ACTIVE messages into worker 0's
+`ugem.adapters.outbox.SpoolOutbox`: committed as ACTIVE messages into worker 0's
 spool file, which a running node scans about once a second and a stopped
 one picks up on its next start. The spool is opened only when a notice is
 sent, and they are DKIM-signed as the node signs its own mail
@@ -26,9 +26,10 @@ from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
 from relay.bounce import gateway_signer
-from relay.outbox import SpoolOutbox
-from relay.readiness import application_check, readiness_from_config
+from relay.readiness import readiness_from_config
 from relay.spool import spool_path
+from ugem.adapters.outbox import SpoolOutbox
+from ugem.adapters.readiness import application_check
 from ugem.clock import Clock, SystemClock
 from ugem.config import Config
 from ugem.errors import UsageError

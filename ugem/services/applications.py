@@ -80,7 +80,7 @@ class Finding:
 
 
 # domain -> its DNS readiness findings (mx, spf, dkim, dmarc); a failed lookup is a failed
-# finding, not an exception. Built by the wiring (relay.readiness.application_check).
+# finding, not an exception. Built by the wiring (ugem.adapters.readiness.application_check).
 DnsCheck = Callable[[str], Awaitable[list[Finding]]]
 
 

@@ -2,8 +2,8 @@
 
 The queue itself is the relay's spool; this service sees it through
 `MailQueue`, a small protocol the node wiring satisfies with an adapter over
-the spool (`relay.mailqueue.SpoolQueue`), so `ugem` does not import the
-relay. Each change is audited with its count (`queue.delete`, target the
+the spool (`ugem.adapters.spool_queue.SpoolQueue`, the roof's), so the services
+do not import the relay. Each change is audited with its count (`queue.delete`, target the
 queue id; `queue.purge`, target the connection). An unknown queue id is a
 `NotFoundError`; an action that does not fit the message's state (release
 of mail that is not held) a `ConflictError` saying what fits; a bad filter a

@@ -3,7 +3,7 @@
 `Notifier.send` renders a notice (`ugem.notices`) to an organisation's
 contacts in its language with English below, and hands it to an `Outbox`:
 a small protocol the node wiring satisfies with the relay's scheduler
-(`relay.outbox.SchedulerOutbox`), so the notice is durable in the spool and
+(`ugem.adapters.outbox.SchedulerOutbox`), so the notice is durable in the spool and
 delivered, retried and bounced like any other mail, and `ugem` does not
 import the relay. On a suspension `alert_suspended` also tells the
 operators' address, when one is configured; `alert_would_suspend` tells it
