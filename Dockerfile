@@ -7,13 +7,17 @@ ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 \
     UGEM_ADMIN_LISTEN=0.0.0.0:8025
 
 WORKDIR /app
-COPY pyproject.toml README.md ugem.example.toml ./
+# The dependencies come from requirements.lock, exact versions checked against their
+# hashes (the one lock there is: it holds the dev extra too); then the gateway itself.
+COPY pyproject.toml requirements.lock README.md ugem.example.toml ./
+RUN pip install --no-cache-dir --require-hashes -r requirements.lock
 COPY ugem ./ugem
 COPY relay ./relay
 COPY anomaly ./anomaly
 COPY admin ./admin
 COPY loadtest ./loadtest
-RUN pip install --no-cache-dir . \
+RUN pip install --no-cache-dir --no-deps . \
+    && pip check \
     && useradd --system --uid 10025 --home-dir /var/lib/ugem ugem \
     && mkdir -p /var/lib/ugem && chown ugem:ugem /var/lib/ugem
 

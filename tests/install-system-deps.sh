@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs the real peers the tests use (redis-server, swaks, dnsmasq, Postfix
-# for smtp-source, Perl's Mail::DKIM as an independent DKIM verifier) when
+# for smtp-source, Perl's Mail::DKIM as an independent DKIM verifier, ss, a C
+# compiler for the fsync fault library) when
 # they are missing. Needs root; without it, prints what is missing and the
 # tests that need it skip with that reason.
 set -u
@@ -10,6 +11,8 @@ command -v swaks >/dev/null || need+=(swaks)
 [ -x /usr/sbin/dnsmasq ] || command -v dnsmasq >/dev/null || need+=(dnsmasq-base)
 [ -x /usr/sbin/smtp-source ] || command -v smtp-source >/dev/null || need+=(postfix)
 perl -MMail::DKIM -e1 2>/dev/null || need+=(libmail-dkim-perl)
+command -v ss >/dev/null || need+=(iproute2)
+command -v cc >/dev/null || need+=(gcc libc6-dev)
 [ ${#need[@]} -eq 0 ] && exit 0
 if [ "$(id -u)" != 0 ]; then
   echo "missing system packages (not root, not installing): ${need[*]}" >&2

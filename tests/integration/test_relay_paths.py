@@ -14,10 +14,8 @@ import asyncio
 from pathlib import Path
 from typing import Any
 
-import pytest
-
 from relay import replies
-from tests.support.clients import have_swaks, swaks
+from tests.support.clients import needs_swaks, swaks
 from tests.support.node import (
     connect,
     node_config,
@@ -101,7 +99,7 @@ async def test_connected_server_with_foreign_sender_is_refused(tmp_path: Path) -
     assert sent.code == replies.SENDER_DENIED.code
 
 
-@pytest.mark.skipif(not have_swaks(), reason="swaks is not installed")
+@needs_swaks
 async def test_swaks_relays_outbound_and_is_refused_as_outsider(tmp_path: Path, sink: Sink) -> None:
     config, _ = await node_relaying_to(tmp_path, sink)
     host, port = smtp_address(config)

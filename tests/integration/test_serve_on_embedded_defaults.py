@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.clients import have_swaks, swaks
+from tests.support.clients import needs_swaks, swaks
 from tests.support.node import NodeProcess
 from ugem.config import load_config
 
@@ -30,7 +30,7 @@ def port_free(port: int) -> bool:
 
 
 @pytest.mark.skipif(not (port_free(2525) and port_free(8025)), reason="2525 or 8025 in use")
-@pytest.mark.skipif(not have_swaks(), reason="swaks is not installed")
+@needs_swaks
 async def test_serve_without_config_accepts_mail_for_a_connected_domain(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("UGEM_")}
     add = await asyncio.create_subprocess_exec(

@@ -12,15 +12,14 @@ import asyncio
 import shutil
 from pathlib import Path
 
-import pytest
-
 from tests.support.node import node_relaying_to, running_node, smtp_address
+from tests.support.peers import needs
 from tests.support.sink import Sink
 
 SMTP_SOURCE = shutil.which("smtp-source") or "/usr/sbin/smtp-source"
 
 
-@pytest.mark.skipif(not Path(SMTP_SOURCE).exists(), reason="Postfix's smtp-source is missing")
+@needs(Path(SMTP_SOURCE).exists(), "Postfix's smtp-source is missing")
 async def test_smtp_source_messages_all_arrive_once(tmp_path: Path, sink: Sink) -> None:
     config, _ = await node_relaying_to(tmp_path, sink, servers=["127.0.0.1"])
     host, port = smtp_address(config)

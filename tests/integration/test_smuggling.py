@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from relay import replies
-from tests.support.clients import have_swaks, swaks
+from tests.support.clients import needs_swaks, swaks
 from tests.support.connections import plain
 from tests.support.smtp_harness import Got, RawClient, accept_server, raw_client
 
@@ -99,9 +99,6 @@ async def test_lookalike_normalised_is_one_message(tmp_path: Path, lookalike: by
     assert b"Subject: smuggled" in text and text.endswith(b"Pay the invoice.\r\n")
     assert text.count(b"\r") == text.count(b"\n") == text.count(b"\r\n")
     assert lenient_next_hop_count(text) == 1
-
-
-needs_swaks = pytest.mark.skipif(not have_swaks(), reason="swaks is not installed")
 
 
 def send_with_swaks(port: int, *extra: str) -> subprocess.CompletedProcess[str]:

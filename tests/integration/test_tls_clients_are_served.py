@@ -13,9 +13,7 @@ import smtplib
 import ssl
 from pathlib import Path
 
-import pytest
-
-from tests.support.clients import have_swaks, message, swaks
+from tests.support.clients import message, needs_swaks, swaks
 from tests.support.node import node_relaying_to, running_node, smtp_address
 from tests.support.sink import Sink
 from tests.support.tls_cert import client_context, self_signed
@@ -37,7 +35,7 @@ def smtplib_starttls(host: str, port: int) -> tuple[int, str]:
         return code, str(sock.version())
 
 
-@pytest.mark.skipif(not have_swaks(), reason="swaks is not installed")
+@needs_swaks
 async def test_swaks_and_smtplib_are_served_over_starttls(tmp_path: Path, sink: Sink) -> None:
     cert, key = self_signed(tmp_path)
     config, _ = await node_relaying_to(

@@ -12,6 +12,8 @@ import smtplib
 import subprocess
 from dataclasses import dataclass
 
+from tests.support.peers import needs
+
 
 @dataclass
 class Sent:
@@ -58,6 +60,9 @@ def smtplib_send(
 
 def have_swaks() -> bool:
     return shutil.which("swaks") is not None
+
+
+needs_swaks = needs(have_swaks(), "swaks is not installed")
 
 
 def swaks(

@@ -25,7 +25,8 @@ length (split into 255-octet strings; join them to read). `ttl` is the TTL of
 every answer (dnsmasq's `--local-ttl`; its own default would be 0). The
 records go in a generated config file (`--conf-file`, in place of
 /etc/dnsmasq.conf), its log (`dns.log_text()`) lists every query. Servers are
-stopped at teardown; without dnsmasq the test is skipped with the reason.
+stopped at teardown; without dnsmasq the test is skipped with the reason (fails
+under UGEM_TEST_REQUIRE_PEERS=1: tests.support.peers).
 """
 
 from __future__ import annotations
@@ -45,6 +46,7 @@ import dns.query
 import pytest
 
 from loadtest.ports import free_port
+from tests.support.peers import missing
 from tests.support.processes import stop_process
 
 DNSMASQ = "/usr/sbin/dnsmasq"
@@ -176,7 +178,7 @@ StartDns = Callable[..., DnsServer]
 def dns_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StartDns]:
     """Factory: `dns_server(mx=..., a=..., aaaa=..., txt=..., cname=..., nxdomain=..., ttl=...)`."""
     if not os.access(DNSMASQ, os.X_OK):
-        pytest.skip(f"{DNSMASQ} is not installed (Debian package dnsmasq-base)")
+        missing(f"{DNSMASQ} is not installed (Debian package dnsmasq-base)")
     started: list[DnsServer] = []
 
     def start(

@@ -1,4 +1,5 @@
-"""Build the fsync fault shim (fsync_fault.c) for a node process, or skip the test.
+"""Build the fsync fault shim (fsync_fault.c) for a node process, or skip the test
+(fail it under UGEM_TEST_REQUIRE_PEERS=1: tests.support.peers).
 
 `fsync_fault_library(tmp_path)` compiles the shim with the system C compiler
 into tmp_path and returns the .so to put in LD_PRELOAD; the node's fsync()
@@ -12,7 +13,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
-import pytest
+from tests.support.peers import missing
 
 SOURCE = Path(__file__).with_name("fsync_fault.c")
 
@@ -20,7 +21,7 @@ SOURCE = Path(__file__).with_name("fsync_fault.c")
 def fsync_fault_library(tmp_path: Path) -> Path:
     cc = shutil.which("cc") or shutil.which("gcc")
     if cc is None:
-        pytest.skip("no C compiler to build the fsync fault shim")
+        missing("no C compiler to build the fsync fault shim")
     out = tmp_path / "fsync_fault.so"
     subprocess.run(
         [cc, "-shared", "-fPIC", "-O1", "-o", str(out), str(SOURCE), "-ldl"],

@@ -8,7 +8,8 @@ one (see `.port`). Each connection gets one HTTP/1.1 answer and is closed:
 be changed between requests; `requests` records (path, Host header) of each.
 `policy_host(host, context)` starts one on port 443 of a loopback address, where
 a sender looks for an MTA-STS policy, and skips the test when that port cannot
-be bound (only root may). Nothing here is an HTTP implementation beyond what a
+be bound (only root may; it fails the test instead under UGEM_TEST_REQUIRE_PEERS=1,
+see tests.support.peers). Nothing here is an HTTP implementation beyond what a
 policy fetch needs: no keep-alive, no request bodies, no chunked encoding.
 """
 
@@ -19,7 +20,7 @@ import contextlib
 import ssl
 from http import HTTPStatus
 
-import pytest
+from tests.support.peers import missing
 
 HTTPS_PORT = 443
 READ_TIMEOUT = 10.0  # seconds a client may take to send its request head
@@ -96,8 +97,9 @@ def _request(head: bytes) -> tuple[str, str]:
 
 async def policy_host(host: str, context: ssl.SSLContext) -> HttpsServer:
     """An HttpsServer on host:443, where MTA-STS looks for a policy; the test is skipped
-    when the port cannot be bound (it takes root; CI runs as root)."""
+    (failed under the peers switch) when the port cannot be bound (it takes root; CI runs
+    as root)."""
     try:
         return await HttpsServer.start(host, HTTPS_PORT, context)
     except PermissionError:
-        pytest.skip(f"binding {host}:{HTTPS_PORT} for an MTA-STS policy host needs root")
+        missing(f"binding {host}:{HTTPS_PORT} for an MTA-STS policy host needs root")

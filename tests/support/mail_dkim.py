@@ -7,7 +7,8 @@ resolver pointed at `dns` (a `tests.support.dnsmasq.DnsServer`) and nothing
 else, and returns one `Verdict` per signature plus the overall result
 ("pass", "fail", "none", ...). `needs_mail_dkim` skips a test, with the
 reason, where the Perl modules are missing (tests/install-system-deps.sh
-installs them). `key_dir(...)` makes a key directory for a test node.
+installs them; under UGEM_TEST_REQUIRE_PEERS=1 the test fails instead).
+`key_dir(...)` makes a key directory for a test node.
 """
 
 from __future__ import annotations
@@ -17,9 +18,8 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-import pytest
-
 from tests.support.dnsmasq import DnsServer
+from tests.support.peers import needs
 from ugem.dkim_keys import KeyStore, dns_records
 
 SCRIPT = Path(__file__).with_name("mail_dkim_verify.pl")
@@ -35,9 +35,8 @@ def have_mail_dkim() -> bool:
     return subprocess.run([perl, *loads, "-e1"], capture_output=True, check=False).returncode == 0
 
 
-needs_mail_dkim = pytest.mark.skipif(
-    not have_mail_dkim(),
-    reason="Perl Mail::DKIM missing (apt-get install libmail-dkim-perl)",
+needs_mail_dkim = needs(
+    have_mail_dkim(), "Perl Mail::DKIM missing (apt-get install libmail-dkim-perl)"
 )
 
 

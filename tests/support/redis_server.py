@@ -5,13 +5,13 @@
 PING, yields a `RedisServer` (`.url` is `redis://127.0.0.1:PORT/0`) and stops
 it at the end of the session. `redis_url` (function scope) empties it
 (FLUSHALL) before each test and returns the URL. When `redis-server` is not
-installed, the tests that ask for these fixtures are skipped with that reason;
+installed, the tests that ask for these fixtures are skipped with that reason
+(fail under UGEM_TEST_REQUIRE_PEERS=1: tests.support.peers);
 a server that does not start is an error, never a skip. Never a mock.
 """
 
 from __future__ import annotations
 
-import shutil
 import socket
 import subprocess
 import time
@@ -22,6 +22,7 @@ from pathlib import Path
 import pytest
 
 from loadtest.ports import free_port
+from tests.support.peers import require
 from tests.support.processes import stop_process
 
 START_TIMEOUT = 10.0
@@ -96,9 +97,7 @@ def _wait_ready(server: RedisServer) -> bool:
 
 @pytest.fixture(scope="session")
 def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
-    binary = shutil.which("redis-server")
-    if binary is None:
-        pytest.skip("redis-server is not installed (apt-get install redis-server)")
+    binary = require("redis-server", "redis-server is not installed (apt-get install redis-server)")
     server = start_redis(binary, tmp_path_factory.mktemp("redis"))
     try:
         yield server

@@ -2,8 +2,9 @@
 
 `small_disk(path, size_mb)` mounts a tmpfs at `path` and unmounts it after;
 it needs root (CI and the developers' machines run as root) and skips the
-test with the reason otherwise. `fill(path)` writes a filler file until the
-filesystem says ENOSPC, so the next write anywhere on it fails for real.
+test with the reason otherwise (fails it under UGEM_TEST_REQUIRE_PEERS=1).
+`fill(path)` writes a filler file until the filesystem says ENOSPC, so the
+next write anywhere on it fails for real.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
+from tests.support.peers import missing
 
 FILLER = "filler"
 
@@ -24,7 +25,7 @@ FILLER = "filler"
 def small_disk(path: Path, size_mb: int) -> Iterator[Path]:
     path.mkdir(parents=True, exist_ok=True)
     if os.geteuid() != 0:
-        pytest.skip("mounting a small tmpfs needs root")
+        missing("mounting a small tmpfs needs root")
     done = subprocess.run(
         ["mount", "-t", "tmpfs", "-o", f"size={size_mb}m", "tmpfs", str(path)],
         capture_output=True,
@@ -32,7 +33,7 @@ def small_disk(path: Path, size_mb: int) -> Iterator[Path]:
         check=False,
     )
     if done.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.strip()}")
+        missing(f"cannot mount a tmpfs here: {done.stderr.strip()}")
     try:
         yield path
     finally:

@@ -10,14 +10,12 @@ budget never passes its limit.
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 from pathlib import Path
 
-import pytest
-
 from relay import replies
 from tests.support.connections import plain
+from tests.support.peers import require
 from tests.support.smtp_harness import RawClient, accept_server, raw_client
 from tests.support.waiting import eventually
 
@@ -82,9 +80,7 @@ async def test_the_listen_queue_holds_a_burst_of_connects(tmp_path: Path) -> Non
     (TcpExtListenOverflows rose; found by `python -m loadtest hostile`). `ss` shows a
     listening socket's backlog as its Send-Q.
     """
-    ss = shutil.which("ss")
-    if ss is None:
-        pytest.skip("ss (iproute2) is not installed")
+    ss = require("ss", "ss (iproute2) is not installed")
     async with accept_server(tmp_path, [CONN], listen_backlog=700) as h:
         out = subprocess.run(
             [ss, "-ltnH", f"sport = :{h.port}"], capture_output=True, text=True, check=True

@@ -16,6 +16,7 @@ from relay.deliver import Deliverer
 from relay.routing import Hop, Route
 from relay.smtp_client import dot_stuff
 from relay.trouble import RcptOutcome
+from tests.support.peers import require_module
 from tests.support.sink import Sink, server_tls_context
 from ugem.clock import FakeClock
 from ugem.config import DeliveryConfig
@@ -714,7 +715,7 @@ async def test_without_pipelining_a_refused_mail_sends_no_rcpt(make: Make) -> No
 
 def test_pipelining_works_on_uvloop() -> None:
     """`ugem serve` runs on uvloop, whose transports keep the protocol's bound methods."""
-    uvloop = pytest.importorskip("uvloop")
+    uvloop = require_module("uvloop", "uvloop is not installed")
 
     async def scenario() -> None:
         config = DeliveryConfig(connect_timeout=5.0, command_timeout=5.0)

@@ -22,6 +22,7 @@ from dkim.util import parse_tag_value
 from relay.dkim import DkimSigner, signed_header_names, signer_from_config
 from tests.support.cli import operator
 from tests.support.mail_dkim import Verdict, mail_dkim_verify, needs_mail_dkim
+from tests.support.peers import require_module
 from ugem.clock import FakeClock
 from ugem.config import load_config
 from ugem.dkim_keys import KeySet, KeyStore, dns_records
@@ -102,7 +103,7 @@ def test_rsa_signature_verifies_with_dkimpy_and_an_altered_header_fails(store: K
 def test_ed25519_signature_verifies_with_dkimpy_and_an_altered_header_fails(
     store: KeyStore,
 ) -> None:
-    pytest.importorskip("nacl", reason="dkimpy verifies Ed25519 only with PyNaCl")
+    require_module("nacl", "dkimpy verifies Ed25519 only with PyNaCl")
     signed = signer(store).outgoing(message(), {DOMAIN}, DOMAIN, "Q1")
     txt = records(store, DOMAIN)
     assert dkimpy_verify(signed, txt, ED_INDEX)

@@ -25,10 +25,11 @@ from loadtest.errors import UsageError
 from loadtest.gateway import GatewayInstance, parse_overrides
 from loadtest.postfix import POSTCONF, POSTFIX, PostfixInstance
 from loadtest.report import Report, Tally
+from tests.support.peers import needs
 from ugem.config import load_config
 
-needs_postfix = pytest.mark.skipif(
-    not (Path(POSTCONF).exists() and Path(POSTFIX).exists()), reason="Postfix is not installed"
+needs_postfix = needs(
+    Path(POSTCONF).exists() and Path(POSTFIX).exists(), "Postfix is not installed"
 )
 
 
