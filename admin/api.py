@@ -13,19 +13,19 @@ from fastapi import APIRouter
 from admin import applications, audit, connections, incidents, overrides, queue, tokens
 from admin.auth import Authority
 from admin.errors import ERRORS
-from ugem.clock import Clock
-from ugem.metrics import Metrics
-from ugem.registry import Registry
-from ugem.services.applications import ApplicationService, DnsCheck
-from ugem.services.audit import AuditLog
-from ugem.services.connections import ConnectionService
-from ugem.services.incidents import IncidentService
-from ugem.services.mailqueue import MailQueue, QueueService
-from ugem.services.notices import NoticeSettings, Notifier, Outbox
-from ugem.services.overrides import OverrideService
-from ugem.services.tokens import TokenService
-from ugem.store.base import Store
-from ugem.throttle import ThrottleView
+from ugem.core.clock import Clock
+from ugem.core.metrics import Metrics
+from ugem.core.registry import Registry
+from ugem.core.services.applications import ApplicationService, DnsCheck
+from ugem.core.services.audit import AuditLog
+from ugem.core.services.connections import ConnectionService
+from ugem.core.services.incidents import IncidentService
+from ugem.core.services.mailqueue import MailQueue, QueueService
+from ugem.core.services.notices import NoticeSettings, Notifier, Outbox
+from ugem.core.services.overrides import OverrideService
+from ugem.core.services.tokens import TokenService
+from ugem.core.store.base import Store
+from ugem.core.throttle import ThrottleView
 
 
 @dataclass(frozen=True)
@@ -37,7 +37,7 @@ class Services:
     applications: ApplicationService
     incidents: IncidentService
     overrides: OverrideService
-    throttle: ThrottleView | None = None  # the node's throttled connections (ugem.throttle)
+    throttle: ThrottleView | None = None  # the node's throttled connections (ugem.core.throttle)
 
 
 def build_services(

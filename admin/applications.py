@@ -11,8 +11,8 @@ from fastapi import APIRouter, Depends, Query
 
 from admin.auth import Authority
 from admin.schemas import ApplicationBody, ApplicationOut, ChecksBody, DecisionBody
-from ugem.services.applications import Application, ApplicationService, AppState
-from ugem.services.tokens import ApiToken, Role
+from ugem.core.services.applications import Application, ApplicationService, AppState
+from ugem.core.services.tokens import ApiToken, Role
 
 
 def router(service: ApplicationService, auth: Authority) -> APIRouter:

@@ -10,8 +10,8 @@ from fastapi import APIRouter, Depends, Query
 
 from admin.auth import Authority
 from admin.schemas import AuditOut, VerdictOut
-from ugem.services.audit import AuditLog
-from ugem.services.tokens import Role
+from ugem.core.services.audit import AuditLog
+from ugem.core.services.tokens import Role
 
 
 def router(service: AuditLog, auth: Authority) -> APIRouter:

@@ -22,8 +22,8 @@ from starlette.datastructures import Headers
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from ugem.errors import StoreError
-from ugem.services.tokens import ApiToken, Role, TokenService
+from ugem.core.errors import StoreError
+from ugem.core.services.tokens import ApiToken, Role, TokenService
 
 CHALLENGE = {"WWW-Authenticate": "Bearer"}
 MISSING = "a bearer token is required"

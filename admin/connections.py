@@ -7,7 +7,7 @@ scheduled (shown in the connection's `disconnect`) and applied at that time;
 handler translates HTTP to one call of `ConnectionService` and back; the
 rules, the audit and the notices live there. A connection's `throttled` says
 whether the anomaly detector throttles it now, as this node's board
-(`ugem.throttle`) says (false without a board: the CLI, a node in mode off).
+(`ugem.core.throttle`) says (false without a board: the CLI, a node in mode off).
 """
 
 from typing import Annotated
@@ -22,10 +22,10 @@ from admin.schemas import (
     Reason,
     RequiredReason,
 )
-from ugem.model import Connection, ConnState, OrgKind
-from ugem.services.connections import ConnectionService
-from ugem.services.tokens import ApiToken, Role
-from ugem.throttle import ThrottleView
+from ugem.core.model import Connection, ConnState, OrgKind
+from ugem.core.services.connections import ConnectionService
+from ugem.core.services.tokens import ApiToken, Role
+from ugem.core.throttle import ThrottleView
 
 
 def router(

@@ -23,7 +23,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
-from ugem.errors import (
+from ugem.core.errors import (
     ConflictError,
     ForbiddenError,
     NotFoundError,

@@ -20,7 +20,7 @@ from fastapi.responses import JSONResponse, PlainTextResponse
 from prometheus_client import CONTENT_TYPE_LATEST
 from pydantic import BaseModel, Field
 
-from ugem.metrics import Metrics
+from ugem.core.metrics import Metrics
 
 
 class Readiness(BaseModel):

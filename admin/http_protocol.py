@@ -32,7 +32,7 @@ from uvicorn.config import Config
 from uvicorn.protocols.http.h11_impl import H11Protocol
 from uvicorn.server import ServerState
 
-from ugem.config import AdminConfig
+from ugem.core.config import AdminConfig
 
 
 def _answer(status: str, text: str) -> bytes:

@@ -13,8 +13,8 @@ from fastapi import APIRouter, Depends, Path, Query
 
 from admin.auth import Authority
 from admin.schemas import CommentBody, IncidentOut
-from ugem.services.incidents import IncidentService, IncidentState
-from ugem.services.tokens import ApiToken, Role
+from ugem.core.services.incidents import IncidentService, IncidentState
+from ugem.core.services.tokens import ApiToken, Role
 
 IncidentId = Annotated[int, Path(ge=1, le=2**63 - 1, description="the incident's number")]
 

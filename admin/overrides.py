@@ -15,8 +15,8 @@ from fastapi import APIRouter, Depends, HTTPException, Path, Query
 
 from admin.auth import Authority
 from admin.schemas import OverrideBody, OverrideOut, Reason
-from ugem.services.overrides import Override, OverrideService
-from ugem.services.tokens import ApiToken, Role
+from ugem.core.services.overrides import Override, OverrideService
+from ugem.core.services.tokens import ApiToken, Role
 
 OverrideId = Annotated[str, Path(max_length=64, description="the override's id")]
 

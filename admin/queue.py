@@ -13,8 +13,8 @@ from fastapi import APIRouter, Depends, Query
 
 from admin.auth import Authority
 from admin.schemas import TEXT, BulkAction, Count, MailDetail, MailOut, Reason
-from ugem.services.mailqueue import QueueService
-from ugem.services.tokens import ApiToken, Role
+from ugem.core.services.mailqueue import QueueService
+from ugem.core.services.tokens import ApiToken, Role
 
 State = Literal["active", "deferred", "held"]
 

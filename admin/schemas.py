@@ -16,8 +16,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from ugem.model import Connection, ConnState, Contact, Language, OrgKind
-from ugem.services.applications import (
+from ugem.core.model import Connection, ConnState, Contact, Language, OrgKind
+from ugem.core.services.applications import (
     Application,
     ApplicationForm,
     AppState,
@@ -25,14 +25,14 @@ from ugem.services.applications import (
     Decision,
     Finding,
 )
-from ugem.services.audit import Verdict
-from ugem.services.connections import ConnectionChange
-from ugem.services.incidents import Action, Incident, IncidentState, Mode
-from ugem.services.mailqueue import MailItem, MailView
-from ugem.services.overrides import MAX_RATE, Override, OverrideKind, OverrideRequest
-from ugem.services.tokens import ApiToken, Role
-from ugem.store.base import AuditRecord
-from ugem.workdays import unix_time
+from ugem.core.services.audit import Verdict
+from ugem.core.services.connections import ConnectionChange
+from ugem.core.services.incidents import Action, Incident, IncidentState, Mode
+from ugem.core.services.mailqueue import MailItem, MailView
+from ugem.core.services.overrides import MAX_RATE, Override, OverrideKind, OverrideRequest
+from ugem.core.services.tokens import ApiToken, Role
+from ugem.core.store.base import AuditRecord
+from ugem.core.workdays import unix_time
 
 TEXT = 2000  # longest free text (reasons), in characters
 

@@ -30,9 +30,9 @@ from admin.auth import AuthGate
 from admin.body_limit import BodyLimit
 from admin.health import HealthSource, health_router
 from admin.http_protocol import guarded_protocol
-from ugem.config import AdminConfig, parse_hostport
-from ugem.errors import UgemError
-from ugem.metrics import Metrics
+from ugem.core.config import AdminConfig, parse_hostport
+from ugem.core.errors import UgemError
+from ugem.core.metrics import Metrics
 
 
 class _Server(uvicorn.Server):

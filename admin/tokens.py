@@ -10,7 +10,7 @@ from fastapi import APIRouter, Depends
 
 from admin.auth import Authority
 from admin.schemas import Reason, TokenCreate, TokenCreated, TokenOut
-from ugem.services.tokens import ApiToken, Role, TokenService
+from ugem.core.services.tokens import ApiToken, Role, TokenService
 
 
 def router(service: TokenService, auth: Authority) -> APIRouter:

@@ -4,7 +4,7 @@
 as an exponentially weighted mean and variance in three slots at once: its
 hour of the week (so a weekly newsletter at the same hour becomes normal), its
 hour of a working day or of a day off (public holidays and transferred days
-off count as days off, by ugem.workdays in Asia/Almaty), and overall. Blocks
+off count as days off, by ugem.core.workdays in Asia/Almaty), and overall. Blocks
 are closed in event time; silent blocks count as zeros (at most a day of them
 at once). A closed block is only noted; the slots learn the noted blocks, in
 order, when asked (`expected`) or when many are waiting, so a connection
@@ -24,7 +24,7 @@ import functools
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from ugem.workdays import ALMATY, WorkCalendar
+from ugem.core.workdays import ALMATY, WorkCalendar
 
 BLOCK_S = 300.0
 ALPHA = 0.15  # weight of the newest observation in a slot

@@ -51,7 +51,7 @@ from anomaly.score import (
     could_weigh,
 )
 from anomaly.trace import BOUNCED
-from ugem.throttle import cap as throttle_cap
+from ugem.core.throttle import cap as throttle_cap
 
 CHECK_S = 10.0
 CHECK_UNITS = 5  # recipients or bounces since the last check before checking again
@@ -92,7 +92,7 @@ class Verdict:
     action: str  # SUSPEND, THROTTLE or LIFT
     reason: str
     score: float = 0.0
-    cap: float = 0.0  # of a THROTTLE: recipients per 5 min it lets through (ugem.throttle)
+    cap: float = 0.0  # of a THROTTLE: recipients per 5 min it lets through (ugem.core.throttle)
 
 
 class _Conn:
@@ -186,7 +186,7 @@ class Detector:
         return None if conn is None else (conn.features, conn.baseline)
 
     def cap(self, connection: str, ts: float) -> float:
-        """A throttle's cap for `connection` at `ts` (ugem.throttle.cap): recipients per
+        """A throttle's cap for `connection` at `ts` (ugem.core.throttle.cap): recipients per
         5 minutes, from what its baseline expects then (the floor before its first event)."""
         conn = self._conns.get(connection)
         if conn is None:

@@ -15,7 +15,7 @@ start; a stored baseline that cannot be read is logged and skipped.
 
 The detector's verdicts (anomaly.detector) are THROTTLE, SUSPEND and LIFT.
 On a THROTTLE or SUSPEND verdict, first the connection's override in force
-at the verdict's time (ugem.services.overrides):
+at the verdict's time (ugem.core.services.overrides):
 - a **ceiling** the last hour's traffic does not exceed withholds the
   verdict: audited `anomaly.within_ceiling`, no incident, no alert. While
   withheld, each new message is checked against the ceiling and the verdict
@@ -26,8 +26,8 @@ at the verdict's time (ugem.services.overrides):
 - an **exemption**: handled as in shadow mode, the incident's action
   "exempted", audited `anomaly.exempted`; never throttled nor suspended.
 A THROTTLE in mode "enforce" puts the connection on the node's throttle
-board (ugem.throttle; a connection not connected any more is left alone):
-its cap is `ugem.throttle.cap` of what its baseline expects at the verdict's
+board (ugem.core.throttle; a connection not connected any more is left alone):
+its cap is `ugem.core.throttle.cap` of what its baseline expects at the verdict's
 time, and after each event of a throttled connection the board learns
 whether its recipients of the last 5 minutes (`Features.window(5)`: all its
 traffic this feed carries) reach the cap and, if so, until when should no
@@ -48,7 +48,7 @@ exemption) throttles nothing: "would-throttle" (or "exempted") in a shadow
 incident, audited `anomaly.would_throttle` (or `anomaly.exempted`), logged at
 WARNING, counted mode="shadow", no alert.
 On a SUSPEND, mode "enforce" opens an incident (or adds the verdict to the
-open one: ugem.services.incidents) and suspends the connection through
+open one: ugem.core.services.incidents) and suspends the connection through
 `ConnectionService.suspend` with actor "detector" and the reason "abnormal
 traffic: <reason> (incident N)": the store, the audit log, the owner's notice
 and the operators' alert; the relay then answers 451 at MAIL FROM and the
@@ -90,17 +90,17 @@ from anomaly.detector import LIFT, SUSPEND, THROTTLE, Detector, Verdict
 from anomaly.features import MINUTE_S, Features
 from anomaly.feed import Feed, LocalFeed
 from anomaly.trace import BOUNCED, DEFERRED, DELIVERED
-from ugem.errors import ConfigError, ConflictError
-from ugem.events import Accepted, Event, EventBus, Outcome
-from ugem.log import event
-from ugem.metrics import Metrics
-from ugem.model import Connection, ConnState
-from ugem.services.connections import ConnectionService
-from ugem.services.incidents import CAP, Action, Evidence, Incident, IncidentService, Mode
-from ugem.services.notices import Addressee, Notifier
-from ugem.services.overrides import Override, OverrideKind, OverrideService
-from ugem.tasks import cancel_and_wait, raise_if_cancelled
-from ugem.throttle import ThrottleBoard
+from ugem.core.errors import ConfigError, ConflictError
+from ugem.core.events import Accepted, Event, EventBus, Outcome
+from ugem.core.log import event
+from ugem.core.metrics import Metrics
+from ugem.core.model import Connection, ConnState
+from ugem.core.services.connections import ConnectionService
+from ugem.core.services.incidents import CAP, Action, Evidence, Incident, IncidentService, Mode
+from ugem.core.services.notices import Addressee, Notifier
+from ugem.core.services.overrides import Override, OverrideKind, OverrideService
+from ugem.core.tasks import cancel_and_wait, raise_if_cancelled
+from ugem.core.throttle import ThrottleBoard
 
 log = logging.getLogger("anomaly.enforce")
 
@@ -244,7 +244,7 @@ class Enforcer:
                 ev.ts, conn_id, ev.sender, list(ev.rcpts), ev.ip, ev.size
             )
         else:
-            code = ev.counted or ev.code  # what the reply's text says (ugem.reply_class)
+            code = ev.counted or ev.code  # what the reply's text says (ugem.core.reply_class)
             verdict = self.detector.outcome(ev.ts, conn_id, OUTCOME_KINDS[ev.event], code)
         if verdict is None and self._watch and (watch := self._watch.get(conn_id)) is not None:
             verdict = self._rewatch(conn_id, watch, ev.ts)
@@ -548,7 +548,7 @@ def over_until(features: Features, limit: float) -> float:
 
 
 def measure(features: Features, baseline: Baseline, ts: float) -> dict[str, float]:
-    """The numbers of an incident's evidence (named as ugem.services.incidents.NUMBERS)."""
+    """The numbers of an incident's evidence (named as ugem.core.services.incidents.NUMBERS)."""
     numbers: dict[str, float] = {}
     for minutes in (5, 60):
         w = features.window(minutes)

@@ -15,7 +15,7 @@ Held (beside leaked, not in TRACE-FORMAT.md): of the leaked recipients, those
 a live node's throttle would have deferred and never delivered. While a
 connection is throttled (from a `throttle` to its `lift` or first `suspend`),
 a message is deferred when the recipients let through in the last 5 minutes
-reached the throttle's `cap` (ugem.throttle, the relay's rule at MAIL FROM);
+reached the throttle's `cap` (ugem.core.throttle, the relay's rule at MAIL FROM);
 what a throttle deferred counts as held only if it ended in the suspension
 (or never ended): after a lift the sender's queue would deliver it. A model,
 and an optimistic one: the trace cannot say how the detector would have
@@ -34,11 +34,11 @@ from typing import Any
 
 from anomaly.detector import Verdict
 from anomaly.trace import Accepted, TraceEvent
-from ugem.errors import UsageError
+from ugem.core.errors import UsageError
 
 DETECT_GRACE_S = 600.0
 OUTCOME_TRAIL_S = 3600.0
-THROTTLE_WINDOW_S = 300.0  # the window a throttled connection's cap counts (ugem.throttle)
+THROTTLE_WINDOW_S = 300.0  # the window a throttled connection's cap counts (ugem.core.throttle)
 
 
 @dataclass(frozen=True, slots=True)

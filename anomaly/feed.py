@@ -4,7 +4,7 @@
 worker. `SharedFeed` makes several workers and nodes judge a connection by its
 whole traffic: a publisher task drains this process's bus in batches and
 appends the connected servers' events, as trace records, to the shared
-`TrafficLog` (`ugem.store.traffic`: one round trip or transaction a batch, so
+`TrafficLog` (`ugem.core.store.traffic`: one round trip or transaction a batch, so
 never more than one a message); `get()` then reads every process's events
 from the log, in the log's one order, so every detector sees the same stream
 and reaches the same verdicts. Event time is kept non-decreasing per
@@ -27,12 +27,12 @@ import logging
 from collections import deque
 from typing import Final, Protocol
 
-from ugem.errors import StoreError
-from ugem.events import Event, EventBus, Subscription, event_of_record, trace_record
-from ugem.log import event
-from ugem.metrics import Metrics
-from ugem.store.traffic import TrafficLog
-from ugem.tasks import cancel_and_wait, raise_if_cancelled
+from ugem.core.errors import StoreError
+from ugem.core.events import Event, EventBus, Subscription, event_of_record, trace_record
+from ugem.core.log import event
+from ugem.core.metrics import Metrics
+from ugem.core.store.traffic import TrafficLog
+from ugem.core.tasks import cancel_and_wait, raise_if_cancelled
 
 log = logging.getLogger("anomaly.feed")
 

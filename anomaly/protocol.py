@@ -100,8 +100,8 @@ from anomaly.simulate import (
     simulate,
 )
 from anomaly.trace import Accepted, TraceEvent, TraceStats, read_trace
-from ugem.errors import UsageError
-from ugem.workdays import ALMATY
+from ugem.core.errors import UsageError
+from ugem.core.workdays import ALMATY
 
 SET_NAMES = ("tune", "holdout", "loko", "public")
 NORMAL = "normal traffic"

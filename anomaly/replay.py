@@ -39,7 +39,7 @@ from typing import Any
 
 from anomaly.detector import DEFAULT_THRESHOLDS, THROTTLE, Detector, Thresholds, Verdict
 from anomaly.trace import Accepted, TraceEvent, TraceStats, read_blocks
-from ugem.workdays import preload
+from ugem.core.workdays import preload
 
 _Found = list[tuple[int, Verdict]]  # (number of the event in the trace, its verdict)
 _BALANCE_EVENTS = 25_000  # events the shares are balanced on (about 4 MB of lines)

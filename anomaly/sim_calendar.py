@@ -2,7 +2,7 @@
 
 `make_days(start, n)` lists n consecutive Asia/Almaty days from `start`, each
 a `Day`: its local midnight as Unix time, whether it is a working day (by
-`ugem.workdays`: Kazakhstan's weekends, public holidays and transferred days,
+`ugem.core.workdays`: Kazakhstan's weekends, public holidays and transferred days,
 a transferred working Saturday included), whether it is the shortened working
 day before a public holiday (by one hour, as the Labour Code has it), and the
 public holiday ahead, if any, for the greetings mailed before it.
@@ -27,7 +27,7 @@ from dataclasses import dataclass
 
 import holidays
 
-from ugem.workdays import ALMATY, WorkCalendar
+from ugem.core.workdays import ALMATY, WorkCalendar
 
 HALF_HOUR = 1800.0
 DAY_S = 86400.0

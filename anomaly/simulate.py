@@ -50,7 +50,7 @@ from anomaly.sim_events import AbuseOutcomes, Event, Mailer
 from anomaly.sim_incidents import Planned, plan_incidents
 from anomaly.sim_normal import OrgTraffic, plan_org
 from anomaly.sim_world import build_world, sub_rng
-from ugem.errors import UsageError
+from ugem.core.errors import UsageError
 
 DEFAULT_START = dt.date(2026, 3, 2)
 DEFAULT_PER_WEEK = 12.0  # incidents a week per 100 connections: ~70 in a month of 150

@@ -32,8 +32,8 @@ from typing import BinaryIO, ClassVar, cast
 import msgspec
 from isal import isal_zlib
 
-from ugem.errors import UsageError
-from ugem.log import event
+from ugem.core.errors import UsageError
+from ugem.core.log import event
 
 log = logging.getLogger("anomaly.trace")
 

@@ -1,5 +1,6 @@
 """The relay: accept, policy, spool, schedule, deliver, routing, bounces.
 
-Imports `ugem` only. Talks to observers (anomaly, metrics, trace file) through
-`ugem.events` and to the registry through `ugem.registry`.
+Imports the foundation (`ugem.core`) only, never `anomaly`, `admin` or the
+roof. Talks to observers (anomaly, metrics, trace file) through
+`ugem.core.events` and to the registry through `ugem.core.registry`.
 """

@@ -30,7 +30,7 @@ that finds none left is read to its end and refused with 452 4.3.1.
 The mail itself goes to an `Intake` (the scheduler): `enqueue()` is durable on
 return, `backlog()` is the number of messages waiting (backpressure at MAIL).
 `throttle` is the node's board of the connections the anomaly detector
-throttles (ugem.throttle), read at MAIL FROM; None: nothing is throttled.
+throttles (ugem.core.throttle), read at MAIL FROM; None: nothing is throttled.
 """
 
 from __future__ import annotations
@@ -51,16 +51,16 @@ from relay.replies import Reply
 from relay.smtp_commands import Intake, Services
 from relay.smtp_session import SmtpSession
 from relay.tls import server_context as load_tls
-from ugem.clock import Clock
-from ugem.config import Config, parse_hostport
-from ugem.errors import ConfigError
-from ugem.events import EventBus
-from ugem.log import event
-from ugem.metrics import Metrics
-from ugem.model import ConnState
-from ugem.names import canonical_domain
-from ugem.registry import Registry
-from ugem.throttle import ThrottleView
+from ugem.core.clock import Clock
+from ugem.core.config import Config, parse_hostport
+from ugem.core.errors import ConfigError
+from ugem.core.events import EventBus
+from ugem.core.log import event
+from ugem.core.metrics import Metrics
+from ugem.core.model import ConnState
+from ugem.core.names import canonical_domain
+from ugem.core.registry import Registry
+from ugem.core.throttle import ThrottleView
 
 __all__ = ["AcceptServer", "Intake", "load_tls"]
 

@@ -8,7 +8,7 @@ transaction carries SMTPUTF8. Anything this gateway refuses raises `PathError`
 carrying the `Reply` to send; no other exception leaves this module.
 
 Promises, so that every decision is made on the REAL destination:
-- the domain is `ugem.names.canonical_domain` (lower case, IDN as punycode),
+- the domain is `ugem.core.names.canonical_domain` (lower case, IDN as punycode),
   so spellings of one domain are one domain; a domain with a trailing dot or
   an empty label (`user@dept.kz.`, `user@dept.kz..`, `user@a..kz`) is refused
   with the syntax reply (RFC 5321 4.1.2 has no such domain), never rewritten;
@@ -44,8 +44,8 @@ from dataclasses import dataclass, field
 
 from relay import replies
 from relay.replies import Reply
-from ugem.errors import UgemError
-from ugem.names import canonical_domain
+from ugem.core.errors import UgemError
+from ugem.core.names import canonical_domain
 
 ATEXT = frozenset(string.ascii_letters + string.digits + "!#$%&'*+-/=?^_`{|}~")
 TRICK_CHARS = frozenset("@%!")
@@ -65,7 +65,7 @@ class PathError(UgemError):
 @dataclass(frozen=True)
 class Address:
     local: str  # the wire form: a Dot-string, or a Quoted-string with its quotes
-    domain: str  # canonical (ugem.names.canonical_domain)
+    domain: str  # canonical (ugem.core.names.canonical_domain)
 
     def __str__(self) -> str:
         return f"{self.local}@{self.domain}"

@@ -30,8 +30,8 @@ import dns.rdatatype
 import dns.resolver
 
 from relay.routing import make_resolver
-from ugem.config import DeliveryConfig
-from ugem.errors import UgemError
+from ugem.core.config import DeliveryConfig
+from ugem.core.errors import UgemError
 
 Records = tuple[dns.rdata.Rdata, ...]
 

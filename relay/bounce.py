@@ -30,8 +30,8 @@ from email.utils import formatdate
 from relay.dkim import DkimSigner, signer_from_config
 from relay.message import QueuedMessage, new_queue_id
 from relay.trouble import RcptOutcome
-from ugem.clock import Clock
-from ugem.config import Config
+from ugem.core.clock import Clock
+from ugem.core.config import Config
 
 CRLF = b"\r\n"
 MAX_LINE = 998  # RFC 5322 2.1.1, CRLF excluded

@@ -98,10 +98,10 @@ from relay.smtp_client import (
 )
 from relay.tls import RequiredTls, TlsInfo, domain_of, negotiated, verified_context
 from relay.trouble import RcptOutcome
-from ugem.clock import Clock
-from ugem.config import DeliveryConfig
-from ugem.log import event
-from ugem.metrics import Metrics
+from ugem.core.clock import Clock
+from ugem.core.config import DeliveryConfig
+from ugem.core.log import event
+from ugem.core.metrics import Metrics
 
 log = logging.getLogger("relay.deliver")
 

@@ -4,7 +4,7 @@
 message with DKIM-Signature header fields prepended, signed over exactly
 `data` (which already carries the relay's Received: header, so the bytes
 spooled and sent are the bytes signed). The signing domain is the first with
-an active key (`ugem.dkim_keys.KeyStore`) of: the From: domain when it is one
+an active key (`ugem.core.dkim_keys.KeyStore`) of: the From: domain when it is one
 of the sending connection's `domains`, the envelope sender's domain, the
 `[dkim] gateway_domain`. A generation with an Ed25519 key gets two
 signatures (RSA first, Ed25519 on top).
@@ -42,12 +42,12 @@ from dkim.canonicalization import CanonicalizationPolicy
 
 from relay.dkim_canon import relaxed_body
 from relay.header_block import Header, addresses_in, dkim_fields
-from ugem.clock import Clock
-from ugem.config import Config
-from ugem.dkim_keys import KeySet, KeyStore, key_path
-from ugem.errors import ConfigError, UgemError
-from ugem.log import event
-from ugem.names import canonical_domain
+from ugem.core.clock import Clock
+from ugem.core.config import Config
+from ugem.core.dkim_keys import KeySet, KeyStore, key_path
+from ugem.core.errors import ConfigError, UgemError
+from ugem.core.log import event
+from ugem.core.names import canonical_domain
 
 log = logging.getLogger("relay.dkim")
 

@@ -46,7 +46,7 @@ from relay.auth_dns import AuthDns, DnsTrouble
 from relay.dkim_verify import DkimResult
 from relay.header_block import Header, addresses_in
 from relay.spf import SpfResult
-from ugem.names import canonical_domain
+from ugem.core.names import canonical_domain
 
 POLICIES = ("none", "quarantine", "reject")
 MILDER = {"reject": "quarantine", "quarantine": "none", "none": "none"}

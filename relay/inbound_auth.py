@@ -51,11 +51,11 @@ from relay.header_block import Header
 from relay.replies import Reply
 from relay.smtp_commands import Envelope, Inbound
 from relay.spf import SpfChecker, SpfResult
-from ugem.clock import Clock
-from ugem.config import AuthConfig, Config
-from ugem.errors import ConfigError
-from ugem.log import event
-from ugem.metrics import Metrics
+from ugem.core.clock import Clock
+from ugem.core.config import AuthConfig, Config
+from ugem.core.errors import ConfigError
+from ugem.core.log import event
+from ugem.core.metrics import Metrics
 
 log = logging.getLogger("relay.inbound_auth")
 

@@ -40,10 +40,10 @@ from typing import Any, Protocol
 import httpx
 
 from relay.tls import verified_context
-from ugem.clock import Clock
-from ugem.errors import DeliveryError
-from ugem.log import event
-from ugem.metrics import Metrics
+from ugem.core.clock import Clock
+from ugem.core.errors import DeliveryError
+from ugem.core.log import event
+from ugem.core.metrics import Metrics
 
 log = logging.getLogger("relay.mta_sts")
 

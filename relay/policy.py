@@ -14,7 +14,7 @@ judged on the real, canonical destination. The rules (issue 2, item 5):
   FROM (and at RCPT, should a caller ask);
 - a client of a `connected` connection that the anomaly detector throttles
   and that is over its cap now (`over_cap`: the caller asks the node's
-  `ugem.throttle` board) gets THROTTLED (451 4.7.1) at MAIL FROM, for a
+  `ugem.core.throttle` board) gets THROTTLED (451 4.7.1) at MAIL FROM, for a
   sender it may use; under the cap its mail is accepted as usual;
 - any other client, the address of a `disconnected` connection included, may
   send only to recipients whose domain belongs to a `connected` or
@@ -35,7 +35,7 @@ from typing import Protocol
 from relay import replies
 from relay.address import Address
 from relay.replies import Reply
-from ugem.model import Connection, ConnState
+from ugem.core.model import Connection, ConnState
 
 LIVE = frozenset({ConnState.CONNECTED, ConnState.SUSPENDED})
 

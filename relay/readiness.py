@@ -51,10 +51,10 @@ from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
 from dkim.util import InvalidTagValueList, parse_tag_value
 
 from relay.routing import make_resolver
-from ugem.config import Config, DeliveryConfig
-from ugem.dkim_keys import KeyStore, key_path, txt_record
-from ugem.errors import ConfigError, UsageError
-from ugem.names import canonical_domain
+from ugem.core.config import Config, DeliveryConfig
+from ugem.core.dkim_keys import KeyStore, key_path, txt_record
+from ugem.core.errors import ConfigError, UsageError
+from ugem.core.names import canonical_domain
 
 DMARC_RE = re.compile(r"v\s*=\s*DMARC1\s*(;|$)", re.IGNORECASE)
 DMARC_POLICIES = ("none", "quarantine", "reject")

@@ -53,12 +53,12 @@ import dns.rdtypes.IN.A
 import dns.rdtypes.IN.AAAA
 import dns.resolver
 
-from ugem.clock import Clock
-from ugem.config import DeliveryConfig, parse_hostport
-from ugem.errors import ConfigError, DeliveryError
-from ugem.model import Connection
-from ugem.names import canonical_domain
-from ugem.registry import Registry
+from ugem.core.clock import Clock
+from ugem.core.config import DeliveryConfig, parse_hostport
+from ugem.core.errors import ConfigError, DeliveryError
+from ugem.core.model import Connection
+from ugem.core.names import canonical_domain
+from ugem.core.registry import Registry
 
 MAX_HOPS = 10  # addresses tried for one destination in one attempt (Postfix: 5 MX addresses)
 NXDOMAIN_TTL = 300  # negative TTL when an NXDOMAIN answer carries no SOA

@@ -53,15 +53,15 @@ from relay.routing import Route, RouteFailure, Router
 from relay.spool import Spool
 from relay.tls import domain_of
 from relay.trouble import RcptOutcome
-from ugem.clock import Clock
-from ugem.config import DeliveryConfig
-from ugem.errors import DeliveryError, SpoolError
-from ugem.events import EventBus, Outcome
-from ugem.log import event
-from ugem.metrics import Metrics
-from ugem.model import Connection, ConnState
-from ugem.registry import Registry
-from ugem.reply_class import counted_code
+from ugem.core.clock import Clock
+from ugem.core.config import DeliveryConfig
+from ugem.core.errors import DeliveryError, SpoolError
+from ugem.core.events import EventBus, Outcome
+from ugem.core.log import event
+from ugem.core.metrics import Metrics
+from ugem.core.model import Connection, ConnState
+from ugem.core.registry import Registry
+from ugem.core.reply_class import counted_code
 
 log = logging.getLogger("relay.schedule")
 

@@ -8,7 +8,7 @@ framing, timeouts and TLS live there and the meaning lives here.
 
 Contract: MAIL FROM first does `registry.sync()` (a change in the store takes
 effect at the next transaction), looks the client up by address, asks the
-node's throttle board (`Services.throttle`, ugem.throttle) whether a
+node's throttle board (`Services.throttle`, ugem.core.throttle) whether a
 connected client is over its cap now (by the node's clock) and applies
 `relay.policy`; SIZE= (ASCII digits only, else 501) is checked against the
 limit before any data; BODY= and
@@ -50,15 +50,15 @@ from relay.policy import Gateway, check_mail, check_rcpt
 from relay.received import protocol, received_header
 from relay.replies import Reply
 from relay.tls import TlsInfo
-from ugem.clock import Clock
-from ugem.config import Config
-from ugem.errors import SpoolError, SpoolFullError
-from ugem.events import Accepted, EventBus
-from ugem.log import event
-from ugem.metrics import Metrics
-from ugem.model import Connection, ConnState
-from ugem.registry import Registry
-from ugem.throttle import ThrottleView
+from ugem.core.clock import Clock
+from ugem.core.config import Config
+from ugem.core.errors import SpoolError, SpoolFullError
+from ugem.core.events import Accepted, EventBus
+from ugem.core.log import event
+from ugem.core.metrics import Metrics
+from ugem.core.model import Connection, ConnState
+from ugem.core.registry import Registry
+from ugem.core.throttle import ThrottleView
 
 log = logging.getLogger("relay.accept")
 

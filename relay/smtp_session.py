@@ -48,7 +48,7 @@ from relay.replies import Reply
 from relay.smtp_commands import Commands, EndSession, Services
 from relay.smtp_data import DataReader
 from relay.tls import TlsInfo, negotiated
-from ugem.log import event
+from ugem.core.log import event
 
 log = logging.getLogger("relay.accept")
 

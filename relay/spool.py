@@ -66,11 +66,11 @@ from typing import Any, Generic, NamedTuple, TypeVar
 
 from relay.message import QueuedMessage, QueueState
 from relay.spool_reserve import Reserve
-from ugem.clock import Clock
-from ugem.config import MIB, Config
-from ugem.errors import SpoolCorruptError, SpoolError, SpoolFullError, UsageError
-from ugem.log import event
-from ugem.metrics import Metrics
+from ugem.core.clock import Clock
+from ugem.core.config import MIB, Config
+from ugem.core.errors import SpoolCorruptError, SpoolError, SpoolFullError, UsageError
+from ugem.core.log import event
+from ugem.core.metrics import Metrics
 
 log = logging.getLogger(__name__)
 

@@ -19,8 +19,8 @@ import ssl
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from ugem.errors import ConfigError
-from ugem.names import canonical_domain
+from ugem.core.errors import ConfigError
+from ugem.core.names import canonical_domain
 
 MIN_VERSION = ssl.TLSVersion.TLSv1_2
 _ALG_BITS: dict[str, int] = {}  # cipher name -> key size of its algorithm, learnt from contexts

@@ -34,7 +34,7 @@ import aiosmtplib
 import dns.exception
 
 from relay.routing import RouteFailure
-from ugem.errors import DeliveryError
+from ugem.core.errors import DeliveryError
 
 Kind = Literal["delivered", "deferred", "bounced"]
 

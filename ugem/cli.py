@@ -20,8 +20,8 @@ from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
 from ugem import __version__
-from ugem.config import Config, load_config
-from ugem.errors import ConfigError, ConflictError, NotFoundError, UgemError, UsageError
+from ugem.core.config import Config, load_config
+from ugem.core.errors import ConfigError, ConflictError, NotFoundError, UgemError, UsageError
 
 Handler = Callable[[argparse.Namespace, Config], int]
 T = TypeVar("T")

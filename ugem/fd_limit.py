@@ -18,7 +18,7 @@ import contextlib
 import resource
 from dataclasses import dataclass
 
-from ugem.config import Config
+from ugem.core.config import Config
 
 SPARE = 256  # descriptors for the spool, the store, logs, DNS, TLS reloads
 

@@ -5,7 +5,7 @@ the scheduler, the trace writer, the anomaly detector (`[anomaly] mode`;
 `[anomaly] shared_traffic` says whether it judges every worker's and node's
 traffic or this worker's own; it takes up the baselines kept in the store),
 the SMTP listener and the admin listener, in that order (the detector's
-enforcer writes the node's `ugem.throttle` board of throttled connections,
+enforcer writes the node's `ugem.core.throttle` board of throttled connections,
 the SMTP listener reads it at MAIL FROM, the admin API shows it) (so nothing is
 accepted before the queue is recovered nor before the observers listen), and
 the periodic steps: the registry's sync and (worker 0) the disconnections
@@ -41,24 +41,24 @@ from relay.readiness import readiness_from_config
 from relay.routing import Router
 from relay.schedule import Scheduler
 from relay.spool import Spool, spool_path
-from ugem import workdays
 from ugem.adapters.outbox import SchedulerOutbox
 from ugem.adapters.readiness import application_check
 from ugem.adapters.spool_queue import SpoolQueue
-from ugem.clock import Clock, SystemClock
-from ugem.config import Config, parse_hostport
-from ugem.events import EventBus
+from ugem.core import workdays
+from ugem.core.clock import Clock, SystemClock
+from ugem.core.config import Config, parse_hostport
+from ugem.core.events import EventBus
+from ugem.core.log import event
+from ugem.core.metrics import Metrics
+from ugem.core.registry import Registry
+from ugem.core.services.notices import notice_settings
+from ugem.core.store import open_store
+from ugem.core.store.base import Store
+from ugem.core.store.traffic import TrafficLog, open_traffic_log
+from ugem.core.tasks import cancel_and_wait, raise_if_cancelled
+from ugem.core.throttle import ThrottleBoard
+from ugem.core.trace_writer import TraceWriter
 from ugem.fd_limit import fd_needed, raise_fd_limit
-from ugem.log import event
-from ugem.metrics import Metrics
-from ugem.registry import Registry
-from ugem.services.notices import notice_settings
-from ugem.store import open_store
-from ugem.store.base import Store
-from ugem.store.traffic import TrafficLog, open_traffic_log
-from ugem.tasks import cancel_and_wait, raise_if_cancelled
-from ugem.throttle import ThrottleBoard
-from ugem.trace import TraceWriter
 
 log = logging.getLogger("ugem.node")
 

@@ -19,7 +19,7 @@ import logging
 import os
 import signal
 
-from ugem.log import event
+from ugem.core.log import event
 
 log = logging.getLogger("ugem.parent_death")
 

@@ -23,7 +23,7 @@ import os
 import signal
 import sys
 
-from ugem.log import event
+from ugem.core.log import event
 from ugem.parent_death import PARENT_ENV
 
 log = logging.getLogger("ugem.supervisor")

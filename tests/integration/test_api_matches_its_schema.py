@@ -30,15 +30,15 @@ from schemathesis.specs.openapi.checks import (
 
 from tests.support.connections import plain
 from tests.support.node import NodeProcess, node_config
-from ugem.clock import SystemClock
-from ugem.config import Config
-from ugem.model import Contact
-from ugem.registry import Registry
-from ugem.services.applications import ApplicationForm, ApplicationService
-from ugem.services.audit import AuditLog
-from ugem.services.connections import ConnectionService
-from ugem.services.tokens import Role, TokenService
-from ugem.store import open_store
+from ugem.core.clock import SystemClock
+from ugem.core.config import Config
+from ugem.core.model import Contact
+from ugem.core.registry import Registry
+from ugem.core.services.applications import ApplicationForm, ApplicationService
+from ugem.core.services.audit import AuditLog
+from ugem.core.services.connections import ConnectionService
+from ugem.core.services.tokens import Role, TokenService
+from ugem.core.store import open_store
 
 EXAMPLES = 12  # generated requests per operation
 TOKEN_NAME = "schemathesis-admin-5c1e"  # not a name the generator will revoke by chance

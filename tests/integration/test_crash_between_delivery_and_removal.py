@@ -19,7 +19,7 @@ from tests.integration.test_full_disk_never_duplicates import subjects
 from tests.support.node import NodeProcess, node_relaying_to, send_mail
 from tests.support.sink import Sink
 from tests.support.waiting import eventually
-from ugem.config import Config
+from ugem.core.config import Config
 
 
 def queued(config: Config) -> int:

@@ -14,7 +14,7 @@ from pathlib import Path
 from anomaly.enforce import BASELINE_DOC
 from tests.support.burst import BURST, burst_scene, until
 from tests.support.node import running_node, send_mail
-from ugem.store import open_store
+from ugem.core.store import open_store
 
 
 async def test_a_restarted_node_takes_up_the_baselines_it_learned(tmp_path: Path) -> None:

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from relay import replies
 from tests.support.burst import BURST, OWNER, burst_scene, until
-from ugem.model import ConnState
+from ugem.core.model import ConnState
 from ugem.node import Node
 
 

@@ -18,8 +18,8 @@ from relay import replies
 from tests.support.burst import BURST, BURST_MAX, OPERATORS, OWNER, BurstScene, burst_scene, until
 from tests.support.mail import read_notice
 from tests.support.node import api_client
-from ugem.model import ConnState
-from ugem.services.tokens import Role
+from ugem.core.model import ConnState
+from ugem.core.services.tokens import Role
 
 CEILING = 40  # messages an hour: above what the detector lets pass, below BURST_MAX
 

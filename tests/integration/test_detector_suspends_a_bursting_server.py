@@ -21,8 +21,8 @@ from relay.message import QueueState
 from tests.support.burst import BURST, HISTORY_HOURS, OPERATORS, OWNER, burst_scene, until
 from tests.support.mail import read_notice
 from tests.support.node import api_client
-from ugem.model import ConnState
-from ugem.services.tokens import Role
+from ugem.core.model import ConnState
+from ugem.core.services.tokens import Role
 
 DETECT_WITHIN = 30  # burst messages (a minute of fake time)
 

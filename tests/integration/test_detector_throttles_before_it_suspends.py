@@ -35,11 +35,11 @@ from relay.replies import Reply
 from tests.support.burst import BURST, HISTORY_HOURS, BurstScene, burst_scene, until
 from tests.support.clients import Sent
 from tests.support.node import api_client
-from ugem.model import ConnState
+from ugem.core.model import ConnState
+from ugem.core.services.incidents import CAP, Incident
+from ugem.core.services.tokens import Role
+from ugem.core.throttle import THROTTLE_FLOOR
 from ugem.node import Node
-from ugem.services.incidents import CAP, Incident
-from ugem.services.tokens import Role
-from ugem.throttle import THROTTLE_FLOOR
 
 THRESHOLDS = Thresholds(throttle=3.0, suspend=8.0, corroborated=2.0)
 BATCH = 5  # recipients a message

@@ -24,9 +24,9 @@ import pytest
 
 from tests.support.node import api_client, node_config, running_node
 from ugem.cli import main
-from ugem.config import Config
-from ugem.dkim_keys import KeyStore, dns_records, key_path
-from ugem.services.tokens import Role
+from ugem.core.config import Config
+from ugem.core.dkim_keys import KeyStore, dns_records, key_path
+from ugem.core.services.tokens import Role
 
 READY, UNREADY = "akimat.gov.kz", "maslikhat.gov.kz"
 GATEWAY_IP = "198.51.100.25"

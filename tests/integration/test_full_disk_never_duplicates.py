@@ -24,7 +24,7 @@ from tests.support.node import NodeProcess, node_relaying_to, send_mail, smtp_ad
 from tests.support.sink import Sink
 from tests.support.small_disk import fill, small_disk
 from tests.support.waiting import eventually
-from ugem.config import Config
+from ugem.core.config import Config
 
 COUNT = 20
 

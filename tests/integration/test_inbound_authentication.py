@@ -21,9 +21,9 @@ from relay.dkim import DkimSigner
 from tests.support.clients import Sent, message, smtplib_send
 from tests.support.node import connect, node_config, running_node, smtp_address
 from tests.support.sink import Sink
-from ugem.clock import SystemClock
-from ugem.config import Config
-from ugem.dkim_keys import KeyStore, dns_records
+from ugem.core.clock import SystemClock
+from ugem.core.config import Config
+from ugem.core.dkim_keys import KeyStore, dns_records
 
 ALLOWED, OTHER, ORG_SERVER = "127.0.0.7", "127.0.0.8", "127.0.0.5"
 SPF = "v=spf1 ip4:127.0.0.7 -all"

@@ -29,7 +29,7 @@ from tests.support.node import connect, node_config, running_node, send_mail
 from tests.support.sink import Sink
 from tests.support.tls_cert import TestCa, server_context
 from tests.support.waiting import eventually
-from ugem.config import Config
+from ugem.core.config import Config
 from ugem.node import Node
 
 MX_ADDRESS = "127.0.0.21"

@@ -13,10 +13,10 @@ from pathlib import Path
 from relay import replies
 from tests.support.node import node_relaying_to, running_node, send_mail
 from tests.support.sink import Sink
-from ugem.clock import SystemClock
-from ugem.model import ConnState
-from ugem.registry import Registry
-from ugem.store import open_store
+from ugem.core.clock import SystemClock
+from ugem.core.model import ConnState
+from ugem.core.registry import Registry
+from ugem.core.store import open_store
 
 
 async def test_relay_and_suspension_through_a_redis_store(

@@ -20,8 +20,8 @@ import httpx
 from tests.support.mail import Notice, read_notice
 from tests.support.node import api_client, node_config, running_node
 from tests.support.sink import Sink
-from ugem.clock import FakeClock
-from ugem.services.tokens import Role
+from ugem.core.clock import FakeClock
+from ugem.core.services.tokens import Role
 
 DOMAIN, OTHER = "akimat.gov.kz", "maslikhat.gov.kz"
 POSTMASTER, NOC = "postmaster@sts.test", "noc@sts.test"

@@ -24,8 +24,8 @@ from relay import replies
 from tests.support.clients import message, smtplib_send
 from tests.support.connections import plain
 from tests.support.smtp_harness import Harness, accept_server
-from ugem.model import ConnState
-from ugem.names import canonical_domain
+from ugem.core.model import ConnState
+from ugem.core.names import canonical_domain
 
 INSIDER, OUTSIDER, SUSPENDED_IP, FORMER_IP = "127.0.0.2", "127.0.0.3", "127.0.0.4", "127.0.0.5"
 CONNS = [

@@ -17,7 +17,7 @@ import pytest
 
 from tests.support.clients import needs_swaks, swaks
 from tests.support.node import NodeProcess
-from ugem.config import load_config
+from ugem.core.config import load_config
 
 
 def port_free(port: int) -> bool:

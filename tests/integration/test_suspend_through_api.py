@@ -19,8 +19,8 @@ from tests.support.clients import Sent
 from tests.support.node import api_client, node_relaying_to, running_node, send_mail
 from tests.support.sink import Sink
 from tests.support.waiting import eventually
-from ugem.config import Config
-from ugem.services.tokens import Role
+from ugem.core.config import Config
+from ugem.core.services.tokens import Role
 
 CONN, SERVER = "mdai.gov.kz", "127.0.0.2"
 DEFER = "451 4.3.0 not now"

@@ -20,8 +20,8 @@ from relay.message import QueuedMessage, QueueState
 from tests.support.node import connect, node_config, running_node, send_mail
 from tests.support.sink import Sink
 from tests.support.tls_cert import TestCa, server_context
-from ugem.clock import FakeClock
-from ugem.config import Config
+from ugem.core.clock import FakeClock
+from ugem.core.config import Config
 from ugem.node import Node
 
 MX_ADDRESS = "127.0.0.11"

@@ -19,7 +19,7 @@ from pathlib import Path
 from tests.support.node import NodeProcess, node_config, smtp_address
 from tests.support.smtp_harness import RawClient
 from tests.support.tls_cert import client_context, fingerprint, self_signed, starttls_fingerprint
-from ugem.config import Config, parse_hostport
+from ugem.core.config import Config, parse_hostport
 
 SESSIONS_AFTER_RELOAD = 6  # new sessions checked with two workers (spread by the kernel)
 

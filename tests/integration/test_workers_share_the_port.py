@@ -19,7 +19,7 @@ from pathlib import Path
 from tests.support.node import NodeProcess, node_relaying_to, send_mail
 from tests.support.sink import Sink
 from tests.support.waiting import eventually
-from ugem.config import Config, parse_hostport
+from ugem.core.config import Config, parse_hostport
 
 
 def worker_pid(admin: str) -> int | None:

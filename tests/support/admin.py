@@ -30,15 +30,15 @@ from admin.api import Services, build_services
 from admin.server import AdminServer, create_app
 from relay.spool import Spool
 from ugem.adapters.spool_queue import SpoolQueue
-from ugem.clock import FakeClock
-from ugem.config import AdminConfig
-from ugem.errors import SpoolFullError
-from ugem.metrics import Metrics
-from ugem.registry import Registry
-from ugem.services.applications import Finding
-from ugem.services.notices import NoticeSettings, OutgoingMail
-from ugem.services.tokens import Role
-from ugem.store.sqlite import SqliteStore
+from ugem.core.clock import FakeClock
+from ugem.core.config import AdminConfig
+from ugem.core.errors import SpoolFullError
+from ugem.core.metrics import Metrics
+from ugem.core.registry import Registry
+from ugem.core.services.applications import Finding
+from ugem.core.services.notices import NoticeSettings, OutgoingMail
+from ugem.core.services.tokens import Role
+from ugem.core.store.sqlite import SqliteStore
 
 POSTMASTER = "postmaster@gw.test"
 OPERATORS = "noc@sts.test"

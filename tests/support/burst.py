@@ -27,11 +27,11 @@ from pathlib import Path
 from tests.support.clients import Sent
 from tests.support.node import node_config, running_node, send_mail
 from tests.support.sink import Sink, SinkMessage
-from ugem.clock import FakeClock
-from ugem.config import Config
-from ugem.model import Connection, Contact, OrgKind
+from ugem.core.clock import FakeClock
+from ugem.core.config import Config
+from ugem.core.model import Connection, Contact, OrgKind
+from ugem.core.store import open_store
 from ugem.node import Node
-from ugem.store import open_store
 
 BURST, BURST_IP, OTHER, OTHER_IP = "burst.gov.kz", "127.0.0.2", "other.gov.kz", "127.0.0.3"
 OWNER = f"it@{BURST}"

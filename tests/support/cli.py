@@ -23,11 +23,11 @@ import pytest
 from relay.message import QueuedMessage
 from relay.spool import Spool, spool_path
 from ugem.cli import main
-from ugem.clock import SystemClock
-from ugem.config import load_config
-from ugem.metrics import Metrics
-from ugem.store.base import AuditEntry
-from ugem.store.sqlite import SqliteStore
+from ugem.core.clock import SystemClock
+from ugem.core.config import load_config
+from ugem.core.metrics import Metrics
+from ugem.core.store.base import AuditEntry
+from ugem.core.store.sqlite import SqliteStore
 
 
 @dataclass

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import zlib
 
-from ugem.model import Connection, ConnState, Contact, Language, OrgKind, ScheduledDisconnect
+from ugem.core.model import Connection, ConnState, Contact, Language, OrgKind, ScheduledDisconnect
 
 
 def plain(ident: str, *servers: str, domains: tuple[str, ...] = ()) -> Connection:

@@ -17,7 +17,7 @@ from email import message_from_bytes, policy
 from email.header import decode_header, make_header
 from email.message import EmailMessage, Message
 
-from ugem.notices import SEPARATOR
+from ugem.core.notices import SEPARATOR
 
 _BARE = re.compile(rb"\r(?!\n)|(?<!\r)\n")
 

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from tests.support.dnsmasq import DnsServer
 from tests.support.peers import needs
-from ugem.dkim_keys import KeyStore, dns_records
+from ugem.core.dkim_keys import KeyStore, dns_records
 
 SCRIPT = Path(__file__).with_name("mail_dkim_verify.pl")
 MODULES = ("Mail::DKIM::Verifier", "Net::DNS::Resolver")

@@ -33,14 +33,14 @@ import httpx
 from loadtest.ports import free_port
 from tests.support.clients import Sent, message, smtplib_send
 from tests.support.sink import Sink
-from ugem.clock import Clock
 from ugem.commands.config import toml_value
-from ugem.config import Config, load_config
-from ugem.model import Connection, OrgKind
+from ugem.core.clock import Clock
+from ugem.core.config import Config, load_config
+from ugem.core.model import Connection, OrgKind
+from ugem.core.services.audit import AuditLog
+from ugem.core.services.tokens import Role, TokenService
+from ugem.core.store import open_store
 from ugem.node import Node
-from ugem.services.audit import AuditLog
-from ugem.services.tokens import Role, TokenService
-from ugem.store import open_store
 
 MAX_WORKERS = 4  # the most workers a test node runs: their admin ports follow the first
 

@@ -21,13 +21,13 @@ from typing import Any
 
 from relay.accept import AcceptServer
 from relay.message import QueuedMessage
-from ugem.clock import FakeClock
-from ugem.config import AuthConfig, Config, DeliveryConfig, NodeConfig, SmtpConfig
-from ugem.events import EventBus
-from ugem.metrics import Metrics
-from ugem.model import Connection, ConnState
-from ugem.registry import Registry
-from ugem.store.sqlite import SqliteStore
+from ugem.core.clock import FakeClock
+from ugem.core.config import AuthConfig, Config, DeliveryConfig, NodeConfig, SmtpConfig
+from ugem.core.events import EventBus
+from ugem.core.metrics import Metrics
+from ugem.core.model import Connection, ConnState
+from ugem.core.registry import Registry
+from ugem.core.store.sqlite import SqliteStore
 
 HOSTNAME = "gw.test"
 

@@ -27,10 +27,10 @@ from tests.support.connections import plain
 from tests.support.smtp_harness import Harness, RawClient, accept_server, raw_client
 from tests.support.tls_cert import client_context, self_signed
 from tests.support.waiting import eventually
-from ugem.errors import ConfigError, SpoolError, SpoolFullError, StoreError
-from ugem.events import Accepted
-from ugem.model import ConnState
-from ugem.names import canonical_domain
+from ugem.core.errors import ConfigError, SpoolError, SpoolFullError, StoreError
+from ugem.core.events import Accepted
+from ugem.core.model import ConnState
+from ugem.core.names import canonical_domain
 
 INSIDER = "127.0.0.2"  # the mail server of minfin.gov.kz
 CONN = plain("minfin.gov.kz", INSIDER)

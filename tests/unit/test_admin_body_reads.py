@@ -21,8 +21,8 @@ from relay.message import QueuedMessage, QueueState
 from tests.support.admin import AdminApi, admin_api
 from tests.unit.test_cli_queue import QueueUgem
 from tests.unit.test_spool import message
-from ugem.errors import StoreError
-from ugem.services.tokens import Role
+from ugem.core.errors import StoreError
+from ugem.core.services.tokens import Role
 
 QUEUE_ID = "HELDMSG00001"
 

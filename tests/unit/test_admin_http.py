@@ -20,8 +20,8 @@ from typing import Any
 import httpx
 
 from tests.support.admin import AdminApi, admin_api, listening
-from ugem.config import KIB, AdminConfig
-from ugem.services.tokens import Role
+from ugem.core.config import KIB, AdminConfig
+from ugem.core.services.tokens import Role
 
 QUICK = 0.3  # seconds: the header and body timeouts of the tests that wait for them
 # Tests of a close that must come from something else than a timeout: timeouts far beyond

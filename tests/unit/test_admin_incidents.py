@@ -16,8 +16,8 @@ import pytest
 
 from tests.support.admin import AdminApi, admin_api
 from tests.support.connections import plain
-from ugem.services.incidents import Action, Evidence, Mode
-from ugem.services.tokens import Role
+from ugem.core.services.incidents import Action, Evidence, Mode
+from ugem.core.services.tokens import Role
 
 CONN, OTHER = "a.gov.kz", "b.gov.kz"
 REASON = "412 recipients in 5 min against a usual 9 ± 4; 31 % bounced as unknown recipients"

@@ -20,7 +20,7 @@ import pytest
 
 from tests.support.admin import AdminApi, admin_api
 from tests.unit.test_admin_roles import ENDPOINTS
-from ugem.services.tokens import Role
+from ugem.core.services.tokens import Role
 
 NOT_FINITE = ["NaN", "Infinity", "-Infinity", "1e999"]
 BODIES = [(m, p, b) for m, p, b, *_ in ENDPOINTS if isinstance(b, dict)]

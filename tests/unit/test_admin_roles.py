@@ -21,11 +21,11 @@ import pytest
 from relay.message import QueuedMessage, QueueState
 from tests.support.admin import AdminApi, admin_api
 from tests.support.connections import plain
-from ugem.model import ConnState, Contact
-from ugem.services.applications import ApplicationForm
-from ugem.services.incidents import Action, Evidence, Mode
-from ugem.services.overrides import OverrideKind, OverrideRequest
-from ugem.services.tokens import Role
+from ugem.core.model import ConnState, Contact
+from ugem.core.services.applications import ApplicationForm
+from ugem.core.services.incidents import Action, Evidence, Mode
+from ugem.core.services.overrides import OverrideKind, OverrideRequest
+from ugem.core.services.tokens import Role
 
 CONTACT = Contact("Ivanov Ivan Ivanovich", "it@d.gov.kz")
 

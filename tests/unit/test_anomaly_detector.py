@@ -23,8 +23,8 @@ from anomaly.detector import (
 from anomaly.features import Features
 from anomaly.score import Assessment
 from anomaly.trace import BOUNCED, DELIVERED
-from ugem.throttle import THROTTLE_FLOOR, cap
-from ugem.workdays import unix_time
+from ugem.core.throttle import THROTTLE_FLOOR, cap
+from ugem.core.workdays import unix_time
 
 C = "x.gov.kz"
 MONDAY_9 = unix_time(dt.datetime(2026, 11, 23, 9, 0))  # a working Monday, Asia/Almaty

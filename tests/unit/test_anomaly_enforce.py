@@ -56,19 +56,19 @@ from anomaly.feed import LocalFeed
 from tests.support.admin import NOTICES, OPERATORS, ListOutbox
 from tests.support.burst import until
 from tests.support.mail import read_notice
-from ugem.clock import FakeClock
-from ugem.errors import ConfigError, StoreError
-from ugem.events import Accepted, EventBus, Outcome
-from ugem.metrics import Metrics
-from ugem.model import Connection, ConnState, Contact, OrgKind
-from ugem.registry import Registry
-from ugem.services.audit import AuditLog
-from ugem.services.connections import ConnectionService
-from ugem.services.incidents import CAP, NUMBERS, Action, Incident, IncidentState, Mode
-from ugem.services.notices import Notifier
-from ugem.services.overrides import Override, OverrideKind, OverrideRequest, OverrideService
-from ugem.store import open_store
-from ugem.throttle import THROTTLE_FLOOR
+from ugem.core.clock import FakeClock
+from ugem.core.errors import ConfigError, StoreError
+from ugem.core.events import Accepted, EventBus, Outcome
+from ugem.core.metrics import Metrics
+from ugem.core.model import Connection, ConnState, Contact, OrgKind
+from ugem.core.registry import Registry
+from ugem.core.services.audit import AuditLog
+from ugem.core.services.connections import ConnectionService
+from ugem.core.services.incidents import CAP, NUMBERS, Action, Incident, IncidentState, Mode
+from ugem.core.services.notices import Notifier
+from ugem.core.services.overrides import Override, OverrideKind, OverrideRequest, OverrideService
+from ugem.core.store import open_store
+from ugem.core.throttle import THROTTLE_FLOOR
 
 CONN = "akimat.gov.kz"
 OWNER = f"it@{CONN}"
@@ -652,7 +652,7 @@ async def test_a_suspension_by_an_operator_ends_the_throttle(scene: Scene) -> No
 
 
 def test_a_bounce_is_counted_by_what_the_remote_reply_says(scene: Scene) -> None:
-    """A 550 whose text says spam (Outcome.counted, ugem.reply_class) is a refusal to the
+    """A 550 whose text says spam (Outcome.counted, ugem.core.reply_class) is a refusal to the
     detector, not an unknown user; a plain 550 stays an unknown user."""
     enforcer = scene.enforcer("enforce")
     ts = scene.clock.now()

@@ -13,10 +13,10 @@ from pathlib import Path
 import pytest
 
 from anomaly.feed import LocalFeed, SharedFeed
-from ugem.clock import FakeClock
-from ugem.events import Accepted, Event, EventBus, Outcome
-from ugem.metrics import Metrics
-from ugem.store.traffic import TrafficLog, open_traffic_log
+from ugem.core.clock import FakeClock
+from ugem.core.events import Accepted, Event, EventBus, Outcome
+from ugem.core.metrics import Metrics
+from ugem.core.store.traffic import TrafficLog, open_traffic_log
 
 WAIT = 10.0  # seconds a feed may take to show what was published (polling, not time passing)
 

@@ -50,7 +50,7 @@ from anomaly.protocol import (
 from anomaly.sim_incidents import incident_count
 from anomaly.simulate import KIND_NAMES, SimOptions, Summary, simulate
 from ugem.cli import main
-from ugem.errors import UsageError
+from ugem.core.errors import UsageError
 
 SMALL = Design(
     tuning=(Shape(1, 6, 3, dt.date(2026, 3, 2)),),

@@ -31,8 +31,8 @@ from anomaly.replay import (
     share_of,
 )
 from anomaly.trace import Accepted, TraceEvent, TraceStats, read_blocks, read_trace
-from ugem import workdays
 from ugem.cli import main
+from ugem.core import workdays
 
 START = 1_796_065_200.0  # a Monday, 09:00 in Asia/Almaty
 CONNECTIONS = [f"c{i}.gov.kz" for i in range(7)]

@@ -23,7 +23,7 @@ from anomaly.simulate import SimOptions, Simulation, simulate
 from anomaly.trace import Accepted, TraceStats, read_trace
 from tests.support.cli import Result, usage_error
 from ugem.cli import main
-from ugem.workdays import ALMATY, WorkCalendar
+from ugem.core.workdays import ALMATY, WorkCalendar
 
 ALL_KINDS = tuple(KINDS)
 

@@ -23,7 +23,7 @@ from anomaly.trace import (
     read_blocks,
     read_trace,
 )
-from ugem.errors import UsageError
+from ugem.core.errors import UsageError
 
 LINES = [
     b'{"ts":1.5,"connection":"x.kz","ip":"10.0.0.1","event":"accepted","sender":"",'

@@ -14,9 +14,9 @@ import pytest
 
 from tests.support.admin import AdminApi, admin_api
 from tests.support.connections import plain
-from ugem.clock import FakeClock
-from ugem.services.applications import Finding
-from ugem.workdays import ALMATY
+from ugem.core.clock import FakeClock
+from ugem.core.services.applications import Finding
+from ugem.core.workdays import ALMATY
 
 
 def almaty(text: str) -> float:

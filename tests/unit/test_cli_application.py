@@ -17,7 +17,7 @@ import pytest
 
 from tests.support.cli import Ugem, operator, usage_error
 from tests.support.mail import read_notice
-from ugem.workdays import ALMATY
+from ugem.core.workdays import ALMATY
 
 DOMAIN = "akimat.gov.kz"
 POSTMASTER = "postmaster@sts.test"

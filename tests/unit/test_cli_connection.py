@@ -13,10 +13,10 @@ from pathlib import Path
 import pytest
 
 from tests.support.cli import Ugem, audit_log, operator, usage_error
-from ugem.clock import FakeClock
-from ugem.model import ConnState
-from ugem.registry import Registry
-from ugem.store.sqlite import SqliteStore
+from ugem.core.clock import FakeClock
+from ugem.core.model import ConnState
+from ugem.core.registry import Registry
+from ugem.core.store.sqlite import SqliteStore
 
 MINFIN = [
     "connection", "add", "minfin.gov.kz", "--org", "Қаржы министрлігі", "--kind", "state-body",

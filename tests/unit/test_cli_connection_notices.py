@@ -18,7 +18,7 @@ import pytest
 
 from tests.support.cli import Ugem, operator
 from tests.support.mail import read_notice
-from ugem.workdays import ALMATY
+from ugem.core.workdays import ALMATY
 
 DOMAIN = "minfin.gov.kz"
 POSTMASTER, NOC = "postmaster@sts.test", "noc@sts.test"

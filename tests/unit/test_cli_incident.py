@@ -19,10 +19,10 @@ import pytest
 
 from tests.support.cli import Ugem, audit_log, operator, usage_error
 from tests.support.connections import plain
-from ugem.clock import FakeClock
-from ugem.services.audit import AuditLog
-from ugem.services.incidents import CAP, Action, Evidence, IncidentService, Mode
-from ugem.store.sqlite import SqliteStore
+from ugem.core.clock import FakeClock
+from ugem.core.services.audit import AuditLog
+from ugem.core.services.incidents import CAP, Action, Evidence, IncidentService, Mode
+from ugem.core.store.sqlite import SqliteStore
 
 CONN = "akimat.gov.kz"
 REASON = "412 recipients in 5 min against a usual 9 ± 4; 31 % bounced as unknown recipients"

@@ -20,10 +20,10 @@ from relay.spool import Spool, spool_path
 from tests.support.cli import Ugem, audit_log
 from tests.unit.test_spool import ROOT, message
 from ugem.cli import main
-from ugem.clock import FakeClock
-from ugem.config import load_config
-from ugem.metrics import Metrics
-from ugem.store.base import AuditEntry
+from ugem.core.clock import FakeClock
+from ugem.core.config import load_config
+from ugem.core.metrics import Metrics
+from ugem.core.store.base import AuditEntry
 
 
 class QueueUgem(Ugem):

@@ -20,10 +20,10 @@ import redis
 from tests.support.cli import Ugem, operator
 from tests.unit.test_cli_connection import EDU
 from ugem.cli import main
-from ugem.clock import FakeClock
-from ugem.services.audit import AuditLog
-from ugem.services.tokens import TokenService
-from ugem.store.sqlite import SqliteStore
+from ugem.core.clock import FakeClock
+from ugem.core.services.audit import AuditLog
+from ugem.core.services.tokens import TokenService
+from ugem.core.store.sqlite import SqliteStore
 
 
 @pytest.fixture

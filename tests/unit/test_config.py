@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from ugem.commands.config import example_text
-from ugem.config import Config, describe, load_config
-from ugem.errors import ConfigError
+from ugem.core.config import Config, describe, load_config
+from ugem.core.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parents[2]
 

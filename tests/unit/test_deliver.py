@@ -18,9 +18,9 @@ from relay.smtp_client import dot_stuff
 from relay.trouble import RcptOutcome
 from tests.support.peers import require_module
 from tests.support.sink import Sink, server_tls_context
-from ugem.clock import FakeClock
-from ugem.config import DeliveryConfig
-from ugem.metrics import Metrics
+from ugem.core.clock import FakeClock
+from ugem.core.config import DeliveryConfig
+from ugem.core.metrics import Metrics
 
 Make = Callable[..., Deliverer]
 TEXT = b"From: a@mdai.gov.kz\r\nTo: x@example.org\r\nSubject: hi\r\n\r\nHello.\r\n"

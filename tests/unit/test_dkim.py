@@ -1,4 +1,4 @@
-"""DKIM signing (`relay.dkim`) and its keys (`ugem.dkim_keys`, `ugem dkim ...`).
+"""DKIM signing (`relay.dkim`) and its keys (`ugem.core.dkim_keys`, `ugem dkim ...`).
 
 A signature must verify with dkimpy and with an independent implementation,
 Perl's Mail::DKIM, whose key records come from a private dnsmasq; altering a
@@ -23,10 +23,10 @@ from relay.dkim import DkimSigner, signed_header_names, signer_from_config
 from tests.support.cli import operator
 from tests.support.mail_dkim import Verdict, mail_dkim_verify, needs_mail_dkim
 from tests.support.peers import require_module
-from ugem.clock import FakeClock
-from ugem.config import load_config
-from ugem.dkim_keys import KeySet, KeyStore, dns_records
-from ugem.errors import ConfigError, ConflictError, NotFoundError, UsageError
+from ugem.core.clock import FakeClock
+from ugem.core.config import load_config
+from ugem.core.dkim_keys import KeySet, KeyStore, dns_records
+from ugem.core.errors import ConfigError, ConflictError, NotFoundError, UsageError
 
 DOMAIN = "mdai.gov.kz"
 SUBJECT = b"Subject: Quarterly report"

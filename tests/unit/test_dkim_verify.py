@@ -1,7 +1,7 @@
 """relay.dkim_verify: messages signed by the project's own signer, keys served by a private dnsmasq.
 
 The signer (`relay.dkim.DkimSigner`) signs with RSA and Ed25519 keys made by
-`ugem.dkim_keys.KeyStore`; the verifier reads the key records from dnsmasq.
+`ugem.core.dkim_keys.KeyStore`; the verifier reads the key records from dnsmasq.
 An altered body or header fails; a missing key is permerror, an unusable
 signature neutral, a key lookup that never answers temperror; at most
 `max_signatures` signatures are looked at.
@@ -22,9 +22,9 @@ from relay.dkim_verify import DkimResult, DkimVerifier, signature_ids
 from relay.header_block import Header
 from tests.support.clients import message
 from tests.support.silent_dns import SilentDns
-from ugem.clock import SystemClock
-from ugem.config import DeliveryConfig
-from ugem.dkim_keys import KeySet, KeyStore, dns_records
+from ugem.core.clock import SystemClock
+from ugem.core.config import DeliveryConfig
+from ugem.core.dkim_keys import KeySet, KeyStore, dns_records
 
 DOMAIN = "sender.example"
 TEXT = message(f"a@{DOMAIN}", "b@mdai.gov.kz", "Quarterly report", body="Figures.\r\n")

@@ -24,7 +24,7 @@ from relay.dmarc import (
 from relay.header_block import Header
 from relay.spf import SpfResult
 from tests.support.silent_dns import SilentDns
-from ugem.config import DeliveryConfig
+from ugem.core.config import DeliveryConfig
 
 REJECT = DmarcRecord("bank.kz", p="reject", sp="quarantine", adkim="r", aspf="r", pct=100)
 SPF_NONE = SpfResult("none", "mailfrom", "", "")

@@ -12,7 +12,7 @@ import subprocess
 import sys
 import textwrap
 
-from ugem.config import Config
+from ugem.core.config import Config
 from ugem.fd_limit import SPARE, fd_needed
 
 PROBE = textwrap.dedent(

@@ -24,11 +24,11 @@ from relay.smtp_commands import Envelope
 from relay.spf import SpfResult
 from tests.support.clients import message
 from tests.support.silent_dns import SilentDns
-from ugem.clock import FakeClock, SystemClock
-from ugem.config import AuthConfig, Config, DeliveryConfig, NodeConfig
-from ugem.dkim_keys import KeyStore, dns_records
-from ugem.errors import ConfigError
-from ugem.metrics import Metrics
+from ugem.core.clock import FakeClock, SystemClock
+from ugem.core.config import AuthConfig, Config, DeliveryConfig, NodeConfig
+from ugem.core.dkim_keys import KeyStore, dns_records
+from ugem.core.errors import ConfigError
+from ugem.core.metrics import Metrics
 
 GOOD_HOST, BAD_HOST = "192.0.2.10", "198.51.100.66"
 SPF = "v=spf1 ip4:192.0.2.10 -all"

@@ -19,10 +19,10 @@ from pathlib import Path
 
 import pytest
 
-from ugem.clock import FakeClock
-from ugem.errors import ConflictError, NotFoundError, StoreError, UsageError
-from ugem.services.audit import AuditLog
-from ugem.services.incidents import (
+from ugem.core.clock import FakeClock
+from ugem.core.errors import ConflictError, NotFoundError, StoreError, UsageError
+from ugem.core.services.audit import AuditLog
+from ugem.core.services.incidents import (
     MAX_EVIDENCE,
     Action,
     Evidence,
@@ -30,8 +30,8 @@ from ugem.services.incidents import (
     IncidentState,
     Mode,
 )
-from ugem.store.base import IncidentRecord
-from ugem.store.sqlite import SqliteStore
+from ugem.core.store.base import IncidentRecord
+from ugem.core.store.sqlite import SqliteStore
 
 CONN = "akimat.gov.kz"
 

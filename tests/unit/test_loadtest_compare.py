@@ -26,7 +26,7 @@ from loadtest.gateway import GatewayInstance, parse_overrides
 from loadtest.postfix import POSTCONF, POSTFIX, PostfixInstance
 from loadtest.report import Report, Tally
 from tests.support.peers import needs
-from ugem.config import load_config
+from ugem.core.config import load_config
 
 needs_postfix = needs(
     Path(POSTCONF).exists() and Path(POSTFIX).exists(), "Postfix is not installed"

@@ -19,7 +19,7 @@ from loadtest.restart import (
     render_json,
     render_text,
 )
-from ugem.config import load_config
+from ugem.core.config import load_config
 
 METRICS = """# HELP ugem_queue_messages Messages in the queue by state
 # TYPE ugem_queue_messages gauge

@@ -34,10 +34,10 @@ from relay.trouble import RcptOutcome
 from tests.support.https_server import HttpsServer
 from tests.support.sink import Sink
 from tests.support.tls_cert import TestCa, self_signed, server_context
-from ugem.clock import FakeClock
-from ugem.config import DeliveryConfig
-from ugem.errors import DeliveryError
-from ugem.metrics import Metrics
+from ugem.core.clock import FakeClock
+from ugem.core.config import DeliveryConfig
+from ugem.core.errors import DeliveryError
+from ugem.core.metrics import Metrics
 
 DOMAIN = "example.org"
 MX = "mx.example.org"

@@ -20,11 +20,11 @@ import pytest
 
 from tests.support.admin import OPERATORS, POSTMASTER, AdminApi, admin_api
 from tests.support.mail import Notice, read_notice
-from ugem.clock import FakeClock
-from ugem.errors import ConfigError
-from ugem.model import Contact, Language
-from ugem.notices import NoticeKind, Templates
-from ugem.services.notices import Addressee
+from ugem.core.clock import FakeClock
+from ugem.core.errors import ConfigError
+from ugem.core.model import Contact, Language
+from ugem.core.notices import NoticeKind, Templates
+from ugem.core.services.notices import Addressee
 
 T0 = 1_797_915_600.0  # 2026-12-22 10:00 (a Tuesday) in Almaty
 CONTACTS = [
@@ -133,7 +133,7 @@ async def test_a_failing_outbox_does_not_undo_the_decision(
 ) -> None:
     await connected(api)
     api.outbox.fail = True
-    with caplog.at_level(logging.ERROR, logger="ugem.notices"):
+    with caplog.at_level(logging.ERROR, logger="ugem.core.notices"):
         answer = await api.call("POST", f"/v1/connections/{CONN}/suspend", body={"reason": "x"})
     assert answer.status_code == 200, answer.text
     assert answer.json()["state"] == "suspended"

@@ -19,17 +19,17 @@ from typing import Any
 import pytest
 
 from tests.support.connections import plain
-from ugem.clock import FakeClock
-from ugem.errors import ConflictError, NotFoundError, UsageError
-from ugem.services.audit import AuditLog
-from ugem.services.overrides import (
+from ugem.core.clock import FakeClock
+from ugem.core.errors import ConflictError, NotFoundError, UsageError
+from ugem.core.services.audit import AuditLog
+from ugem.core.services.overrides import (
     MAX_CEILING_S,
     Override,
     OverrideKind,
     OverrideRequest,
     OverrideService,
 )
-from ugem.store.sqlite import SqliteStore
+from ugem.core.store.sqlite import SqliteStore
 
 CONN = "akimat.gov.kz"
 HOUR = 3600.0

@@ -12,7 +12,7 @@ from relay.address import Address, PathError, PathLimits, parse_mail, parse_rcpt
 from relay.policy import Gateway, check_mail, check_rcpt
 from relay.replies import Reply
 from tests.support.connections import plain
-from ugem.model import Connection, ConnState
+from ugem.core.model import Connection, ConnState
 
 CONNECTED = plain("minfin.gov.kz", "10.0.0.1", domains=("minfin.gov.kz", "mf.kz", "пример.рф"))
 SUSPENDED = dataclasses.replace(plain("akimat.kz", "10.0.0.2"), state=ConnState.SUSPENDED)

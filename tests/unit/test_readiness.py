@@ -18,10 +18,10 @@ import pytest
 
 from relay.readiness import DnsFinding, DnsReadiness, publishes
 from ugem.adapters.readiness import application_check
-from ugem.config import DeliveryConfig
-from ugem.dkim_keys import KeyStore, dns_records, txt_record
-from ugem.errors import UsageError
-from ugem.services.applications import Finding
+from ugem.core.config import DeliveryConfig
+from ugem.core.dkim_keys import KeyStore, dns_records, txt_record
+from ugem.core.errors import UsageError
+from ugem.core.services.applications import Finding
 
 GATEWAY = ("203.0.113.9", "2001:db8::9")
 READY, OTHER = "ready.kz", "other.kz"

@@ -14,11 +14,11 @@ from pathlib import Path
 import pytest
 
 from tests.support.connections import plain
-from ugem.clock import FakeClock
-from ugem.errors import NotFoundError, StoreError
-from ugem.model import Connection, ConnState
-from ugem.registry import Registry
-from ugem.store import Store, open_store
+from ugem.core.clock import FakeClock
+from ugem.core.errors import NotFoundError, StoreError
+from ugem.core.model import Connection, ConnState
+from ugem.core.registry import Registry
+from ugem.core.store import Store, open_store
 
 Opener = Callable[[], Store]
 

@@ -1,4 +1,4 @@
-"""ugem.reply_class: remote replies are counted by what their text says, not the code alone."""
+"""ugem.core.reply_class: remote replies are counted by what their text says, not the code alone."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from ugem.events import Outcome, event_of_record, trace_record
-from ugem.reply_class import MAX_TEXT, POLICY, RATE_LIMITED, UNKNOWN_USER, counted_code
+from ugem.core.events import Outcome, event_of_record, trace_record
+from ugem.core.reply_class import MAX_TEXT, POLICY, RATE_LIMITED, UNKNOWN_USER, counted_code
 
 
 @pytest.mark.parametrize(

@@ -12,11 +12,11 @@ import pytest
 from relay.routing import Hop, Route, RouteFailure, Router
 from tests.support.connections import plain
 from tests.support.dnsmasq import StartDns
-from ugem.clock import FakeClock
-from ugem.config import DeliveryConfig
-from ugem.errors import ConfigError
-from ugem.registry import Registry
-from ugem.store.sqlite import SqliteStore
+from ugem.core.clock import FakeClock
+from ugem.core.config import DeliveryConfig
+from ugem.core.errors import ConfigError
+from ugem.core.registry import Registry
+from ugem.core.store.sqlite import SqliteStore
 
 PORT = 2599  # smtp_port of hops found by MX or connection servers
 

@@ -25,14 +25,14 @@ from relay.schedule import Scheduler, retry_delay
 from relay.spool import Spool
 from tests.support.connections import plain
 from tests.support.sink import Sink, SinkMessage
-from ugem.clock import FakeClock
-from ugem.config import DeliveryConfig
-from ugem.errors import SpoolError, SpoolFullError
-from ugem.events import EventBus, Outcome, Subscription
-from ugem.metrics import Metrics
-from ugem.model import ConnState
-from ugem.registry import Registry
-from ugem.store.sqlite import SqliteStore
+from ugem.core.clock import FakeClock
+from ugem.core.config import DeliveryConfig
+from ugem.core.errors import SpoolError, SpoolFullError
+from ugem.core.events import EventBus, Outcome, Subscription
+from ugem.core.metrics import Metrics
+from ugem.core.model import ConnState
+from ugem.core.registry import Registry
+from ugem.core.store.sqlite import SqliteStore
 
 MIN, MAX, LIFETIME = 300.0, 4000.0, 3 * 3600.0
 ORIGIN, ORIGIN_IP, SENDER = "gov.kz", "10.0.0.5", "alice@gov.kz"

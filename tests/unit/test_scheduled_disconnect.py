@@ -19,10 +19,10 @@ import pytest
 
 from tests.support.admin import AdminApi, admin_api
 from tests.support.mail import read_notice
-from ugem.clock import FakeClock
-from ugem.model import Connection, ConnState, Contact, Language, OrgKind
-from ugem.services.tokens import Role
-from ugem.workdays import ALMATY
+from ugem.core.clock import FakeClock
+from ugem.core.model import Connection, ConnState, Contact, Language, OrgKind
+from ugem.core.services.tokens import Role
+from ugem.core.workdays import ALMATY
 
 CONN = "kazpost.kz"
 NOW = dt.datetime(2026, 3, 2, 9, 0, tzinfo=ALMATY)

@@ -22,9 +22,9 @@ import pytest
 from relay import replies
 from tests.support.connections import plain
 from tests.support.smtp_harness import RawClient, accept_server, raw_client
-from ugem.config import SmtpConfig
-from ugem.errors import SpoolFullError, StoreError
-from ugem.model import ConnState
+from ugem.core.config import SmtpConfig
+from ugem.core.errors import SpoolFullError, StoreError
+from ugem.core.model import ConnState
 
 INSIDER = "127.0.0.2"  # the mail server of minfin.gov.kz
 CONN = plain("minfin.gov.kz", INSIDER)

@@ -18,7 +18,7 @@ import pytest
 from relay.auth_dns import AuthDns
 from relay.spf import MAX_DNS_TERMS, MAX_VOID_LOOKUPS, SpfChecker, SpfResult
 from tests.support.silent_dns import SilentDns
-from ugem.config import DeliveryConfig
+from ugem.core.config import DeliveryConfig
 
 # Zone data of the cases below, merged (the names do not clash).
 TXT = {

@@ -24,10 +24,10 @@ import pytest
 
 from relay.message import QueuedMessage, QueueState
 from relay.spool import _SCHEMA, RecoveryReport, Spool, spool_path
-from ugem.clock import FakeClock
-from ugem.config import Config, NodeConfig
-from ugem.errors import SpoolError, SpoolFullError, UsageError
-from ugem.metrics import Metrics
+from ugem.core.clock import FakeClock
+from ugem.core.config import Config, NodeConfig
+from ugem.core.errors import SpoolError, SpoolFullError, UsageError
+from ugem.core.metrics import Metrics
 
 ROOT = Path(__file__).resolve().parents[2]
 ACTIVE, DEFERRED, HELD = QueueState.ACTIVE, QueueState.DEFERRED, QueueState.HELD
@@ -210,8 +210,8 @@ def test_kill_9_loses_no_acknowledged_message(path: Path) -> None:
         from pathlib import Path
         from tests.unit.test_spool import message
         from relay.spool import Spool
-        from ugem.clock import FakeClock
-        from ugem.metrics import Metrics
+        from ugem.core.clock import FakeClock
+        from ugem.core.metrics import Metrics
 
         async def main():
             spool = Spool(Path(sys.argv[1]), FakeClock(), Metrics())
@@ -417,8 +417,8 @@ async def test_a_second_process_edits_while_the_node_runs(spool: Spool, path: Pa
         import asyncio, sys
         from pathlib import Path
         from relay.spool import Spool
-        from ugem.clock import FakeClock
-        from ugem.metrics import Metrics
+        from ugem.core.clock import FakeClock
+        from ugem.core.metrics import Metrics
 
         async def main():
             spool = Spool(Path(sys.argv[1]), FakeClock(), Metrics())

@@ -17,8 +17,8 @@ import pytest
 from relay import spool as spool_module
 from relay.message import QueuedMessage, new_queue_id
 from relay.spool import Spool
-from ugem.clock import FakeClock
-from ugem.metrics import Metrics
+from ugem.core.clock import FakeClock
+from ugem.core.metrics import Metrics
 
 
 def message(clock: FakeClock) -> QueuedMessage:

@@ -18,9 +18,9 @@ import pytest
 from relay.message import QueuedMessage
 from relay.spool import Spool
 from tests.support.small_disk import fill, small_disk
-from ugem.clock import FakeClock
-from ugem.errors import SpoolFullError
-from ugem.metrics import Metrics
+from ugem.core.clock import FakeClock
+from ugem.core.errors import SpoolFullError
+from ugem.core.metrics import Metrics
 
 KIB = 1024
 

@@ -20,13 +20,13 @@ import pytest
 
 from loadtest.ports import free_port
 from tests.support.connections import full, plain
-from ugem.errors import ConfigError, ConflictError, NotFoundError, StoreError, UsageError
-from ugem.model import ConnState
-from ugem.store import Store, open_store
-from ugem.store.base import GENESIS, AuditEntry, IncidentRecord
-from ugem.store.codec import seal
-from ugem.store.redis import RedisStore
-from ugem.store.sqlite import SqliteStore
+from ugem.core.errors import ConfigError, ConflictError, NotFoundError, StoreError, UsageError
+from ugem.core.model import ConnState
+from ugem.core.store import Store, open_store
+from ugem.core.store.base import GENESIS, AuditEntry, IncidentRecord
+from ugem.core.store.codec import seal
+from ugem.core.store.redis import RedisStore
+from ugem.core.store.sqlite import SqliteStore
 
 ROOT = Path(__file__).resolve().parents[2]
 StoreFactory = Callable[[], Store]
@@ -200,8 +200,8 @@ async def test_audit_log_refuses_a_limit_below_one(store: Store) -> None:
 _CHILD = """
 import asyncio, sys
 from tests.support.connections import plain
-from ugem.errors import ConflictError
-from ugem.store import open_store
+from ugem.core.errors import ConflictError
+from ugem.core.store import open_store
 
 async def main(url: str, name: str, count: int) -> None:
     store = open_store(url)

@@ -1,4 +1,4 @@
-"""ugem.throttle: the cap of a throttled connection and the board the enforcer writes and the
+"""ugem.core.throttle: the cap of a throttled connection and the board the enforcer writes and the
 relay reads: a throttled connection is refused only while it is over its cap, until the time
 the enforcer said; a lift, or a connection never throttled, refuses nothing."""
 
@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from ugem.throttle import THROTTLE_FACTOR, THROTTLE_FLOOR, ThrottleBoard, cap
+from ugem.core.throttle import THROTTLE_FACTOR, THROTTLE_FLOOR, ThrottleBoard, cap
 
 CONN = "akimat.gov.kz"
 

@@ -21,10 +21,10 @@ from relay.tls import RequiredTls
 from relay.trouble import RcptOutcome
 from tests.support.sink import Sink
 from tests.support.tls_cert import TestCa, server_context
-from ugem.clock import FakeClock
-from ugem.config import DeliveryConfig, load_config
-from ugem.errors import ConfigError
-from ugem.metrics import Metrics
+from ugem.core.clock import FakeClock
+from ugem.core.config import DeliveryConfig, load_config
+from ugem.core.errors import ConfigError
+from ugem.core.metrics import Metrics
 
 MX = "mx.example.org"
 TEXT = b"From: a@mdai.gov.kz\r\nSubject: hi\r\n\r\nHello.\r\n"

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from ugem.clock import FakeClock
-from ugem.store.traffic import MARK_S, START, SqliteTrafficLog, TrafficLog, open_traffic_log
+from ugem.core.clock import FakeClock
+from ugem.core.store.traffic import MARK_S, START, SqliteTrafficLog, TrafficLog, open_traffic_log
 
 LogFactory = Callable[[], TrafficLog]
 

@@ -12,7 +12,7 @@ import datetime as dt
 
 import pytest
 
-from ugem.workdays import WorkCalendar, local_date
+from ugem.core.workdays import WorkCalendar, local_date
 
 CAL = WorkCalendar()
 
@@ -56,7 +56,7 @@ def test_a_newer_decree_can_be_added_by_hand() -> None:
 
 
 def test_preload_leaves_nothing_for_the_first_question_to_load() -> None:
-    from ugem import workdays
+    from ugem.core import workdays
 
     workdays._year.cache_clear()
     workdays.preload(1_767_225_600.0)  # 2026-01-01 in Almaty

@@ -1,4 +1,4 @@
-"""The relay's queue as the notices see it: `ugem.services.notices.Outbox` implementations.
+"""The relay's queue as the notices see it: `ugem.core.services.notices.Outbox` implementations.
 
 `queued(mail, now)` turns an `OutgoingMail` into a `QueuedMessage` that
 originates at the gateway itself (no connection, no client address, like a
@@ -23,9 +23,9 @@ from relay.bounce import GatewaySigner
 from relay.message import QueuedMessage, new_queue_id
 from relay.schedule import Scheduler
 from relay.spool import Spool
-from ugem.clock import Clock
-from ugem.metrics import Metrics
-from ugem.services.notices import OutgoingMail
+from ugem.core.clock import Clock
+from ugem.core.metrics import Metrics
+from ugem.core.services.notices import OutgoingMail
 
 
 def queued(mail: OutgoingMail, now: float) -> QueuedMessage:

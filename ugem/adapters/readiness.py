@@ -7,7 +7,7 @@ findings as the service's `Finding`; the check's own errors pass through.
 from __future__ import annotations
 
 from relay.readiness import DnsReadiness
-from ugem.services.applications import DnsCheck, Finding
+from ugem.core.services.applications import DnsCheck, Finding
 
 
 def application_check(readiness: DnsReadiness) -> DnsCheck:

@@ -1,4 +1,4 @@
-"""The spool as the admin services see it: `ugem.services.mailqueue.MailQueue` over `Spool`.
+"""The spool as the admin services see it: `ugem.core.services.mailqueue.MailQueue` over `Spool`.
 
 A thin adapter: it converts `QueuedMessage` to the service's `MailItem` and
 the service's string states to `QueueState`; it adds no rule of its own.
@@ -11,7 +11,7 @@ import builtins
 
 from relay.message import QueuedMessage, QueueState
 from relay.spool import Spool
-from ugem.services.mailqueue import MailItem
+from ugem.core.services.mailqueue import MailItem
 
 PAGE = 1000  # messages deleted per round of a purge
 

@@ -40,8 +40,8 @@ from anomaly.simulate import (
 )
 from anomaly.trace import TraceStats, read_trace
 from ugem.commands.anomaly_protocol import register_protocol
-from ugem.config import Config
-from ugem.errors import UsageError
+from ugem.core.config import Config
+from ugem.core.errors import UsageError
 
 
 def _jobs(text: str) -> int:

@@ -43,7 +43,7 @@ from anomaly.protocol import (
     stderr_progress,
 )
 from anomaly.replay import default_jobs
-from ugem.config import Config
+from ugem.core.config import Config
 
 
 def register_protocol(

@@ -1,7 +1,7 @@
 """`ugem application receive|list|show|check|decide`: applications to connect, by hand.
 
 The same operations as `/v1/applications`, through the same calls of
-`ugem.services.applications.ApplicationService` (wired by
+`ugem.core.services.applications.ApplicationService` (wired by
 `ugem.commands.wiring`): receipt computes the decision's due date and applies
 the thirty-day rule, `check` runs the automatic checks and records the
 operator's findings, `decide` connects (creating the connection) or rejects
@@ -32,10 +32,10 @@ from ugem.commands.connection import (
     moment,
 )
 from ugem.commands.wiring import Services, as_options, print_notices, with_services
-from ugem.config import Config
-from ugem.errors import UsageError
-from ugem.model import Connection, Language, OrgKind
-from ugem.services.applications import (
+from ugem.core.config import Config
+from ugem.core.errors import UsageError
+from ugem.core.model import Connection, Language, OrgKind
+from ugem.core.services.applications import (
     OTHER,
     Application,
     ApplicationForm,
@@ -44,7 +44,7 @@ from ugem.services.applications import (
     Decision,
     Finding,
 )
-from ugem.services.notices import local_time
+from ugem.core.services.notices import local_time
 
 LIST_COLUMNS = ["id", "number", "domain", "org", "state", "received", "due", "overdue"]
 FIELDS = {  # the service's field -> this command's option

@@ -15,13 +15,13 @@ import json
 from dataclasses import asdict
 
 from ugem.cli import add_json_flag, print_json, print_table
-from ugem.clock import SystemClock
 from ugem.commands.connection import when, with_store
-from ugem.config import Config
-from ugem.errors import UsageError
-from ugem.services.audit import AuditLog, Verdict
-from ugem.store import Store
-from ugem.store.base import AuditRecord
+from ugem.core.clock import SystemClock
+from ugem.core.config import Config
+from ugem.core.errors import UsageError
+from ugem.core.services.audit import AuditLog, Verdict
+from ugem.core.store import Store
+from ugem.core.store.base import AuditRecord
 
 COLUMNS = ["seq", "when", "actor", "action", "target", "reason"]
 

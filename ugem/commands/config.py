@@ -13,7 +13,7 @@ import argparse
 import json
 from typing import Any
 
-from ugem.config import SECTIONS, Config, describe
+from ugem.core.config import SECTIONS, Config, describe
 
 
 def register(

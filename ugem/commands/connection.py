@@ -3,7 +3,7 @@
 Every subcommand opens the store named by the config (`[store] url`, by
 default the SQLite file in the data dir), does one thing and closes it; a node
 using the same store sees the change on its next SMTP command. Adding and
-state changes go through `ugem.services.connections.ConnectionService`, the
+state changes go through `ugem.core.services.connections.ConnectionService`, the
 same service as the admin API (wired by `ugem.commands.wiring`), so they are
 audited with the actor `cli:<login name>`, a change that does not fit the
 state (suspending a suspended connection) or a server another connection has
@@ -35,16 +35,16 @@ from typing import TypeVar
 import idna
 
 from ugem.cli import Handler, add_json_flag, add_show_parser, print_json, print_list
-from ugem.clock import SystemClock
 from ugem.commands.wiring import Services, as_options, print_notices, with_services
-from ugem.config import Config
-from ugem.errors import NotFoundError, UsageError
-from ugem.model import Connection, ConnState, Contact, Language, OrgKind
-from ugem.names import canonical_domain, canonical_network
-from ugem.services.notices import local_time
-from ugem.store import Store, open_store
-from ugem.store.base import AuditEntry
-from ugem.workdays import unix_time
+from ugem.core.clock import SystemClock
+from ugem.core.config import Config
+from ugem.core.errors import NotFoundError, UsageError
+from ugem.core.model import Connection, ConnState, Contact, Language, OrgKind
+from ugem.core.names import canonical_domain, canonical_network
+from ugem.core.services.notices import local_time
+from ugem.core.store import Store, open_store
+from ugem.core.store.base import AuditEntry
+from ugem.core.workdays import unix_time
 
 E = TypeVar("E", bound=StrEnum)
 

@@ -2,7 +2,7 @@
 
 `keygen DOMAIN [--selector S] [--ed25519]` writes a domain's first key pair
 (RSA-2048, plus Ed25519 for dual signing) into the key directory
-(`ugem.dkim_keys`, private keys mode 0600) and prints the DNS TXT records to
+(`ugem.core.dkim_keys`, private keys mode 0600) and prints the DNS TXT records to
 publish, in zone-file form. `rotate DOMAIN [--selector S]` adds a new
 generation that signs from then on and keeps the old ones, which
 `drop DOMAIN SELECTOR` deletes (never the active one). `list` shows every
@@ -38,11 +38,11 @@ from cryptography.hazmat.backends.openssl.backend import backend as openssl
 from relay.dkim import DkimSigner, Prepared, rsa_signer, signature_field
 from relay.readiness import readiness_from_config
 from ugem.cli import add_json_flag, print_json, print_list, print_table
-from ugem.clock import SystemClock
 from ugem.commands.connection import when
-from ugem.config import Config
-from ugem.dkim_keys import KeySet, KeyStore, SelectorInfo, dns_records, key_path
-from ugem.names import canonical_domain
+from ugem.core.clock import SystemClock
+from ugem.core.config import Config
+from ugem.core.dkim_keys import KeySet, KeyStore, SelectorInfo, dns_records, key_path
+from ugem.core.names import canonical_domain
 
 COLUMNS = ["domain", "selector", "algorithms", "active", "created"]
 TXT_CHUNK = 255  # a TXT character-string holds at most 255 octets

@@ -16,13 +16,13 @@ from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
 from ugem.cli import Handler, add_json_flag, add_show_parser, print_json, print_list
-from ugem.clock import SystemClock
 from ugem.commands.connection import actor, allowed, choice, when, with_store
-from ugem.config import Config
-from ugem.errors import UsageError
-from ugem.services.audit import AuditLog
-from ugem.services.incidents import Incident, IncidentService, IncidentState
-from ugem.store import Store
+from ugem.core.clock import SystemClock
+from ugem.core.config import Config
+from ugem.core.errors import UsageError
+from ugem.core.services.audit import AuditLog
+from ugem.core.services.incidents import Incident, IncidentService, IncidentState
+from ugem.core.store import Store
 
 T = TypeVar("T")
 COLUMNS = ["id", "opened", "connection", "mode", "action", "state", "verdicts", "reason"]

@@ -20,13 +20,13 @@ from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
 from ugem.cli import add_json_flag, add_show_parser, print_json, print_list
-from ugem.clock import SystemClock
 from ugem.commands.connection import actor, moment, when, with_store
 from ugem.commands.wiring import as_options
-from ugem.config import Config
-from ugem.services.audit import AuditLog
-from ugem.services.overrides import Override, OverrideKind, OverrideRequest, OverrideService
-from ugem.store import Store
+from ugem.core.clock import SystemClock
+from ugem.core.config import Config
+from ugem.core.services.audit import AuditLog
+from ugem.core.services.overrides import Override, OverrideKind, OverrideRequest, OverrideService
+from ugem.core.store import Store
 
 T = TypeVar("T")
 COLUMNS = ["id", "connection", "kind", "from", "until", "ceiling", "state", "reason"]

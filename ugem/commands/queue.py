@@ -28,15 +28,15 @@ from relay.message import QueuedMessage, QueueState
 from relay.spool import Spool, spool_paths
 from ugem.adapters.spool_queue import SpoolQueue
 from ugem.cli import add_json_flag, print_json, print_table
-from ugem.clock import SystemClock
-from ugem.config import Config
-from ugem.errors import NotFoundError, UsageError
-from ugem.metrics import Metrics
-from ugem.services.audit import AuditLog
-from ugem.services.mailqueue import MailItem, MailView, QueueService
-from ugem.services.tokens import Role
-from ugem.store import open_store
-from ugem.store.base import AuditEntry
+from ugem.core.clock import SystemClock
+from ugem.core.config import Config
+from ugem.core.errors import NotFoundError, UsageError
+from ugem.core.metrics import Metrics
+from ugem.core.services.audit import AuditLog
+from ugem.core.services.mailqueue import MailItem, MailView, QueueService
+from ugem.core.services.tokens import Role
+from ugem.core.store import open_store
+from ugem.core.store.base import AuditEntry
 
 T = TypeVar("T")
 LIST_COLUMNS = ["id", "state", "size", "age", "sender", "rcpts", "attempts", "last_error"]

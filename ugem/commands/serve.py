@@ -17,9 +17,9 @@ from collections.abc import Coroutine
 from typing import Any
 
 from ugem.cli import config_path
-from ugem.config import Config
-from ugem.errors import UsageError
-from ugem.log import setup
+from ugem.core.config import Config
+from ugem.core.errors import UsageError
+from ugem.core.log import setup
 from ugem.malloc import fix_mmap_threshold
 from ugem.parent_death import die_with_parent, parent_from_env
 from ugem.supervisor import Supervisor

@@ -3,7 +3,7 @@
 `create --name NAME --role viewer|operator|admin` prints the token once (only
 its hash is stored; a lost token is revoked and a new one created); `list`
 shows names, roles and whether revoked, never a secret; `revoke NAME` stops
-it at once. All go through `ugem.services.tokens.TokenService` and are
+it at once. All go through `ugem.core.services.tokens.TokenService` and are
 audited as `cli:<login>`. A bad name or role exits 2 naming it; a name in use
 or a token revoked already exits 1 saying so; an unknown name exits 1.
 """
@@ -13,12 +13,12 @@ from __future__ import annotations
 import argparse
 
 from ugem.cli import add_json_flag, print_json, print_table
-from ugem.clock import SystemClock
 from ugem.commands.connection import actor, when, with_store
-from ugem.config import Config
-from ugem.services.audit import AuditLog
-from ugem.services.tokens import ApiToken, Role, TokenService
-from ugem.store import Store
+from ugem.core.clock import SystemClock
+from ugem.core.config import Config
+from ugem.core.services.audit import AuditLog
+from ugem.core.services.tokens import ApiToken, Role, TokenService
+from ugem.core.store import Store
 
 COLUMNS = ["name", "role", "created", "created_by", "revoked"]
 

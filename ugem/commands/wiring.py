@@ -30,15 +30,15 @@ from relay.readiness import readiness_from_config
 from relay.spool import spool_path
 from ugem.adapters.outbox import SpoolOutbox
 from ugem.adapters.readiness import application_check
-from ugem.clock import Clock, SystemClock
-from ugem.config import Config
-from ugem.errors import UsageError
-from ugem.registry import Registry
-from ugem.services.applications import ApplicationService
-from ugem.services.audit import AuditLog
-from ugem.services.connections import ConnectionService
-from ugem.services.notices import Notifier, notice_settings
-from ugem.store import Store, open_store
+from ugem.core.clock import Clock, SystemClock
+from ugem.core.config import Config
+from ugem.core.errors import UsageError
+from ugem.core.registry import Registry
+from ugem.core.services.applications import ApplicationService
+from ugem.core.services.audit import AuditLog
+from ugem.core.services.connections import ConnectionService
+from ugem.core.services.notices import Notifier, notice_settings
+from ugem.core.store import Store, open_store
 
 T = TypeVar("T")
 
@@ -100,7 +100,7 @@ def with_services(config: Config, action: Callable[[Services], Awaitable[T]]) ->
         signer = gateway_signer(config, clock)
         outbox = SpoolOutbox(spool_path(config), clock, config.spool.max_size_mb, signer)
         failures = _NoticeFailures()
-        notices_log = logging.getLogger("ugem.notices")
+        notices_log = logging.getLogger("ugem.core.notices")
         notices_log.addHandler(failures)
         try:
             result = await action(build(store, clock, config, outbox))

@@ -29,15 +29,15 @@ import ipaddress
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from ugem.clock import Clock
-from ugem.errors import ConflictError, NotFoundError, UsageError
-from ugem.model import Connection, ConnState, Contact, Language, OrgKind, ScheduledDisconnect
-from ugem.names import canonical_domain
-from ugem.notices import NoticeKind
-from ugem.registry import Registry
-from ugem.services.audit import AuditLog
-from ugem.services.notices import Addressee, Notifier, local_time
-from ugem.store.base import Store
+from ugem.core.clock import Clock
+from ugem.core.errors import ConflictError, NotFoundError, UsageError
+from ugem.core.model import Connection, ConnState, Contact, Language, OrgKind, ScheduledDisconnect
+from ugem.core.names import canonical_domain
+from ugem.core.notices import NoticeKind
+from ugem.core.registry import Registry
+from ugem.core.services.audit import AuditLog
+from ugem.core.services.notices import Addressee, Notifier, local_time
+from ugem.core.store.base import Store
 
 SCHEDULE_ACTOR = "schedule"  # the actor of a scheduled disconnection when it takes effect
 MAX_SCHEDULE_AHEAD = 5 * 366 * 86400.0  # seconds: the latest a disconnection is scheduled

@@ -26,8 +26,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ugem.errors import ConfigError
-from ugem.names import canonical_domain
+from ugem.core.errors import ConfigError
+from ugem.core.names import canonical_domain
 
 KIB = 1024
 MIB = 1024 * KIB

@@ -18,11 +18,11 @@ import ipaddress
 import json
 from collections.abc import Awaitable, Callable
 
-from ugem.clock import Clock
-from ugem.errors import NotFoundError
-from ugem.model import Connection, ConnState
-from ugem.names import IPNetwork, canonical_domain
-from ugem.store.base import AuditEntry, Store
+from ugem.core.clock import Clock
+from ugem.core.errors import NotFoundError
+from ugem.core.model import Connection, ConnState
+from ugem.core.names import IPNetwork, canonical_domain
+from ugem.core.store.base import AuditEntry, Store
 
 Listener = Callable[[Connection | None, Connection], Awaitable[None]]
 

@@ -2,7 +2,7 @@
 
 `AuditLog.record` writes who did what to which target, why, and the target
 before and after (JSON), through the store, which chains every record to the
-one before it by hash (`ugem.store.codec.seal`). `verify` reads the whole
+one before it by hash (`ugem.core.store.codec.seal`). `verify` reads the whole
 chain oldest first and reports every record whose hash does not match its
 content (edited), whose link does not match the record before it, or that is
 missing (a gap in the numbers, or a head that says the log is longer than it
@@ -17,9 +17,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from ugem.clock import Clock
-from ugem.store.base import GENESIS, AuditEntry, AuditRecord, Store
-from ugem.store.codec import entry_hash
+from ugem.core.clock import Clock
+from ugem.core.store.base import GENESIS, AuditEntry, AuditRecord, Store
+from ugem.core.store.codec import entry_hash
 
 PAGE = 1000  # records read at a time by verify
 MAX_PROBLEMS = 50  # problems reported by verify (the first ones)

@@ -1,6 +1,6 @@
 """Mailing the notices of decisions to organisations, through the relay's own queue.
 
-`Notifier.send` renders a notice (`ugem.notices`) to an organisation's
+`Notifier.send` renders a notice (`ugem.core.notices`) to an organisation's
 contacts in its language with English below, and hands it to an `Outbox`:
 a small protocol the node wiring satisfies with the relay's scheduler
 (`ugem.adapters.outbox.SchedulerOutbox`), so the notice is durable in the spool and
@@ -25,16 +25,16 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from ugem.clock import Clock
-from ugem.config import Config
-from ugem.errors import UgemError, UsageError
-from ugem.log import event
-from ugem.model import Connection, Contact, Language
-from ugem.notices import NoticeKind, Templates, compose, languages, notice_text
-from ugem.services.audit import AuditLog
-from ugem.workdays import ALMATY
+from ugem.core.clock import Clock
+from ugem.core.config import Config
+from ugem.core.errors import UgemError, UsageError
+from ugem.core.log import event
+from ugem.core.model import Connection, Contact, Language
+from ugem.core.notices import NoticeKind, Templates, compose, languages, notice_text
+from ugem.core.services.audit import AuditLog
+from ugem.core.workdays import ALMATY
 
-log = logging.getLogger("ugem.notices")
+log = logging.getLogger("ugem.core.notices")
 
 NOT_GIVEN = "-"  # a reason left empty
 

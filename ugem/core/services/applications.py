@@ -5,7 +5,7 @@ mail server addresses, the organisation's name and kind, its technical
 specialists' contacts, the notices' language, the number and date of
 receipt, and whether it came through the APS or by letter). On receipt its
 `decision_due` is five working days after the date of receipt (Asia/Almaty,
-`ugem.workdays`). `check` runs the checks it can (the organisation is one of
+`ugem.core.workdays`). `check` runs the checks it can (the organisation is one of
 the five kinds the Rules name; the servers are routable and no other
 connection's; the domain is nobody's; and, with a `DnsCheck` provider, the
 domain's DNS readiness: mx, spf, dkim, dmarc) and records the operator's
@@ -37,16 +37,16 @@ from dataclasses import asdict, dataclass
 from enum import StrEnum
 from typing import Any
 
-from ugem.clock import Clock
-from ugem.errors import ConflictError, NotFoundError, StoreError, UsageError
-from ugem.model import Connection, Contact, Language, OrgKind
-from ugem.names import canonical_domain, canonical_network
-from ugem.notices import NoticeKind
-from ugem.services.audit import AuditLog
-from ugem.services.connections import ConnectionService, server_owner
-from ugem.services.notices import Addressee, Notifier
-from ugem.store.base import Store
-from ugem.workdays import WorkCalendar, local_date
+from ugem.core.clock import Clock
+from ugem.core.errors import ConflictError, NotFoundError, StoreError, UsageError
+from ugem.core.model import Connection, Contact, Language, OrgKind
+from ugem.core.names import canonical_domain, canonical_network
+from ugem.core.notices import NoticeKind
+from ugem.core.services.audit import AuditLog
+from ugem.core.services.connections import ConnectionService, server_owner
+from ugem.core.services.notices import Addressee, Notifier
+from ugem.core.store.base import Store
+from ugem.core.workdays import WorkCalendar, local_date
 
 KIND = "application"
 DECISION_DAYS = 5  # working days (paragraphs 8-10)

@@ -18,9 +18,9 @@ import hashlib
 import json
 from dataclasses import asdict
 
-from ugem.errors import ConflictError, NotFoundError, StoreError, UgemError, UsageError
-from ugem.model import Connection
-from ugem.store.base import AuditEntry, AuditRecord
+from ugem.core.errors import ConflictError, NotFoundError, StoreError, UgemError, UsageError
+from ugem.core.model import Connection
+from ugem.core.store.base import AuditEntry, AuditRecord
 
 
 def encode_connection(conn: Connection) -> str:

@@ -16,12 +16,12 @@ import logging
 from pathlib import Path
 from typing import IO
 
-from ugem.events import Event, EventBus, trace_record
-from ugem.log import event
-from ugem.metrics import Metrics
-from ugem.tasks import cancel_and_wait
+from ugem.core.events import Event, EventBus, trace_record
+from ugem.core.log import event
+from ugem.core.metrics import Metrics
+from ugem.core.tasks import cancel_and_wait
 
-log = logging.getLogger("ugem.trace")
+log = logging.getLogger("ugem.core.trace_writer")
 
 
 class TraceWriter:

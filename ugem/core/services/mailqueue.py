@@ -21,10 +21,10 @@ import builtins
 from dataclasses import dataclass
 from typing import Protocol
 
-from ugem.clock import Clock
-from ugem.errors import ConflictError, ForbiddenError, NotFoundError, UsageError
-from ugem.services.audit import AuditLog
-from ugem.services.tokens import Role
+from ugem.core.clock import Clock
+from ugem.core.errors import ConflictError, ForbiddenError, NotFoundError, UsageError
+from ugem.core.services.audit import AuditLog
+from ugem.core.services.tokens import Role
 
 STATES = ("active", "deferred", "held")
 OPERATOR_HOLD = "held by operator"

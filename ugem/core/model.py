@@ -12,8 +12,8 @@ from dataclasses import asdict, dataclass, field
 from enum import StrEnum
 from typing import Any
 
-from ugem.errors import UsageError
-from ugem.names import canonical_domain, canonical_network
+from ugem.core.errors import UsageError
+from ugem.core.names import canonical_domain, canonical_network
 
 
 class OrgKind(StrEnum):

@@ -1,7 +1,7 @@
 """The shared registry store: Redis, for several nodes that share one registry.
 
 Keys live under a prefix (`ugem:` by default): `<p>conn` is a hash of
-connection id -> JSON text (see `ugem.store.codec`), `<p>domain` a hash of
+connection id -> JSON text (see `ugem.core.store.codec`), `<p>domain` a hash of
 domain -> owning id, `<p>version` a counter, `<p>auditlog` a list of every
 audit record (JSON text; record n at index n-1), `<p>audithead` a hash with
 the chain's head (seq, hash) and `<p>auditlog:<target>` a list of the seq
@@ -35,10 +35,10 @@ from urllib.parse import urlsplit, urlunsplit
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError, WatchError
 
-from ugem.errors import ConfigError, StoreError
-from ugem.model import Connection
-from ugem.store.base import GENESIS, INCIDENT_CLOSED, AuditEntry, AuditRecord, IncidentRecord
-from ugem.store.codec import (
+from ugem.core.errors import ConfigError, StoreError
+from ugem.core.model import Connection
+from ugem.core.store.base import GENESIS, INCIDENT_CLOSED, AuditEntry, AuditRecord, IncidentRecord
+from ugem.core.store.codec import (
     AuditLogReader,
     check_limit,
     decode_connection,

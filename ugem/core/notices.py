@@ -3,7 +3,7 @@
 A template is a text file `<kind>.<lang>.txt` (lang: kk, ru, en): a first line
 `Subject: ...`, an empty line, then the body; `$name` (or `${name}`) is
 replaced by a value, `$$` is a dollar sign. The shipped templates live in
-`ugem/templates/notices/`; a file of the same name in the operator's
+`ugem/core/templates/notices/`; a file of the same name in the operator's
 directory (`[admin] templates_dir`) replaces the shipped one. `Templates.check`
 reads and renders every template with sample values, so an unreadable
 template or one naming an unknown `$name` stops the node at start with a
@@ -34,9 +34,9 @@ from enum import StrEnum
 from importlib import resources
 from pathlib import Path
 
-from ugem.errors import ConfigError, UsageError
-from ugem.model import Contact, Language
-from ugem.workdays import ALMATY
+from ugem.core.errors import ConfigError, UsageError
+from ugem.core.model import Contact, Language
+from ugem.core.workdays import ALMATY
 
 SEPARATOR = "-" * 72
 LINE = 76  # longest header line we write (RFC 2047 5: 76 with encoded words)
@@ -103,8 +103,8 @@ class Templates:
             if self.directory is not None and (self.directory / name).is_file():
                 path = self.directory / name
                 return str(path), path.read_text(encoding="utf-8")
-            shipped = resources.files("ugem") / "templates" / "notices" / name
-            return f"ugem/templates/notices/{name}", shipped.read_text(encoding="utf-8")
+            shipped = resources.files("ugem.core") / "templates" / "notices" / name
+            return f"ugem/core/templates/notices/{name}", shipped.read_text(encoding="utf-8")
         except (OSError, UnicodeDecodeError) as exc:
             raise ConfigError("admin.templates_dir", name, f"cannot read it: {exc}") from exc
 

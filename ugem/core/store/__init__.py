@@ -12,8 +12,8 @@ from __future__ import annotations
 
 from urllib.parse import urlsplit
 
-from ugem.errors import ConfigError
-from ugem.store.base import AuditEntry, Store
+from ugem.core.errors import ConfigError
+from ugem.core.store.base import AuditEntry, Store
 
 __all__ = ["AuditEntry", "Store", "open_store"]
 
@@ -24,11 +24,11 @@ _ALLOWED = "expected sqlite:///path or redis://host:port/db"
 def open_store(url: str) -> Store:
     """The store named by `url`, opened (SQLite) or ready to connect on first use (Redis)."""
     if url.startswith(SQLITE_PREFIX) and url[len(SQLITE_PREFIX) :].strip():
-        from ugem.store.sqlite import SqliteStore  # imported when used
+        from ugem.core.store.sqlite import SqliteStore  # imported when used
 
         return SqliteStore(url[len(SQLITE_PREFIX) :])
     if url.startswith("redis://") and _redis_url_ok(url):
-        from ugem.store.redis import RedisStore  # imported when used
+        from ugem.core.store.redis import RedisStore  # imported when used
 
         return RedisStore(url)
     raise ConfigError("store.url", url, _ALLOWED)

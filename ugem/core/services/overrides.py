@@ -29,13 +29,13 @@ from dataclasses import asdict, dataclass
 from enum import StrEnum
 from typing import Any
 
-from ugem.clock import Clock
-from ugem.errors import ConflictError, NotFoundError, StoreError, UsageError
-from ugem.names import canonical_domain
-from ugem.services.audit import AuditLog
-from ugem.services.notices import local_time
-from ugem.store.base import Store
-from ugem.workdays import local_date
+from ugem.core.clock import Clock
+from ugem.core.errors import ConflictError, NotFoundError, StoreError, UsageError
+from ugem.core.names import canonical_domain
+from ugem.core.services.audit import AuditLog
+from ugem.core.services.notices import local_time
+from ugem.core.store.base import Store
+from ugem.core.workdays import local_date
 
 KIND = "override"
 DAY = 86400.0

@@ -1,7 +1,7 @@
 """The interface every registry store implements, and the audit record.
 
 A store keeps connections and the audit log durably. It is the source of
-truth; the relay answers from `ugem.registry.Registry`, an in-memory copy that
+truth; the relay answers from `ugem.core.registry.Registry`, an in-memory copy that
 reloads when `version()` changes. Every write bumps the version, so a change
 made by another process (the CLI, another node) is seen on the next check.
 Failures of the backend are raised as `StoreError`; a missing id as
@@ -9,9 +9,9 @@ Failures of the backend are raised as `StoreError`; a missing id as
 
 The audit log is a hash chain: each entry is stored as an `AuditRecord` with a
 sequence number (1, 2, 3, ... without gaps), the hash of the record before it
-and its own hash over both and the entry (see `ugem.store.codec.seal`), and
+and its own hash over both and the entry (see `ugem.core.store.codec.seal`), and
 the store keeps the head (last sequence number and hash) apart, so an edited,
-inserted or deleted record breaks the chain (`ugem.services.audit` verifies
+inserted or deleted record breaks the chain (`ugem.core.services.audit` verifies
 it). Appending reads the head and writes the record in one atomic step.
 
 Besides connections a store keeps small JSON documents by kind and id
@@ -32,7 +32,7 @@ import builtins
 from dataclasses import asdict, dataclass
 from typing import Any, Protocol
 
-from ugem.model import Connection
+from ugem.core.model import Connection
 
 
 @dataclass(frozen=True)
@@ -61,7 +61,7 @@ class AuditRecord:
 
     seq: int
     prev: str  # hash of record seq-1 (GENESIS for the first)
-    hash: str  # sha256 over prev, seq and the entry (`ugem.store.codec.seal`)
+    hash: str  # sha256 over prev, seq and the entry (`ugem.core.store.codec.seal`)
     entry: AuditEntry
 
 
@@ -71,7 +71,7 @@ INCIDENT_CLOSED = "closed"  # the one incident state that frees its connection f
 @dataclass(frozen=True)
 class IncidentRecord:
     """An incident as stored: what the store indexes, and the rest as JSON text
-    (`ugem.services.incidents` gives it meaning)."""
+    (`ugem.core.services.incidents` gives it meaning)."""
 
     id: int
     connection: str

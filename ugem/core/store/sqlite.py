@@ -1,6 +1,6 @@
 """The embedded registry store: one SQLite file in the node's data dir.
 
-The file holds the connections (JSON text, see `ugem.store.codec`), a
+The file holds the connections (JSON text, see `ugem.core.store.codec`), a
 `domains` table whose primary key makes a domain belong to one connection at
 most, the append-only audit log (hash-chained: `seq`, `prev`, `hash`, with
 the head in `audit_head`), the `docs` table of JSON documents by kind and id,
@@ -30,10 +30,10 @@ from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
-from ugem.errors import StoreError
-from ugem.model import Connection
-from ugem.store.base import GENESIS, INCIDENT_CLOSED, AuditEntry, AuditRecord, IncidentRecord
-from ugem.store.codec import (
+from ugem.core.errors import StoreError
+from ugem.core.model import Connection
+from ugem.core.store.base import GENESIS, INCIDENT_CLOSED, AuditEntry, AuditRecord, IncidentRecord
+from ugem.core.store.codec import (
     AuditLogReader,
     check_limit,
     decode_connection,

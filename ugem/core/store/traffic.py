@@ -37,10 +37,10 @@ from typing import Any, Protocol
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
-from ugem.clock import Clock, SystemClock
-from ugem.errors import StoreError
-from ugem.store import SQLITE_PREFIX
-from ugem.store.redis import TIMEOUT, redact
+from ugem.core.clock import Clock, SystemClock
+from ugem.core.errors import StoreError
+from ugem.core.store import SQLITE_PREFIX
+from ugem.core.store.redis import TIMEOUT, redact
 
 RETENTION_S = 3600.0  # SQLite: seconds (of the clock) a record is kept, give or take MARK_S
 MARK_S = 60.0  # SQLite: how often the log notes how far it got, to trim by later

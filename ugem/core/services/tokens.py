@@ -22,10 +22,10 @@ from dataclasses import asdict, dataclass, replace
 from enum import StrEnum
 from typing import Any
 
-from ugem.clock import Clock
-from ugem.errors import ConflictError, NotFoundError, StoreError, UsageError
-from ugem.services.audit import AuditLog
-from ugem.store.base import Store
+from ugem.core.clock import Clock
+from ugem.core.errors import ConflictError, NotFoundError, StoreError, UsageError
+from ugem.core.services.audit import AuditLog
+from ugem.core.store.base import Store
 
 KIND = "token"
 PREFIX = "ugem_"

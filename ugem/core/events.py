@@ -43,7 +43,7 @@ class Outcome:
     rcpt: str
     code: int
     reason: str = ""
-    counted: int = 0  # the code the detector counts it as (ugem.reply_class); 0: `code`
+    counted: int = 0  # the code the detector counts it as (ugem.core.reply_class); 0: `code`
 
 
 @dataclass(frozen=True, slots=True)

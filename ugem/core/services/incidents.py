@@ -33,12 +33,12 @@ from dataclasses import asdict, dataclass, field
 from enum import StrEnum
 from typing import Any
 
-from ugem.clock import Clock
-from ugem.errors import ConflictError, NotFoundError, StoreError, UsageError
-from ugem.services.audit import AuditLog
-from ugem.services.notices import local_time
-from ugem.services.overrides import connection_id
-from ugem.store.base import IncidentRecord, Store
+from ugem.core.clock import Clock
+from ugem.core.errors import ConflictError, NotFoundError, StoreError, UsageError
+from ugem.core.services.audit import AuditLog
+from ugem.core.services.notices import local_time
+from ugem.core.services.overrides import connection_id
+from ugem.core.store.base import IncidentRecord, Store
 
 MAX_EVIDENCE = 20  # verdicts kept in an incident: the first and the latest 19
 MAX_COMMENT = 2000  # characters
@@ -60,8 +60,8 @@ class Mode(StrEnum):
 class Action(StrEnum):
     SUSPENDED = "suspended"
     WOULD_SUSPEND = "would-suspend"  # shadow mode
-    EXEMPTED = "exempted"  # an exemption in force (ugem.services.overrides)
-    THROTTLED = "throttled"  # mail over the usual rate deferred (ugem.throttle)
+    EXEMPTED = "exempted"  # an exemption in force (ugem.core.services.overrides)
+    THROTTLED = "throttled"  # mail over the usual rate deferred (ugem.core.throttle)
     LIFTED = "throttle-lifted"  # the throttle ended: the traffic is back to normal
     WOULD_THROTTLE = "would-throttle"  # shadow mode
 

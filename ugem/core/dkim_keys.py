@@ -35,10 +35,10 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
 from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
 
-from ugem.clock import Clock
-from ugem.config import Config
-from ugem.errors import ConfigError, ConflictError, NotFoundError, UsageError
-from ugem.names import canonical_domain
+from ugem.core.clock import Clock
+from ugem.core.config import Config
+from ugem.core.errors import ConfigError, ConflictError, NotFoundError, UsageError
+from ugem.core.names import canonical_domain
 
 RSA_BITS = 2048
 RSA_EXPONENT = 65537
