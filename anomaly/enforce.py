@@ -102,7 +102,7 @@ from ugem.core.services.overrides import Override, OverrideKind, OverrideService
 from ugem.core.tasks import cancel_and_wait, raise_if_cancelled
 from ugem.core.throttle import ThrottleBoard
 
-log = logging.getLogger("anomaly.enforce")
+log = logging.getLogger(__name__)
 
 MODES: Final = ("enforce", "shadow", "off")
 ACTOR: Final = "detector"

@@ -34,7 +34,7 @@ from ugem.core.metrics import Metrics
 from ugem.core.store.traffic import TrafficLog
 from ugem.core.tasks import cancel_and_wait, raise_if_cancelled
 
-log = logging.getLogger("anomaly.feed")
+log = logging.getLogger(__name__)
 
 BATCH: Final = 500  # events appended or read at a time
 RETRY_S: Final = 1.0  # pause after a failed read

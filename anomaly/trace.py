@@ -35,7 +35,7 @@ from isal import isal_zlib
 from ugem.core.errors import UsageError
 from ugem.core.log import event
 
-log = logging.getLogger("anomaly.trace")
+log = logging.getLogger(__name__)
 
 DELIVERED, DEFERRED, BOUNCED = 1, 2, 3
 _GZ_CHUNK = 1 << 11  # compressed bytes read at once (about 16 KB of lines)

@@ -1,7 +1,7 @@
 """`python -m loadtest sign`: the gateway's DKIM signing rate beside dkimpy's and OpenSSL's.
 
 The tool never imports the gateway, so it runs `ugem dkim bench --json`
-(the signer of `relay.dkim` on one core with throwaway keys: bare RSA-2048
+(the signer of `relay.deliver.dkim_sign` on one core with throwaway keys: bare RSA-2048
 and Ed25519 signatures/s, whole messages signed/s) as a child process and,
 beside it in this process, on a message of the same size:
 
@@ -179,7 +179,7 @@ def rows(report: dict[str, Any]) -> list[Row]:
     out: list[Row] = []
     for r in report["ugem"]["results"]:
         unit = "bare signature" if r["what"] == "signature" else "whole message"
-        out.append(("ugem (relay.dkim)", f"{r['algorithm']}, {unit}", r["per_second"]))
+        out.append(("ugem (dkim_sign)", f"{r['algorithm']}, {unit}", r["per_second"]))
     out.append(("dkimpy dkim.sign", "rsa-sha256, whole message", report["dkimpy"]["per_second"]))
     for name, rate in (report.get("openssl") or {}).items():
         out.append(("openssl speed", f"{name}, bare signature", rate))

@@ -17,7 +17,7 @@ order, each pass or fail with the record found (or why there is none):
   shown with it.
 
 DNS goes through dnspython's resolver of `[delivery] dns_servers` and
-`dns_timeout` (`relay.routing.make_resolver`), built at the first lookup;
+`dns_timeout` (`relay.deliver.routing.make_resolver`), built at the first lookup;
 pyspf runs in a worker thread and its lookups come back to that resolver on
 the event loop (`_SpfQuery`), never to the system's. Nothing raises out of
 `check` but a domain that is no domain name (UsageError): a timeout, a
@@ -50,7 +50,7 @@ import spf
 from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
 from dkim.util import InvalidTagValueList, parse_tag_value
 
-from relay.routing import make_resolver
+from relay.deliver.routing import make_resolver
 from ugem.core.config import Config, DeliveryConfig
 from ugem.core.dkim_keys import KeyStore, key_path, txt_record
 from ugem.core.errors import ConfigError, UsageError

@@ -147,7 +147,7 @@ POSTMASTER_UNROUTED = Reply(
     "The gateway's postmaster has no next hop configured; contact the STS support service",
 )
 
-# Added for inbound authentication (relay.inbound_auth; additive).
+# Added for inbound authentication (relay.inbound.checks; additive).
 SPF_REJECT = Reply(
     550, "5.7.23", "SPF validation failed: the sender domain does not authorise this host"
 )

@@ -34,13 +34,13 @@ from admin.api import Services, build_services
 from admin.server import AdminServer, create_app
 from anomaly.enforce import Enforcer
 from anomaly.feed import Feed, LocalFeed, SharedFeed
-from relay.accept import AcceptServer
-from relay.bounce import gateway_signer
-from relay.deliver import Deliverer
+from relay.accept.listener import AcceptServer
+from relay.deliver.routing import Router
+from relay.deliver.transaction import Deliverer
+from relay.queue.bounce import gateway_signer
+from relay.queue.schedule import Scheduler
+from relay.queue.spool import Spool, spool_path
 from relay.readiness import readiness_from_config
-from relay.routing import Router
-from relay.schedule import Scheduler
-from relay.spool import Spool, spool_path
 from ugem.adapters.outbox import SchedulerOutbox
 from ugem.adapters.readiness import application_check
 from ugem.adapters.spool_queue import SpoolQueue
@@ -60,7 +60,7 @@ from ugem.core.throttle import ThrottleBoard
 from ugem.core.trace_writer import TraceWriter
 from ugem.fd_limit import fd_needed, raise_fd_limit
 
-log = logging.getLogger("ugem.node")
+log = logging.getLogger(__name__)
 
 REGISTRY_SYNC_INTERVAL = 1.0  # seconds; SMTP commands also sync on their own
 DISCONNECT_CHECK_INTERVAL = 5.0  # seconds between checks for scheduled disconnections due

@@ -21,7 +21,7 @@ import signal
 
 from ugem.core.log import event
 
-log = logging.getLogger("ugem.parent_death")
+log = logging.getLogger(__name__)
 
 PARENT_ENV = "UGEM_SUPERVISOR_PID"
 _PR_SET_PDEATHSIG = 1

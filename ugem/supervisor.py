@@ -26,7 +26,7 @@ import sys
 from ugem.core.log import event
 from ugem.parent_death import PARENT_ENV
 
-log = logging.getLogger("ugem.supervisor")
+log = logging.getLogger(__name__)
 
 STOP_TIMEOUT = 30.0  # seconds a worker gets to finish after SIGTERM
 MAX_BACKOFF = 30.0

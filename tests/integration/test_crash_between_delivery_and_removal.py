@@ -14,7 +14,7 @@ import contextlib
 import sqlite3
 from pathlib import Path
 
-from relay.spool import spool_path
+from relay.queue.spool import spool_path
 from tests.integration.test_full_disk_never_duplicates import subjects
 from tests.support.node import NodeProcess, node_relaying_to, send_mail
 from tests.support.sink import Sink

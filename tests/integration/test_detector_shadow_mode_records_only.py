@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from relay.message import QueueState
+from relay.queue.message import QueueState
 from tests.support.burst import BURST, BURST_MAX, OPERATORS, OWNER, burst_scene, until
 from tests.support.mail import read_notice
 from tests.support.node import api_client

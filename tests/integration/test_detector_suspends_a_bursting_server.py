@@ -17,7 +17,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from relay import replies
-from relay.message import QueueState
+from relay.queue.message import QueueState
 from tests.support.burst import BURST, HISTORY_HOURS, OPERATORS, OWNER, burst_scene, until
 from tests.support.mail import read_notice
 from tests.support.node import api_client

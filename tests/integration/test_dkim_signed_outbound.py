@@ -82,7 +82,7 @@ async def test_inbound_mail_is_not_signed(tmp_path: Path, sink: Sink) -> None:
 async def test_unreadable_key_sends_the_mail_unsigned(
     tmp_path: Path, sink: Sink, caplog: pytest.LogCaptureFixture
 ) -> None:
-    with caplog.at_level(logging.ERROR, logger="relay.dkim"):
+    with caplog.at_level(logging.ERROR, logger="relay.deliver.dkim_sign"):
         data, _ = await relay_one(
             tmp_path, sink, f"a@{DOMAIN}", "x@example.org", "127.0.0.2", break_key=True
         )

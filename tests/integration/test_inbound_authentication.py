@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from relay import replies
-from relay.dkim import DkimSigner
+from relay.deliver.dkim_sign import DkimSigner
 from tests.support.clients import Sent, message, smtplib_send
 from tests.support.node import connect, node_config, running_node, smtp_address
 from tests.support.sink import Sink

@@ -23,7 +23,7 @@ from typing import Any
 
 import pytest
 
-from relay.message import QueuedMessage, QueueState
+from relay.queue.message import QueuedMessage, QueueState
 from tests.support.https_server import HttpsServer, policy_host
 from tests.support.node import connect, node_config, running_node, send_mail
 from tests.support.sink import Sink
@@ -157,7 +157,7 @@ async def test_enforce_sends_nothing_and_the_mail_waits(
 async def test_testing_mode_delivers_in_clear_and_reports_what_would_have_failed(
     tmp_path: Path, dns_server: Any, scene: Scene, caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.WARNING, logger="relay.deliver")
+    caplog.set_level(logging.WARNING, logger="relay.deliver.transaction")
     scene.https.serve(policy("testing"))
     sink = await scene.sink(tls=False)
     try:

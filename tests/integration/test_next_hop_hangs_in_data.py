@@ -9,7 +9,7 @@ example.net goes to a healthy sink.
 
 While the first session hangs, the node does not stall: mail to example.net is
 delivered and a new client gets the banner at once. After `[delivery]
-command_timeout` (which bounds the reply to the end of DATA, relay.deliver)
+command_timeout` (which bounds the reply to the end of DATA, relay.deliver.transaction)
 the node gives up: the message is deferred (not earlier than the timeout) and
 the node lets go of the hung connection (its socket is closed, checked in
 /proc). After the back-off the message is sent again and arrives exactly once

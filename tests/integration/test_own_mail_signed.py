@@ -83,7 +83,7 @@ async def test_the_bounce_and_the_alert_verify_with_mail_dkim(
 async def test_a_key_that_cannot_be_read_sends_them_unsigned_and_logs_it(
     tmp_path: Path, sink: Sink, caplog: pytest.LogCaptureFixture
 ) -> None:
-    with caplog.at_level(logging.ERROR, logger="relay.dkim"):
+    with caplog.at_level(logging.ERROR, logger="relay.deliver.dkim_sign"):
         dsn, alert, _ = await bounce_and_alert(tmp_path, sink, break_key=True)
     for mail in (dsn, alert):
         assert b"DKIM-Signature" not in mail.data

@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 
 from relay import replies
-from relay.message import QueueState
+from relay.queue.message import QueueState
 from tests.support.node import node_relaying_to, running_node, send_mail
 from tests.support.sink import Sink
 from tests.support.waiting import eventually

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from relay.message import QueuedMessage, QueueState
+from relay.queue.message import QueuedMessage, QueueState
 from tests.support.node import connect, node_config, running_node, send_mail
 from tests.support.sink import Sink
 from tests.support.tls_cert import TestCa, server_context

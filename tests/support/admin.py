@@ -28,7 +28,7 @@ from fastapi import FastAPI
 
 from admin.api import Services, build_services
 from admin.server import AdminServer, create_app
-from relay.spool import Spool
+from relay.queue.spool import Spool
 from ugem.adapters.spool_queue import SpoolQueue
 from ugem.core.clock import FakeClock
 from ugem.core.config import AdminConfig

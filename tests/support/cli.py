@@ -20,8 +20,8 @@ from pathlib import Path
 
 import pytest
 
-from relay.message import QueuedMessage
-from relay.spool import Spool, spool_path
+from relay.queue.message import QueuedMessage
+from relay.queue.spool import Spool, spool_path
 from ugem.cli import main
 from ugem.core.clock import SystemClock
 from ugem.core.config import load_config

@@ -19,8 +19,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from relay.accept import AcceptServer
-from relay.message import QueuedMessage
+from relay.accept.listener import AcceptServer
+from relay.queue.message import QueuedMessage
 from ugem.core.clock import FakeClock
 from ugem.core.config import AuthConfig, Config, DeliveryConfig, NodeConfig, SmtpConfig
 from ugem.core.events import EventBus

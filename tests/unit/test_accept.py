@@ -1,4 +1,4 @@
-"""relay.accept over real loopback sockets: limits, framing, pipelining, TLS, failures, stop.
+"""relay.accept.listener on loopback sockets: limits, framing, pipelining, TLS, failures, stop.
 
 Clients are Python's smtplib (run in a thread) and a raw byte client for what
 smtplib will not send. Timeouts are configured small (0.2-0.3 s) and the tests
@@ -20,9 +20,9 @@ from typing import Any
 import pytest
 
 from relay import replies
-from relay.accept import load_tls
-from relay.message import QUEUE_ID_LENGTH
-from relay.received import safe_helo
+from relay.accept.listener import load_tls
+from relay.accept.received import safe_helo
+from relay.queue.message import QUEUE_ID_LENGTH
 from tests.support.connections import plain
 from tests.support.smtp_harness import Harness, RawClient, accept_server, raw_client
 from tests.support.tls_cert import client_context, self_signed

@@ -1,4 +1,4 @@
-"""relay.accept: DATA in progress shares one memory budget; over it, 452 4.3.1, never growth.
+"""relay.accept.listener: DATA in progress shares one memory budget; over it, 452 4.3.1.
 
 Issue 10, finding 3: each message was held whole in memory, about 80 MB per
 concurrent 24 MB message, and only max_connections x max_message_size bounded

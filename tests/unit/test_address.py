@@ -1,11 +1,11 @@
-"""relay.address: SMTP paths parse to the real destination, or to a named refusal."""
+"""relay.accept.address: SMTP paths parse to the real destination, or to a named refusal."""
 
 from __future__ import annotations
 
 import pytest
 
 from relay import replies
-from relay.address import Address, PathError, PathLimits, parse_mail, parse_rcpt
+from relay.accept.address import Address, PathError, PathLimits, parse_mail, parse_rcpt
 from relay.replies import Reply
 
 LIMITS = PathLimits(max_local=64, max_domain=255, gateway_domain="gw.test")

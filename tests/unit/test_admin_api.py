@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from relay.message import QueuedMessage, QueueState
+from relay.queue.message import QueuedMessage, QueueState
 from tests.support.admin import AdminApi, admin_api
 from tests.support.connections import plain
 

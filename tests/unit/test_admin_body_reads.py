@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from relay.message import QueuedMessage, QueueState
+from relay.queue.message import QueuedMessage, QueueState
 from tests.support.admin import AdminApi, admin_api
 from tests.unit.test_cli_queue import QueueUgem
 from tests.unit.test_spool import message

@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from relay.message import QueuedMessage, QueueState
+from relay.queue.message import QueuedMessage, QueueState
 from tests.support.admin import AdminApi, admin_api
 from tests.support.connections import plain
 from ugem.core.model import ConnState, Contact

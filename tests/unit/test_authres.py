@@ -1,11 +1,11 @@
-"""relay.authres: the Authentication-Results: field we write, and the removal of forged ones."""
+"""relay.inbound.authres: the Authentication-Results: field we write; forged ones removed."""
 
 from __future__ import annotations
 
 import pytest
 
-from relay.authres import ResInfo, authserv_id_of, result_field, safe_value, strip_ours
 from relay.header_block import Header, field_value, fields, split_message
+from relay.inbound.authres import ResInfo, authserv_id_of, result_field, safe_value, strip_ours
 
 INFOS = [
     ResInfo("spf", "pass", [("smtp.mailfrom", "bounce@b.example")]),

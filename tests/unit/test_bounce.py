@@ -1,4 +1,4 @@
-"""The DSN of relay/bounce.py: an RFC 3464 report that any mail reader can parse."""
+"""The DSN of relay/queue/bounce.py: an RFC 3464 report that any mail reader can parse."""
 
 from __future__ import annotations
 
@@ -9,9 +9,9 @@ from email.message import EmailMessage, Message
 
 import pytest
 
-from relay.bounce import MAX_LINE, SUBJECT, diagnostic, make_dsn
-from relay.message import QueuedMessage
-from relay.trouble import RcptOutcome
+from relay.deliver.trouble import RcptOutcome
+from relay.queue.bounce import MAX_LINE, SUBJECT, diagnostic, make_dsn
+from relay.queue.message import QueuedMessage
 
 NOW = 1_767_225_600.0
 BODY_MARK = b"SECRET-BODY-LINE-must-not-be-returned"

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from relay.message import QueuedMessage, QueueState
-from relay.spool import Spool, spool_path
+from relay.queue.message import QueuedMessage, QueueState
+from relay.queue.spool import Spool, spool_path
 from tests.support.cli import Ugem, audit_log
 from tests.unit.test_spool import ROOT, message
 from ugem.cli import main

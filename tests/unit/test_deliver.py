@@ -12,10 +12,10 @@ from typing import Any
 
 import pytest
 
-from relay.deliver import Deliverer
-from relay.routing import Hop, Route
-from relay.smtp_client import dot_stuff
-from relay.trouble import RcptOutcome
+from relay.deliver.routing import Hop, Route
+from relay.deliver.smtp_client import dot_stuff
+from relay.deliver.transaction import Deliverer
+from relay.deliver.trouble import RcptOutcome
 from tests.support.peers import require_module
 from tests.support.sink import Sink, server_tls_context
 from ugem.core.clock import FakeClock
@@ -336,7 +336,7 @@ async def test_an_unsendable_address_defers_instead_of_raising(make: Make, sink:
 async def test_one_debug_line_per_attempt_names_queue_id_and_hop(
     make: Make, sink: Sink, caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.DEBUG, logger="relay.deliver")
+    caplog.set_level(logging.DEBUG, logger="relay.deliver.transaction")
     await send(make(), route_to(sink), ["a@x.org"], queue_id="QID42")
     attempts = [r for r in caplog.records if getattr(r, "event", "") == "attempt"]
     assert len(attempts) == 1 and attempts[0].levelno == logging.DEBUG

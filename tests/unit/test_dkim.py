@@ -1,4 +1,4 @@
-"""DKIM signing (`relay.dkim`) and its keys (`ugem.core.dkim_keys`, `ugem dkim ...`).
+"""DKIM signing (`relay.deliver.dkim_sign`) and its keys (`ugem.core.dkim_keys`, `ugem dkim ...`).
 
 A signature must verify with dkimpy and with an independent implementation,
 Perl's Mail::DKIM, whose key records come from a private dnsmasq; altering a
@@ -19,7 +19,7 @@ import dkim
 import pytest
 from dkim.util import parse_tag_value
 
-from relay.dkim import DkimSigner, signed_header_names, signer_from_config
+from relay.deliver.dkim_sign import DkimSigner, signed_header_names, signer_from_config
 from tests.support.cli import operator
 from tests.support.mail_dkim import Verdict, mail_dkim_verify, needs_mail_dkim
 from tests.support.peers import require_module
@@ -199,7 +199,7 @@ def test_signing_failure_queues_unsigned_and_logs_the_queue_id(
     keys.keygen("broken.kz", "s1", with_ed25519=False)
     (tmp_path / "broken.kz" / "s1.rsa.pem").write_text("not a key")
     data = message()
-    with caplog.at_level(logging.ERROR, logger="relay.dkim"):
+    with caplog.at_level(logging.ERROR, logger="relay.deliver.dkim_sign"):
         out = signer(keys).outgoing(data, {"broken.kz"}, "broken.kz", "QBROKEN")
     assert out == data
     failed = [r for r in caplog.records if r.getMessage() == "dkim_sign_failed"]

@@ -19,8 +19,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from relay import dkim_canon
-from relay.dkim_verify import parsed_message
 from relay.header_block import Header
+from relay.inbound.dkim_verify import parsed_message
 
 texts = st.lists(st.sampled_from([b" ", b"\t", b"\r\n", b"\r", b"\n", b"x"]), max_size=60).map(
     b"".join

@@ -1,6 +1,6 @@
-"""relay.dkim_verify: messages signed by the project's own signer, keys served by a private dnsmasq.
+"""relay.inbound.dkim_verify: mail signed by the project's own signer, keys served by dnsmasq.
 
-The signer (`relay.dkim.DkimSigner`) signs with RSA and Ed25519 keys made by
+The signer (`relay.deliver.dkim_sign.DkimSigner`) signs with RSA and Ed25519 keys made by
 `ugem.core.dkim_keys.KeyStore`; the verifier reads the key records from dnsmasq.
 An altered body or header fails; a missing key is permerror, an unusable
 signature neutral, a key lookup that never answers temperror; at most
@@ -16,10 +16,10 @@ from typing import Any
 
 import pytest
 
-from relay.auth_dns import AuthDns
-from relay.dkim import DkimSigner
-from relay.dkim_verify import DkimResult, DkimVerifier, signature_ids
+from relay.deliver.dkim_sign import DkimSigner
+from relay.dns import AuthDns
 from relay.header_block import Header
+from relay.inbound.dkim_verify import DkimResult, DkimVerifier, signature_ids
 from tests.support.clients import message
 from tests.support.silent_dns import SilentDns
 from ugem.core.clock import SystemClock

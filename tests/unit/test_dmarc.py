@@ -1,4 +1,4 @@
-"""relay.dmarc: the author domain, policy discovery over a private dnsmasq, alignment, verdicts."""
+"""relay.inbound.dmarc: the author domain, policy discovery over dnsmasq, alignment, verdicts."""
 
 from __future__ import annotations
 
@@ -7,9 +7,10 @@ from typing import Any
 
 import pytest
 
-from relay.auth_dns import AuthDns
-from relay.dkim_verify import DkimResult
-from relay.dmarc import (
+from relay.dns import AuthDns
+from relay.header_block import Header
+from relay.inbound.dkim_verify import DkimResult
+from relay.inbound.dmarc import (
     Author,
     Discovery,
     DmarcLookup,
@@ -21,8 +22,7 @@ from relay.dmarc import (
     parse_record,
     verdict,
 )
-from relay.header_block import Header
-from relay.spf import SpfResult
+from relay.inbound.spf import SpfResult
 from tests.support.silent_dns import SilentDns
 from ugem.core.config import DeliveryConfig
 

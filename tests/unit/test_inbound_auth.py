@@ -1,4 +1,4 @@
-"""relay.inbound_auth: the three checks together, the policy knobs, the header, metrics and logs.
+"""relay.inbound.checks: the three checks together, the policy knobs, the header, metrics and logs.
 
 Records come from a private dnsmasq: bank.kz (SPF, p=reject, a DKIM key),
 careful.kz (p=quarantine), lax.kz (p=none); the sending host is 192.0.2.10,
@@ -16,12 +16,12 @@ from typing import Any
 import pytest
 
 from relay import replies
-from relay.auth_dns import AuthDns
-from relay.dkim import DkimSigner
-from relay.inbound_auth import InboundAuth, inbound_from_config
+from relay.accept.commands import Envelope
+from relay.deliver.dkim_sign import DkimSigner
+from relay.dns import AuthDns
+from relay.inbound.checks import InboundAuth, inbound_from_config
+from relay.inbound.spf import SpfResult
 from relay.replies import Reply
-from relay.smtp_commands import Envelope
-from relay.spf import SpfResult
 from tests.support.clients import message
 from tests.support.silent_dns import SilentDns
 from ugem.core.clock import FakeClock, SystemClock
@@ -176,7 +176,7 @@ async def test_a_failing_check_is_451_and_logged_with_the_queue_id(
         raise RuntimeError("bug")
 
     monkeypatch.setattr(auth.spf, "check", broken)
-    with caplog.at_level(logging.ERROR, logger="relay.inbound_auth"):
+    with caplog.at_level(logging.ERROR, logger="relay.inbound.checks"):
         out = await auth.check(message("a@bank.kz", "b@mdai.gov.kz"), envelope("a@bank.kz"))
     assert out == replies.INTERNAL_ERROR
     failed = [r.__dict__["fields"] for r in caplog.records if r.getMessage() == "auth_check_failed"]
@@ -187,7 +187,7 @@ async def test_a_refusal_is_logged_at_info_and_a_pass_at_debug(
     dns: AuthDns, caplog: pytest.LogCaptureFixture
 ) -> None:
     text = message("boss@bank.kz", "clerk@mdai.gov.kz")
-    with caplog.at_level(logging.DEBUG, logger="relay.inbound_auth"):
+    with caplog.at_level(logging.DEBUG, logger="relay.inbound.checks"):
         await checks(dns).check(text, envelope("boss@bank.kz", BAD_HOST))
         await checks(dns).check(text, envelope("boss@bank.kz"))
     got = [(r.levelno, r.getMessage(), r.__dict__["fields"]) for r in caplog.records]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from relay.message import QUEUE_ID_LENGTH, new_queue_id
+from relay.queue.message import QUEUE_ID_LENGTH, new_queue_id
 
 
 def test_a_hundred_thousand_ids_in_one_millisecond_are_unique() -> None:

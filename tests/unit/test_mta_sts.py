@@ -17,8 +17,7 @@ from typing import Any
 
 import pytest
 
-from relay.deliver import Deliverer
-from relay.mta_sts import (
+from relay.deliver.mta_sts import (
     MAX_AGE_LIMIT,
     MAX_POLICY_BYTES,
     RETRY_AFTER,
@@ -29,8 +28,9 @@ from relay.mta_sts import (
     parse_policy,
     record_id,
 )
-from relay.routing import Hop, Route, RouteFailure
-from relay.trouble import RcptOutcome
+from relay.deliver.routing import Hop, Route, RouteFailure
+from relay.deliver.transaction import Deliverer
+from relay.deliver.trouble import RcptOutcome
 from tests.support.https_server import HttpsServer
 from tests.support.sink import Sink
 from tests.support.tls_cert import TestCa, self_signed, server_context
@@ -306,7 +306,7 @@ async def test_a_certificate_for_another_name_is_not_trusted(
 async def test_a_policy_host_that_never_answers_is_given_up_after_the_timeout(
     dns: FakeDns, clock: FakeClock, metrics: Metrics, caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.INFO, logger="relay.mta_sts")
+    caplog.set_level(logging.INFO, logger="relay.deliver.mta_sts")
     accepted: list[asyncio.StreamWriter] = []
 
     def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -330,7 +330,7 @@ async def test_a_policy_host_that_never_answers_is_given_up_after_the_timeout(
 async def test_a_policy_host_without_an_address_gives_none(
     sts: MtaSts, dns: FakeDns, metrics: Metrics, caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.INFO, logger="relay.mta_sts")
+    caplog.set_level(logging.INFO, logger="relay.deliver.mta_sts")
     dns.a.clear()
     assert await sts.policy(DOMAIN) is None
     (line,) = [r for r in caplog.records if getattr(r, "event", "") == "mta-sts-fetch"]
@@ -521,7 +521,7 @@ async def test_testing_mode_delivers_in_clear_and_reports_each_delivery(
     metrics: Metrics,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    caplog.set_level(logging.WARNING, logger="relay.deliver")
+    caplog.set_level(logging.WARNING, logger="relay.deliver.transaction")
     https.serve(policy_text("testing"))
     deliverer, route = make(), mx_route((sink, MX))
     assert verdict(await send(deliverer, route)) == ("delivered", 250, "2.0.0")

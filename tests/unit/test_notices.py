@@ -133,7 +133,7 @@ async def test_a_failing_outbox_does_not_undo_the_decision(
 ) -> None:
     await connected(api)
     api.outbox.fail = True
-    with caplog.at_level(logging.ERROR, logger="ugem.core.notices"):
+    with caplog.at_level(logging.ERROR, logger="ugem.core.services.notices"):
         answer = await api.call("POST", f"/v1/connections/{CONN}/suspend", body={"reason": "x"})
     assert answer.status_code == 200, answer.text
     assert answer.json()["state"] == "suspended"

@@ -1,4 +1,4 @@
-"""relay.policy: every rule of issue 2 item 5, as tables of (client, envelope) -> reply; and
+"""relay.accept.policy: every rule of issue 2 item 5, as tables of (client, envelope) -> reply; and
 the throttle's refusal at MAIL FROM of a connection over its cap."""
 
 from __future__ import annotations
@@ -8,8 +8,8 @@ import dataclasses
 import pytest
 
 from relay import replies
-from relay.address import Address, PathError, PathLimits, parse_mail, parse_rcpt
-from relay.policy import Gateway, check_mail, check_rcpt
+from relay.accept.address import Address, PathError, PathLimits, parse_mail, parse_rcpt
+from relay.accept.policy import Gateway, check_mail, check_rcpt
 from relay.replies import Reply
 from tests.support.connections import plain
 from ugem.core.model import Connection, ConnState

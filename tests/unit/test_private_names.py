@@ -33,58 +33,66 @@ import aiosmtpd.smtp
 import pytest
 from aiosmtplib.protocol import SMTPProtocol
 
-from relay.smtp_client import PipelinedProtocol
+from relay.deliver.smtp_client import PipelinedProtocol
 
 ROOT = Path(__file__).resolve().parents[2]
 
 PRIVATE_NAMES: list[tuple[str, str, str]] = [
     # aiosmtplib: PipelinedProtocol reads the replies to a pipelined group itself
-    ("relay/smtp_client.py", "aiosmtplib.protocol", "SMTPProtocol._buffer"),
-    ("relay/smtp_client.py", "aiosmtplib.protocol", "SMTPProtocol._response_waiter"),
-    ("relay/smtp_client.py", "aiosmtplib.protocol", "SMTPProtocol._command_lock"),
-    ("relay/smtp_client.py", "aiosmtplib.protocol", "SMTPProtocol._loop"),
-    ("relay/smtp_client.py", "aiosmtplib.protocol", "SMTPProtocol._read_response_from_buffer()"),
+    ("relay/deliver/smtp_client.py", "aiosmtplib.protocol", "SMTPProtocol._buffer"),
+    ("relay/deliver/smtp_client.py", "aiosmtplib.protocol", "SMTPProtocol._response_waiter"),
+    ("relay/deliver/smtp_client.py", "aiosmtplib.protocol", "SMTPProtocol._command_lock"),
+    ("relay/deliver/smtp_client.py", "aiosmtplib.protocol", "SMTPProtocol._loop"),
     (
-        "relay/smtp_client.py",
+        "relay/deliver/smtp_client.py",
+        "aiosmtplib.protocol",
+        "SMTPProtocol._read_response_from_buffer()",
+    ),
+    (
+        "relay/deliver/smtp_client.py",
         "aiosmtplib.protocol",
         "SMTPProtocol._set_response_exception(waiter, exc)",
     ),
-    ("relay/smtp_client.py", "aiosmtplib.protocol", "SMTPProtocol.read_response(timeout)"),
-    ("relay/deliver.py", "aiosmtplib", "SMTP.protocol"),  # adopted by PipelinedProtocol
+    ("relay/deliver/smtp_client.py", "aiosmtplib.protocol", "SMTPProtocol.read_response(timeout)"),
+    ("relay/deliver/transaction.py", "aiosmtplib", "SMTP.protocol"),  # adopted by PipelinedProtocol
     # aiosmtpd: SmtpSession keeps its connection plumbing, runs its own command loop
-    ("relay/smtp_session.py", "aiosmtpd.smtp", "SMTP._reader"),
-    ("relay/smtp_session.py", "aiosmtpd.smtp", "SMTP._writer"),
-    ("relay/smtp_session.py", "aiosmtpd.smtp", "SMTP._timeout_handle"),
-    ("relay/smtp_session.py", "aiosmtpd.smtp", "SMTP._handler_coroutine"),
-    ("relay/smtp_session.py", "aiosmtpd.smtp", "SMTP._reset_timeout(duration)"),
-    ("relay/smtp_session.py", "aiosmtpd.smtp", "SMTP._handle_client()"),
-    ("relay/smtp_session.py", "aiosmtpd.smtp", "SMTP.line_length_limit"),
+    ("relay/accept/session.py", "aiosmtpd.smtp", "SMTP._reader"),
+    ("relay/accept/session.py", "aiosmtpd.smtp", "SMTP._writer"),
+    ("relay/accept/session.py", "aiosmtpd.smtp", "SMTP._timeout_handle"),
+    ("relay/accept/session.py", "aiosmtpd.smtp", "SMTP._handler_coroutine"),
+    ("relay/accept/session.py", "aiosmtpd.smtp", "SMTP._reset_timeout(duration)"),
+    ("relay/accept/session.py", "aiosmtpd.smtp", "SMTP._handle_client()"),
+    ("relay/accept/session.py", "aiosmtpd.smtp", "SMTP.line_length_limit"),
     # asyncio: STARTTLS empties the session's reader and points it at the TLS transport
-    ("relay/smtp_session.py", "asyncio", "StreamReader._buffer"),
-    ("relay/smtp_session.py", "asyncio", "StreamReader._transport"),
+    ("relay/accept/session.py", "asyncio", "StreamReader._buffer"),
+    ("relay/accept/session.py", "asyncio", "StreamReader._transport"),
     # pyspf: the queries do their DNS through ours and count the RFC 7208 limits
-    ("relay/spf.py", "spf", "query.dns(name, qtype, cnames, ignore_void)"),
-    ("relay/spf.py", "spf", "query.check_lookups()"),
-    ("relay/spf.py", "spf", "query.cache"),
-    ("relay/spf.py", "spf", "query.lookups"),
-    ("relay/spf.py", "spf", "query.void_lookups"),
+    ("relay/inbound/spf.py", "spf", "query.dns(name, qtype, cnames, ignore_void)"),
+    ("relay/inbound/spf.py", "spf", "query.check_lookups()"),
+    ("relay/inbound/spf.py", "spf", "query.cache"),
+    ("relay/inbound/spf.py", "spf", "query.lookups"),
+    ("relay/inbound/spf.py", "spf", "query.void_lookups"),
     ("relay/readiness.py", "spf", "query.dns(name, qtype, cnames, ignore_void)"),
     ("relay/readiness.py", "spf", "query.cache"),
     ("relay/readiness.py", "spf", "query.void_lookups"),
     ("relay/readiness.py", "spf", "MAX_VOID_LOOKUPS"),
     # dkimpy: signing from its parts, verifying a message we parsed, linear canonicalization
-    ("relay/dkim.py", "dkim", "DKIM.SHOULD"),
-    ("relay/dkim.py", "dkim", "fold(header, namelen, linesep)"),
+    ("relay/deliver/dkim_sign.py", "dkim", "DKIM.SHOULD"),
+    ("relay/deliver/dkim_sign.py", "dkim", "fold(header, namelen, linesep)"),
     (
-        "relay/dkim.py",
+        "relay/deliver/dkim_sign.py",
         "dkim",
         "hash_headers(hasher, canonicalize_headers, headers, include_headers, sigheader, sig)",
     ),
-    ("relay/dkim_verify.py", "dkim", "DKIM.headers"),
-    ("relay/dkim_verify.py", "dkim", "DKIM.body"),
-    ("relay/dkim_verify.py", "dkim", "DKIM.verify_headerprep(idx)"),
-    ("relay/dkim_verify.py", "dkim", "DKIM.verify_sig(sig, include_headers, sig_header, dnsfunc)"),
-    ("relay/dkim_verify.py", "dkim", "evaluate_pk(name, s)"),
+    ("relay/inbound/dkim_verify.py", "dkim", "DKIM.headers"),
+    ("relay/inbound/dkim_verify.py", "dkim", "DKIM.body"),
+    ("relay/inbound/dkim_verify.py", "dkim", "DKIM.verify_headerprep(idx)"),
+    (
+        "relay/inbound/dkim_verify.py",
+        "dkim",
+        "DKIM.verify_sig(sig, include_headers, sig_header, dnsfunc)",
+    ),
+    ("relay/inbound/dkim_verify.py", "dkim", "evaluate_pk(name, s)"),
     ("relay/dkim_canon.py", "dkim.canonicalization", "strip_trailing_whitespace(content)"),
     ("relay/dkim_canon.py", "dkim.canonicalization", "compress_whitespace(content)"),
     ("relay/dkim_canon.py", "dkim.canonicalization", "strip_trailing_lines(content)"),
@@ -226,20 +234,21 @@ def test_each_file_still_uses_its_names(using: str) -> None:
 
 
 async def test_an_aiosmtplib_protocol_can_become_a_pipelined_one() -> None:
-    """relay/smtp_client.py swaps the class of the protocol aiosmtplib made (`adopt`)."""
+    """relay/deliver/smtp_client.py swaps the class of the protocol aiosmtplib made (`adopt`)."""
     protocol = SMTPProtocol(loop=asyncio.get_running_loop())
     adopted = PipelinedProtocol.adopt(protocol)
     release = _release("aiosmtplib")
     assert adopted is protocol and type(protocol) is PipelinedProtocol, (
-        f"relay/smtp_client.py swaps protocol.__class__ to PipelinedProtocol; not in {release}"
+        "relay/deliver/smtp_client.py swaps protocol.__class__ to PipelinedProtocol;"
+        f" not in {release}"
     )
     assert not adopted._ahead and not adopted._grouped
     assert isinstance(protocol._buffer, bytearray), f"SMTPProtocol._buffer in {release}"
 
 
 def test_aiosmtpds_session_is_still_a_stream_reader_protocol() -> None:
-    """relay/smtp_session.py's eof_received calls StreamReaderProtocol's, past aiosmtpd's."""
+    """relay/accept/session.py's eof_received calls StreamReaderProtocol's, past aiosmtpd's."""
     assert issubclass(aiosmtpd.smtp.SMTP, asyncio.StreamReaderProtocol), (
-        f"relay/smtp_session.py: aiosmtpd.smtp.SMTP is no StreamReaderProtocol in "
+        f"relay/accept/session.py: aiosmtpd.smtp.SMTP is no StreamReaderProtocol in "
         f"{_release('aiosmtpd')}"
     )

@@ -1,8 +1,8 @@
-"""relay.received with TLS: Postfix's `(using ... with cipher ...)` clause, sanitised and folded."""
+"""relay.accept.received with TLS: Postfix's `(using ... with cipher ...)` clause, sanitised."""
 
 from __future__ import annotations
 
-from relay.received import received_header
+from relay.accept.received import received_header
 from relay.tls import TlsInfo
 
 TLS13 = TlsInfo("TLSv1.3", "TLS_AES_256_GCM_SHA384", 256, 256)

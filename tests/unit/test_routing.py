@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from relay.routing import Hop, Route, RouteFailure, Router
+from relay.deliver.routing import Hop, Route, RouteFailure, Router
 from tests.support.connections import plain
 from tests.support.dnsmasq import StartDns
 from ugem.core.clock import FakeClock
@@ -204,7 +204,7 @@ async def test_a_bad_dns_server_is_a_config_error(registry: Registry, server: st
 
 
 def test_dns_servers_may_be_ip_or_ip_port() -> None:
-    from relay.routing import make_resolver
+    from relay.deliver.routing import make_resolver
 
     resolver = make_resolver(
         DeliveryConfig(dns_servers=["127.0.0.1", "127.0.0.2:5353", "::1", "[::1]:5353"])

@@ -18,11 +18,11 @@ from pathlib import Path
 
 import pytest
 
-from relay.deliver import Deliverer
-from relay.message import QueuedMessage, QueueState, new_queue_id
-from relay.routing import Router
-from relay.schedule import Scheduler, retry_delay
-from relay.spool import Spool
+from relay.deliver.routing import Router
+from relay.deliver.transaction import Deliverer
+from relay.queue.message import QueuedMessage, QueueState, new_queue_id
+from relay.queue.schedule import Scheduler, retry_delay
+from relay.queue.spool import Spool
 from tests.support.connections import plain
 from tests.support.sink import Sink, SinkMessage
 from ugem.core.clock import FakeClock
@@ -342,7 +342,7 @@ async def test_an_expired_bounce_is_dropped_without_a_dsn(
 ) -> None:
     world.sink.rcpt_reply = lambda rcpt: "451 4.3.0 not now"
     msg = await world.send("someone@example.org", sender="")
-    caplog.set_level(logging.INFO, logger="relay.schedule")
+    caplog.set_level(logging.INFO, logger="relay.queue.schedule")
     assert await world.retry_at(msg.received_at + LIFETIME / 3) == 1
     assert await world.spool.get(msg.id) is None and world.spool.size() == 0
     assert world.sink.messages == []

@@ -1,13 +1,13 @@
-"""relay.smtp_data: DATA ends at CRLF.CRLF only, whatever the chunking; the text is checked."""
+"""relay.accept.data: DATA ends at CRLF.CRLF only, whatever the chunking; the text is checked."""
 
 from __future__ import annotations
 
 import pytest
 
 from relay import replies
-from relay.memory_budget import MemoryBudget
+from relay.accept.data import DataReader
+from relay.accept.memory_budget import MemoryBudget
 from relay.replies import Reply
-from relay.smtp_data import DataReader
 
 MAX_LINE = 1000
 MAX_HEADER = 64 * 1024

@@ -1,4 +1,4 @@
-"""relay.spf against records served by a private dnsmasq: every result, the RFC 7208 limits.
+"""relay.inbound.spf against records served by a private dnsmasq: every result, the RFC 7208 limits.
 
 The cases come from the RFC 7208 test suite that pyspf ships
 (sdgathman/pyspf, test/rfc7208-tests.yml); each test names the section and
@@ -15,8 +15,8 @@ from typing import Any
 
 import pytest
 
-from relay.auth_dns import AuthDns
-from relay.spf import MAX_DNS_TERMS, MAX_VOID_LOOKUPS, SpfChecker, SpfResult
+from relay.dns import AuthDns
+from relay.inbound.spf import MAX_DNS_TERMS, MAX_VOID_LOOKUPS, SpfChecker, SpfResult
 from tests.support.silent_dns import SilentDns
 from ugem.core.config import DeliveryConfig
 

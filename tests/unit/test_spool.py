@@ -1,4 +1,4 @@
-"""The durable spool (relay/spool.py): each rule of its contract, on real SQLite files.
+"""The durable spool (relay/queue/spool.py): each rule of its contract, on real SQLite files.
 
 Every test uses a fresh file under tmp_path and a FakeClock; other processes
 are real subprocesses (a second writer, a process killed with SIGKILL).
@@ -22,8 +22,8 @@ from typing import Any
 
 import pytest
 
-from relay.message import QueuedMessage, QueueState
-from relay.spool import _SCHEMA, RecoveryReport, Spool, spool_path
+from relay.queue.message import QueuedMessage, QueueState
+from relay.queue.spool import _SCHEMA, RecoveryReport, Spool, spool_path
 from ugem.core.clock import FakeClock
 from ugem.core.config import Config, NodeConfig
 from ugem.core.errors import SpoolError, SpoolFullError, UsageError
@@ -209,7 +209,7 @@ def test_kill_9_loses_no_acknowledged_message(path: Path) -> None:
         import asyncio, os, signal, sys
         from pathlib import Path
         from tests.unit.test_spool import message
-        from relay.spool import Spool
+        from relay.queue.spool import Spool
         from ugem.core.clock import FakeClock
         from ugem.core.metrics import Metrics
 
@@ -416,7 +416,7 @@ async def test_a_second_process_edits_while_the_node_runs(spool: Spool, path: Pa
     code = """
         import asyncio, sys
         from pathlib import Path
-        from relay.spool import Spool
+        from relay.queue.spool import Spool
         from ugem.core.clock import FakeClock
         from ugem.core.metrics import Metrics
 
@@ -540,7 +540,7 @@ async def test_a_tampered_record_is_quarantined_and_logged(
         ("UPDATE messages SET state = 'held' WHERE id = ?", (message(3).id,)),
     )
 
-    caplog.set_level(logging.ERROR, logger="relay.spool")
+    caplog.set_level(logging.ERROR, logger="relay.queue.spool")
     again, report = await reopen(path, clock)
     try:
         assert (report.messages, report.quarantined, report.moved_aside) == (1, 3, None)
@@ -571,7 +571,7 @@ async def test_garbage_over_the_file_is_moved_aside(
     garbage = os.urandom(8192)
     path.write_bytes(garbage)
 
-    caplog.set_level(logging.ERROR, logger="relay.spool")
+    caplog.set_level(logging.ERROR, logger="relay.queue.spool")
     again, report = await reopen(path, clock)
     try:
         aside = path.with_name(f"queue.db.corrupt-{int(clock.now())}")

@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from relay import spool as spool_module
-from relay.message import QueuedMessage, new_queue_id
-from relay.spool import Spool
+from relay.queue import spool as spool_module
+from relay.queue.message import QueuedMessage, new_queue_id
+from relay.queue.spool import Spool
 from ugem.core.clock import FakeClock
 from ugem.core.metrics import Metrics
 

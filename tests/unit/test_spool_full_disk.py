@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from relay.message import QueuedMessage
-from relay.spool import Spool
+from relay.queue.message import QueuedMessage
+from relay.queue.spool import Spool
 from tests.support.small_disk import fill, small_disk
 from ugem.core.clock import FakeClock
 from ugem.core.errors import SpoolFullError

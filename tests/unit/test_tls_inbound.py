@@ -22,7 +22,7 @@ from typing import Any
 import pytest
 
 from relay import replies
-from relay.accept import load_tls
+from relay.accept.listener import load_tls
 from tests.support.connections import plain
 from tests.support.smtp_harness import Harness, accept_server, raw_client
 from tests.support.tls_cert import (

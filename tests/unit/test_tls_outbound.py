@@ -15,10 +15,10 @@ from typing import Any
 
 import pytest
 
-from relay.deliver import Deliverer
-from relay.routing import Hop, Route
+from relay.deliver.routing import Hop, Route
+from relay.deliver.transaction import Deliverer
+from relay.deliver.trouble import RcptOutcome
 from relay.tls import RequiredTls
-from relay.trouble import RcptOutcome
 from tests.support.sink import Sink
 from tests.support.tls_cert import TestCa, server_context
 from ugem.core.clock import FakeClock
@@ -109,7 +109,7 @@ async def test_a_hop_without_starttls_gets_nothing_and_the_mail_waits(
 async def test_a_hop_with_a_certificate_from_the_ca_gets_the_mail_over_tls(
     make: Make, good_sink: Sink, caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.DEBUG, logger="relay.deliver")
+    caplog.set_level(logging.DEBUG, logger="relay.deliver.transaction")
     (outcome,) = await send(make(), route_to(good_sink), ["x@example.org"])
     assert verdict(outcome) == ("delivered", 250, "2.0.0")
     got = (await good_sink.wait_for(1))[0]

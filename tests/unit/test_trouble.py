@@ -9,9 +9,9 @@ import dns.exception
 import dns.resolver
 import pytest
 
-from relay import trouble
-from relay.routing import RouteFailure
-from relay.trouble import RcptOutcome
+from relay.deliver import trouble
+from relay.deliver.routing import RouteFailure
+from relay.deliver.trouble import RcptOutcome
 
 HOP = "192.0.2.1:25"
 RCPT = "bob@example.org"

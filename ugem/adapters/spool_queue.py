@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import builtins
 
-from relay.message import QueuedMessage, QueueState
-from relay.spool import Spool
+from relay.queue.message import QueuedMessage, QueueState
+from relay.queue.spool import Spool
 from ugem.core.services.mailqueue import MailItem
 
 PAGE = 1000  # messages deleted per round of a purge

@@ -11,7 +11,7 @@ selector. A running node picks a new active selector up with the next message.
 mx, spf, dkim, dmarc, each PASS or FAIL with the record found) and exits 0
 when every finding passes, 1 otherwise. `bench [--seconds S] [--size BYTES]
 [--algorithm rsa|ed25519|both] [--json]` measures the signer of
-`relay.dkim` on one core with throwaway keys (in a temporary directory):
+`relay.deliver.dkim_sign` on one core with throwaway keys (in a temporary directory):
 signatures/s of the bare RSA-2048 and Ed25519 operations and whole messages
 signed/s (parse, canonicalise, hash, sign), each run for S seconds of the
 thread's CPU time (rates are per CPU-second, like `openssl speed`'s).
@@ -35,7 +35,7 @@ from typing import Any
 
 from cryptography.hazmat.backends.openssl.backend import backend as openssl
 
-from relay.dkim import DkimSigner, Prepared, rsa_signer, signature_field
+from relay.deliver.dkim_sign import DkimSigner, Prepared, rsa_signer, signature_field
 from relay.readiness import readiness_from_config
 from ugem.cli import add_json_flag, print_json, print_list, print_table
 from ugem.commands.connection import when

@@ -24,8 +24,8 @@ from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
-from relay.message import QueuedMessage, QueueState
-from relay.spool import Spool, spool_paths
+from relay.queue.message import QueuedMessage, QueueState
+from relay.queue.spool import Spool, spool_paths
 from ugem.adapters.spool_queue import SpoolQueue
 from ugem.cli import add_json_flag, print_json, print_table
 from ugem.core.clock import SystemClock

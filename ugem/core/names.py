@@ -5,7 +5,7 @@ lower case, no trailing dot, IDN in its ASCII (punycode, UTS #46) form, so
 `MINFIN.gov.kz.`, `minfin.gov.kz` and a Unicode spelling of it are one name.
 One trailing dot (the root) is dropped; an empty label anywhere (`a..kz`,
 `.a.kz`, `a.kz..`) is refused. SMTP paths take no trailing dot at all
-(`relay.address`).
+(`relay.accept.address`).
 `canonical_network()` turns "10.0.0.1" or "10.0.0.0/24" or an IPv6 form into
 one `ipaddress` network. Both raise `ValueError` naming what was wrong.
 """

@@ -21,7 +21,7 @@ from ugem.core.log import event
 from ugem.core.metrics import Metrics
 from ugem.core.tasks import cancel_and_wait
 
-log = logging.getLogger("ugem.core.trace_writer")
+log = logging.getLogger(__name__)
 
 
 class TraceWriter:

@@ -34,7 +34,7 @@ from ugem.core.notices import NoticeKind, Templates, compose, languages, notice_
 from ugem.core.services.audit import AuditLog
 from ugem.core.workdays import ALMATY
 
-log = logging.getLogger("ugem.core.notices")
+log = logging.getLogger(__name__)
 
 NOT_GIVEN = "-"  # a reason left empty
 

@@ -11,7 +11,7 @@ deferred (kept and retried) or bounced (a DSN goes to the sender). The rules:
   handshake, DNS trouble, anything unexpected) is deferred with a local
   pseudo-reply 451 and a status saying which (4.4.1 no answer, 4.4.2 bad
   connection, 4.7.5 TLS, 4.4.3 DNS, 4.3.0 internal);
-- a routing failure (`relay.routing.RouteFailure`) keeps its own code and
+- a routing failure (`relay.deliver.routing.RouteFailure`) keeps its own code and
   permanence: no such domain or a null MX bounce, DNS trouble defers;
 - a greeting or EHLO refusal is a site problem, not a verdict on the
   recipients: deferred even when the code is 5xx (Postfix's
@@ -33,7 +33,7 @@ from typing import Literal
 import aiosmtplib
 import dns.exception
 
-from relay.routing import RouteFailure
+from relay.deliver.routing import RouteFailure
 from ugem.core.errors import DeliveryError
 
 Kind = Literal["delivered", "deferred", "bounced"]

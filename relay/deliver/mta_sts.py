@@ -5,7 +5,7 @@ it has none. It reads the TXT record `_mta-sts.<domain>` (exactly one record
 starting "v=STSv1;" and carrying a valid id, else no policy: `record_id`),
 then fetches `https://mta-sts.<domain>/.well-known/mta-sts.txt` with httpx.
 The policy host's addresses come from the resolver of the MX lookups
-(`[delivery] dns_servers`, through `relay.routing.DnsCache`); its certificate
+(`[delivery] dns_servers`, through `relay.deliver.routing.DnsCache`); its certificate
 is verified for the host name (against `tls_ca_file`, or the system's CAs);
 no redirect is followed and no proxy is taken from the environment; the
 whole fetch is bounded by FETCH_TIMEOUT (network time, not the clock's); the
@@ -45,7 +45,7 @@ from ugem.core.errors import DeliveryError
 from ugem.core.log import event
 from ugem.core.metrics import Metrics
 
-log = logging.getLogger("relay.mta_sts")
+log = logging.getLogger(__name__)
 
 HTTPS_PORT = 443
 POLICY_PATH = "/.well-known/mta-sts.txt"
@@ -167,7 +167,7 @@ def _policy(fields: dict[str, str], mx: list[str], domain: str, ident: str) -> S
 
 
 class PolicyDns(Protocol):
-    """The DNS lookups MTA-STS needs (`relay.routing.DnsCache` does them)."""
+    """The DNS lookups MTA-STS needs (`relay.deliver.routing.DnsCache` does them)."""
 
     async def texts(self, name: str) -> list[str]:
         """The TXT records of `name` ([] when there are none); DeliveryError on trouble."""

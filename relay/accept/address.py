@@ -28,7 +28,7 @@ Promises, so that every decision is made on the REAL destination:
   the gateway's own postmaster and becomes `postmaster@<gateway domain>`, the
   node's hostname. The gateway keeps no mail itself: such mail is relayed to
   the next hop that `[delivery] routes` names for the node's hostname (the STS
-  operators' mail server); `relay.policy` refuses it with POSTMASTER_UNROUTED
+  operators' mail server); `relay.accept.policy` refuses it with POSTMASTER_UNROUTED
   when no such route exists, because an MX lookup of our own name would point
   back at us and loop.
 A quoted local part that would do as a Dot-string is unquoted (`"john"@x` is

@@ -49,7 +49,7 @@ from ugem.core.errors import ConfigError, UgemError
 from ugem.core.log import event
 from ugem.core.names import canonical_domain
 
-log = logging.getLogger("relay.dkim")
+log = logging.getLogger(__name__)
 
 HEADER_NAME = b"DKIM-Signature"
 CANON = b"relaxed/relaxed"

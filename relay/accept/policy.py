@@ -3,7 +3,7 @@
 `check_mail(client, sender, over_cap)` and `check_rcpt(client, view, rcpt,
 gateway)` return the `Reply` for MAIL FROM and RCPT TO. No I/O, no clock, no
 logging: the caller looks up the client's connection (`Registry.by_address`)
-and the addresses come parsed by `relay.address`, so every rule below is
+and the addresses come parsed by `relay.accept.address`, so every rule below is
 judged on the real, canonical destination. The rules (issue 2, item 5):
 
 - a client of a `connected` connection may send to any recipient, with a
@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from relay import replies
-from relay.address import Address
+from relay.accept.address import Address
 from relay.replies import Reply
 from ugem.core.model import Connection, ConnState
 

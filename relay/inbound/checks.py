@@ -1,14 +1,14 @@
 """Inbound authentication of mail from the internet: SPF, DKIM, DMARC, the header, the policy.
 
-`InboundAuth` is the `relay.smtp_commands.Inbound` of a node: the session
+`InboundAuth` is the `relay.accept.commands.Inbound` of a node: the session
 calls `check(text, envelope)` at the end of DATA for every message a
 connected server did not send, before its own Received: header. It
 
 1. runs, at the same time and under one deadline (`[auth] timeout`), SPF
-   for the session's identity (`relay.spf`: MAIL FROM, or HELO for the null
+   for the session's identity (`relay.inbound.spf`: MAIL FROM, or HELO for the null
    sender), DKIM verification of at most `max_dkim_signatures` signatures
-   (`relay.dkim_verify`) and DMARC policy discovery for the From: domain
-   (`relay.dmarc`); then the DMARC verdict from the three;
+   (`relay.inbound.dkim_verify`) and DMARC policy discovery for the From: domain
+   (`relay.inbound.dmarc`); then the DMARC verdict from the three;
 2. applies the policy knobs (`decide`): a DMARC failure whose disposition is
    reject (p=reject after pct=), and a message with several From: fields or
    addresses, get 550 5.7.1 when `dmarc_reject = "reject"`; an SPF fail gets
@@ -43,21 +43,21 @@ from dataclasses import dataclass
 from typing import Any
 
 from relay import replies
-from relay.auth_dns import AuthDns
-from relay.authres import ResInfo, result_field, safe_value, strip_ours
-from relay.dkim_verify import DkimResult, DkimVerifier
-from relay.dmarc import Author, Discovery, DmarcLookup, DmarcResult, author_of, verdict
+from relay.accept.commands import Envelope, Inbound
+from relay.dns import AuthDns
 from relay.header_block import Header
+from relay.inbound.authres import ResInfo, result_field, safe_value, strip_ours
+from relay.inbound.dkim_verify import DkimResult, DkimVerifier
+from relay.inbound.dmarc import Author, Discovery, DmarcLookup, DmarcResult, author_of, verdict
+from relay.inbound.spf import SpfChecker, SpfResult
 from relay.replies import Reply
-from relay.smtp_commands import Envelope, Inbound
-from relay.spf import SpfChecker, SpfResult
 from ugem.core.clock import Clock
 from ugem.core.config import AuthConfig, Config
 from ugem.core.errors import ConfigError
 from ugem.core.log import event
 from ugem.core.metrics import Metrics
 
-log = logging.getLogger("relay.inbound_auth")
+log = logging.getLogger(__name__)
 
 QUARANTINE_FIELD = b"X-UGEM-Quarantine: dmarc\r\n"
 AUTH_THREADS = 32  # SPF and DKIM checks running at once; more wait their turn (and deadline)

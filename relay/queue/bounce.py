@@ -15,7 +15,7 @@ and raises nothing for any input.
 `GatewaySigner` DKIM-signs the mail the gateway writes itself, DSNs here and
 notices (`ugem.adapters.outbox`), which reach the spool without passing SMTP accept:
 with the key of its own domains (the postmaster's, the node's host name) when
-one has a key, else `[dkim] gateway_domain`'s (`relay.dkim.DkimSigner`). A
+one has a key, else `[dkim] gateway_domain`'s (`relay.deliver.dkim_sign.DkimSigner`). A
 signing failure queues the message unsigned and logs `dkim_sign_failed` at
 ERROR with its queue id, as at accept; `sign` never raises.
 """
@@ -27,9 +27,9 @@ import re
 from collections.abc import Iterable, Sequence
 from email.utils import formatdate
 
-from relay.dkim import DkimSigner, signer_from_config
-from relay.message import QueuedMessage, new_queue_id
-from relay.trouble import RcptOutcome
+from relay.deliver.dkim_sign import DkimSigner, signer_from_config
+from relay.deliver.trouble import RcptOutcome
+from relay.queue.message import QueuedMessage, new_queue_id
 from ugem.core.clock import Clock
 from ugem.core.config import Config
 

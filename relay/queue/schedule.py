@@ -7,7 +7,7 @@ recovered from the spool after a restart. An attempt groups the pending
 recipients by domain, routes each domain, groups them again by route (several
 domains behind one next hop share one transaction), and delivers the groups
 concurrently. Delivered and bounced recipients leave the message; the
-bounced ones of one attempt get one DSN (relay/bounce.py) queued through
+bounced ones of one attempt get one DSN (relay/queue/bounce.py) queued through
 `enqueue` before the original is updated, so a crash can duplicate a bounce
 but never lose one; with `own_mail` the DSN is DKIM-signed first (a signing
 failure queues it unsigned). Deferred recipients stay, and the message is retried
@@ -45,14 +45,14 @@ import logging
 import zlib
 from collections.abc import Iterable, Sequence
 
-from relay import trouble
-from relay.bounce import GatewaySigner, make_dsn
-from relay.deliver import Deliverer
-from relay.message import QueuedMessage, QueueState
-from relay.routing import Route, RouteFailure, Router
-from relay.spool import Spool
+from relay.deliver import trouble
+from relay.deliver.routing import Route, RouteFailure, Router
+from relay.deliver.transaction import Deliverer
+from relay.deliver.trouble import RcptOutcome
+from relay.queue.bounce import GatewaySigner, make_dsn
+from relay.queue.message import QueuedMessage, QueueState
+from relay.queue.spool import Spool
 from relay.tls import domain_of
-from relay.trouble import RcptOutcome
 from ugem.core.clock import Clock
 from ugem.core.config import DeliveryConfig
 from ugem.core.errors import DeliveryError, SpoolError
@@ -63,7 +63,7 @@ from ugem.core.model import Connection, ConnState
 from ugem.core.registry import Registry
 from ugem.core.reply_class import counted_code
 
-log = logging.getLogger("relay.schedule")
+log = logging.getLogger(__name__)
 
 JITTER = 0.1  # a retry waits up to this fraction longer than its back-off
 IN_FLIGHT_PER_SESSION = 2  # messages in flight per allowed outbound session

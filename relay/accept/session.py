@@ -5,10 +5,10 @@
 relay cannot take as it is. The command loop (`_handle_client`) reads through
 its own byte buffer: a command must end in CRLF and hold no bare CR, bare LF
 or NUL (aiosmtpd takes bare-LF lines), or it gets BAD_COMMAND_CHARS. DATA is
-read in 64 KiB chunks by `relay.smtp_data.DataReader`, which ends only at
+read in 64 KiB chunks by `relay.accept.data.DataReader`, which ends only at
 CRLF.CRLF; what follows stays buffered for the next command (PIPELINING).
 aiosmtpd's `smtp_*` methods (its DATA, AUTH, ...) are never called: verbs go
-to `relay.smtp_commands.Commands`, which holds what they mean.
+to `relay.accept.commands.Commands`, which holds what they mean.
 
 Limits: command line (`max_command_line`, MAIL/RCPT with PARAM_ROOM more),
 an idle client (`command_timeout`), a slow DATA (`data_timeout`) and a
@@ -43,14 +43,14 @@ from typing import Protocol, cast
 from aiosmtpd.smtp import SMTP
 
 from relay import replies
-from relay.memory_budget import MemoryBudget
+from relay.accept.commands import Commands, EndSession, Services
+from relay.accept.data import DataReader
+from relay.accept.memory_budget import MemoryBudget
 from relay.replies import Reply
-from relay.smtp_commands import Commands, EndSession, Services
-from relay.smtp_data import DataReader
 from relay.tls import TlsInfo, negotiated
 from ugem.core.log import event
 
-log = logging.getLogger("relay.accept")
+log = logging.getLogger(__name__)
 
 READ_SIZE = 65536
 PARAM_ROOM = 64  # extra octets MAIL/RCPT may take for ESMTP parameters (RFC 5321 4.5.3.1.4)

@@ -1,6 +1,6 @@
 """DNS for the inbound checks (SPF, DKIM, DMARC): one async resolver, usable from worker threads.
 
-`AuthDns(config)` holds the node's async resolver (`relay.routing.make_resolver`,
+`AuthDns(config)` holds the node's async resolver (`relay.deliver.routing.make_resolver`,
 so `[delivery] dns_servers` and `dns_timeout` apply; a bad server entry is a
 ConfigError at construction, the system's resolver is read at the first
 lookup). `await dns.query(name, rdtype, deadline)` answers the records of
@@ -29,7 +29,7 @@ import dns.rdata
 import dns.rdatatype
 import dns.resolver
 
-from relay.routing import make_resolver
+from relay.deliver.routing import make_resolver
 from ugem.core.config import DeliveryConfig
 from ugem.core.errors import UgemError
 

@@ -3,22 +3,23 @@
 `Commands` holds one session's protocol state (HELO name, the transaction
 from MAIL FROM to the end of DATA) and a handler per verb; each handler
 returns the `Reply` to send (or None when it already answered). It talks to
-the wire only through `Wire` (implemented by `relay.smtp_session`), so the
+the wire only through `Wire` (implemented by `relay.accept.session`), so the
 framing, timeouts and TLS live there and the meaning lives here.
 
 Contract: MAIL FROM first does `registry.sync()` (a change in the store takes
 effect at the next transaction), looks the client up by address, asks the
 node's throttle board (`Services.throttle`, ugem.core.throttle) whether a
 connected client is over its cap now (by the node's clock) and applies
-`relay.policy`; SIZE= (ASCII digits only, else 501) is checked against the
+`relay.accept.policy`; SIZE= (ASCII digits only, else 501) is checked against the
 limit before any data; BODY= and
 SMTPUTF8 are the only other parameters (others: 555); backpressure (intake
 backlog over `max_queue_backlog`) is 451 4.3.2 at MAIL. RCPT applies the
 recipient limit (452 4.5.3) and policy. At the end of DATA the message gets a
-`Received:` header (`relay.received`); mail from the internet (no connected client) first goes
-through `Services.inbound` (SPF/DKIM/DMARC, which adds `Authentication-Results:`
-or refuses it); mail from a connected server is
-DKIM-signed over those final bytes (`relay.dkim`; a signing failure is logged
+`Received:` header (`relay.accept.received`); mail from the internet (no
+connected client) first goes through `Services.inbound` (SPF/DKIM/DMARC,
+which adds `Authentication-Results:` or refuses it); mail from a connected
+server is
+DKIM-signed over those final bytes (`relay.deliver.dkim_sign`; a signing failure is logged
 and the mail queued unsigned, never refused; the signing runs in a worker
 thread), and it goes to `Intake.enqueue`; only after it returns does the
 client hear 250 (`replies.queued`), and then `Accepted` is published. The
@@ -29,7 +30,7 @@ its traceback, naming the queue id.
 NOOP/RSET/VRFY/HELP and a HELO/EHLO that repeats the greeting (the first one,
 and the first after STARTTLS, are free) are counted (`EndSession` with 421
 over `max_noop_commands`); the count restarts after each accepted message.
-Refusals are counted by the wire (`relay.smtp_session`), not here.
+Refusals are counted by the wire (`relay.accept.session`), not here.
 """
 
 from __future__ import annotations
@@ -43,11 +44,11 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from relay import replies
-from relay.address import Address, PathError, PathLimits, parse_mail, parse_rcpt
-from relay.dkim import DkimSigner
-from relay.message import QueuedMessage, new_queue_id
-from relay.policy import Gateway, check_mail, check_rcpt
-from relay.received import protocol, received_header
+from relay.accept.address import Address, PathError, PathLimits, parse_mail, parse_rcpt
+from relay.accept.policy import Gateway, check_mail, check_rcpt
+from relay.accept.received import protocol, received_header
+from relay.deliver.dkim_sign import DkimSigner
+from relay.queue.message import QueuedMessage, new_queue_id
 from relay.replies import Reply
 from relay.tls import TlsInfo
 from ugem.core.clock import Clock
@@ -60,7 +61,7 @@ from ugem.core.model import Connection, ConnState
 from ugem.core.registry import Registry
 from ugem.core.throttle import ThrottleView
 
-log = logging.getLogger("relay.accept")
+log = logging.getLogger(__name__)
 
 Handler = Callable[[str], Awaitable[Reply | None]]
 MAX_SIZE_DIGITS = 20
@@ -82,7 +83,7 @@ class Intake(Protocol):
 
 
 class Inbound(Protocol):
-    """Checks mail from the internet to connected domains (SPF, DKIM, DMARC; `relay.inbound_auth`).
+    """Checks mail from the internet to connected domains (SPF, DKIM, DMARC: relay.inbound).
 
     Given the message as received (before our `Received:`), returns the bytes to
     queue in its place (forged `Authentication-Results:` removed, ours added at

@@ -3,7 +3,7 @@
 `AcceptServer` listens on `[smtp] listen` with `loop.create_server` (not
 aiosmtpd's threaded Controller; the kernel's accept queue is `listen_backlog`,
 not asyncio's 100, which left clients of a burst waiting for a banner) and
-runs one `relay.smtp_session.SmtpSession` per client. It counts sessions in
+runs one `relay.accept.session.SmtpSession` per client. It counts sessions in
 the server, not per session: over `max_connections` in total, or
 `max_connections_per_ip` from one address, a client is greeted with 421 4.7.0
 and closed. Connected servers (an address of a connection in state connected,
@@ -17,14 +17,14 @@ or key that cannot be loaded is a `ConfigError` at `start()`. `reload_tls()`
 (SIGHUP) reads both files again into a new context that every STARTTLS from
 then on uses; open sessions are not touched, and a pair that cannot be loaded
 keeps the old context, with an ERROR line naming the key. Mail from connected
-servers is DKIM-signed per `[dkim]` (`relay.dkim.signer_from_config`).
+servers is DKIM-signed per `[dkim]` (`relay.deliver.dkim_sign.signer_from_config`).
 `stop(grace)` stops listening, sends 421 4.3.2 to sessions that are idle or
 between commands, lets a DATA or commit in progress finish within `grace`
 seconds, then aborts what is left and waits (again up to `grace`) for commits
 already handed to the intake, so none is torn.
 
 Every session's DATA in progress buffers its text within one
-`relay.memory_budget.MemoryBudget` of `[smtp] data_memory` bytes; a message
+`relay.accept.memory_budget.MemoryBudget` of `[smtp] data_memory` bytes; a message
 that finds none left is read to its end and refused with 452 4.3.1.
 
 The mail itself goes to an `Intake` (the scheduler): `enqueue()` is durable on
@@ -42,14 +42,14 @@ import ssl
 from collections import Counter
 
 from relay import replies
-from relay.address import PathLimits
-from relay.dkim import signer_from_config
-from relay.inbound_auth import inbound_from_config
-from relay.memory_budget import MemoryBudget
-from relay.policy import Gateway
+from relay.accept.address import PathLimits
+from relay.accept.commands import Intake, Services
+from relay.accept.memory_budget import MemoryBudget
+from relay.accept.policy import Gateway
+from relay.accept.session import SmtpSession
+from relay.deliver.dkim_sign import signer_from_config
+from relay.inbound.checks import inbound_from_config
 from relay.replies import Reply
-from relay.smtp_commands import Intake, Services
-from relay.smtp_session import SmtpSession
 from relay.tls import server_context as load_tls
 from ugem.core.clock import Clock
 from ugem.core.config import Config, parse_hostport
@@ -64,7 +64,7 @@ from ugem.core.throttle import ThrottleView
 
 __all__ = ["AcceptServer", "Intake", "load_tls"]
 
-log = logging.getLogger("relay.accept")
+log = logging.getLogger(__name__)
 
 
 class AcceptServer:

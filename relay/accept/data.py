@@ -34,8 +34,8 @@ from __future__ import annotations
 import re
 
 from relay import replies
+from relay.accept.memory_budget import UNLIMITED, MemoryBudget
 from relay.header_block import field_name, fields
-from relay.memory_budget import UNLIMITED, MemoryBudget
 from relay.replies import Reply
 
 TERMINATOR = b"\r\n.\r\n"

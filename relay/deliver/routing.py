@@ -13,7 +13,7 @@ rules, first match wins:
    MX hosts by preference (random among equal ones), each resolved to its
    A and AAAA addresses; with no MX, the domain's own addresses (implicit MX);
    key "mx:<domain>", and `Route.mx_domain` names the domain: only such routes
-   are subject to the domain's MTA-STS policy (`relay.mta_sts`), never a
+   are subject to the domain's MTA-STS policy (`relay.deliver.mta_sts`), never a
    configured route or a connection's servers.
 
 Each hop carries the name its TLS certificate must match when the

@@ -20,9 +20,9 @@ parser and body canonicalization are never used (`parsed_message`,
 `relay.dkim_canon`). dkimpy is synchronous: it
 runs in a worker thread (of the executor given, else the loop's default
 one), its key lookups (its `dnsfunc`) go through
-`relay.auth_dns`, bounded by `[delivery] dns_timeout` and the deadline; what
+`relay.dns`, bounded by `[delivery] dns_timeout` and the deadline; what
 is not done by the deadline is temperror. Errors dkimpy does not document
-(bugs) are not swallowed: they reach the caller (`relay.inbound_auth`
+(bugs) are not swallowed: they reach the caller (`relay.inbound.checks`
 answers them with 451).
 """
 
@@ -38,13 +38,13 @@ import dkim.util
 import dns.rdatatype
 import dns.rdtypes.ANY.TXT
 
-from relay.auth_dns import WAKE_SLACK, AuthDns, BlockingDns, DnsTrouble
 from relay.dkim_canon import relaxed_body as _linear  # noqa: F401 (puts it in dkimpy)
+from relay.dns import WAKE_SLACK, AuthDns, BlockingDns, DnsTrouble
 from relay.header_block import Header, dkim_fields
 
 SIGNATURE_FIELD = "dkim-signature"
 MIN_KEY_BITS = 1024  # RFC 8301 3.2: shorter RSA keys must not be treated as valid
-_library_log = logging.getLogger("relay.dkim_verify.dkimpy")
+_library_log = logging.getLogger("relay.inbound.dkim_verify.dkimpy")
 
 
 @dataclass(frozen=True)

@@ -5,7 +5,7 @@
   domain in it, gives none: there is no identifier to evaluate, so the verdict
   is dmarc=none (RFC 7489 11.2). Several From fields, or several addresses in
   one, are marked `several`: the verdict is dmarc=permerror, and
-  `relay.inbound_auth` treats it like a failure under p=reject. RFC 5322 3.6
+  `relay.inbound.checks` treats it like a failure under p=reject. RFC 5322 3.6
   allows one From field, RFC 7489 6.6.1 notes such messages are typically
   rejected, and judging only one of the authors would let a second From with
   another domain slip past the first domain's policy. A From field too long
@@ -42,10 +42,10 @@ from dataclasses import dataclass
 import dns.rdatatype
 import dns.rdtypes.ANY.TXT
 
-from relay.auth_dns import AuthDns, DnsTrouble
-from relay.dkim_verify import DkimResult
+from relay.dns import AuthDns, DnsTrouble
 from relay.header_block import Header, addresses_in
-from relay.spf import SpfResult
+from relay.inbound.dkim_verify import DkimResult
+from relay.inbound.spf import SpfResult
 from ugem.core.names import canonical_domain
 
 POLICIES = ("none", "quarantine", "reject")

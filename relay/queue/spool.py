@@ -29,7 +29,7 @@ the writer, so no client's 250 waits for one.
 How it fails: no space (SQLITE_FULL, ENOSPC, or the `max_size_mb` cap, which
 is `PRAGMA max_page_count`) raises `SpoolFullError` (452 4.3.1) and clears as
 soon as space is freed. A full disk (not the cap) also gives up the
-`reserve_mb` kept in `queue.db.reserve` (`relay.spool_reserve`) and retries
+`reserve_mb` kept in `queue.db.reserve` (`relay.queue.reserve`) and retries
 the write once if it records rather than adds (a removal, an update, a hold),
 so deliveries can still be recorded; from then on `commit` refuses new mail at
 once and `health()` is false ("disk full"), until the checkpoint loop finds
@@ -64,8 +64,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Generic, NamedTuple, TypeVar
 
-from relay.message import QueuedMessage, QueueState
-from relay.spool_reserve import Reserve
+from relay.queue.message import QueuedMessage, QueueState
+from relay.queue.reserve import Reserve
 from ugem.core.clock import Clock
 from ugem.core.config import MIB, Config
 from ugem.core.errors import SpoolCorruptError, SpoolError, SpoolFullError, UsageError

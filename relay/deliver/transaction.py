@@ -2,7 +2,7 @@
 
 `Deliverer.deliver(route, sender, rcpts, data, queue_id)` returns one
 `RcptOutcome` per recipient and never raises for a delivery failure; all
-classification is `relay.trouble`'s. What it promises:
+classification is `relay.deliver.trouble`'s. What it promises:
 
 - hops are tried in the route's order until one gives a session (connect,
   greeting and EHLO failures move on to the next hop); when none does, every
@@ -21,7 +21,7 @@ classification is `relay.trouble`'s. What it promises:
   qualifies those recipients are deferred with a 451 naming the domain, the
   hop and the failure (logged at INFO). A plain or unverified pooled session
   never carries them;
-- MTA-STS (RFC 8461, `relay.mta_sts`, `[delivery] mta_sts`) applies to MX
+- MTA-STS (RFC 8461, `relay.deliver.mta_sts`, `[delivery] mta_sts`) applies to MX
   routes only (`Route.mx_domain`; an MX route carries one domain's
   recipients), its policy looked up before the attempt (through a
   `DnsCache` of the deliverer's own): under a policy of mode enforce, the recipients go the way of
@@ -50,7 +50,7 @@ classification is `relay.trouble`'s. What it promises:
   accepted ones (a refused DATA decides them instead). A DATA reply when no
   recipient was accepted decides nothing (a 354 then gets an empty text).
   Recipients left without a reply when the connection fails get that failure.
-  The text goes out byte for byte, dot-stuffed (`relay.smtp_client.dot_stuff`): it must be
+  The text goes out byte for byte, dot-stuffed (`relay.deliver.smtp_client.dot_stuff`): it must be
   CRLF-only, as the relay's accepted text is;
 - a transaction that did not end with the end of the text (refused MAIL, no
   recipient accepted, refused DATA) is closed with RSET; a session whose RSET
@@ -85,10 +85,10 @@ from typing import Any, cast
 import aiosmtplib
 from aiosmtplib import SMTPResponse
 
-from relay import trouble
-from relay.mta_sts import ENFORCE, NONE, TESTING, MtaSts, StsPolicy
-from relay.routing import DnsCache, Hop, Route, RouteFailure
-from relay.smtp_client import (
+from relay.deliver import trouble
+from relay.deliver.mta_sts import ENFORCE, NONE, TESTING, MtaSts, StsPolicy
+from relay.deliver.routing import DnsCache, Hop, Route, RouteFailure
+from relay.deliver.smtp_client import (
     END_OF_DATA,
     SESSION_ERRORS,
     PipelinedProtocol,
@@ -96,14 +96,14 @@ from relay.smtp_client import (
     dot_stuff,
     envelope_commands,
 )
+from relay.deliver.trouble import RcptOutcome
 from relay.tls import RequiredTls, TlsInfo, domain_of, negotiated, verified_context
-from relay.trouble import RcptOutcome
 from ugem.core.clock import Clock
 from ugem.core.config import DeliveryConfig
 from ugem.core.log import event
 from ugem.core.metrics import Metrics
 
-log = logging.getLogger("relay.deliver")
+log = logging.getLogger(__name__)
 
 QUIT_TIMEOUT = 5.0  # seconds to wait for the reply to QUIT when closing politely
 REAP_MIN_DELAY = 0.05  # seconds; floor of the idle-session timer
@@ -198,7 +198,7 @@ class _TlsFailed(Exception):
 class TlsRequired(aiosmtplib.SMTPResponseException):
     """A hop cannot give the verified TLS a recipient's domain requires.
 
-    A local 451 verdict, classified by `relay.trouble` like the reply it reads
+    A local 451 verdict, classified by `relay.deliver.trouble` like the reply it reads
     as ("451 4.7.4 TLS required for ..."): deferred, never bounced.
     """
 

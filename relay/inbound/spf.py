@@ -11,13 +11,13 @@ MX and 10 PTR names) in strict mode; the limits of RFC 7208 4.6.4 that it
 keeps in module globals are set per query here instead, without touching the
 module: at most `MAX_DNS_TERMS` (10) DNS-querying terms and `MAX_VOID_LOOKUPS`
 (2) lookups answering NXDOMAIN or nothing; one more of either is permerror.
-Its DNS goes through `relay.auth_dns` (a subclass overrides pyspf's per-query
+Its DNS goes through `relay.dns` (a subclass overrides pyspf's per-query
 `dns()` method; pyspf's global `DNSLookup` is never replaced). pyspf is
 synchronous, so it runs in a worker thread (of the executor given, else the
 loop's default one); each lookup is bounded by `[delivery] dns_timeout` and
 by the check's deadline. A lookup that times out or fails is temperror, never
 a permanent result. An unexpected exception from pyspf is not swallowed here:
-it reaches the caller (`relay.inbound_auth` answers it with 451).
+it reaches the caller (`relay.inbound.checks` answers it with 451).
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ import dns.rdtypes.IN.A
 import dns.rdtypes.IN.AAAA
 import spf
 
-from relay.auth_dns import WAKE_SLACK, AuthDns, BlockingDns, DnsTrouble, Records
+from relay.dns import WAKE_SLACK, AuthDns, BlockingDns, DnsTrouble, Records
 
 MAX_DNS_TERMS = 10  # RFC 7208 4.6.4: include, a, mx, ptr, exists, redirect
 MAX_VOID_LOOKUPS = 2  # RFC 7208 4.6.4: lookups answering NXDOMAIN or no records
