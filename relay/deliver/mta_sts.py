@@ -275,7 +275,7 @@ class MtaSts:
         try:
             texts = await self.dns.texts(f"_mta-sts.{domain}")
         except DeliveryError as exc:
-            event(log, "mta-sts-txt-failed", logging.DEBUG, domain=domain, error=str(exc))
+            event(log, "mta_sts_txt_failed", logging.DEBUG, domain=domain, error=str(exc))
             return None
         return record_id(texts)
 
@@ -288,7 +288,7 @@ class MtaSts:
 
     def _counted(self, domain: str, ident: str, result: str, **fields: Any) -> None:
         self.metrics.mta_sts_fetches.labels(result).inc()
-        event(log, "mta-sts-fetch", logging.INFO, domain=domain, id=ident, result=result, **fields)
+        event(log, "mta_sts_fetch", logging.INFO, domain=domain, id=ident, result=result, **fields)
 
     # -- fetching ----------------------------------------------------------------------------
 

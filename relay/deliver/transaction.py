@@ -361,7 +361,7 @@ class Deliverer:
         """Every recipient deferred (4.3.0); the error is logged with its traceback."""
         event(
             log,
-            "delivery-error",
+            "delivery_error",
             logging.ERROR,
             exc_info=True,
             queue_id=queue_id,
@@ -404,7 +404,7 @@ class Deliverer:
             except _Stale as exc:
                 event(
                     log,
-                    "stale-session",
+                    "stale_session",
                     logging.DEBUG,
                     queue_id=queue_id,
                     hop=session.name,
@@ -433,7 +433,7 @@ class Deliverer:
         self.metrics.mta_sts_failures.labels(TESTING).inc()
         event(
             log,
-            "mta-sts-testing-failure",
+            "mta_sts_testing_failure",
             logging.WARNING,
             queue_id=queue_id,
             domain=need.policy.domain,
@@ -642,7 +642,7 @@ class Deliverer:
         except _TlsFailed as exc:
             event(
                 log,
-                "tls-failed",
+                "tls_failed",
                 logging.DEBUG,
                 queue_id=queue_id,
                 hop=str(hop),

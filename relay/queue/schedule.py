@@ -197,7 +197,7 @@ class Scheduler:
             try:
                 await self.run_due()
             except Exception:  # the scan must outlive any fault; the mail stays queued
-                event(log, "scan-failed", logging.ERROR, exc_info=True)
+                event(log, "scan_failed", logging.ERROR, exc_info=True)
             await asyncio.sleep(self.config.scan_interval)
 
     async def run_due(self) -> int:
@@ -237,7 +237,7 @@ class Scheduler:
             else:
                 await self._release_connection(new)
         except SpoolError as exc:
-            event(log, "hold-change-failed", logging.ERROR, connection=new.id, error=str(exc))
+            event(log, "hold_change_failed", logging.ERROR, connection=new.id, error=str(exc))
 
     async def _hold_connection(self, conn: Connection) -> None:
         reason = hold_reason(conn.state, conn.id)
@@ -274,7 +274,7 @@ class Scheduler:
             await self._try(msg)
         except Exception:  # the message stays in the spool as it was
             self._cooldown[msg.id] = self.clock.now() + self.config.min_backoff
-            event(log, "attempt-failed", logging.ERROR, exc_info=True, queue_id=msg.id)
+            event(log, "attempt_failed", logging.ERROR, exc_info=True, queue_id=msg.id)
         finally:
             self._claimed.discard(msg.id)
 
@@ -361,7 +361,7 @@ class Scheduler:
             self._record_error = str(exc)
             self.metrics.unrecorded.set(len(self._unrecorded))
             if first:
-                event(log, "record-failed", logging.WARNING, queue_id=msg.id, error=str(exc))
+                event(log, "record_failed", logging.WARNING, queue_id=msg.id, error=str(exc))
             return
         if self._unrecorded.pop(msg.id, None) is not None:
             self.metrics.unrecorded.set(len(self._unrecorded))
@@ -450,16 +450,16 @@ class Scheduler:
         """Queue one DSN for `bounced`; False if it could not be queued (keep them)."""
         dsn = make_dsn(msg, bounced, self.hostname, now)
         if dsn is None:
-            event(log, "bounce-dropped", logging.INFO, queue_id=msg.id, rcpts=len(bounced))
+            event(log, "bounce_dropped", logging.INFO, queue_id=msg.id, rcpts=len(bounced))
             return True
         if self.own_mail is not None:
             dsn = await self.own_mail.sign(dsn)
         try:
             await self.enqueue(dsn)
         except SpoolError as exc:
-            event(log, "dsn-not-queued", logging.ERROR, queue_id=msg.id, error=str(exc))
+            event(log, "dsn_not_queued", logging.ERROR, queue_id=msg.id, error=str(exc))
             return False
-        event(log, "dsn-queued", logging.DEBUG, queue_id=msg.id, dsn_id=dsn.id)
+        event(log, "dsn_queued", logging.DEBUG, queue_id=msg.id, dsn_id=dsn.id)
         return True
 
 

@@ -453,7 +453,7 @@ class _Writer:
         level = logging.ERROR if kind == "write" else logging.WARNING
         event(
             log,
-            "spool.write_failed",
+            "spool_write_failed",
             level,
             op=op.what,
             queue_id=op.queue_id,
@@ -543,7 +543,7 @@ class _Opener:
         for rowid, msg_id, fault in bad:
             conn.execute(_TO_QUARANTINE, (now, fault, rowid))
             conn.execute("DELETE FROM messages WHERE rowid = ?", (rowid,))
-            event(log, "spool.quarantined", logging.ERROR, queue_id=msg_id, reason=fault)
+            event(log, "spool_quarantined", logging.ERROR, queue_id=msg_id, reason=fault)
         conn.execute("COMMIT")
         return len(bad)
 
@@ -564,7 +564,7 @@ class _Opener:
         _fsync_dir(self.path.parent)
         event(
             log,
-            "spool.moved_aside",
+            "spool_moved_aside",
             logging.ERROR,
             path=str(self.path),
             moved_to=str(aside),
@@ -590,7 +590,7 @@ class _Opener:
                     bad += 1
                     conn.execute(_INSERT_QUARANTINE, (self.clock.now(), fault, *row))
             conn.execute("COMMIT")
-        event(log, "spool.salvaged", logging.ERROR, path=str(aside), messages=good, quarantined=bad)
+        event(log, "spool_salvaged", logging.ERROR, path=str(aside), messages=good, quarantined=bad)
         return bad
 
 
@@ -655,11 +655,11 @@ class Spool:
         if recover:
             if not await asyncio.to_thread(self._reserve.make):
                 self._disk_full = True
-                event(log, "spool.no_room_for_reserve", logging.WARNING, path=str(self.path))
+                event(log, "spool_no_room_for_reserve", logging.WARNING, path=str(self.path))
             self._checkpointer = asyncio.create_task(self._checkpoints(), name="spool-checkpoint")
             event(
                 log,
-                "spool.opened",
+                "spool_opened",
                 path=str(self.path),
                 messages=report.messages,
                 quarantined=report.quarantined,
@@ -715,7 +715,7 @@ class Spool:
                 try:
                     await loop.run_in_executor(executor, _checkpoint, conn)
                 except sqlite3.Error as exc:
-                    event(log, "spool.checkpoint_failed", logging.WARNING, error=str(exc))
+                    event(log, "spool_checkpoint_failed", logging.WARNING, error=str(exc))
                 await self.check_space()
         finally:
             # On the reader's thread, after a checkpoint still running there: a
@@ -736,7 +736,7 @@ class Spool:
         loop = asyncio.get_running_loop()
         if await loop.run_in_executor(self._reader[0], self._reserve.restore):
             self._disk_full = False
-            event(log, "spool.space_recovered", logging.WARNING, path=str(self.path))
+            event(log, "spool_space_recovered", logging.WARNING, path=str(self.path))
         return not self._disk_full
 
     def _space_ran_out(self) -> bool:
@@ -747,7 +747,7 @@ class Spool:
             return False  # the cap, not the disk
         if not self._disk_full:
             self._disk_full = True
-            event(log, "spool.disk_full", logging.ERROR, path=str(self.path))
+            event(log, "spool_disk_full", logging.ERROR, path=str(self.path))
         return self._reserve.spend()
 
     def health(self) -> tuple[bool, str]:

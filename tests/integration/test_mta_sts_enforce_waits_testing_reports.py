@@ -172,7 +172,7 @@ async def test_testing_mode_delivers_in_clear_and_reports_what_would_have_failed
             )
         assert not got.tls and got.rcpts == ["x@example.org"]
         (report,) = [
-            r for r in caplog.records if getattr(r, "event", "") == "mta-sts-testing-failure"
+            r for r in caplog.records if getattr(r, "event", "") == "mta_sts_testing_failure"
         ]
         fields = getattr(report, "fields", {})
         assert (fields["queue_id"], fields["domain"]) == (queue_id, "example.org")

@@ -322,7 +322,7 @@ async def test_a_policy_host_that_never_answers_is_given_up_after_the_timeout(
             writer.close()
         server.close()
         await server.wait_closed()
-    (line,) = [r for r in caplog.records if getattr(r, "event", "") == "mta-sts-fetch"]
+    (line,) = [r for r in caplog.records if getattr(r, "event", "") == "mta_sts_fetch"]
     assert "no policy within 0.2 s" in getattr(line, "fields", {})["error"]
     assert fetches(metrics, "failed") == 1
 
@@ -333,7 +333,7 @@ async def test_a_policy_host_without_an_address_gives_none(
     caplog.set_level(logging.INFO, logger="relay.deliver.mta_sts")
     dns.a.clear()
     assert await sts.policy(DOMAIN) is None
-    (line,) = [r for r in caplog.records if getattr(r, "event", "") == "mta-sts-fetch"]
+    (line,) = [r for r in caplog.records if getattr(r, "event", "") == "mta_sts_fetch"]
     fields = getattr(line, "fields", {})
     assert fields["result"] == "failed" and "no address for mta-sts.example.org" in fields["error"]
 
@@ -471,7 +471,7 @@ def reports(caplog: pytest.LogCaptureFixture) -> list[dict[str, Any]]:
     return [
         getattr(r, "fields", {})
         for r in caplog.records
-        if getattr(r, "event", "") == "mta-sts-testing-failure" and r.levelno == logging.WARNING
+        if getattr(r, "event", "") == "mta_sts_testing_failure" and r.levelno == logging.WARNING
     ]
 
 

@@ -551,7 +551,7 @@ async def test_a_tampered_record_is_quarantined_and_logged(
     logged = {
         str(getattr(r, "fields", {}).get("queue_id")): r
         for r in caplog.records
-        if r.msg == "spool.quarantined"
+        if r.msg == "spool_quarantined"
     }
     assert sorted(logged) == [message(n).id for n in (1, 2, 3)]
     assert all(r.levelno == logging.ERROR for r in logged.values())
@@ -581,7 +581,7 @@ async def test_garbage_over_the_file_is_moved_aside(
         assert [m.id for m in await again.list()] == [message(2).id]
     finally:
         await again.close()
-    assert any(r.msg == "spool.moved_aside" and r.levelno == logging.ERROR for r in caplog.records)
+    assert any(r.msg == "spool_moved_aside" and r.levelno == logging.ERROR for r in caplog.records)
 
 
 async def test_a_corrupt_index_moves_the_file_aside_but_keeps_every_message(
