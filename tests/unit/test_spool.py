@@ -540,7 +540,7 @@ async def test_a_tampered_record_is_quarantined_and_logged(
         ("UPDATE messages SET state = 'held' WHERE id = ?", (message(3).id,)),
     )
 
-    caplog.set_level(logging.ERROR, logger="relay.queue.spool")
+    caplog.set_level(logging.ERROR, logger="relay.queue")
     again, report = await reopen(path, clock)
     try:
         assert (report.messages, report.quarantined, report.moved_aside) == (1, 3, None)
@@ -571,7 +571,7 @@ async def test_garbage_over_the_file_is_moved_aside(
     garbage = os.urandom(8192)
     path.write_bytes(garbage)
 
-    caplog.set_level(logging.ERROR, logger="relay.queue.spool")
+    caplog.set_level(logging.ERROR, logger="relay.queue")
     again, report = await reopen(path, clock)
     try:
         aside = path.with_name(f"queue.db.corrupt-{int(clock.now())}")
