@@ -43,7 +43,7 @@ from relay.queue.spool import Spool, spool_path
 from relay.readiness import readiness_from_config
 from ugem.adapters.outbox import SchedulerOutbox
 from ugem.adapters.readiness import application_check
-from ugem.adapters.spool_queue import SpoolQueue
+from ugem.adapters.spool_queue import node_queue
 from ugem.core import workdays
 from ugem.core.clock import Clock, SystemClock
 from ugem.core.config import Config, parse_hostport
@@ -187,7 +187,7 @@ class Node:
         self.services = services = build_services(
             self.store,
             self.registry,
-            SpoolQueue(self.spool),
+            node_queue(cfg, self.spool, clock),  # the admin API sees every worker's spool
             clock,
             self.metrics,
             application_check(readiness_from_config(cfg)),

@@ -2,8 +2,10 @@
 
 The kernel spreads sessions over both workers (SO_REUSEPORT); each keeps its
 own spool, and everything acknowledged arrives once. `ugem queue list` sees
-the queue of both. A worker killed with SIGKILL is started again by the
-supervisor; SIGTERM to the supervisor stops both and it exits 0.
+the queue of both, and so does the admin API of each worker (`GET
+/v1/queue`), which holds and releases mail kept in the other worker's spool:
+released, that worker delivers it. A worker killed with SIGKILL is started
+again by the supervisor; SIGTERM to the supervisor stops both and it exits 0.
 """
 
 from __future__ import annotations
@@ -16,10 +18,18 @@ import sys
 import urllib.request
 from pathlib import Path
 
+import httpx
+
+from relay.queue.spool import Spool, spool_path
 from tests.support.node import NodeProcess, node_relaying_to, send_mail
 from tests.support.sink import Sink
 from tests.support.waiting import eventually
+from ugem.core.clock import SystemClock
 from ugem.core.config import Config, parse_hostport
+from ugem.core.metrics import Metrics
+from ugem.core.services.audit import AuditLog
+from ugem.core.services.tokens import Role, TokenService
+from ugem.core.store import open_store
 
 
 def worker_pid(admin: str) -> int | None:
@@ -35,6 +45,56 @@ def worker_admins(config: Config) -> list[str]:
     """The admin addresses of the two workers: the admin port + I."""
     host, port = parse_hostport(config.admin.listen)
     return [f"{host}:{port + i}" for i in range(2)]
+
+
+async def operator_token(config: Config) -> str:
+    """A new operator token's secret, made in the store the workers share."""
+    store, clock = open_store(config.store_url), SystemClock()
+    try:
+        tokens = TokenService(store, AuditLog(store, clock), clock)
+        _, secret = await tokens.create("noc", Role.OPERATOR, "test")
+        return secret
+    finally:
+        await store.close()
+
+
+async def spooled_ids(config: Config, worker: int) -> list[str]:
+    """The queue ids in worker `worker`'s spool file, read as a second process."""
+    spool = Spool(spool_path(config, worker), SystemClock(), Metrics())
+    await spool.open(recover=False)
+    try:
+        return [m.id for m in await spool.list()]
+    finally:
+        await spool.close()
+
+
+async def the_api_of_each_worker_manages_the_mail_of_both(
+    config: Config, admins: list[str], sink: Sink, queued: list[str]
+) -> None:
+    """Each worker's API lists all `queued`; one holds and releases the other's mail."""
+    headers = {"Authorization": f"Bearer {await operator_token(config)}"}
+    apis = [httpx.AsyncClient(base_url=f"http://{a}", headers=headers) for a in admins]
+    try:
+        for api in apis:
+            listed = await api.get("/v1/queue")
+            assert listed.status_code == 200, listed.text
+            assert [m["id"] for m in listed.json()] == queued
+        theirs = await spooled_ids(config, 1)
+        # mail in worker 1's spool, managed through worker 0's API (or the other way round)
+        queue_id, api = (theirs[0], apis[0]) if theirs else (queued[0], apis[1])
+        held = await api.post(f"/v1/queue/{queue_id}/hold", json={"reason": "case 5"})
+        assert held.json() == {"count": 1}, held.text
+        for each in apis:
+            shown = (await each.get(f"/v1/queue/{queue_id}")).json()
+            assert (shown["state"], shown["hold_reason"]) == ("held", "case 5")
+        released = await api.post(f"/v1/queue/{queue_id}/release", json={})
+        assert released.json() == {"count": 1}, released.text
+        await sink.wait_for(56, timeout=30)  # its own worker delivers it at once
+        left = (await api.get("/v1/queue")).json()
+        assert sorted(m["id"] for m in left) == sorted(set(queued) - {queue_id})
+    finally:
+        for api in apis:
+            await api.aclose()
 
 
 async def both_workers_ready(node: NodeProcess, admins: list[str]) -> None:
@@ -73,7 +133,9 @@ async def test_two_workers_share_the_port_and_survive_a_kill(tmp_path: Path) -> 
             stdout=asyncio.subprocess.PIPE,
         )
         out, _ = await listed.communicate()
-        assert len(json.loads(out)) == 5
+        queued = [m["id"] for m in json.loads(out)]
+        assert len(queued) == 5
+        await the_api_of_each_worker_manages_the_mail_of_both(config, admins, sink, queued)
 
         victim = worker_pid(admins[1])
         assert victim is not None

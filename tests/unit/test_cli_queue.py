@@ -1,7 +1,8 @@
 """`ugem queue ...` driven through `ugem.cli.main`, as an operator types it.
 
 Each test has its own config file whose data dir is tmp_path; the spool is
-filled beforehand through `Spool.commit`, exactly as a node fills it. The last
+filled beforehand through `Spool.commit`, exactly as a node fills it (worker
+0's, and worker 1's `queue-w1.db` where a test has two workers). The last
 test runs the real command in another process while a node's spool is open.
 """
 
@@ -23,6 +24,7 @@ from ugem.cli import main
 from ugem.core.clock import FakeClock
 from ugem.core.config import load_config
 from ugem.core.metrics import Metrics
+from ugem.core.services.mailqueue import OPERATOR_HOLD
 from ugem.core.store.base import AuditEntry
 
 
@@ -33,11 +35,11 @@ class QueueUgem(Ugem):
     def spool(self) -> Path:
         return spool_path(load_config(self.config))
 
-    def fill(self, *msgs: QueuedMessage) -> None:
-        """Commit messages (with their states) as a node would."""
+    def fill(self, *msgs: QueuedMessage, worker: int = 0) -> None:
+        """Commit messages (with their states) as worker `worker` of a node would."""
 
         async def run() -> None:
-            spool = Spool(self.spool, FakeClock(), Metrics())
+            spool = Spool(spool_path(load_config(self.config), worker), FakeClock(), Metrics())
             await spool.open()
             try:
                 for msg in msgs:
@@ -47,9 +49,9 @@ class QueueUgem(Ugem):
 
         asyncio.run(run())
 
-    def get(self, queue_id: str) -> QueuedMessage | None:
+    def get(self, queue_id: str, worker: int = 0) -> QueuedMessage | None:
         async def run() -> QueuedMessage | None:
-            spool = Spool(self.spool, FakeClock(), Metrics())
+            spool = Spool(spool_path(load_config(self.config), worker), FakeClock(), Metrics())
             await spool.open(recover=False)
             try:
                 return await spool.get(queue_id)
@@ -160,15 +162,17 @@ def test_hold_and_release_change_the_state_and_are_audited(ugem: QueueUgem) -> N
         QueueState.HELD,
         "abuse report 42",
     )
-    assert ugem.ok("queue", "hold", a.id) == "held 0 messages\n"  # already held
-    (last, first) = ugem.audit(a.id)
+    again = ugem("queue", "hold", a.id)  # held already: the service's conflict, no change
+    assert again.code == 1 and again.out == ""
+    assert f"{a.id} is held already (abuse report 42)" in again.err
+    (first,) = ugem.audit(a.id)
     assert (first.actor, first.action, first.target, first.reason) == (
         f"cli:{getpass.getuser()}",
         "queue.hold",
         a.id,
         "abuse report 42",
     )
-    assert json.loads(first.details) == {"count": 1} and json.loads(last.details) == {"count": 0}
+    assert json.loads(first.details) == {"count": 1}
 
     assert ugem.ok("queue", "release", a.id, "--reason", "checked") == "released 1 message\n"
     released = ugem.get(a.id)
@@ -210,13 +214,49 @@ def test_an_unknown_id_fails_and_changes_nothing(ugem: QueueUgem) -> None:
 
 def test_retry_makes_deferred_mail_due(ugem: QueueUgem) -> None:
     ugem.fill(deferred(1), deferred(2), message(3))
-    assert ugem.ok("queue", "retry", deferred(1).id, message(3).id) == "made due 1 message\n"
+    mixed = ugem("queue", "retry", deferred(1).id, message(3).id)  # one is due already
+    assert mixed.code == 1 and f"{message(3).id} is active, not deferred" in mixed.err
+    unchanged = ugem.get(deferred(1).id)
+    assert unchanged is not None and unchanged.state == QueueState.DEFERRED
+    assert ugem.ok("queue", "retry", deferred(1).id, "--reason", "peer back") == (
+        "made due 1 message\n"
+    )
     first = ugem.get(deferred(1).id)
     assert first is not None and first.state == QueueState.ACTIVE
+    (entry,) = ugem.audit(deferred(1).id)
+    assert (entry.action, entry.reason, json.loads(entry.details)) == (
+        "queue.retry",
+        "peer back",
+        {"count": 1},
+    )
     assert ugem.ok("queue", "retry", "--all") == "made due 1 message\n"
+    (every,) = ugem.audit("deferred")
+    assert (every.action, json.loads(every.details)) == ("queue.retry-all", {"count": 1})
     for argv in (["queue", "retry"], ["queue", "retry", "--all", message(3).id]):
         result = ugem(*argv)
         assert result.code == 2 and "--all" in result.err
+
+
+def test_every_workers_spool_is_one_queue(ugem: QueueUgem) -> None:
+    """`ugem serve --workers 2` keeps spool/queue.db and spool/queue-w1.db."""
+    ugem.fill(message(1), deferred(3))
+    ugem.fill(message(2), deferred(4), worker=1)
+    listed = json.loads(ugem.ok("queue", "list", "--json"))
+    assert [m["id"] for m in listed] == [message(n).id for n in (1, 2, 3, 4)]
+    some = json.loads(ugem.ok("queue", "list", "--json", "--state", "deferred", "--limit", "1"))
+    assert [m["id"] for m in some] == [deferred(3).id]
+    assert "Subject: test 2" in ugem.ok("queue", "show", message(2).id)
+    assert ugem.ok("queue", "hold", message(1).id, message(2).id) == "held 2 messages\n"
+    held = ugem.get(message(2).id, worker=1)
+    assert held is not None and (held.state, held.hold_reason) == (
+        QueueState.HELD,
+        OPERATOR_HOLD,
+    )
+    assert ugem.ok("queue", "release", message(2).id) == "released 1 message\n"
+    assert ugem.ok("queue", "retry", "--all") == "made due 2 messages\n"
+    assert ugem.ok("queue", "delete", deferred(4).id) == "deleted 1 message\n"
+    assert ugem.get(deferred(4).id, worker=1) is None
+    assert [e.action for e in ugem.audit(message(2).id)] == ["queue.release", "queue.hold"]
 
 
 def test_config_after_the_command_name(ugem: QueueUgem, capsys: pytest.CaptureFixture[str]) -> None:

@@ -1,25 +1,33 @@
 """Queued mail as operators manage it: list, show, hold, release, delete, retry, purge.
 
-The queue itself is the relay's spool; this service sees it through
-`MailQueue`, a small protocol the node wiring satisfies with an adapter over
-the spool (`ugem.adapters.spool_queue.SpoolQueue`, the roof's), so the services
-do not import the relay. Each change is audited with its count (`queue.delete`, target the
-queue id; `queue.purge`, target the connection). An unknown queue id is a
-`NotFoundError`; an action that does not fit the message's state (release
-of mail that is not held) a `ConflictError` saying what fits; a bad filter a
-`UsageError` naming it. Show gives the envelope and the header block;
-`show_body` also the body, which is private correspondence: it needs the
-`operator` role (`BODY_ROLE`; below it a `ForbiddenError` naming the role) and
-every read is audited (`queue.read-body`, target the queue id) before the
-body is given, so a read that cannot be audited gives nothing. The admin API
-and `ugem queue show --body` both read bodies here.
+The one logic of queue management: the admin API and `ugem queue` both go
+through `QueueService`. The queue itself is the relay's spools (every
+worker's); this service sees them through `MailQueue`, a small protocol the
+roof satisfies with an adapter (`ugem.adapters.spool_queue.SpoolQueue`), so the
+services do not import the relay. `change` holds, releases, retries or
+deletes several messages at once, all or nothing as far as checks go: every
+id is looked up and every state checked before the first change, so an
+unknown id (a `NotFoundError` naming every unknown one) or an action that does
+not fit a message's state (release of mail that is not held: a `ConflictError`
+saying what fits) changes nothing; the one-id methods are `change` of one id.
+A hold without a reason is `OPERATOR_HOLD`. Each change is audited with its
+count (`queue.hold`, `queue.release`, `queue.retry`, `queue.delete`, target
+the queue id; `queue.release-all` and `queue.purge`, target the connection;
+`queue.retry-all`, target `deferred`); a bad filter is a `UsageError` naming
+it. Show gives the envelope and the header block; `show_body` also the body,
+which is private correspondence: it needs the `operator` role (`BODY_ROLE`;
+below it a `ForbiddenError` naming the role) and every read is audited
+(`queue.read-body`, target the queue id) before the body is given, so a read
+that cannot be audited gives nothing. Errors of the queue itself (the spool's
+`SpoolError`) and of the audit log (`StoreError`) pass through.
 """
 
 from __future__ import annotations
 
 import builtins
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Literal, Protocol
 
 from ugem.core.clock import Clock
 from ugem.core.errors import ConflictError, ForbiddenError, NotFoundError, UsageError
@@ -27,7 +35,8 @@ from ugem.core.services.audit import AuditLog
 from ugem.core.services.tokens import Role
 
 STATES = ("active", "deferred", "held")
-OPERATOR_HOLD = "held by operator"
+OPERATOR_HOLD = "held by operator"  # the hold reason when the operator gives none
+Verb = Literal["hold", "release", "retry", "delete"]  # what `change` does
 BODY_ROLE = Role.OPERATOR  # the least role that may read a queued message's body
 
 
@@ -68,7 +77,9 @@ class MailQueue(Protocol):
         """Make held mail due now (by ids, or all held mail of a connection)."""
         ...
 
-    async def retry(self, ids: builtins.list[str]) -> int: ...
+    async def retry(self, ids: builtins.list[str] | None) -> int:
+        """Make deferred mail due now (by ids, or all deferred mail when None)."""
+        ...
 
     async def delete(self, ids: builtins.list[str]) -> int: ...
 
@@ -120,7 +131,7 @@ class QueueService:
     async def get(self, queue_id: str, with_text: bool = False) -> MailItem:
         item = await self.queue.get(queue_id, with_text)
         if item is None:
-            raise NotFoundError(f"no queued message {queue_id!r} (delivered, deleted or never)")
+            raise _not_found([queue_id])
         return item
 
     async def show(self, queue_id: str) -> MailView:
@@ -142,36 +153,51 @@ class QueueService:
         return MailView(item, headers, text)
 
     async def hold(self, queue_id: str, actor: str, reason: str = "") -> int:
-        item = await self.get(queue_id)
-        if item.state == "held":
-            raise ConflictError(f"queue id {queue_id} is held already ({item.hold_reason})")
-        count = await self.queue.hold([queue_id], reason.strip() or OPERATOR_HOLD)
-        return await self._audited(actor, "hold", queue_id, reason, count)
+        return await self.change("hold", [queue_id], actor, reason)
 
     async def release(self, queue_id: str, actor: str, reason: str = "") -> int:
-        item = await self.get(queue_id)
-        if item.state != "held":
-            raise ConflictError(
-                f"queue id {queue_id} is {item.state}, not held; "
-                + ("retry it to make it due now" if item.state == "deferred" else "it is due now")
-            )
-        count = await self.queue.release([queue_id], None)
-        return await self._audited(actor, "release", queue_id, reason, count)
+        return await self.change("release", [queue_id], actor, reason)
 
     async def retry(self, queue_id: str, actor: str, reason: str = "") -> int:
-        item = await self.get(queue_id)
-        if item.state != "deferred":
-            raise ConflictError(
-                f"queue id {queue_id} is {item.state}, not deferred; "
-                + ("release it instead" if item.state == "held" else "it is due now")
-            )
-        count = await self.queue.retry([queue_id])
-        return await self._audited(actor, "retry", queue_id, reason, count)
+        return await self.change("retry", [queue_id], actor, reason)
 
     async def delete(self, queue_id: str, actor: str, reason: str = "") -> int:
-        await self.get(queue_id)
-        count = await self.queue.delete([queue_id])
-        return await self._audited(actor, "delete", queue_id, reason, count)
+        return await self.change("delete", [queue_id], actor, reason)
+
+    async def change(
+        self, verb: Verb, queue_ids: Sequence[str], actor: str, reason: str = ""
+    ) -> int:
+        """`verb` on each of `queue_ids` (duplicates once), each audited with its count;
+        the total. Every id is found and every state checked before the first change."""
+        ids = list(dict.fromkeys(queue_ids))
+        if not ids:
+            raise UsageError("queue ids: none given; name the messages to change")
+        found = [await self.queue.get(i, False) for i in ids]
+        missing = [i for i, item in zip(ids, found, strict=True) if item is None]
+        if missing:
+            raise _not_found(missing)
+        misfits = [m for item in found if item is not None and (m := _misfit(verb, item))]
+        if misfits:
+            raise ConflictError("; ".join(misfits))
+        total = 0
+        for queue_id in ids:
+            count = await self._edit(verb, queue_id, reason)
+            total += await self._audited(actor, verb, queue_id, reason, count)
+        return total
+
+    async def _edit(self, verb: Verb, queue_id: str, reason: str) -> int:
+        if verb == "hold":
+            return await self.queue.hold([queue_id], reason.strip() or OPERATOR_HOLD)
+        if verb == "release":
+            return await self.queue.release([queue_id], None)
+        if verb == "retry":
+            return await self.queue.retry([queue_id])
+        return await self.queue.delete([queue_id])
+
+    async def retry_all(self, actor: str, reason: str = "") -> int:
+        """Make every deferred message due now; how many."""
+        count = await self.queue.retry(None)
+        return await self._audited(actor, "retry-all", "deferred", reason, count)
 
     async def release_connection(self, connection: str, actor: str, reason: str = "") -> int:
         """Release all held mail of one connection (even what its suspension holds)."""
@@ -186,6 +212,25 @@ class QueueService:
     async def _audited(self, actor: str, verb: str, target: str, reason: str, count: int) -> int:
         await self.audit.record(actor, f"queue.{verb}", target, reason, details={"count": count})
         return count
+
+
+def _not_found(ids: Sequence[str]) -> NotFoundError:
+    return NotFoundError(f"queue id not found: {', '.join(ids)} (delivered, deleted or never)")
+
+
+def _misfit(verb: Verb, item: MailItem) -> str:
+    """Why `verb` does not fit `item`'s state, with what does; "" when it fits."""
+    if verb == "hold" and item.state == "held":
+        return f"queue id {item.id} is held already ({item.hold_reason})"
+    if verb == "release" and item.state != "held":
+        return f"queue id {item.id} is {item.state}, not held; " + (
+            "retry it to make it due now" if item.state == "deferred" else "it is due now"
+        )
+    if verb == "retry" and item.state != "deferred":
+        return f"queue id {item.id} is {item.state}, not deferred; " + (
+            "release it instead" if item.state == "held" else "it is due now"
+        )
+    return ""
 
 
 def _need(connection: str) -> str:
