@@ -16,14 +16,16 @@ order, each pass or fail with the record found (or why there is none):
 - `dmarc`: exactly one v=DMARC1 record at _dmarc.<domain> with a valid p=,
   shown with it.
 
-DNS goes through dnspython's resolver of `[delivery] dns_servers` and
-`dns_timeout` (`relay.deliver.routing.make_resolver`), built at the first lookup;
-pyspf runs in a worker thread and its lookups come back to that resolver on
-the event loop (`_SpfQuery`), never to the system's. Nothing raises out of
+DNS goes through `relay.dns`: an `AuthDns` on `[delivery] dns_servers` and
+`dns_timeout` (`relay.dns.make_resolver`), built at the first lookup, each
+lookup bounded by `dns_timeout` alone. pyspf runs in a worker thread with the
+inbound check's query (`relay.inbound.spf.SpfQuery`, in this module's
+wording) and its lookups come back to that resolver on the event loop
+(`relay.dns.BlockingDns`), never to the system's. Nothing raises out of
 `check` but a domain that is no domain name (UsageError): a timeout, a
-SERVFAIL, a resolver that cannot be built or a key that cannot be read is a
-failed finding with the reason. The applications' `DnsCheck` provider is the roof's
-adapter (ugem.adapters.readiness).
+SERVFAIL, a resolver that cannot be built (`relay.dns.DnsTrouble`) or a key
+that cannot be read is a failed finding with the reason. The applications'
+`DnsCheck` provider is the roof's adapter (ugem.adapters.readiness).
 """
 
 from __future__ import annotations
@@ -32,35 +34,30 @@ import asyncio
 import base64
 import binascii
 import re
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass
-from typing import Any
 
-import dns.asyncresolver
-import dns.exception
 import dns.name
 import dns.rdata
+import dns.rdatatype
 import dns.rdtypes.ANY.MX
-import dns.rdtypes.ANY.PTR
 import dns.rdtypes.ANY.TXT
-import dns.rdtypes.IN.A
-import dns.rdtypes.IN.AAAA
-import dns.resolver
 import spf
 from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
 from dkim.util import InvalidTagValueList, parse_tag_value
 
-from relay.deliver.routing import make_resolver
+from relay.dns import NO_DEADLINE, Answer, AuthDns, BlockingDns, DnsTrouble
+from relay.inbound.spf import SpfQuery
 from ugem.core.config import Config, DeliveryConfig
 from ugem.core.dkim_keys import KeyStore, key_path, txt_record
-from ugem.core.errors import ConfigError, UsageError
+from ugem.core.errors import UsageError
 from ugem.core.names import canonical_domain
 
 DMARC_RE = re.compile(r"v\s*=\s*DMARC1\s*(;|$)", re.IGNORECASE)
 DMARC_POLICIES = ("none", "quarantine", "reject")
 SPF_PROBE_LOCAL = "postmaster"  # the MAIL FROM local part the SPF record is evaluated for
+SPF_TERMS_ERROR = "Too many DNS lookups"  # pyspf's own wording of the RFC 7208 4.6.4 limit
 PublicKey = rsa.RSAPublicKey | ed25519.Ed25519PublicKey
-Lookup = Callable[[str, str], list[Any]]  # (name, type) -> pyspf's shape of the answers
 
 
 @dataclass(frozen=True)
@@ -70,10 +67,6 @@ class DnsFinding:
     record: str  # the record found, or why there is none
 
 
-class LookupFailed(Exception):
-    """A DNS lookup that got no answer (timeout, SERVFAIL, no resolver)."""
-
-
 def txt_text(rec: dns.rdata.Rdata) -> str:
     """A TXT record's character-strings joined (RFC 7208 3.3, RFC 6376 3.6.2.2)."""
     if not isinstance(rec, dns.rdtypes.ANY.TXT.TXT):
@@ -81,45 +74,16 @@ def txt_text(rec: dns.rdata.Rdata) -> str:
     return b"".join(rec.strings).decode("utf-8", "replace")
 
 
-def _spf_shape(rec: dns.rdata.Rdata) -> Any:
-    """An answer as pyspf's own dnspython lookup returns it (spf.DNSLookup_dnspython)."""
-    if isinstance(rec, dns.rdtypes.IN.A.A | dns.rdtypes.IN.AAAA.AAAA):
-        return str(rec.address)
-    if isinstance(rec, dns.rdtypes.ANY.MX.MX):
-        return (rec.preference, rec.exchange.to_text(omit_final_dot=True))
-    if isinstance(rec, dns.rdtypes.ANY.PTR.PTR):
-        return rec.target.to_text(omit_final_dot=True)
-    if isinstance(rec, dns.rdtypes.ANY.TXT.TXT):
-        return list(rec.strings)
-    return rec.to_text()
-
-
-class _SpfQuery(spf.query):  # type: ignore[misc]  # pyspf has no type hints
-    """pyspf's query with its DNS lookups through `lookup` instead of its module global.
-
-    Replaces `query.dns` (the one place pyspf asks DNS): answers are cached per
-    query, names pyspf would refuse give nothing, and empty answers count
-    toward the RFC 7208 4.6.4 void-lookup limit, as in pyspf's own.
-    """
-
-    def __init__(self, lookup: Lookup, domain: str, ip: str = "") -> None:
-        super().__init__(i=ip, s=f"{SPF_PROBE_LOCAL}@{domain}", h=domain)
-        self._lookup = lookup
-
-    def dns(
-        self, name: str, qtype: str, cnames: object = None, ignore_void: bool = False
-    ) -> list[Any]:
-        name = str(name).rstrip(".").lower()
-        if not name or not all(0 < len(label) < 64 for label in name.split(".")):
-            return []
-        if (name, qtype) not in self.cache:
-            self.cache[(name, qtype)] = self._lookup(name, qtype)
-        result: list[Any] = self.cache[(name, qtype)]
-        if not result and not ignore_void:
-            self.void_lookups += 1
-            if self.void_lookups > spf.MAX_VOID_LOOKUPS:
-                raise spf.PermError(f"Void lookup limit of {spf.MAX_VOID_LOOKUPS} exceeded")
-        return result
+def _spf_query(lookup: BlockingDns, domain: str, ip: str = "") -> SpfQuery:
+    """pyspf's query for `domain`'s record as seen from `ip`, in the findings' wording."""
+    return SpfQuery(
+        lookup,
+        ip,
+        f"{SPF_PROBE_LOCAL}@{domain}",
+        domain,
+        terms_error=SPF_TERMS_ERROR,
+        describe=DnsTrouble.brief,
+    )
 
 
 def _public_bytes(public: PublicKey) -> bytes:
@@ -158,7 +122,7 @@ class DnsReadiness:
         self.delivery = delivery
         self.keys = keys
         self.public_addresses = tuple(public_addresses)
-        self._resolver: dns.asyncresolver.Resolver | None = None
+        self.dns = AuthDns(delivery, lazy=True)  # a bad dns_servers entry: failed findings
 
     async def check(self, domain: str) -> list[DnsFinding]:
         """The findings for `domain` (mx, spf, dkim[, dkim-ed25519], dmarc); never raises
@@ -179,37 +143,25 @@ class DnsReadiness:
     async def _guarded(name: str, work: Awaitable[DnsFinding]) -> DnsFinding:
         try:
             return await work
-        except LookupFailed as exc:
-            return DnsFinding(name, False, f"lookup failed: {exc}")
+        except DnsTrouble as exc:
+            return DnsFinding(name, False, f"lookup failed: {exc.brief()}")
         except Exception as exc:  # a key or record the check cannot read: a finding too
             return DnsFinding(name, False, f"check failed: {exc}")
 
     # -- DNS -----------------------------------------------------------------------------
 
-    async def _resolve(self, name: str, rdtype: str) -> tuple[list[dns.rdata.Rdata], bool]:
-        """(the records, whether the name does not exist); LookupFailed on no answer."""
-        try:
-            if self._resolver is None:
-                self._resolver = make_resolver(self.delivery)
-            answer = await self._resolver.resolve(
-                dns.name.from_text(name), rdtype, raise_on_no_answer=False, search=False
-            )
-        except dns.resolver.NXDOMAIN:
-            return [], True
-        except dns.exception.Timeout as exc:
-            raise LookupFailed(f"{rdtype} {name}: timed out") from exc
-        except (dns.exception.DNSException, ConfigError) as exc:
-            raise LookupFailed(f"{rdtype} {name}: {exc}") from exc
-        return list(answer.rrset or ()), False
+    async def _resolve(self, name: str, rdtype: dns.rdatatype.RdataType) -> Answer:
+        """The records and whether the name does not exist; DnsTrouble on no answer."""
+        return await self.dns.lookup(name, rdtype, NO_DEADLINE)
 
     async def _txt(self, name: str) -> list[str]:
-        records, _ = await self._resolve(name, "TXT")
+        records, _ = await self._resolve(name, dns.rdatatype.TXT)
         return [txt_text(r) for r in records]
 
     # -- the findings ----------------------------------------------------------------------
 
     async def _mx(self, domain: str) -> DnsFinding:
-        records, nxdomain = await self._resolve(domain, "MX")
+        records, nxdomain = await self._resolve(domain, dns.rdatatype.MX)
         if nxdomain:
             return DnsFinding("mx", False, f"no such domain: {domain} (NXDOMAIN)")
         mx = sorted(
@@ -223,27 +175,12 @@ class DnsReadiness:
         return DnsFinding("mx", True, ", ".join(hosts))
 
     async def _spf(self, domain: str) -> DnsFinding:
-        lookup = self._thread_lookup(asyncio.get_running_loop())
+        lookup = self.dns.blocking(asyncio.get_running_loop(), NO_DEADLINE)
         return await asyncio.to_thread(self._spf_in_thread, domain, lookup)
 
-    def _thread_lookup(self, loop: asyncio.AbstractEventLoop) -> Lookup:
-        """A blocking lookup for pyspf's thread, answered by the resolver on `loop`."""
-
-        async def answers(name: str, qtype: str) -> list[Any]:
-            records, _ = await self._resolve(name, qtype)
-            return [_spf_shape(r) for r in records]
-
-        def lookup(name: str, qtype: str) -> list[Any]:
-            try:
-                return asyncio.run_coroutine_threadsafe(answers(name, qtype), loop).result()
-            except LookupFailed as exc:
-                raise spf.TempError(str(exc)) from exc
-
-        return lookup
-
-    def _spf_in_thread(self, domain: str, lookup: Lookup) -> DnsFinding:
+    def _spf_in_thread(self, domain: str, lookup: BlockingDns) -> DnsFinding:
         try:
-            record = _SpfQuery(lookup, domain).dns_spf(domain)
+            record = _spf_query(lookup, domain).dns_spf(domain)
         except spf.TempError as exc:
             return DnsFinding("spf", False, f"lookup failed: {exc}")
         except spf.PermError as exc:
@@ -254,7 +191,7 @@ class DnsReadiness:
             return DnsFinding("spf", False, f"node.public_addresses not set; record: {record}")
         verdicts = []
         for ip in self.public_addresses:
-            result, _, text = _SpfQuery(lookup, domain, ip).check(record)
+            result, _, text = _spf_query(lookup, domain, ip).check(record)
             verdicts.append((ip, result, text))
         ok = all(result == "pass" for _, result, _ in verdicts)
         said = ", ".join(

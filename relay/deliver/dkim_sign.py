@@ -19,9 +19,9 @@ SHA-256, Ed25519), not dkimpy's pure-Python RSA.
 
 `outgoing_async` does the same with the signing in a worker thread (OpenSSL
 releases the GIL while it signs), and without a thread hop when no candidate
-domain has a key. Failures: `sign` raises `SigningError` (a message dkimpy
-cannot parse, an unreadable key). `outgoing` never raises: it logs
-`dkim_sign_failed` at ERROR with the queue id and returns the message
+domain has a key. Failures: `sign` raises `SigningError` (`ugem.core.errors`;
+a message dkimpy cannot parse, an unreadable key). `outgoing` never raises: it
+logs `dkim_sign_failed` at ERROR with the queue id and returns the message
 unsigned, because losing or refusing a connected organisation's mail is worse
 than sending it unsigned.
 """
@@ -45,7 +45,7 @@ from relay.header_block import Header, addresses_in, dkim_fields
 from ugem.core.clock import Clock
 from ugem.core.config import Config
 from ugem.core.dkim_keys import KeySet, KeyStore, key_path
-from ugem.core.errors import ConfigError, UgemError
+from ugem.core.errors import ConfigError, SigningError, UgemError
 from ugem.core.log import event
 from ugem.core.names import canonical_domain
 
@@ -71,10 +71,6 @@ SIGNED_AS_PRESENT: tuple[bytes, ...] = tuple(h for h in dkim.DKIM.SHOULD if h no
 B64_LINE = 72  # characters of the signature per folded line
 
 Signer = Callable[[bytes], bytes]  # SHA-256 digest -> signature
-
-
-class SigningError(UgemError):
-    """The message could not be signed (unparsable, or its key unusable)."""
 
 
 class Prepared:

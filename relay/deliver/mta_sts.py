@@ -23,7 +23,7 @@ means no policy: the mail goes as if the domain published none.
 patterns (RFC 8461 4.1: "*.example.org" stands for exactly one more label).
 A domain's trouble never raises to the caller: each fetch is logged (INFO,
 one line) and counted by result (`metrics.mta_sts_fetches`); `StsError`
-carries a failure inside this module and from `parse_policy`.
+(`ugem.core.errors`) carries a failure inside this module and from `parse_policy`.
 """
 
 from __future__ import annotations
@@ -41,7 +41,7 @@ import httpx
 
 from relay.tls import verified_context
 from ugem.core.clock import Clock
-from ugem.core.errors import DeliveryError
+from ugem.core.errors import DeliveryError, StsError
 from ugem.core.log import event
 from ugem.core.metrics import Metrics
 
@@ -65,14 +65,6 @@ _POLICY_FIELD = re.compile(r"([A-Za-z0-9][A-Za-z0-9_.-]{0,31}):[ \t]*(.*?)[ \t]*
 _MAX_AGE = re.compile(r"[0-9]{1,10}")
 _LABEL = r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?"
 _MX_PATTERN = re.compile(rf"(?:\*\.)?{_LABEL}(?:\.{_LABEL})*")
-
-
-class StsError(DeliveryError):
-    """No policy could be had; `result` is the fetch metric's label: failed or invalid."""
-
-    def __init__(self, result: str, text: str) -> None:
-        super().__init__(text)
-        self.result = result
 
 
 def _invalid(text: str) -> StsError:

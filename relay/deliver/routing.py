@@ -9,23 +9,25 @@ rules, first match wins:
 2. a domain of a live connection goes to that connection's mail servers in
    their listed order on `[delivery] smtp_port` (networks wider than one
    address are not hops); key "conn:<connection id>";
-3. otherwise DNS (dnspython's async resolver, `[delivery] dns_servers`): the
-   MX hosts by preference (random among equal ones), each resolved to its
-   A and AAAA addresses; with no MX, the domain's own addresses (implicit MX);
-   key "mx:<domain>", and `Route.mx_domain` names the domain: only such routes
-   are subject to the domain's MTA-STS policy (`relay.deliver.mta_sts`), never a
-   configured route or a connection's servers.
+3. otherwise DNS (the resolver `relay.dns.make_resolver` builds on
+   `[delivery] dns_servers`): the MX hosts by preference (random among
+   equal ones), each resolved to its A and AAAA addresses; with no MX, the
+   domain's own addresses (implicit MX); key "mx:<domain>", and
+   `Route.mx_domain` names the domain: only such routes are subject to the
+   domain's MTA-STS policy (`relay.deliver.mta_sts`), never a configured
+   route or a connection's servers.
 
 Each hop carries the name its TLS certificate must match when the
 destination requires verified TLS (`Hop.name`): the MX host it was resolved
 from (the domain itself for an implicit MX), the host of a configured route,
 or none for a connection's server address (its address is checked instead).
 
-Failures are raised as `RouteFailure` with a reply code, an enhanced status
-and a permanence: NXDOMAIN 550 5.1.2, null MX (RFC 7505) 556 5.1.10, no MX and
-no address 550 5.4.4, an IP-literal or malformed domain 550 5.1.2 (bounced);
-DNS timeouts, SERVFAIL, MX hosts without addresses, a connection without a
-single-address server 451 4.4.x (deferred); so does a host with no system
+Failures are raised as `RouteFailure` (`ugem.core.errors`) with a reply code,
+an enhanced status and a permanence, named in `relay.deliver.trouble`: NXDOMAIN
+550 5.1.2, null MX (RFC 7505) 556 5.1.10, no MX and no address 550 5.4.4, an
+IP-literal or malformed domain 550 5.1.2 (bounced); DNS timeouts, SERVFAIL, MX
+hosts without addresses 451 4.4.3, a connection without a single-address
+server 451 4.4.4 (deferred); so does a host with no system
 resolver (read at the first lookup; a bad `dns_servers` entry is a
 ConfigError at construction). DNS answers (positive, NODATA and NXDOMAIN) are
 cached for their TTL on the injected clock (`DnsCache`, also used for the
@@ -44,7 +46,6 @@ import dns.asyncresolver
 import dns.exception
 import dns.message
 import dns.name
-import dns.nameserver
 import dns.rdata
 import dns.rdatatype
 import dns.rdtypes.ANY.MX
@@ -53,9 +54,11 @@ import dns.rdtypes.IN.A
 import dns.rdtypes.IN.AAAA
 import dns.resolver
 
+from relay.deliver.trouble import DNS_FAILED, NO_HOP, NO_MAIL_HOST, NO_SUCH_DOMAIN, NULL_MX
+from relay.dns import make_resolver
 from ugem.core.clock import Clock
 from ugem.core.config import DeliveryConfig, parse_hostport
-from ugem.core.errors import ConfigError, DeliveryError
+from ugem.core.errors import RouteFailure as RouteFailure  # relay.queue.schedule imports it here
 from ugem.core.model import Connection
 from ugem.core.names import canonical_domain
 from ugem.core.registry import Registry
@@ -63,7 +66,6 @@ from ugem.core.registry import Registry
 MAX_HOPS = 10  # addresses tried for one destination in one attempt (Postfix: 5 MX addresses)
 NXDOMAIN_TTL = 300  # negative TTL when an NXDOMAIN answer carries no SOA
 MAX_CACHE = 10_000  # cached answers before expired ones are swept
-DNS_PORT = 53
 _A, _AAAA, _MX = dns.rdatatype.A, dns.rdatatype.AAAA, dns.rdatatype.MX
 _TXT = dns.rdatatype.TXT
 
@@ -103,22 +105,8 @@ class Route:
     mx_domain: str = field(default="", compare=False)
 
 
-class RouteFailure(DeliveryError):
-    """A domain could not be routed; `permanent` (5xx) bounces, else the mail is deferred."""
-
-    def __init__(self, code: int, status: str, text: str) -> None:
-        self.code = code
-        self.status = status
-        self.text = text
-        super().__init__(f"{code} {status} {text}")
-
-    @property
-    def permanent(self) -> bool:
-        return self.code >= 500
-
-
 def _dns_trouble(text: str) -> RouteFailure:
-    return RouteFailure(451, "4.4.3", text)
+    return RouteFailure(*DNS_FAILED, text)
 
 
 @dataclass(frozen=True)
@@ -128,31 +116,6 @@ class _Answer:
     records: tuple[dns.rdata.Rdata, ...]
     nxdomain: bool
     expires: float
-
-
-def _nameserver(text: str) -> dns.nameserver.Nameserver:
-    """An "ip", "ip:port" or "[v6]:port" as a resolver's name server."""
-    host, port = text.strip(), DNS_PORT
-    try:
-        if host.startswith("[") or host.count(":") == 1:
-            host, port = parse_hostport(host)
-        ipaddress.ip_address(host)
-    except ValueError as exc:
-        raise ConfigError(
-            "delivery.dns_servers", text, "expected an IP address, ip:port or [v6]:port"
-        ) from exc
-    return dns.nameserver.Do53Nameserver(host, port)
-
-
-def make_resolver(config: DeliveryConfig) -> dns.asyncresolver.Resolver:
-    """The async resolver for `config`: its own servers (ConfigError if one is not an
-    address), or the system's (/etc/resolv.conf; a DNSException if there is none)."""
-    resolver = dns.asyncresolver.Resolver(configure=not config.dns_servers)
-    if config.dns_servers:
-        resolver.nameservers = [_nameserver(s) for s in config.dns_servers]
-    resolver.timeout = config.dns_timeout
-    resolver.lifetime = config.dns_timeout
-    return resolver
 
 
 def _negative_ttl(exc: dns.resolver.NXDOMAIN) -> float:
@@ -180,11 +143,11 @@ def _is_ip_literal(domain: str) -> bool:
 
 def _canonical(domain: str) -> str:
     if _is_ip_literal(domain):
-        raise RouteFailure(550, "5.1.2", f"IP-literal domain {domain} is not routed")
+        raise RouteFailure(*NO_SUCH_DOMAIN, f"IP-literal domain {domain} is not routed")
     try:
         return canonical_domain(domain)
     except ValueError as exc:
-        raise RouteFailure(550, "5.1.2", f"bad destination domain: {exc}") from exc
+        raise RouteFailure(*NO_SUCH_DOMAIN, f"bad destination domain: {exc}") from exc
 
 
 def _by_preference(domain: str, records: Sequence[dns.rdata.Rdata]) -> list[str]:
@@ -195,7 +158,7 @@ def _by_preference(domain: str, records: Sequence[dns.rdata.Rdata]) -> list[str]
             host = rec.exchange.to_text(omit_final_dot=True).lower()
             groups.setdefault(rec.preference, []).append(host)
     if not groups:
-        raise RouteFailure(556, "5.1.10", f"domain {domain} does not accept mail (null MX)")
+        raise RouteFailure(*NULL_MX, f"domain {domain} does not accept mail (null MX)")
     hosts: list[str] = []
     for preference in sorted(groups):
         group = groups[preference]
@@ -213,7 +176,7 @@ def connection_route(conn: Connection, port: int) -> Route:
             hops.append(Hop(str(net.network_address), port))
     if not hops:
         raise RouteFailure(
-            451, "4.4.4", f"connection {conn.id} has no deliverable server address (only networks)"
+            *NO_HOP, f"connection {conn.id} has no deliverable server address (only networks)"
         )
     return Route(f"conn:{conn.id}", tuple(hops))
 
@@ -326,7 +289,9 @@ class Router:
     async def _mx_hops(self, domain: str) -> tuple[Hop, ...]:
         mx = await self.dns.lookup(domain, _MX)
         if mx.nxdomain:
-            raise RouteFailure(550, "5.1.2", f"host or domain name not found: {domain} (NXDOMAIN)")
+            raise RouteFailure(
+                *NO_SUCH_DOMAIN, f"host or domain name not found: {domain} (NXDOMAIN)"
+            )
         if not mx.records:
             return await self._implicit_mx(domain)
         hosts = _by_preference(domain, mx.records)
@@ -347,7 +312,7 @@ class Router:
             return self._hops([(addr, domain) for addr in addrs])
         if trouble is not None:
             raise trouble
-        raise RouteFailure(550, "5.4.4", f"domain {domain} has no MX and no address record")
+        raise RouteFailure(*NO_MAIL_HOST, f"domain {domain} has no MX and no address record")
 
     def _hops(self, addrs: Sequence[tuple[str, str]]) -> tuple[Hop, ...]:
         """Hops of (address, host name) pairs in order; an address only once."""

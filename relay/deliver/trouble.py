@@ -11,15 +11,20 @@ deferred (kept and retried) or bounced (a DSN goes to the sender). The rules:
   handshake, DNS trouble, anything unexpected) is deferred with a local
   pseudo-reply 451 and a status saying which (4.4.1 no answer, 4.4.2 bad
   connection, 4.7.5 TLS, 4.4.3 DNS, 4.3.0 internal);
-- a routing failure (`relay.deliver.routing.RouteFailure`) keeps its own code and
-  permanence: no such domain or a null MX bounce, DNS trouble defers;
+- a routing failure (`RouteFailure`, `relay.deliver.routing`) keeps its own code and
+  permanence: no such domain or a null MX bounce, DNS trouble defers; a hop that
+  cannot give the TLS a destination requires (`TlsRequired`) is a local 451
+  4.7.4 or 4.7.5 read like a reply;
 - a greeting or EHLO refusal is a site problem, not a verdict on the
   recipients: deferred even when the code is 5xx (Postfix's
   smtp_skip_5xx_greeting), so another hop or a later attempt can take it;
 - a session-level failure (all hops down, MAIL FROM refused, the connection
   lost mid-transaction) applies to every recipient still without a reply.
 
-Functions here never raise and never do I/O.
+The codes and statuses the relay gives a destination's failures itself (routing,
+TLS requirements, the SMTP replies a transaction reads) are named here, shared by
+the code that decides them and by the tests. Functions here never raise and
+never do I/O.
 """
 
 from __future__ import annotations
@@ -28,17 +33,37 @@ import re
 import ssl
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, NamedTuple
 
 import aiosmtplib
 import dns.exception
 
-from relay.deliver.routing import RouteFailure
-from ugem.core.errors import DeliveryError
+from ugem.core.errors import DeliveryError, RouteFailure, TlsRequired
 
 Kind = Literal["delivered", "deferred", "bounced"]
 
 LOCAL_TEMPFAIL = 451  # the pseudo-reply code of a failure that had no reply
+START_INPUT = 354  # the reply to DATA that asks for the text
+CLOSING = 421  # the hop is closing the session
+
+
+class Verdict(NamedTuple):
+    """A failure decided here rather than read from a reply: code and enhanced status."""
+
+    code: int
+    status: str
+
+
+# Routing (`relay.deliver.routing`): permanent ones bounce, the others defer.
+NO_SUCH_DOMAIN = Verdict(550, "5.1.2")  # NXDOMAIN, an IP literal or a malformed domain
+NULL_MX = Verdict(556, "5.1.10")  # the domain says it takes no mail (RFC 7505)
+NO_MAIL_HOST = Verdict(550, "5.4.4")  # no MX and no address record
+DNS_FAILED = Verdict(LOCAL_TEMPFAIL, "4.4.3")  # a lookup timed out or failed, MX hosts unresolved
+NO_HOP = Verdict(LOCAL_TEMPFAIL, "4.4.4")  # a route or connection with no hop to try
+# The TLS a destination requires (`relay.deliver.requirements`), with LOCAL_TEMPFAIL
+# (`TlsRequired`):
+TLS_NOT_GIVEN = "4.7.4"  # the hop offers no STARTTLS, or refuses it
+TLS_FAILED = "4.7.5"  # the handshake or the certificate failed, or an MX host not allowed
 _STATUS = re.compile(r"^([245])\.(\d{1,3})\.(\d{1,3})(?=\s|$)")
 
 
@@ -114,13 +139,13 @@ def _classify(exc: BaseException, hop: str) -> tuple[int, str, str]:
     if isinstance(exc, aiosmtplib.SMTPConnectError | ConnectionRefusedError):
         return _deferred("4.4.1", f"cannot connect to{where}: {exc}")
     if isinstance(exc, ssl.SSLError):
-        return _deferred("4.7.5", f"TLS handshake with{where} failed: {exc}")
+        return _deferred(TLS_FAILED, f"TLS handshake with{where} failed: {exc}")
     if isinstance(exc, TimeoutError):
         return _deferred("4.4.2", f"timed out waiting for{where}: {exc}")
     if isinstance(exc, ConnectionError | aiosmtplib.SMTPServerDisconnected):
         return _deferred("4.4.2", f"lost connection with{where}: {exc}")
     if isinstance(exc, dns.exception.DNSException):
-        return _deferred("4.4.3", f"DNS lookup failed: {exc}")
+        return _deferred(DNS_FAILED.status, f"DNS lookup failed: {exc}")
     if isinstance(exc, OSError):
         return _deferred("4.4.2", f"network error with{where}: {exc}")
     return _deferred("4.3.0", f"internal error: {type(exc).__name__}: {exc}")
@@ -139,7 +164,7 @@ def from_exception(rcpt: str, exc: BaseException, hop: str) -> RcptOutcome:
             f"{hop} refused to talk to us: {exc.code} {status} {text}",
             hop,
         )
-    if isinstance(exc, aiosmtplib.SMTPResponseException):
+    if isinstance(exc, aiosmtplib.SMTPResponseException | TlsRequired):
         return from_reply(rcpt, exc.code, exc.message, hop)
     code, status, text = _classify(exc, hop)
     return RcptOutcome(rcpt, "deferred", code, status, text, hop)

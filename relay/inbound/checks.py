@@ -20,11 +20,14 @@ connected server did not send, before its own Received: header. It
    authserv-id removed and ours (and the quarantine mark) on top, or the
    Reply that refuses it.
 
-SPF and DKIM run in `AUTH_THREADS` worker threads of its own (pyspf and
-dkimpy are synchronous and wait there for their DNS answers, which must not
-hold up the loop's default executor, where outbound mail is DKIM-signed).
-A lookup that gets no answer is temperror and never leads to a refusal
-(a DMARC verdict that hinges on one is temperror too). An unexpected
+The three share one `relay.dns.AuthDns`: the resolver of `[delivery]
+dns_servers` (`relay.dns.make_resolver`; a bad entry is a ConfigError when
+it is built). SPF and DKIM run in `AUTH_THREADS` worker threads of its own
+(pyspf and dkimpy are synchronous and wait there, through a
+`relay.dns.BlockingDns`, for their DNS answers, which must not hold up the
+loop's default executor, where outbound mail is DKIM-signed). A lookup that
+gets no answer (`relay.dns.DnsTrouble`) is temperror and never leads to a
+refusal (a DMARC verdict that hinges on one is temperror too). An unexpected
 exception in a check (a bug here or in pyspf/dkimpy) is 451 4.3.0 with an
 ERROR line naming the queue id: the mail is neither let through unchecked
 nor refused for good. Metrics: `ugem_auth_results_total{method,result}`.

@@ -17,13 +17,14 @@ answers one `DkimResult` per signature: its d= and s= and one of (RFC 8601
 No signature at all is an empty list (dkim=none). The message comes parsed
 (`relay.header_block.Header`, linear in its size) and dkimpy's quadratic
 parser and body canonicalization are never used (`parsed_message`,
-`relay.dkim_canon`). dkimpy is synchronous: it
-runs in a worker thread (of the executor given, else the loop's default
-one), its key lookups (its `dnsfunc`) go through
-`relay.dns`, bounded by `[delivery] dns_timeout` and the deadline; what
-is not done by the deadline is temperror. Errors dkimpy does not document
-(bugs) are not swallowed: they reach the caller (`relay.inbound.checks`
-answers them with 451).
+`relay.dkim_canon`). dkimpy is synchronous: it runs in a worker thread (of
+the executor given, else the loop's default one), its key lookups (its
+`dnsfunc`) go through `relay.dns` (a `BlockingDns`: the node's resolver,
+asked on the event loop), bounded by `[delivery] dns_timeout` and the
+deadline; a lookup with no answer (`DnsTrouble`) and what is not done by the
+deadline are temperror. Errors dkimpy does not document (bugs) are not
+swallowed: they reach the caller (`relay.inbound.checks` answers them with
+451).
 """
 
 from __future__ import annotations

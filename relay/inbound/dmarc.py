@@ -11,13 +11,17 @@
   another domain slip past the first domain's policy. A From field too long
   or too nested to read (`relay.header_block.addresses_in`) is marked
   `several` too: an author nobody can tell must not slip past the policy.
-- `organizational_domain(domain)` (RFC 7489 3.2) without the Public Suffix
-  List: the last two labels, or the last three when the last two are a known
-  second-level registry suffix (`SECOND_LEVEL`: gov.kz, com.kz, org.kz,
-  co.uk, ...). A domain under an unlisted multi-label suffix gets an
-  organizational domain one label too short; that loosens relaxed alignment
-  between the sites under that suffix and may find no policy record, never
-  more than that.
+- `organizational_domain(domain)` (RFC 7489 3.2): the public suffix plus
+  one label, by the Public Suffix List shipped inside the `publicsuffixlist`
+  package (read from that file once, at the first use; never fetched, so it
+  is as recent as the installed package). A public suffix itself (gov.kz)
+  is its own organizational domain; a name under no listed suffix takes its
+  last label as the suffix (the list's default rule). The whole list is
+  used, its private section too, as DMARC receivers commonly do: under
+  github.io or blogspot.com the names belong to different parties, so
+  foo.github.io is an organizational domain of its own, never aligned with
+  bar.github.io nor under github.io's policy (the ICANN section alone would
+  let such strangers pass relaxed alignment with each other).
 - `DmarcLookup(dns).discover(author, deadline)`: the policy record at
   _dmarc.<author>, else at _dmarc.<organizational domain> (RFC 7489 6.6.3; a
   name with several DMARC records stops the discovery: no policy). A lookup
@@ -35,12 +39,14 @@
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import dns.rdatatype
 import dns.rdtypes.ANY.TXT
+from publicsuffixlist import PublicSuffixList
 
 from relay.dns import AuthDns, DnsTrouble
 from relay.header_block import Header, addresses_in
@@ -53,27 +59,6 @@ MILDER = {"reject": "quarantine", "quarantine": "none", "none": "none"}
 ALIGNMENT = ("r", "s")
 _NO_POLICY = {False: "no DMARC record", True: "several DMARC records"}
 _VERSION = re.compile(r"^[vV]\s*=\s*DMARC1\s*(;|$)")
-SECOND_LEVEL = frozenset(
-    f"{second}.{top}"
-    for top, seconds in {
-        "kz": "com edu gov mil net org",
-        "ru": "com net org",
-        "uz": "co com gov net org",
-        "kg": "com gov net org",
-        "uk": "ac co gov ltd me net org plc",
-        "au": "com edu gov net org",
-        "jp": "ac co go ne or",
-        "kr": "ac co go or",
-        "cn": "com edu gov net org",
-        "tr": "com edu gov net org",
-        "br": "com gov net org",
-        "in": "ac co gov net org",
-        "nz": "ac co govt org",
-        "za": "ac co gov org",
-        "ua": "com edu gov net org",
-    }.items()
-    for second in seconds.split()
-)
 
 
 @dataclass(frozen=True)
@@ -147,10 +132,15 @@ def _canonical(domain: str) -> str:
         return ""
 
 
+@functools.cache
+def _suffixes() -> PublicSuffixList:
+    """The Public Suffix List shipped in the package, both sections (read once)."""
+    return PublicSuffixList()
+
+
 def organizational_domain(domain: str) -> str:
-    labels = domain.split(".")
-    keep = 3 if ".".join(labels[-2:]) in SECOND_LEVEL else 2
-    return ".".join(labels[-keep:])
+    """RFC 7489 3.2 for a canonical domain: its public suffix plus one label (or itself)."""
+    return _suffixes().privatesuffix(domain) or domain
 
 
 def aligned(identifier: str, author: str, mode: str) -> bool:

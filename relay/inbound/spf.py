@@ -11,18 +11,23 @@ MX and 10 PTR names) in strict mode; the limits of RFC 7208 4.6.4 that it
 keeps in module globals are set per query here instead, without touching the
 module: at most `MAX_DNS_TERMS` (10) DNS-querying terms and `MAX_VOID_LOOKUPS`
 (2) lookups answering NXDOMAIN or nothing; one more of either is permerror.
-Its DNS goes through `relay.dns` (a subclass overrides pyspf's per-query
-`dns()` method; pyspf's global `DNSLookup` is never replaced). pyspf is
+`SpfQuery` is the one subclass of pyspf's query in the project (the readiness
+check, `relay.readiness`, evaluates its SPF records with it too, in its own
+wording): it overrides pyspf's per-query `dns()` method so that its DNS goes
+through `relay.dns` (a `BlockingDns`, the resolver of `[delivery]
+dns_servers`); pyspf's global `DNSLookup` is never replaced. pyspf is
 synchronous, so it runs in a worker thread (of the executor given, else the
 loop's default one); each lookup is bounded by `[delivery] dns_timeout` and
-by the check's deadline. A lookup that times out or fails is temperror, never
-a permanent result. An unexpected exception from pyspf is not swallowed here:
-it reaches the caller (`relay.inbound.checks` answers it with 451).
+by the check's deadline. A lookup that times out or fails (`DnsTrouble`) is
+temperror, never a permanent result. An unexpected exception from pyspf is
+not swallowed here: it reaches the caller (`relay.inbound.checks` answers it
+with 451).
 """
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from concurrent.futures import Executor
 from dataclasses import dataclass
 from typing import Any
@@ -40,6 +45,7 @@ from relay.dns import WAKE_SLACK, AuthDns, BlockingDns, DnsTrouble, Records
 MAX_DNS_TERMS = 10  # RFC 7208 4.6.4: include, a, mx, ptr, exists, redirect
 MAX_VOID_LOOKUPS = 2  # RFC 7208 4.6.4: lookups answering NXDOMAIN or no records
 MAX_LABEL = 63
+TERMS_ERROR = f"More than {MAX_DNS_TERMS} DNS-querying terms"
 RESULTS = ("pass", "fail", "softfail", "neutral", "none", "temperror", "permerror")
 
 
@@ -54,17 +60,33 @@ class SpfResult:
     reason: str = ""
 
 
-class _Query(spf.query):  # type: ignore[misc]  # pyspf has no type hints
-    """pyspf's query with its DNS through a `BlockingDns` and the RFC limits as attributes."""
+class SpfQuery(spf.query):  # type: ignore[misc]  # pyspf has no type hints
+    """pyspf's query with its DNS through a `BlockingDns` and the RFC limits as attributes.
 
-    def __init__(self, lookup: BlockingDns, ip: str, sender: str, helo: str) -> None:
+    `terms_error` words the permerror of one DNS-querying term too many;
+    `describe` words a lookup's DnsTrouble as pyspf's TempError (str(): the
+    whole sentence). The readiness check passes its own wordings.
+    """
+
+    def __init__(
+        self,
+        lookup: BlockingDns,
+        ip: str,
+        sender: str,
+        helo: str,
+        *,
+        terms_error: str = TERMS_ERROR,
+        describe: Callable[[DnsTrouble], str] = str,
+    ) -> None:
         super().__init__(i=ip, s=sender, h=helo, strict=True)
         self._lookup = lookup
+        self._terms_error = terms_error
+        self._describe = describe
 
     def check_lookups(self) -> None:
         self.lookups += 1
         if self.lookups > MAX_DNS_TERMS:
-            raise spf.PermError(f"More than {MAX_DNS_TERMS} DNS-querying terms")
+            raise spf.PermError(self._terms_error)
 
     def dns(
         self, name: str, qtype: str, cnames: object = None, ignore_void: bool = False
@@ -88,7 +110,7 @@ class _Query(spf.query):  # type: ignore[misc]  # pyspf has no type hints
         try:
             records = self._lookup.query(name, rdtype)
         except DnsTrouble as exc:
-            raise spf.TempError(str(exc)) from exc
+            raise spf.TempError(self._describe(exc)) from exc
         return spf_values(records)
 
 
@@ -130,7 +152,7 @@ class SpfChecker:
 
 def evaluate(lookup: BlockingDns, client_ip: str, sender: str, helo: str) -> SpfResult:
     """The blocking evaluation (run in a worker thread)."""
-    query = _Query(lookup, client_ip, sender, helo)
+    query = SpfQuery(lookup, client_ip, sender, helo)
     result, _code, explanation = query.check()
     identity, value = ("mailfrom", sender) if sender else ("helo", helo)
     domain = str(query.o or "").rstrip(".").lower()

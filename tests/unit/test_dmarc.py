@@ -68,6 +68,29 @@ def test_organizational_domain(domain: str, org: str) -> None:
     assert organizational_domain(domain) == org
 
 
+@pytest.mark.parametrize(
+    ("domain", "org"),
+    [
+        ("a.b.gov.kz", "b.gov.kz"),
+        ("x.co.uk", "x.co.uk"),
+        ("a.b.k12.ca.us", "b.k12.ca.us"),  # a three-label suffix (k12.ca.us)
+        ("www.city.kobe.jp", "city.kobe.jp"),  # an exception (!city.kobe.jp) to *.kobe.jp
+        ("mail.school.sch.uk", "mail.school.sch.uk"),  # a wildcard: school.sch.uk is public
+        ("pages.foo.github.io", "foo.github.io"),  # the list's private section
+        ("mail.bank.zzz", "bank.zzz"),  # a top-level domain the list does not know
+        ("co.uk", "co.uk"),  # a public suffix is its own
+    ],
+)
+def test_organizational_domain_by_the_public_suffix_list(domain: str, org: str) -> None:
+    """Cases a table of second-level suffixes got wrong (all but the first two, and co.uk)."""
+    assert organizational_domain(domain) == org
+
+
+def test_names_under_a_private_suffix_are_not_aligned_with_each_other() -> None:
+    assert not aligned("foo.github.io", "bar.github.io", "r")
+    assert aligned("www.foo.github.io", "foo.github.io", "r")
+
+
 def test_alignment_relaxed_and_strict() -> None:
     assert aligned("mail.bank.kz", "bank.kz", "r")
     assert not aligned("mail.bank.kz", "bank.kz", "s")

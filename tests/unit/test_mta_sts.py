@@ -22,13 +22,12 @@ from relay.deliver.mta_sts import (
     MAX_POLICY_BYTES,
     RETRY_AFTER,
     MtaSts,
-    StsError,
     StsPolicy,
     mx_matches,
     parse_policy,
     record_id,
 )
-from relay.deliver.routing import Hop, Route, RouteFailure
+from relay.deliver.routing import Hop, Route
 from relay.deliver.transaction import Deliverer
 from relay.deliver.trouble import RcptOutcome
 from tests.support.https_server import HttpsServer
@@ -36,7 +35,7 @@ from tests.support.sink import Sink
 from tests.support.tls_cert import TestCa, self_signed, server_context
 from ugem.core.clock import FakeClock
 from ugem.core.config import DeliveryConfig
-from ugem.core.errors import DeliveryError
+from ugem.core.errors import DeliveryError, RouteFailure, StsError
 from ugem.core.metrics import Metrics
 
 DOMAIN = "example.org"

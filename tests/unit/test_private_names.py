@@ -54,7 +54,7 @@ PRIVATE_NAMES: list[tuple[str, str, str]] = [
         "SMTPProtocol._set_response_exception(waiter, exc)",
     ),
     ("relay/deliver/smtp_client.py", "aiosmtplib.protocol", "SMTPProtocol.read_response(timeout)"),
-    ("relay/deliver/transaction.py", "aiosmtplib", "SMTP.protocol"),  # adopted by PipelinedProtocol
+    ("relay/deliver/pool.py", "aiosmtplib", "SMTP.protocol"),  # adopted by PipelinedProtocol
     # aiosmtpd: SmtpSession keeps its connection plumbing, runs its own command loop
     ("relay/accept/session.py", "aiosmtpd.smtp", "SMTP._reader"),
     ("relay/accept/session.py", "aiosmtpd.smtp", "SMTP._writer"),
@@ -66,16 +66,13 @@ PRIVATE_NAMES: list[tuple[str, str, str]] = [
     # asyncio: STARTTLS empties the session's reader and points it at the TLS transport
     ("relay/accept/session.py", "asyncio", "StreamReader._buffer"),
     ("relay/accept/session.py", "asyncio", "StreamReader._transport"),
-    # pyspf: the queries do their DNS through ours and count the RFC 7208 limits
+    # pyspf: the query (SpfQuery, also the readiness check's) does its DNS through ours
+    # and counts the RFC 7208 limits
     ("relay/inbound/spf.py", "spf", "query.dns(name, qtype, cnames, ignore_void)"),
     ("relay/inbound/spf.py", "spf", "query.check_lookups()"),
     ("relay/inbound/spf.py", "spf", "query.cache"),
     ("relay/inbound/spf.py", "spf", "query.lookups"),
     ("relay/inbound/spf.py", "spf", "query.void_lookups"),
-    ("relay/readiness.py", "spf", "query.dns(name, qtype, cnames, ignore_void)"),
-    ("relay/readiness.py", "spf", "query.cache"),
-    ("relay/readiness.py", "spf", "query.void_lookups"),
-    ("relay/readiness.py", "spf", "MAX_VOID_LOOKUPS"),
     # dkimpy: signing from its parts, verifying a message we parsed, linear canonicalization
     ("relay/deliver/dkim_sign.py", "dkim", "DKIM.SHOULD"),
     ("relay/deliver/dkim_sign.py", "dkim", "fold(header, namelen, linesep)"),

@@ -9,12 +9,12 @@ from typing import Any
 
 import pytest
 
-from relay.deliver.routing import Hop, Route, RouteFailure, Router
+from relay.deliver.routing import Hop, Route, Router
 from tests.support.connections import plain
 from tests.support.dnsmasq import StartDns
 from ugem.core.clock import FakeClock
 from ugem.core.config import DeliveryConfig
-from ugem.core.errors import ConfigError
+from ugem.core.errors import ConfigError, RouteFailure
 from ugem.core.registry import Registry
 from ugem.core.store.sqlite import SqliteStore
 
@@ -204,7 +204,7 @@ async def test_a_bad_dns_server_is_a_config_error(registry: Registry, server: st
 
 
 def test_dns_servers_may_be_ip_or_ip_port() -> None:
-    from relay.deliver.routing import make_resolver
+    from relay.dns import make_resolver
 
     resolver = make_resolver(
         DeliveryConfig(dns_servers=["127.0.0.1", "127.0.0.2:5353", "::1", "[::1]:5353"])

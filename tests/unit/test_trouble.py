@@ -10,8 +10,8 @@ import dns.resolver
 import pytest
 
 from relay.deliver import trouble
-from relay.deliver.routing import RouteFailure
 from relay.deliver.trouble import RcptOutcome
+from ugem.core.errors import RouteFailure
 
 HOP = "192.0.2.1:25"
 RCPT = "bob@example.org"
