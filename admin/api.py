@@ -1,6 +1,6 @@
 """The /v1/ API: the services it serves and the router that mounts one module per resource.
 
-`Services` is what the node wiring (or a test) hands to `create_app`; every
+`OperatorServices` is what the node wiring (or a test) hands to `create_app`; every
 route module gets its service and the `Authority` that checks roles (the token
 was checked by `admin.auth.AuthGate`). The errors of the services are mapped
 to HTTP in `admin.errors`.
@@ -29,7 +29,7 @@ from ugem.core.throttle import ThrottleView
 
 
 @dataclass(frozen=True)
-class Services:
+class OperatorServices:
     tokens: TokenService
     audit: AuditLog
     connections: ConnectionService
@@ -50,7 +50,7 @@ def build_services(
     outbox: Outbox | None = None,
     notices: NoticeSettings | None = None,
     throttle: ThrottleView | None = None,
-) -> Services:
+) -> OperatorServices:
     """The services of one node (or test) over its store, registry and queue.
 
     With `notices`, decisions are mailed to the organisations through `outbox`;
@@ -60,7 +60,7 @@ def build_services(
     notifier = None if notices is None else Notifier(outbox, audit, clock, notices)
     connections = ConnectionService(store, registry, audit, clock, notifier)
     gauge = None if metrics is None else metrics.applications_overdue
-    return Services(
+    return OperatorServices(
         tokens=TokenService(store, audit, clock),
         audit=audit,
         connections=connections,
@@ -80,7 +80,7 @@ def build_services(
     )
 
 
-def api_router(services: Services) -> APIRouter:
+def api_router(services: OperatorServices) -> APIRouter:
     auth = Authority()
     api = APIRouter(prefix="/v1", responses=ERRORS)
     api.include_router(connections.router(services.connections, auth, services.throttle))

@@ -25,7 +25,7 @@ import uvicorn
 from fastapi import FastAPI
 
 from admin import errors
-from admin.api import Services, api_router
+from admin.api import OperatorServices, api_router
 from admin.auth import AuthGate
 from admin.body_limit import BodyLimit
 from admin.health import HealthSource, health_router
@@ -44,7 +44,7 @@ class _Server(uvicorn.Server):
 def create_app(
     source: HealthSource,
     metrics: Metrics,
-    services: Services | None = None,
+    services: OperatorServices | None = None,
     settings: AdminConfig | None = None,
 ) -> FastAPI:
     settings = settings or AdminConfig()

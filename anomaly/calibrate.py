@@ -40,7 +40,7 @@ from anomaly.detector import Detector, Thresholds
 from anomaly.evaluate import DETECT_GRACE_S, OUTCOME_TRAIL_S, Incident, load_labels
 from anomaly.replay import replay
 from anomaly.score import Assessment
-from anomaly.trace import read_trace
+from anomaly.trace_reader import read_trace
 
 LEAST = 2.0  # checks scoring less are not kept
 SUSPEND_GRID = (5.0, 6.0, 7.0, 8.0, 9.0, 10.0, 12.0, 14.0, 16.0, 20.0, 25.0, 30.0, 40.0)

@@ -50,7 +50,7 @@ from anomaly.score import (
     assess,
     could_weigh,
 )
-from anomaly.trace import BOUNCED
+from anomaly.trace_reader import BOUNCED
 from ugem.core.throttle import cap as throttle_cap
 
 CHECK_S = 10.0

@@ -89,7 +89,7 @@ from anomaly.baseline import Baseline
 from anomaly.detector import LIFT, SUSPEND, THROTTLE, Detector, Verdict
 from anomaly.features import MINUTE_S, Features
 from anomaly.feed import Feed, LocalFeed
-from anomaly.trace import BOUNCED, DEFERRED, DELIVERED
+from anomaly.trace_reader import BOUNCED, DEFERRED, DELIVERED
 from ugem.core.errors import ConfigError, ConflictError
 from ugem.core.events import Accepted, Event, EventBus, Outcome
 from ugem.core.log import event

@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from anomaly.detector import Verdict
-from anomaly.trace import Accepted, TraceEvent
+from anomaly.trace_reader import Accepted, TraceEvent
 from ugem.core.errors import UsageError
 
 DETECT_GRACE_S = 600.0

@@ -35,7 +35,7 @@ from typing import NamedTuple
 
 from anomaly.loops import GrowingPairs
 from anomaly.recipients import Recipients
-from anomaly.trace import BOUNCED, DEFERRED
+from anomaly.trace_reader import BOUNCED, DEFERRED
 
 MSG, RCPT, NULL, NEW_SENDER, OUT, BOUNCE, INVALID, DEFER, NEW_RCPT, EXPECTED_NEW, POLICY = range(
     11
@@ -172,7 +172,7 @@ class Features:
             self.known_senders.add(sender)
 
     def outcome(self, ts: float, kind: int, code: int) -> None:
-        """One delivery attempt: kind 1 delivered, 2 deferred, 3 bounced (anomaly.trace)."""
+        """One delivery attempt: kind 1 delivered, 2 deferred, 3 bounced (anomaly.trace_reader)."""
         if ts >= self._minute_end:
             self._start_minute(int(ts // MINUTE_S))
         totals = self._totals

@@ -99,7 +99,7 @@ from anomaly.simulate import (
     output_paths,
     simulate,
 )
-from anomaly.trace import Accepted, TraceEvent, TraceStats, read_trace
+from anomaly.trace_reader import Accepted, TraceEvent, TraceStats, read_trace
 from ugem.core.errors import UsageError
 from ugem.core.workdays import ALMATY
 

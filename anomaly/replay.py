@@ -17,7 +17,7 @@ process reads those first blocks and loads the working-day calendar of their
 year before it forks the workers (so they inherit it rather than each load
 it), then runs the first share; forked workers run the others; where fork is
 not available everything runs here, and the share of a worker that was lost
-is run again here. Errors are those of the reader (anomaly.trace raises
+is run again here. Errors are those of the reader (anomaly.trace_reader raises
 UsageError for a bad file), raised here.
 """
 
@@ -38,7 +38,7 @@ from pathlib import Path
 from typing import Any
 
 from anomaly.detector import DEFAULT_THRESHOLDS, THROTTLE, Detector, Thresholds, Verdict
-from anomaly.trace import Accepted, TraceEvent, TraceStats, read_blocks
+from anomaly.trace_reader import Accepted, TraceEvent, TraceStats, read_blocks
 from ugem.core.workdays import preload
 
 _Found = list[tuple[int, Verdict]]  # (number of the event in the trace, its verdict)

@@ -1,7 +1,7 @@
 """The red team's simulator: a labelled synthetic trace of normal traffic and abuse.
 
 `simulate(options, prefix)` writes `PREFIX.jsonl.gz`, a trace in the format of
-../shared/anomaly/TRACE-FORMAT.md (read back by `anomaly.trace.read_trace`),
+../shared/anomaly/TRACE-FORMAT.md (read back by `anomaly.trace_reader.read_trace`),
 and `PREFIX.labels.json` (period, connections, incidents with connection,
 kind, start and end), and returns a `Summary`. `Simulation(options)` is the
 same without files: `batches()` yields the events day by day, sorted by time,

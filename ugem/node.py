@@ -30,13 +30,15 @@ import signal
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
-from admin.api import Services, build_services
+from admin.api import OperatorServices, build_services
 from admin.server import AdminServer, create_app
 from anomaly.enforce import Enforcer
 from anomaly.feed import Feed, LocalFeed, SharedFeed
 from relay.accept.listener import AcceptServer
+from relay.deliver.dkim_sign import signer_from_config
 from relay.deliver.routing import Router
 from relay.deliver.transaction import Deliverer
+from relay.inbound.checks import inbound_from_config
 from relay.queue.bounce import gateway_signer
 from relay.queue.schedule import Scheduler
 from relay.queue.spool import Spool, spool_path
@@ -85,7 +87,7 @@ class Node:
         self.throttle = ThrottleBoard()  # written by the enforcer, read by the relay
         self.traffic: TrafficLog | None = None
         self._deliverer: Deliverer | None = None
-        self.services: Services | None = None
+        self.services: OperatorServices | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._state = "starting"
 
@@ -210,7 +212,15 @@ class Node:
             if self.worker == 0:  # with a shared feed all know the same; one writes it
                 self._repeat("baseline_save", BASELINE_SAVE_INTERVAL, self.enforcer.save_baselines)
         self.smtp = AcceptServer(
-            cfg, self.registry, self.scheduler, self.bus, self.metrics, clock, self.throttle
+            cfg,
+            self.registry,
+            self.scheduler,
+            self.bus,
+            self.metrics,
+            clock,
+            self.throttle,
+            dkim=signer_from_config(cfg, clock),
+            inbound=inbound_from_config(cfg, clock, self.metrics),
         )
         await self.smtp.start()
         if self.worker == 0:  # one worker applies them, so each is applied (and mailed) once

@@ -55,7 +55,11 @@ POSTMASTER = "postmaster"
 
 
 class PathError(UgemError):
-    """A path or parameter this gateway refuses; `reply` is what to send."""
+    """A path or parameter this gateway refuses; `reply` is what to send.
+
+    Part of the tree drawn in `ugem.core.errors`, but defined here: its `reply` is a
+    `relay.replies.Reply`, a type the foundation cannot import.
+    """
 
     def __init__(self, reply: Reply) -> None:
         super().__init__(str(reply))

@@ -8,7 +8,7 @@ framing, timeouts and TLS live there and the meaning lives here.
 
 Contract: MAIL FROM first does `registry.sync()` (a change in the store takes
 effect at the next transaction), looks the client up by address, asks the
-node's throttle board (`Services.throttle`, ugem.core.throttle) whether a
+node's throttle board (`SessionContext.throttle`, ugem.core.throttle) whether a
 connected client is over its cap now (by the node's clock) and applies
 `relay.accept.policy`; SIZE= (ASCII digits only, else 501) is checked against the
 limit before any data; BODY= and
@@ -16,7 +16,7 @@ SMTPUTF8 are the only other parameters (others: 555); backpressure (intake
 backlog over `max_queue_backlog`) is 451 4.3.2 at MAIL. RCPT applies the
 recipient limit (452 4.5.3) and policy. At the end of DATA the message gets a
 `Received:` header (`relay.accept.received`); mail from the internet (no
-connected client) first goes through `Services.inbound` (SPF/DKIM/DMARC,
+connected client) first goes through `SessionContext.inbound` (SPF/DKIM/DMARC,
 which adds `Authentication-Results:` or refuses it); mail from a connected
 server is
 DKIM-signed over those final bytes (`relay.deliver.dkim_sign`; a signing failure is logged
@@ -107,7 +107,7 @@ class Envelope:
 
 
 @dataclass(frozen=True)
-class Services:
+class SessionContext:
     """What every session of a server shares."""
 
     config: Config
@@ -168,7 +168,7 @@ class _Txn:
 
 
 class Commands:
-    def __init__(self, services: Services, wire: Wire) -> None:
+    def __init__(self, services: SessionContext, wire: Wire) -> None:
         self.svc = services
         self.smtp = services.config.smtp
         self.wire = wire

@@ -17,7 +17,9 @@ or key that cannot be loaded is a `ConfigError` at `start()`. `reload_tls()`
 (SIGHUP) reads both files again into a new context that every STARTTLS from
 then on uses; open sessions are not touched, and a pair that cannot be loaded
 keeps the old context, with an ERROR line naming the key. Mail from connected
-servers is DKIM-signed per `[dkim]` (`relay.deliver.dkim_sign.signer_from_config`).
+servers is DKIM-signed by the `dkim` signer it is given, mail from the internet
+checked by its `inbound` checks: the composition root (ugem.node) builds both
+from the config, so this module builds no part of its own.
 `stop(grace)` stops listening, sends 421 4.3.2 to sessions that are idle or
 between commands, lets a DATA or commit in progress finish within `grace`
 seconds, then aborts what is left and waits (again up to `grace`) for commits
@@ -43,12 +45,11 @@ from collections import Counter
 
 from relay import replies
 from relay.accept.address import PathLimits
-from relay.accept.commands import Intake, Services
+from relay.accept.commands import Inbound, Intake, SessionContext
 from relay.accept.memory_budget import MemoryBudget
 from relay.accept.policy import Gateway
 from relay.accept.session import SmtpSession
-from relay.deliver.dkim_sign import signer_from_config
-from relay.inbound.checks import inbound_from_config
+from relay.deliver.dkim_sign import DkimSigner
 from relay.replies import Reply
 from relay.tls import server_context as load_tls
 from ugem.core.clock import Clock
@@ -77,13 +78,18 @@ class AcceptServer:
         metrics: Metrics,
         clock: Clock,
         throttle: ThrottleView | None = None,
+        *,
+        dkim: DkimSigner | None = None,
+        inbound: Inbound | None = None,
     ) -> None:
+        """`dkim` signs mail from connected servers, `inbound` checks mail from the
+        internet (None: neither); the composition root builds both from the config."""
         self.config = config
         hostname = config.hostname
         domain = gateway_domain(hostname)
         gateway = Gateway(domain, postmaster_routed=domain in config.delivery.routes)
         smtp = config.smtp
-        self._services = Services(
+        self._services = SessionContext(
             config=config,
             registry=registry,
             intake=intake,
@@ -94,8 +100,8 @@ class AcceptServer:
             gateway=gateway,
             limits=PathLimits(smtp.max_local_part, smtp.max_domain, gateway.domain),
             tls=None,
-            dkim=signer_from_config(config, clock),
-            inbound=inbound_from_config(config, clock, metrics),
+            dkim=dkim,
+            inbound=inbound,
             throttle=throttle,
         )
         self.metrics = metrics

@@ -43,7 +43,7 @@ from typing import Protocol, cast
 from aiosmtpd.smtp import SMTP
 
 from relay import replies
-from relay.accept.commands import Commands, EndSession, Services
+from relay.accept.commands import Commands, EndSession, SessionContext
 from relay.accept.data import DataReader
 from relay.accept.memory_budget import MemoryBudget
 from relay.replies import Reply
@@ -115,7 +115,7 @@ class SmtpSession(SMTP):
     # how much the reader buffers before pausing the socket.
     line_length_limit = 256 * 1024
 
-    def __init__(self, services: Services, host: SessionHost) -> None:
+    def __init__(self, services: SessionContext, host: SessionHost) -> None:
         self.host = host
         self.smtp = services.config.smtp
         self.metrics = services.metrics

@@ -29,7 +29,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from anomaly.detector import LIFT_S, SUSPEND, THROTTLE, Detector, Thresholds, Verdict
-from anomaly.trace import BOUNCED
+from anomaly.trace_reader import BOUNCED
 from relay import replies
 from relay.replies import Reply
 from tests.support.burst import BURST, HISTORY_HOURS, BurstScene, burst_scene, until

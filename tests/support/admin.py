@@ -26,7 +26,7 @@ from typing import Any
 import httpx
 from fastapi import FastAPI
 
-from admin.api import Services, build_services
+from admin.api import OperatorServices, build_services
 from admin.server import AdminServer, create_app
 from relay.queue.spool import Spool
 from ugem.adapters.spool_queue import SpoolQueue
@@ -69,7 +69,7 @@ class _Ready:
 class AdminApi:
     app: FastAPI
     client: httpx.AsyncClient
-    services: Services
+    services: OperatorServices
     store: SqliteStore
     registry: Registry
     spool: Spool

@@ -20,6 +20,8 @@ from pathlib import Path
 from typing import Any
 
 from relay.accept.listener import AcceptServer
+from relay.deliver.dkim_sign import signer_from_config
+from relay.inbound.checks import inbound_from_config
 from relay.queue.message import QueuedMessage
 from ugem.core.clock import FakeClock
 from ugem.core.config import AuthConfig, Config, DeliveryConfig, NodeConfig, SmtpConfig
@@ -101,7 +103,8 @@ async def accept_server(
     clock = FakeClock()
     registry = Registry(store, clock)
     intake, bus, metrics = RecordingIntake(), EventBus(), Metrics()
-    server = AcceptServer(config, registry, intake, bus, metrics, clock)
+    dkim, inbound = signer_from_config(config, clock), inbound_from_config(config, clock, metrics)
+    server = AcceptServer(config, registry, intake, bus, metrics, clock, dkim=dkim, inbound=inbound)
     await server.start()
     harness = Harness(server, config, store, registry, intake, bus, metrics, clock)
     try:

@@ -22,7 +22,7 @@ from anomaly.detector import (
 )
 from anomaly.features import Features
 from anomaly.score import Assessment
-from anomaly.trace import BOUNCED, DELIVERED
+from anomaly.trace_reader import BOUNCED, DELIVERED
 from ugem.core.throttle import THROTTLE_FLOOR, cap
 from ugem.core.workdays import unix_time
 

@@ -11,7 +11,7 @@ import pytest
 
 from anomaly.detector import Verdict
 from anomaly.evaluate import Incident, score
-from anomaly.trace import BOUNCED, Accepted, Bounced, Outcome, TraceEvent
+from anomaly.trace_reader import BOUNCED, Accepted, Bounced, Outcome, TraceEvent
 from ugem.cli import main
 
 C = "x.gov.kz"

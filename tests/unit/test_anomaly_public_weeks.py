@@ -14,7 +14,7 @@ import pytest
 
 from anomaly.evaluate import load_labels, score
 from anomaly.replay import default_jobs, replay_file
-from anomaly.trace import read_trace
+from anomaly.trace_reader import read_trace
 
 PUBLIC = Path(__file__).resolve().parents[3] / "shared" / "anomaly" / "public"
 

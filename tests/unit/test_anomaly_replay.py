@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 import anomaly.replay
-import anomaly.trace
+import anomaly.trace_reader
 from anomaly.detector import DEFAULT_THRESHOLDS, Thresholds
 from anomaly.replay import (
     _preload_calendar,
@@ -30,7 +30,7 @@ from anomaly.replay import (
     replay_file,
     share_of,
 )
-from anomaly.trace import Accepted, TraceEvent, TraceStats, read_blocks, read_trace
+from anomaly.trace_reader import Accepted, TraceEvent, TraceStats, read_blocks, read_trace
 from ugem.cli import main
 from ugem.core import workdays
 
@@ -105,7 +105,7 @@ def test_split_replay_gives_the_same_actions_in_the_same_order(trace: Path, jobs
 def test_connections_first_seen_after_the_balanced_events_give_the_same_actions(
     trace: Path, jobs: int, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(anomaly.trace, "_GZ_CHUNK", 64)  # a few lines a block
+    monkeypatch.setattr(anomaly.trace_reader, "_GZ_CHUNK", 64)  # a few lines a block
     monkeypatch.setattr(anomaly.replay, "_BALANCE_EVENTS", 1)  # only the first block
     first = {e.connection for e in next(read_blocks(trace))}
     assert first < set(CONNECTIONS)  # the others are placed by a hash of their name

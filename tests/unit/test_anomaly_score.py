@@ -25,7 +25,7 @@ from anomaly.score import (
     assess,
     could_weigh,
 )
-from anomaly.trace import BOUNCED, DELIVERED
+from anomaly.trace_reader import BOUNCED, DELIVERED
 
 T = 1_795_000_000.0  # a fixed start (a Wednesday, 16:06 in Asia/Almaty): never the wall clock
 DAY = 86_400.0

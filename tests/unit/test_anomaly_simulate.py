@@ -20,7 +20,7 @@ import pytest
 from anomaly.sim_abuse import KINDS
 from anomaly.sim_events import ABUSE_TRAIL_S, AcceptedLine, Event
 from anomaly.simulate import SimOptions, Simulation, simulate
-from anomaly.trace import Accepted, TraceStats, read_trace
+from anomaly.trace_reader import Accepted, TraceStats, read_trace
 from tests.support.cli import Result, usage_error
 from ugem.cli import main
 from ugem.core.workdays import ALMATY, WorkCalendar

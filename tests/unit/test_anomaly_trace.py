@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-import anomaly.trace
-from anomaly.trace import (
+import anomaly.trace_reader
+from anomaly.trace_reader import (
     DEFERRED,
     Accepted,
     Bounced,
@@ -78,7 +78,7 @@ def test_a_field_of_the_wrong_type_names_the_line(tmp_path: Path) -> None:
 def test_lines_are_numbered_across_blocks_and_blank_lines(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    monkeypatch.setattr(anomaly.trace, "_PLAIN_CHUNK", 300)  # a few lines a block
+    monkeypatch.setattr(anomaly.trace_reader, "_PLAIN_CHUNK", 300)  # a few lines a block
     lines = [_line(ts) for ts in range(40)]
     lines[5:5] = [b"", b"   "]  # blank lines 6 and 7 count as lines
     lines[30] = _line(30, "greylisted")  # line 31
@@ -92,7 +92,7 @@ def test_lines_are_numbered_across_blocks_and_blank_lines(
 
 
 def test_blocks_hold_every_event_in_order(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(anomaly.trace, "_PLAIN_CHUNK", 500)
+    monkeypatch.setattr(anomaly.trace_reader, "_PLAIN_CHUNK", 500)
     path = tmp_path / "t.jsonl"
     path.write_bytes(b"\n".join(_line(ts, "bounced") for ts in range(50)))  # no final newline
     blocks = list(read_blocks(path))

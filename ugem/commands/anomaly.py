@@ -38,7 +38,7 @@ from anomaly.simulate import (
     simulate,
     split_kinds,
 )
-from anomaly.trace import TraceStats, read_trace
+from anomaly.trace_reader import TraceStats, read_trace
 from ugem.commands.anomaly_protocol import register_protocol
 from ugem.core.config import Config
 from ugem.core.errors import UsageError

@@ -31,7 +31,7 @@ from ugem.commands.connection import (
     domain_arg,
     moment,
 )
-from ugem.commands.wiring import Services, as_options, print_notices, with_services
+from ugem.commands.wiring import CommandServices, as_options, print_notices, with_services
 from ugem.core.config import Config
 from ugem.core.errors import UsageError
 from ugem.core.model import Connection, Language, OrgKind
@@ -178,7 +178,7 @@ def receive_application(args: argparse.Namespace, config: Config) -> int:
         received_at=None if args.received_at is None else moment("--received-at", args.received_at),
     )
 
-    async def receive(services: Services) -> Application:
+    async def receive(services: CommandServices) -> Application:
         return await services.applications.receive(form, actor())
 
     with as_options(FIELDS):
@@ -192,7 +192,7 @@ def list_applications(args: argparse.Namespace, config: Config) -> int:
     state = None if args.state is None else choice(AppState, "--state", args.state)
     domain = None if args.domain is None else domain_arg("--domain", args.domain)
 
-    async def fetch(services: Services) -> list[Shown]:
+    async def fetch(services: CommandServices) -> list[Shown]:
         found = await services.applications.list(state, args.overdue or None, domain)
         return [shown(a, services) for a in found]
 
@@ -202,7 +202,7 @@ def list_applications(args: argparse.Namespace, config: Config) -> int:
 
 
 def show_application(args: argparse.Namespace, config: Config) -> int:
-    async def fetch(services: Services) -> Shown:
+    async def fetch(services: CommandServices) -> Shown:
         return shown(await services.applications.get(args.id), services)
 
     _print(with_services(config, fetch).result, args.json)
@@ -212,7 +212,7 @@ def show_application(args: argparse.Namespace, config: Config) -> int:
 def check_application(args: argparse.Namespace, config: Config) -> int:
     given = findings(args.findings)
 
-    async def check(services: Services) -> Shown:
+    async def check(services: CommandServices) -> Shown:
         return shown(await services.applications.check(args.id, given, actor()), services)
 
     _print(with_services(config, check).result, args.json)
@@ -222,7 +222,7 @@ def check_application(args: argparse.Namespace, config: Config) -> int:
 def decide_application(args: argparse.Namespace, config: Config) -> int:
     decision = choice(Decision, "DECISION", args.decision)
 
-    async def decide(services: Services) -> tuple[Application, Connection | None]:
+    async def decide(services: CommandServices) -> tuple[Application, Connection | None]:
         return await services.applications.decide(args.id, decision, args.reason, actor())
 
     with as_options(FIELDS):
@@ -274,7 +274,7 @@ class Shown:
         return self.app.to_dict() | {"overdue": self.overdue}
 
 
-def shown(app: Application, services: Services) -> Shown:
+def shown(app: Application, services: CommandServices) -> Shown:
     return Shown(app, app.overdue(services.applications.today()))
 
 

@@ -35,7 +35,7 @@ from typing import TypeVar
 import idna
 
 from ugem.cli import Handler, add_json_flag, add_show_parser, print_json, print_list
-from ugem.commands.wiring import Services, as_options, print_notices, with_services
+from ugem.commands.wiring import CommandServices, as_options, print_notices, with_services
 from ugem.core.clock import SystemClock
 from ugem.core.config import Config
 from ugem.core.errors import NotFoundError, UsageError
@@ -166,7 +166,7 @@ def add_connection(args: argparse.Namespace, config: Config) -> int:
         state_changed_at=now,
     )
 
-    async def add(services: Services) -> None:
+    async def add(services: CommandServices) -> None:
         await services.connections.add(conn, actor())
 
     with_services(config, add)
@@ -208,7 +208,7 @@ def state_handler(state: ConnState) -> Handler:
         effective_at = getattr(args, "effective_at", None)
         at = None if effective_at is None else moment("--effective-at", effective_at)
 
-        async def change(services: Services) -> Connection:
+        async def change(services: CommandServices) -> Connection:
             conns = services.connections
             if state == ConnState.SUSPENDED:
                 return await conns.suspend(ident, reason, actor())
@@ -228,7 +228,7 @@ def state_handler(state: ConnState) -> Handler:
 def cancel_disconnect(args: argparse.Namespace, config: Config) -> int:
     ident, reason = _ident(args.id), args.reason.strip()
 
-    async def cancel(services: Services) -> Connection:
+    async def cancel(services: CommandServices) -> Connection:
         return await services.connections.cancel_disconnect(ident, reason, actor())
 
     done = with_services(config, cancel)

@@ -44,7 +44,7 @@ T = TypeVar("T")
 
 
 @dataclass(frozen=True)
-class Services:
+class CommandServices:
     connections: ConnectionService
     applications: ApplicationService
     outbox: SpoolOutbox
@@ -75,7 +75,7 @@ class _NoticeFailures(logging.Handler):
             )
 
 
-def build(store: Store, clock: Clock, config: Config, outbox: SpoolOutbox) -> Services:
+def build(store: Store, clock: Clock, config: Config, outbox: SpoolOutbox) -> CommandServices:
     """The connection and application services over `store`, mailing through `outbox`."""
     audit = AuditLog(store, clock)
     notifier = Notifier(outbox, audit, clock, notice_settings(config))
@@ -88,10 +88,10 @@ def build(store: Store, clock: Clock, config: Config, outbox: SpoolOutbox) -> Se
         dns_check=application_check(readiness_from_config(config)),
         notifier=notifier,
     )
-    return Services(connections, applications, outbox)
+    return CommandServices(connections, applications, outbox)
 
 
-def with_services(config: Config, action: Callable[[Services], Awaitable[T]]) -> Done[T]:
+def with_services(config: Config, action: Callable[[CommandServices], Awaitable[T]]) -> Done[T]:
     """Open the store, run `action` on the services, close; the result and notices queued."""
 
     async def run() -> Done[T]:
