@@ -39,7 +39,7 @@ from relay.deliver.dkim_sign import signer_from_config
 from relay.deliver.routing import Router
 from relay.deliver.transaction import Deliverer
 from relay.inbound.checks import inbound_from_config
-from relay.queue.bounce import gateway_signer
+from relay.queue.own_mail import gateway_signer
 from relay.queue.schedule import Scheduler
 from relay.queue.spool import Spool, spool_path
 from relay.readiness import readiness_from_config

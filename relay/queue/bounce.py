@@ -11,27 +11,16 @@ message `make_dsn` returns None. The text is built as bytes with CRLF line
 endings only, no bare CR or LF, and no line longer than 998 octets (remote
 texts are cleaned and clipped, over-long header lines folded). It does no I/O
 and raises nothing for any input.
-
-`GatewaySigner` DKIM-signs the mail the gateway writes itself, DSNs here and
-notices (`ugem.adapters.outbox`), which reach the spool without passing SMTP accept:
-with the key of its own domains (the postmaster's, the node's host name) when
-one has a key, else `[dkim] gateway_domain`'s (`relay.deliver.dkim_sign.DkimSigner`). A
-signing failure queues the message unsigned and logs `dkim_sign_failed` at
-ERROR with its queue id, as at accept; `sign` never raises.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import re
 from collections.abc import Iterable, Sequence
 from email.utils import formatdate
 
-from relay.deliver.dkim_sign import DkimSigner, signer_from_config
 from relay.deliver.trouble import RcptOutcome
 from relay.queue.message import QueuedMessage, new_queue_id
-from ugem.core.clock import Clock
-from ugem.core.config import Config
 
 CRLF = b"\r\n"
 MAX_LINE = 998  # RFC 5322 2.1.1, CRLF excluded
@@ -75,31 +64,6 @@ def make_dsn(
         received_at=now,
         original_rcpts=[msg.sender],
     )
-
-
-@dataclasses.dataclass(frozen=True)
-class GatewaySigner:
-    """Signs the gateway's own mail; `domains` are its own (the From: domains it writes)."""
-
-    dkim: DkimSigner
-    domains: tuple[str, ...]
-
-    async def sign(self, msg: QueuedMessage) -> QueuedMessage:
-        """`msg` with DKIM-Signature fields on top (as it was when there is no key or
-        signing failed); the signing runs in a worker thread."""
-        if msg.data is None:
-            return msg
-        data = await self.dkim.outgoing_async(msg.data, self.domains, self.domains[0], msg.id)
-        return dataclasses.replace(msg, data=data, size=len(data))
-
-
-def gateway_signer(config: Config, clock: Clock) -> GatewaySigner | None:
-    """The signer of a node's own mail, None when `[dkim] enabled` is false."""
-    dkim = signer_from_config(config, clock)
-    if dkim is None:
-        return None
-    own = (config.postmaster.rpartition("@")[2].lower(), config.hostname.lower().rstrip("."))
-    return GatewaySigner(dkim, tuple(dict.fromkeys(own)))
 
 
 def clean(text: str, limit: int = _TEXT_CLIP) -> str:

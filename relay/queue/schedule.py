@@ -49,8 +49,9 @@ from relay.deliver import trouble
 from relay.deliver.routing import Route, RouteFailure, Router
 from relay.deliver.transaction import Deliverer
 from relay.deliver.trouble import RcptOutcome
-from relay.queue.bounce import GatewaySigner, make_dsn
+from relay.queue.bounce import make_dsn
 from relay.queue.message import QueuedMessage, QueueState
+from relay.queue.own_mail import GatewaySigner
 from relay.queue.spool import Spool
 from relay.tls import domain_of
 from ugem.core.clock import Clock

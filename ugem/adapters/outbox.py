@@ -8,7 +8,7 @@ returns and its first attempt starts at once. `SpoolOutbox` (the CLI, a
 second process beside a node that may be running) commits it as an ACTIVE
 message straight into the node's spool file, opened without recovery on the
 first notice: a running node's scheduler finds it on its next scan, a stopped
-one on its start. Given a `relay.queue.bounce.GatewaySigner`, both DKIM-sign the
+one on its start. Given a `relay.queue.own_mail.GatewaySigner`, both DKIM-sign the
 notice before it is queued (the gateway's own mail never passes SMTP accept,
 where the rest is signed); a signing failure queues it unsigned and logs an
 ERROR with its queue id. Spool errors pass through as they are (`SpoolError`,
@@ -19,8 +19,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from relay.queue.bounce import GatewaySigner
 from relay.queue.message import QueuedMessage, new_queue_id
+from relay.queue.own_mail import GatewaySigner
 from relay.queue.schedule import Scheduler
 from relay.queue.spool import Spool
 from ugem.core.clock import Clock

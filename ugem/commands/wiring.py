@@ -8,7 +8,7 @@ them and closes everything. The notices of the decisions go through a
 spool file, which a running node scans about once a second and a stopped
 one picks up on its next start. The spool is opened only when a notice is
 sent, and they are DKIM-signed as the node signs its own mail
-(`relay.queue.bounce.GatewaySigner`). An application's DNS readiness check
+(`relay.queue.own_mail.GatewaySigner`). An application's DNS readiness check
 (`relay.readiness`) asks the resolver of `[delivery]`, built on the first
 lookup. Whatever `action` raises passes through (the CLI
 prints it as one line); a notice that cannot be queued is logged and audited
@@ -25,7 +25,7 @@ from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
-from relay.queue.bounce import gateway_signer
+from relay.queue.own_mail import gateway_signer
 from relay.queue.spool import spool_path
 from relay.readiness import readiness_from_config
 from ugem.adapters.outbox import SpoolOutbox
