@@ -40,6 +40,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from anomaly.baseline import Baseline
+from anomaly.drift import Drift
 from anomaly.features import Features
 from anomaly.score import (
     ARRIVING,
@@ -57,7 +58,7 @@ CHECK_S = 10.0
 CHECK_UNITS = 5  # recipients or bounces since the last check before checking again
 # The thresholds anomaly.calibrate chose on the TUNING seeds (`ugem anomaly protocol`
 # prints the choice and why; BENCHMARKS.md has it):
-THROTTLE_AT = 5.0  # score (decades of surprise) from which a connection is throttled
+THROTTLE_AT = 6.0  # score (decades of surprise) from which a connection is throttled
 SUSPEND_AT = 8.0  # score from which it is suspended...
 CORROBORATED_AT = 2.0  # ...when this much of it is neither volume nor new recipients
 LIFT_S = 900.0  # a throttle lifts after this long without a score at THROTTLE_AT
@@ -100,6 +101,7 @@ class _Conn:
         "baseline",
         "catch_up",
         "catch_up_until",
+        "drift",
         "features",
         "last_check",
         "pending",
@@ -112,6 +114,7 @@ class _Conn:
     def __init__(self, ts: float) -> None:
         self.features = Features(ts)
         self.baseline = Baseline(ts)
+        self.drift = Drift(ts)
         self.last_check = ts - CHECK_S
         self.pending = 0
         self.suspended = False
@@ -223,6 +226,10 @@ class Detector:
         if conn.suspended:  # counted, but abnormal traffic is not learned as normal
             conn.baseline.skip(ts)
             return None
+        if conn.backlog(ts) == NO_BACKLOG:
+            conn.drift.note(ts, n, conn.baseline)  # before the baseline learns this block
+        else:
+            conn.drift.clear()
         conn.baseline.add(ts, n)
         conn.pending += n
         if conn.pending < CHECK_UNITS or ts - conn.last_check < CHECK_S:
@@ -256,7 +263,7 @@ class Detector:
         conn.pending, conn.last_check = 0, ts
         if not could_weigh(conn.features):
             return self._lifted(conn, connection, ts) if conn.throttled_until else None
-        found = assess(conn.features, conn.baseline, ts, conn.backlog(ts))
+        found = assess(conn.features, conn.baseline, ts, conn.backlog(ts), conn.drift)
         if self._observer is not None:
             self._observer(ts, connection, found)
         if self.thresholds.suspends(found):

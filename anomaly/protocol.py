@@ -8,13 +8,14 @@ run to print again). The sets:
 - `tune`: TUNING seeds 1, 2, 3 (150 connections x 28 days, 80 x 7, 120 x 21,
   each from another start date). Developers may look at these and tune on
   them; their numbers are in-sample and say little about unseen traffic.
-- `holdout`: HELD-OUT seeds 9004, 9005, 9006, the same three shapes (the
+- `holdout`: HELD-OUT seeds 9007, 9008, 9009, the same three shapes (the
   issue's held-back traces) from other start dates (other holidays). NOBODY
   TUNES ON THESE: no threshold, rule or calibration may be chosen by looking
   at their traces or their numbers. A change is judged on them once, after it
   was tuned elsewhere; when they have been looked at too often, new seeds
   replace them rather than anyone tuning to them (9001-9003 were retired so,
-  after the detector's backlog fix was studied on them: `Design.retired`).
+  after the detector's backlog fix was studied on them; 9004-9006 after two
+  looks at the score's first version: `Design.retired`).
 - `loko` (leave one kind out): for each kind of abuse K, a tuning trace made
   with `--exclude-kinds K` (the only trace a calibration sees for K) and an
   evaluation trace made with `--kinds K` only (about 24 incidents of K), on
@@ -146,11 +147,11 @@ class Design:
         Shape(3, 120, 21, dt.date(2026, 10, 5)),
     )
     holdout: tuple[Shape, ...] = (
-        Shape(9004, 150, 28, dt.date(2026, 9, 7)),
-        Shape(9005, 80, 7, dt.date(2026, 12, 14)),
-        Shape(9006, 120, 21, dt.date(2026, 4, 27)),
+        Shape(9007, 150, 28, dt.date(2026, 9, 7)),
+        Shape(9008, 80, 7, dt.date(2026, 12, 14)),
+        Shape(9009, 120, 21, dt.date(2026, 4, 27)),
     )
-    retired: tuple[int, ...] = (9001, 9002, 9003)  # held-out seeds looked at too often
+    retired: tuple[int, ...] = (9001, 9002, 9003, 9004, 9005, 9006)  # looked at too often
     per_week: float = DEFAULT_PER_WEEK
     kinds: tuple[str, ...] = KIND_NAMES
     loko_tuning_seed: int = 7100  # + the kind's number in `kinds` (1, 2, ...)

@@ -6,7 +6,9 @@ usual and returns an `Assessment`: the total and the findings that weigh,
 heaviest first, each with a sentence for a person. The findings:
 
 - volume: recipients in 5 min against the usual of this hour of the week
-  (baseline.py); a connection with little history against `COLD_MEAN`. Volume
+  (baseline.py), or a rise above the usual band that has lasted (a CUSUM of
+  the 5-minute blocks, anomaly.drift), whichever is larger; a connection with
+  little history against `COLD_MEAN`. Volume
   alone is never abuse (a newsletter, a reporting-day surge): it weighs at most
   `VOLUME_CAP`, below any threshold, and counts only beside another finding;
 - new recipients: addresses this connection never mailed, against what its
@@ -31,6 +33,7 @@ from typing import NamedTuple
 
 from anomaly import surprise
 from anomaly.baseline import Baseline
+from anomaly.drift import SPREAD_FLOOR, SPREAD_SHARE, Drift
 from anomaly.features import Features, Window
 
 NO_BACKLOG, ARRIVING, IN_WINDOW = range(3)
@@ -130,7 +133,11 @@ def _above(
 
 
 def assess(
-    features: Features, baseline: Baseline, ts: float, backlog: int = NO_BACKLOG
+    features: Features,
+    baseline: Baseline,
+    ts: float,
+    backlog: int = NO_BACKLOG,
+    drift: Drift | None = None,
 ) -> Assessment:
     w5, w60, before = features.window(5), features.window(60), features.before_hour()
     found = [
@@ -143,26 +150,32 @@ def assess(
     ]
     findings = [f for f in found if f is not None and f.weight > 0.0]
     if findings and backlog == NO_BACKLOG:
-        volume = _volume(w5, baseline, ts)
+        volume = _volume(w5, baseline, ts, drift)
         if volume is not None:
             findings.append(volume)
     findings.sort(reverse=True)
     return Assessment(sum(f.weight for f in findings), tuple(findings))
 
 
-def _volume(w5: Window, baseline: Baseline, ts: float) -> Finding | None:
+def _volume(w5: Window, baseline: Baseline, ts: float, drift: Drift | None) -> Finding | None:
+    """The larger of two surprises, at most VOLUME_CAP: the last 5 minutes against the usual,
+    and a rise that has lasted (anomaly.drift: a CUSUM of the 5-minute blocks)."""
     if w5.rcpts < VOLUME_FLOOR:
         return None
     mean, spread, warm = baseline.expected(ts)
     if not warm:
         mean, spread = COLD_MEAN, COLD_MEAN
     # The spread has a floor: a connection that never varied must not alarm on a few more.
-    spread = max(spread, 3.0, 0.25 * mean)
-    weight = min(VOLUME_CAP, surprise.count(w5.rcpts, mean, spread * spread / max(mean, 1.0)))
+    spread = max(spread, SPREAD_FLOOR, SPREAD_SHARE * mean)
+    burst = surprise.count(w5.rcpts, mean, spread * spread / max(mean, 1.0))
+    rise = drift.decades() if drift is not None and warm else 0.0
+    weight = min(VOLUME_CAP, max(burst, rise))
     if weight <= 0.0:
         return None
     usual = f"a usual {mean:.0f} ± {spread:.0f} at this hour" if warm else "little history"
     what = f"{w5.rcpts} recipients in 5 min ({w5.msgs} messages) against {usual}"
+    if drift is not None and rise > burst:
+        what += f", above its usual band for {5 * drift.blocks} min"
     return Finding(weight, VOLUME, what)
 
 
