@@ -156,7 +156,7 @@ def test_a_cached_trace_is_reused_and_one_of_other_arguments_is_not(
         calls.append(options)
         return real(options, prefix)
 
-    monkeypatch.setattr("anomaly.protocol.simulate", counting)
+    monkeypatch.setattr("anomaly.protocol_cache.simulate", counting)
     cache = Cache(tmp_path / "cache")
     options = SimOptions(seed=3, connections=3, days=2, per_week=100.0)
     ref = protocol.TraceRef("t", options)
