@@ -174,7 +174,7 @@ class _Throttles:
                 suspended.add(c)
         for t in opened.values():
             self._add(t, float("inf"), True)
-        self._through: dict[str, deque[tuple[float, int]]] = {}
+        self._through: dict[str, _LetThrough] = {}
 
     def _add(self, throttle: Verdict, end: float, suspended: bool) -> None:
         span = (throttle.ts, end, throttle.cap, suspended)
@@ -185,14 +185,36 @@ class _Throttles:
         spans = self._spans.get(connection)
         if spans is None:
             return False
-        through = self._through.setdefault(connection, deque())
-        while through and through[0][0] <= ts - THROTTLE_WINDOW_S:
-            through.popleft()
-        span = next((x for x in spans if x[0] <= ts < x[1]), None)
-        if span is not None and sum(k for _, k in through) >= span[2]:
-            return span[3]
-        through.append((ts, n))
+        let = self._through.get(connection) or self._through.setdefault(connection, _LetThrough())
+        let.forget_before(ts - THROTTLE_WINDOW_S)
+        while let.span < len(spans) and spans[let.span][1] <= ts:  # spans come in time order
+            let.span += 1
+        if let.span < len(spans) and spans[let.span][0] <= ts and let.total >= spans[let.span][2]:
+            return spans[let.span][3]
+        let.add(ts, n)
         return False
+
+
+class _LetThrough:
+    """One connection's messages let through in the throttle's window, their recipients'
+    running total, and the first of its throttle spans not over yet."""
+
+    __slots__ = ("messages", "span", "total")
+
+    def __init__(self) -> None:
+        self.messages: deque[tuple[float, int]] = deque()
+        self.total = 0
+        self.span = 0
+
+    def add(self, ts: float, n: int) -> None:
+        self.messages.append((ts, n))
+        self.total += n
+
+    def forget_before(self, oldest: float) -> None:
+        """Forget the messages at or before `oldest`."""
+        messages = self.messages
+        while messages and messages[0][0] <= oldest:
+            self.total -= messages.popleft()[1]
 
 
 def _covered(ts: float, connection: str, incidents: Sequence[Incident]) -> bool:
