@@ -4,7 +4,8 @@
 it was first seen (messages, recipients, null-sender messages, messages from
 senders new to the connection, delivery outcomes, bounces, invalid-recipient
 bounces, deferrals, spam or policy refusals, recipients never mailed before
-and how many of those its senders usually reach: anomaly.recipients) and,
+and how many of those its senders usually reach, and those at a foreign
+domain never mailed before: anomaly.recipients) and,
 for each minute of the last hour that saw traffic, the totals as that minute
 began: a window of the last 1, 5 or 60 minutes is
 the totals now less the totals as its first minute with traffic began, so an
@@ -37,10 +38,21 @@ from anomaly.loops import GrowingPairs
 from anomaly.recipients import Recipients
 from anomaly.trace_reader import BOUNCED, DEFERRED
 
-MSG, RCPT, NULL, NEW_SENDER, OUT, BOUNCE, INVALID, DEFER, NEW_RCPT, EXPECTED_NEW, POLICY = range(
-    11
-)  # counters, as Window's
-_WIDTH = 11
+(
+    MSG,
+    RCPT,
+    NULL,
+    NEW_SENDER,
+    OUT,
+    BOUNCE,
+    INVALID,
+    DEFER,
+    NEW_RCPT,
+    EXPECTED_NEW,
+    POLICY,
+    NEW_DOMAIN,
+) = range(12)  # counters, as Window's
+_WIDTH = 12
 MINUTE_S = 60.0
 _HOUR = 60  # minutes kept: the longest window
 _BLOCK = 5  # minutes of a sender→recipient pair block
@@ -67,6 +79,7 @@ class Window(NamedTuple):
     new_rcpts: int  # recipients never mailed before from this connection
     expected_new: float  # how many of them its senders usually reach that are new
     policy: int  # refused as spam or by policy
+    new_domains: int  # new recipients at a foreign domain never mailed before
 
     @property
     def bounce_ratio(self) -> float:
@@ -153,10 +166,11 @@ class Features:
             self._new_sender(ts, sender)
         if n == 1 and size:
             self.loops.note(ts, sender, rcpts[0], size)
-        new, expected = self.recipients.note(ts, sender, rcpts)
+        new, expected, new_domains = self.recipients.note(ts, sender, rcpts)
         if expected or new:
             totals[NEW_RCPT] += new
             totals[EXPECTED_NEW] += expected
+            totals[NEW_DOMAIN] += new_domains
         msg = (sender, rcpts)
         self._msgs.append(msg)
         if self._block_now != self._pair_block:

@@ -1,10 +1,16 @@
-"""Which recipients a connection has mailed before, and how often each sender reaches new ones.
+"""Which recipients and domains a connection has mailed before, and how often each sender
+reaches new ones.
 
-`Recipients.note(sender, rcpts)` returns (new, expected): how many of the
-message's recipients this connection never mailed before (as far as it
-remembers), and how many of them were expected to be new from what that
-sender usually does. A person mostly mails the same contacts; a notification
-robot mostly mails citizens it never mailed; a newsletter mails its list. So
+`Recipients.note(sender, rcpts)` returns (new, expected, new_domains): how
+many of the message's recipients this connection never mailed before (as far
+as it remembers), how many of them were expected to be new from what that
+sender usually does, and how many of the new ones are at a foreign domain
+(outside `DOMESTIC`) it never mailed. Spam to a bought or guessed list reaches
+hundreds of foreign domains nobody there ever wrote to; a state body's
+mailing reaches citizens at the same few free-mail providers and Kazakh
+organisations, new .kz domains among them (a tax notice to every company).
+A person mostly mails the same contacts; a notification robot mostly mails
+citizens it never mailed; a newsletter mails its list. So
 spam sent through any of them to bought or guessed addresses shows as new
 recipients well beyond the sender's usual share, whatever its volume.
 
@@ -12,7 +18,10 @@ Bounded memory, ageing: the addresses are kept in two generations of at most
 `GENERATION` each; when the current one fills it becomes the previous and the
 oldest is forgotten (an address seen again is carried into the current one),
 so a connection costs at most 2 x GENERATION addresses (and one message's), and an address not
-mailed for a long time is new again. Each sender's share of new recipients is
+mailed for a long time is new again. Domains are kept the same way, in
+generations of `DOMAIN_GENERATION`, and only a new address's domain is looked
+at (a known address's domain is known), so the domains cost nothing on the
+usual traffic. Each sender's share of new recipients is
 an exponentially weighted mean over its messages (rate `SENDER_RATE`), for at
 most `MAX_SENDERS` senders; a sender is measured against its own share
 weighed against a generous prior (`SPARSE_PRIOR`, or the connection's share
@@ -23,7 +32,7 @@ The expectation of a message uses what was learned by the start of the
 previous hour (`FREEZE_S`), always one to two hours old, so a sender turned
 spammer is measured against what it did before, not against its spam. The
 memory fills for `WARMUP_S` after the first event, while nothing is counted
-as new (then every recipient is new) and `warm` stays False; the shares
+as new (then every recipient and domain is new) and `warm` stays False; the shares
 learn from the start, so they begin generous (too high) and come down as
 the memory fills. The memory is kept in process only: after a restart it
 warms up again. Nothing here raises.
@@ -32,6 +41,8 @@ warms up again. Nothing here raises.
 from __future__ import annotations
 
 GENERATION = 16_384  # addresses a generation holds
+DOMAIN_GENERATION = 8_192  # domains a generation holds
+DOMESTIC = (".kz", ".xn--80ao21a")  # Kazakhstan's top-level domains (.kz, .қаз)
 MAX_SENDERS = 4_096  # senders whose own share is learned
 SENDER_RATE = 0.05  # weight of a sender's newest message in its share
 CONNECTION_RATE = 0.01  # weight of any message in the connection's share
@@ -46,11 +57,13 @@ MATURE_S = 7 * 86_400.0  # history after which the memory is taken as complete
 class Recipients:
     __slots__ = (
         "_current",
+        "_domains",
         "_first",
         "_next_sparse",
         "_period",
         "_period_end",
         "_previous",
+        "_previous_domains",
         "_share",
         "_sparse",
         "share",
@@ -60,6 +73,8 @@ class Recipients:
     def __init__(self, ts: float) -> None:
         self._current: set[str] = set()
         self._previous: set[str] = set()
+        self._domains: set[str] = set()
+        self._previous_domains: set[str] = set()
         # sender -> [share, recipients seen, expected share in this period, the period,
         # the expected share learned by this period's start, for the next period]
         self._share: dict[str, list[float]] = {}
@@ -85,47 +100,68 @@ class Recipients:
         """A sender's share as learned, weighed against the generous prior."""
         return (share * weight + self._sparse * SPARSE_WEIGHT) / (weight + SPARSE_WEIGHT)
 
-    def note(self, ts: float, sender: str, rcpts: list[str]) -> tuple[int, float]:
-        """(new recipients, expected new) of one message; (0, 0.0) while warming up."""
+    def note(self, ts: float, sender: str, rcpts: list[str]) -> tuple[int, float, int]:
+        """(new recipients, expected new, those at new foreign domains) of one message;
+        (0, 0.0, 0) while warming up."""
         current = self._current
+        new = new_domains = 0
         if len(rcpts) == 1:
             rcpt = rcpts[0]
-            new = 0
             if rcpt not in current:
                 current.add(rcpt)
-                new = 0 if rcpt in self._previous else 1
+                if rcpt not in self._previous:
+                    new, new_domains = 1, self._new_domain(rcpt)
         else:
             unseen = set(rcpts).difference(current)
             current.update(unseen)
-            new = len(unseen.difference(self._previous))
+            fresh = unseen.difference(self._previous)
+            new = len(fresh)
+            for rcpt in fresh:
+                new_domains += self._new_domain(rcpt)
         if len(current) >= GENERATION:
             self._previous, self._current = current, set()
         n = len(rcpts)
         seen = new / n if n else 0.0
         if ts >= self._period_end:
             self._new_period(ts)
+        expected = self._expected(sender, n, seen)
+        self.share += CONNECTION_RATE * (seen - self.share)
+        if self.warm:
+            return new, expected, new_domains
+        if ts < self._first + WARMUP_S:
+            return 0, 0.0, 0
+        self.warm = True
+        return new, expected, new_domains
+
+    def _new_domain(self, rcpt: str) -> int:
+        """1 if the domain of `rcpt` (a new address) is foreign and was never mailed, else 0;
+        remembers it."""
+        domain = rcpt[rcpt.rfind("@") + 1 :].lower()
+        domains = self._domains
+        if domain in domains:
+            return 0
+        domains.add(domain)
+        new = domain not in self._previous_domains and not domain.endswith(DOMESTIC)
+        if len(domains) >= DOMAIN_GENERATION:
+            self._previous_domains, self._domains = domains, set()
+        return 1 if new else 0
+
+    def _expected(self, sender: str, n: int, seen: float) -> float:
+        """How many of `n` recipients `sender` was expected to reach new; learns `seen`."""
         period = self._period
         own = self._share.get(sender)
         if own is None:
             sparse = self._sparse
-            expected = sparse * n
             if len(self._share) < MAX_SENDERS:
                 first = sparse + SENDER_RATE * (seen - sparse)
                 self._share[sender] = [first, n, sparse, period, sparse]
-        else:
-            if own[3] != period:
-                # what was learned by the last period's start, or by now when the sender
-                # was silent since before it: always at least one period old
-                learned = self._expected_share(own[0], own[1])
-                own[2] = own[4] if own[3] == period - 1 else learned
-                own[3], own[4] = period, learned
-            expected = own[2] * n
-            own[0] += SENDER_RATE * (seen - own[0])
-            own[1] += n
-        self.share += CONNECTION_RATE * (seen - self.share)
-        if self.warm:
-            return new, expected
-        if ts < self._first + WARMUP_S:
-            return 0, 0.0
-        self.warm = True
-        return new, expected
+            return sparse * n
+        if own[3] != period:
+            # what was learned by the last period's start, or by now when the sender
+            # was silent since before it: always at least one period old
+            learned = self._expected_share(own[0], own[1])
+            own[2] = own[4] if own[3] == period - 1 else learned
+            own[3], own[4] = period, learned
+        own[0] += SENDER_RATE * (seen - own[0])
+        own[1] += n
+        return own[2] * n

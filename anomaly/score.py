@@ -15,7 +15,11 @@ heaviest first, each with a sentence for a person. The findings:
   senders usually reach that is new (anomaly.recipients), in 5 and 60 min;
 - unknown users (550) and spam or policy refusals (554) among the delivery
   outcomes, null-sender messages (backscatter) and messages from senders
-  never seen before among the messages: each a share against the
+  never seen before among the messages, recipients new at a foreign domain
+  (not .kz) the connection never mailed among the recipients (spam to a
+  bought list; the recipients of one message count as at most `PER_MESSAGE`
+  trials, as they were chosen together; weighed by how complete the memory
+  of domains is, as new recipients are): each a share against the
   connection's own share before the last hour (with a floor), in 5 and 60 min;
 - a mail loop: a sender→recipient pair repeated in the 5-minute block, or its
   messages growing in a row (anomaly.loops).
@@ -37,13 +41,14 @@ from anomaly.drift import SPREAD_FLOOR, SPREAD_SHARE, Drift
 from anomaly.features import Features, Window
 
 NO_BACKLOG, ARRIVING, IN_WINDOW = range(3)
-VOLUME, NOVEL, INVALID_RCPT, REFUSED, NULL_SENDER, NEW_SENDERS, LOOP = (
+VOLUME, NOVEL, INVALID_RCPT, REFUSED, NULL_SENDER, NEW_SENDERS, NEW_DOMAINS, LOOP = (
     "volume",
     "new recipients",
     "unknown users",
     "refused",
     "null sender",
     "new senders",
+    "new foreign domains",
     "loop",
 )
 VOLUME_FLOOR = 20  # recipients in 5 min below which volume is never abnormal
@@ -58,13 +63,16 @@ INVALID = (0.02, 4)
 POLICY = (0.01, 4)
 NULL = (0.03, 4)
 NEW_SENDER = (0.02, 3)
-_SHARES = (  # (hits, trials, rule) of each share finding, as Window's fields
-    ("invalid", "outcomes", INVALID),
-    ("policy", "outcomes", POLICY),
-    ("null", "msgs", NULL),
-    ("new_senders", "msgs", NEW_SENDER),
+NEW_DOMAIN = (0.1, 4)  # people write to a new organisation abroad now and then
+_SHARES = (  # (name, hits, trials, rule) of each share finding, as Window's fields
+    (INVALID_RCPT, "invalid", "outcomes", INVALID),
+    (REFUSED, "policy", "outcomes", POLICY),
+    (NULL_SENDER, "null", "msgs", NULL),
+    (NEW_SENDERS, "new_senders", "msgs", NEW_SENDER),
+    (NEW_DOMAINS, "new_domains", "rcpts", NEW_DOMAIN),
 )
 ABOVE = 2.0  # a share counts from this many times its usual (below, < 0.15 decade)
+PER_MESSAGE = 3.0  # trials of evidence one message's recipients count at most
 LEAST_NEW = 8  # new recipients beyond the expected before novelty is weighed
 LEAST_PAIR = 10  # a pair's messages before a loop is weighed
 LEAST_RUN = 6  # growing messages in a row before they are weighed (6! = 720)
@@ -75,7 +83,9 @@ _SAYS = {
     REFUSED: "refused as spam or by policy",
     NULL_SENDER: "from the null sender (bounces)",
     NEW_SENDERS: "from senders never seen",
+    NEW_DOMAINS: "new, at a foreign domain never mailed before",
 }
+_UNITS = {"outcomes": "deliveries", "msgs": "messages", "rcpts": "recipients"}
 
 
 class Finding(NamedTuple):
@@ -109,7 +119,7 @@ def could_weigh(features: Features) -> bool:
     ):
         return True
     five, before = features.window(5), features.before_hour()
-    return any(_above(five, hour, before, *share) for share in _SHARES)
+    return any(_above(five, hour, before, *share[1:]) for share in _SHARES)
 
 
 def _usual(before: Window, hits: str, of: str, floor: float) -> float:
@@ -140,14 +150,14 @@ def assess(
     drift: Drift | None = None,
 ) -> Assessment:
     w5, w60, before = features.window(5), features.window(60), features.before_hour()
+    maturity = features.recipients.maturity(ts)
     found = [
-        _novel(w5, w60, features.recipients.maturity(ts)) if features.recipients.warm else None,
-        _share(w5, w60, before, INVALID_RCPT, "invalid", "outcomes", INVALID),
-        _share(w5, w60, before, REFUSED, "policy", "outcomes", POLICY),
-        _share(w5, w60, before, NULL_SENDER, "null", "msgs", NULL),
-        _share(w5, w60, before, NEW_SENDERS, "new_senders", "msgs", NEW_SENDER),
+        _novel(w5, w60, maturity) if features.recipients.warm else None,
+        *(_share(w5, w60, before, *share) for share in _SHARES),
         _loop(features, ts, backlog),
     ]
+    if maturity < 1.0:  # the domains mailed once a month are not all remembered yet
+        found = [_young(f, maturity) for f in found]
     findings = [f for f in found if f is not None and f.weight > 0.0]
     if findings and backlog == NO_BACKLOG:
         volume = _volume(w5, baseline, ts, drift)
@@ -177,6 +187,13 @@ def _volume(w5: Window, baseline: Baseline, ts: float, drift: Drift | None) -> F
     if drift is not None and rise > burst:
         what += f", above its usual band for {5 * drift.blocks} min"
     return Finding(weight, VOLUME, what)
+
+
+def _young(finding: Finding | None, maturity: float) -> Finding | None:
+    """A new-domains finding weighed by how complete the memory is (as new recipients are)."""
+    if finding is None or finding.name != NEW_DOMAINS:
+        return finding
+    return finding._replace(weight=maturity * finding.weight)
 
 
 def _novel(w5: Window, w60: Window, maturity: float) -> Finding | None:
@@ -217,16 +234,18 @@ def _share(
         k, n = getattr(w, hits), getattr(w, of)
         if k < least or k <= ABOVE * usual * n:
             continue
-        weight = surprise.share(k, n, usual, EFFECTIVE)
+        # the recipients of one message were chosen together: one decision, not n
+        effective = EFFECTIVE if of != "rcpts" else min(EFFECTIVE, PER_MESSAGE * w.msgs)
+        weight = surprise.share(k, n, usual, effective)
         if best is None or weight > best[0]:
             best = weight, w, k, n
     if best is None:
         return None
     weight, w, k, n = best
-    unit = "deliveries" if of == "outcomes" else "messages"
-    what = _SAYS[name]
     return Finding(
-        weight, name, f"{k} of {n} {unit} in {w.minutes} min {what} (usually {100 * usual:.1f} %)"
+        weight,
+        name,
+        f"{k} of {n} {_UNITS[of]} in {w.minutes} min {_SAYS[name]} (usually {100 * usual:.1f} %)",
     )
 
 

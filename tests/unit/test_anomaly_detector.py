@@ -128,7 +128,7 @@ def test_features_windows_start_afresh_after_an_hour_of_silence() -> None:
         f.accepted(60.0 * minute, "a@x.kz", ["b@y.kz"])
     assert (f.window(5).msgs, f.window(60).msgs) == (5, 10)
     f.outcome(600.0 + 3600.0, DELIVERED, 250)  # an hour later: only this outcome is left
-    assert f.window(60) == (60, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0.0, 0)
+    assert f.window(60) == (60, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0.0, 0, 0)
     f.accepted(100.0, "", ["c@y.kz"])  # older than the newest event: counted in its minute
     assert (f.window(1).msgs, f.window(1).null, f.distinct(1)) == (1, 1, (1, 1))
 
@@ -285,11 +285,12 @@ def new_mail(
     sender: str = PEOPLE[0],
     tag: str = "s",
 ) -> list[Verdict]:
-    """`n` messages from `sender` to addresses never mailed, one every `every` s, the i-th
-    answered `code(i)`; the verdicts, in order, up to the first suspension."""
+    """`n` messages from `sender` to addresses never mailed (at the seven domains the office
+    mails), one every `every` s, the i-th answered `code(i)`; the verdicts, in order, up to
+    the first suspension."""
     found: list[Verdict] = []
     for i in range(n):
-        t, rcpt, reply = ts + i * every, f"{tag}{i}@q{i % 40}.kz", code(i)
+        t, rcpt, reply = ts + i * every, f"{tag}{i}@y{i % 7}.kz", code(i)
         for verdict in (
             det.accepted(t, C, sender, [rcpt]),
             det.outcome(t + 1, C, BOUNCED if reply >= 500 else DELIVERED, reply),

@@ -34,10 +34,10 @@ def next_period(ts: float) -> float:
 def test_nothing_is_new_while_warming_up_then_only_unseen_addresses() -> None:
     r = Recipients(T)
     for i, ts in enumerate(range(int(T), int(T + WARMUP_S), 600)):
-        assert r.note(float(ts), PERSON, [CONTACTS[i % 10], f"n{i}@z.kz"]) == (0, 0.0)
+        assert r.note(float(ts), PERSON, [CONTACTS[i % 10], f"n{i}@z.kz"]) == (0, 0.0, 0)
         assert not r.warm
-    assert r.note(T + WARMUP_S - 1, "new@x.gov.kz", ["fresh@z.kz"]) == (0, 0.0)
-    new, expected = r.note(T + WARMUP_S, PERSON, [CONTACTS[0], "unseen@z.kz", CONTACTS[9]])
+    assert r.note(T + WARMUP_S - 1, "new@x.gov.kz", ["fresh@z.kz"]) == (0, 0.0, 0)
+    new, expected, _ = r.note(T + WARMUP_S, PERSON, [CONTACTS[0], "unseen@z.kz", CONTACTS[9]])
     assert r.warm and new == 1 and expected > 0.0  # the one address never seen
     assert r.note(T + WARMUP_S + 1, PERSON, ["n3@z.kz", "fresh@z.kz"])[0] == 0  # seen warming up
     assert r.note(T + WARMUP_S + 2, PERSON, ["x@z.kz", "x@z.kz", "y@z.kz"])[0] == 2  # once each
@@ -80,10 +80,10 @@ def test_the_expected_share_is_frozen_for_the_period() -> None:
     ts = mails_contacts(r, T, 3)
     spam = next_period(ts) + 10
     found = [r.note(spam + 20 * i, PERSON, [f"s{i}@q.kz"]) for i in range(150)]  # 50 minutes
-    assert {new for new, _ in found} == {1}
+    assert {new for new, _, _ in found} == {1}
     before = found[0][1]
     assert before < 0.05  # what it did before: almost never a new recipient
-    assert all(expected == before for _, expected in found)
+    assert all(expected == before for _, expected, _ in found)
     later = next_period(spam) + FREEZE_S  # two periods on, what it does now is learned
     assert r.note(later, PERSON, ["s-late@q.kz"])[1] > 10 * before
 
@@ -104,7 +104,7 @@ def test_a_sparse_sender_is_measured_against_the_generous_prior() -> None:
         r.note(ts + i, "rare@x.gov.kz", [CONTACTS[i]])
     ts = next_period(ts) + 1
     ten = [f"t{i}@q.kz" for i in range(10)]
-    new, expected = r.note(ts, "first@x.gov.kz", ten)  # a sender never seen: the prior
+    new, expected, _ = r.note(ts, "first@x.gov.kz", ten)  # a sender never seen: the prior
     assert new == 10 and expected == pytest.approx(SPARSE_PRIOR * 10)
     rare = r.note(ts + 1, "rare@x.gov.kz", [f"r{i}@q.kz" for i in range(10)])[1] / 10
     known = r.note(ts + 2, PERSON, [f"k{i}@q.kz" for i in range(10)])[1] / 10
@@ -117,7 +117,7 @@ def test_a_sparse_sender_is_measured_against_the_generous_prior() -> None:
         robot.note(ts, "robot@x.gov.kz", [f"citizen{i}@mail.kz"])
         ts += 300
     assert robot.share > 0.9
-    new, expected = robot.note(next_period(ts) + 1, "first@x.gov.kz", ten)
+    new, expected, _ = robot.note(next_period(ts) + 1, "first@x.gov.kz", ten)
     assert new == 10 and expected == pytest.approx(10 * robot.share, abs=0.2) and expected > 9
 
 
@@ -128,3 +128,42 @@ def test_maturity_grows_from_nothing_to_complete_over_a_week() -> None:
     steps = [r.maturity(T + d * 86_400) for d in range(10)]
     assert steps == sorted(steps) and steps[1] == pytest.approx(86_400 / MATURE_S)
     assert r.maturity(T + MATURE_S) == 1.0 and r.maturity(T + 10 * MATURE_S) == 1.0
+
+
+def test_new_foreign_domains_are_counted_once_and_kazakh_ones_never() -> None:
+    """Only a new address's domain is looked at; a foreign domain counts the first time, a
+    .kz or .қаз one (a company never mailed) never, a domain mailed while warming up never."""
+    r = Recipients(T)
+    ts = mails_contacts(r, T, 3)
+    r.note(T + 1, PERSON, ["early@known.com"])  # while warming up
+    found = [
+        r.note(ts + 1, PERSON, ["a@new.com", "b@new.com", "c@Other.DE"])[2],
+        r.note(ts + 2, PERSON, ["d@new.com"])[2],
+        r.note(ts + 3, PERSON, ["e@company.kz", "f@mail.company.kz", "g@x.xn--80ao21a"])[2],
+        r.note(ts + 4, PERSON, ["h@known.com", "i@other.de"])[2],
+    ]
+    assert found == [2, 0, 0, 0]
+
+
+def test_two_generations_bound_the_domains_and_carry_what_is_mailed_again(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    g = 8
+    monkeypatch.setattr(anomaly.recipients, "DOMAIN_GENERATION", g)
+    r = Recipients(T)
+    ts = T + WARMUP_S
+    n = iter(range(10_000))
+
+    def new(domain: str) -> int:  # a new address each time, so its domain is looked at
+        return r.note(ts, PERSON, [f"x{next(n)}@{domain}"])[2]
+
+    assert [new(f"a{i}.com") for i in range(g)] == [1] * g  # the first generation, full
+    assert new("a0.com") == 0  # in the previous generation: known, carried into the current
+    assert [new(f"b{i}.com") for i in range(g - 1)] == [1] * (g - 1)  # the second one, full
+    assert new("a0.com") == 0  # carried again
+    assert new("a1.com") == 1  # not mailed for two generations: forgotten, new again
+    sizes = []
+    for i in range(3 * g):
+        assert new(f"d{i}.com") == 1
+        sizes.append(len(r._domains) + len(r._previous_domains))
+    assert max(sizes) <= 2 * g and max(sizes) >= g

@@ -18,6 +18,7 @@ from anomaly.score import (
     LEAST_NEW,
     LEAST_PAIR,
     LOOP,
+    NEW_DOMAINS,
     NO_BACKLOG,
     NOVEL,
     VOLUME,
@@ -74,12 +75,21 @@ def office(
     return conn, ts
 
 
-def to_new(conn: Connection, ts: float, n: int, unknown_every: int = 0) -> float:
-    """`n` messages from a known sender to addresses never mailed, one every 2 s; every
-    `unknown_every`-th one an unknown user (none if 0). The time of the last."""
+def to_new(
+    conn: Connection,
+    ts: float,
+    n: int,
+    unknown_every: int = 0,
+    new_domains: bool = False,
+    tld: str = "com",
+) -> float:
+    """`n` messages from a known sender to addresses never mailed, one every 2 s, at the
+    seven domains the office mails (or each at a domain it never mailed, under `tld`);
+    every `unknown_every`-th one an unknown user (none if 0). The time of the last."""
     for i in range(n):
         code = 550 if unknown_every and i % unknown_every == 0 else 250
-        conn.send(ts + 2 * i, PEOPLE[0], [f"s{i}@q{i % 40}.kz"], code)
+        rcpt = f"s{i}@q{i}.{tld}" if new_domains else f"s{i}@y{i % 7}.kz"
+        conn.send(ts + 2 * i, PEOPLE[0], [rcpt], code)
     return ts + 2 * (n - 1)
 
 
@@ -112,6 +122,21 @@ def test_unknown_users_among_them_corroborate() -> None:
     invalid = next(f for f in found.findings if f.name == INVALID_RCPT)
     assert found.corroboration == invalid.weight >= FIXED.corroborated
     assert FIXED.suspends(found)
+
+
+def test_never_mailed_addresses_at_never_mailed_foreign_domains_corroborate() -> None:
+    """A bought list reaches foreign domains nobody there ever wrote to; citizens at the
+    usual providers do not, nor do Kazakh organisations never mailed."""
+    conn, ts = office(7)
+    found = conn.assess(to_new(conn, ts, 150, new_domains=True))
+    assert {NOVEL, NEW_DOMAINS} <= set(names(found))
+    domains = next(f for f in found.findings if f.name == NEW_DOMAINS)
+    assert found.corroboration == domains.weight >= FIXED.corroborated
+    assert "recipients in 5 min new, at a foreign domain never mailed before" in domains.what
+    assert FIXED.suspends(found)
+    conn, ts = office(7)
+    found = conn.assess(to_new(conn, ts, 150, new_domains=True, tld="kz"))
+    assert NEW_DOMAINS not in names(found)  # Kazakh organisations never mailed: no finding
 
 
 def test_new_recipients_weigh_only_once_the_memory_is_warm_and_more_once_mature() -> None:
