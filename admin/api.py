@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 from fastapi import APIRouter
 
-from admin import applications, audit, connections, incidents, overrides, queue, tokens
+from admin import applications, audit, connections, incidents, overrides, queue, reputation, tokens
 from admin.auth import Authority
 from admin.errors import ERRORS
 from ugem.core.clock import Clock
@@ -23,6 +23,7 @@ from ugem.core.services.incidents import IncidentService
 from ugem.core.services.mailqueue import MailQueue, QueueService
 from ugem.core.services.notices import NoticeSettings, Notifier, Outbox
 from ugem.core.services.overrides import OverrideService
+from ugem.core.services.reputation import ReputationService
 from ugem.core.services.tokens import TokenService
 from ugem.core.store.base import Store
 from ugem.core.throttle import ThrottleView
@@ -37,6 +38,7 @@ class OperatorServices:
     applications: ApplicationService
     incidents: IncidentService
     overrides: OverrideService
+    reputation: ReputationService
     throttle: ThrottleView | None = None  # the node's throttled connections (ugem.core.throttle)
 
 
@@ -50,11 +52,14 @@ def build_services(
     outbox: Outbox | None = None,
     notices: NoticeSettings | None = None,
     throttle: ThrottleView | None = None,
+    reputation: ReputationService | None = None,
 ) -> OperatorServices:
     """The services of one node (or test) over its store, registry and queue.
 
     With `notices`, decisions are mailed to the organisations through `outbox`;
-    `throttle` is the node's board of throttled connections, shown on each connection.
+    `throttle` is the node's board of throttled connections, shown on each connection;
+    `reputation` the node's watch of its addresses on the blocklists (None: one that
+    checks nothing, so /v1/reputation answers with no standings).
     """
     audit = AuditLog(store, clock)
     notifier = None if notices is None else Notifier(outbox, audit, clock, notices)
@@ -76,6 +81,7 @@ def build_services(
         ),
         incidents=IncidentService(store, audit, clock),
         overrides=OverrideService(store, audit, clock),
+        reputation=reputation or ReputationService(None, (), (), clock),
         throttle=throttle,
     )
 
@@ -90,4 +96,5 @@ def api_router(services: OperatorServices) -> APIRouter:
     api.include_router(applications.router(services.applications, auth))
     api.include_router(incidents.router(services.incidents, auth))
     api.include_router(overrides.router(services.overrides, auth))
+    api.include_router(reputation.router(services.reputation, auth))
     return api

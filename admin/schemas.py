@@ -10,6 +10,7 @@ NaN and infinite numbers (`allow_inf_nan=False`).
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import json
 from typing import Any
@@ -30,6 +31,7 @@ from ugem.core.services.connections import ConnectionChange
 from ugem.core.services.incidents import Action, Incident, IncidentState, Mode
 from ugem.core.services.mailqueue import MailItem, MailView
 from ugem.core.services.overrides import MAX_RATE, Override, OverrideKind, OverrideRequest
+from ugem.core.services.reputation import Listing, Report, Standing
 from ugem.core.services.tokens import ApiToken, Role
 from ugem.core.store.base import AuditRecord
 from ugem.core.workdays import unix_time
@@ -397,3 +399,52 @@ class OverrideOut(BaseModel):
     def of(cls, override: Override, now: float) -> OverrideOut:
         extra = {"in_force": override.in_force(now), "status": override.status(now)}
         return cls.model_validate(override.to_dict() | extra)
+
+
+class StandingOut(BaseModel):
+    address: str = Field(
+        description="one of the gateway's outbound addresses ([node] public_addresses)"
+    )
+    zone: str = Field(description="the DNS blocklist (DNSBL zone) asked")
+    state: Listing = Field(
+        description="listed; clear; unusable: the list answered an error code, not a verdict "
+        "(e.g. 127.255.255.254: Spamhaus refuses queries through a public resolver); "
+        "unknown: no answer in time"
+    )
+    since: float = Field(description="when a check first found this state (Unix time)")
+    checked_at: float = Field(description="the last check (Unix time)")
+    reason: str = Field(
+        description="listed: the list's TXT text; unusable, unknown: why there is no verdict"
+    )
+    codes: list[str] = Field(description="the A records the list answered")
+
+    @classmethod
+    def of(cls, standing: Standing) -> StandingOut:
+        return cls.model_validate(dataclasses.asdict(standing))
+
+
+class ReputationOut(BaseModel):
+    watching: bool = Field(
+        description="whether this process checks periodically (a node's worker 0, when "
+        "[node] public_addresses and [reputation] dnsbl_zones are both set)"
+    )
+    interval: float = Field(description="seconds between two checks")
+    addresses: list[str]
+    zones: list[str]
+    last_check: float | None = Field(description="the last check (Unix time); None: none yet")
+    listed: bool = Field(description="whether any address is listed on any list")
+    standings: list[StandingOut] = Field(
+        description="one per address and zone checked, addresses outer, zones inner"
+    )
+
+    @classmethod
+    def of(cls, report: Report, watching: bool, interval: float) -> ReputationOut:
+        return cls(
+            watching=watching,
+            interval=interval,
+            addresses=list(report.addresses),
+            zones=list(report.zones),
+            last_check=report.last_check,
+            listed=report.listed,
+            standings=[StandingOut.of(s) for s in report.standings],
+        )

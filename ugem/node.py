@@ -9,8 +9,12 @@ enforcer writes the node's `ugem.core.throttle` board of throttled connections,
 the SMTP listener reads it at MAIL FROM, the admin API shows it) (so nothing is
 accepted before the queue is recovered nor before the observers listen), and
 the periodic steps: the registry's sync and (worker 0) the disconnections
-scheduled for a time that has come, by the node's clock, and the writing of
-the detector's baselines to the store (also at stop). The notice templates
+scheduled for a time that has come, by the node's clock, the writing of
+the detector's baselines to the store (also at stop) and, when `[node]
+public_addresses` and `[reputation] dnsbl_zones` are both set, the watch of
+the gateway's addresses on the DNS blocklists (`ugem.core.services.reputation`:
+a check at start, then every `[reputation] interval` seconds of the node's
+clock; its state is the admin API's `/v1/reputation`). The notice templates
 are checked first: a broken one stops the start with its name. `stop()` runs
 the order backwards: stop accepting (sessions get 421), let in-flight
 deliveries finish within a grace period, flush the spool, close the store.
@@ -45,6 +49,7 @@ from relay.queue.spool import Spool, spool_path
 from relay.readiness import readiness_from_config
 from ugem.adapters.outbox import SchedulerOutbox
 from ugem.adapters.readiness import application_check
+from ugem.adapters.reputation import reputation_service
 from ugem.adapters.spool_queue import node_queue
 from ugem.core import workdays
 from ugem.core.clock import Clock, SystemClock
@@ -54,6 +59,7 @@ from ugem.core.log import event
 from ugem.core.metrics import Metrics
 from ugem.core.registry import Registry
 from ugem.core.services.notices import notice_settings
+from ugem.core.services.reputation import ReputationService
 from ugem.core.store import open_store
 from ugem.core.store.base import Store
 from ugem.core.store.traffic import TrafficLog, open_traffic_log
@@ -88,6 +94,7 @@ class Node:
         self.traffic: TrafficLog | None = None
         self._deliverer: Deliverer | None = None
         self.services: OperatorServices | None = None
+        self.reputation: ReputationService | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._state = "starting"
 
@@ -186,6 +193,7 @@ class Node:
         await self.scheduler.start()
         self._repeat("registry_sync", REGISTRY_SYNC_INTERVAL, self.registry.sync)
         outbox = SchedulerOutbox(self.scheduler, clock, own_mail)
+        self.reputation = reputation_service(cfg, clock, self.metrics)
         self.services = services = build_services(
             self.store,
             self.registry,
@@ -196,6 +204,7 @@ class Node:
             outbox,
             notices,
             self.throttle,
+            self.reputation,
         )
         if cfg.anomaly.mode != "off":
             self.enforcer = Enforcer(
@@ -226,6 +235,11 @@ class Node:
         if self.worker == 0:  # one worker applies them, so each is applied (and mailed) once
             due = services.connections.disconnect_due
             self._repeat("scheduled_disconnect", DISCONNECT_CHECK_INTERVAL, due)
+            if self.reputation.configured:  # and each change logged (later: alerted) once
+                # The operators' alert and the gateway incident of a listing, when they come,
+                # hang here: self.reputation.on_change(hook), hook(changes) after each check.
+                watch = self.reputation.watch()
+                self._tasks.append(asyncio.create_task(watch, name="reputation_watch"))
         if cfg.admin.enabled:
             listen = worker_listen(cfg.admin.listen, self.worker)
             await services.applications.all()  # the overdue gauge starts right

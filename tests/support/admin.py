@@ -10,8 +10,9 @@ app without a socket (ASGI). `api.call(method, path, role, json)` sends a
 request as that role (None: no token). Notices go to `api.outbox`, which
 keeps each `OutgoingMail` (`sent`) or, with `fail` set, raises
 `SpoolFullError` as a full spool would. Everything is closed on exit.
-`settings` (an `AdminConfig`) sets the app's limits; `listening(app, settings)`
-serves the app on a real loopback socket (`AdminServer`, port chosen by the
+`settings` (an `AdminConfig`) sets the app's limits, `reputation` the service
+behind /v1/reputation (default: one that checks nothing); `listening(app,
+settings)` serves the app on a real loopback socket (`AdminServer`, port chosen by the
 system) for tests that need real HTTP connections.
 """
 
@@ -37,6 +38,7 @@ from ugem.core.metrics import Metrics
 from ugem.core.registry import Registry
 from ugem.core.services.applications import Finding
 from ugem.core.services.notices import NoticeSettings, OutgoingMail
+from ugem.core.services.reputation import ReputationService
 from ugem.core.services.tokens import Role
 from ugem.core.store.sqlite import SqliteStore
 
@@ -88,7 +90,10 @@ class AdminApi:
 
 @contextlib.asynccontextmanager
 async def admin_api(
-    tmp_path: Path, clock: FakeClock | None = None, settings: AdminConfig | None = None
+    tmp_path: Path,
+    clock: FakeClock | None = None,
+    settings: AdminConfig | None = None,
+    reputation: ReputationService | None = None,
 ) -> AsyncIterator[AdminApi]:
     clock = clock or FakeClock()
     store = SqliteStore(tmp_path / "registry.db")
@@ -103,8 +108,9 @@ async def admin_api(
 
     outbox = ListOutbox()
     services = build_services(
-        store, registry, SpoolQueue(spool), clock, metrics, dns_check, outbox, NOTICES
-    )
+        store, registry, SpoolQueue(spool), clock, metrics, dns_check, outbox, NOTICES,
+        reputation=reputation,
+    )  # fmt: skip
     app = create_app(_Ready(), metrics, services, settings)
     transport = httpx.ASGITransport(app=app)
     client = httpx.AsyncClient(transport=transport, base_url="http://admin.test")

@@ -11,22 +11,25 @@ port, answering only from the records the test gives, forwarding nothing::
         txt={"ext.example": ["v=spf1 ip4:127.0.0.9 -all"]},
         cname={"www.ext.example": "mx1.ext.example"},
         nxdomain=["gone.example"],
+        forward={"silent.example": silent.address},
         ttl=300,
     )
     config: [delivery] dns_servers = [dns.address]      # "127.0.0.1:PORT"
 
-The call starts the server and returns once it answers (plain call or
-`await`, both work). Every name it was not given is NXDOMAIN (`--local=/#/`),
-so a lookup never hangs; a name it was given answers NODATA for the other
-types (an MX target of "." is a null MX, RFC 7505, served as a raw record, so
-such a name has no other types). `nxdomain` only documents intent: those names
-must not also be given records. TXT values may hold any characters and any
-length (split into 255-octet strings; join them to read). `ttl` is the TTL of
-every answer (dnsmasq's `--local-ttl`; its own default would be 0). The
-records go in a generated config file (`--conf-file`, in place of
-/etc/dnsmasq.conf), its log (`dns.log_text()`) lists every query. Servers are
-stopped at teardown; without dnsmasq the test is skipped with the reason (fails
-under UGEM_TEST_REQUIRE_PEERS=1: tests.support.peers).
+The call starts the server and returns once it answers (plain call or `await`,
+both work). Every name it was not given is NXDOMAIN (`--local=/#/`), so a
+lookup never hangs; a name it was given answers NODATA for the other types (an
+MX target of "." is a null MX, RFC 7505, served as a raw record, so such a
+name has no other types). `nxdomain` only documents intent: those names must
+not also be given records. `forward` sends every query for a domain (and its
+subdomains) to another server ("ip:port"), e.g. a `silent_dns` that never
+answers, so that one zone times out while the others answer. TXT values may
+hold any characters and any length (split into 255-octet strings; join them to
+read). `ttl` is the TTL of every answer (dnsmasq's `--local-ttl`; its own
+default would be 0). The records go in a generated config file (`--conf-file`,
+in place of /etc/dnsmasq.conf), its log (`dns.log_text()`) lists every query.
+Servers are stopped at teardown; without dnsmasq the test is skipped with the
+reason (fails under UGEM_TEST_REQUIRE_PEERS=1: tests.support.peers).
 """
 
 from __future__ import annotations
@@ -108,8 +111,9 @@ def config_lines(
     aaaa: Mapping[str, Sequence[str]],
     txt: Mapping[str, Sequence[str] | str],
     cname: Mapping[str, str],
+    forward: Mapping[str, str] | None = None,
 ) -> list[str]:
-    """dnsmasq config lines that serve exactly these records."""
+    """dnsmasq config lines that serve exactly these records (and forward these domains)."""
     lines = []
     for name, exchanges in mx.items():
         lines += _mx_lines(name, exchanges)
@@ -118,6 +122,9 @@ def config_lines(
     for name, values in txt.items():
         lines += [_txt_line(name, v) for v in ([values] if isinstance(values, str) else values)]
     lines += [f"cname={alias},{target}" for alias, target in cname.items()]
+    for domain, server in (forward or {}).items():
+        host, _, port = server.rpartition(":")
+        lines.append(f"server=/{domain}/{host}#{port}")
     return lines
 
 
@@ -176,7 +183,8 @@ StartDns = Callable[..., DnsServer]
 
 @pytest.fixture
 def dns_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StartDns]:
-    """Factory: `dns_server(mx=..., a=..., aaaa=..., txt=..., cname=..., nxdomain=..., ttl=...)`."""
+    """Factory: `dns_server(mx=..., a=..., aaaa=..., txt=..., cname=..., nxdomain=..., ttl=...,
+    forward=...)`."""
     if not os.access(DNSMASQ, os.X_OK):
         missing(f"{DNSMASQ} is not installed (Debian package dnsmasq-base)")
     started: list[DnsServer] = []
@@ -189,12 +197,13 @@ def dns_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StartDns]:
         cname: Mapping[str, str] | None = None,
         nxdomain: Sequence[str] = (),
         ttl: int = 300,
+        forward: Mapping[str, str] | None = None,
     ) -> DnsServer:
         given = {*(mx or {}), *(a or {}), *(aaaa or {}), *(txt or {}), *(cname or {})}
         clash = sorted(given.intersection(nxdomain))
         if clash:
             raise ValueError(f"names both given records and NXDOMAIN: {clash}")
-        lines = config_lines(mx or {}, a or {}, aaaa or {}, txt or {}, cname or {})
+        lines = config_lines(mx or {}, a or {}, aaaa or {}, txt or {}, cname or {}, forward)
         directory = tmp_path_factory.mktemp("dnsmasq")
         conf = directory / "dnsmasq.conf"
         conf.write_text("\n".join(lines) + "\n", encoding="utf-8")

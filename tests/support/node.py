@@ -2,15 +2,17 @@
 
 `node_config(tmp_path, ...)` writes a TOML file for a node whose data lives in
 tmp_path and whose listeners take free loopback ports, and loads it exactly as
-`ugem serve` would. `running_node(config, clock)` runs a `ugem.node.Node` on the
-test's own event loop (on a `FakeClock` if given). `NodeProcess` runs
-`ugem serve` as a child process, for what needs a real process: SIGKILL,
-SIGTERM, exit codes. `connect(...)` adds a connection to a node's store the
-way the CLI does; `node_relaying_to(tmp_path, sink, ...)` is the usual
-outbound scene: a node config whose mail for example.org goes to `sink`, with
-mdai.gov.kz connected from 127.0.0.2. `send_mail(config, ...)` sends one
-message to a node through smtplib from a given loopback address, and
-`api_client(node, name, role)` talks to its admin API with a new token.
+`ugem serve` would; it checks no public DNS blocklist (`[reputation]
+dnsbl_zones` empty unless the test names its own zones). `running_node(config,
+clock)` runs a `ugem.node.Node` on the test's own event loop (on a `FakeClock`
+if given). `NodeProcess` runs `ugem serve` as a child process, for what needs
+a real process: SIGKILL, SIGTERM, exit codes. `connect(...)` adds a connection
+to a node's store the way the CLI does; `node_relaying_to(tmp_path, sink,
+...)` is the usual outbound scene: a node config whose mail for example.org
+goes to `sink`, with mdai.gov.kz connected from 127.0.0.2. `send_mail(config,
+...)` sends one message to a node through smtplib from a given loopback
+address, and `api_client(node, name, role)` talks to its admin API with a new
+token.
 """
 
 from __future__ import annotations
@@ -53,6 +55,7 @@ def node_config(tmp_path: Path, **sections: dict[str, Any]) -> tuple[Config, Pat
         "admin": {"listen": f"127.0.0.1:{free_port(count=MAX_WORKERS)}"},  # + I per worker
         "delivery": {"scan_interval": 0.05, "min_backoff": 1.0, "max_backoff": 2.0},
         "auth": {"timeout": 1.0},
+        "reputation": {"dnsbl_zones": []},  # never the public blocklists: tests set their own
         "log": {"level": "warning"},
     }
     for name, values in sections.items():

@@ -80,6 +80,7 @@ ENDPOINTS: list[tuple[str, str, Any, Role, int]] = [
     ("POST", "/v1/overrides", EXEMPT, Role.OPERATOR, 201),
     ("GET", "/v1/overrides/{override}", None, Role.VIEWER, 200),
     ("POST", "/v1/overrides/{override}/cancel", {}, Role.OPERATOR, 200),
+    ("GET", "/v1/reputation", None, Role.VIEWER, 200),
 ]
 CASES = [pytest.param(*endpoint, id=f"{endpoint[0]} {endpoint[1]}") for endpoint in ENDPOINTS]
 

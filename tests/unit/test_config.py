@@ -81,6 +81,10 @@ def test_environment_overrides_the_file(tmp_path: Path) -> None:
         ("[admin]\nheader_timeout = nan\n", {}, "admin.header_timeout", "a finite number"),
         ("", {"UGEM_ADMIN_BODY_TIMEOUT": "nan"}, "UGEM_ADMIN_BODY_TIMEOUT", "a finite number"),
         ("[smtp\n", {}, "--config", "expected a TOML file"),
+        ('[reputation]\ndnsbl_zones = ["not a zone"]\n', {}, "reputation.dnsbl_zones", "domain"),
+        ('[reputation]\ndnsbl_zones = "zen.spamhaus.org"\n', {}, "reputation.dnsbl_zones", "list"),
+        ("[reputation]\ninterval = 10\n", {}, "reputation.interval", "from 60 to 86400"),
+        ("", {"UGEM_REPUTATION_TIMEOUT": "0"}, "UGEM_REPUTATION_TIMEOUT", "from 0.1 to 60"),
     ],
 )
 def test_bad_values_name_the_key_and_what_is_allowed(
@@ -136,3 +140,13 @@ def test_ugem_config_environment_variable_names_the_file(tmp_path: Path) -> None
     )
     assert proc.returncode == 2
     assert "smtp.max_recipients" in proc.stderr
+
+
+def test_the_blocklists_watched_by_default_are_live_ones(tmp_path: Path) -> None:
+    zones = load_config(None, env={}).reputation.dnsbl_zones
+    assert zones[0] == "zen.spamhaus.org" and len(zones) == 5
+    assert not {"dnsbl.sorbs.net", "ix.dnsbl.manitu.net"} & set(zones)  # both shut down
+    path = write(tmp_path, '[reputation]\ndnsbl_zones = ["BL.Example.", "bl.example"]\n')
+    assert load_config(path, env={}).reputation.dnsbl_zones == ["bl.example"]
+    env = {"UGEM_REPUTATION_DNSBL_ZONES": "a.example, b.example"}
+    assert load_config(path, env=env).reputation.dnsbl_zones == ["a.example", "b.example"]

@@ -31,6 +31,7 @@ GROUP_NAMES = (
     "incident",
     "override",
     "dkim",
+    "reputation",
 )
 OPTIONS_WITH_VALUE = ("--config",)
 

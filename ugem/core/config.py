@@ -72,7 +72,8 @@ class NodeConfig:
         [],
         "The gateway's outbound IP addresses as the internet sees them. The DNS readiness "
         "check (ugem dkim check, an application's checks) evaluates each organisation's SPF "
-        "record for every one of them (empty: its SPF finding fails, saying this is not set).",
+        "record for every one of them (empty: its SPF finding fails, saying this is not set), "
+        "and the blocklist watch ([reputation]) looks each one up (empty: no watch).",
         kind="addresses",
     )
 
@@ -446,6 +447,71 @@ class AnomalyConfig:
     )
 
 
+# The public DNS blocklists (DNSBLs) of IP addresses the gateway watches its own outbound
+# addresses on by default (`[reputation] dnsbl_zones`). Each is asked for A records of
+# <reversed address>.<zone> (RFC 5782): NXDOMAIN is "not listed", an answer in 127.0.0.0/8
+# a listing (TXT at the same name says why), an answer in 127.255.255.0/24, 127.0.0.1 or
+# outside 127/8 an error of the query, never a listing (relay.reputation.dnsbl). What each
+# zone's answers mean, as its operator documents them:
+#   zen.spamhaus.org         Spamhaus ZEN (SBL, CSS, XBL, PBL in one zone): 127.0.0.2 SBL
+#                            (spam sources and services), .3 SBL CSS (snowshoe spam), .4-.7
+#                            XBL (exploited hosts: bots, proxies), .9 DROP, .10/.11 PBL (end-
+#                            user space that should not send mail directly); errors:
+#                            127.255.255.252 typo in the zone name, .254 query through a
+#                            public/open resolver (or one with generic rDNS: ask through a
+#                            resolver of your own, or Spamhaus DQS), .255 excessive queries.
+#   b.barracudacentral.org   Barracuda Reputation Block List: 127.0.0.2 listed; free, but the
+#                            querying resolver's address must be registered at
+#                            barracudacentral.org, else its queries go unanswered (unknown).
+#   bl.spamcop.net           SpamCop Blocking List, from recipients' reports and spam traps:
+#                            127.0.0.2 listed; a listing expires 24 h after the last report.
+#   psbl.surriel.com         Passive Spam Block List, from spam traps: 127.0.0.2 listed
+#                            (one code, no categories); anyone may remove an address.
+#   bl.mailspike.net         Mailspike's blocking zone: 127.0.0.2 (part of a spam wave, the
+#                            z.mailspike.net list) or 127.0.0.10, .11, .12 (reputation L5, L4,
+#                            L3: worst, very bad, bad); free under 100,000 queries a day.
+# Left out on purpose, though older lists name them: dnsbl.sorbs.net (SORBS, decommissioned
+# by Proofpoint on 2024-06-05, its zones emptied) and ix.dnsbl.manitu.net (NiX Spam, shut
+# down on 2025-01-16; its operators ask that it no longer be queried). A dead zone answers
+# nothing useful at best, and a lapsed domain may be taken over and answer "listed" for
+# every address.
+DEFAULT_DNSBL_ZONES = [
+    "zen.spamhaus.org",
+    "b.barracudacentral.org",
+    "bl.spamcop.net",
+    "psbl.surriel.com",
+    "bl.mailspike.net",
+]
+
+
+@dataclass(frozen=True)
+class ReputationConfig:
+    dnsbl_zones: list[str] = knob(
+        DEFAULT_DNSBL_ZONES,
+        "DNS blocklists (DNSBL zones) on which every address of node.public_addresses is "
+        "checked, every interval seconds, by `ugem serve` and `ugem reputation check` "
+        "(empty: no checks). The default: major public lists, each described in "
+        "ugem/core/config.py. Spamhaus answers queries that come through a public resolver "
+        "with an error code (state unusable): resolve through one of your own "
+        "(delivery.dns_servers).",
+        kind="zones",
+    )
+    interval: float = knob(
+        3600.0,
+        "Seconds between two checks of the gateway's addresses on the blocklists by a "
+        "running node (worker 0); the first is made at start.",
+        lo=60,
+        hi=DAY,
+    )
+    timeout: float = knob(
+        5.0,
+        "Seconds one blocklist lookup may take (through delivery.dns_servers); no answer in "
+        "time leaves that address's state on that list unknown.",
+        lo=0.1,
+        hi=60,
+    )
+
+
 @dataclass(frozen=True)
 class LogConfig:
     level: str = knob("info", "Lowest level logged.", choices=("debug", "info", "warning", "error"))
@@ -465,6 +531,7 @@ class Config:
     dkim: DkimConfig = field(default_factory=DkimConfig)
     auth: AuthConfig = field(default_factory=AuthConfig)
     anomaly: AnomalyConfig = field(default_factory=AnomalyConfig)
+    reputation: ReputationConfig = field(default_factory=ReputationConfig)
     log: LogConfig = field(default_factory=LogConfig)
 
     # Derived values, so callers never repeat the defaulting rules.
@@ -549,6 +616,10 @@ def _check_kind(kind: str, value: Any) -> Any:
         if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
             raise ValueError('expected a list of IP addresses like "203.0.113.9"')
         return [str(ipaddress.ip_address(v.strip())) for v in value]
+    elif kind == "zones":
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise ValueError('expected a list of DNSBL zone names like "zen.spamhaus.org"')
+        return list(dict.fromkeys(canonical_domain(v) for v in value))
     elif kind == "mailbox" and value:
         local, at, domain = value.rpartition("@")
         if not at or not local or any(c in local for c in ' <>"') or "." not in domain:

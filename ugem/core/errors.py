@@ -13,9 +13,9 @@ and where each error is raised::
     UgemError                  as such: admin.server (the admin socket cannot listen or
     │                          start), ugem.core.services.notices (no outbox)
     ├── ConfigError            bad configuration: names the key, the value, what is allowed
-    │                          (ugem.core.config, .notices, .dkim_keys, .store; relay.tls,
-    │                          relay.dns, relay.inbound.checks, relay.deliver.dkim_sign,
-    │                          anomaly.enforce)
+    │                          (ugem.core.config, .notices, .dkim_keys, .store,
+    │                          .services.reputation; relay.tls, relay.dns,
+    │                          relay.inbound.checks, relay.deliver.dkim_sign, anomaly.enforce)
     ├── UsageError             bad CLI or API input: names the argument and what is allowed
     │                          (ugem.core.model, .services, ugem.commands, relay.queue.spool,
     │                          relay.readiness, anomaly.trace_reader, .protocol, .simulate,
@@ -29,7 +29,8 @@ and where each error is raised::
     │   ├── SpoolFullError     no space left (disk full or spool size cap): 452 4.3.1
     │   └── SpoolCorruptError  a record failed its checksum; it is quarantined
     ├── DnsTrouble             a DNS lookup got no usable answer (relay.dns): temperror for
-    │                          the inbound checks, a failed readiness finding, never permanent
+    │                          the inbound checks, a failed readiness finding, an unknown
+    │                          blocklist state (relay.reputation), never permanent
     ├── SigningError           outbound mail could not be DKIM-signed (relay.deliver.dkim_sign);
     │                          `DkimSigner.outgoing` then sends it unsigned
     ├── PathError              a MAIL FROM or RCPT TO path refused, with the Reply to send
@@ -77,6 +78,9 @@ each becomes::
         KeyError, ValueError of its placeholders
     ugem.core.dkim_keys
         OSError, ValueError, TypeError of a key file     ConfigError dkim.key_dir
+    ugem.core.reply_class
+        OSError, tomllib.TOMLDecodeError, re.error of    ConfigError naming the file,
+        a reply-patterns file                            the rule and the field
     ugem.core.names
         idna.IDNAError                                   ValueError (the caller's UsageError,
                                                          RouteFailure, ...)
@@ -109,6 +113,9 @@ each becomes::
         dkim.KeyFormatError, DnsTrouble                  permerror, temperror
     relay.readiness
         spf.TempError, spf.PermError                     a failed finding
+    relay.reputation.dnsbl
+        DnsTrouble of a blocklist lookup                 state unknown (of its TXT: no reason)
+        ValueError of an address that is no IP           state unknown
     relay.deliver.routing
         dns.exception.Timeout, DNSException              RouteFailure 451 4.4.3
         dns.resolver.NXDOMAIN of the MX lookup           RouteFailure 550 5.1.2

@@ -162,6 +162,19 @@ class Metrics:
             ["mode"],
             registry=r,
         )
+        self.reputation_listed = Gauge(
+            "ugem_reputation_listed",
+            "1 while the gateway's address is listed on the DNS blocklist zone, 0 once found "
+            "clear; an unusable or unanswered lookup leaves the last verdict (the watch of "
+            "[reputation], ugem.core.services.reputation)",
+            ["address", "zone"],
+            registry=r,
+        )
+        self.reputation_last_check = Gauge(
+            "ugem_reputation_last_check_timestamp_seconds",
+            "When the gateway's addresses were last checked on the DNS blocklists (Unix time)",
+            registry=r,
+        )
 
         self._replies: dict[tuple[str, int], Counter] = {}
         self._outcomes: dict[str, Counter] = {}
