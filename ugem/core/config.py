@@ -510,6 +510,18 @@ class ReputationConfig:
         lo=0.1,
         hi=60,
     )
+    reply_patterns: str = knob(
+        "",
+        "A TOML file of patterns that classify remote delivery replies, replacing the "
+        "packaged ugem/core/reply_patterns.toml (empty: the packaged table).",
+        kind="path",
+    )
+    fbl_address: str = knob(
+        "",
+        "A local address of the gateway where feedback-loop complaints (ARF, RFC 5965) "
+        "and abuse reports are received and traced to their connection (empty: none).",
+        kind="mailbox",
+    )
 
 
 @dataclass(frozen=True)
