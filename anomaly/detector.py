@@ -59,8 +59,8 @@ CHECK_UNITS = 5  # recipients or bounces since the last check before checking ag
 # The thresholds anomaly.calibrate chose on the TUNING seeds (`ugem anomaly protocol`
 # prints the choice and why; BENCHMARKS.md has it):
 THROTTLE_AT = 6.0  # score (decades of surprise) from which a connection is throttled
-SUSPEND_AT = 8.0  # score from which it is suspended...
-CORROBORATED_AT = 2.0  # ...when this much of it is neither volume nor new recipients
+SUSPEND_AT = 7.0  # score from which it is suspended...
+CORROBORATED_AT = 3.0  # ...when this much of it is neither volume nor new recipients
 LIFT_S = 900.0  # a throttle lifts after this long without a score at THROTTLE_AT
 SILENCE_S = 3600.0  # a server silent this long at busy hours was down: a backlog may follow
 CATCH_UP_S = 1800.0  # how long a backlog may take to arrive
