@@ -14,7 +14,8 @@ exp(-2 x SLACK x s), so s is worth 2 x SLACK x s / ln 10 decades. A cold
 baseline adds nothing (there is no usual to drift from). The spread has the
 floors of the volume finding (anomaly.score), so a connection that never
 varied is not taken for a drifting one. O(1) per event, one baseline lookup
-per closed block; nothing raises.
+per closed block, none for a quiet block while the sum is empty (it cannot
+start one); nothing raises.
 """
 
 from __future__ import annotations
@@ -28,6 +29,8 @@ Z_MAX = 3.0  # spreads one block may add at most
 SPREAD_FLOOR, SPREAD_SHARE = 3.0, 0.25  # the spread is at least this, and this share of the mean
 _MAX_DRAIN = 288  # silent blocks drained at once (a day): enough to empty any sum
 _DECADES = 2.0 * SLACK / math.log(10.0)
+# A block of at most this many recipients cannot start a sum: z <= count / SPREAD_FLOOR <= SLACK
+_QUIET = SLACK * SPREAD_FLOOR
 
 
 class Drift:
@@ -56,6 +59,9 @@ class Drift:
         self._block, self._count = block, 0
 
     def _step(self, count: int, ts: float, baseline: Baseline) -> None:
+        if self.total <= 0.0 and count <= _QUIET:  # stays empty whatever the usual: no lookup
+            self.blocks = 0
+            return
         mean, spread, warm = baseline.expected(ts)
         if not warm:
             self.total, self.blocks = 0.0, 0

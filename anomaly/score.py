@@ -118,8 +118,13 @@ def could_weigh(features: Features) -> bool:
         or features.loops.longest >= LEAST_RUN
     ):
         return True
+    # each count of the 5-minute window is at most the hour's: most checks end here, before
+    # the 5-minute window and the usual shares are computed
+    shares = [share for share in _SHARES if getattr(hour, share[1]) >= share[3][1]]
+    if not shares:
+        return False
     five, before = features.window(5), features.before_hour()
-    return any(_above(five, hour, before, *share[1:]) for share in _SHARES)
+    return any(_above(five, hour, before, *share[1:]) for share in shares)
 
 
 def _usual(before: Window, hits: str, of: str, floor: float) -> float:
