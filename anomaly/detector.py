@@ -24,10 +24,13 @@ restart; `throttled(c)` says whether a connection is throttled now. A backlog
 is not abuse: after one of its servers was silent for `SILENCE_S` at hours
 the connection usually sends (that server was down), that server's share of
 what the connection usually sends in that time is expected within
-`CATCH_UP_S` of its return; until it has come neither volume nor a repeated
-pair counts (the queued alerts of a monitoring system repeat one pair), then
-its pairs are counted afresh and its volume counts once it has left the
-5-minute window. A check first asks whether any finding but volume could
+`CATCH_UP_S` of its return (longer than expected, while that server's
+messages still come less than `FLUSH_GAP_S` apart, as a flushing queue sends
+them, up to `CATCH_UP_S`: the estimate is the usual of those hours, and a
+queue of a day off's alerts can be much more); until it has come neither
+volume nor a repeated pair counts (the queued alerts of a monitoring system
+repeat one pair), then its pairs are counted afresh and its volume counts
+once it has left the 5-minute window. A check first asks whether any finding but volume could
 weigh at all (`score.could_weigh`) and looks closer only then. An `observer`
 sees every assessment (the calibration records them). Nothing here raises on
 well-formed events.
@@ -65,6 +68,7 @@ LIFT_S = 900.0  # a throttle lifts after this long without a score at THROTTLE_A
 SILENCE_S = 3600.0  # a server silent this long at busy hours was down: a backlog may follow
 CATCH_UP_S = 1800.0  # how long a backlog may take to arrive
 WINDOW_S = 300.0  # the window a backlog's volume and repeated pairs are counted in
+FLUSH_GAP_S = 5.0  # a server's messages this close together are still its queue flushing
 BACKLOG_FLOOR = float(VOLUME_FLOOR)  # recipients a silence must miss to be an outage
 MAX_SERVERS = 64  # server addresses told apart per connection (a trace may name any number)
 SUSPEND, THROTTLE, LIFT = "suspend", "throttle", "lift"
@@ -103,6 +107,7 @@ class _Conn:
         "catch_up_until",
         "drift",
         "features",
+        "flushing",
         "last_check",
         "pending",
         "rcpts",
@@ -123,13 +128,16 @@ class _Conn:
         self.servers: dict[str, list[float]] = {}  # ip -> [last accepted, recipients]
         self.catch_up = 0.0  # recipients of a backlog still expected after a silence
         self.catch_up_until = 0.0  # when the backlog stops counting (see `backlog`)
+        self.flushing = ""  # the server whose backlog is expected
 
     def note_accepted(self, ts: float, ip: str, rcpts: int) -> None:
         """After one of its servers was silent at hours the connection usually sends, expect
         that server's backlog: its share of what the connection usually sends in that
-        time, within CATCH_UP_S of its return (the other servers may have gone on). Once
-        the whole backlog came, its pairs are forgotten (a loop must start afresh) and
-        its volume stays in the 5-minute window for WINDOW_S more."""
+        time, from that server (the others may have gone on as usual), within CATCH_UP_S
+        of its return, or more while that server's messages still come as fast as a
+        flushing queue sends them (FLUSH_GAP_S apart), up to CATCH_UP_S. Once the whole
+        backlog came, its pairs are forgotten (a loop must start afresh) and its volume
+        stays in the 5-minute window for WINDOW_S more."""
         if ip not in self.servers and len(self.servers) >= MAX_SERVERS:
             ip = ""  # a connection's servers are few: past the bound they are counted as one
         server = self.servers.get(ip)
@@ -145,10 +153,13 @@ class _Conn:
             missed = share * self.baseline.expected_between(ts - gap, ts)
             if missed >= BACKLOG_FLOOR:
                 self.catch_up = (self.catch_up if self.backlog(ts) == ARRIVING else 0.0) + missed
-                self.catch_up_until = ts + CATCH_UP_S
-        if self.catch_up > 0 and ts < self.catch_up_until:
+                self.catch_up_until, self.flushing = ts + CATCH_UP_S, ip
+        if self.catch_up > 0 and ts < self.catch_up_until and ip == self.flushing:
             self.catch_up -= rcpts
-            if self.catch_up <= 0:  # the whole backlog came
+            if self.catch_up <= 0 and gap < FLUSH_GAP_S:
+                # more than expected, still as fast as a queue flushes: the backlog goes on
+                self.catch_up = float(rcpts)
+            elif self.catch_up <= 0:  # the whole backlog came
                 self.catch_up, self.catch_up_until = 0.0, ts + WINDOW_S
                 self.features.forget_pairs()
 
