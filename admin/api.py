@@ -18,6 +18,7 @@ from ugem.core.metrics import Metrics
 from ugem.core.registry import Registry
 from ugem.core.services.applications import ApplicationService, DnsCheck
 from ugem.core.services.audit import AuditLog
+from ugem.core.services.complaints import ComplaintService
 from ugem.core.services.connections import ConnectionService
 from ugem.core.services.incidents import IncidentService
 from ugem.core.services.mailqueue import MailQueue, QueueService
@@ -39,6 +40,7 @@ class OperatorServices:
     incidents: IncidentService
     overrides: OverrideService
     reputation: ReputationService
+    complaints: ComplaintService
     throttle: ThrottleView | None = None  # the node's throttled connections (ugem.core.throttle)
 
 
@@ -53,13 +55,16 @@ def build_services(
     notices: NoticeSettings | None = None,
     throttle: ThrottleView | None = None,
     reputation: ReputationService | None = None,
+    complaints: ComplaintService | None = None,
 ) -> OperatorServices:
     """The services of one node (or test) over its store, registry and queue.
 
     With `notices`, decisions are mailed to the organisations through `outbox`;
     `throttle` is the node's board of throttled connections, shown on each connection;
     `reputation` the node's watch of its addresses on the blocklists (None: one that
-    checks nothing, so /v1/reputation answers with no standings).
+    checks nothing, so /v1/reputation answers with no standings); `complaints` the node's
+    feedback-loop complaints (None: the ones in `store`, traced by `registry`, counted in
+    `metrics`, announced on no bus).
     """
     audit = AuditLog(store, clock)
     notifier = None if notices is None else Notifier(outbox, audit, clock, notices)
@@ -82,6 +87,7 @@ def build_services(
         incidents=IncidentService(store, audit, clock),
         overrides=OverrideService(store, audit, clock),
         reputation=reputation or ReputationService(None, (), (), clock),
+        complaints=complaints or ComplaintService(store, clock, registry, metrics=metrics),
         throttle=throttle,
     )
 
@@ -96,5 +102,5 @@ def api_router(services: OperatorServices) -> APIRouter:
     api.include_router(applications.router(services.applications, auth))
     api.include_router(incidents.router(services.incidents, auth))
     api.include_router(overrides.router(services.overrides, auth))
-    api.include_router(reputation.router(services.reputation, auth))
+    api.include_router(reputation.router(services.reputation, auth, services.complaints))
     return api

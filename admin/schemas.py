@@ -27,6 +27,7 @@ from ugem.core.services.applications import (
     Finding,
 )
 from ugem.core.services.audit import Verdict
+from ugem.core.services.complaints import Attribution, Complaint, Tally
 from ugem.core.services.connections import ConnectionChange
 from ugem.core.services.incidents import Action, Incident, IncidentState, Mode
 from ugem.core.services.mailqueue import MailItem, MailView
@@ -448,3 +449,58 @@ class ReputationOut(BaseModel):
             listed=report.listed,
             standings=[StandingOut.of(s) for s in report.standings],
         )
+
+
+class ComplaintOut(BaseModel):
+    id: int = Field(description="its number, in the order complaints arrived")
+    received_at: float = Field(description="when it arrived (Unix time)")
+    client_ip: str = Field(description="the address that sent it")
+    sender: str = Field(description="its envelope sender")
+    size: int = Field(description="bytes of the report")
+    format: str = Field(
+        description="arf (RFC 5965), dsn (RFC 3464), plain (an abuse report of another form) or "
+        "unparsed (see problem)"
+    )
+    feedback_type: str = Field(
+        description="arf: abuse, fraud, virus, other, not-spam or auth-failure; dsn: "
+        "delivery-status; plain: abuse; unparsed: unknown"
+    )
+    reporter: str = Field(description="the report's From:")
+    user_agent: str = Field(description="the report's User-Agent (arf)")
+    connection: str = Field(description="the connection it was traced to; empty: not traced")
+    attributed_by: Attribution = Field(
+        description="how: queue_id (this gateway's Received: field in the original, naming the "
+        "client's address), dkim (a DKIM-Signature's d= or i=), sender_domain "
+        "(Original-Mail-From, Return-Path, From, Reported-Domain), none"
+    )
+    evidence: str = Field(description="what named the connection, or why nothing did")
+    queue_id: str = Field(description="this gateway's queue id of the original, if it has one")
+    message_id: str = Field(description="the original's Message-ID")
+    original_mail_from: str
+    original_rcpt_to: list[str]
+    arrival_date: str
+    source_ip: str
+    reported_domains: list[str]
+    fields: list[tuple[str, str]] = Field(description="the report's machine-readable fields")
+    original_headers: list[tuple[str, str]] = Field(
+        description="the original's header fields, the first 8 KiB"
+    )
+    problem: str = Field(description="what could not be read; empty when all was")
+    truncated: bool = Field(description="only the first MiB of the report was read")
+
+    @classmethod
+    def of(cls, complaint: Complaint) -> ComplaintOut:
+        return cls.model_validate(complaint.to_dict())
+
+
+class ComplaintsOut(BaseModel):
+    received: int = Field(description="complaints received since the store began")
+    kept: int = Field(description="complaints the store keeps (the newest)")
+    dropped: int = Field(description="older complaints dropped to stay within the cap")
+    cap: int = Field(description="most complaints kept")
+    complaints: list[ComplaintOut] = Field(description="newest first, as filtered")
+
+    @classmethod
+    def of(cls, tally: Tally, complaints: list[Complaint]) -> ComplaintsOut:
+        found = [ComplaintOut.of(c) for c in complaints]
+        return cls(**dataclasses.asdict(tally), complaints=found)

@@ -161,3 +161,16 @@ SEVERAL_AUTHORS = Reply(
 # Added for the session limits of issue 10 (additive).
 TOO_MANY_RCPT_DENIALS = Reply(421, "4.7.0", "Too many refused recipients; closing connection")
 IDLE_SESSION = Reply(421, "4.4.2", "Too long without a message; closing connection")
+
+# Added for feedback-loop complaints (issue 13, item 3; additive): mail to `[reputation]
+# fbl_address` is kept as a complaint, never relayed, in a transaction of its own.
+COMPLAINT_ALONE = Reply(
+    452,
+    "4.5.3",
+    "The feedback address takes a transaction of its own; send the other recipients again "
+    "in another",
+)
+
+
+def complaint_kept(number: int) -> Reply:
+    return Reply(250, "2.0.0", f"Ok: complaint recorded as {number}")

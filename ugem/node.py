@@ -7,7 +7,9 @@ traffic or this worker's own; it takes up the baselines kept in the store),
 the SMTP listener and the admin listener, in that order (the detector's
 enforcer writes the node's `ugem.core.throttle` board of throttled connections,
 the SMTP listener reads it at MAIL FROM, the admin API shows it) (so nothing is
-accepted before the queue is recovered nor before the observers listen), and
+accepted before the queue is recovered nor before the observers listen; mail to
+`[reputation] fbl_address` goes from the SMTP listener to the complaint service,
+`ugem.core.services.complaints`, which the admin API lists), and
 the periodic steps: the registry's sync and (worker 0) the disconnections
 scheduled for a time that has come, by the node's clock, the writing of
 the detector's baselines to the store (also at stop) and, when `[node]
@@ -15,7 +17,11 @@ public_addresses` and `[reputation] dnsbl_zones` are both set, the watch of
 the gateway's addresses on the DNS blocklists (`ugem.core.services.reputation`:
 a check at start, then every `[reputation] interval` seconds of the node's
 clock; its state is the admin API's `/v1/reputation`). The notice templates
-are checked first: a broken one stops the start with its name. `stop()` runs
+are checked first: a broken one stops the start with its name, and so does a
+bad `[reputation] reply_patterns` table (read once here and handed to the
+scheduler, which classifies every delivery reply with it; one
+`relay.deliver.backoff.Backoff` a worker holds rate-limited destinations back,
+shared by its deliverer and scheduler). `stop()` runs
 the order backwards: stop accepting (sessions get 421), let in-flight
 deliveries finish within a grace period, flush the spool, close the store.
 `run(config)` is `ugem serve`: it starts a node, waits for SIGTERM or SIGINT,
@@ -39,6 +45,7 @@ from admin.server import AdminServer, create_app
 from anomaly.enforce import Enforcer
 from anomaly.feed import Feed, LocalFeed, SharedFeed
 from relay.accept.listener import AcceptServer
+from relay.deliver.backoff import Backoff
 from relay.deliver.dkim_sign import signer_from_config
 from relay.deliver.routing import Router
 from relay.deliver.transaction import Deliverer
@@ -58,6 +65,8 @@ from ugem.core.events import EventBus
 from ugem.core.log import event
 from ugem.core.metrics import Metrics
 from ugem.core.registry import Registry
+from ugem.core.reply_class import configured_patterns
+from ugem.core.services.complaints import ComplaintService
 from ugem.core.services.notices import notice_settings
 from ugem.core.services.reputation import ReputationService
 from ugem.core.store import open_store
@@ -93,6 +102,7 @@ class Node:
         self.throttle = ThrottleBoard()  # written by the enforcer, read by the relay
         self.traffic: TrafficLog | None = None
         self._deliverer: Deliverer | None = None
+        self.backoff: Backoff | None = None  # rate-limited destinations held back
         self.services: OperatorServices | None = None
         self.reputation: ReputationService | None = None
         self._tasks: list[asyncio.Task[None]] = []
@@ -145,6 +155,7 @@ class Node:
         cfg, clock = self.config, self.clock
         notices = notice_settings(cfg)
         notices.templates.check()  # a broken template stops the start, not a decision
+        patterns = configured_patterns(cfg.reputation.reply_patterns)  # so does a bad table
         self._check_fd_limit()
         cfg.data_path.mkdir(parents=True, exist_ok=True)
         # The detector and the applications ask the working-day calendar; its first
@@ -169,7 +180,10 @@ class Node:
             quarantined=report.quarantined,
             moved_aside=report.moved_aside or "",
         )
-        self._deliverer = Deliverer(cfg.delivery, cfg.helo_name, self.metrics, clock)
+        self.backoff = Backoff(cfg.delivery, clock, self.metrics)  # this worker's
+        self._deliverer = Deliverer(
+            cfg.delivery, cfg.helo_name, self.metrics, clock, backoff=self.backoff
+        )
         router = Router(self.registry, cfg.delivery, clock)
         own_mail = gateway_signer(cfg, clock)  # DKIM for the DSNs and notices
         self.scheduler = Scheduler(
@@ -183,6 +197,8 @@ class Node:
             self.metrics,
             cfg.hostname,
             own_mail,
+            patterns=patterns,
+            backoff=self.backoff,
         )
         self.registry.on_change(self.scheduler.on_connection_change)
         if cfg.anomaly.trace_file:
@@ -194,6 +210,8 @@ class Node:
         self._repeat("registry_sync", REGISTRY_SYNC_INTERVAL, self.registry.sync)
         outbox = SchedulerOutbox(self.scheduler, clock, own_mail)
         self.reputation = reputation_service(cfg, clock, self.metrics)
+        # Mail to [reputation] fbl_address: kept in the store, traced, counted, on the bus.
+        complaints = ComplaintService(self.store, clock, self.registry, self.bus, self.metrics)
         self.services = services = build_services(
             self.store,
             self.registry,
@@ -205,6 +223,7 @@ class Node:
             notices,
             self.throttle,
             self.reputation,
+            complaints,
         )
         if cfg.anomaly.mode != "off":
             self.enforcer = Enforcer(
@@ -230,6 +249,7 @@ class Node:
             self.throttle,
             dkim=signer_from_config(cfg, clock),
             inbound=inbound_from_config(cfg, clock, self.metrics),
+            complaints=complaints,
         )
         await self.smtp.start()
         if self.worker == 0:  # one worker applies them, so each is applied (and mailed) once

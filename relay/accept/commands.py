@@ -27,6 +27,15 @@ commit is shielded, so a hang-up cannot tear it. SpoolFullError is 452 4.3.1
 and another SpoolError 451 4.3.0, each with an INFO line (the spool has logged
 the failure itself); any other failure is 451 4.3.0 with an ERROR line and
 its traceback, naming the queue id.
+Mail to the feedback address (`[reputation] fbl_address`, when the context
+has `complaints`: `relay.accept.policy.is_feedback`) is a transaction of its
+own (a recipient that would mix it with others gets 452 4.5.3, which a client
+answers by sending those again later); at the end of DATA its text, as
+received (no `Received:`, no checks, no signature), goes to
+`SessionContext.complaints` instead of the intake, so it is never relayed,
+and the client hears 250 with the complaint's number once it is kept. A
+StoreError keeping it is 451 4.3.0 with an INFO line, any other failure 451
+4.3.0 with an ERROR line and its traceback.
 NOOP/RSET/VRFY/HELP and a HELO/EHLO that repeats the greeting (the first one,
 and the first after STARTTLS, are free) are counted (`EndSession` with 421
 over `max_noop_commands`); the count restarts after each accepted message.
@@ -45,7 +54,7 @@ from typing import Protocol
 
 from relay import replies
 from relay.accept.address import Address, PathError, PathLimits, parse_mail, parse_rcpt
-from relay.accept.policy import Gateway, check_mail, check_rcpt
+from relay.accept.policy import Gateway, check_mail, check_rcpt, is_feedback
 from relay.accept.received import protocol, received_header
 from relay.deliver.dkim_sign import DkimSigner
 from relay.queue.message import QueuedMessage, new_queue_id
@@ -53,7 +62,7 @@ from relay.replies import Reply
 from relay.tls import TlsInfo
 from ugem.core.clock import Clock
 from ugem.core.config import Config
-from ugem.core.errors import SpoolError, SpoolFullError
+from ugem.core.errors import SpoolError, SpoolFullError, StoreError
 from ugem.core.events import Accepted, EventBus
 from ugem.core.log import event
 from ugem.core.metrics import Metrics
@@ -94,6 +103,18 @@ class Inbound(Protocol):
     async def check(self, text: bytes, envelope: Envelope) -> bytes | Reply: ...
 
 
+class Numbered(Protocol):
+    @property
+    def id(self) -> int: ...
+
+
+class Complaints(Protocol):
+    """Where mail to the feedback address goes (ugem.core.services.complaints, wired by
+    the node): kept on return (its number), or StoreError."""
+
+    async def receive(self, text: bytes, client_ip: str, sender: str) -> Numbered: ...
+
+
 @dataclass(frozen=True)
 class Envelope:
     """What the session knows of a transaction when its data has arrived."""
@@ -123,6 +144,7 @@ class SessionContext:
     dkim: DkimSigner | None = None  # signs mail from connected servers; None: no signing
     inbound: Inbound | None = None  # checks mail from the internet; None: no checks
     throttle: ThrottleView | None = None  # connections the detector throttles; None: none
+    complaints: Complaints | None = None  # mail to gateway.feedback; None: no feedback address
 
 
 class Wire(Protocol):
@@ -165,6 +187,7 @@ class _Txn:
     smtputf8: bool = False
     rcpts: list[str] = field(default_factory=list)
     rcpt_tried: bool = False
+    complaint: bool = False  # its recipient is the feedback address
 
 
 class Commands:
@@ -292,9 +315,13 @@ class Commands:
             return replies.TOO_MANY_RECIPIENTS
         assert path.address is not None  # parse_rcpt never gives the null path
         reply = check_rcpt(txn.client, self.svc.registry, path.address, self.svc.gateway)
+        complaint = is_feedback(path.address, self.svc.gateway)
+        if reply.is_positive and txn.rcpts and complaint != txn.complaint:
+            return replies.COMPLAINT_ALONE
         rcpt = str(path.address)
         if reply.is_positive and rcpt not in txn.rcpts:
             txn.rcpts.append(rcpt)
+            txn.complaint = complaint
         return reply
 
     # -- the message ---------------------------------------------------------------------
@@ -314,10 +341,34 @@ class Commands:
             self.svc.metrics.count("rejected")
             return text
         try:
+            if txn.complaint:
+                return await self._complaint(txn, text)
             await self._commit(txn, text)
         finally:
             self.wire.data_done()
         return None
+
+    async def _complaint(self, txn: _Txn, text: bytes) -> Reply:
+        """Keep mail to the feedback address as a complaint; shielded like a commit."""
+        sink, client_ip = self.svc.complaints, self.wire.client_ip
+        assert sink is not None  # a complaint transaction needs the feedback address
+        kept: list[Numbered] = []
+
+        async def keep() -> None:
+            kept.append(await sink.receive(text, client_ip, str(txn.sender or "")))
+
+        task = asyncio.ensure_future(keep())
+        self.wire.commit_started(task)
+        try:
+            await asyncio.shield(task)
+        except StoreError as exc:
+            event(log, "complaint_not_kept", logging.INFO, client_ip=client_ip, error=str(exc))
+            return replies.INTERNAL_ERROR
+        except Exception:
+            event(log, "complaint_error", logging.ERROR, exc_info=True, client_ip=client_ip)
+            return replies.INTERNAL_ERROR
+        self.noops = 0
+        return replies.complaint_kept(kept[0].id)
 
     async def _commit(self, txn: _Txn, text: bytes) -> None:
         svc = self.svc

@@ -33,6 +33,9 @@ The mail itself goes to an `Intake` (the scheduler): `enqueue()` is durable on
 return, `backlog()` is the number of messages waiting (backpressure at MAIL).
 `throttle` is the node's board of the connections the anomaly detector
 throttles (ugem.core.throttle), read at MAIL FROM; None: nothing is throttled.
+Mail to `[reputation] fbl_address` goes to `complaints` (the node's complaint
+service) and is never relayed; without `complaints` (or with the address
+empty) that address is judged like any other.
 """
 
 from __future__ import annotations
@@ -45,7 +48,7 @@ from collections import Counter
 
 from relay import replies
 from relay.accept.address import PathLimits
-from relay.accept.commands import Inbound, Intake, SessionContext
+from relay.accept.commands import Complaints, Inbound, Intake, SessionContext
 from relay.accept.memory_budget import MemoryBudget
 from relay.accept.policy import Gateway
 from relay.accept.session import SmtpSession
@@ -81,13 +84,17 @@ class AcceptServer:
         *,
         dkim: DkimSigner | None = None,
         inbound: Inbound | None = None,
+        complaints: Complaints | None = None,
     ) -> None:
         """`dkim` signs mail from connected servers, `inbound` checks mail from the
-        internet (None: neither); the composition root builds both from the config."""
+        internet (None: neither); the composition root builds both from the config.
+        `complaints` keeps mail to `[reputation] fbl_address` (None: no such address)."""
         self.config = config
         hostname = config.hostname
         domain = gateway_domain(hostname)
-        gateway = Gateway(domain, postmaster_routed=domain in config.delivery.routes)
+        feedback = config.reputation.fbl_address if complaints is not None else ""
+        routed = domain in config.delivery.routes
+        gateway = Gateway(domain, postmaster_routed=routed, feedback=feedback)
         smtp = config.smtp
         self._services = SessionContext(
             config=config,
@@ -103,6 +110,7 @@ class AcceptServer:
             dkim=dkim,
             inbound=inbound,
             throttle=throttle,
+            complaints=complaints if feedback else None,
         )
         self.metrics = metrics
         self._server: asyncio.Server | None = None

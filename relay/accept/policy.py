@@ -24,7 +24,12 @@ judged on the real, canonical destination. The rules (issue 2, item 5):
   it) has no mailboxes: `postmaster` there is accepted from anyone when
   `gateway.postmaster_routed`, else POSTMASTER_UNROUTED; any other local part
   gets NO_LOCAL_MAILBOX. This holds for connected clients too, so nothing is
-  ever routed back at the gateway itself.
+  ever routed back at the gateway itself;
+- the feedback address (`gateway.feedback`, `[reputation] fbl_address`; ""
+  none) is the gateway's own mailbox of complaints: accepted from anyone
+  (`is_feedback`; the local part in any case, the domain canonical), whatever
+  its domain, and never relayed (relay.accept.commands keeps the message as a
+  complaint). Left empty, that address gets the rules above like any other.
 """
 
 from __future__ import annotations
@@ -48,6 +53,7 @@ class RegistryView(Protocol):
 class Gateway:
     domain: str  # the node's hostname, canonical
     postmaster_routed: bool  # whether [delivery] routes names a next hop for `domain`
+    feedback: str = ""  # where complaints arrive, local@canonical-domain ("": nowhere)
 
 
 def check_mail(client: Connection | None, sender: Address | None, over_cap: bool = False) -> Reply:
@@ -68,6 +74,8 @@ def check_rcpt(
     """The reply to RCPT TO for a client whose MAIL FROM was accepted."""
     if client is not None and client.state == ConnState.SUSPENDED:
         return replies.SUSPENDED
+    if is_feedback(rcpt, gateway):
+        return replies.RCPT_OK
     owner = view.by_domain(rcpt.domain)
     if rcpt.domain == gateway.domain and owner is None:
         return _gateway_mailbox(rcpt, gateway)
@@ -82,3 +90,11 @@ def _gateway_mailbox(rcpt: Address, gateway: Gateway) -> Reply:
     if not rcpt.is_postmaster:
         return replies.NO_LOCAL_MAILBOX
     return replies.RCPT_OK if gateway.postmaster_routed else replies.POSTMASTER_UNROUTED
+
+
+def is_feedback(rcpt: Address, gateway: Gateway) -> bool:
+    """Whether `rcpt` is the gateway's feedback address (complaints, never relayed)."""
+    if not gateway.feedback:
+        return False
+    local, _, domain = gateway.feedback.rpartition("@")
+    return rcpt.domain == domain and rcpt.local.lower() == local.lower()

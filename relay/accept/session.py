@@ -16,10 +16,11 @@ session that has gone `max_idle_session` seconds (the injected clock) without
 an accepted message (a 250 to DATA restarts it; nothing else does) get
 421 4.4.2 and are closed. Every 4xx/5xx reply counts as a bad command
 (malformed, unknown, refused, internal errors alike) except 452 too many
-recipients and the policy's refusals of a recipient, which count toward
-`max_rcpt_denials` instead; over `max_bad_commands` or `max_rcpt_denials` the
-session gets 421 4.7.0 in place of the reply (or after it, for the reply to a
-message's text) and is closed. No refused command can so be looped for free.
+recipients (or a recipient beside the feedback address) and the policy's
+refusals of a recipient, which count toward `max_rcpt_denials` instead;
+over `max_bad_commands` or `max_rcpt_denials` the session gets 421 4.7.0 in
+place of the reply (or after it, for the reply to a message's text) and is
+closed. No refused command can so be looped for free.
 Command verbs are ASCII (no Unicode case folding into a verb). STARTTLS
 discards every byte received in clear after the command (no injection
 across the TLS boundary, CVE-2011-0411), hand-shakes with the server's
@@ -55,8 +56,9 @@ log = logging.getLogger(__name__)
 READ_SIZE = 65536
 PARAM_ROOM = 64  # extra octets MAIL/RCPT may take for ESMTP parameters (RFC 5321 4.5.3.1.4)
 # Refusals the bad-command count leaves alone: RFC 5321 4.5.3.1.10 expects a client to go on
-# after 452 too many recipients; policy's refusals of a recipient have their own count.
-NOT_BAD = frozenset({replies.TOO_MANY_RECIPIENTS})
+# after 452 too many recipients (and after 452 for a recipient that would join the feedback
+# address's transaction); policy's refusals of a recipient have their own count.
+NOT_BAD = frozenset({replies.TOO_MANY_RECIPIENTS, replies.COMPLAINT_ALONE})
 RCPT_DENIALS = frozenset(
     {replies.RELAY_DENIED, replies.NO_LOCAL_MAILBOX, replies.POSTMASTER_UNROUTED}
 )

@@ -31,10 +31,12 @@ a concurrency slot of a route key while one attempt runs. What it promises:
   after any error. A pooled session is taken only when it gives what the
   transaction's `Need` says, and is not probed first: a connection the peer
   closed meanwhile is the transaction's to find, before anything is sent;
-- at most `concurrency_per_destination` sessions per route key and
-  `concurrency_total` in all (a session's place is taken before connecting,
-  so sessions opened at the same time cannot overshoot the limit); idle
-  sessions of other destinations are closed to make room.
+- at most `concurrency_per_destination` sessions per route key, fewer while a
+  rate-limit reply holds the destination back (`relay.deliver.backoff`: its
+  `limit(key)` is asked at each entry; a limit raised meanwhile is taken up at
+  the next release), and `concurrency_total` in all (a session's place is taken
+  before connecting, so sessions opened at the same time cannot overshoot the
+  limit); idle sessions of other destinations are closed to make room.
   `metrics.outbound_sessions` counts open sessions;
 - a session is closed with QUIT (waiting at most QUIT_TIMEOUT seconds) when it
   is alive and clean, else its connection is aborted at once.
@@ -54,13 +56,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import ssl
-from collections.abc import AsyncIterator, Coroutine
+from collections.abc import AsyncIterator, Callable, Coroutine
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any, cast
 
 import aiosmtplib
 
+from relay.deliver.backoff import Backoff
 from relay.deliver.requirements import Need, tls_trouble
 from relay.deliver.routing import Hop, Route
 from relay.deliver.smtp_client import SESSION_ERRORS, PipelinedProtocol, client_tls_context
@@ -99,11 +102,41 @@ class Session:
     retired: bool = False
 
 
+class Slots:
+    """Concurrency slots whose number `limit()` says at each entry (it may change meanwhile).
+
+    Entering waits while `held` is at the limit; leaving never waits and wakes every
+    waiter to look again (a raised limit is seen then). Cancellation while waiting
+    takes no slot.
+    """
+
+    def __init__(self, limit: Callable[[], int]) -> None:
+        self._limit = limit
+        self.held = 0
+        self._waiters: list[asyncio.Future[None]] = []
+
+    async def __aenter__(self) -> None:
+        while self.held >= self._limit():
+            waiter = asyncio.get_running_loop().create_future()
+            self._waiters.append(waiter)
+            try:
+                await waiter
+            finally:
+                self._waiters.remove(waiter)
+        self.held += 1
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        self.held -= 1
+        for waiter in self._waiters:
+            if not waiter.done():
+                waiter.set_result(None)
+
+
 @dataclass(eq=False)
 class Destination:
     """One route key: its concurrency slots and its idle sessions (oldest first)."""
 
-    slots: asyncio.Semaphore
+    slots: Slots
     idle: list[Session] = field(default_factory=list)
     users: int = 0
 
@@ -128,9 +161,12 @@ class SessionPool:
         metrics: Metrics,
         clock: Clock,
         verify: ssl.SSLContext | None = None,
+        backoff: Backoff | None = None,
     ) -> None:
-        """`verify` is the context of verified sessions; None: made at the first use."""
+        """`verify` is the context of verified sessions (None: made at the first use);
+        `backoff` lowers a destination's concurrency (None: always the configured one)."""
         self.config = config
+        self.backoff = backoff
         self.helo_name = helo_name
         self.metrics = metrics
         self.clock = clock
@@ -153,9 +189,7 @@ class SessionPool:
         """Route `key`'s pool, with one of its concurrency slots and one of the total."""
         dest = self._dests.get(key)
         if dest is None:
-            dest = self._dests[key] = Destination(
-                asyncio.Semaphore(self.config.concurrency_per_destination)
-            )
+            dest = self._dests[key] = Destination(Slots(self._limit(key)))
         dest.users += 1
         try:
             async with dest.slots, self._total:
@@ -163,6 +197,13 @@ class SessionPool:
         finally:
             dest.users -= 1
             self._forget_if_unused(key, dest)
+
+    def _limit(self, key: str) -> Callable[[], int]:
+        """What route `key`'s concurrency is, asked at each entry."""
+        backoff, fixed = self.backoff, self.config.concurrency_per_destination
+        if backoff is None:
+            return lambda: fixed
+        return lambda: min(fixed, backoff.limit(key))
 
     async def close(self) -> None:
         """Close idle sessions (QUIT) and wait for closings in progress."""

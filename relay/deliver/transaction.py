@@ -62,6 +62,7 @@ import aiosmtplib
 from aiosmtplib import SMTPResponse
 
 from relay.deliver import trouble
+from relay.deliver.backoff import Backoff
 from relay.deliver.mta_sts import ENFORCE, TESTING, MtaSts
 from relay.deliver.pool import Destination, Session, SessionPool, Unreachable
 from relay.deliver.requirements import Need, Requirements
@@ -135,17 +136,20 @@ class Deliverer:
         metrics: Metrics,
         clock: Clock,
         mta_sts: MtaSts | None = None,
+        backoff: Backoff | None = None,
     ) -> None:
         """`mta_sts` looks policies up (default: one on the config's DNS and CA file);
-        it is not used when `config.mta_sts` is "off"."""
+        it is not used when `config.mta_sts` is "off". `backoff` holds rate-limited
+        destinations back (default: one of its own; the scheduler reports to it)."""
         self.config = config
         self.helo_name = helo_name
         self.metrics = metrics
         self.clock = clock
+        self.backoff = Backoff(config, clock, metrics) if backoff is None else backoff
         required = RequiredTls.of(config.tls_required_domains)
         needs_ca = bool(required) or bool(config.tls_ca_file)
         verify = verified_context(config.tls_ca_file) if needs_ca else None
-        self._pool = SessionPool(config, helo_name, metrics, clock, verify)
+        self._pool = SessionPool(config, helo_name, metrics, clock, verify, self.backoff)
         sts: MtaSts | None = None
         if config.mta_sts != "off":
             sts = mta_sts or MtaSts(DnsCache(config, clock), clock, metrics, config.tls_ca_file)

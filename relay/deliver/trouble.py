@@ -81,6 +81,14 @@ class RcptOutcome:
     def __str__(self) -> str:
         return f"{self.code} {self.status} {self.text}"
 
+    @property
+    def said(self) -> str:
+        """The reply's text with its enhanced status in front, as a hop writes it (what
+        `ugem.core.reply_class.classify` reads: "4.7.28" may be all a reply says)."""
+        if not self.status or self.text.startswith(self.status):
+            return self.text
+        return f"{self.status} {self.text}"
+
 
 def kind_of(code: int) -> Kind:
     """The outcome a reply code means; anything that is not 2xx or 5xx is deferred."""

@@ -16,6 +16,20 @@ after a back-off like Postfix's (`min_backoff`, doubling, capped at
 than `queue_lifetime` (`bounce_lifetime` for a bounce), when its remaining
 recipients bounce with 4.4.7 (a bounce that expires is dropped and logged).
 
+Every reply is classified once (`ugem.core.reply_class`, with the table the node
+loaded from `[reputation] reply_patterns`, read from its code and its text with the
+enhanced status): each recipient's outcome event carries its class, the block list
+it names and the code the detector counts it as, and is counted in
+`ugem_delivery_replies_total{connection,class}` and
+`ugem_destination_replies_total{destination,class}` (recipient domain, bounded).
+Rate-limited destinations are held back (`relay.deliver.backoff`): each route's
+attempt asks `Backoff.admit` first and reports what it heard (a 4xx of class
+rate-limited, a delivery) after. A route that is not admitted is not tried: its
+recipients stay, no outcome is published, and the message comes back when the
+destination takes mail again (plus up to POSTPONE_SPREAD of its spacing, fixed per
+message, so a backlog does not come back all at once); such a postponement is no
+attempt (`attempts` is not counted), and its `last_error` says so when it has none.
+
 Held mail: an attempt for a message whose origin connection is suspended
 holds it (reason "suspended: <id>") instead of delivering it, and a
 connection becoming suspended holds all its queued mail. A connection back to
@@ -44,8 +58,10 @@ import asyncio
 import logging
 import zlib
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 
 from relay.deliver import trouble
+from relay.deliver.backoff import Backoff
 from relay.deliver.routing import Route, RouteFailure, Router
 from relay.deliver.transaction import Deliverer
 from relay.deliver.trouble import RcptOutcome
@@ -62,13 +78,24 @@ from ugem.core.log import event
 from ugem.core.metrics import Metrics
 from ugem.core.model import Connection, ConnState
 from ugem.core.registry import Registry
-from ugem.core.reply_class import counted_code
+from ugem.core.reply_class import RATE_LIMITED, Patterns, ReplyClass, classify, counted_as
 
 log = logging.getLogger(__name__)
 
 JITTER = 0.1  # a retry waits up to this fraction longer than its back-off
 IN_FLIGHT_PER_SESSION = 2  # messages in flight per allowed outbound session
 HOLD_STATES = (ConnState.SUSPENDED, ConnState.DISCONNECTED)
+POSTPONE_SPREAD = 1.0  # a postponed message waits up to this share of the spacing more
+CLASS_CACHE = 4096  # distinct replies whose class is kept (all dropped when full)
+
+
+@dataclass(frozen=True)
+class Postponed:
+    """A route's recipients not tried: `key` takes no attempt for `wait` seconds."""
+
+    key: str
+    wait: float
+    spacing: float  # the destination's spacing of attempts then
 
 
 def retry_delay(attempts: int, min_backoff: float, max_backoff: float, key: str = "") -> float:
@@ -79,8 +106,20 @@ def retry_delay(attempts: int, min_backoff: float, max_backoff: float, key: str 
     `attempts` (so retries of a burst spread out, and tests can predict it).
     """
     base = min_backoff * 2.0 ** min(max(attempts - 1, 0), 64)
-    jitter = (zlib.crc32(f"{key}/{attempts}".encode()) % 1000) / 1000 * JITTER
+    jitter = _fraction(f"{key}/{attempts}") * JITTER
     return min(max_backoff, base * (1 + jitter))
+
+
+def postpone_delay(postponed: Sequence[Postponed], key: str) -> float:
+    """Seconds until a message whose routes were `postponed` comes back: when the first of
+    them takes mail again, plus up to POSTPONE_SPREAD of its spacing, fixed by `key`."""
+    spread = _fraction(f"{key}/postponed") * POSTPONE_SPREAD
+    return min(p.wait + spread * p.spacing for p in postponed)
+
+
+def _fraction(key: str) -> float:
+    """A number in [0, 1) fixed by `key`."""
+    return (zlib.crc32(key.encode()) % 1000) / 1000
 
 
 def hold_reason(state: ConnState, conn_id: str) -> str:
@@ -103,7 +142,12 @@ class Scheduler:
         metrics: Metrics,
         hostname: str,
         own_mail: GatewaySigner | None = None,
+        *,
+        patterns: Patterns | None = None,
+        backoff: Backoff | None = None,
     ) -> None:
+        """`patterns` classify the replies (None: the packaged table); `backoff` holds
+        rate-limited destinations back (None: the deliverer's)."""
         self.spool = spool
         self.router = router
         self.deliverer = deliverer
@@ -114,6 +158,9 @@ class Scheduler:
         self.metrics = metrics
         self.hostname = hostname
         self.own_mail = own_mail  # signs the DSNs
+        self.patterns = patterns
+        self.backoff = deliverer.backoff if backoff is None else backoff
+        self._classes: dict[tuple[int, str], ReplyClass] = {}  # (code, text) -> its class
         self.max_in_flight = config.concurrency_total * IN_FLIGHT_PER_SESSION
         self._claimed: set[str] = set()  # ids of messages with an attempt in flight
         self._tasks: set[asyncio.Task[None]] = set()
@@ -290,11 +337,14 @@ class Scheduler:
             if loaded is None or loaded.data is None:
                 return  # deleted meanwhile
             msg = loaded
-        outcomes = await self._deliver_all(msg, msg.data or b"")
-        await self._apply(msg, outcomes)
+        outcomes, postponed = await self._deliver_all(msg, msg.data or b"")
+        await self._apply(msg, outcomes, postponed)
 
-    async def _deliver_all(self, msg: QueuedMessage, data: bytes) -> list[RcptOutcome]:
-        """Route each domain, group by route, deliver the groups concurrently."""
+    async def _deliver_all(
+        self, msg: QueuedMessage, data: bytes
+    ) -> tuple[list[RcptOutcome], list[Postponed]]:
+        """Route each domain, group by route, deliver the groups concurrently (those whose
+        destination is backing off are postponed)."""
         by_domain = _by_domain(msg.rcpts)
         routed = await asyncio.gather(*(self._route(domain) for domain in by_domain))
         outcomes: list[RcptOutcome] = []
@@ -307,9 +357,13 @@ class Scheduler:
         results = await asyncio.gather(
             *(self._deliver(route, msg, rcpts, data) for route, rcpts in groups.values())
         )
+        postponed: list[Postponed] = []
         for result in results:
-            outcomes += result
-        return outcomes
+            if isinstance(result, Postponed):
+                postponed.append(result)
+            else:
+                outcomes += result
+        return outcomes, postponed
 
     async def _route(self, domain: str) -> Route | RouteFailure:
         try:
@@ -319,14 +373,48 @@ class Scheduler:
 
     async def _deliver(
         self, route: Route, msg: QueuedMessage, rcpts: list[str], data: bytes
-    ) -> list[RcptOutcome]:
+    ) -> list[RcptOutcome] | Postponed:
+        """One route's recipients delivered, if its destination takes an attempt now."""
+        admission = self.backoff.admit(route.key)
+        if admission.wait > 0:
+            wait = round(admission.wait, 3)
+            event(log, "postponed", logging.DEBUG, queue_id=msg.id, route=route.key, wait=wait)
+            return Postponed(route.key, admission.wait, admission.spacing)
         try:
-            return await self.deliverer.deliver(route, msg.sender, rcpts, data, msg.id)
+            outcomes = await self.deliverer.deliver(route, msg.sender, rcpts, data, msg.id)
         except DeliveryError as exc:
-            return trouble.attempt_failed(rcpts, exc)
+            outcomes = trouble.attempt_failed(rcpts, exc)
+        self._report(route.key, admission.epoch, outcomes)
+        return outcomes
 
-    async def _apply(self, msg: QueuedMessage, outcomes: Sequence[RcptOutcome]) -> None:
-        """Record the outcomes, bounce the failed, then remove or reschedule the message."""
+    def _report(self, key: str, epoch: int, outcomes: Sequence[RcptOutcome]) -> None:
+        """Tell the back-off whether the destination rate-limited us or took mail."""
+        limited = False
+        for outcome in outcomes:
+            reply = self._reply(outcome)
+            limited = limited or (reply.temporary and reply.cls == RATE_LIMITED)
+        delivered = any(outcome.kind == "delivered" for outcome in outcomes)
+        self.backoff.report(key, epoch, limited, delivered)
+
+    def _reply(self, outcome: RcptOutcome) -> ReplyClass:
+        """What `outcome`'s reply says (each distinct reply classified once, while cached)."""
+        said = outcome.said
+        found = self._classes.get((outcome.code, said))
+        if found is None:
+            if len(self._classes) >= CLASS_CACHE:
+                self._classes.clear()
+            found = classify(outcome.code, said, self.patterns)
+            self._classes[outcome.code, said] = found
+        return found
+
+    async def _apply(
+        self,
+        msg: QueuedMessage,
+        outcomes: Sequence[RcptOutcome],
+        postponed: Sequence[Postponed] = (),
+    ) -> None:
+        """Record the outcomes, bounce the failed, then remove or reschedule the message
+        (the recipients of `postponed` routes stay, untried)."""
         now = self.clock.now()
         for outcome in outcomes:
             self._record(msg, outcome, now)
@@ -341,7 +429,7 @@ class Scheduler:
             remaining += [o.rcpt for o in bounced]  # no DSN queued: bounce them next time
         msg.rcpts = remaining
         if remaining:
-            self._next_state(msg, deferred, now)
+            self._next_state(msg, bool(outcomes), deferred, postponed, now)
         await self._write_outcome(msg)
 
     async def _write_outcome(self, msg: QueuedMessage) -> None:
@@ -373,21 +461,42 @@ class Scheduler:
         for msg in list(self._unrecorded.values()):
             await self._write_outcome(msg)
 
-    def _next_state(self, msg: QueuedMessage, deferred: Sequence[RcptOutcome], now: float) -> None:
-        """Count the attempt and set the retry time (or the hold) of a message kept."""
-        msg.attempts += 1
+    def _next_state(
+        self,
+        msg: QueuedMessage,
+        tried: bool,
+        deferred: Sequence[RcptOutcome],
+        postponed: Sequence[Postponed],
+        now: float,
+    ) -> None:
+        """Count the attempt (if any recipient was `tried`) and set the retry time (or the
+        hold) of a message kept: its back-off's, or sooner when a postponed destination
+        takes mail again sooner."""
         msg.state = QueueState.DEFERRED
-        msg.next_attempt = now + retry_delay(
-            msg.attempts, self.config.min_backoff, self.config.max_backoff, msg.id
-        )
+        due: list[float] = []
+        if tried or not postponed:
+            msg.attempts += 1
+            backoff = retry_delay(
+                msg.attempts, self.config.min_backoff, self.config.max_backoff, msg.id
+            )
+            due.append(now + backoff)
+        if postponed:
+            due.append(now + postpone_delay(postponed, msg.id))
+        msg.next_attempt = min(due)
         if deferred:
             msg.last_error = deferred[-1].text
+        elif postponed and not msg.last_error:
+            msg.last_error = f"not tried yet: {postponed[0].key} is backing off after rate limits"
         reason = self._origin_hold(msg)  # suspended while this attempt was in flight
         if reason:
             msg.state, msg.hold_reason = QueueState.HELD, reason
 
-    def _record(self, msg: QueuedMessage, outcome: RcptOutcome, now: float) -> None:
-        """Publish, count and log (DEBUG) one recipient's outcome."""
+    def _record(
+        self, msg: QueuedMessage, outcome: RcptOutcome, now: float, replied: bool = True
+    ) -> None:
+        """Publish, count and log (DEBUG) one recipient's outcome; `replied`: it is the reply
+        of an attempt (counted by class), not a verdict of the queue's (expiry)."""
+        reply = self._reply(outcome)
         self.bus.publish(
             Outcome(
                 now,
@@ -398,10 +507,14 @@ class Scheduler:
                 outcome.rcpt,
                 outcome.code,
                 outcome.text,
-                counted_code(outcome.code, outcome.text) if msg.connection else 0,
+                counted_as(outcome.code, reply.cls) if msg.connection else 0,
+                reply.cls,
+                reply.blocklist,
             )
         )
         self.metrics.count(outcome.kind)
+        if replied:
+            self.metrics.delivery_reply(msg.connection, domain_of(outcome.rcpt), reply.cls)
         if outcome.kind == "delivered":
             self.metrics.delivery_latency.observe(max(0.0, now - msg.received_at))
         event(
@@ -414,6 +527,7 @@ class Scheduler:
             status=outcome.status,
             hop=outcome.hop,
             text=outcome.text,
+            reply_class=reply.cls,
         )
 
     # -- expiry and bounces ----------------------------------------------------------------
@@ -433,7 +547,7 @@ class Scheduler:
         last = {o.rcpt: o for o in deferred}
         expired = [trouble.expired(rcpt, last.get(rcpt), msg.last_error) for rcpt in remaining]
         for outcome in expired:
-            self._record(msg, outcome, now)
+            self._record(msg, outcome, now, replied=False)
         event(
             log,
             "expired",

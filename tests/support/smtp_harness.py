@@ -4,7 +4,9 @@
 listener alone (no spool, no delivery, no inbound SPF/DKIM/DMARC checks) on
 127.0.0.1 with a free port, a SQLite-backed registry holding `conns`, and a
 `RecordingIntake` that keeps every message it is given in `.messages` (or
-raises `.error`, or reports `.waiting` as its backlog). `RawClient` speaks
+raises `.error`, or reports `.waiting` as its backlog); with `complaints`
+(e.g. a `ugem.core.services.complaints.ComplaintService`) and `fbl`, mail to
+that `[reputation] fbl_address` goes to it. `RawClient` speaks
 bytes, for what smtplib will not send (bare LF, NUL, pipelined bursts);
 `reply()` reads one whole reply.
 """
@@ -19,12 +21,20 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from relay.accept.commands import Complaints
 from relay.accept.listener import AcceptServer
 from relay.deliver.dkim_sign import signer_from_config
 from relay.inbound.checks import inbound_from_config
 from relay.queue.message import QueuedMessage
 from ugem.core.clock import FakeClock
-from ugem.core.config import AuthConfig, Config, DeliveryConfig, NodeConfig, SmtpConfig
+from ugem.core.config import (
+    AuthConfig,
+    Config,
+    DeliveryConfig,
+    NodeConfig,
+    ReputationConfig,
+    SmtpConfig,
+)
 from ugem.core.events import EventBus
 from ugem.core.metrics import Metrics
 from ugem.core.model import Connection, ConnState
@@ -80,12 +90,15 @@ class Harness:
         return value or 0.0
 
 
-def make_config(tmp_path: Path, routes: dict[str, str] | None = None, **smtp: Any) -> Config:
+def make_config(
+    tmp_path: Path, routes: dict[str, str] | None = None, fbl: str = "", **smtp: Any
+) -> Config:
     return Config(
         node=NodeConfig(hostname=HOSTNAME, data_dir=str(tmp_path)),
         smtp=SmtpConfig(**{"listen": "127.0.0.1:0", **smtp}),
         delivery=DeliveryConfig(routes=routes or {}),
         auth=AuthConfig(enabled=False),  # the listener alone: no SPF/DKIM/DMARC checks
+        reputation=ReputationConfig(dnsbl_zones=[], fbl_address=fbl),
     )
 
 
@@ -94,9 +107,11 @@ async def accept_server(
     tmp_path: Path,
     conns: Iterable[Connection] = (),
     routes: dict[str, str] | None = None,
+    complaints: Complaints | None = None,
+    fbl: str = "",
     **smtp: Any,
 ) -> AsyncIterator[Harness]:
-    config = make_config(tmp_path, routes, **smtp)
+    config = make_config(tmp_path, routes, fbl, **smtp)
     store = SqliteStore(tmp_path / "registry.db")
     for conn in conns:
         await store.add(conn)
@@ -104,7 +119,10 @@ async def accept_server(
     registry = Registry(store, clock)
     intake, bus, metrics = RecordingIntake(), EventBus(), Metrics()
     dkim, inbound = signer_from_config(config, clock), inbound_from_config(config, clock, metrics)
-    server = AcceptServer(config, registry, intake, bus, metrics, clock, dkim=dkim, inbound=inbound)
+    server = AcceptServer(
+        config, registry, intake, bus, metrics, clock, dkim=dkim, inbound=inbound,
+        complaints=complaints,
+    )  # fmt: skip
     await server.start()
     harness = Harness(server, config, store, registry, intake, bus, metrics, clock)
     try:

@@ -1,4 +1,5 @@
-"""`GET /v1/reputation`: the gateway's standing on the blocklists, as the service last saw it.
+"""`GET /v1/reputation`: the gateway's standing on the blocklists, as the service last saw it;
+`GET /v1/reputation/complaints`: the feedback-loop complaints kept, filtered, with counts.
 
 A viewer reads it (no token: 401; the roles' table in test_admin_roles
 covers every role); nothing is looked up for the request. Before any check
@@ -10,6 +11,7 @@ API without a watch answers with no standings.
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 
@@ -17,9 +19,12 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.support.admin import AdminApi, admin_api
+from tests.support.connections import plain
+from tests.support.feedback import RFC5965_B1, YAHOO_STYLE
 from ugem.core.clock import FakeClock
 from ugem.core.services.reputation import Listing, Probe, ReputationService
 from ugem.core.services.tokens import Role
+from ugem.core.workdays import ALMATY
 
 ADDRESS, ZEN, COP = "203.0.113.9", "zen.spamhaus.org", "bl.spamcop.net"
 REASON = "Listed by SBL, see https://check.spamhaus.org/sbl/query/SBL000000"
@@ -115,3 +120,45 @@ async def test_without_a_watch_the_answer_has_no_standings(tmp_path: Path) -> No
         "watching": False, "interval": 3600.0, "addresses": [], "zones": [],
         "last_check": None, "listed": False, "standings": [],
     }  # fmt: skip
+
+
+# -- GET /v1/reputation/complaints -----------------------------------------------------------
+
+
+async def test_complaints_listed_newest_first_with_filters_and_counts(tmp_path: Path) -> None:
+    async with admin_api(tmp_path) as api:
+        await api.store.add(plain("agency.gov.kz", "192.0.2.20"))
+        await api.registry.sync()
+        empty = await api.call("GET", "/v1/reputation/complaints", Role.VIEWER)
+        assert empty.json() == {
+            "received": 0, "kept": 0, "dropped": 0, "cap": 10_000, "complaints": [],
+        }  # fmt: skip
+        assert (await api.call("GET", "/v1/reputation/complaints", None)).status_code == 401
+        complaints = api.services.complaints
+        first = await complaints.receive(YAHOO_STYLE, "203.0.113.7", "fbl@isp.test")
+        api.clock.advance(3600)
+        second = await complaints.receive(RFC5965_B1, "203.0.113.8", "")
+
+        async def listed(query: str = "") -> list[int]:
+            answer = await api.call("GET", f"/v1/reputation/complaints{query}", Role.VIEWER)
+            assert answer.status_code == 200, answer.text
+            return [c["id"] for c in answer.json()["complaints"]]
+
+        assert await listed() == [2, 1]
+        assert await listed("?connection=agency.gov.kz") == [1]
+        assert await listed("?connection=") == [2]  # the untraced ones
+        assert await listed("?limit=1") == [2]
+        assert await listed(f"?since={int(second.received_at)}") == [2]
+        start = dt.datetime.fromtimestamp(first.received_at + 1, ALMATY).replace(tzinfo=None)
+        assert await listed(f"?since={start.isoformat()}") == [2]  # Almaty time
+        body = (await api.call("GET", "/v1/reputation/complaints", Role.VIEWER)).json()
+        assert body["complaints"][1] == first.to_dict()
+        assert body["complaints"][1]["attributed_by"] == "dkim"
+        assert (body["received"], body["kept"], body["dropped"]) == (2, 2, 0)
+        metrics = (await api.client.get("/metrics")).text
+        assert 'ugem_complaints_total{connection="agency.gov.kz",feedback_type="abuse"} 1.0' in (
+            metrics
+        )
+        for bad in ("?limit=0", "?limit=1001", "?since=yesterday"):
+            answer = await api.call("GET", f"/v1/reputation/complaints{bad}", Role.VIEWER)
+            assert answer.status_code == 422, bad

@@ -81,6 +81,7 @@ ENDPOINTS: list[tuple[str, str, Any, Role, int]] = [
     ("GET", "/v1/overrides/{override}", None, Role.VIEWER, 200),
     ("POST", "/v1/overrides/{override}/cancel", {}, Role.OPERATOR, 200),
     ("GET", "/v1/reputation", None, Role.VIEWER, 200),
+    ("GET", "/v1/reputation/complaints", None, Role.VIEWER, 200),
 ]
 CASES = [pytest.param(*endpoint, id=f"{endpoint[0]} {endpoint[1]}") for endpoint in ENDPOINTS]
 

@@ -6,10 +6,14 @@ table (or JSON in `/v1/reputation`'s form). It exits 0 when every address is
 clear everywhere, 1 when one is listed (whatever else), 3 when nothing is
 listed but a list gave no verdict (an error code, or no answer in time), and
 2 naming the key when there is nothing to check or a zone is no domain name.
+`ugem reputation complaints` lists the feedback-loop complaints in the store, newest first,
+by connection, time and number, as a table with the counts or as `/v1/reputation/complaints`'
+JSON; a bad option exits 2 naming it.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from pathlib import Path
@@ -18,8 +22,14 @@ from typing import Any
 import pytest
 
 from relay.reputation.dnsbl import query_name
-from tests.support.cli import Ugem, operator
+from tests.support.cli import Ugem, operator, usage_error
+from tests.support.connections import plain
+from tests.support.feedback import RFC5965_B1, YAHOO_STYLE
 from ugem.commands.config import toml_value
+from ugem.core.clock import FakeClock
+from ugem.core.registry import Registry
+from ugem.core.services.complaints import ComplaintService
+from ugem.core.store.sqlite import SqliteStore
 
 V4, V6 = "203.0.113.9", "2001:db8::25"
 LISTING, CLEAN, PICKY, SILENT = "bl.listing.test", "clean.test", "picky.test", "silent.test"
@@ -136,3 +146,86 @@ def test_nothing_to_check_or_a_bad_value_exits_2_naming_the_key(
     assert result.err.startswith(f"ugem: error: config key {named}: ")
     assert result.err.count("\n") == 1
     assert "query[" not in dns.log_text().partition("ready.invalid")[2]  # nothing asked
+
+
+# -- ugem reputation complaints --------------------------------------------------------------
+
+
+def _receive(db: Path, *reports: tuple[bytes, float]) -> None:
+    """Complaints received into the SQLite store `db` (agency.gov.kz connected), at times."""
+
+    async def run() -> None:
+        store = SqliteStore(db)
+        try:
+            await store.add(plain("agency.gov.kz", "192.0.2.20"))
+            clock = FakeClock()
+            registry = Registry(store, clock)
+            await registry.sync()
+            service = ComplaintService(store, clock, registry)
+            for raw, at in reports:
+                clock.set(at)
+                await service.receive(raw, "203.0.113.7", "fbl@isp.test")
+        finally:
+            await store.close()
+
+    asyncio.run(run())
+
+
+def test_complaints_newest_first_with_filters(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ugem = operator(tmp_path, capsys, monkeypatch)
+    header, summary = ugem.ok("reputation", "complaints").splitlines()
+    assert header.split() == [
+        "ID", "RECEIVED", "CONNECTION", "BY", "TYPE", "FORMAT", "REPORTER", "QUEUE_ID", "EVIDENCE",
+    ]  # fmt: skip
+    assert summary == "0 kept of 0 received (0 dropped: the newest 10000 are kept)"
+    start = 1_799_740_800.0  # 2027-01-12 08:00:00Z
+    _receive(ugem.db, (YAHOO_STYLE, start), (RFC5965_B1, start + 3600))
+    _, untraced, traced, summary = ugem.ok("reputation", "complaints").splitlines()
+    assert untraced.split()[:7] == ["2", "2027-01-12", "09:00:00Z", "-", "none", "abuse", "arf"]
+    assert traced.split()[:7] == [
+        "1",
+        "2027-01-12",
+        "08:00:00Z",
+        "agency.gov.kz",
+        "dkim",
+        "abuse",
+        "arf",
+    ]
+    assert traced.endswith("DKIM-Signature d=agency.gov.kz")
+    assert summary == "2 kept of 2 received (0 dropped: the newest 10000 are kept)"
+
+    def ids(*options: str) -> list[int]:
+        found = json.loads(ugem.ok("reputation", "complaints", "--json", *options))
+        return [c["id"] for c in found["complaints"]]
+
+    assert ids() == [2, 1]
+    assert ids("--connection", "agency.gov.kz") == [1]
+    assert ids("--connection", "") == [2]
+    assert ids("--since", str(start + 1)) == [2]
+    assert ids("--since", "2027-01-12T13:30") == [2]  # Almaty time: 08:30Z
+    assert ids("--limit", "1") == [2]
+    answer = json.loads(ugem.ok("reputation", "complaints", "--json"))
+    assert (answer["received"], answer["kept"], answer["dropped"], answer["cap"]) == (
+        2,
+        2,
+        0,
+        10_000,
+    )
+    assert answer["complaints"][1]["evidence"] == "DKIM-Signature d=agency.gov.kz"
+
+
+@pytest.mark.parametrize(
+    ("options", "named"), [(["--limit", "0"], "--limit"), (["--since", "soon"], "--since")]
+)
+def test_complaints_with_a_bad_option_exit_2_naming_it(
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    options: list[str],
+    named: str,
+) -> None:
+    usage_error(
+        operator(tmp_path, capsys, monkeypatch)("reputation", "complaints", *options), named
+    )

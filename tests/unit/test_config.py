@@ -150,3 +150,20 @@ def test_the_blocklists_watched_by_default_are_live_ones(tmp_path: Path) -> None
     assert load_config(path, env={}).reputation.dnsbl_zones == ["bl.example"]
     env = {"UGEM_REPUTATION_DNSBL_ZONES": "a.example, b.example"}
     assert load_config(path, env=env).reputation.dnsbl_zones == ["a.example", "b.example"]
+
+
+def test_config_check_reads_the_reply_table_and_names_its_key(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from ugem.cli import main
+
+    table = tmp_path / "replies.toml"
+    path = write(tmp_path, f"[reputation]\nreply_patterns = {str(table)!r}\n")
+    table.write_text('[[rule]]\nclass = "policy"\nregex = "quux"\nsource = "a test"\n')
+    assert main(["--config", str(path), "config", "check"]) == 0
+    assert f'reputation.reply_patterns = "{table}"' in capsys.readouterr().out
+    table.write_text('[[rule]]\nclass = "bogus"\nregex = "quux"\nsource = "a test"\n')
+    assert main(["--config", str(path), "config", "check"]) == 2
+    err = capsys.readouterr().err
+    assert "reputation.reply_patterns" in err and "rule 1 class: 'bogus'" in err
+    assert len(err.strip().splitlines()) == 1

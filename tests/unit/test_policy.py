@@ -9,7 +9,7 @@ import pytest
 
 from relay import replies
 from relay.accept.address import Address, PathError, PathLimits, parse_mail, parse_rcpt
-from relay.accept.policy import Gateway, check_mail, check_rcpt
+from relay.accept.policy import Gateway, check_mail, check_rcpt, is_feedback
 from relay.replies import Reply
 from tests.support.connections import plain
 from ugem.core.model import Connection, ConnState
@@ -142,6 +142,34 @@ def test_rcpt_to(client: str, to: str, expected: Reply) -> None:
 def test_postmaster_without_a_route_is_refused_by_name(client: str) -> None:
     for to in ("postmaster", "postmaster@gw.test"):
         assert check_rcpt(CLIENTS[client], VIEW, rcpt(to), UNROUTED) == replies.POSTMASTER_UNROUTED
+
+
+FEEDBACK = Gateway("gw.test", postmaster_routed=False, feedback="fbl@gw.test")
+FEEDBACK_TABLE: list[tuple[str, str, Reply]] = [
+    # the feedback address takes mail from anyone, in any case of its local part
+    ("outsider", "fbl@gw.test", replies.RCPT_OK),
+    ("outsider", "FBL@GW.TEST", replies.RCPT_OK),
+    ("connected", "fbl@gw.test", replies.RCPT_OK),
+    ("disconnected", "fbl@gw.test", replies.RCPT_OK),
+    ("suspended", "fbl@gw.test", replies.SUSPENDED),  # refused at MAIL FROM anyway
+    # and nothing else of the gateway's domain changes
+    ("outsider", "fbl2@gw.test", replies.NO_LOCAL_MAILBOX),
+    ("outsider", "fbl@sub.gw.test", replies.RELAY_DENIED),
+    ("outsider", "postmaster", replies.POSTMASTER_UNROUTED),
+]
+
+
+@pytest.mark.parametrize(("client", "to", "expected"), FEEDBACK_TABLE)
+def test_the_feedback_address_is_the_gateways_own(client: str, to: str, expected: Reply) -> None:
+    assert check_rcpt(CLIENTS[client], VIEW, rcpt(to), FEEDBACK) == expected
+    assert is_feedback(rcpt(to), FEEDBACK) == (to.lower() == "fbl@gw.test")
+
+
+def test_a_feedback_address_in_a_connected_domain_is_the_gateways_too() -> None:
+    gateway = dataclasses.replace(GATEWAY, feedback="abuse@minfin.gov.kz")
+    assert is_feedback(rcpt("Abuse@MinFin.Gov.KZ"), gateway)
+    assert check_rcpt(None, VIEW, rcpt("abuse@minfin.gov.kz"), gateway) == replies.RCPT_OK
+    assert not is_feedback(rcpt("abuse@minfin.gov.kz"), GATEWAY)  # empty: no such address
 
 
 def test_gateway_domain_owned_by_a_connection_is_that_connections() -> None:

@@ -28,10 +28,11 @@ from tests.support.sink import Sink, SinkMessage
 from ugem.core.clock import FakeClock
 from ugem.core.config import DeliveryConfig
 from ugem.core.errors import SpoolError, SpoolFullError
-from ugem.core.events import EventBus, Outcome, Subscription
+from ugem.core.events import EventBus, Outcome, Subscription, trace_record
 from ugem.core.metrics import Metrics
 from ugem.core.model import ConnState
 from ugem.core.registry import Registry
+from ugem.core.reply_class import configured_patterns
 from ugem.core.store.sqlite import SqliteStore
 
 MIN, MAX, LIFETIME = 300.0, 4000.0, 3 * 3600.0
@@ -582,3 +583,104 @@ async def test_a_delivery_the_spool_cannot_record_is_never_sent_again(
     ]
     assert await world.retry_at(world.clock.now() + MAX * 10) == 0
     assert len(world.originals()) == 2
+
+
+# -- what the replies say: classes in the events, metrics, and the back-off of a destination
+
+
+def outcome_events(world: World) -> dict[str, Outcome]:
+    """rcpt -> the last Outcome published for it so far."""
+    found: dict[str, Outcome] = {}
+    while not world.events.queue.empty():
+        ev = world.events.queue.get_nowait()
+        if isinstance(ev, Outcome):
+            found[ev.rcpt] = ev
+    return found
+
+
+def replies(world: World, by: str, value: str, cls: str) -> float | None:
+    name = "ugem_delivery_replies_total" if by == "connection" else "ugem_destination_replies_total"
+    return world.metrics.registry.get_sample_value(name, {by: value, "class": cls})
+
+
+SPAMHAUS = "550 5.7.1 Service unavailable; client host [192.0.2.1] blocked using Spamhaus"
+
+
+async def test_outcome_events_carry_the_reply_class_and_the_blocklist(world: World) -> None:
+    refusals = {"spam@example.org": SPAMHAUS, "nobody@example.com": "550 5.1.1 No such user"}
+    world.sink.rcpt_reply = refusals.get
+    await world.send("ok@example.org", "spam@example.org", "nobody@example.com")
+    events = outcome_events(world)
+    seen = {
+        rcpt: (ev.event, ev.reply_class, ev.blocklist, ev.counted) for rcpt, ev in events.items()
+    }
+    assert seen == {
+        "ok@example.org": ("delivered", "delivered", "", 250),
+        "spam@example.org": ("bounced", "blocklisted", "Spamhaus", 554),
+        "nobody@example.com": ("bounced", "unknown-user", "", 550),
+        SENDER: ("delivered", "delivered", "", 0),  # the DSN: no connection, nothing counted
+    }
+    assert replies(world, "connection", ORIGIN, "blocklisted") == 1
+    assert replies(world, "connection", ORIGIN, "delivered") == 1
+    assert replies(world, "destination", "example.org", "blocklisted") == 1
+    assert replies(world, "destination", "example.com", "unknown-user") == 1
+    assert replies(world, "connection", "none", "delivered") == 1  # the DSN to the sender
+    record = trace_record(events["spam@example.org"])  # the trace's format is unchanged
+    assert record is not None and set(record) == {
+        "ts",
+        "connection",
+        "ip",
+        "event",
+        "rcpt",
+        "code",
+        "counted",
+    }
+
+
+async def test_an_operators_reply_table_decides_the_class(world: World) -> None:
+    table = world.tmp / "replies.toml"
+    table.write_text(
+        '[[rule]]\nclass = "policy"\nregex = \'\\bquux\\b\'\nsource = "a test"\n', encoding="utf-8"
+    )
+    world.scheduler.patterns = configured_patterns(str(table))
+    world.sink.rcpt_reply = lambda rcpt: "550 5.0.0 Quux says no" if rcpt != SENDER else None
+    await world.send("bob@example.org")
+    ev = outcome_events(world)["bob@example.org"]
+    assert (ev.reply_class, ev.counted) == ("policy", 554)  # "other" by the packaged table
+
+
+async def test_a_rate_limit_reply_holds_its_destination_back_without_counting_attempts(
+    world: World,
+) -> None:
+    tried: list[str] = []
+
+    def rate_limited(rcpt: str) -> str | None:
+        tried.append(rcpt)
+        return "450 4.7.28 try again later"  # only the status says it is a rate limit
+
+    world.sink.rcpt_reply = rate_limited
+    first = await world.send("bob@example.org")
+    ev = outcome_events(world)["bob@example.org"]
+    assert (ev.event, ev.code, ev.reply_class, ev.counted) == ("deferred", 450, "rate-limited", 421)
+    key = f"route:{world.sink.host}:{world.sink.port}"
+    backoff = world.scheduler.backoff
+    delay = world.config.rate_limit_delay
+    assert (backoff.limit(key), backoff.spacing(key)) == (10, delay)  # 20 halved
+    now = world.clock.now()
+    second = await world.send("carol@example.org")
+    assert tried == ["bob@example.org"]  # carol's was not tried
+    assert outcome_events(world) == {}  # and nothing was published for it
+    kept = await world.spool.get(second.id)
+    assert kept is not None and (kept.state, kept.attempts) == (QueueState.DEFERRED, 0)
+    assert now + delay <= kept.next_attempt < now + 2 * delay
+    assert "backing off after rate limits" in kept.last_error
+    world.sink.rcpt_reply = None  # the destination takes mail again
+    assert await world.retry_at(now + 2 * delay) == 1  # carol's (bob's retry is not due)
+    assert [m.rcpts for m in world.originals()] == [["carol@example.org"]]
+    assert (backoff.limit(key), backoff.spacing(key)) == (10, 0.0)  # a doubling undone
+    assert await world.retry_at(first.received_at + MAX) == 1
+    assert sorted(r for m in world.originals() for r in m.rcpts) == [
+        "bob@example.org",
+        "carol@example.org",
+    ]
+    assert await world.spool.get(first.id) is None and await world.spool.get(second.id) is None

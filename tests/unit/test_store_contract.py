@@ -451,3 +451,40 @@ async def test_incidents_list_newest_first_by_state_and_connection(store: Store)
     assert await store.incident_list(connection="nobody.gov.kz") == []
     with pytest.raises(UsageError, match="limit"):
         await store.incident_list(limit=0)
+
+
+async def test_a_journal_numbers_its_entries_and_keeps_the_newest_cap(
+    stores: StoreFactory,
+) -> None:
+    writer, reader = stores(), stores()
+    version = await reader.version()
+    assert await reader.journal_size("complaint") == (0, 0)
+    assert await reader.journal_list("complaint") == []
+    appended = [await writer.journal_append("complaint", f'{{"n": "№{n}"}}', 3) for n in range(5)]
+    assert appended == [(1, 0), (2, 0), (3, 0), (4, 1), (5, 1)]
+    assert await reader.journal_list("complaint") == [
+        (5, '{"n": "№4"}'), (4, '{"n": "№3"}'), (3, '{"n": "№2"}'),
+    ]  # fmt: skip
+    assert await reader.journal_list("complaint", limit=2) == [
+        (5, '{"n": "№4"}'),
+        (4, '{"n": "№3"}'),
+    ]
+    assert await reader.journal_list("complaint", limit=2, before=4) == [(3, '{"n": "№2"}')]
+    assert await reader.journal_list("complaint", before=1) == []
+    assert await reader.journal_size("complaint") == (5, 3)  # 2 dropped
+    assert await writer.journal_append("complaint", "{}", 1) == (6, 3)  # a lower cap drops more
+    assert await reader.journal_list("other") == []
+    assert await reader.version() == version  # journals are not the registry's business
+    with pytest.raises(UsageError, match="cap"):
+        await writer.journal_append("complaint", "{}", 0)
+    with pytest.raises(UsageError, match="limit"):
+        await reader.journal_list("complaint", limit=0)
+
+
+async def test_concurrent_appends_get_distinct_numbers(stores: StoreFactory) -> None:
+    writers = [stores() for _ in range(4)]
+    done = await asyncio.gather(
+        *(w.journal_append("complaint", str(i), 100) for i, w in enumerate(writers * 5))
+    )
+    assert sorted(seq for seq, _ in done) == list(range(1, 21))
+    assert await writers[0].journal_size("complaint") == (20, 20)

@@ -1,10 +1,12 @@
 """`ugem config check|example`: validate a config file, or print a documented one.
 
 `check` loads the config exactly as `ugem serve` would (file plus
-`UGEM_<SECTION>_<KEY>` overrides) and prints the effective values; a bad value
-exits 2 with the key named. `example` prints every knob with its default and
-documentation as TOML; the shipped `ugem.example.toml` is its output (a test
-keeps the two equal).
+`UGEM_<SECTION>_<KEY>` overrides), reads the reply-patterns table `[reputation]
+reply_patterns` names as the node's start does, and prints the effective values;
+a bad value or a bad table exits 2 with the key named (the other files a config
+names, certificates and keys, are read by the parts that use them, at start).
+`example` prints every knob with its default and documentation as TOML; the
+shipped `ugem.example.toml` is its output (a test keeps the two equal).
 """
 
 from __future__ import annotations
@@ -64,6 +66,9 @@ def print_example(args: argparse.Namespace, config: Config) -> int:
 
 
 def check_config(args: argparse.Namespace, config: Config) -> int:
+    from ugem.core.reply_class import configured_patterns  # compiles a table: only here
+
+    configured_patterns(config.reputation.reply_patterns)  # ConfigError naming the key
     for section, key, _, _ in describe():
         value = getattr(getattr(config, section), key)
         print(f"{section}.{key} = {toml_value(value)}")

@@ -1,4 +1,4 @@
-"""`ugem reputation check [--json]`: are the gateway's addresses on the public DNS blocklists?
+"""`ugem reputation check|complaints`: the gateway's standing on blocklists, and complaints.
 
 `check` looks every address of `[node] public_addresses` up on every zone of
 `[reputation] dnsbl_zones` now, through `[delivery]`'s resolver (the same
@@ -14,6 +14,16 @@ Exit codes: 0 when every address is clear on every list; 1 when any address
 is listed anywhere; 3 when none is listed but some list gave no verdict
 (unusable or unknown: the check could not tell); 2 for a configuration
 without addresses or zones, or another bad value (naming the key).
+
+`complaints` lists the feedback-loop complaints the gateway kept (mail to
+`[reputation] fbl_address`, from the configured store: every node's), newest
+first, through the same `ComplaintService` as `/v1/reputation/complaints`:
+`--connection ID` (an empty ID: the ones not traced), `--since TIME` (ISO
+8601, Asia/Almaty time without a zone, or Unix time), `--limit N` (50 by
+default); a table (number, time, connection and how it was traced, feedback
+type, format, reporter, queue id, evidence) and a line with how many were
+received, are kept and were dropped beyond the cap, or with `--json` the
+answer of `/v1/reputation/complaints`. Exit 0; 2 for a bad option (naming it).
 """
 
 from __future__ import annotations
@@ -25,14 +35,21 @@ from typing import Any
 
 from ugem.adapters.reputation import reputation_service
 from ugem.cli import add_json_flag, print_json, print_table
-from ugem.commands.connection import when
+from ugem.commands.connection import moment, when, with_store
 from ugem.core.clock import SystemClock
 from ugem.core.config import Config
+from ugem.core.errors import UsageError
+from ugem.core.services.complaints import Complaint, ComplaintService, Tally
 from ugem.core.services.reputation import Report, Standing
+from ugem.core.store import Store
 
 COLUMNS = ["address", "zone", "state", "since", "codes", "reason"]
+COMPLAINT_COLUMNS = [
+    "id", "received", "connection", "by", "type", "format", "reporter", "queue_id", "evidence",
+]  # fmt: skip
 CLEAR, LISTED, UNDECIDED = 0, 1, 3  # exit codes (2: ugem.cli's, for config and usage errors)
 REASON_WIDTH = 80  # characters of the reason in the table
+REPORTER_WIDTH = 40  # characters of a complaint's reporter in the table
 
 
 def register(
@@ -49,6 +66,20 @@ def register(
     )
     add_json_flag(check)
     check.set_defaults(handler=check_cmd)
+    complaints = cmds.add_parser(
+        "complaints",
+        parents=[common],
+        help="feedback-loop complaints received at [reputation] fbl_address, newest first",
+    )
+    complaints.add_argument(
+        "--connection", metavar="ID", help="only those traced to ID (empty: the untraced)"
+    )
+    complaints.add_argument(
+        "--since", metavar="TIME", help="only those received at or after TIME (ISO 8601 or Unix)"
+    )
+    complaints.add_argument("--limit", type=int, default=50, help="most complaints (default 50)")
+    add_json_flag(complaints)
+    complaints.set_defaults(handler=complaints_cmd)
 
 
 def exit_code(report: Report) -> int:
@@ -95,3 +126,47 @@ def check_cmd(args: argparse.Namespace, config: Config) -> int:
     else:
         print_table([_row(s) for s in report.standings], COLUMNS)
     return exit_code(report)
+
+
+def complaints_cmd(args: argparse.Namespace, config: Config) -> int:
+    if args.limit < 1:
+        raise UsageError(f"--limit: {args.limit} is not valid; expected a number from 1 up")
+    since = None if args.since is None else moment("--since", args.since)
+
+    async def fetch(store: Store) -> tuple[Tally, list[Complaint]]:
+        service = ComplaintService(store, SystemClock())
+        return await service.tally(), await service.list(args.connection, since, args.limit)
+
+    tally, found = with_store(config, fetch)
+    if args.json:
+        print_json(complaints_dict(tally, found))
+    else:
+        print_table([_complaint_row(c) for c in found], COMPLAINT_COLUMNS)
+        print(
+            f"{tally.kept} kept of {tally.received} received "
+            f"({tally.dropped} dropped: the newest {tally.cap} are kept)"
+        )
+    return 0
+
+
+def complaints_dict(tally: Tally, complaints: list[Complaint]) -> dict[str, Any]:
+    """The complaints in `/v1/reputation/complaints`' form."""
+    return dataclasses.asdict(tally) | {"complaints": [c.to_dict() for c in complaints]}
+
+
+def _complaint_row(complaint: Complaint) -> dict[str, object]:
+    return {
+        "id": complaint.id,
+        "received": when(complaint.received_at),
+        "connection": complaint.connection or "-",
+        "by": complaint.attributed_by.value,
+        "type": complaint.feedback_type,
+        "format": complaint.format.value,
+        "reporter": _cut(complaint.reporter, REPORTER_WIDTH) or "-",
+        "queue_id": complaint.queue_id or "-",
+        "evidence": _cut(complaint.evidence, REASON_WIDTH),
+    }
+
+
+def _cut(text: str, width: int) -> str:
+    return text if len(text) <= width else text[: width - 3] + "..."

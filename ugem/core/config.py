@@ -358,6 +358,29 @@ class DeliveryConfig:
     scan_interval: float = knob(
         1.0, "Seconds between scans of the queue for mail due a retry.", lo=0.05, hi=600
     )
+    rate_limit_delay: float = knob(
+        30.0,
+        "Seconds a destination (a next hop's route) is left alone after it answers a rate-limit "
+        "reply (421/450/451 classed rate-limited, e.g. 421 4.7.28), then the least spacing "
+        "between attempts to it; doubled by each further such reply, undone one step by each "
+        "attempt that delivers. The reply also halves its concurrency (relay.deliver.backoff).",
+        lo=1,
+        hi=3600,
+    )
+    rate_limit_max_delay: float = knob(
+        900.0,
+        "Longest spacing between attempts to a rate-limited destination, in seconds "
+        "(never below rate_limit_delay).",
+        lo=1,
+        hi=DAY,
+    )
+    rate_limit_recovery: int = knob(
+        10,
+        "Attempts that deliver to a destination whose concurrency a rate-limit reply cut, "
+        "after which it gets one session back (up to concurrency_per_destination).",
+        lo=1,
+        hi=10_000,
+    )
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,7 @@ and where each error is raised::
     UgemError                  as such: admin.server (the admin socket cannot listen or
     │                          start), ugem.core.services.notices (no outbox)
     ├── ConfigError            bad configuration: names the key, the value, what is allowed
-    │                          (ugem.core.config, .notices, .dkim_keys, .store,
+    │                          (ugem.core.config, .notices, .dkim_keys, .store, .reply_class,
     │                          .services.reputation; relay.tls, relay.dns,
     │                          relay.inbound.checks, relay.deliver.dkim_sign, anomaly.enforce)
     ├── UsageError             bad CLI or API input: names the argument and what is allowed
@@ -80,10 +80,18 @@ each becomes::
         OSError, ValueError, TypeError of a key file     ConfigError dkim.key_dir
     ugem.core.reply_class
         OSError, tomllib.TOMLDecodeError, re.error of    ConfigError naming the file,
-        a reply-patterns file                            the rule and the field
+        a reply-patterns file                            the rule and the field; as
+                                                         `configured_patterns`: ConfigError
+                                                         reputation.reply_patterns
     ugem.core.names
         idna.IDNAError                                   ValueError (the caller's UsageError,
                                                          RouteFailure, ...)
+    ugem.core.feedback
+        any exception of the email parser reading a      a report of format unparsed, with
+        complaint (RecursionError of a deep nesting)     the exception's name as the problem
+    ugem.core.services.complaints
+        ValueError (json), KeyError, TypeError of a      StoreError ("... is damaged")
+        stored complaint
     ugem.core.trace_writer
         OSError writing the JSONL traffic trace          logged (trace_write_failed)
     relay.queue.spool_sql (`_spool_error`, for spool, spool_writer, spool_recovery)
@@ -95,6 +103,8 @@ each becomes::
     relay.accept.commands
         SpoolFullError at the end of DATA                452 4.3.1 (replies.SPOOL_FULL)
         SpoolError at the end of DATA                    451 4.3.0 (replies.INTERNAL_ERROR)
+        StoreError (or any other exception) keeping a    451 4.3.0 (replies.INTERNAL_ERROR)
+        complaint (mail to [reputation] fbl_address)
         PathError                                        its Reply
     relay.accept.session
         UnicodeDecodeError of a command line             501 5.5.4 (replies.SYNTAX_ERROR)

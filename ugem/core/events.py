@@ -6,7 +6,8 @@ raises: each subscriber has a bounded queue, and an event that does not fit is
 dropped for that subscriber and counted (`Subscription.dropped`), so a slow
 observer can never slow the SMTP path. Delivery outcomes are per recipient and
 carry the connection and client address of the message's origin, as the trace
-format asks.
+format asks, and what the reply says (its class and the block list it names);
+the class and the list stay out of trace records, whose format is fixed.
 """
 
 from __future__ import annotations
@@ -16,7 +17,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-EventName = Literal["accepted", "delivered", "deferred", "bounced", "suspended", "resumed"]
+EventName = Literal[
+    "accepted", "delivered", "deferred", "bounced", "suspended", "resumed", "complained"
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,6 +47,8 @@ class Outcome:
     code: int
     reason: str = ""
     counted: int = 0  # the code the detector counts it as (ugem.core.reply_class); 0: `code`
+    reply_class: str = ""  # what the reply says (a ugem.core.reply_class class); "": unknown
+    blocklist: str = ""  # the block list the reply names ("Spamhaus"), else ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,7 +62,20 @@ class StateChanged:
     reason: str = ""
 
 
-Event = Accepted | Outcome | StateChanged
+@dataclass(frozen=True, slots=True)
+class Complained:
+    """A feedback-loop complaint arrived (ugem.core.services.complaints): evidence about
+    `connection` ("" when it could not be traced) at `ts`; no trace record, no verdict yet."""
+
+    ts: float
+    connection: str
+    complaint: int  # its number in the store
+    feedback_type: str  # abuse, fraud, virus, other, not-spam, auth-failure, ...
+    attributed_by: str  # queue_id, dkim, sender_domain, none
+    event: EventName = "complained"
+
+
+Event = Accepted | Outcome | StateChanged | Complained
 
 
 @dataclass

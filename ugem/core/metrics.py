@@ -29,6 +29,12 @@ DELIVERY_BUCKETS = (
     86400,
 )
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
+# ugem_destination_replies_total: the first DESTINATION_LABELS recipient domains a process
+# sees get a label value of their own, every later one OTHER_DESTINATION, so the series
+# stay bounded whatever the mail's destinations (connections are bounded by the registry).
+DESTINATION_LABELS = 200
+OTHER_DESTINATION = "other"
+NO_CONNECTION = "none"  # the connection label of mail of no connection (inbound, DSNs)
 
 
 class Metrics:
@@ -175,9 +181,40 @@ class Metrics:
             "When the gateway's addresses were last checked on the DNS blocklists (Unix time)",
             registry=r,
         )
+        self.delivery_replies = Counter(
+            "ugem_delivery_replies_total",
+            "Recipients' delivery replies by the origin connection (none: inbound mail, DSNs) "
+            "and what the reply says (ugem.core.reply_class: delivered, rate-limited, ...)",
+            ["connection", "class"],
+            registry=r,
+        )
+        self.destination_replies = Counter(
+            "ugem_destination_replies_total",
+            "Recipients' delivery replies by recipient domain and what the reply says; past "
+            f"the first {DESTINATION_LABELS} domains a process sees, domain {OTHER_DESTINATION}",
+            ["destination", "class"],
+            registry=r,
+        )
+        self.backoff_destinations = Gauge(
+            "ugem_delivery_backoff_destinations",
+            "Destinations whose concurrency or spacing a rate-limit reply reduced, now "
+            "(this process's; relay.deliver.backoff)",
+            registry=r,
+        )
+        self.complaints = Counter(
+            "ugem_complaints_total",
+            "Feedback-loop complaints received at [reputation] fbl_address, by the connection "
+            "they were traced to (none: not traced) and feedback type (abuse, fraud, virus, "
+            "other, not-spam, auth-failure; delivery-status, a DSN; unknown, not parsed)",
+            ["connection", "feedback_type"],
+            registry=r,
+        )
 
         self._replies: dict[tuple[str, int], Counter] = {}
         self._outcomes: dict[str, Counter] = {}
+        self._by_connection: dict[tuple[str, str], Counter] = {}
+        self._by_destination: dict[tuple[str, str], Counter] = {}
+        self._destinations: set[str] = set()  # those with a label of their own
 
     def count(self, outcome: str) -> None:
         """One more message (accepted, rejected) or recipient (delivered, deferred, bounced)."""
@@ -192,6 +229,32 @@ class Metrics:
         if child is None:
             child = self._replies[command, code] = self.smtp_replies.labels(command, str(code))
         child.inc()
+
+    def delivery_reply(self, connection: str, destination: str, cls: str) -> None:
+        """One more delivery reply of class `cls` to mail of `connection` for `destination`."""
+        key = (connection or NO_CONNECTION, cls)
+        child = self._by_connection.get(key)
+        if child is None:
+            child = self._by_connection[key] = self.delivery_replies.labels(*key)
+        child.inc()
+        key = (self._destination_label(destination), cls)
+        child = self._by_destination.get(key)
+        if child is None:
+            child = self._by_destination[key] = self.destination_replies.labels(*key)
+        child.inc()
+
+    def _destination_label(self, destination: str) -> str:
+        """`destination`, or OTHER_DESTINATION once DESTINATION_LABELS others have a label."""
+        if destination in self._destinations:
+            return destination
+        if len(self._destinations) < DESTINATION_LABELS:
+            self._destinations.add(destination)
+            return destination
+        return OTHER_DESTINATION
+
+    def complaint(self, connection: str, feedback_type: str) -> None:
+        """One more complaint about `connection` ("": not traced) of `feedback_type`."""
+        self.complaints.labels(connection or NO_CONNECTION, feedback_type).inc()
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -34,12 +34,16 @@ the few regexes it could match, whatever the size of the table; an alternative
 without such a word is looked for (its leading literal) in every text.
 Classification is pure and never raises on any code or text.
 
-`counted_code(code, text)` derives from the class the code the anomaly detector
+`counted_as(code, cls)` derives from the class the code the anomaly detector
 counts the reply as: 554 for a 5xx refusal (spam, block list, policy,
 authentication, TLS, rate), 550 for a 5xx unknown user, 421 for a 4xx rate
-limit, else the code itself. `load_patterns` raises ConfigError naming the file,
-the rule and the field when a file cannot be read or a rule is malformed; the
-regexes are trusted configuration (a pathological one is slow, not unsafe).
+limit, else the code itself (`counted_code(code, text)` classifies first).
+`load_patterns` raises ConfigError naming the file, the rule and the field when
+a file cannot be read or a rule is malformed; the regexes are trusted
+configuration (a pathological one is slow, not unsafe). `configured_patterns(path)`
+is the table of `[reputation] reply_patterns` (PATTERNS_KEY; "" the packaged
+one), read once by whoever classifies (the node at start, `ugem config check`)
+and passed on: its ConfigError names that key, the file and the file's problem.
 """
 
 from __future__ import annotations
@@ -57,6 +61,7 @@ from ugem.core.errors import ConfigError
 
 MAX_TEXT = 512
 PATTERNS_FILE = "reply_patterns.toml"
+PATTERNS_KEY = "reputation.reply_patterns"  # the config key of an operator's table
 
 DELIVERED = "delivered"
 UNKNOWN_USER = "unknown-user"
@@ -188,9 +193,13 @@ def classify(code: int, text: str, patterns: Patterns | None = None) -> ReplyCla
     return ReplyClass(rule.cls, rule.blocklist, code < 500)
 
 
-def counted_code(code: int, text: str) -> int:
+def counted_code(code: int, text: str, patterns: Patterns | None = None) -> int:
     """The code the detector counts a reply of `code` with `text` as (see the docstring)."""
-    cls = classify(code, text).cls
+    return counted_as(code, classify(code, text, patterns).cls)
+
+
+def counted_as(code: int, cls: str) -> int:
+    """The code the detector counts a reply of `code` and class `cls` as."""
     if 500 <= code < 600:
         if cls in _REFUSALS:
             return COUNTED_POLICY
@@ -227,6 +236,21 @@ def _is_word(char: str) -> bool:
 
 
 # -- loading and compiling a table ---------------------------------------------------------
+
+
+def configured_patterns(path: str) -> Patterns:
+    """The table `[reputation] reply_patterns` names ("": the packaged one).
+
+    ConfigError naming PATTERNS_KEY, the file and what is wrong in it.
+    """
+    if not path:
+        return DEFAULT_PATTERNS
+    try:
+        return load_patterns(Path(path))
+    except ConfigError as exc:
+        detail = exc.key.removeprefix(path).removeprefix(":").strip()
+        problem = f"{detail}: {exc.value!r} is not valid; {exc.allowed}" if detail else exc.allowed
+        raise ConfigError(PATTERNS_KEY, path, problem) from exc
 
 
 def load_patterns(path: Path | None = None) -> Patterns:

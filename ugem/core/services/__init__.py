@@ -5,8 +5,10 @@ protocol the node wiring satisfies with the relay's spool): `audit` (the
 hash-chained log), `tokens` (API tokens and roles), `connections`
 (suspend, resume, disconnect, update), `mailqueue` (held mail),
 `applications` (receipt, checks and decisions of the Rules, paragraphs 7-10)
-and `notices` (decisions mailed to the organisations through the relay's
-queue, behind a small `Outbox` protocol). A service
+`notices` (decisions mailed to the organisations through the relay's
+queue, behind a small `Outbox` protocol), `reputation` (the gateway's
+addresses on the DNS blocklists) and `complaints` (the feedback loops'
+complaints, traced to their connection). A service
 checks its input and raises `UsageError` naming the field, `NotFoundError`
 for an unknown id and `ConflictError` with what to do instead; every change it
 makes is written to the audit log with the actor that asked for it. Route

@@ -24,6 +24,14 @@ the first incident), and `incident_update` replaces one only if nobody
 changed it since it was read (its `rev`), so the detector adding evidence
 and an operator closing it lose neither change. They do not change
 `version()` either.
+
+A journal (`journal_*`) is a capped, append-only list of JSON texts by kind
+(the feedback-loop complaints, `ugem.core.services.complaints`): each entry is
+numbered 1, 2, 3, ... per kind, and an append drops the oldest entries beyond
+the newest `cap` in the same atomic step, so a journal never holds more than
+its cap and no two writers (nodes, workers) get one number. What was dropped
+is counted by the numbers: `journal_size` gives the last number and the
+entries kept. Journals do not change `version()` either.
 """
 
 from __future__ import annotations
@@ -160,6 +168,24 @@ class Store(Protocol):
     ) -> builtins.list[IncidentRecord]:
         """Incidents newest first (highest number first), of one state and connection if
         given, at most `limit` (UsageError below 1)."""
+        ...
+
+    async def journal_append(self, kind: str, data: str, cap: int) -> tuple[int, int]:
+        """Append `data` to journal `kind` as its next number and drop its entries older
+        than the newest `cap`, atomically: (that number, entries dropped by this append).
+        UsageError for a cap below 1."""
+        ...
+
+    async def journal_list(
+        self, kind: str, limit: int = 100, before: int | None = None
+    ) -> builtins.list[tuple[int, str]]:
+        """(number, data) of journal `kind`, newest first, only numbers below `before`
+        if given, at most `limit` (UsageError below 1)."""
+        ...
+
+    async def journal_size(self, kind: str) -> tuple[int, int]:
+        """(the last number given, the entries kept) of journal `kind`; (0, 0) when none:
+        last - kept entries were dropped."""
         ...
 
     async def close(self) -> None: ...

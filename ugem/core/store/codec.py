@@ -48,9 +48,9 @@ def domain_conflict(domain: str, owner: str) -> ConflictError:
     )
 
 
-def check_limit(limit: int) -> int:
+def check_limit(limit: int, name: str = "limit") -> int:
     if limit < 1:
-        raise UsageError(f"limit: {limit} is not valid; expected 1 or more")
+        raise UsageError(f"{name}: {limit} is not valid; expected 1 or more")
     return limit
 
 

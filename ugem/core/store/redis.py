@@ -11,7 +11,11 @@ hash of incident number -> JSON of the record (`<p>incident:seq` numbers
 them, `<p>incident:open` maps a connection to its incident that is not
 closed); opening and updating one are Lua scripts, so the rule "one incident
 not closed per connection" and the rev check hold across nodes. Listing
-incidents reads the whole hash (they are few). Every write is atomic
+incidents reads the whole hash (they are few). A journal is a list
+`<p>journal:<kind>` of "<number> <JSON text>" entries, oldest first, numbered
+by the counter `<p>journal:<kind>:seq`; appending (INCR, RPUSH, LTRIM to the
+cap) and reading a page are Lua scripts, so the numbers in the list stay
+consecutive and a page is read as one state. Every write is atomic
 together with its `INCR` of the version: the connection writes are Lua
 scripts that check the id and domain uniqueness, write, and bump in one step;
 an audit record is one WATCH/MULTI/EXEC on the head (retried when another
@@ -123,6 +127,29 @@ return 1
 """
 
 
+# KEYS: journal list, its counter.  ARGV: data, cap.  Returns {number, entries dropped}.
+_JOURNAL_APPEND = """
+local seq = redis.call('INCR', KEYS[2])
+redis.call('RPUSH', KEYS[1], seq .. ' ' .. ARGV[1])
+local extra = redis.call('LLEN', KEYS[1]) - tonumber(ARGV[2])
+if extra > 0 then redis.call('LTRIM', KEYS[1], extra, -1) else extra = 0 end
+return {seq, extra}
+"""
+
+# KEYS: journal list, its counter.  ARGV: before (0: none), limit.
+# Returns the entries of numbers below `before`, at most `limit` of the newest, oldest first.
+_JOURNAL_PAGE = """
+local last = tonumber(redis.call('GET', KEYS[2]) or '0')
+local first = last - redis.call('LLEN', KEYS[1]) + 1
+local top = last
+local before = tonumber(ARGV[1])
+if before > 0 and before - 1 < top then top = before - 1 end
+if top < first then return {} end
+local low = math.max(first, top - tonumber(ARGV[2]) + 1)
+return redis.call('LRANGE', KEYS[1], low - first, top - first)
+"""
+
+
 class RedisStore(AuditLogReader):
     def __init__(self, url: str, prefix: str = "ugem:", timeout: float = TIMEOUT) -> None:
         self.url = url
@@ -144,6 +171,8 @@ class RedisStore(AuditLogReader):
         self._incident_keys = [self._incidents, f"{prefix}incident:open"]
         self._incident_open = self._redis.register_script(_INCIDENT_OPEN)
         self._incident_update = self._redis.register_script(_INCIDENT_UPDATE)
+        self._journal_append = self._redis.register_script(_JOURNAL_APPEND)
+        self._journal_page = self._redis.register_script(_JOURNAL_PAGE)
 
     async def _call(self, pending: Awaitable[T]) -> T:
         try:
@@ -294,6 +323,39 @@ class RedisStore(AuditLogReader):
             )  # fmt: skip
         except (ValueError, KeyError, TypeError) as exc:
             raise StoreError(f"redis store {self.name}: an incident is damaged: {exc}") from exc
+
+    async def journal_append(self, kind: str, data: str, cap: int) -> tuple[int, int]:
+        args: builtins.list[str | int] = [data, check_limit(cap, "cap")]
+        reply: builtins.list[Any] = await self._call(
+            self._journal_append(keys=self._journal(kind), args=args)
+        )
+        return int(reply[0]), int(reply[1])
+
+    async def journal_list(
+        self, kind: str, limit: int = 100, before: int | None = None
+    ) -> builtins.list[tuple[int, str]]:
+        args = [0 if before is None else max(before, 1), check_limit(limit)]
+        page = self._journal_page(keys=self._journal(kind), args=args)
+        found: builtins.list[str | bytes] = await self._call(page)
+        return [self._entry(kind, text) for text in reversed(found)]
+
+    async def journal_size(self, kind: str) -> tuple[int, int]:
+        entries, counter = self._journal(kind)
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.get(counter)
+            pipe.llen(entries)
+            last, kept = await self._call(pipe.execute())
+        return int(last or 0), int(kept)
+
+    def _journal(self, kind: str) -> builtins.list[str]:
+        return [f"{self.prefix}journal:{kind}", f"{self.prefix}journal:{kind}:seq"]
+
+    def _entry(self, kind: str, text: str | bytes) -> tuple[int, str]:
+        number, _, data = _text(text).partition(" ")
+        try:
+            return int(number), data
+        except ValueError as exc:
+            raise StoreError(f"redis store {self.name}: journal {kind} is damaged: {exc}") from exc
 
     def _doc(self, kind: str) -> str:
         return f"{self.prefix}doc:{kind}"

@@ -2,16 +2,18 @@
 
 The file holds the connections (JSON text, see `ugem.core.store.codec`), a
 `domains` table whose primary key makes a domain belong to one connection at
-most, the append-only audit log (hash-chained: `seq`, `prev`, `hash`, with
-the head in `audit_head`), the `docs` table of JSON documents by kind and id,
-the `incidents` table (numbered by AUTOINCREMENT; a partial unique index
-keeps one incident that is not closed per connection), and a `meta` row
-with the version. A file made by an older version gets the
-new columns and tables on open, and its audit rows are sealed into the chain. Every write
-is one `BEGIN IMMEDIATE` transaction that also bumps the version, so a node and
-the CLI (or several processes) can share the file: WAL lets readers go on while
-one writer commits, `busy_timeout` makes a writer wait its turn instead of
-failing, `synchronous=FULL` makes a committed change survive a power cut.
+most, the append-only audit log (hash-chained: `seq`, `prev`, `hash`, with the
+head in `audit_head`), the `docs` table of JSON documents by kind and id, the
+`incidents` table (numbered by AUTOINCREMENT; a partial unique index keeps one
+incident that is not closed per connection), the capped journals (`journal`,
+numbered per kind by `journal_head`; an append deletes what falls beyond the
+cap in its own transaction), and a `meta` row with the version. A file made by
+an older version gets the new columns and tables on open, and its audit rows
+are sealed into the chain. Every write is one `BEGIN IMMEDIATE` transaction
+that also bumps the version, so a node and the CLI (or several processes) can
+share the file: WAL lets readers go on while one writer commits,
+`busy_timeout` makes a writer wait its turn instead of failing,
+`synchronous=FULL` makes a committed change survive a power cut.
 
 Every method runs inline on the caller's thread, without a thread hop:
 `version()` is one primary-key read (microseconds, it is asked on every MAIL
@@ -70,6 +72,9 @@ _SCHEMA = (
     " connection TEXT NOT NULL, state TEXT NOT NULL, rev INTEGER NOT NULL, data TEXT NOT NULL)",
     "CREATE UNIQUE INDEX IF NOT EXISTS incidents_not_closed ON incidents (connection)"
     f" WHERE state != '{INCIDENT_CLOSED}'",
+    "CREATE TABLE IF NOT EXISTS journal (kind TEXT NOT NULL, seq INTEGER NOT NULL,"
+    " data TEXT NOT NULL, PRIMARY KEY (kind, seq))",
+    "CREATE TABLE IF NOT EXISTS journal_head (kind TEXT PRIMARY KEY, seq INTEGER NOT NULL)",
 )
 _AUDIT_COLUMNS = ("before", "after", "prev", "hash")  # added in schema version 2
 _VERSION = "SELECT value FROM meta WHERE key = 'version'"
@@ -90,6 +95,13 @@ _INCIDENTS = (
     " ORDER BY id DESC LIMIT ?"
 )
 _NOT_CLOSED = f"{_INCIDENT} WHERE connection = ? AND state != '{INCIDENT_CLOSED}'"
+_JOURNAL_NEXT = (
+    "INSERT INTO journal_head (kind, seq) VALUES (?, 1)"
+    " ON CONFLICT (kind) DO UPDATE SET seq = seq + 1 RETURNING seq"
+)
+_JOURNAL_NEWEST = (
+    "SELECT seq, data FROM journal WHERE kind = ? AND seq < ? ORDER BY seq DESC LIMIT ?"
+)
 
 
 class SqliteStore(AuditLogReader):
@@ -276,6 +288,33 @@ class SqliteStore(AuditLogReader):
         with self._errors():
             rows = self._db.execute(_INCIDENTS, args).fetchall()
         return [_incident(row) for row in rows]
+
+    async def journal_append(self, kind: str, data: str, cap: int) -> tuple[int, int]:
+        check_limit(cap, "cap")
+
+        def change(db: sqlite3.Connection) -> tuple[int, int]:
+            seq = int(db.execute(_JOURNAL_NEXT, (kind,)).fetchall()[0][0])
+            db.execute("INSERT INTO journal (kind, seq, data) VALUES (?, ?, ?)", (kind, seq, data))
+            old = db.execute("DELETE FROM journal WHERE kind = ? AND seq <= ?", (kind, seq - cap))
+            return seq, old.rowcount
+
+        return self._write(change)
+
+    async def journal_list(
+        self, kind: str, limit: int = 100, before: int | None = None
+    ) -> builtins.list[tuple[int, str]]:
+        args = (kind, _NO_SEQ if before is None else before, check_limit(limit))
+        with self._errors():
+            rows = self._db.execute(_JOURNAL_NEWEST, args).fetchall()
+        return [(int(seq), str(data)) for seq, data in rows]
+
+    async def journal_size(self, kind: str) -> tuple[int, int]:
+        with self._errors():
+            head = self._db.execute("SELECT seq FROM journal_head WHERE kind = ?", (kind,))
+            last = head.fetchone()
+            count = self._db.execute("SELECT COUNT(*) FROM journal WHERE kind = ?", (kind,))
+            kept = int(count.fetchone()[0])
+        return (0 if last is None else int(last[0])), kept
 
     async def close(self) -> None:
         with self._errors():
