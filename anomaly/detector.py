@@ -259,6 +259,17 @@ class Detector:
             return self._lifted(conn, connection, ts) if conn.throttled_until else None
         return self._check(conn, connection, ts)
 
+    def complained(self, ts: float, connection: str) -> Verdict | None:
+        """One feedback-loop complaint about `connection`'s mail (a live node's), judged at
+        once unless a check was made in the last CHECK_S."""
+        conn = self._conns.get(connection) or self._open(connection, ts)
+        if conn.suspended and not self._keep_counting:
+            return None
+        conn.features.complained(ts)
+        if conn.suspended or ts - conn.last_check < CHECK_S:
+            return None
+        return self._check(conn, connection, ts)
+
     def resume(self, connection: str) -> None:
         """Forget a suspension (an operator resumed the connection)."""
         if (conn := self._conns.get(connection)) is not None:

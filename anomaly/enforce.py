@@ -3,7 +3,10 @@
 `Enforcer` reads a feed (`anomaly.feed`: this process's event bus, or with
 several workers or nodes the shared traffic log that carries all of theirs)
 and feeds each event of a connected server's traffic (accepted messages,
-per-recipient delivery outcomes) to a `Detector` in event time: the events
+per-recipient delivery outcomes, and feedback-loop complaints traced by the
+gateway's own queue id: `TRUSTED_TRACE`; they reach only the detector of the
+process that received them, as the shared traffic log carries trace records)
+to a `Detector` in event time: the events
 carry the node's clock, never the wall clock of this observer. The detector
 keeps counting a connection it flagged, so the numbers behind a verdict (its
 windows, the usual volume: `measure`) go into the incident's evidence and
@@ -91,7 +94,7 @@ from anomaly.features import MINUTE_S, Features
 from anomaly.feed import Feed, LocalFeed
 from anomaly.trace_reader import BOUNCED, DEFERRED, DELIVERED
 from ugem.core.errors import ConfigError, ConflictError
-from ugem.core.events import Accepted, Event, EventBus, Outcome
+from ugem.core.events import Accepted, Complained, Event, EventBus, Outcome
 from ugem.core.log import event
 from ugem.core.metrics import Metrics
 from ugem.core.model import Connection, ConnState
@@ -113,6 +116,9 @@ THROTTLED: Final = "anomaly.throttled"
 THROTTLE_LIFTED: Final = "anomaly.throttle_lifted"
 WOULD_THROTTLE: Final = "anomaly.would_throttle"
 THROTTLE_WINDOW: Final = 5  # minutes of traffic held against a throttled connection's cap
+# Complaints the detector counts: those traced by the gateway's own Received line (its queue
+# id); a DKIM d= or a sender's domain in a report is anyone's to write.
+TRUSTED_TRACE: Final = frozenset({"queue_id"})
 SHADOW_REARM_S: Final = 3600.0  # event-time seconds before shadow mode watches a connection again
 WITHHELD_S: Final = 900.0  # event-time seconds a verdict under a ceiling waits for a crossing
 OUTCOME_KINDS: Final = {"delivered": DELIVERED, "deferred": DEFERRED, "bounced": BOUNCED}
@@ -234,7 +240,12 @@ class Enforcer:
         )
 
     def observe(self, ev: Event) -> Verdict | None:
-        """Feed one event to the detector; its verdict, if any. Inbound mail is not watched."""
+        """Feed one event to the detector; its verdict, if any. Inbound mail is not watched;
+        a complaint counts only when traced by this gateway's queue id (TRUSTED_TRACE)."""
+        if isinstance(ev, Complained):
+            if ev.connection and ev.attributed_by in TRUSTED_TRACE:
+                return self.detector.complained(ev.ts, ev.connection)
+            return None
         if not isinstance(ev, Accepted | Outcome) or not ev.connection:
             return None
         self._metrics.detector_events.inc()

@@ -5,7 +5,8 @@ it was first seen (messages, recipients, null-sender messages, messages from
 senders new to the connection, delivery outcomes, bounces, invalid-recipient
 bounces, deferrals, spam or policy refusals, recipients never mailed before
 and how many of those its senders usually reach, and those at a foreign
-domain never mailed before: anomaly.recipients) and,
+domain never mailed before: anomaly.recipients; complaints received through a
+feedback loop, a live node's only) and,
 for each minute of the last hour that saw traffic, the totals as that minute
 began: a window of the last 1, 5 or 60 minutes is
 the totals now less the totals as its first minute with traffic began, so an
@@ -51,8 +52,9 @@ from anomaly.trace_reader import BOUNCED, DEFERRED
     EXPECTED_NEW,
     POLICY,
     NEW_DOMAIN,
-) = range(12)  # counters, as Window's
-_WIDTH = 12
+    COMPLAINT,
+) = range(13)  # counters, as Window's
+_WIDTH = 13
 MINUTE_S = 60.0
 _HOUR = 60  # minutes kept: the longest window
 _BLOCK = 5  # minutes of a sender→recipient pair block
@@ -80,6 +82,7 @@ class Window(NamedTuple):
     expected_new: float  # how many of them its senders usually reach that are new
     policy: int  # refused as spam or by policy
     new_domains: int  # new recipients at a foreign domain never mailed before
+    complaints: int  # feedback-loop complaints received (a live node's; none in a trace)
 
     @property
     def bounce_ratio(self) -> float:
@@ -199,6 +202,12 @@ class Features:
                 totals[POLICY] += 1
         elif kind == DEFERRED:
             totals[DEFER] += 1
+
+    def complained(self, ts: float) -> None:
+        """One feedback-loop complaint about the connection's mail came in (a live node)."""
+        if ts >= self._minute_end:
+            self._start_minute(int(ts // MINUTE_S))
+        self._totals[COMPLAINT] += 1
 
     def forget_pairs(self) -> None:
         """Count the current 5-minute block's pairs afresh from the next message on (what

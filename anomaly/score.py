@@ -19,8 +19,12 @@ heaviest first, each with a sentence for a person. The findings:
   (not .kz) the connection never mailed among the recipients (spam to a
   bought list; the recipients of one message count as at most `PER_MESSAGE`
   trials, as they were chosen together; weighed by how complete the memory
-  of domains is, as new recipients are): each a share against the
-  connection's own share before the last hour (with a floor), in 5 and 60 min;
+  of domains is, as new recipients are), feedback-loop complaints (a live
+  node's, ugem.core.services.complaints) against the messages, as a share of
+  them (they come hours late: the share is a proxy, and a few weigh; at most
+  `COMPLAINT_CAP`, as a report is its sender's word): each a
+  share against the connection's own share before the last hour (with a
+  floor), in 5 and 60 min;
 - a mail loop: a sender→recipient pair repeated in the 5-minute block, or its
   messages growing in a row (anomaly.loops).
 
@@ -41,7 +45,7 @@ from anomaly.drift import SPREAD_FLOOR, SPREAD_SHARE, Drift
 from anomaly.features import Features, Window
 
 NO_BACKLOG, ARRIVING, IN_WINDOW = range(3)
-VOLUME, NOVEL, INVALID_RCPT, REFUSED, NULL_SENDER, NEW_SENDERS, NEW_DOMAINS, LOOP = (
+(VOLUME, NOVEL, INVALID_RCPT, REFUSED, NULL_SENDER, NEW_SENDERS, NEW_DOMAINS, COMPLAINTS, LOOP) = (
     "volume",
     "new recipients",
     "unknown users",
@@ -49,6 +53,7 @@ VOLUME, NOVEL, INVALID_RCPT, REFUSED, NULL_SENDER, NEW_SENDERS, NEW_DOMAINS, LOO
     "null sender",
     "new senders",
     "new foreign domains",
+    "complaints",
     "loop",
 )
 VOLUME_FLOOR = 20  # recipients in 5 min below which volume is never abnormal
@@ -64,12 +69,15 @@ POLICY = (0.01, 4)
 NULL = (0.03, 4)
 NEW_SENDER = (0.02, 3)
 NEW_DOMAIN = (0.1, 4)  # people write to a new organisation abroad now and then
+COMPLAINT = (0.002, 2)  # mailbox providers' feedback loops: a few per thousand is bad
+COMPLAINT_CAP = 3.0  # a report is its sender's word: complaints alone never suspend
 _SHARES = (  # (name, hits, trials, rule) of each share finding, as Window's fields
     (INVALID_RCPT, "invalid", "outcomes", INVALID),
     (REFUSED, "policy", "outcomes", POLICY),
     (NULL_SENDER, "null", "msgs", NULL),
     (NEW_SENDERS, "new_senders", "msgs", NEW_SENDER),
     (NEW_DOMAINS, "new_domains", "rcpts", NEW_DOMAIN),
+    (COMPLAINTS, "complaints", "msgs", COMPLAINT),
 )
 ABOVE = 2.0  # a share counts from this many times its usual (below, < 0.15 decade)
 PER_MESSAGE = 3.0  # trials of evidence one message's recipients count at most
@@ -84,6 +92,7 @@ _SAYS = {
     NULL_SENDER: "from the null sender (bounces)",
     NEW_SENDERS: "from senders never seen",
     NEW_DOMAINS: "new, at a foreign domain never mailed before",
+    COMPLAINTS: "complained of by their recipients (feedback loops)",
 }
 _UNITS = {"outcomes": "deliveries", "msgs": "messages", "rcpts": "recipients"}
 
@@ -163,7 +172,7 @@ def assess(
     ]
     if maturity < 1.0:  # the domains mailed once a month are not all remembered yet
         found = [_young(f, maturity) for f in found]
-    findings = [f for f in found if f is not None and f.weight > 0.0]
+    findings = [_capped(f) for f in found if f is not None and f.weight > 0.0]
     if findings and backlog == NO_BACKLOG:
         volume = _volume(w5, baseline, ts, drift)
         if volume is not None:
@@ -192,6 +201,13 @@ def _volume(w5: Window, baseline: Baseline, ts: float, drift: Drift | None) -> F
     if drift is not None and rise > burst:
         what += f", above its usual band for {5 * drift.blocks} min"
     return Finding(weight, VOLUME, what)
+
+
+def _capped(finding: Finding) -> Finding:
+    """Complaints weigh at most COMPLAINT_CAP (anyone may send a report)."""
+    if finding.name == COMPLAINTS and finding.weight > COMPLAINT_CAP:
+        return finding._replace(weight=COMPLAINT_CAP)
+    return finding
 
 
 def _young(finding: Finding | None, maturity: float) -> Finding | None:

@@ -128,7 +128,7 @@ def test_features_windows_start_afresh_after_an_hour_of_silence() -> None:
         f.accepted(60.0 * minute, "a@x.kz", ["b@y.kz"])
     assert (f.window(5).msgs, f.window(60).msgs) == (5, 10)
     f.outcome(600.0 + 3600.0, DELIVERED, 250)  # an hour later: only this outcome is left
-    assert f.window(60) == (60, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0.0, 0, 0)
+    assert f.window(60) == (60, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0.0, 0, 0, 0)
     f.accepted(100.0, "", ["c@y.kz"])  # older than the newest event: counted in its minute
     assert (f.window(1).msgs, f.window(1).null, f.distinct(1)) == (1, 1, (1, 1))
 
@@ -408,3 +408,11 @@ def test_the_observer_sees_every_assessment() -> None:
         (assessment,) = [a for t, _, a in seen.calls if t == verdict.ts]
         assert (verdict.score, verdict.reason) == (assessment.score, assessment.reason())
     assert seen.calls[-1][2].score == suspend.score
+
+
+def test_a_complaint_is_counted_in_the_connections_windows() -> None:
+    det = Detector()
+    ts = steady(det, MONDAY_9, 8)
+    assert det.complained(ts, C) is None  # one complaint, nothing else: no verdict
+    traffic = det.traffic(C)
+    assert traffic is not None and traffic[0].window(5).complaints == 1

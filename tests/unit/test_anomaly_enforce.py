@@ -58,7 +58,7 @@ from tests.support.burst import until
 from tests.support.mail import read_notice
 from ugem.core.clock import FakeClock
 from ugem.core.errors import ConfigError, StoreError
-from ugem.core.events import Accepted, EventBus, Outcome
+from ugem.core.events import Accepted, Complained, EventBus, Outcome
 from ugem.core.metrics import Metrics
 from ugem.core.model import Connection, ConnState, Contact, OrgKind
 from ugem.core.registry import Registry
@@ -665,3 +665,18 @@ def test_a_bounce_is_counted_by_what_the_remote_reply_says(scene: Scene) -> None
     assert traffic is not None
     window = traffic[0].window(5)
     assert (window.bounced, window.policy, window.invalid) == (2, 1, 1)
+
+
+def test_a_complaint_counts_only_when_traced_by_the_gateways_own_queue_id(scene: Scene) -> None:
+    """A complaint traced by the gateway's Received line is evidence; one traced by a DKIM
+    d= or a sender's domain in the report (anyone may write those) is not, nor one about
+    no connection."""
+    enforcer = scene.enforcer("enforce")
+    ts = scene.clock.now()
+    enforcer.observe(accepted(ts))
+    for i, by in enumerate(("queue_id", "dkim", "sender_domain", "queue_id")):
+        about = "" if i == 3 else CONN
+        assert enforcer.observe(Complained(ts + 1 + i, about, i + 1, "abuse", by)) is None
+    traffic = enforcer.detector.traffic(CONN)
+    assert traffic is not None
+    assert traffic[0].window(5).complaints == 1

@@ -12,6 +12,8 @@ from anomaly.features import Features, Window
 from anomaly.recipients import WARMUP_S
 from anomaly.score import (
     ARRIVING,
+    COMPLAINT_CAP,
+    COMPLAINTS,
     IN_WINDOW,
     INVALID,
     INVALID_RCPT,
@@ -137,6 +139,20 @@ def test_never_mailed_addresses_at_never_mailed_foreign_domains_corroborate() ->
     conn, ts = office(7)
     found = conn.assess(to_new(conn, ts, 150, new_domains=True, tld="kz"))
     assert NEW_DOMAINS not in names(found)  # Kazakh organisations never mailed: no finding
+
+
+def test_complaints_corroborate_but_never_weigh_more_than_their_cap() -> None:
+    """Recipients' complaints through a feedback loop are evidence beyond volume; a report
+    is its sender's word, so however many come they weigh at most COMPLAINT_CAP."""
+    conn, ts = office(7)
+    ts = to_new(conn, ts, 60)
+    for i in range(40):
+        conn.features.complained(ts + i)
+    found = conn.assess(ts + 40)
+    complaints = next(f for f in found.findings if f.name == COMPLAINTS)
+    assert complaints.weight == COMPLAINT_CAP
+    assert found.corroboration == COMPLAINT_CAP
+    assert "complained of by their recipients" in complaints.what
 
 
 def test_new_recipients_weigh_only_once_the_memory_is_warm_and_more_once_mature() -> None:
