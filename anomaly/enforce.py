@@ -53,7 +53,10 @@ WARNING, counted mode="shadow", no alert.
 On a SUSPEND, mode "enforce" opens an incident (or adds the verdict to the
 open one: ugem.core.services.incidents) and suspends the connection through
 `ConnectionService.suspend` with actor "detector" and the reason "abnormal
-traffic: <reason> (incident N)": the store, the audit log, the owner's notice
+traffic: <reason> (incident N)", the reason ending with the blocklists remote
+servers named and the complaints recipients made in the last hours
+(anomaly.cited), as they are what the suspension protects the gateway from:
+the store, the audit log, the owner's notice
 and the operators' alert; the relay then answers 451 at MAIL FROM and the
 scheduler holds its queued mail. It counts it in
 `ugem_detector_suspensions_total{mode="enforce"}`. Mode "shadow" suspends
@@ -89,6 +92,7 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 from anomaly.baseline import Baseline
+from anomaly.cited import Cited
 from anomaly.detector import LIFT, SUSPEND, THROTTLE, Detector, Verdict
 from anomaly.features import MINUTE_S, Features
 from anomaly.feed import Feed, LocalFeed
@@ -163,6 +167,7 @@ class Enforcer:
         self._metrics = metrics
         self._task: asyncio.Task[None] | None = None
         self._watch: dict[str, _Watch] = {}
+        self.cited = Cited()  # blocklists named and complaints made, for the reasons
         self.board = throttle if throttle is not None else ThrottleBoard()
 
     async def start(self) -> None:
@@ -244,6 +249,7 @@ class Enforcer:
         a complaint counts only when traced by this gateway's queue id (TRUSTED_TRACE)."""
         if isinstance(ev, Complained):
             if ev.connection and ev.attributed_by in TRUSTED_TRACE:
+                self.cited.complaint(ev.ts, ev.connection)
                 return self.detector.complained(ev.ts, ev.connection)
             return None
         if not isinstance(ev, Accepted | Outcome) or not ev.connection:
@@ -256,6 +262,7 @@ class Enforcer:
             )
         else:
             code = ev.counted or ev.code  # what the reply's text says (ugem.core.reply_class)
+            self.cited.reply(ev.ts, conn_id, ev.blocklist)
             verdict = self.detector.outcome(ev.ts, conn_id, OUTCOME_KINDS[ev.event], code)
         if verdict is None and self._watch and (watch := self._watch.get(conn_id)) is not None:
             verdict = self._rewatch(conn_id, watch, ev.ts)
@@ -294,6 +301,8 @@ class Enforcer:
             return
         if verdict.action == SUSPEND:
             self._unthrottle(verdict.connection, "suspended")  # the detector throttles no more
+        if cited := self.cited.describe(verdict.connection, verdict.ts):
+            verdict = dataclasses.replace(verdict, reason=f"{verdict.reason}; {cited}")
         override = await self.overrides.in_force(verdict.connection, verdict.ts)
         if override is not None and override.kind == OverrideKind.CEILING:
             messages, recipients = self._hour(verdict.connection)

@@ -28,6 +28,7 @@ records nothing. A suspension by an operator ends the throttle too.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -36,6 +37,7 @@ from pathlib import Path
 import pytest
 
 from anomaly.baseline import Baseline
+from anomaly.cited import MAX_CONNECTIONS, MOST_LISTS, PER_CONNECTION, Cited
 from anomaly.detector import Detector, Verdict
 from anomaly.enforce import (
     BASELINE_DOC,
@@ -680,3 +682,39 @@ def test_a_complaint_counts_only_when_traced_by_the_gateways_own_queue_id(scene:
     traffic = enforcer.detector.traffic(CONN)
     assert traffic is not None
     assert traffic[0].window(5).complaints == 1
+
+
+async def test_the_owners_notice_names_the_blocklists_and_complaints_of_the_last_hours(
+    scene: Scene,
+) -> None:
+    """What the suspension protects the gateway from is among its reasons: the blocklists
+    remote servers named refusing the connection's mail, the complaints of its recipients."""
+    enforcer = scene.enforcer("enforce")
+    ts = scene.clock.now()
+    enforcer.observe(accepted(ts))
+    enforcer.cited.reply(ts - 7 * 3600, CONN, "SpamCop")  # too long ago to be a reason now
+    for i, named in enumerate(("Spamhaus", "Spamhaus", "Barracuda", "")):
+        bounce = Outcome(ts + i, "bounced", "q", CONN, "127.0.0.2", "a@b.kz", 554, "", 554)
+        enforcer.observe(dataclasses.replace(bounce, reply_class="blocklisted", blocklist=named))
+    enforcer.observe(Complained(ts + 5, CONN, 1, "abuse", "queue_id"))
+    await enforcer.act(verdict(ts + 6))
+    conn = scene.service.registry.get(CONN)
+    assert conn is not None and conn.state == ConnState.SUSPENDED
+    assert conn.state_reason == (
+        f"abnormal traffic: {REASON}; remote servers named blocklists: Spamhaus 2, "
+        "Barracuda 1; recipients' complaints: 1 (incident 1)"
+    )
+    owner_notice = scene.mailed()[0][1]
+    assert "Spamhaus 2" in owner_notice and "recipients' complaints: 1" in owner_notice
+
+
+def test_cited_is_bounded_and_says_nothing_without_notes() -> None:
+    cited = Cited()
+    assert cited.describe("none.kz", 0.0) == ""
+    for i in range(PER_CONNECTION + 10):
+        cited.reply(float(i), "a.kz", f"L{i}")
+    assert len(cited.describe("a.kz", float(PER_CONNECTION)).split(", ")) == MOST_LISTS
+    for i in range(MAX_CONNECTIONS + 5):
+        cited.complaint(0.0, f"c{i}.kz")
+    assert cited.describe(f"c{MAX_CONNECTIONS + 1}.kz", 0.0) == ""
+    assert cited.describe("c0.kz", 0.0) == "recipients' complaints: 1"
