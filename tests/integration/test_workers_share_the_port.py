@@ -23,7 +23,7 @@ import httpx
 from relay.queue.spool import Spool, spool_path
 from tests.support.node import NodeProcess, node_relaying_to, send_mail
 from tests.support.sink import Sink
-from tests.support.waiting import eventually
+from tests.support.waiting import eventually, eventually_read
 from ugem.core.clock import SystemClock
 from ugem.core.config import Config, parse_hostport
 from ugem.core.metrics import Metrics
@@ -90,11 +90,31 @@ async def the_api_of_each_worker_manages_the_mail_of_both(
         released = await api.post(f"/v1/queue/{queue_id}/release", json={})
         assert released.json() == {"count": 1}, released.text
         await sink.wait_for(56, timeout=30)  # its own worker delivers it at once
-        left = (await api.get("/v1/queue")).json()
-        assert sorted(m["id"] for m in left) == sorted(set(queued) - {queue_id})
+
+        async def left() -> list[str]:  # removed once the relay has heard the sink's 250
+            return sorted(m["id"] for m in (await api.get("/v1/queue")).json())
+
+        await eventually_read(left, lambda ids: ids == sorted(set(queued) - {queue_id}))
     finally:
         for api in apis:
             await api.aclose()
+
+
+async def cli_queue(path: Path) -> list[str]:
+    """The queue ids `ugem queue list --json` shows (every worker's spool)."""
+    listed = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "ugem.cli",
+        "queue",
+        "list",
+        "--json",
+        "--config",
+        str(path),
+        stdout=asyncio.subprocess.PIPE,
+    )
+    out, _ = await listed.communicate()
+    return [m["id"] for m in json.loads(out)]
 
 
 async def both_workers_ready(node: NodeProcess, admins: list[str]) -> None:
@@ -121,20 +141,8 @@ async def test_two_workers_share_the_port_and_survive_a_kill(tmp_path: Path) -> 
         await eventually(lambda: len(sink.messages) == 55, what="55 delivered, 5 deferred")
         spools = sorted(p.name for p in (tmp_path / "var" / "spool").glob("queue*.db"))
         assert spools == ["queue-w1.db", "queue.db"]
-        listed = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "ugem.cli",
-            "queue",
-            "list",
-            "--json",
-            "--config",
-            str(path),
-            stdout=asyncio.subprocess.PIPE,
-        )
-        out, _ = await listed.communicate()
-        queued = [m["id"] for m in json.loads(out)]
-        assert len(queued) == 5
+        # the 5 deferred, once the 55 the sink took are removed from the spools
+        queued = await eventually_read(lambda: cli_queue(path), lambda ids: len(ids) == 5)
         await the_api_of_each_worker_manages_the_mail_of_both(config, admins, sink, queued)
 
         victim = worker_pid(admins[1])
