@@ -1,4 +1,6 @@
-"""`/v1/incidents`: the anomaly detector's incidents: list, show, acknowledge, close.
+"""`/v1/incidents`: the incidents of connections (the anomaly detector's) and of the gateway
+itself (its addresses listed, bursts of blocklisted replies), each with its `kind`:
+list, show, acknowledge, close.
 
 Reading needs `viewer`; acknowledging and closing `operator` (the audit log
 names the token), each with an optional comment. An unknown number is 404;

@@ -29,7 +29,7 @@ from ugem.core.services.applications import (
 from ugem.core.services.audit import Verdict
 from ugem.core.services.complaints import Attribution, Complaint, Tally
 from ugem.core.services.connections import ConnectionChange
-from ugem.core.services.incidents import Action, Incident, IncidentState, Mode
+from ugem.core.services.incidents import Action, Incident, IncidentKind, IncidentState, Mode
 from ugem.core.services.mailqueue import MailItem, MailView
 from ugem.core.services.overrides import MAX_RATE, Override, OverrideKind, OverrideRequest
 from ugem.core.services.reputation import Listing, Report, Standing
@@ -325,15 +325,45 @@ class EvidenceOut(BaseModel):
     )
 
 
+class SuspectOut(BaseModel):
+    connection: str
+    score: float = Field(description="its share of the rejections + its share of the evidence")
+    attempts: int = Field(description="delivery attempts of its mail in the window")
+    rejections: dict[str, int] = Field(
+        description="replies refusing it, by class (blocklisted, spam-content, policy, "
+        "unknown-user)"
+    )
+    complaints: int = Field(description="feedback-loop complaints about it in the window")
+    anomaly: str = Field(description="what the anomaly detector holds against it, if anything")
+
+
 class IncidentOut(BaseModel):
     id: int
-    connection: str
+    kind: IncidentKind = Field(
+        description="connection: the anomaly detector's, about one connection; gateway: about "
+        "the gateway itself (an address listed on a DNS blocklist, a burst of blocklisted "
+        "replies)"
+    )
+    connection: str = Field(
+        description="the connection's id; a gateway incident's subject: "
+        "gateway:<address>@<zone> or gateway:blocklisted-replies"
+    )
     state: IncidentState
     opened_at: float
-    mode: Mode = Field(description="enforce: throttled or suspended; shadow: only watched")
+    mode: Mode = Field(
+        description="enforce: throttled or suspended; shadow: only watched; alert: a gateway "
+        "incident, the operators alerted"
+    )
     action: Action = Field(
         description="the first verdict's, or the strongest enforced since (throttled, then "
-        "suspended)"
+        "suspended); a gateway incident: listed, delisted, blocklisted-replies"
+    )
+    addresses: list[str] = Field(description="a gateway incident: the addresses concerned")
+    zone: str = Field(description="a listing: the DNSBL zone")
+    blocklists: list[str] = Field(description="a gateway incident: the lists named")
+    suspects: list[SuspectOut] = Field(
+        description="a gateway incident: the connections whose mail left the gateway in the "
+        "window before it, most suspect first (as of its latest verdict)"
     )
     reason: str = Field(description="the first verdict's reason")
     evidence: list[EvidenceOut] = Field(description="the first verdict and the latest ones")

@@ -16,7 +16,11 @@ the detector's baselines to the store (also at stop) and, when `[node]
 public_addresses` and `[reputation] dnsbl_zones` are both set, the watch of
 the gateway's addresses on the DNS blocklists (`ugem.core.services.reputation`:
 a check at start, then every `[reputation] interval` seconds of the node's
-clock; its state is the admin API's `/v1/reputation`). The notice templates
+clock; its state is the admin API's `/v1/reputation`; a listing or a
+delisting opens or grows an incident of the gateway itself and alerts the
+operators: `ugem.core.services.gateway`, whose `GatewayWatch` every worker
+also runs over its bus, for bursts of replies refusing its mail as
+blocklisted). The notice templates
 are checked first: a broken one stops the start with its name, and so does a
 bad `[reputation] reply_patterns` table (read once here and handed to the
 scheduler, which classifies every delivery reply with it; one
@@ -67,6 +71,7 @@ from ugem.core.metrics import Metrics
 from ugem.core.registry import Registry
 from ugem.core.reply_class import configured_patterns
 from ugem.core.services.complaints import ComplaintService
+from ugem.core.services.gateway import GatewaySettings, GatewayWatch
 from ugem.core.services.notices import notice_settings
 from ugem.core.services.reputation import ReputationService
 from ugem.core.store import open_store
@@ -105,6 +110,7 @@ class Node:
         self.backoff: Backoff | None = None  # rate-limited destinations held back
         self.services: OperatorServices | None = None
         self.reputation: ReputationService | None = None
+        self.gateway: GatewayWatch | None = None  # the gateway's own incidents
         self._tasks: list[asyncio.Task[None]] = []
         self._state = "starting"
 
@@ -225,6 +231,17 @@ class Node:
             self.reputation,
             complaints,
         )
+        # Incidents of the gateway itself: bursts of blocklisted replies (every worker, its
+        # own deliveries) and listings of its addresses (worker 0's hook, below).
+        self.gateway = GatewayWatch(
+            services.incidents,
+            services.connections.notifier,
+            clock,
+            GatewaySettings.of(cfg),
+            throttle=self.throttle,
+            metrics=self.metrics,
+        )
+        await self.gateway.start(self.bus)
         if cfg.anomaly.mode != "off":
             self.enforcer = Enforcer(
                 cfg.anomaly.mode,
@@ -255,9 +272,8 @@ class Node:
         if self.worker == 0:  # one worker applies them, so each is applied (and mailed) once
             due = services.connections.disconnect_due
             self._repeat("scheduled_disconnect", DISCONNECT_CHECK_INTERVAL, due)
-            if self.reputation.configured:  # and each change logged (later: alerted) once
-                # The operators' alert and the gateway incident of a listing, when they come,
-                # hang here: self.reputation.on_change(hook), hook(changes) after each check.
+            if self.reputation.configured:  # and each change logged, alerted, an incident once
+                self.reputation.on_change(self.gateway.on_reputation)
                 watch = self.reputation.watch()
                 self._tasks.append(asyncio.create_task(watch, name="reputation_watch"))
         if cfg.admin.enabled:
@@ -322,6 +338,8 @@ class Node:
             await self.scheduler.stop(grace)
         if self._deliverer is not None:
             await self._deliverer.close()
+        if self.gateway is not None:
+            await self.gateway.stop()
         if self.enforcer is not None:
             await self.enforcer.stop()
             await self._save_baselines()

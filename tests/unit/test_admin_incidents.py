@@ -16,7 +16,7 @@ import pytest
 
 from tests.support.admin import AdminApi, admin_api
 from tests.support.connections import plain
-from ugem.core.services.incidents import Action, Evidence, Mode
+from ugem.core.services.incidents import Action, Evidence, GatewayFacts, Mode, Suspect
 from ugem.core.services.tokens import Role
 
 CONN, OTHER = "a.gov.kz", "b.gov.kz"
@@ -92,6 +92,40 @@ async def test_an_operator_acknowledges_and_closes_and_a_wrong_move_is_409(api: 
         ("detector", "incident.open"),
     ]
     assert audit[0]["reason"] == body["comment"] and audit[0]["details"] == {"incident": ident}
+
+
+async def test_gateway_incidents_are_listed_with_their_kind_and_move_like_the_others(
+    api: AdminApi,
+) -> None:
+    detector = await opened(api, CONN)
+    subject = "gateway:198.51.100.25@zen.spamhaus.org"
+    listed = Evidence(api.clock.now(), Action.LISTED, "listed on zen.spamhaus.org", {})
+    suspect = Suspect(CONN, 1.0, 7, {"blocklisted": 6}, 0, f"incident {detector} (suspended)")
+    facts = GatewayFacts(("198.51.100.25",), "zen.spamhaus.org", ("zen.spamhaus.org",), (suspect,))
+    gateway, _ = await api.services.incidents.record_gateway(subject, listed, "reputation", facts)
+    listed_all = (await api.call("GET", "/v1/incidents", Role.VIEWER)).json()
+    assert [(i["id"], i["kind"], i["mode"]) for i in listed_all] == [
+        (gateway.id, "gateway", "alert"),
+        (detector, "connection", "enforce"),
+    ]
+    shown = listed_all[0]
+    assert (shown["connection"], shown["action"], shown["zone"]) == (
+        subject, "listed", "zen.spamhaus.org",
+    )  # fmt: skip
+    assert shown["addresses"] == ["198.51.100.25"] and shown["blocklists"] == ["zen.spamhaus.org"]
+    assert shown["suspects"] == [
+        {"connection": CONN, "score": 1.0, "attempts": 7, "rejections": {"blocklisted": 6},
+         "complaints": 0, "anomaly": f"incident {detector} (suspended)"},
+    ]  # fmt: skip
+    assert listed_all[1]["suspects"] == [] and listed_all[1]["addresses"] == []
+    by_subject = await api.call("GET", f"/v1/incidents?connection={subject}", Role.VIEWER)
+    assert [i["id"] for i in by_subject.json()] == [gateway.id]
+    path = f"/v1/incidents/{gateway.id}"
+    acked = await api.call("POST", f"{path}/ack", Role.OPERATOR, {"comment": "delisting asked"})
+    assert acked.status_code == 200 and acked.json()["state"] == "acknowledged"
+    closed = await api.call("POST", f"{path}/close", Role.OPERATOR)
+    assert closed.status_code == 200 and closed.json()["state"] == "closed"
+    assert api.outbox.sent == []  # moving it mails no one, no owner above all
 
 
 async def test_unknown_incidents_are_404_and_bad_input_422(api: AdminApi) -> None:

@@ -21,7 +21,15 @@ from tests.support.cli import Ugem, audit_log, operator, usage_error
 from tests.support.connections import plain
 from ugem.core.clock import FakeClock
 from ugem.core.services.audit import AuditLog
-from ugem.core.services.incidents import CAP, Action, Evidence, IncidentService, Mode
+from ugem.core.services.incidents import (
+    CAP,
+    Action,
+    Evidence,
+    GatewayFacts,
+    IncidentService,
+    Mode,
+    Suspect,
+)
 from ugem.core.store.sqlite import SqliteStore
 
 CONN = "akimat.gov.kz"
@@ -53,10 +61,10 @@ def ugem(
 def test_incident_list_show_ack_close(ugem: Ugem) -> None:
     listed = ugem.ok("incident", "list").splitlines()
     assert listed[0].split() == [
-        "ID", "OPENED", "CONNECTION", "MODE", "ACTION", "STATE", "VERDICTS", "REASON",
+        "ID", "OPENED", "KIND", "CONNECTION", "MODE", "ACTION", "STATE", "VERDICTS", "REASON",
     ]  # fmt: skip
     assert listed[1].split()[:3] == ["1", "2026-01-01", "00:00:00Z"]
-    assert "akimat.gov.kz  shadow  would-suspend  open" in listed[1]
+    assert "connection  akimat.gov.kz  shadow  would-suspend  open" in listed[1]
     assert listed[1].endswith("...")  # the reason cut to the column
     shown = ugem.ok("incident", "show", "1")
     assert "  mode          shadow (would-suspend)" in shown
@@ -115,6 +123,38 @@ def test_incident_show_renders_a_throttle_its_lift_and_the_suspension(ugem: Ugem
         "throttle-lifted",
         "suspended",
     ]
+
+
+def test_a_gateway_incident_is_listed_shown_and_closed_with_its_kind(ugem: Ugem) -> None:
+    subject = "gateway:blocklisted-replies"
+
+    async def seed() -> None:
+        store = SqliteStore(ugem.db)
+        try:
+            clock = FakeClock()
+            incidents = IncidentService(store, AuditLog(store, clock), clock)
+            reason = "4 replies refused our mail as blocklisted; lists cited: Spamhaus (4)"
+            numbers = {"blocklisted_replies": 4.0, "window_h": 6.0}
+            evidence = Evidence(clock.now(), Action.BLOCKLISTED_REPLIES, reason, numbers)
+            suspect = Suspect(CONN, 1.5, 9, {"blocklisted": 4}, 1, "throttled")
+            facts = GatewayFacts(("198.51.100.25",), "", ("Spamhaus",), (suspect,))
+            await incidents.record_gateway(subject, evidence, "reputation", facts)
+        finally:
+            await store.close()
+
+    asyncio.run(seed())
+    listed = ugem.ok("incident", "list").splitlines()
+    assert f"gateway     {subject}  alert   blocklisted-replies  open" in listed[1]
+    assert listed[2].split()[3:5] == ["connection", CONN]
+    shown = ugem.ok("incident", "show", "2")
+    assert "  kind          gateway" in shown
+    assert "  mode          alert (blocklisted-replies)" in shown
+    assert "  addresses     198.51.100.25" in shown and "  blocklists    Spamhaus" in shown
+    assert f"    1. {CONN}: 4 of 9 delivery attempts rejected (blocklisted 4); 1 compl" in shown
+    assert "replies refusing our mail as blocklisted, within the burst window: 4" in shown
+    by_subject = json.loads(ugem.ok("incident", "list", "--connection", subject, "--json"))
+    assert [(i["id"], i["kind"]) for i in by_subject] == [(2, "gateway")]
+    assert ugem.ok("incident", "close", "2") == f"incident 2 ({subject}) is closed\n"
 
 
 def test_incident_errors(ugem: Ugem) -> None:

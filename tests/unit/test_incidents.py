@@ -14,6 +14,7 @@ joins an incident not closed.
 from __future__ import annotations
 
 import dataclasses
+import json
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -26,9 +27,12 @@ from ugem.core.services.incidents import (
     MAX_EVIDENCE,
     Action,
     Evidence,
+    GatewayFacts,
+    IncidentKind,
     IncidentService,
     IncidentState,
     Mode,
+    Suspect,
 )
 from ugem.core.store.base import IncidentRecord
 from ugem.core.store.sqlite import SqliteStore
@@ -207,6 +211,51 @@ async def test_a_change_by_another_writer_meanwhile_is_kept(tmp_path: Path) -> N
     finally:
         await other.close()
         await store.close()
+
+
+async def test_an_incident_stored_before_kinds_reads_as_a_connections(
+    service: IncidentService,
+) -> None:
+    incident, _ = await service.record(CONN, Mode.ENFORCE, evidence(10.0), "detector")
+    stored = await service.store.incident_get(incident.id)
+    assert stored is not None
+    old = json.loads(stored.data)
+    for key in ("kind", "addresses", "zone", "blocklists", "suspects"):
+        del old[key]
+    await service.store.incident_update(dataclasses.replace(stored, data=json.dumps(old)))
+    read = await service.get(incident.id)
+    assert read == dataclasses.replace(incident, rev=2)
+    assert read.kind == IncidentKind.CONNECTION and read.to_dict()["kind"] == "connection"
+
+
+async def test_a_gateway_incident_moves_and_is_audited_like_the_others(
+    service: IncidentService,
+) -> None:
+    subject = "gateway:198.51.100.25@zen.spamhaus.org"
+    listed = Evidence(10.0, Action.LISTED, "listed on zen.spamhaus.org", {"window_h": 6.0})
+    suspect = Suspect(CONN, 0.875, 7, {"blocklisted": 6, "spam-content": 1}, 2)
+    facts = GatewayFacts(("198.51.100.25",), "zen.spamhaus.org", ("zen.spamhaus.org",), (suspect,))
+    incident, opened = await service.record_gateway(subject, listed, "reputation", facts)
+    assert opened and (incident.mode, incident.kind) == (Mode.ALERT, IncidentKind.GATEWAY)
+    assert incident.to_dict()["suspects"] == [
+        {"connection": CONN, "score": 0.875, "attempts": 7, "complaints": 2, "anomaly": "",
+         "rejections": {"blocklisted": 6, "spam-content": 1}},
+    ]  # fmt: skip
+    gone = Evidence(20.0, Action.DELISTED, "not listed any more", {})
+    noted = await service.note(subject, gone)
+    assert noted is not None and noted.verdicts == 2 and noted.suspects == (suspect,)
+    await service.acknowledge(incident.id, "cli:noc")
+    closed = await service.close(incident.id, "cli:noc", "delisted; mdai.gov.kz warned")
+    assert closed.state == IncidentState.CLOSED
+    assert await service.note(subject, gone) is None  # a delisting opens none
+    records = await service.audit.list(subject)
+    assert [r.entry.action for r in records] == [
+        "incident.close", "incident.acknowledge", "incident.open",
+    ]  # fmt: skip
+    details = json.loads(records[-1].entry.details)
+    assert (details["kind"], details["zone"], details["suspects"]) == (
+        "gateway", "zen.spamhaus.org", [CONN],
+    )  # fmt: skip
 
 
 async def test_damaged_stored_incident_is_a_store_error(service: IncidentService) -> None:

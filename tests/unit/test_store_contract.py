@@ -20,8 +20,19 @@ import pytest
 
 from loadtest.ports import free_port
 from tests.support.connections import full, plain
+from ugem.core.clock import FakeClock
 from ugem.core.errors import ConfigError, ConflictError, NotFoundError, StoreError, UsageError
 from ugem.core.model import ConnState
+from ugem.core.services.audit import AuditLog
+from ugem.core.services.incidents import (
+    Action,
+    Evidence,
+    GatewayFacts,
+    IncidentKind,
+    IncidentService,
+    Mode,
+    Suspect,
+)
 from ugem.core.store import Store, open_store
 from ugem.core.store.base import GENESIS, AuditEntry, IncidentRecord
 from ugem.core.store.codec import seal
@@ -451,6 +462,41 @@ async def test_incidents_list_newest_first_by_state_and_connection(store: Store)
     assert await store.incident_list(connection="nobody.gov.kz") == []
     with pytest.raises(UsageError, match="limit"):
         await store.incident_list(limit=0)
+
+
+async def test_gateway_incidents_are_kept_beside_the_connections_ones(
+    stores: StoreFactory,
+) -> None:
+    writer, reader = stores(), stores()
+    clock = FakeClock()
+    incidents = IncidentService(writer, AuditLog(writer, clock), clock)
+    seen = IncidentService(reader, AuditLog(reader, clock), clock)
+    detector = Evidence(clock.now(), Action.THROTTLED, "412 recipients in 5 min", {})
+    await incidents.record("a.gov.kz", Mode.ENFORCE, detector, "detector")
+    listing = "gateway:2001:db8::25@zen.spamhaus.org"  # colons, "@": only a key
+    suspect = Suspect("a.gov.kz", 1.25, 40, {"blocklisted": 12}, 1, "incident 1 (throttled)")
+    facts = GatewayFacts(("2001:db8::25",), "zen.spamhaus.org", ("zen.spamhaus.org",), (suspect,))
+    listed = Evidence(clock.now(), Action.LISTED, "listed: «Spamhaus SBL»", {"window_h": 6.0})
+    opened, created = await incidents.record_gateway(listing, listed, "reputation", facts)
+    burst = Evidence(clock.now(), Action.BLOCKLISTED_REPLIES, "4 replies", {})
+    replies = GatewayFacts(("2001:db8::25",), "", ("Spamhaus",))
+    await incidents.record_gateway("gateway:blocklisted-replies", burst, "reputation", replies)
+    assert created and await seen.get(opened.id) == opened
+    assert opened.suspects == (suspect,) and opened.kind == IncidentKind.GATEWAY
+    assert [(i.kind.value, i.connection) for i in await seen.list()] == [
+        ("gateway", "gateway:blocklisted-replies"),
+        ("gateway", listing),
+        ("connection", "a.gov.kz"),
+    ]
+    assert [i.id for i in await seen.list(connection=listing)] == [opened.id]
+    joined, created = await incidents.record_gateway(listing, listed, "reputation", replies)
+    assert (joined.id, created, joined.verdicts, joined.suspects) == (opened.id, False, 2, ())
+    assert joined.blocklists == ("zen.spamhaus.org", "Spamhaus")
+    await seen.close(opened.id, "api:noc", "delisted")
+    fresh, created = await incidents.record_gateway(listing, listed, "reputation", facts)
+    assert created and fresh.id == 4
+    with pytest.raises(UsageError, match="subject"):
+        await incidents.record_gateway("a.gov.kz", listed, "reputation", facts)
 
 
 async def test_a_journal_numbers_its_entries_and_keeps_the_newest_cap(

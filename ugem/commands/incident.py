@@ -1,10 +1,13 @@
-"""`ugem incident list|show|ack|close`: the anomaly detector's incidents, by hand.
+"""`ugem incident list|show|ack|close`: the incidents of connections and of the gateway, by hand.
 
 The same `IncidentService` as `/v1/incidents`, over the configured store:
-`list` prints incidents newest first (`--state`, `--connection`, `--limit`;
-`--json`), `show N` one incident with its evidence as a person reads it (or
-`--json`), `ack N` and `close N` move it on, with an optional `--comment`,
-audited as `cli:<login>`. A bad option exits 2 naming it; an unknown number,
+`list` prints incidents newest first with their kind (connection: the
+anomaly detector's; gateway: the gateway's own, an address listed or a burst
+of blocklisted replies) (`--state`, `--connection` a connection's id or a
+gateway subject, `--limit`; `--json`), `show N` one incident with its
+evidence, and for a gateway incident the connections it names, as a person
+reads it (or `--json`), `ack N` and `close N` move it on, with an optional
+`--comment`, audited as `cli:<login>`. A bad option exits 2 naming it; an unknown number,
 or a move that does not fit the state (acknowledging a closed incident),
 exits 1 saying who did what and when.
 """
@@ -21,22 +24,28 @@ from ugem.core.clock import SystemClock
 from ugem.core.config import Config
 from ugem.core.errors import UsageError
 from ugem.core.services.audit import AuditLog
-from ugem.core.services.incidents import Incident, IncidentService, IncidentState
+from ugem.core.services.incidents import Incident, IncidentKind, IncidentService, IncidentState
 from ugem.core.store import Store
 
 T = TypeVar("T")
-COLUMNS = ["id", "opened", "connection", "mode", "action", "state", "verdicts", "reason"]
+COLUMNS = ["id", "opened", "kind", "connection", "mode", "action", "state", "verdicts", "reason"]
 REASON_WIDTH = 70  # characters of the reason in the list
 
 
 def register(
     sub: argparse._SubParsersAction[argparse.ArgumentParser], common: argparse.ArgumentParser
 ) -> None:
-    p = sub.add_parser("incident", parents=[common], help="the anomaly detector's incidents")
+    p = sub.add_parser(
+        "incident",
+        parents=[common],
+        help="incidents of connections (the detector's) and the gateway",
+    )
     cmds = p.add_subparsers(dest="incident_command", metavar="ACTION", required=True)
     lister = cmds.add_parser("list", parents=[common], help="incidents, newest first")
     lister.add_argument("--state", help="only this state: " + allowed(IncidentState))
-    lister.add_argument("--connection", metavar="ID", help="only this connection's")
+    lister.add_argument(
+        "--connection", metavar="ID", help="only this connection's (or gateway subject's)"
+    )
     lister.add_argument("--limit", type=int, default=50, help="most incidents (default 50)")
     add_json_flag(lister)
     lister.set_defaults(handler=list_incidents)
@@ -126,6 +135,7 @@ def _row(incident: Incident) -> dict[str, object]:
     return {
         "id": incident.id,
         "opened": when(incident.opened_at),
+        "kind": incident.kind.value,
         "connection": incident.connection,
         "mode": incident.mode.value,
         "action": incident.action.value,
@@ -138,6 +148,7 @@ def _row(incident: Incident) -> dict[str, object]:
 def describe(incident: Incident) -> list[str]:
     """The human-readable `show`: one field a line, then each verdict's findings."""
     fields = [
+        ("kind", incident.kind.value),
         ("state", incident.state.value),
         ("opened", when(incident.opened_at)),
         ("mode", f"{incident.mode.value} ({incident.action.value})"),
@@ -150,8 +161,14 @@ def describe(incident: Incident) -> list[str]:
         fields.append(("closed", f"{incident.closed_by} at {when(incident.closed_at)}"))
     if incident.comment:
         fields.append(("comment", incident.comment))
+    fields += _gateway_fields(incident)
     lines = [f"incident {incident.id}  {incident.connection}"]
     lines += [f"  {key:<13} {value}" for key, value in fields]
+    if incident.kind == IncidentKind.GATEWAY:
+        lines.append("  suspects      (the connections whose mail left the gateway before it)")
+        lines += [f"    {n}. {s.line()}" for n, s in enumerate(incident.suspects, 1)] or [
+            "    none"
+        ]
     lines.append("  evidence (the first verdict and the latest; the numbers of the first and last)")
     last = len(incident.evidence) - 1
     for i, item in enumerate(incident.evidence):
@@ -159,3 +176,13 @@ def describe(incident: Incident) -> list[str]:
         lines += [f"      {finding}" for finding in item.findings]
         lines += [f"        {line}" for line in item.lines()] if i in (0, last) else []
     return lines
+
+
+def _gateway_fields(incident: Incident) -> list[tuple[str, str]]:
+    """What a gateway incident is about: its addresses, the zone, the lists named."""
+    if incident.kind != IncidentKind.GATEWAY:
+        return []
+    fields = [("addresses", ", ".join(incident.addresses) or "-")]
+    if incident.zone:
+        fields.append(("zone", incident.zone))
+    return [*fields, ("blocklists", ", ".join(incident.blocklists) or "none named")]

@@ -545,6 +545,40 @@ class ReputationConfig:
         "and abuse reports are received and traced to their connection (empty: none).",
         kind="mailbox",
     )
+    incident_window: float = knob(
+        6 * 3600.0,
+        "Seconds of delivery history a gateway incident (a listing of one of its addresses, "
+        "a burst of blocklisted replies) looks back on to name the connections whose mail "
+        "left the gateway, ranked by their share of the rejections and of the abnormal-"
+        "traffic evidence (ugem.core.services.gateway).",
+        lo=3600,
+        hi=2 * DAY,
+    )
+    burst_replies: int = knob(
+        10,
+        "Replies refusing the gateway's mail as blocklisted (e.g. 554 5.7.1 ... blocked "
+        "using zen.spamhaus.org) within burst_window that open a gateway incident, before "
+        "the DNS blocklists show anything (never fewer than burst_domains).",
+        lo=1,
+        hi=100_000,
+    )
+    burst_domains: int = knob(
+        3,
+        "Distinct destination (recipient) domains those replies must come from, so one "
+        "destination's own blocklist does not make a burst.",
+        lo=1,
+        hi=1000,
+    )
+    burst_window: float = knob(
+        600.0, "Seconds within which the burst's replies are counted.", lo=60, hi=DAY
+    )
+    burst_quiet: float = knob(
+        3600.0,
+        "Seconds without a blocklisted reply after which a burst is a new episode: until "
+        "then (or until its incident is closed) further replies open no other incident.",
+        lo=60,
+        hi=7 * DAY,
+    )
 
 
 @dataclass(frozen=True)

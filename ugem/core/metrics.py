@@ -134,6 +134,14 @@ class Metrics:
             ["mode"],
             registry=r,
         )
+        self.gateway_incidents = Counter(
+            "ugem_gateway_incidents_opened_total",
+            "Incidents of the gateway itself opened, by cause: listed (an address on a DNS "
+            "blocklist), blocklisted-replies (a burst of replies refusing its mail as "
+            "blocklisted) (ugem.core.services.gateway)",
+            ["cause"],
+            registry=r,
+        )
         self.tls_handshake_failures = Counter(
             "ugem_smtp_tls_handshake_failures_total",
             "Inbound STARTTLS handshakes that failed, by reason: timeout, tls_error "

@@ -55,14 +55,21 @@ class NoticeKind(StrEnum):
     ALERT_SUSPENDED = "alert-suspended"  # to the operators, in English only
     ALERT_WOULD_SUSPEND = "alert-would-suspend"  # to the operators: shadow mode, an exemption
     ALERT_THROTTLED = "alert-throttled"  # to the operators: the detector throttled a connection
+    ALERT_GATEWAY = "alert-gateway"  # to the operators: an incident of the gateway itself
 
 
 ALERTS = frozenset(  # to the operators, in English only
-    {NoticeKind.ALERT_SUSPENDED, NoticeKind.ALERT_WOULD_SUSPEND, NoticeKind.ALERT_THROTTLED}
+    {
+        NoticeKind.ALERT_SUSPENDED,
+        NoticeKind.ALERT_WOULD_SUSPEND,
+        NoticeKind.ALERT_THROTTLED,
+        NoticeKind.ALERT_GATEWAY,
+    }
 )
 
 
 COMMON = ("org_name", "domain", "domains", "servers", "date", "reason", "postmaster", "gateway")
+GATEWAY = ("date", "reason", "postmaster", "gateway", "actor", "incident", "event", "addresses")
 APPLICATION = ("application_number", "application_date")
 FIELDS: dict[NoticeKind, tuple[str, ...]] = {
     NoticeKind.CONNECTED: (*COMMON, *APPLICATION),
@@ -74,6 +81,7 @@ FIELDS: dict[NoticeKind, tuple[str, ...]] = {
     NoticeKind.ALERT_SUSPENDED: (*COMMON, "actor", "contacts"),
     NoticeKind.ALERT_WOULD_SUSPEND: (*COMMON, "actor", "incident", "not_suspended", "evidence"),
     NoticeKind.ALERT_THROTTLED: (*COMMON, "actor", "incident", "cap", "evidence"),
+    NoticeKind.ALERT_GATEWAY: (*GATEWAY, "blocklists", "window", "suspects", "evidence"),
 }
 
 

@@ -7,8 +7,10 @@ hash-chained log), `tokens` (API tokens and roles), `connections`
 `applications` (receipt, checks and decisions of the Rules, paragraphs 7-10)
 `notices` (decisions mailed to the organisations through the relay's
 queue, behind a small `Outbox` protocol), `reputation` (the gateway's
-addresses on the DNS blocklists) and `complaints` (the feedback loops'
-complaints, traced to their connection). A service
+addresses on the DNS blocklists), `complaints` (the feedback loops'
+complaints, traced to their connection), `incidents` (the detector's and the
+gateway's own) and `gateway` (the gateway's incidents: listings, bursts of
+blocklisted replies, the connections they name). A service
 checks its input and raises `UsageError` naming the field, `NotFoundError`
 for an unknown id and `ConflictError` with what to do instead; every change it
 makes is written to the audit log with the actor that asked for it. Route

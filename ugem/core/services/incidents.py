@@ -1,6 +1,20 @@
-"""Incidents: what the anomaly detector found about a connection, until an operator closes it.
+"""Incidents: what the anomaly detector found about a connection, or what befell the gateway
+itself, until an operator closes it.
 
-An incident is opened on a verdict the enforcer acts on (`record`, actor
+An incident has a kind: "connection" (the anomaly detector's, about one
+connection) or "gateway" (about the gateway itself: one of its addresses
+listed on a DNS blocklist, or a burst of replies refusing its mail as
+blocklisted: `record_gateway`, from `ugem.core.services.gateway`). A gateway
+incident's subject, which the store indexes where a connection's id goes,
+is a key starting with `GATEWAY_PREFIX` ("gateway:198.51.100.25@zen.spamhaus.org",
+"gateway:blocklisted-replies"), never a connection's id (those are domains);
+it carries the addresses concerned, the zone of a listing, the blocklists
+named and the connections suspected (`Suspect`, ranked, as of its latest
+verdict), in mode "alert" (nothing was enforced: the operators were told).
+Incidents stored before kinds existed read as kind "connection". All the
+rules below hold for both kinds.
+
+A connection's incident is opened on a verdict the enforcer acts on (`record`, actor
 "detector"): mode "enforce" when it throttled or suspended the connection,
 "shadow" when it only watched (shadow mode: "would-throttle",
 "would-suspend"; or an exemption in force: action "exempted"). It keeps the
@@ -28,7 +42,7 @@ from __future__ import annotations
 import builtins
 import dataclasses
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from enum import StrEnum
 from typing import Any
@@ -44,6 +58,12 @@ MAX_EVIDENCE = 20  # verdicts kept in an incident: the first and the latest 19
 MAX_COMMENT = 2000  # characters
 MAX_ATTEMPTS = 20  # tries of one change when other writers keep changing the incident
 _MAX_ID = 2**63 - 1
+GATEWAY_PREFIX = "gateway:"  # the subject of a gateway incident; a connection's id is a domain
+
+
+class IncidentKind(StrEnum):
+    CONNECTION = "connection"  # the anomaly detector's, about one connection
+    GATEWAY = "gateway"  # about the gateway itself (ugem.core.services.gateway)
 
 
 class IncidentState(StrEnum):
@@ -55,6 +75,7 @@ class IncidentState(StrEnum):
 class Mode(StrEnum):
     ENFORCE = "enforce"  # the connection was throttled or suspended
     SHADOW = "shadow"  # it was only watched
+    ALERT = "alert"  # a gateway incident: nothing was enforced, the operators were alerted
 
 
 class Action(StrEnum):
@@ -64,6 +85,9 @@ class Action(StrEnum):
     THROTTLED = "throttled"  # mail over the usual rate deferred (ugem.core.throttle)
     LIFTED = "throttle-lifted"  # the throttle ended: the traffic is back to normal
     WOULD_THROTTLE = "would-throttle"  # shadow mode
+    LISTED = "listed"  # an address of the gateway is listed on a DNS blocklist
+    DELISTED = "delisted"  # it is not any more
+    BLOCKLISTED_REPLIES = "blocklisted-replies"  # destinations refuse its mail as blocklisted
 
 
 # How strong an enforced action is: a stronger one joining an incident becomes its action.
@@ -99,7 +123,21 @@ NUMBERS: Mapping[str, str] = {
     "baseline_warm": "baseline learned (1) or still warming up (0)",
 }
 CAP = "throttle_cap_5m"  # a throttle's number beside the measured ones
-READINGS: Mapping[str, str] = {**NUMBERS, CAP: "recipients per 5 min let through while throttled"}
+# The numbers of a gateway incident's evidence (ugem.core.services.gateway).
+GATEWAY_NUMBERS: Mapping[str, str] = {
+    "blocklisted_replies": "replies refusing our mail as blocklisted, within the burst window",
+    "blocklisted_domains": "destination domains among them",
+    "burst_window_min": "the burst window, in minutes",
+    "rejections_window": "rejections (blocklisted, spam, policy, unknown user) in the window",
+    "attempts_window": "delivery attempts of connections' mail in the window",
+    "connections_window": "connections whose mail left the gateway in the window",
+    "window_h": "the window, in hours",
+}
+READINGS: Mapping[str, str] = {
+    **NUMBERS,
+    CAP: "recipients per 5 min let through while throttled",
+    **GATEWAY_NUMBERS,
+}
 
 
 @dataclass(frozen=True)
@@ -124,6 +162,44 @@ class Evidence:
 
 
 @dataclass(frozen=True)
+class Suspect:
+    """A connection a gateway incident names: its mail left through the gateway within the
+    window, and this is what speaks against it (ranked by `score`, highest first)."""
+
+    connection: str
+    score: float  # its share of the rejections plus its share of the evidence: 0 to 2
+    attempts: int  # delivery attempts of its mail (one a recipient) in the window
+    rejections: Mapping[str, int]  # replies refusing it, by class (ugem.core.reply_tally)
+    complaints: int  # feedback-loop complaints about it in the window
+    anomaly: str = ""  # the detector's: "throttled", "incident 7 (suspended)"; "" none
+
+    @property
+    def rejected(self) -> int:
+        return sum(self.rejections.values())
+
+    def line(self) -> str:
+        """One line a person reads: what it sent, what was refused, what else is known."""
+        parts = [f"{self.rejected} of {self.attempts} delivery attempts rejected"]
+        if self.rejections:
+            parts[0] += " (" + ", ".join(f"{k} {n}" for k, n in self.rejections.items()) + ")"
+        if self.complaints:
+            parts.append(f"{self.complaints} complaint{'s' if self.complaints > 1 else ''}")
+        if self.anomaly:
+            parts.append(self.anomaly)
+        return f"{self.connection}: {'; '.join(parts)} [score {self.score:.2f}]"
+
+
+@dataclass(frozen=True)
+class GatewayFacts:
+    """What a gateway incident is about, and whom it names (`record_gateway`)."""
+
+    addresses: tuple[str, ...]  # the gateway's addresses concerned
+    zone: str = ""  # a listing: the DNSBL zone
+    blocklists: tuple[str, ...] = ()  # the lists named: the zone, or those replies cite
+    suspects: tuple[Suspect, ...] = ()  # ranked, most suspect first
+
+
+@dataclass(frozen=True)
 class Incident:
     id: int
     connection: str
@@ -139,6 +215,11 @@ class Incident:
     closed_by: str = ""
     comment: str = ""
     rev: int = 1  # the store's revision this copy was read at
+    kind: IncidentKind = IncidentKind.CONNECTION
+    addresses: tuple[str, ...] = ()  # a gateway incident's (GatewayFacts)
+    zone: str = ""
+    blocklists: tuple[str, ...] = ()
+    suspects: tuple[Suspect, ...] = ()
 
     @property
     def reason(self) -> str:
@@ -152,6 +233,9 @@ class Incident:
         data = asdict(self)
         del data["rev"]
         data["evidence"] = [asdict(e) | {"findings": list(e.findings)} for e in self.evidence]
+        data["kind"] = self.kind.value
+        data["addresses"], data["blocklists"] = list(self.addresses), list(self.blocklists)
+        data["suspects"] = [asdict(s) | {"rejections": dict(s.rejections)} for s in self.suspects]
         return data
 
     def with_verdict(self, evidence: Evidence) -> Incident:
@@ -162,6 +246,13 @@ class Incident:
         if _STRENGTH.get(evidence.action, 0) > _STRENGTH.get(self.action, 0):
             return dataclasses.replace(grown, action=evidence.action, mode=Mode.ENFORCE)
         return grown
+
+    def with_facts(self, evidence: Evidence, facts: GatewayFacts) -> Incident:
+        """A gateway incident with one more verdict: its suspects are the verdict's, the
+        blocklists named so far and now (in order) its lists."""
+        grown = self.with_verdict(evidence)
+        named = tuple(dict.fromkeys((*self.blocklists, *facts.blocklists)))
+        return dataclasses.replace(grown, blocklists=named, suspects=facts.suspects)
 
 
 class IncidentService:
@@ -176,8 +267,9 @@ class IncidentService:
         connection: str | None = None,
         limit: int = 100,
     ) -> builtins.list[Incident]:
-        """Newest first; of `connection` (a connection id, any case) if given."""
-        if connection is not None and (connection := connection_id(connection)) is None:
+        """Newest first; of `connection` (a connection id, any case, or a gateway incident's
+        subject) if given."""
+        if connection is not None and (connection := _subject(connection)) is None:
             return []  # not a domain: no connection has that id
         found = await self.store.incident_list(state, connection, limit)
         return [_decode(r) for r in found]
@@ -195,22 +287,44 @@ class IncidentService:
     ) -> tuple[Incident, bool]:
         """Open an incident of `connection` for a verdict, or add the verdict to the one
         not closed; (the incident, whether it was opened now)."""
+        fresh = Incident(0, connection, IncidentState.OPEN, evidence.ts, mode,
+                         evidence.action, (evidence,))  # fmt: skip
+        return await self._open_or_grow(fresh, actor, lambda i: i.with_verdict(evidence))
+
+    async def record_gateway(
+        self, subject: str, evidence: Evidence, actor: str, facts: GatewayFacts
+    ) -> tuple[Incident, bool]:
+        """Open a gateway incident of `subject` (a key starting with `GATEWAY_PREFIX`) for a
+        verdict, or add it to the one not closed, its suspects replaced by `facts`'s;
+        (the incident, whether it was opened now). UsageError for another subject."""
+        if not subject.startswith(GATEWAY_PREFIX) or subject == GATEWAY_PREFIX:
+            raise UsageError(f"subject: {subject!r} is not {GATEWAY_PREFIX}<what>")
+        fresh = Incident(
+            0, subject, IncidentState.OPEN, evidence.ts, Mode.ALERT, evidence.action,
+            (evidence,), kind=IncidentKind.GATEWAY, addresses=facts.addresses,
+            zone=facts.zone, blocklists=facts.blocklists, suspects=facts.suspects,
+        )  # fmt: skip
+        return await self._open_or_grow(fresh, actor, lambda i: i.with_facts(evidence, facts))
+
+    async def _open_or_grow(
+        self, fresh: Incident, actor: str, grow: Callable[[Incident], Incident]
+    ) -> tuple[Incident, bool]:
+        """Open `fresh`, or `grow` the incident of its subject that is not closed."""
         for _ in range(MAX_ATTEMPTS):
-            fresh = Incident(0, connection, IncidentState.OPEN, evidence.ts, mode,
-                             evidence.action, (evidence,))  # fmt: skip
-            stored, opened = await self.store.incident_open(connection, _encode(fresh))
+            stored, opened = await self.store.incident_open(fresh.connection, _encode(fresh))
             if opened:
                 incident = _decode(stored)
                 await self._audit_open(incident, actor)
                 return incident, True
-            grown = _decode(stored).with_verdict(evidence)
+            grown = grow(_decode(stored))
             if await self.store.incident_update(_record(grown)):
                 return dataclasses.replace(grown, rev=grown.rev + 1), False
-        raise _busy(f"the incident of {connection}")
+        raise _busy(f"the incident of {fresh.connection}")
 
     async def note(self, connection: str, evidence: Evidence) -> Incident | None:
-        """Add `evidence` to the incident of `connection` that is not closed; None when
-        there is none (what only ends an action, a lifted throttle, opens no incident)."""
+        """Add `evidence` to the incident of `connection` (or of a gateway subject) that is
+        not closed; None when there is none (what only ends an action, a lifted throttle,
+        a delisting, opens no incident)."""
         for _ in range(MAX_ATTEMPTS):
             found = await self.store.incident_list(None, connection, 1)  # the newest
             if not found or found[0].state == IncidentState.CLOSED:
@@ -246,18 +360,24 @@ class IncidentService:
 
     async def _audit_open(self, incident: Incident, actor: str) -> None:
         first = incident.evidence[0]
-        await self.audit.record(
-            actor,
-            "incident.open",
-            incident.connection,
-            first.reason,
-            details={
-                "incident": incident.id,
-                "mode": incident.mode.value,
-                "action": incident.action.value,
-                "numbers": dict(first.numbers),
-            },
-        )
+        details: dict[str, Any] = {
+            "incident": incident.id,
+            "mode": incident.mode.value,
+            "action": incident.action.value,
+            "numbers": dict(first.numbers),
+        }
+        if incident.kind == IncidentKind.GATEWAY:
+            details |= {"kind": incident.kind.value, "addresses": list(incident.addresses),
+                        "zone": incident.zone, "blocklists": list(incident.blocklists),
+                        "suspects": [s.connection for s in incident.suspects]}  # fmt: skip
+        await self.audit.record(actor, "incident.open", incident.connection, first.reason,
+                                details=details)  # fmt: skip
+
+
+def _subject(text: str) -> str | None:
+    """The stored subject `text` names: a gateway subject as it is, a connection's id
+    canonical; None when it is neither."""
+    return text if text.startswith(GATEWAY_PREFIX) else connection_id(text)
 
 
 def _comment(text: str) -> str:
@@ -332,7 +452,28 @@ def _decode(record: IncidentRecord) -> Incident:
             action=Action(data.pop("action")),
             evidence=evidence,
             rev=record.rev,
+            kind=IncidentKind(data.pop("kind", IncidentKind.CONNECTION)),  # older: connection
+            addresses=_texts(data.pop("addresses", ())),
+            blocklists=_texts(data.pop("blocklists", ())),
+            suspects=tuple(_suspect(s) for s in data.pop("suspects", ())),
             **data,
         )
     except (ValueError, KeyError, TypeError, AttributeError) as exc:
         raise StoreError(f"incident {record.id}: the stored incident is damaged: {exc}") from exc
+
+
+def _texts(items: Sequence[Any]) -> tuple[str, ...]:
+    if isinstance(items, str):
+        raise TypeError(f"expected a list of strings, not {items!r}")
+    return tuple(str(item) for item in items)
+
+
+def _suspect(data: Mapping[str, Any]) -> Suspect:
+    return Suspect(
+        str(data["connection"]),
+        float(data["score"]),
+        int(data["attempts"]),
+        {str(k): int(v) for k, v in data["rejections"].items()},
+        int(data["complaints"]),
+        str(data.get("anomaly", "")),
+    )

@@ -8,7 +8,10 @@ delivered, retried and bounced like any other mail, and `ugem` does not
 import the relay. On a suspension `alert_suspended` also tells the
 operators' address, when one is configured; `alert_would_suspend` tells it
 what the anomaly detector would have suspended (shadow mode, an exemption),
-with the incident and its evidence, and never writes to the organisation.
+with the incident and its evidence, and never writes to the organisation;
+`alert_gateway` tells it of an incident of the gateway itself (a listing of
+one of its addresses, a burst of blocklisted replies: `GatewayAlert`), with
+the connections it names, and writes to no organisation either.
 
 A notice never undoes the decision it reports: `send` raises nothing. When it
 cannot be queued (no contact address, a broken template, a full spool), it
@@ -87,6 +90,21 @@ class NoticeSettings:
     templates: Templates = field(default_factory=Templates)
 
 
+@dataclass(frozen=True)
+class GatewayAlert:
+    """An operators' alert about the gateway itself (ugem.core.services.gateway)."""
+
+    target: str  # the audit target: the incident's subject
+    event: str  # what happened, in a few words (the Subject)
+    incident: str  # its number ("-": none)
+    reason: str
+    addresses: tuple[str, ...]  # the gateway's addresses concerned
+    blocklists: tuple[str, ...]  # the lists named
+    window: str  # how far back the suspects were looked for ("6 h")
+    suspects: tuple[str, ...]  # one line each, most suspect first
+    evidence: tuple[str, ...]  # the numbers, one a line
+
+
 def local_time(ts: float) -> str:
     """Unix time as 'YYYY-MM-DD HH:MM' in Asia/Almaty."""
     return dt.datetime.fromtimestamp(ts, ALMATY).strftime("%Y-%m-%d %H:%M")
@@ -150,6 +168,29 @@ class Notifier:
         return await self._alert_with_evidence(
             NoticeKind.ALERT_THROTTLED, to, actor, reason, extra, evidence
         )
+
+    async def alert_gateway(self, alert: GatewayAlert, actor: str) -> str | None:
+        """Tell the operators' address (when configured) of an incident of the gateway."""
+        if not self.settings.operators:
+            return None
+        ranked = [f"  {n}. {line}" for n, line in enumerate(alert.suspects, start=1)]
+        values = {
+            "date": local_time(self.clock.now()),
+            "postmaster": self.settings.postmaster,
+            "gateway": self.settings.hostname,
+            "actor": actor,
+            "incident": alert.incident,
+            "event": alert.event,
+            "reason": alert.reason.strip() or NOT_GIVEN,
+            "addresses": ", ".join(alert.addresses) or "no public address configured",
+            "blocklists": ", ".join(alert.blocklists) or "none named",
+            "window": alert.window,
+            "suspects": "\n".join(ranked) or "  none: no connection's mail left in that time",
+            "evidence": "\n".join(f"  {line}" for line in alert.evidence) or "  -",
+        }
+        rcpts = [self.settings.operators]
+        kind = NoticeKind.ALERT_GATEWAY
+        return await self._mail(kind, Language.EN, rcpts, alert.target, actor, values)
 
     async def _alert_with_evidence(
         self,

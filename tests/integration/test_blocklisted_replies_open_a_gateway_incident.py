@@ -1,0 +1,131 @@
+"""Scenario: two next hops refuse the gateway as listed on Spamhaus, and the gateway opens an
+incident on itself, before any DNSBL check could show it.
+
+A node (on a FakeClock) relays two connections' mail: akimat.gov.kz's goes to
+example.com, whose hop takes it; mdai.gov.kz's goes to example.org and
+example.net, whose two hops answer every RCPT with Postfix's
+`554 5.7.1 Service unavailable; Client host [127.0.0.1] blocked using
+zen.spamhaus.org`. With `[reputation] burst_replies = 2` and `burst_domains
+= 2`, the second refusal makes a burst: one gateway incident (kind
+"gateway", subject gateway:blocklisted-replies, mode "alert") appears in GET
+/v1/incidents, citing Spamhaus and naming mdai.gov.kz first (all the
+rejections are its), akimat.gov.kz after it; the operators' alert arrives
+over SMTP at `[admin] operators_address`. A further refusal opens no other
+incident and sends no other alert.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from tests.support.mail import read_notice
+from tests.support.node import api_client, connect, node_config, running_node, send_mail
+from tests.support.sink import Sink
+from tests.support.waiting import eventually
+from ugem.core.clock import FakeClock
+from ugem.core.config import Config
+from ugem.core.services.gateway import BURST_SUBJECT
+from ugem.core.services.tokens import Role
+
+CONN, CONN_IP = "mdai.gov.kz", "127.0.0.2"
+OTHER, OTHER_IP = "akimat.gov.kz", "127.0.0.3"
+OPERATORS = "noc@sts.test"
+SPAMHAUS = "554 5.7.1 Service unavailable; Client host [127.0.0.1] blocked using zen.spamhaus.org"
+
+
+async def scene(tmp_path: Path, org: Sink, net: Sink, healthy: Sink) -> Config:
+    hop = {sink: f"{sink.host}:{sink.port}" for sink in (org, net, healthy)}
+    routes = {
+        "example.org": hop[org],
+        "example.net": hop[net],
+        "example.com": hop[healthy],
+        "sts.test": hop[healthy],  # the operators' mailbox
+    }
+    config, _ = node_config(
+        tmp_path,
+        node={"public_addresses": ["198.51.100.25"]},
+        admin={"operators_address": OPERATORS},
+        delivery={"routes": routes},
+        reputation={"burst_replies": 2, "burst_domains": 2},
+    )
+    await connect(config, CONN, [CONN_IP])
+    await connect(config, OTHER, [OTHER_IP])
+    return config
+
+
+async def send(config: Config, sender: str, rcpt: str, source: str) -> None:
+    sent = await send_mail(config, sender, [rcpt], source)
+    assert sent.ok, sent.text
+
+
+async def gateway_incidents(api: httpx.AsyncClient, count: int) -> list[dict[str, Any]]:
+    """The gateway incidents of GET /v1/incidents, once there are `count` of them."""
+    deadline = time.monotonic() + 10
+    while True:
+        listed = (await api.get("/v1/incidents")).json()
+        found = [i for i in listed if i["kind"] == "gateway"]
+        if len(found) >= count:
+            return found
+        assert time.monotonic() < deadline, f"no gateway incident: {listed}"
+        await asyncio.sleep(0.02)
+
+
+async def test_blocklisted_replies_from_two_hops_open_one_gateway_incident(
+    tmp_path: Path,
+) -> None:
+    org, net, healthy = await Sink.start(), await Sink.start(), await Sink.start()
+    refused: list[str] = []
+
+    def spamhaus(address: str) -> str:
+        refused.append(address)
+        return SPAMHAUS
+
+    org.rcpt_reply = net.rcpt_reply = spamhaus
+    try:
+        config = await scene(tmp_path, org, net, healthy)
+        clock = FakeClock()
+        async with running_node(config, clock) as node, api_client(node, "noc", Role.VIEWER) as api:
+            watch = node.gateway
+            assert watch is not None
+            await send(config, f"a@{OTHER}", "friend@example.com", OTHER_IP)
+            await healthy.wait_for(1)
+            await eventually(lambda: OTHER in watch.tally.counts(clock.now()), 10, "its outcome")
+
+            await send(config, f"b@{CONN}", "x@example.org", CONN_IP)
+            await send(config, f"b@{CONN}", "y@example.net", CONN_IP)
+            [incident] = await gateway_incidents(api, 1)
+            assert (incident["connection"], incident["mode"], incident["action"]) == (
+                BURST_SUBJECT,
+                "alert",
+                "blocklisted-replies",
+            )
+            assert incident["state"] == "open" and incident["blocklists"] == ["Spamhaus"]
+            assert incident["addresses"] == ["198.51.100.25"]
+            assert [s["connection"] for s in incident["suspects"]] == [CONN, OTHER]
+            first = incident["suspects"][0]
+            assert first["rejections"] == {"blocklisted": 2} and first["attempts"] == 2
+            assert "lists cited: Spamhaus (2)" in incident["reason"]
+            assert sorted(refused) == ["x@example.org", "y@example.net"]
+
+            await healthy.wait_for(2)  # the operators' alert, over SMTP
+            alert = healthy.messages[1]
+            assert alert.rcpts == [OPERATORS]
+            notice = read_notice(alert.data)
+            assert notice.subject.startswith("[UGEM] gw.test: 2 blocklisted replies from 2 domains")
+            assert f"  1. {CONN}: 2 of 2 delivery attempts rejected (blocklisted 2)" in notice.text
+
+            await send(config, f"c@{CONN}", "z@example.org", CONN_IP)
+            await eventually(lambda: len(refused) == 3, 10, "a third refusal")
+            await eventually(
+                lambda: watch.tally.counts(clock.now())[CONN].attempts == 3, 10, "counted"
+            )
+            assert len(await gateway_incidents(api, 1)) == 1
+            assert len(healthy.messages) == 2  # no second alert
+    finally:
+        for sink in (org, net, healthy):
+            await sink.stop()
