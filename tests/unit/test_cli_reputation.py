@@ -229,3 +229,34 @@ def test_complaints_with_a_bad_option_exit_2_naming_it(
     usage_error(
         operator(tmp_path, capsys, monkeypatch)("reputation", "complaints", *options), named
     )
+
+
+def test_classify_shows_the_class_a_reply_gets_and_what_the_detector_counts(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ugem = operator(tmp_path, capsys, monkeypatch)
+    spamhaus = "5.7.1 Service unavailable; Client host [192.0.2.1] blocked using zen.spamhaus.org"
+    shown = ugem.ok("reputation", "classify", "554", spamhaus)
+    assert shown.split() == [
+        "class", "blocklisted", "blocklist", "Spamhaus", "temporary", "False", "counted", "554",
+    ]  # fmt: skip
+    answer = json.loads(ugem.ok("reputation", "classify", "550", "5.1.1 user unknown", "--json"))
+    assert answer == {"class": "unknown-user", "blocklist": "", "temporary": False, "counted": 550}
+    usage_error(ugem("reputation", "classify", "550"), "classify")
+
+
+def test_classify_bench_measures_every_reply_of_a_corpus(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ugem = operator(tmp_path, capsys, monkeypatch)
+    corpus = tmp_path / "corpus.toml"
+    corpus.write_text(
+        '[[reply]]\ncode = 421\ntext = "4.7.28 unusual rate"\n'
+        '[[reply]]\ncode = 250\ntext = "2.0.0 OK"\n',
+        encoding="utf-8",
+    )
+    found = json.loads(ugem.ok("reputation", "classify", "--bench", str(corpus), "--json"))
+    assert found["replies"] == 2
+    assert 0 < found["median_us"] <= found["max_us"]  # measured, not asserted fast
+    corpus.write_text("[[other]]\n", encoding="utf-8")
+    usage_error(ugem("reputation", "classify", "--bench", str(corpus)), "--bench")

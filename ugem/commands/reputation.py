@@ -1,4 +1,4 @@
-"""`ugem reputation check|complaints`: the gateway's standing on blocklists, and complaints.
+"""`ugem reputation check|complaints|classify`: blocklists, complaints, remote replies.
 
 `check` looks every address of `[node] public_addresses` up on every zone of
 `[reputation] dnsbl_zones` now, through `[delivery]`'s resolver (the same
@@ -24,6 +24,9 @@ default); a table (number, time, connection and how it was traced, feedback
 type, format, reporter, queue id, evidence) and a line with how many were
 received, are kept and were dropped beyond the cap, or with `--json` the
 answer of `/v1/reputation/complaints`. Exit 0; 2 for a bad option (naming it).
+
+`classify` (ugem.commands.reply_classify) shows the class a remote reply gets,
+or measures what classifying costs.
 """
 
 from __future__ import annotations
@@ -35,6 +38,7 @@ from typing import Any
 
 from ugem.adapters.reputation import reputation_service
 from ugem.cli import add_json_flag, print_json, print_table
+from ugem.commands import reply_classify
 from ugem.commands.connection import moment, when, with_store
 from ugem.core.clock import SystemClock
 from ugem.core.config import Config
@@ -80,6 +84,7 @@ def register(
     complaints.add_argument("--limit", type=int, default=50, help="most complaints (default 50)")
     add_json_flag(complaints)
     complaints.set_defaults(handler=complaints_cmd)
+    reply_classify.add_parser(cmds, common)
 
 
 def exit_code(report: Report) -> int:
