@@ -23,12 +23,14 @@ from typing import Any
 
 import httpx
 
+from relay import replies
 from tests.support.mail import read_notice
 from tests.support.node import api_client, connect, node_config, running_node, send_mail
 from tests.support.sink import Sink
 from tests.support.waiting import eventually
 from ugem.core.clock import FakeClock
 from ugem.core.config import Config
+from ugem.core.model import ConnState
 from ugem.core.services.gateway import BURST_SUBJECT
 from ugem.core.services.tokens import Role
 
@@ -38,7 +40,9 @@ OPERATORS = "noc@sts.test"
 SPAMHAUS = "554 5.7.1 Service unavailable; Client host [127.0.0.1] blocked using zen.spamhaus.org"
 
 
-async def scene(tmp_path: Path, org: Sink, net: Sink, healthy: Sink) -> Config:
+async def scene(
+    tmp_path: Path, org: Sink, net: Sink, healthy: Sink, **sections: dict[str, Any]
+) -> Config:
     hop = {sink: f"{sink.host}:{sink.port}" for sink in (org, net, healthy)}
     routes = {
         "example.org": hop[org],
@@ -52,6 +56,7 @@ async def scene(tmp_path: Path, org: Sink, net: Sink, healthy: Sink) -> Config:
         admin={"operators_address": OPERATORS},
         delivery={"routes": routes},
         reputation={"burst_replies": 2, "burst_domains": 2},
+        **sections,
     )
     await connect(config, CONN, [CONN_IP])
     await connect(config, OTHER, [OTHER_IP])
@@ -126,6 +131,58 @@ async def test_blocklisted_replies_from_two_hops_open_one_gateway_incident(
             )
             assert len(await gateway_incidents(api, 1)) == 1
             assert len(healthy.messages) == 2  # no second alert
+    finally:
+        for sink in (org, net, healthy):
+            await sink.stop()
+
+
+async def test_spam_refused_as_listed_opens_the_gateway_incident_and_the_detector_suspends(
+    tmp_path: Path,
+) -> None:
+    """The issue's scenario end to end: a connection's mail makes the next hops answer
+    "blocklisted"; the gateway opens an incident naming that connection, and the detector
+    (enforce) suspends it, the owner's reason naming the list: its next MAIL gets 451."""
+    org, net, healthy = await Sink.start(), await Sink.start(), await Sink.start()
+    refused: list[str] = []
+
+    def spamhaus(address: str) -> str:
+        refused.append(address)
+        return SPAMHAUS
+
+    org.rcpt_reply = net.rcpt_reply = spamhaus
+    try:
+        config = await scene(tmp_path, org, net, healthy, anomaly={"mode": "enforce"})
+        clock = FakeClock()
+        async with running_node(config, clock) as node, api_client(node, "noc", Role.VIEWER) as api:
+            assert node.enforcer is not None and node.registry is not None
+            for i in range(5):
+                await send(config, f"b@{CONN}", f"x{i}@example.{('org', 'net')[i % 2]}", CONN_IP)
+            await eventually(lambda: len(refused) == 5, 10, "five refusals")
+
+            def refusals_counted() -> bool:
+                traffic = node.enforcer.detector.traffic(CONN) if node.enforcer else None
+                return traffic is not None and traffic[0].window(60).policy == 5
+
+            await eventually(refusals_counted, 10, "the detector saw the refusals")
+            [incident] = await gateway_incidents(api, 1)
+            assert incident["suspects"][0]["connection"] == CONN
+            clock.advance(11.0)  # the detector checks a connection at most every 10 s
+            await send(config, f"b@{CONN}", "x5@example.org", CONN_IP)
+
+            def suspended() -> bool:
+                conn = node.registry.get(CONN) if node.registry else None
+                return conn is not None and conn.state == ConnState.SUSPENDED
+
+            await eventually(suspended, 10, "the connection suspended")
+            conn = node.registry.get(CONN)
+            assert conn is not None
+            assert "refused as spam or by policy" in conn.state_reason
+            assert "remote servers named blocklists: Spamhaus 5" in conn.state_reason
+            again = await send_mail(config, f"b@{CONN}", ["x6@example.org"], CONN_IP)
+            assert (again.code, again.text.split(" ", 1)[0]) == (
+                replies.SUSPENDED.code,
+                replies.SUSPENDED.status,
+            )
     finally:
         for sink in (org, net, healthy):
             await sink.stop()
