@@ -5,8 +5,9 @@ Each command group lives in its own module under `ugem.commands` and exposes
 an exit code. `--config FILE` (or `UGEM_CONFIG`) is accepted before or after
 the command's name. Errors the user can fix (`ConfigError`, `UsageError`,
 `NotFoundError`, `ConflictError`) print one line naming what was wrong and exit
-2 (usage/config) or 1 (the operation failed); nothing prints a traceback
-except a real bug. The commands print alike through `print_table`,
+2 (usage/config) or 1 (the operation failed); output cut short by its reader
+(`ugem config check | head`) ends quietly with EXIT_PIPE; nothing prints a
+traceback except a real bug. The commands print alike through `print_table`,
 `print_json` and `print_list` (a table, or JSON with `--json`).
 """
 
@@ -25,6 +26,7 @@ from ugem.core.errors import ConfigError, ConflictError, NotFoundError, UgemErro
 
 Handler = Callable[[argparse.Namespace, Config], int]
 T = TypeVar("T")
+EXIT_PIPE = 141  # the reader of the output went away (128 + SIGPIPE, as a shell reports it)
 
 
 def _common() -> argparse.ArgumentParser:
@@ -65,7 +67,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error(f"{args.command}: a subcommand is required")
     try:
         config = load_config(config_path(args))
-        return handler(args, config)
+        code = handler(args, config)
+        sys.stdout.flush()  # here, where a reader gone away is answered, not at exit
+        return code
     except (ConfigError, UsageError) as exc:
         print(f"ugem: error: {exc}", file=sys.stderr)
         return 2
@@ -77,6 +81,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:  # `ugem ... | head`: the reader has gone, as it may
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no error at exit
+        return EXIT_PIPE
 
 
 def add_json_flag(parser: argparse.ArgumentParser) -> None:

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
+from ugem.cli import EXIT_PIPE
 from ugem.commands.config import example_text
 from ugem.core.config import Config, describe, load_config
 from ugem.core.errors import ConfigError
@@ -167,3 +169,21 @@ def test_config_check_reads_the_reply_table_and_names_its_key(
     err = capsys.readouterr().err
     assert "reputation.reply_patterns" in err and "rule 1 class: 'bogus'" in err
     assert len(err.strip().splitlines()) == 1
+
+
+def test_output_cut_short_by_its_reader_ends_quietly(tmp_path: Path) -> None:
+    """`ugem config example | head -1`: the reader goes away before the output is written;
+    no traceback, no "Exception ignored" at exit, the shell's exit code for SIGPIPE."""
+    child = subprocess.Popen(
+        [sys.executable, "-m", "ugem.cli", "config", "example"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        cwd=tmp_path,
+        env={**os.environ, "UGEM_CONFIG": ""},
+    )
+    assert child.stdout is not None and child.stderr is not None
+    with child, child.stderr:
+        child.stdout.close()  # the reader has gone before a byte was written
+        err = child.stderr.read().decode()
+        assert child.wait(timeout=60) == EXIT_PIPE
+    assert err == ""
