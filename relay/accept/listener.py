@@ -13,7 +13,8 @@ client (a stranger) gets 421 4.7.0 once only that reserve is free, and at most
 `max_connections_per_stranger` sessions from one address. So idle strangers
 cannot lock the connected servers out. STARTTLS is offered when `tls_cert` and
 `tls_key` are set (TLS >= 1.2, no renegotiation: `relay.tls`); a certificate
-or key that cannot be loaded is a `ConfigError` at `start()`. `reload_tls()`
+or key that cannot be loaded is a `ConfigError` at `start()`, an address it
+cannot listen on (in use, not this host's) a `UgemError` naming the key. `reload_tls()`
 (SIGHUP) reads both files again into a new context that every STARTTLS from
 then on uses; open sessions are not touched, and a pair that cannot be loaded
 keeps the old context, with an ERROR line naming the key. Mail from connected
@@ -57,7 +58,7 @@ from relay.replies import Reply
 from relay.tls import server_context as load_tls
 from ugem.core.clock import Clock
 from ugem.core.config import Config, parse_hostport
-from ugem.core.errors import ConfigError
+from ugem.core.errors import ConfigError, UgemError
 from ugem.core.events import EventBus
 from ugem.core.log import event
 from ugem.core.metrics import Metrics
@@ -132,13 +133,17 @@ class AcceptServer:
         loop = asyncio.get_running_loop()
         # Several worker processes share the port (the kernel spreads connections).
         shared = self.config.node.workers > 1
-        self._server = await loop.create_server(
-            lambda: SmtpSession(self._services, self),
-            host,
-            port,
-            reuse_port=shared,
-            backlog=self.config.smtp.listen_backlog,
-        )
+        try:
+            self._server = await loop.create_server(
+                lambda: SmtpSession(self._services, self),
+                host,
+                port,
+                reuse_port=shared,
+                backlog=self.config.smtp.listen_backlog,
+            )
+        except OSError as exc:  # the port is taken, the address is not this host's ...
+            why = exc.strerror or str(exc)
+            raise UgemError(f"smtp.listen {self.config.smtp.listen}: cannot listen: {why}") from exc
         self.port = int(self._server.sockets[0].getsockname()[1])
         event(
             log, "smtp_listening", logging.INFO, host=host, port=self.port, starttls=tls is not None

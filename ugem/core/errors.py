@@ -11,7 +11,8 @@ loadtest/ stands apart with its own small tree (loadtest.errors). The tree,
 and where each error is raised::
 
     UgemError                  as such: admin.server (the admin socket cannot listen or
-    │                          start), ugem.core.services.notices (no outbox)
+    │                          start), relay.accept.listener (the SMTP socket cannot
+    │                          listen), ugem.core.services.notices (no outbox)
     ├── ConfigError            bad configuration: names the key, the value, what is allowed
     │                          (ugem.core.config, .notices, .dkim_keys, .store, .reply_class,
     │                          .services.reputation; relay.tls, relay.dns,
