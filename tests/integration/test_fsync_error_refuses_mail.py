@@ -26,7 +26,7 @@ async def test_failing_fsync_acknowledges_nothing_and_says_so(tmp_path: Path, si
     trigger = tmp_path / "fsync-fails"
     library = fsync_fault_library(tmp_path)
     config, path = await node_relaying_to(tmp_path, sink)
-    env = {"LD_PRELOAD": str(library), "UGEM_FSYNC_FAULT": str(trigger)}
+    env = {"LD_PRELOAD": str(library), "UGEM_TEST_FSYNC_FAULT": str(trigger)}
     node = NodeProcess(path, config, env=env)
     node.start()
     try:

@@ -1,6 +1,6 @@
 /* An fsync that fails on demand, for fault tests: LD_PRELOAD it into a node.
  *
- * While the file named by UGEM_FSYNC_FAULT exists, fsync() and fdatasync()
+ * While the file named by UGEM_TEST_FSYNC_FAULT exists, fsync() and fdatasync()
  * return -1 with errno EIO (as a failing disk does); otherwise they are the
  * C library's own. Built by tests/support/fsync_fault.py with the system cc.
  */
@@ -11,7 +11,7 @@
 #include <unistd.h>
 
 static int failing(void) {
-    const char *trigger = getenv("UGEM_FSYNC_FAULT");
+    const char *trigger = getenv("UGEM_TEST_FSYNC_FAULT");
     return trigger != NULL && access(trigger, F_OK) == 0;
 }
 

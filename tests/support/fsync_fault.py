@@ -3,7 +3,7 @@
 
 `fsync_fault_library(tmp_path)` compiles the shim with the system C compiler
 into tmp_path and returns the .so to put in LD_PRELOAD; the node's fsync()
-and fdatasync() then fail with EIO while the file named by UGEM_FSYNC_FAULT
+and fdatasync() then fail with EIO while the file named by UGEM_TEST_FSYNC_FAULT
 exists.
 """
 

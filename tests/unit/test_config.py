@@ -187,3 +187,29 @@ def test_output_cut_short_by_its_reader_ends_quietly(tmp_path: Path) -> None:
         err = child.stderr.read().decode()
         assert child.wait(timeout=60) == EXIT_PIPE
     assert err == ""
+
+
+def test_a_misspelt_environment_variable_stops_the_load_naming_the_nearest_key() -> None:
+    with pytest.raises(ConfigError) as raised:
+        load_config(env={"UGEM_SMTP_LISEN": "127.0.0.1:2525"})
+    assert str(raised.value).startswith("config UGEM_SMTP_LISEN: ")
+    assert "did you mean UGEM_SMTP_LISTEN?" in str(raised.value)
+    with pytest.raises(ConfigError, match="no such key"):
+        load_config(env={"UGEM_NOTHING_LIKE_IT_AT_ALL_HERE": "1"})
+    # the gateway's other variables, the test harness's, and anyone else's are not keys
+    other = {"UGEM_CONFIG": "", "UGEM_SUPERVISOR_PID": "1", "UGEM_TEST_X": "1", "HOME": "/"}
+    assert load_config(env=other | {"UGEM_SMTP_LISTEN": "127.0.0.1:2600"}).smtp.listen == (
+        "127.0.0.1:2600"
+    )
+
+
+def test_config_check_fails_on_a_misspelt_variable(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("UGEM_SMTP_LISEN", "x")
+    checked = subprocess.run(
+        [sys.executable, "-m", "ugem.cli", "config", "check"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert checked.returncode == 2
+    assert checked.stderr.startswith("ugem: error: config UGEM_SMTP_LISEN: ")

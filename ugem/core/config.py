@@ -7,7 +7,8 @@ validation and `ugem config show` all come from it). Values come from, in
 order of precedence: the environment (`UGEM_<SECTION>_<KEY>`), the TOML file
 (`--config FILE` or `UGEM_CONFIG`), the defaults. `load_config` validates all
 of it at start and raises `ConfigError` naming the key (or variable), the bad
-value and what is allowed; unknown sections and keys are errors too, so a
+value and what is allowed; unknown sections and keys are errors too, and so
+is a `UGEM_` variable that names no key (the nearest one is suggested), so a
 typo never silently falls back to a default.
 """
 
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import difflib
 import functools
 import ipaddress
 import math
@@ -745,6 +747,10 @@ def _parse_env(f: dataclasses.Field[Any], raw: str) -> Any:
     return raw
 
 
+OTHER_ENV = frozenset({"UGEM_CONFIG", "UGEM_SUPERVISOR_PID"})  # UGEM_ variables not knobs
+TEST_ENV = "UGEM_TEST_"  # the test harness's own variables
+
+
 def env_name(section: str, key: str) -> str:
     return f"UGEM_{section}_{key}".upper()
 
@@ -767,12 +773,28 @@ def load_config(
     for name in raw:
         if name not in SECTIONS:
             raise ConfigError(name, raw[name], "allowed sections: " + ", ".join(SECTIONS))
+    _check_env_names(env)
     sections = {
         name: _load_section(name, cls, raw.get(name, {}), env) for name, cls in SECTIONS.items()
     }
     config = Config(**sections)
     _check_relations(config)
     return config
+
+
+def _check_env_names(env: Mapping[str, str]) -> None:
+    """A UGEM_ variable that names no key is a typo (UGEM_SMTP_LISEN): ConfigError naming
+    the nearest key, as an unknown key in the file is. Not knobs: OTHER_ENV, and the
+    UGEM_TEST_ variables of the test harness."""
+    known = {env_name(s, f.name) for s, cls in SECTIONS.items() for f in dataclasses.fields(cls)}
+    for var in env:
+        if not var.startswith("UGEM_") or var in known or var in OTHER_ENV:
+            continue
+        if var.startswith(TEST_ENV):
+            continue
+        near = difflib.get_close_matches(var, sorted(known | OTHER_ENV), n=1, cutoff=0.6)
+        hint = f"did you mean {near[0]}?" if near else "no such key (UGEM_<SECTION>_<KEY>)"
+        raise ConfigError(var, env[var], f"unknown variable; {hint}")
 
 
 def _check_relations(config: Config) -> None:
