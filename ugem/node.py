@@ -50,6 +50,8 @@ from anomaly.enforce import Enforcer
 from anomaly.feed import Feed, LocalFeed, SharedFeed
 from relay.accept.listener import AcceptServer
 from relay.deliver.backoff import Backoff
+from relay.deliver.backoff_share import PULL_S as BACKOFF_PULL_S
+from relay.deliver.backoff_share import SharedCuts
 from relay.deliver.dkim_sign import signer_from_config
 from relay.deliver.routing import Router
 from relay.deliver.transaction import Deliverer
@@ -112,6 +114,7 @@ class Node:
         self.reputation: ReputationService | None = None
         self.gateway: GatewayWatch | None = None  # the gateway's own incidents
         self._tasks: list[asyncio.Task[None]] = []
+        self._cuts: SharedCuts | None = None  # the workers' rate-limit cuts (workers > 1)
         self._state = "starting"
 
     def readiness(self) -> tuple[bool, str]:
@@ -187,6 +190,8 @@ class Node:
             moved_aside=report.moved_aside or "",
         )
         self.backoff = Backoff(cfg.delivery, clock, self.metrics)  # this worker's
+        if cfg.node.workers > 1:  # a 421 one worker hears holds every worker back
+            self._share_cuts(self.backoff)
         self._deliverer = Deliverer(
             cfg.delivery, cfg.helo_name, self.metrics, clock, backoff=self.backoff
         )
@@ -290,6 +295,19 @@ class Node:
         self.traffic = open_traffic_log(self.config.store_url, self.clock)
         return SharedFeed(self.bus, self.traffic, self.metrics)
 
+    def _share_cuts(self, backoff: Backoff) -> None:
+        """Publish this worker's rate-limit cuts and apply the other workers' (a file of the
+        node's data directory: relay.deliver.backoff_share)."""
+        share = SharedCuts(self.config.data_path / "backoff.db", self.worker, self.clock)
+        backoff.on_cut = share.publish
+        self._cuts = share
+
+        async def pull() -> None:
+            for key, strikes in share.pull():
+                backoff.heard(key, strikes)
+
+        self._repeat("backoff_share", BACKOFF_PULL_S, pull)
+
     def _repeat(self, name: str, interval: float, step: Callable[[], Awaitable[object]]) -> None:
         """Run `step` every `interval` seconds until stop; a failure is logged, not fatal.
 
@@ -338,6 +356,8 @@ class Node:
             await self.scheduler.stop(grace)
         if self._deliverer is not None:
             await self._deliverer.close()
+        if self._cuts is not None:
+            self._cuts.close()
         if self.gateway is not None:
             await self.gateway.stop()
         if self.enforcer is not None:

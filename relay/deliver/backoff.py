@@ -34,10 +34,12 @@ What it promises:
 - time is the injected clock's monotonic time; nothing here sleeps or does I/O.
 
 How it fails: it does not; every call is O(1) amortized and never raises. The
-state is this process's alone (one `Backoff` a node, shared by its deliverer and
-scheduler): each worker learns a destination's limits from the replies to its own
-attempts, which every worker sending there gets soon enough, as the remote
-limits the gateway's addresses, not one worker. A restart forgets it. Changes
+state is this process's (one `Backoff` a worker, shared by its deliverer and
+scheduler), and its cuts are the node's: a cut made here is handed to `on_cut`
+(with several workers, `relay.deliver.backoff_share.SharedCuts` publishes it),
+and `heard(key, strikes)` applies another worker's (unless this one knows as
+much), so a 421 one worker hears holds the destination back in all of them
+within a second; successes ease each worker's own state. A restart forgets it. Changes
 are logged at INFO (`destination_rate_limited`, `destination_backoff_ended`), the
 steps between at DEBUG; `ugem_delivery_backoff_destinations` counts the
 destinations held back now.
@@ -47,6 +49,7 @@ from __future__ import annotations
 
 import logging
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Final, NamedTuple
 
@@ -98,6 +101,7 @@ class Backoff:
         self.forget_after = max(FORGET_S, 3 * self.max_delay)
         self._states: OrderedDict[str, _State] = OrderedDict()  # least recently touched first
         self._cuts = 0  # cuts of every destination so far: the epochs
+        self.on_cut: Callable[[str, int], None] | None = None  # tells the other workers
 
     def held_back(self) -> int:
         """Destinations held back now (no `__len__`: an empty Backoff must not be falsy)."""
@@ -126,6 +130,15 @@ class Backoff:
         state.last_start = now
         return Admission(0.0, state.epoch, spacing)
 
+    def heard(self, key: str, strikes: int) -> None:
+        """Another worker of the node cut `key` to `strikes` rate-limit replies (the remote
+        side limits the node's addresses, not one worker): cut it here too, unless this
+        worker knows as much already. Nothing is published again."""
+        state = self._live(key)
+        if state is not None and state.strikes >= strikes:
+            return
+        self._cut(key, state, strikes, elsewhere=True)
+
     def report(self, key: str, epoch: int, rate_limited: bool, delivered: bool) -> None:
         """What an attempt admitted at `epoch` heard: a rate-limit reply, a delivery, both or
         neither (a rate-limit reply decides)."""
@@ -139,26 +152,32 @@ class Backoff:
 
     # -- the rule --------------------------------------------------------------------------
 
-    def _cut(self, key: str, state: _State | None) -> None:
-        """A rate-limit reply: half the sessions, one more doubling, a pause."""
+    def _cut(
+        self, key: str, state: _State | None, strikes: int = 0, elsewhere: bool = False
+    ) -> None:
+        """A rate-limit reply (here, or `elsewhere` with `strikes`): half the sessions, one
+        more doubling (or as many as `strikes`), a pause; a cut here is published."""
         if state is None:
             state = self._add(key)
         now = self.clock.monotonic()
         self._cuts += 1
         state.epoch = self._cuts
-        state.strikes = min(state.strikes + 1, self._max_strikes())
+        state.strikes = min(max(strikes, state.strikes + 1), self._max_strikes())
         state.limit = max(1, state.limit // CUT)
         state.successes = 0
         state.paused_until = now + self._spacing(state)
         event(
             log,
             "destination_rate_limited",
-            logging.INFO,
+            logging.DEBUG if elsewhere else logging.INFO,
             destination=key,
             concurrency=state.limit,
             spacing=self._spacing(state),
             replies=state.strikes,
+            elsewhere=elsewhere,
         )
+        if not elsewhere and self.on_cut is not None:
+            self.on_cut(key, state.strikes)
 
     def _ease(self, key: str, state: _State) -> None:
         """A delivery: one doubling undone; a session back every `recovery` of them."""

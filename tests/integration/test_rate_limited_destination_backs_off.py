@@ -25,6 +25,7 @@ import asyncio
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -47,7 +48,7 @@ RATE_LIMITED = (
 CONCURRENCY, DELAY, MAX_DELAY = 4, 30.0, 120.0
 
 
-async def scene(tmp_path: Path, limited: Sink, healthy: Sink) -> Config:
+async def scene(tmp_path: Path, limited: Sink, healthy: Sink, **sections: dict[str, Any]) -> Config:
     delivery = {
         "routes": {
             "example.org": f"{limited.host}:{limited.port}",
@@ -58,7 +59,7 @@ async def scene(tmp_path: Path, limited: Sink, healthy: Sink) -> Config:
         "rate_limit_max_delay": MAX_DELAY,
         "rate_limit_recovery": 1,
     }
-    config, _ = node_config(tmp_path, delivery=delivery)
+    config, _ = node_config(tmp_path, delivery=delivery, **sections)
     await connect(config, CONN, [CONN_IP])
     return config
 
@@ -209,3 +210,36 @@ async def test_a_bad_reply_table_stops_the_start_naming_the_key(tmp_path: Path) 
     assert "reputation.reply_patterns" in message and str(table) in message
     assert "rule 1 regex" in message and "not a regular expression" in message
     assert node.readiness() == (False, "node is stopped")
+
+
+async def test_a_421_one_worker_hears_holds_the_destination_back_in_every_worker(
+    tmp_path: Path,
+) -> None:
+    """Two workers of one node (as `ugem serve --workers 2` runs them, here in one
+    process): whichever one hears the 421 cuts example.org, and the other one holds it
+    back too at its next pull of the shared cuts (relay.deliver.backoff_share)."""
+    limited, healthy = await Sink.start(), await Sink.start()
+    limited.rcpt_reply = lambda address: RATE_LIMITED
+    try:
+        config = await scene(tmp_path, limited, healthy, node={"workers": 2})
+        clock = FakeClock()
+        first, second = Node(config, clock, worker=0), Node(config, clock, worker=1)
+        await first.start()
+        await second.start()
+        try:
+            assert first.backoff is not None and second.backoff is not None
+            backoffs = (first.backoff, second.backoff)
+            await send(config, "x@example.org")
+            key = f"route:{limited.host}:{limited.port}"
+            await eventually(
+                lambda: all(b.limit(key) == CONCURRENCY // 2 for b in backoffs),
+                10,
+                "both workers cut to half",
+            )
+            assert {b.spacing(key) for b in backoffs} == {DELAY}
+        finally:
+            await second.stop(grace=0.5)
+            await first.stop(grace=0.5)
+    finally:
+        await limited.stop()
+        await healthy.stop()
