@@ -5,7 +5,10 @@ With `--workers N` (or `[node] workers`) above 1 it runs a supervisor of N
 worker processes sharing the SMTP port (`ugem.supervisor`); each worker is
 this same command with the hidden `--worker-index I`.
 Startup failures (a port in use, an unreadable spool) print one line and
-exit 1; a clean stop on SIGTERM exits 0.
+exit 1; a clean stop on SIGTERM exits 0. A node name the internet cannot use
+(`localhost`, or one without a dot: the banner, the Received: headers and
+the notices' postmaster@ would carry it) is warned about once at start
+(`hostname_not_qualified`), naming the key to set.
 """
 
 from __future__ import annotations
@@ -13,18 +16,20 @@ from __future__ import annotations
 import argparse
 import asyncio
 import dataclasses
+import logging
 from collections.abc import Coroutine
 from typing import Any
 
 from ugem.cli import config_path
 from ugem.core.config import Config
 from ugem.core.errors import UsageError
-from ugem.core.log import setup
+from ugem.core.log import event, setup
 from ugem.malloc import fix_mmap_threshold
 from ugem.parent_death import die_with_parent, parent_from_env
 from ugem.supervisor import Supervisor
 
 MAX_WORKERS = 64
+log = logging.getLogger(__name__)
 
 
 def register(
@@ -39,6 +44,20 @@ def register(
     p.set_defaults(handler=run)
 
 
+def check_hostname(name: str) -> None:
+    """A WARNING when `name` is `localhost` or has no dot: not a name the internet uses."""
+    if name.split(".", 1)[0] == "localhost" or "." not in name.strip("."):
+        event(
+            log,
+            "hostname_not_qualified",
+            logging.WARNING,
+            hostname=name,
+            key="node.hostname",
+            why="banners, Received: headers and notices from postmaster@ carry it; "
+            "set node.hostname to the gateway's fully qualified name",
+        )
+
+
 def run(args: argparse.Namespace, config: Config) -> int:
     from ugem.node import serve  # the wiring imports every part: only when serving
 
@@ -48,6 +67,8 @@ def run(args: argparse.Namespace, config: Config) -> int:
     if not 1 <= workers <= MAX_WORKERS:
         raise UsageError(f"--workers: {workers} is not valid; expected 1 to {MAX_WORKERS}")
     config = dataclasses.replace(config, node=dataclasses.replace(config.node, workers=workers))
+    if args.worker_index is None:  # once a node, not once a worker
+        check_hostname(config.hostname)
     main: Coroutine[Any, Any, int]
     if workers > 1 and args.worker_index is None:
         main = Supervisor(workers, config_path(args)).run()
