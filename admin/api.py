@@ -3,14 +3,26 @@
 `OperatorServices` is what the node wiring (or a test) hands to `create_app`; every
 route module gets its service and the `Authority` that checks roles (the token
 was checked by `admin.auth.AuthGate`). The errors of the services are mapped
-to HTTP in `admin.errors`.
+to HTTP in `admin.errors`. The drain's services (`drain`: `/v1/drain`; `transfer`: the
+import of another node's mail, `/v1/queue/import`) are mounted when given.
 """
 
 from dataclasses import dataclass
 
 from fastapi import APIRouter
 
-from admin import applications, audit, connections, incidents, overrides, queue, reputation, tokens
+from admin import (
+    applications,
+    audit,
+    connections,
+    drain,
+    incidents,
+    overrides,
+    queue,
+    queue_import,
+    reputation,
+    tokens,
+)
 from admin.auth import Authority
 from admin.errors import ERRORS
 from ugem.core.clock import Clock
@@ -20,12 +32,14 @@ from ugem.core.services.applications import ApplicationService, DnsCheck
 from ugem.core.services.audit import AuditLog
 from ugem.core.services.complaints import ComplaintService
 from ugem.core.services.connections import ConnectionService
+from ugem.core.services.drain import DrainService
 from ugem.core.services.incidents import IncidentService
 from ugem.core.services.mailqueue import MailQueue, QueueService
 from ugem.core.services.notices import NoticeSettings, Notifier, Outbox
 from ugem.core.services.overrides import OverrideService
 from ugem.core.services.reputation import ReputationService
 from ugem.core.services.tokens import TokenService
+from ugem.core.services.transfer import TransferService
 from ugem.core.store.base import Store
 from ugem.core.throttle import ThrottleView
 
@@ -42,6 +56,8 @@ class OperatorServices:
     reputation: ReputationService
     complaints: ComplaintService
     throttle: ThrottleView | None = None  # the node's throttled connections (ugem.core.throttle)
+    drain: DrainService | None = None  # drains this node into another (/v1/drain)
+    transfer: TransferService | None = None  # takes another node's mail (/v1/queue/import)
 
 
 def build_services(
@@ -56,6 +72,8 @@ def build_services(
     throttle: ThrottleView | None = None,
     reputation: ReputationService | None = None,
     complaints: ComplaintService | None = None,
+    drain: DrainService | None = None,
+    transfer: TransferService | None = None,
 ) -> OperatorServices:
     """The services of one node (or test) over its store, registry and queue.
 
@@ -89,6 +107,8 @@ def build_services(
         reputation=reputation or ReputationService(None, (), (), clock),
         complaints=complaints or ComplaintService(store, clock, registry, metrics=metrics),
         throttle=throttle,
+        drain=drain,
+        transfer=transfer,
     )
 
 
@@ -103,4 +123,8 @@ def api_router(services: OperatorServices) -> APIRouter:
     api.include_router(incidents.router(services.incidents, auth))
     api.include_router(overrides.router(services.overrides, auth))
     api.include_router(reputation.router(services.reputation, auth, services.complaints))
+    if services.drain is not None:
+        api.include_router(drain.router(services.drain, auth))
+    if services.transfer is not None:
+        api.include_router(queue_import.router(services.transfer, auth))
     return api

@@ -10,11 +10,15 @@
   most the limit (and one read of the server's buffer) is ever held.
 
 Every 413 says `Connection: close`, so the rest of the body is never read.
+`wider` gives a route of its own limit by its exact path (the import of
+another node's queued mail, `admin.queue_import`, takes a whole message).
 What the app sends after a 413 is dropped. It wraps `receive` rather than
 buffering, so bodies under the limit stream through unchanged.
 """
 
 from __future__ import annotations
+
+from collections.abc import Mapping
 
 from starlette.datastructures import Headers
 from starlette.responses import JSONResponse
@@ -26,27 +30,34 @@ class _TooLarge(Exception):
 
 
 class BodyLimit:
-    def __init__(self, app: ASGIApp, max_body_size: int) -> None:
+    def __init__(
+        self, app: ASGIApp, max_body_size: int, wider: Mapping[str, int] | None = None
+    ) -> None:
         self.app = app
         self.max_body_size = max_body_size
+        self.wider = dict(wider or {})
 
-    def _refusal(self) -> JSONResponse:
-        detail = (
-            f"the request body is over {self.max_body_size} bytes, "
+    def _refusal(self, limit: int) -> JSONResponse:
+        most = (
             "the most this API takes ([admin] max_body_size)"
+            if limit == self.max_body_size
+            else "the most this route takes (the largest message this node takes)"
         )
+        detail = f"the request body is over {limit} bytes, {most}"
         return JSONResponse({"detail": detail}, 413, headers={"Connection": "close"})
 
-    def _fits(self, length: str) -> bool:
-        return length.isascii() and length.isdigit() and int(length) <= self.max_body_size
+    @staticmethod
+    def _fits(length: str, limit: int) -> bool:
+        return length.isascii() and length.isdigit() and int(length) <= limit
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        limit = self.wider.get(str(scope["path"]), self.max_body_size)
         length = Headers(scope=scope).get("content-length")
-        if length is not None and not self._fits(length):
-            await self._refusal()(scope, receive, send)
+        if length is not None and not self._fits(length, limit):
+            await self._refusal(limit)(scope, receive, send)
             return
         received, started, refused = 0, False, False
 
@@ -55,11 +66,11 @@ class BodyLimit:
             message = await receive()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
-                if received > self.max_body_size:
+                if received > limit:
                     if not started:
                         refused = True
-                        await self._refusal()(scope, receive, send)
-                    raise _TooLarge(f"request body over {self.max_body_size} bytes")
+                        await self._refusal(limit)(scope, receive, send)
+                    raise _TooLarge(f"request body over {limit} bytes")
             return message
 
         async def guarded_send(message: Message) -> None:

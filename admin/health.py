@@ -2,9 +2,13 @@
 
 `/healthz` answers 200 while the process serves HTTP at all (liveness).
 `/readyz` answers 200 when the node should get traffic, else 503 with the
-reason (spool unhealthy, node starting or shutting down), in the manner of
+reason (spool unhealthy, node starting or shutting down, its registry copy
+older than `[store] max_stale` while the store is down), in the manner of
 KumoMTA's liveness check, and says which process answered (`pid`: with
-`--workers N` each worker has its own listener). `/metrics` is the
+`--workers N` each worker has its own listener). `status` is "ready",
+"degraded" (200 still: the store is unreachable or refused and the node
+relays on its registry copy; `store` says which, `registry_copy_age` how old
+the copy is, `reason` why) or "not ready" (503). `/metrics` is the
 Prometheus text exposition of the node's own registry. The OpenAPI schema
 documents each answer as it is (text or JSON, 200 or 503). None of them
 needs a token; none of them raises.
@@ -21,18 +25,46 @@ from prometheus_client import CONTENT_TYPE_LATEST
 from pydantic import BaseModel, Field
 
 from ugem.core.metrics import Metrics
+from ugem.core.registry_watch import StoreStatus
 
 
 class Readiness(BaseModel):
     ready: bool
     reason: str
     pid: int = Field(description="the process that answered (one per worker)")
+    status: str = Field("ready", description="ready, degraded (still 200) or not ready")
+    store: str | None = Field(None, description="the registry's store: up, unreachable, refused")
+    registry_copy_age: float | None = Field(
+        None, description="seconds since the store last confirmed the registry relayed on"
+    )
 
 
 class HealthSource(Protocol):
     def readiness(self) -> tuple[bool, str]:
         """(ready, reason): the reason says what is wrong when not ready."""
         ...
+
+    def store_status(self) -> StoreStatus | None:
+        """The registry's store and copy as the node sees them; None: no registry yet."""
+        ...
+
+
+def readiness_body(source: HealthSource) -> dict[str, object]:
+    ready, reason = source.readiness()
+    store = source.store_status()
+    degraded = ready and store is not None and store.degraded
+    return {
+        "ready": ready,
+        "reason": reason,
+        "pid": os.getpid(),
+        "status": "not ready" if not ready else "degraded" if degraded else "ready",
+        "store": None if store is None else store.state,
+        "registry_copy_age": None if store is None else _rounded(store.copy_age),
+    }
+
+
+def _rounded(age: float | None) -> float | None:
+    return None if age is None else round(age, 1)
 
 
 def health_router(source: HealthSource, metrics: Metrics) -> APIRouter:
@@ -48,9 +80,8 @@ def health_router(source: HealthSource, metrics: Metrics) -> APIRouter:
         responses={503: {"model": Readiness, "description": "not ready; the reason says why"}},
     )
     async def readyz() -> JSONResponse:
-        ready, reason = source.readiness()
-        body = {"ready": ready, "reason": reason, "pid": os.getpid()}
-        return JSONResponse(body, status_code=200 if ready else 503)
+        body = readiness_body(source)
+        return JSONResponse(body, status_code=200 if body["ready"] else 503)
 
     @router.get("/metrics", response_class=PlainTextResponse)
     async def metrics_endpoint() -> Response:

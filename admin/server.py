@@ -4,7 +4,8 @@
 API (`admin.api`) with its error mapping (`admin.errors`); in front of it
 the token check that needs no body (`admin.auth.AuthGate`) and, in front of
 everything, the cap on request bodies (`admin.body_limit`,
-`[admin] max_body_size`). `AdminServer.start()` binds the socket itself
+`[admin] max_body_size`; the import of another node's queued mail takes up to a
+whole message, `admin.queue_import.body_limit`). `AdminServer.start()` binds the socket itself
 (raising `UgemError` naming the address if it cannot: uvicorn would call
 sys.exit) and serves as a task of the running loop, on uvicorn's h11
 protocol with the deadlines for a request's head and body and the cap on
@@ -24,7 +25,7 @@ from collections.abc import Generator
 import uvicorn
 from fastapi import FastAPI
 
-from admin import errors
+from admin import errors, queue_import
 from admin.api import OperatorServices, api_router
 from admin.auth import AuthGate
 from admin.body_limit import BodyLimit
@@ -51,10 +52,14 @@ def create_app(
     app = FastAPI(title="UGEM admin API", version="1", docs_url="/docs")
     app.include_router(health_router(source, metrics))
     errors.install(app)
+    wider: dict[str, int] = {}
     if services is not None:
         app.include_router(api_router(services))
         app.add_middleware(AuthGate, tokens=services.tokens)
-    app.add_middleware(BodyLimit, max_body_size=settings.max_body_size)  # the outermost
+        if services.transfer is not None:
+            most = queue_import.body_limit(services.transfer)
+            wider[queue_import.PATH] = max(most, settings.max_body_size)
+    app.add_middleware(BodyLimit, max_body_size=settings.max_body_size, wider=wider)  # outermost
     return app
 
 

@@ -13,9 +13,13 @@ connection (clock skew between nodes must not run a window backwards).
 
 Both count the events they lose in `ugem_events_dropped_total{observer=...}`
 ("anomaly" for the bus, "traffic-log" for a failed append). The SMTP path never
-waits on either: the bus never blocks, and a failed append or read is logged
-at WARNING and retried (reads) or dropped (appends); the detector only falls
-behind.
+waits on either: the bus never blocks, and a failed append or read is
+retried (reads) or dropped (appends); the detector only falls behind. The
+log says so once per outage, not once per batch: the first failure of
+appends (or of reads) is a WARNING (`traffic_append_failed`,
+`traffic_read_failed`), the ones that follow DEBUG, and the first success
+after them an INFO (`traffic_append_recovered` with the events dropped
+meanwhile, `traffic_read_recovered`).
 """
 
 from __future__ import annotations
@@ -96,6 +100,8 @@ class SharedFeed:
         self._ready: deque[Event] = deque()
         self._last_ts: dict[str, float] = {}
         self._publisher: asyncio.Task[None] | None = None
+        self._append_dropped: int | None = None  # events dropped in this outage; None: up
+        self._read_down = False
 
     async def start(self) -> None:
         self._cursor = await self._traffic.tail()  # judge what comes from now on
@@ -123,7 +129,14 @@ class SharedFeed:
             await self._traffic.append(lines)
         except StoreError as exc:
             self._metrics.events_dropped.labels("traffic-log").inc(len(lines))
-            event(log, "traffic_append_failed", logging.WARNING, dropped=len(lines), error=str(exc))
+            first = self._append_dropped is None
+            self._append_dropped = (self._append_dropped or 0) + len(lines)
+            level = logging.WARNING if first else logging.DEBUG
+            event(log, "traffic_append_failed", level, dropped=len(lines), error=str(exc))
+            return
+        if self._append_dropped is not None:
+            event(log, "traffic_append_recovered", dropped=self._append_dropped)
+            self._append_dropped = None
 
     async def get(self) -> Event:
         while not self._ready:
@@ -135,9 +148,14 @@ class SharedFeed:
         try:
             cursor, lines = await self._traffic.read(self._cursor, BATCH, READ_WAIT_S)
         except StoreError as exc:
-            event(log, "traffic_read_failed", logging.WARNING, error=str(exc))
+            level = logging.DEBUG if self._read_down else logging.WARNING
+            self._read_down = True
+            event(log, "traffic_read_failed", level, error=str(exc))
             await asyncio.sleep(RETRY_S)
             return
+        if self._read_down:
+            self._read_down = False
+            event(log, "traffic_read_recovered")
         self._cursor = cursor
         for line in lines:
             ev = self._decode(line)

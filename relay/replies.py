@@ -64,6 +64,9 @@ THROTTLED = Reply(
     "is deferred for now, retry later",
 )
 INTERNAL_ERROR = Reply(451, "4.3.0", "Internal error; try again later")
+# The registry's store has been down longer than [store] max_stale: the copy is too old
+# to relay on (ugem.core.registry_watch), so mail waits, as it would on any internal error.
+REGISTRY_UNAVAILABLE = Reply(451, "4.3.0", "Registry unavailable; try again later")
 QUEUE_BACKLOG = Reply(451, "4.3.2", "System busy; try again later")
 SPOOL_FULL = Reply(452, "4.3.1", "Insufficient system storage")
 NO_MEMORY = Reply(452, "4.3.1", "Insufficient system resources for the message, try again later")
@@ -174,3 +177,10 @@ COMPLAINT_ALONE = Reply(
 
 def complaint_kept(number: int) -> Reply:
     return Reply(250, "2.0.0", f"Ok: complaint recorded as {number}")
+
+
+# Added for draining a node into another (issue 14, item 4; additive): a node being drained
+# greets new sessions with this and closes the others between commands.
+DRAINING = Reply(
+    421, "4.3.2", "This node is being drained and takes no mail; try another node of the gateway"
+)

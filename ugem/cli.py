@@ -5,7 +5,10 @@ Each command group lives in its own module under `ugem.commands` and exposes
 an exit code. `--config FILE` (or `UGEM_CONFIG`) is accepted before or after
 the command's name. Errors the user can fix (`ConfigError`, `UsageError`,
 `NotFoundError`, `ConflictError`) print one line naming what was wrong and exit
-2 (usage/config) or 1 (the operation failed); output cut short by its reader
+2 (usage/config) or 1 (the operation failed); a store that cannot be reached
+(`StoreError`: Redis down or hung, the SQLite file locked or unreadable)
+prints `ugem: store unavailable: ...` and exits EXIT_STORE (75, sysexits'
+EX_TEMPFAIL: nothing was changed, try again); output cut short by its reader
 (`ugem config check | head`) ends quietly with EXIT_PIPE; nothing prints a
 traceback except a real bug. The commands print alike through `print_table`,
 `print_json` and `print_list` (a table, or JSON with `--json`).
@@ -22,11 +25,19 @@ from typing import Any, TypeVar
 
 from ugem import __version__
 from ugem.core.config import Config, load_config
-from ugem.core.errors import ConfigError, ConflictError, NotFoundError, UgemError, UsageError
+from ugem.core.errors import (
+    ConfigError,
+    ConflictError,
+    NotFoundError,
+    StoreError,
+    UgemError,
+    UsageError,
+)
 
 Handler = Callable[[argparse.Namespace, Config], int]
 T = TypeVar("T")
 EXIT_PIPE = 141  # the reader of the output went away (128 + SIGPIPE, as a shell reports it)
+EXIT_STORE = 75  # the store cannot be reached: try again (EX_TEMPFAIL of sysexits.h)
 
 
 def _common() -> argparse.ArgumentParser:
@@ -76,6 +87,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (NotFoundError, ConflictError) as exc:
         print(f"ugem: {exc}", file=sys.stderr)
         return 1
+    except StoreError as exc:
+        print(f"ugem: store unavailable: {exc}", file=sys.stderr)
+        return EXIT_STORE
     except UgemError as exc:
         print(f"ugem: failed: {exc}", file=sys.stderr)
         return 1

@@ -9,8 +9,15 @@ enforcer writes the node's `ugem.core.throttle` board of throttled connections,
 the SMTP listener reads it at MAIL FROM, the admin API shows it) (so nothing is
 accepted before the queue is recovered nor before the observers listen; mail to
 `[reputation] fbl_address` goes from the SMTP listener to the complaint service,
-`ugem.core.services.complaints`, which the admin API lists), and
-the periodic steps: the registry's sync and (worker 0) the disconnections
+`ugem.core.services.complaints`, which the admin API lists; a node being
+drained into another, `ugem.draining`, starts with its scheduler paused and
+its listener refusing), and
+the periodic steps: the registry's sync (fail-static: `ugem.core.registry_watch`
+probes the store; each worker keeps its registry copy in the data dir and
+relays on it while the store is down, and starts on it when the store is
+down at start; the detector then starts once the store is back, from the
+baselines kept there; worker 0 checks a Redis store's persistence settings
+at start: `ugem.core.store.persistence`) and (worker 0) the disconnections
 scheduled for a time that has come, by the node's clock, the writing of
 the detector's baselines to the store (also at stop) and, when `[node]
 public_addresses` and `[reputation] dnsbl_zones` are both set, the watch of
@@ -39,6 +46,7 @@ one line.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import signal
 from collections.abc import Awaitable, Callable
@@ -67,10 +75,14 @@ from ugem.adapters.spool_queue import node_queue
 from ugem.core import workdays
 from ugem.core.clock import Clock, SystemClock
 from ugem.core.config import Config, parse_hostport
+from ugem.core.drain_state import DrainFiles
+from ugem.core.errors import StoreError
 from ugem.core.events import EventBus
 from ugem.core.log import event
 from ugem.core.metrics import Metrics
 from ugem.core.registry import Registry
+from ugem.core.registry_copy import COPY_NAME, CopyFile
+from ugem.core.registry_watch import Freshness, StoreStatus
 from ugem.core.reply_class import configured_patterns
 from ugem.core.services.complaints import ComplaintService
 from ugem.core.services.gateway import GatewaySettings, GatewayWatch
@@ -78,10 +90,12 @@ from ugem.core.services.notices import notice_settings
 from ugem.core.services.reputation import ReputationService
 from ugem.core.store import open_store
 from ugem.core.store.base import Store
+from ugem.core.store.persistence import check_persistence
 from ugem.core.store.traffic import TrafficLog, open_traffic_log
 from ugem.core.tasks import cancel_and_wait, raise_if_cancelled
 from ugem.core.throttle import ThrottleBoard
 from ugem.core.trace_writer import TraceWriter
+from ugem.draining import CHECK_INTERVAL, DrainWatch, drain_service, transfer_service
 from ugem.fd_limit import fd_needed, raise_fd_limit
 
 log = logging.getLogger(__name__)
@@ -89,6 +103,7 @@ log = logging.getLogger(__name__)
 REGISTRY_SYNC_INTERVAL = 1.0  # seconds; SMTP commands also sync on their own
 DISCONNECT_CHECK_INTERVAL = 5.0  # seconds between checks for scheduled disconnections due
 BASELINE_SAVE_INTERVAL = 300.0  # seconds between writes of the learned baselines to the store
+ENFORCER_START_RETRY = 2.0  # seconds between tries to start the detector once the store is back
 
 
 class Node:
@@ -113,7 +128,9 @@ class Node:
         self.services: OperatorServices | None = None
         self.reputation: ReputationService | None = None
         self.gateway: GatewayWatch | None = None  # the gateway's own incidents
+        self.draining: DrainWatch | None = None  # this worker's part in a drain of the node
         self._tasks: list[asyncio.Task[None]] = []
+        self._enforcing = False  # the detector started (it read its baselines)
         self._cuts: SharedCuts | None = None  # the workers' rate-limit cuts (workers > 1)
         self._state = "starting"
 
@@ -128,7 +145,14 @@ class Node:
             ok, reason = self.scheduler.health()
             if not ok:
                 return False, reason
+        if self.draining is not None and (drained := self.draining.refusal()) is not None:
+            return False, drained
+        if self.registry is not None:  # ok, degraded (still ready) or its copy too old
+            return self.registry.watch.readiness()
         return True, "ok"
+
+    def store_status(self) -> StoreStatus | None:
+        return None if self.registry is None else self.registry.watch.status()
 
     async def start(self) -> None:
         try:
@@ -171,8 +195,10 @@ class Node:
         # question would import `holidays`' country data on the event loop (~0.2 s).
         await asyncio.to_thread(workdays.preload, clock.now())
         self.store = open_store(cfg.store_url)
-        self.registry = Registry(self.store, clock)
-        await self.registry.sync()
+        self.registry = self._registry(self.store)
+        await self.registry.watch.start()  # the store, else a fresh copy on disk, or it fails
+        if self.worker == 0 and not self._store_degraded():
+            await check_persistence(self.store)
         self.spool = Spool(
             spool_path(cfg, self.worker),
             clock,
@@ -212,21 +238,25 @@ class Node:
             backoff=self.backoff,
         )
         self.registry.on_change(self.scheduler.on_connection_change)
+        drain_files = DrainFiles.of(cfg.data_path)
+        self.draining = DrainWatch(drain_files, self.worker, self.scheduler, self.metrics, clock)
+        await self.draining.begin()  # a node being drained starts with no delivery
         if cfg.anomaly.trace_file:
             self.trace = TraceWriter(
                 worker_file(Path(cfg.anomaly.trace_file), self.worker), self.bus, self.metrics
             )
             await self.trace.start()
         await self.scheduler.start()
-        self._repeat("registry_sync", REGISTRY_SYNC_INTERVAL, self.registry.sync)
+        self._repeat("registry_sync", REGISTRY_SYNC_INTERVAL, self.registry.watch.probe)
         outbox = SchedulerOutbox(self.scheduler, clock, own_mail)
         self.reputation = reputation_service(cfg, clock, self.metrics)
         # Mail to [reputation] fbl_address: kept in the store, traced, counted, on the bus.
         complaints = ComplaintService(self.store, clock, self.registry, self.bus, self.metrics)
+        queue = node_queue(cfg, self.spool, clock)  # the admin API sees every worker's spool
         self.services = services = build_services(
             self.store,
             self.registry,
-            node_queue(cfg, self.spool, clock),  # the admin API sees every worker's spool
+            queue,
             clock,
             self.metrics,
             application_check(readiness_from_config(cfg)),
@@ -235,6 +265,8 @@ class Node:
             self.throttle,
             self.reputation,
             complaints,
+            drain=drain_service(cfg, queue, self.store, clock, self.metrics),
+            transfer=transfer_service(cfg, queue, self.store, clock, self.metrics),
         )
         # Incidents of the gateway itself: bursts of blocklisted replies (every worker, its
         # own deliveries) and listings of its addresses (worker 0's hook, below).
@@ -258,9 +290,7 @@ class Node:
                 feed=self._feed(),
                 throttle=self.throttle,
             )
-            await self.enforcer.start()
-            if self.worker == 0:  # with a shared feed all know the same; one writes it
-                self._repeat("baseline_save", BASELINE_SAVE_INTERVAL, self.enforcer.save_baselines)
+            await self._start_enforcer(self.enforcer)
         self.smtp = AcceptServer(
             cfg,
             self.registry,
@@ -273,6 +303,8 @@ class Node:
             inbound=inbound_from_config(cfg, clock, self.metrics),
             complaints=complaints,
         )
+        self.draining.attach(self.smtp)
+        self._repeat("drain_check", CHECK_INTERVAL, self.draining.check)
         await self.smtp.start()
         if self.worker == 0:  # one worker applies them, so each is applied (and mailed) once
             due = services.connections.disconnect_due
@@ -283,10 +315,61 @@ class Node:
                 self._tasks.append(asyncio.create_task(watch, name="reputation_watch"))
         if cfg.admin.enabled:
             listen = worker_listen(cfg.admin.listen, self.worker)
-            await services.applications.all()  # the overdue gauge starts right
+            with contextlib.suppress(StoreError):  # else it is set on the first list
+                if not self._store_degraded():
+                    await services.applications.all()  # the overdue gauge starts right
             app = create_app(self, self.metrics, services, cfg.admin)
             self.admin = AdminServer(listen, app, cfg.admin)
             await self.admin.start()
+
+    def _registry(self, store: Store) -> Registry:
+        """The registry, fail-static: its copy on disk per worker, `[store]`'s bounds."""
+        cfg = self.config
+        freshness = Freshness(cfg.store.relay_timeout, cfg.store.max_stale)
+        copy = CopyFile(worker_file(cfg.data_path / COPY_NAME, self.worker))
+        registry = Registry(store, self.clock, freshness, copy)
+        registry.watch.export(self.metrics)
+        return registry
+
+    async def _start_enforcer(self, enforcer: Enforcer) -> None:
+        """Start the detector; while the store is down at start, once it is back: it starts
+        from the baselines kept there, and never writes over them before it has read them."""
+        try:
+            if self._store_degraded():  # a hung store would cost its timeout once more
+                raise StoreError("the store is down since the node started")
+            await enforcer.start()
+        except StoreError as exc:
+            if not self._store_degraded():
+                raise
+            event(log, "anomaly_start_deferred", logging.WARNING, error=str(exc))
+            later = self._start_enforcer_later(enforcer)
+            self._tasks.append(asyncio.create_task(later, name="anomaly_start"))
+            return
+        self._enforcer_started(enforcer)
+
+    def _store_degraded(self) -> bool:
+        return self.registry is not None and self.registry.watch.status().degraded
+
+    async def _start_enforcer_later(self, enforcer: Enforcer) -> None:
+        while True:
+            await asyncio.sleep(ENFORCER_START_RETRY)
+            if self._store_degraded():
+                continue
+            try:
+                await enforcer.start()
+            except StoreError:
+                continue
+            except Exception:
+                event(log, "anomaly_start_failed", logging.ERROR, exc_info=True)
+                return
+            event(log, "anomaly_started", worker=self.worker)
+            self._enforcer_started(enforcer)
+            return
+
+    def _enforcer_started(self, enforcer: Enforcer) -> None:
+        self._enforcing = True
+        if self.worker == 0:  # with a shared feed all know the same; one writes it
+            self._repeat("baseline_save", BASELINE_SAVE_INTERVAL, enforcer.save_baselines)
 
     def _feed(self) -> Feed:
         """The detector's feed: the shared traffic log when other workers or nodes share it."""
@@ -321,6 +404,8 @@ class Node:
                 await asyncio.sleep(interval)
                 try:
                     await step()
+                except StoreError as exc:  # the store down: said once by the registry's watch
+                    event(log, f"{name}_failed", logging.INFO, error=str(exc))
                 except Exception:
                     event(log, f"{name}_failed", logging.WARNING, exc_info=True)
                 raise_if_cancelled()  # a Redis call may have swallowed the stop
@@ -329,7 +414,7 @@ class Node:
 
     async def _save_baselines(self) -> None:
         """At stop: what the detector learned, kept for the next start (worker 0 writes)."""
-        if self.enforcer is None or self.worker != 0:
+        if self.enforcer is None or self.worker != 0 or not self._enforcing:
             return
         try:
             saved = await self.enforcer.save_baselines()
@@ -348,6 +433,8 @@ class Node:
         if self._state == "stopped":
             return
         self._state = "shutting down"
+        if self.services is not None and self.services.drain is not None:
+            await self.services.drain.close()  # a drain this worker runs stops (mail stays)
         if self.smtp is not None:
             await self.smtp.stop(grace)
         for task in self._tasks:
@@ -369,6 +456,10 @@ class Node:
             await self.trace.stop()
         if self.spool is not None:
             await self.spool.close()
+        if self.draining is not None:
+            self.draining.close()  # the worker's lock: a drain sees it stopped
+        if self.registry is not None:
+            await self.registry.watch.close()
         if self.store is not None:
             await self.store.close()
         if self.admin is not None:

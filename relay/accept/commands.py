@@ -6,8 +6,11 @@ returns the `Reply` to send (or None when it already answered). It talks to
 the wire only through `Wire` (implemented by `relay.accept.session`), so the
 framing, timeouts and TLS live there and the meaning lives here.
 
-Contract: MAIL FROM first does `registry.sync()` (a change in the store takes
-effect at the next transaction), looks the client up by address, asks the
+Contract: MAIL FROM first does `registry.relay_sync()` (a change in the store
+takes effect at the next transaction; while the store is down the registry's
+last copy answers, without waiting on the store, and a copy older than
+`[store] max_stale` is 451 4.3.0 to everyone: ugem.core.registry_watch),
+looks the client up by address, asks the
 node's throttle board (`SessionContext.throttle`, ugem.core.throttle) whether a
 connected client is over its cap now (by the node's clock) and applies
 `relay.accept.policy`; SIZE= (ASCII digits only, else 501) is checked against the
@@ -264,7 +267,8 @@ class Commands:
         problem = self._mail_params(path.params)
         if problem is not None:
             return problem
-        await self.svc.registry.sync()
+        if not await self.svc.registry.relay_sync():
+            return replies.REGISTRY_UNAVAILABLE  # its store down longer than max_stale
         client = self.svc.registry.by_address(self.wire.client_ip)
         reply = check_mail(client, path.address, self._over_cap(client))
         if reply.is_positive and self.svc.intake.backlog() > self.smtp.max_queue_backlog:

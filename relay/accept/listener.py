@@ -25,6 +25,10 @@ from the config, so this module builds no part of its own.
 between commands, lets a DATA or commit in progress finish within `grace`
 seconds, then aborts what is left and waits (again up to `grace`) for commits
 already handed to the intake, so none is torn.
+`refuse(reply)` (a drain, ugem.draining) keeps listening but greets every new
+session with that 421 and closes the open ones with it between commands (a
+DATA in progress finishes and is committed); `refuse(None)` takes mail again;
+`quiet()` says when no session is open and no commit in progress.
 
 Every session's DATA in progress buffers its text within one
 `relay.accept.memory_budget.MemoryBudget` of `[smtp] data_memory` bytes; a message
@@ -124,6 +128,7 @@ class AcceptServer:
         self._commits: set[asyncio.Task[None]] = set()
         self._budget = MemoryBudget(smtp.data_memory)
         self._stopping = False
+        self._refusal: Reply | None = None  # every new session's greeting while set (drain)
         self.port = 0
 
     async def start(self) -> None:
@@ -176,6 +181,18 @@ class AcceptServer:
     def session_count(self) -> int:
         return len(self._admitted)
 
+    def refuse(self, reply: Reply | None) -> None:
+        """Greet new sessions with `reply` (a 421) and close the open ones with it between
+        commands, while it is set; None: take mail again."""
+        self._refusal = reply
+        if reply is not None:
+            for session in list(self._sessions):
+                session.shut_down(reply)
+
+    def quiet(self) -> bool:
+        """No session open and no commit in progress."""
+        return not self._sessions and not self._commits
+
     def reload_tls(self) -> bool:
         """Load the STARTTLS certificate and key again; False (old context kept) on failure."""
         if self._services.tls is None:
@@ -202,6 +219,8 @@ class AcceptServer:
         smtp = self.config.smtp
         if self._stopping:
             return replies.SHUTTING_DOWN
+        if self._refusal is not None:
+            return self._refusal
         server = self._is_connected_server(session.client_ip)
         slots = smtp.max_connections if server else self._stranger_slots
         if len(self._admitted) >= slots:

@@ -132,6 +132,7 @@ class SmtpSession(SMTP):
         self._busy = False
         self._held: DataReader | None = None  # the message read, until data_done()
         self._closing = False
+        self._goodbye = replies.SHUTTING_DOWN  # the 421 a closing session ends with
         self._lost = False
         self._refusal: Reply | None = None
         self._tls: TlsInfo | None = None
@@ -178,11 +179,12 @@ class SmtpSession(SMTP):
     def commit_started(self, task: asyncio.Task[None]) -> None:
         self.host.commit_started(task)
 
-    def shut_down(self) -> None:
-        """Server stopping: an idle session gets 421 now, a busy one after its command."""
-        self._closing = True
+    def shut_down(self, reply: Reply = replies.SHUTTING_DOWN) -> None:
+        """Server stopping (or draining): an idle session gets `reply` (a 421) now, a busy
+        one after its command."""
+        self._closing, self._goodbye = True, reply
         if not self._busy:
-            self._close_now(replies.SHUTTING_DOWN)
+            self._close_now(reply)
 
     def abort(self) -> None:
         if self.transport is not None:
@@ -224,7 +226,7 @@ class SmtpSession(SMTP):
                 self._busy = False
             if self._ending is not None:
                 raise EndSession(self._ending)
-        raise EndSession(replies.SHUTTING_DOWN)
+        raise EndSession(self._goodbye)
 
     async def _next_line(self) -> _Line | None:
         """The next command line, within command_timeout and what is left of max_idle_session."""

@@ -50,6 +50,13 @@ mail: an attempt that fails unexpectedly leaves the message in the spool as
 it was and logs the queue id; it is not retried before `min_backoff`.
 `stop` lets attempts finish within a grace period and cancels the rest,
 which stay in the spool and are delivered after the restart.
+
+`pause()` (a drain: the node hands its queue to another) starts no attempt
+from then on, neither from a scan nor from `enqueue`, which still makes mail
+durable; the scans go on writing what the spool could not take. `idle()` says
+when no attempt is in flight and every outcome is written: from then on the
+spool is the whole truth of the queue and no row of it changes under a
+reader. `resume()` starts attempts again.
 """
 
 from __future__ import annotations
@@ -171,6 +178,7 @@ class Scheduler:
         self._record_error = ""
         self._scanner: asyncio.Task[None] | None = None
         self._stopped = False
+        self._paused = False  # a drain: no attempt starts (the queue goes to another node)
 
     # -- the intake ------------------------------------------------------------------------
 
@@ -189,13 +197,32 @@ class Scheduler:
         except BaseException:
             self._claimed.discard(msg.id)
             raise
-        if not self._stopped and not self._unrecorded and len(self._claimed) <= self.max_in_flight:
+        if self._may_launch() and len(self._claimed) <= self.max_in_flight:
             self._launch(msg)
         else:
             self._claimed.discard(msg.id)
 
     def backlog(self) -> int:
         return self.spool.size()
+
+    def _may_launch(self) -> bool:
+        return not (self._stopped or self._paused or self._unrecorded)
+
+    def pause(self) -> None:
+        """Start no attempt from now on (those in flight go on: see `idle`)."""
+        self._paused = True
+
+    def resume(self) -> None:
+        """Start attempts again (the next scan finds what is due)."""
+        self._paused = False
+
+    def in_flight(self) -> int:
+        """Attempts running now."""
+        return len(self._tasks)
+
+    def idle(self) -> bool:
+        """No attempt in flight and every outcome written to the spool."""
+        return not self._tasks and not self._unrecorded
 
     def health(self) -> tuple[bool, str]:
         """False, with the reason, while some delivery could not be recorded in the spool."""
@@ -255,7 +282,7 @@ class Scheduler:
         await self._write_pending()
         room = self.max_in_flight - len(self._claimed)
         started = 0
-        if room > 0 and not self._stopped and not self._unrecorded:
+        if room > 0 and self._may_launch():
             exclude = self._claimed | self._cooldown.keys()
             for msg in await self.spool.due(now, room, exclude=exclude):
                 if msg.id not in self._claimed:

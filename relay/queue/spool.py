@@ -32,7 +32,14 @@ refused on its own merits, such as a duplicate id, just fails); every op that
 is not written fails its caller: nothing is lost silently. `open` quarantines
 damaged records and moves an unusable file aside, never fatally. Reads do not
 verify checksums again (`open` did); a row that cannot be decoded raises
-`SpoolCorruptError`."""
+`SpoolCorruptError`.
+
+`adopt` is `commit` for a message another node hands over (a drain): under the
+id it had there, once. In the same transaction as the message it records the
+id in the `received` table, kept `keep` seconds; an id held or received within
+that time is not written again (the answer is False: "already have it"), so a
+transfer retried after a cut between this commit and the sender's removal never
+queues a second copy, even when the first was delivered meanwhile."""
 
 from __future__ import annotations
 
@@ -53,8 +60,11 @@ from relay.queue.spool_recovery import RecoveryReport as RecoveryReport  # re-ex
 from relay.queue.spool_recovery import _Opener
 from relay.queue.spool_sql import (
     _DUE_IDS,
+    _HAD,
     _HEAD,
     _INSERT,
+    _INSERT_RECEIVED,
+    _PRUNE_RECEIVED,
     Clauses,
     _checkpoint,
     _connect,
@@ -292,6 +302,27 @@ class Spool:
 
         await self._write("commit", msg.id, work)
 
+    async def adopt(self, msg: QueuedMessage, *, keep: float) -> bool:
+        """Make a message handed over by another node durable under its own id, once:
+        True when it is fsynced now, False (nothing written) when this spool holds the id
+        or received it within `keep` seconds. Refused as `commit` refuses new mail."""
+        if msg.data is None:
+            raise ValueError(f"queue id {msg.id}: adopt needs the message text")
+        if self._disk_full:
+            raise SpoolFullError("disk full: new mail waits until space is freed")
+        head, data, now = _head_of(msg), msg.data, self._clock.now()
+
+        def work(conn: sqlite3.Connection) -> tuple[bool, int]:
+            conn.execute(_PRUNE_RECEIVED, (now - keep,))
+            if conn.execute(_HAD, (head.id, head.id)).fetchone() is not None:
+                return False, 0
+            full = head._replace(data_crc=zlib.crc32(data))
+            conn.execute(_INSERT, (*full, full.crc(), data))
+            conn.execute(_INSERT_RECEIVED, (head.id, now))
+            return True, 1
+
+        return await self._write("adopt", msg.id, work)
+
     async def update(self, msg: QueuedMessage) -> None:
         """Persist the envelope after an attempt. A row HELD on disk stays HELD (with its
         reason); a row that is gone (deleted by an operator) stays gone."""
@@ -395,6 +426,18 @@ class Spool:
         def work(conn: sqlite3.Connection) -> QueuedMessage | None:
             found = _read_rows(conn, [msg_id], with_data)
             return found[0] if found else None
+
+        return await self._read(work)
+
+    async def had(self, msg_id: str, keep: float) -> bool:
+        """Whether the spool holds `msg_id` or adopted it within `keep` seconds."""
+        since = self._clock.now() - keep
+
+        def work(conn: sqlite3.Connection) -> bool:
+            if conn.execute("SELECT 1 FROM messages WHERE id = ?", (msg_id,)).fetchone():
+                return True
+            sql = "SELECT 1 FROM received WHERE id = ? AND at >= ?"
+            return conn.execute(sql, (msg_id, since)).fetchone() is not None
 
         return await self._read(work)
 

@@ -14,6 +14,9 @@ durable; NORMAL is merely consistent); it never checkpoints by itself, and
 `max_size_mb` caps the file through `PRAGMA max_page_count`. A new file's
 directory is fsynced. The statements read and write the records of
 `spool_records`, many ids at a time in chunks under SQLite's variable limit.
+The `received` table keeps the ids of the messages other nodes handed over
+(`Spool.adopt`) for a while after they leave `messages`, so a transfer retried
+after a cut is recognised and not queued twice.
 
 How it fails: `_spool_error` maps what fails below the spool to the project's
 errors: no space (SQLITE_FULL, ENOSPC, or the `max_page_count` cap) is
@@ -57,6 +60,11 @@ CREATE TABLE IF NOT EXISTS quarantine (
     reason TEXT NOT NULL,
     id, state, next_attempt, connection, hold_reason, envelope, data_crc, crc, data
 );
+CREATE TABLE IF NOT EXISTS received (
+    id TEXT PRIMARY KEY,
+    at REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS received_at ON received (at);
 """
 _HEAD = "id, state, next_attempt, connection, hold_reason, envelope, data_crc"
 _ROW = f"{_HEAD}, crc, data"
@@ -65,6 +73,9 @@ _SCAN_BACK = f"SELECT rowid, {_ROW} FROM messages WHERE rowid > ? ORDER BY rowid
 _TO_QUARANTINE = f"INSERT INTO quarantine SELECT ?, ?, {_ROW} FROM messages WHERE rowid = ?"  # noqa: S608
 _INSERT = "INSERT INTO messages VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
 _INSERT_QUARANTINE = "INSERT INTO quarantine VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+_INSERT_RECEIVED = "INSERT INTO received VALUES (?, ?)"
+_PRUNE_RECEIVED = "DELETE FROM received WHERE at < ?"
+_HAD = "SELECT 1 FROM messages WHERE id = ? UNION ALL SELECT 1 FROM received WHERE id = ?"
 _DUE_IDS = """
 SELECT id, next_attempt FROM messages WHERE state = ?
 UNION ALL

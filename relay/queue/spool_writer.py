@@ -10,8 +10,8 @@ Promise: a future resolves only once its op is committed, or with the error
 that kept it out: nothing is lost silently. How it fails: a failed batch is
 retried op by op, so one bad op does not fail its neighbours. An op that finds
 no space asks `on_full` to free some (the spool gives up its reserve) and, if it
-did and the op records rather than adds (not a `commit`), runs once more. A
-failure of the storage (not a full spool, not an op refused on its own merits
+did and the op records rather than adds (not a `commit` or an `adopt`), runs once
+more. A failure of the storage (not a full spool, not an op refused on its own merits
 such as a duplicate id) stays in `failure` until a write succeeds again. The
 thread outlives every failure; `stop` finishes what is queued first."""
 
@@ -35,6 +35,7 @@ from ugem.core.metrics import Metrics
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
+ADDS = ("commit", "adopt")  # ops that add a message: never written with the reserve's room
 
 
 class _Absolute(int):
@@ -142,7 +143,7 @@ class _Writer:
         if not isinstance(_spool_error(exc), SpoolFullError):
             return False
         freed = self._on_full()
-        return freed and op.what != "commit"
+        return freed and op.what not in ADDS
 
     def _transaction(self, ops: list[_Op[Any]]) -> tuple[list[Any], int]:
         """Run every op in one transaction and commit (one fsync); values and new size."""

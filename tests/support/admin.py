@@ -10,6 +10,9 @@ app without a socket (ASGI). `api.call(method, path, role, json)` sends a
 request as that role (None: no token). Notices go to `api.outbox`, which
 keeps each `OutgoingMail` (`sent`) or, with `fail` set, raises
 `SpoolFullError` as a full spool would. Everything is closed on exit.
+The drain's two halves are mounted too (`/v1/drain` hands the queue to the
+node a request names, over HTTP; `/v1/queue/import` adopts into the spool,
+with the limits of a default config; the drain's files under tmp_path/drain).
 `settings` (an `AdminConfig`) sets the app's limits, `reputation` the service
 behind /v1/reputation (default: one that checks nothing); `listening(app,
 settings)` serves the app on a real loopback socket (`AdminServer`, port chosen by the
@@ -32,15 +35,21 @@ from admin.server import AdminServer, create_app
 from relay.queue.spool import Spool
 from ugem.adapters.spool_queue import SpoolQueue
 from ugem.core.clock import FakeClock
-from ugem.core.config import AdminConfig
+from ugem.core.config import AdminConfig, Config
+from ugem.core.drain_state import DrainFiles
 from ugem.core.errors import SpoolFullError
 from ugem.core.metrics import Metrics
 from ugem.core.registry import Registry
+from ugem.core.registry_watch import StoreStatus
 from ugem.core.services.applications import Finding
+from ugem.core.services.audit import AuditLog
+from ugem.core.services.drain import DrainService, Receiver
 from ugem.core.services.notices import NoticeSettings, OutgoingMail
 from ugem.core.services.reputation import ReputationService
 from ugem.core.services.tokens import Role
+from ugem.core.services.transfer import TransferLimits, TransferService
 from ugem.core.store.sqlite import SqliteStore
+from ugem.core.transfer_client import HttpReceiver
 
 POSTMASTER = "postmaster@gw.test"
 OPERATORS = "noc@sts.test"
@@ -65,6 +74,9 @@ class ListOutbox:
 class _Ready:
     def readiness(self) -> tuple[bool, str]:
         return True, "ok"
+
+    def store_status(self) -> StoreStatus | None:
+        return None
 
 
 @dataclass
@@ -107,9 +119,12 @@ async def admin_api(
         return [Finding(name, ready, "set by the test") for name in DNS_FINDINGS]
 
     outbox = ListOutbox()
+    queue = SpoolQueue(spool)
     services = build_services(
-        store, registry, SpoolQueue(spool), clock, metrics, dns_check, outbox, NOTICES,
+        store, registry, queue, clock, metrics, dns_check, outbox, NOTICES,
         reputation=reputation,
+        drain=drain_half(queue, DrainFiles(tmp_path / "drain"), AuditLog(store, clock), clock),
+        transfer=transfer_half(queue, DrainFiles(tmp_path / "drain"), AuditLog(store, clock)),
     )  # fmt: skip
     app = create_app(_Ready(), metrics, services, settings)
     transport = httpx.ASGITransport(app=app)
@@ -120,9 +135,32 @@ async def admin_api(
             _, api.secrets[role] = await services.tokens.create(f"{role}-token", role, "test")
         yield api
     finally:
+        if services.drain is not None:
+            await services.drain.close()
         await client.aclose()
         await spool.close()
         await store.close()
+
+
+def drain_half(
+    queue: SpoolQueue, files: DrainFiles, audit: AuditLog, clock: FakeClock
+) -> DrainService:
+    """The sending half over `queue`, handing mail to a real node's API over HTTP."""
+
+    def connect(to: str, token: str) -> Receiver:
+        return HttpReceiver(to, token, "gw.test")
+
+    return DrainService(queue, files, audit, clock, connect)
+
+
+def transfer_half(queue: SpoolQueue, files: DrainFiles, audit: AuditLog) -> TransferService:
+    """The receiving half over `queue`, with a default config's limits."""
+
+    def draining() -> str | None:
+        request = files.request()
+        return None if request is None else request.to
+
+    return TransferService(queue, audit, audit.clock, TransferLimits.of(Config()), draining)
 
 
 @contextlib.asynccontextmanager

@@ -4,7 +4,10 @@
 127.0.0.1 with no persistence and its own directory, waits until it answers
 PING, yields a `RedisServer` (`.url` is `redis://127.0.0.1:PORT/0`) and stops
 it at the end of the session. `redis_url` (function scope) empties it
-(FLUSHALL) before each test and returns the URL. When `redis-server` is not
+(FLUSHALL) before each test and returns the URL. A test that kills, hangs or
+restarts its Redis starts its own: `start_redis(binary, workdir, port=...,
+persist=True)` (the append-only file, fsync always, so a SIGKILL loses
+nothing it acknowledged; `port` to come back where the nodes look). When `redis-server` is not
 installed, the tests that ask for these fixtures are skipped with that reason
 (fail under UGEM_TEST_REQUIRE_PEERS=1: tests.support.peers);
 a server that does not start is an error, never a skip. Never a mock.
@@ -49,24 +52,29 @@ class RedisServer:
         stop_process(self.process, 10)
 
 
-def start_redis(binary: str, workdir: Path, attempts: int = 3) -> RedisServer:
-    """Start redis-server on a free port in `workdir`; wait until it answers PING.
+def start_redis(
+    binary: str, workdir: Path, attempts: int = 3, port: int = 0, persist: bool = False
+) -> RedisServer:
+    """Start redis-server on a free port (or `port`) in `workdir`; wait until it answers PING.
 
     A port taken between choosing and binding makes the server exit; another
-    port is tried then.
+    free port is tried then (never another than a given `port`). `persist`:
+    the append-only file in `workdir`, fsynced on every write.
     """
     log = workdir / "redis.log"
+    durability = ["--appendonly", "yes", "--appendfsync", "always"] if persist else []
     for _ in range(attempts):
         args = [
             binary,
             "--port",
-            str(free_port()),
+            str(port or free_port()),
             "--bind",
             "127.0.0.1",
             "--save",
             "",
             "--appendonly",
             "no",
+            *durability,
             "--dir",
             str(workdir),
             "--logfile",

@@ -418,16 +418,48 @@ async def test_spool_errors_map_to_4xx(
         assert await send_message(c) == str(expected)
 
 
-async def test_store_failure_at_mail_is_451(
+async def _broken_store() -> None:
+    raise StoreError("sqlite store: database is locked")
+
+
+async def test_store_failure_at_mail_answers_from_the_last_view(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Fail-static: the registry's last view serves, one WARNING, no traceback."""
+    async with accept_server(tmp_path, conns=[CONN]) as h, raw_client(h.port) as c:
+        await h.registry.sync()  # the view a node holds once started
+        monkeypatch.setattr(h.registry, "sync", _broken_store)
+        await c.session()
+        for _ in range(3):  # MAIL, and RCPT to the connected domain: 250
+            assert (await c.command(MAIL)).line == str(replies.SENDER_OK)
+            assert (await c.command(RCPT)).line == str(replies.RCPT_OK)
+            assert (await c.command(b"RSET\r\n")).line == str(replies.RESET_OK)
+    warnings = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert warnings == ["store_unreachable"]
+    assert not [r for r in caplog.records if r.exc_info]
+
+
+async def test_no_view_or_one_too_old_is_451_at_mail(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    async def broken() -> None:
-        raise StoreError("sqlite store: database is locked")
+    async def mail(h: Harness) -> str:
+        async with raw_client(h.port) as c:  # a new session: the clock moves by hours
+            await c.session()
+            return (await c.command(MAIL)).line
 
-    async with accept_server(tmp_path, conns=[CONN]) as h, raw_client(h.port) as c:
-        monkeypatch.setattr(h.registry, "sync", broken)
-        await c.session()
-        assert (await c.command(MAIL)).line == str(replies.INTERNAL_ERROR)
+    async with accept_server(tmp_path, conns=[CONN]) as h:
+        monkeypatch.setattr(h.registry, "sync", _broken_store)
+        # the store failed before the registry read anything: nothing to relay on
+        assert await mail(h) == str(replies.REGISTRY_UNAVAILABLE)
+        monkeypatch.undo()
+        h.clock.advance(h.registry.watch.freshness.probe_interval)
+        await h.registry.watch.probe()  # the store is back: the view is read
+        assert await mail(h) == str(replies.SENDER_OK)
+        monkeypatch.setattr(h.registry, "sync", _broken_store)
+        h.clock.advance(h.registry.watch.freshness.max_stale)
+        assert await mail(h) == str(replies.SENDER_OK)  # down, the view just within the bound
+        h.clock.advance(1)
+        assert await mail(h) == str(replies.REGISTRY_UNAVAILABLE)
 
 
 async def test_backlog_over_the_limit_is_451_at_mail(tmp_path: Path) -> None:
@@ -605,6 +637,30 @@ async def test_stop_closes_idle_sessions_and_lets_a_message_in_progress_finish(
         assert len(h.intake.messages) == 1
         with pytest.raises(OSError):
             await RawClient.open(h.port)
+
+
+async def test_a_drain_refuses_new_sessions_and_closes_the_others_between_commands(
+    tmp_path: Path,
+) -> None:
+    async with accept_server(tmp_path, conns=[CONN]) as h:
+        async with raw_client(h.port) as idle, raw_client(h.port) as busy:
+            await idle.session()
+            await open_transaction(busy)
+            assert (await busy.command(b"DATA\r\n")).code == 354
+            await busy.send(b"Subject: late\r\n\r\nfirst half, ")
+            h.server.refuse(replies.DRAINING)
+            assert (await idle.reply()).line == str(replies.DRAINING)
+            await busy.send(b"second half\r\n.\r\n")
+            assert (await busy.reply()).code == 250  # the message in progress is kept
+            assert (await busy.reply()).line == str(replies.DRAINING)
+        async with raw_client(h.port) as late:
+            assert (await late.reply()).line == str(replies.DRAINING)  # instead of a banner
+            assert await late.closed()
+        await eventually(h.server.quiet, 5, "no session left")
+        assert len(h.intake.messages) == 1
+        h.server.refuse(None)
+        async with raw_client(h.port) as again:
+            assert (await again.reply()).code == 220
 
 
 async def test_stop_aborts_sessions_still_busy_after_the_grace(tmp_path: Path) -> None:

@@ -16,6 +16,8 @@ import pytest
 from relay.queue.message import QueuedMessage, QueueState
 from tests.support.admin import AdminApi, admin_api
 from tests.support.connections import plain
+from ugem.core.model import ConnState
+from ugem.core.registry_watch import REFUSED
 
 
 @pytest.fixture
@@ -49,6 +51,26 @@ async def test_unknown_ids_are_404(api: AdminApi) -> None:
     ]:
         answer = await api.call(method, path, body={} if method == "POST" else None)
         assert answer.status_code == 404, (path, answer.text)
+
+
+async def test_changes_while_the_store_is_refused_are_503_saying_why(api: AdminApi) -> None:
+    """The node's store came back empty (refused: its registry relays on its copy): a change
+    is 503 at once, not a 404 from the empty store nor a write into it."""
+    api.registry.watch._trouble(REFUSED, "the store has no generation: it is empty")
+    for path, body in [
+        ("/v1/connections/a.gov.kz/suspend", {"reason": "spam"}),
+        ("/v1/connections/a.gov.kz/disconnect", {"reason": "contract ended"}),
+        ("/v1/connections/nobody.gov.kz/resume", {}),
+    ]:
+        answer = await api.call("POST", path, body=body)
+        assert answer.status_code == 503, (path, answer.text)
+        assert answer.json()["detail"].startswith("the store is refused (the store has no gen")
+    conn = await api.store.get("a.gov.kz")
+    assert conn is not None and conn.state == ConnState.CONNECTED
+    api.registry.watch._recovered(0.0)
+    path = "/v1/connections/a.gov.kz/suspend"
+    suspended = await api.call("POST", path, body={"reason": "spam"})
+    assert suspended.status_code == 200
 
 
 async def test_actions_that_do_not_fit_the_state_are_409_saying_what_to_do(

@@ -43,6 +43,13 @@ FORM: dict[str, Any] = {
 REJECT = {"decision": "reject", "reasons": ["no technical capability"]}
 TOMORROW = 1_767_312_000.0  # a day after the FakeClock's start
 EXEMPT = {"connection": "b.gov.kz", "kind": "exempt", "reason": "agreed", "ends_at": TOMORROW}
+DRAIN = {"to": "127.0.0.1:9", "token": "ugem_other_node"}  # nobody there: the run stops
+IMPORT: dict[str, Any] = {
+    "id": "IMPORTED0001", "source": "gw-a.test", "state": "deferred", "sender": "a@b.gov.kz",
+    "rcpts": ["x@example.org"], "original_rcpts": ["x@example.org"], "size": 6,
+    "connection": "a.gov.kz", "client_ip": "192.0.2.10", "received_at": 1.0, "attempts": 1,
+    "next_attempt": 2.0, "last_error": "451 later", "hold_reason": "", "text": "aGVsbG8K",
+}  # fmt: skip
 
 # (method, path, body, least role, success status); {app} is a pending application's id,
 # {override} an override of a.gov.kz; a.gov.kz has incident 1, open
@@ -82,6 +89,10 @@ ENDPOINTS: list[tuple[str, str, Any, Role, int]] = [
     ("POST", "/v1/overrides/{override}/cancel", {}, Role.OPERATOR, 200),
     ("GET", "/v1/reputation", None, Role.VIEWER, 200),
     ("GET", "/v1/reputation/complaints", None, Role.VIEWER, 200),
+    ("GET", "/v1/drain", None, Role.VIEWER, 200),
+    ("POST", "/v1/drain", DRAIN, Role.ADMIN, 202),
+    ("DELETE", "/v1/drain", None, Role.ADMIN, 200),
+    ("POST", "/v1/queue/import", IMPORT, Role.ADMIN, 201),
 ]
 CASES = [pytest.param(*endpoint, id=f"{endpoint[0]} {endpoint[1]}") for endpoint in ENDPOINTS]
 

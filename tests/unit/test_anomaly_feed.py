@@ -7,13 +7,15 @@ detector must see both workers' traffic of a connection, in one order.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+import logging
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import pytest
 
 from anomaly.feed import LocalFeed, SharedFeed
 from ugem.core.clock import FakeClock
+from ugem.core.errors import StoreError
 from ugem.core.events import Accepted, Event, EventBus, Outcome
 from ugem.core.metrics import Metrics
 from ugem.core.store.traffic import TrafficLog, open_traffic_log
@@ -104,6 +106,48 @@ async def test_a_failed_append_drops_the_batch_and_counts_it(tmp_path: Path) -> 
         assert dropped() == 1
     finally:
         await w.feed.stop()
+
+
+async def test_an_outage_of_the_traffic_log_is_told_once_not_per_batch(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG, logger="anomaly.feed")
+    w = Worker(f"sqlite:///{tmp_path / 'registry.db'}")
+    await w.feed.start()
+    append, down = w.log.append, True
+
+    async def flaky(lines: list[str]) -> None:
+        if down:
+            raise StoreError("redis store x: Connection refused")
+        await append(lines)
+
+    def appends() -> list[logging.LogRecord]:
+        return [r for r in caplog.records if r.getMessage().startswith("traffic_append")]
+
+    monkeypatch.setattr(w.log, "append", flaky)
+    try:
+        for number in range(5):  # one batch each: the publisher takes what it finds
+            w.bus.publish(accepted(1.0 + number, "c1", "x@c1.example"))
+            await _until_told(appends, number + 1)
+        down = False
+        w.bus.publish(accepted(9.0, "c1", "x@c1.example"))
+        await _until_told(appends, 6)
+    finally:
+        await w.feed.stop()
+        await w.log.close()
+    told = [(r.levelno, r.getMessage()) for r in appends()]
+    assert told == [(logging.WARNING, "traffic_append_failed")] + [
+        (logging.DEBUG, "traffic_append_failed")
+    ] * 4 + [(logging.INFO, "traffic_append_recovered")]
+    assert getattr(appends()[-1], "fields", {})["dropped"] == 5
+
+
+async def _until_told(told: Callable[[], list[logging.LogRecord]], count: int) -> None:
+    for _ in range(1000):
+        if len(told()) == count:
+            return
+        await asyncio.sleep(0.01)  # the publisher task runs; no clock time is involved
+    raise AssertionError("the publisher did not get there")
 
 
 async def test_the_local_feed_is_this_process_alone() -> None:

@@ -1,4 +1,5 @@
-"""The registry's in-memory view: lookups by address and domain, reloads, state changes.
+"""The registry's in-memory view: lookups by address and domain, reloads, state changes,
+its copy on disk and the stores it refuses (empty, another generation, older).
 
 The registry runs over a real SqliteStore (and, for the reload rule, over a
 real Redis too) with a FakeClock; a change made through a second store object
@@ -7,7 +8,9 @@ stands for the CLI or another node.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import sqlite3
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
@@ -15,9 +18,11 @@ import pytest
 
 from tests.support.connections import plain
 from ugem.core.clock import FakeClock
-from ugem.core.errors import NotFoundError, StoreError
+from ugem.core.errors import NotFoundError, StoreError, StoreRefused
 from ugem.core.model import Connection, ConnState
 from ugem.core.registry import Registry
+from ugem.core.registry_copy import CopyFile, RegistryCopy, read_copy
+from ugem.core.registry_watch import UNREACHABLE
 from ugem.core.store import Store, open_store
 
 Opener = Callable[[], Store]
@@ -214,3 +219,84 @@ async def test_store_failure_in_sync_keeps_last_view(stores: Opener, clock: Fake
         await registry.sync()
     assert _id(registry.by_address("192.0.2.10")) == "a.gov.kz"
     assert _id(registry.by_domain("a.gov.kz")) == "a.gov.kz"
+
+
+async def test_a_fresh_store_gets_a_generation_and_each_reload_a_copy(
+    tmp_path: Path, stores: Opener, clock: FakeClock
+) -> None:
+    store = stores()
+    await store.add(plain("a.gov.kz", "192.0.2.10"))
+    copies = CopyFile(tmp_path / "registry-copy.json")
+    registry = Registry(store, clock, copy=copies)
+    await registry.sync()
+    generation, version = await store.generation()
+    assert generation is not None and registry.generation == generation
+    assert read_copy(copies.path) == RegistryCopy(
+        generation, version, clock.now(), (plain("a.gov.kz", "192.0.2.10"),)
+    )
+    await stores().add(plain("b.gov.kz", "192.0.2.20"))
+    clock.advance(5)
+    await registry.sync()
+    copy = read_copy(copies.path)
+    assert copy is not None and (copy.version, copy.read_at) == (version + 1, clock.now())
+    assert [c.id for c in copy.connections] == ["a.gov.kz", "b.gov.kz"]
+
+    started = Registry(stores(), clock, copy=CopyFile(copies.path))  # a node's next start
+    assert started.load_copy() == copy
+    assert _id(started.by_address("192.0.2.20")) == "b.gov.kz"
+    assert (started.generation, started.version) == (generation, version + 1)
+
+
+async def test_a_store_that_lost_its_data_is_refused_and_the_view_kept(
+    tmp_path: Path, clock: FakeClock
+) -> None:
+    db = tmp_path / "registry.db"
+    async with _opener(f"sqlite:///{db}") as make:
+        registry = await _registry(make(), clock, plain("a.gov.kz", "192.0.2.10"))
+    db.unlink()  # restarted without its data: a new, empty store
+    async with _opener(f"sqlite:///{db}") as make:
+        registry.store = make()
+        with pytest.raises(StoreRefused, match="no generation: it is empty or lost its data"):
+            await registry.sync()
+        assert _id(registry.by_address("192.0.2.10")) == "a.gov.kz"
+        assert await registry.store.generation() == (None, 0)  # nothing written into it
+
+
+async def test_another_generation_an_older_version_or_no_connection_is_refused(
+    tmp_path: Path, clock: FakeClock
+) -> None:
+    db = tmp_path / "registry.db"
+    async with _opener(f"sqlite:///{db}") as make:
+        store = make()
+        registry = await _registry(store, clock, plain("a.gov.kz", "192.0.2.10"))
+        generation, version = await store.generation()
+
+        def meddle(sql: str, *args: object) -> None:
+            with contextlib.closing(sqlite3.connect(db)) as db_, db_:
+                db_.execute(sql, args)
+
+        meddle("UPDATE generation SET id = 'another'")
+        with pytest.raises(StoreRefused, match="another generation, another"):
+            await registry.sync()
+        meddle("UPDATE generation SET id = ?", generation)
+        meddle("UPDATE meta SET value = ? WHERE key = 'version'", version - 1)
+        with pytest.raises(StoreRefused, match=f"older: version {version - 1}"):
+            await registry.sync()
+        meddle("UPDATE meta SET value = ? WHERE key = 'version'", version)
+        await registry.sync()  # the same store again: taken
+        await make().delete("a.gov.kz")
+        with pytest.raises(StoreRefused, match="no connection at version"):
+            await registry.sync()
+        assert _id(registry.by_address("192.0.2.10")) == "a.gov.kz"
+
+
+async def test_set_state_while_the_store_is_down_changes_nothing(
+    stores: Opener, clock: FakeClock
+) -> None:
+    store = stores()
+    registry = await _registry(store, clock, plain("a.gov.kz", "192.0.2.10"))
+    registry.watch._trouble(UNREACHABLE, "redis store x: Connection refused")
+    with pytest.raises(StoreError, match=r"the store is unreachable \(redis store x: Conn"):
+        await registry.set_state("a.gov.kz", ConnState.SUSPENDED, "rate 40x", "detector")
+    conn = await store.get("a.gov.kz")
+    assert conn is not None and conn.state == ConnState.CONNECTED

@@ -684,3 +684,30 @@ async def test_a_rate_limit_reply_holds_its_destination_back_without_counting_at
         "carol@example.org",
     ]
     assert await world.spool.get(first.id) is None and await world.spool.get(second.id) is None
+
+
+# -- a drain: paused, idle, resumed ------------------------------------------------------
+
+
+async def test_a_paused_scheduler_queues_but_starts_no_attempt(world: World) -> None:
+    world.scheduler.pause()
+    msg = await world.send("bob@example.org")  # durable, not attempted
+    assert await world.retry_at(world.clock.now() + 1) == 0
+    assert world.sink.messages == [] and world.scheduler.idle()
+    queued = await world.spool.get(msg.id)
+    assert queued is not None and (queued.state, queued.attempts) == (QueueState.ACTIVE, 0)
+    world.scheduler.resume()
+    assert await world.retry_at(world.clock.now() + 1) == 1
+    assert [m.rcpts for m in world.originals()] == [["bob@example.org"]]
+
+
+async def test_idle_only_once_the_attempts_in_flight_end(world: World) -> None:
+    world.sink.data_gate = asyncio.Event()
+    await world.scheduler.enqueue(world.message("bob@example.org"))
+    await world.sink.wait_until(lambda: world.sink.in_data == 1, 5, "the attempt in DATA")
+    world.scheduler.pause()
+    assert (world.scheduler.in_flight(), world.scheduler.idle()) == (1, False)
+    world.sink.data_gate.set()
+    await world.scheduler.drain()
+    assert (world.scheduler.in_flight(), world.scheduler.idle()) == (0, True)
+    assert world.spool.size() == 0  # its outcome is written: nothing moves under a drain

@@ -534,3 +534,44 @@ async def test_concurrent_appends_get_distinct_numbers(stores: StoreFactory) -> 
     )
     assert sorted(seq for seq, _ in done) == list(range(1, 21))
     assert await writers[0].journal_size("complaint") == (20, 20)
+
+
+async def test_a_generation_is_written_once_and_read_with_the_version(
+    stores: StoreFactory,
+) -> None:
+    store = stores()
+    assert await store.generation() == (None, 0)
+    await store.add(plain("a.gov.kz"))
+    assert await store.generation() == (None, 1)  # writes do not make one
+    assert await store.init_generation("g1") == "g1"
+    assert await stores().init_generation("g2") == "g1"  # another process: the first stays
+    assert await stores().generation() == ("g1", await store.version())
+
+
+async def test_a_restore_writes_a_copy_back_in_one_step(stores: StoreFactory) -> None:
+    store = stores()
+    await store.add(plain("a.gov.kz", domains=("a.gov.kz", "moved.kz")))  # the store's own
+    await store.add(plain("extra.gov.kz"))  # one the copy does not hold: left as it is
+    copy = [
+        plain("a.gov.kz", "203.0.113.5"),  # without moved.kz, which b.gov.kz now owns
+        dataclasses.replace(plain("b.gov.kz", domains=("b.gov.kz", "moved.kz")), org_name="B"),
+    ]
+    version = await store.restore_registry("g7", 57, copy)
+    assert version == 57 and await stores().generation() == ("g7", 57)
+    other = stores()
+    assert [c.id for c in await other.list()] == ["a.gov.kz", "b.gov.kz", "extra.gov.kz"]
+    assert await other.get("a.gov.kz") == copy[0]
+    with pytest.raises(ConflictError, match=r"'moved\.kz' belongs to connection 'b\.gov\.kz'"):
+        await other.add(plain("c.gov.kz", domains=("c.gov.kz", "moved.kz")))
+    assert await store.restore_registry("g7", 10, copy) > 57  # always above what it was
+
+
+async def test_a_restore_over_a_domain_of_another_writes_nothing(store: Store) -> None:
+    await store.add(plain("other.gov.kz", domains=("other.gov.kz", "taken.kz")))
+    before = await store.generation()
+    with pytest.raises(ConflictError, match=r"'taken\.kz' belongs to connection 'other\.gov\.kz'"):
+        await store.restore_registry(
+            "g7", 57, [plain("a.gov.kz"), plain("b.gov.kz", domains=("b.gov.kz", "taken.kz"))]
+        )
+    assert await store.generation() == before
+    assert [c.id for c in await store.list()] == ["other.gov.kz"]

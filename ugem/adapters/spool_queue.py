@@ -13,6 +13,10 @@ act there (an id no spool holds is left alone: it counts 0); by connection,
 or retrying all deferred mail, they act on every spool. It converts
 `QueuedMessage` to the service's `MailItem` and the service's string states to
 `QueueState`; it adds no rule of its own (those are `QueueService`'s).
+It is also a drain's receiving end (`ugem.core.services.transfer.Intake`):
+`adopt` makes a message handed over by another node durable in the first
+spool given (the worker's own), unless some spool holds or recently took its
+id (then False), and `backlog` is the number of messages in the spools given.
 
 `open_spools(paths, ...)` opens spool files that way for the length of a
 block (the CLI's: every worker's, `relay.queue.spool.spool_paths`);
@@ -131,6 +135,16 @@ class SpoolQueue:
 
         return await self._on_all(purge)
 
+    async def adopt(self, mail: MailItem, keep: float) -> bool:
+        async with self._all() as spools:
+            for spool in spools[1:]:
+                if await spool.had(mail.id, keep):
+                    return False
+            return await spools[0].adopt(message(mail), keep=keep)
+
+    def backlog(self) -> int:
+        return sum(spool.size() for spool in self.spools)
+
     async def _on_all(self, edit: Callable[[Spool], Awaitable[int]]) -> int:
         async with self._all() as spools:
             return sum([await edit(spool) for spool in spools])
@@ -157,6 +171,26 @@ def node_queue(config: Config, own: Spool, clock: Clock) -> SpoolQueue:
         return [p for p in spool_paths(config) if p != own.path and p.exists()]
 
     return SpoolQueue(own, others=SpoolFiles(others, clock, config.spool.max_size_mb))
+
+
+def message(mail: MailItem) -> QueuedMessage:
+    """The service's `MailItem` (with its text) as the spool's `QueuedMessage`."""
+    return QueuedMessage(
+        id=mail.id,
+        sender=mail.sender,
+        rcpts=list(mail.rcpts),
+        data=mail.text,
+        size=mail.size,
+        connection=mail.connection,
+        client_ip=mail.client_ip,
+        received_at=mail.received_at,
+        state=QueueState(mail.state),
+        attempts=mail.attempts,
+        next_attempt=mail.next_attempt,
+        last_error=mail.last_error,
+        hold_reason=mail.hold_reason,
+        original_rcpts=list(mail.original_rcpts),
+    )
 
 
 def item(msg: QueuedMessage) -> MailItem:

@@ -32,6 +32,8 @@ GROUP_NAMES = (
     "override",
     "dkim",
     "reputation",
+    "store",
+    "drain",
 )
 OPTIONS_WITH_VALUE = ("--config",)
 

@@ -256,6 +256,21 @@ class StoreConfig:
         "Registry store: sqlite:///path or redis://host:port/db (empty: SQLite in data_dir).",
         kind="storeurl",
     )
+    max_stale: float = knob(
+        6 * 3600.0,
+        "Seconds a node relays on its last copy of the registry (kept in data_dir) while "
+        "the store is unreachable or refused (empty, another generation, older); beyond "
+        "it /readyz answers 503 and every MAIL gets 451 4.3.0 until the store is back.",
+        lo=60,
+        hi=7 * DAY,
+    )
+    relay_timeout: float = knob(
+        0.5,
+        "Seconds an SMTP command waits for the store before the registry's copy answers; "
+        "the store is then taken as down, and only a background probe (every 2 s) asks it.",
+        lo=0.05,
+        hi=5,
+    )
 
 
 @dataclass(frozen=True)

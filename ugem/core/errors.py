@@ -12,7 +12,9 @@ and where each error is raised::
 
     UgemError                  as such: admin.server (the admin socket cannot listen or
     │                          start), relay.accept.listener (the SMTP socket cannot
-    │                          listen), ugem.core.services.notices (no outbox)
+    │                          listen), ugem.core.services.notices (no outbox),
+    │                          ugem.core.drain_state (a drain request that cannot be
+    │                          read or written: the node cannot tell if it may take mail)
     ├── ConfigError            bad configuration: names the key, the value, what is allowed
     │                          (ugem.core.config, .notices, .dkim_keys, .store, .reply_class,
     │                          .services.reputation; relay.tls, relay.dns,
@@ -25,10 +27,18 @@ and where each error is raised::
     ├── ConflictError          a request that contradicts the current state (ugem.core.services)
     ├── ForbiddenError         the caller's role does not allow it: names the role needed
     │                          (ugem.core.services.mailqueue)
-    ├── StoreError             the registry's store failed (SQLite or Redis: ugem.core.store)
+    ├── StoreError             the registry's store failed (SQLite or Redis: ugem.core.store),
+    │   │                      or a change that needs it was asked while it is down
+    │   │                      (ugem.core.registry_watch)
+    │   └── StoreRefused       the store answers, but what it holds may not replace the
+    │                          registry's copy: empty, of another generation, or older
+    │                          (ugem.core.registry; ugem.core.store_trust says why)
     ├── SpoolError             the spool could not make a message durable (relay.queue.spool*)
     │   ├── SpoolFullError     no space left (disk full or spool size cap): 452 4.3.1
     │   └── SpoolCorruptError  a record failed its checksum; it is quarantined
+    ├── TransferError          a message could not be handed to another node (a drain):
+    │                          refused by it or not reached; `scope` says whether it is
+    │                          this message's fault or the receiver's (ugem.core.transfer_client)
     ├── DnsTrouble             a DNS lookup got no usable answer (relay.dns): temperror for
     │                          the inbound checks, a failed readiness finding, an unknown
     │                          blocklist state (relay.reputation), never permanent
@@ -70,6 +80,12 @@ each becomes::
     ugem.core.store.codec, .sqlite, .redis
         ValueError (json), KeyError, TypeError of a      StoreError ("... is damaged")
         stored document or audit record
+    ugem.core.store.redis (`server_config`), ugem.core.store.persistence
+        redis.exceptions.ResponseError of CONFIG GET     None: an INFO line, never a failure
+    ugem.core.registry_copy (the registry's copy on disk)
+        OSError writing it (temp file, fsync, rename)    StoreError (logged; the view stands)
+        OSError, UnicodeDecodeError, ValueError (json),  StoreError ("... is damaged"): the
+        KeyError, TypeError reading it                   copy is not used, never taken as empty
     ugem.core.config
         OSError, tomllib.TOMLDecodeError,                ConfigError --config
         UnicodeDecodeError of the file
@@ -101,7 +117,21 @@ each becomes::
         any other                                        SpoolError
     relay.queue.spool_records
         ValueError, KeyError, TypeError of a row         SpoolCorruptError
+    ugem.core.drain_state
+        OSError, ValueError (json), KeyError, TypeError  UgemError naming the file
+        of the drain request
+    ugem.core.transfer_client (a drain's hand-over to another node's admin API)
+        httpx.HTTPError (not reached, cut, timed out)    TransferError UNREACHABLE
+        its answer 5xx                                   TransferError UNREACHABLE
+        its answer 413, 422                              TransferError MESSAGE
+        any other answer but 200, 201                    TransferError RECEIVER
+    ugem.core.registry_watch (the registry's fail-static guard)
+        StoreError, StoreRefused of a sync               the store taken as unreachable or
+                                                         refused: the registry's last copy
+                                                         serves (one WARNING per change)
     relay.accept.commands
+        the registry's copy older than [store]           451 4.3.0 at MAIL
+        max_stale while the store is down                (replies.REGISTRY_UNAVAILABLE)
         SpoolFullError at the end of DATA                452 4.3.1 (replies.SPOOL_FULL)
         SpoolError at the end of DATA                    451 4.3.0 (replies.INTERNAL_ERROR)
         StoreError (or any other exception) keeping a    451 4.3.0 (replies.INTERNAL_ERROR)
@@ -175,8 +205,9 @@ each becomes::
 
 The project's errors become answers at the top: HTTP in admin.errors
 (UsageError 422, ForbiddenError 403, NotFoundError 404, ConflictError 409,
-StoreError and SpoolError 503), exit codes in ugem.cli (ConfigError and
-UsageError 2, any other UgemError 1).
+StoreError and SpoolError 503: "the store is unreachable ..." says why), exit
+codes in ugem.cli (ConfigError and UsageError 2, StoreError 75 (EX_TEMPFAIL:
+the store is unavailable, try again), any other UgemError 1).
 """
 
 from __future__ import annotations
@@ -219,6 +250,11 @@ class StoreError(UgemError):
     """The registry's backing store failed."""
 
 
+class StoreRefused(StoreError):
+    """The store answers, but its state may not replace the registry's copy (the message
+    says what was seen: no generation, another one, an older version, no connections)."""
+
+
 class SpoolError(UgemError):
     """The spool could not make a message durable or read it back."""
 
@@ -229,6 +265,19 @@ class SpoolFullError(SpoolError):
 
 class SpoolCorruptError(SpoolError):
     """A spooled record failed its integrity check."""
+
+
+class TransferError(UgemError):
+    """A message was not handed over to another node; it stays here. `scope` says what
+    failed: MESSAGE, the receiver refused this message (too large, a bad envelope);
+    RECEIVER, it refuses every message (the token, it is draining itself); UNREACHABLE,
+    it was not reached or could not take it now (down, timed out, full): worth a retry."""
+
+    MESSAGE, RECEIVER, UNREACHABLE = "message", "receiver", "unreachable"
+
+    def __init__(self, scope: str, text: str) -> None:
+        super().__init__(text)
+        self.scope = scope
 
 
 class _QueryType(Protocol):

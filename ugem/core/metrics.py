@@ -209,12 +209,45 @@ class Metrics:
             "(this process's; relay.deliver.backoff)",
             registry=r,
         )
+        self.store_up = Gauge(
+            "ugem_store_up",
+            "1 while the registry's store answers and is trusted, 0 while it is unreachable "
+            "or refused (empty, another generation, older) and the registry copy serves "
+            "(ugem.core.registry_watch)",
+            registry=r,
+        )
+        self.registry_copy_age = Gauge(
+            "ugem_registry_copy_age_seconds",
+            "Seconds since the store last confirmed the registry this process relays on "
+            "(about 1 while the store is up; [store] max_stale bounds it while it is down)",
+            registry=r,
+        )
         self.complaints = Counter(
             "ugem_complaints_total",
             "Feedback-loop complaints received at [reputation] fbl_address, by the connection "
             "they were traced to (none: not traced) and feedback type (abuse, fraud, virus, "
             "other, not-spam, auth-failure; delivery-status, a DSN; unknown, not parsed)",
             ["connection", "feedback_type"],
+            registry=r,
+        )
+        self.draining = Gauge(
+            "ugem_draining",
+            "1 while this worker is drained into another node: it takes no mail and starts no "
+            "delivery (ugem.draining)",
+            registry=r,
+        )
+        self.drained = Counter(
+            "ugem_drained_messages_total",
+            "Queued messages a drain handed over by result: moved (the other node made it "
+            "durable), already (it had it: a retry after a cut), failed (it stays here)",
+            ["result"],
+            registry=r,
+        )
+        self.imported = Counter(
+            "ugem_imported_messages_total",
+            "Messages another node's drain handed over to this one by result: created, "
+            "already (a retried transfer, not queued twice), refused",
+            ["result"],
             registry=r,
         )
 

@@ -1,14 +1,28 @@
 """Who is who: the in-memory view of the connections that the relay asks.
 
 `Registry` answers "which connection is this client address" and "which
-connection owns this domain" from memory, without I/O, so the SMTP path never
-waits on the store. `sync()` asks the store for its version (one cheap call)
-and reloads only when it changed, so a change made by the CLI, the API or
-another node takes effect on the next SMTP command that syncs. State changes
-go through `set_state`, which writes the store and the audit log, then tells
-the listeners (the scheduler holds or releases mail). If the store fails
-during a sync, the last good view is kept and the error is raised as
-`StoreError` for the caller to answer 451.
+connection owns this domain" from memory, without I/O. `sync()` asks the store
+for its generation and version (one round trip) and reloads only when they
+changed, so a change made by the CLI, the API or another node takes effect on
+the next SMTP command that syncs. It never takes an empty or older store for
+the truth: what the store holds replaces the view only when
+`ugem.core.store_trust.refusal` allows it (else `StoreRefused`, and the view
+is kept); a store with no generation is given one when this registry holds
+nothing to lose. Every reload writes the view to the registry's `CopyFile`
+(when it has one: a node's, `ugem.core.registry_copy`), with the store's
+generation, version and the time it was read; a sync that finds nothing new
+marks the view confirmed (`confirmed_at`) and refreshes the copy's time
+about once a minute. `load_copy()` takes the view from that file (a node
+starting while its store is down).
+
+The SMTP path does not call `sync()` itself but `relay_sync()`, through the
+registry's `watch` (`ugem.core.registry_watch.StoreWatch`: the circuit
+breaker, the bounded wait, the background probe, the staleness bound and what
+`/readyz` says). State changes go through `set_state`, which needs the store
+(StoreError at once while the watch knows it is down), writes it and the
+audit log, then tells the listeners (the scheduler holds or releases mail).
+If the store fails during a sync, the last good view is kept and the error is
+raised as `StoreError`.
 """
 
 from __future__ import annotations
@@ -16,42 +30,121 @@ from __future__ import annotations
 import dataclasses
 import ipaddress
 import json
+import logging
+import uuid
 from collections.abc import Awaitable, Callable
 
 from ugem.core.clock import Clock
-from ugem.core.errors import NotFoundError
+from ugem.core.errors import NotFoundError, StoreError, StoreRefused
+from ugem.core.log import event
 from ugem.core.model import Connection, ConnState
 from ugem.core.names import IPNetwork, canonical_domain
+from ugem.core.registry_copy import CopyFile, RegistryCopy
+from ugem.core.registry_watch import Freshness, StoreWatch
 from ugem.core.store.base import AuditEntry, Store
+from ugem.core.store_trust import Held, Seen, refusal
+
+log = logging.getLogger(__name__)
 
 Listener = Callable[[Connection | None, Connection], Awaitable[None]]
+COPY_REFRESH = 60.0  # seconds: a confirmed view's copy on disk gets its new time this often
+
+
+def new_generation() -> str:
+    return uuid.uuid4().hex
 
 
 class Registry:
-    def __init__(self, store: Store, clock: Clock) -> None:
+    def __init__(
+        self,
+        store: Store,
+        clock: Clock,
+        freshness: Freshness | None = None,
+        copy: CopyFile | None = None,
+    ) -> None:
         self.store = store
         self.clock = clock
+        self.generation: str | None = None  # the store's, as of the view
+        self.confirmed_at: float | None = None  # Unix time the store last confirmed the view
+        self._copy = copy
         self._version: int | None = None
         self._by_id: dict[str, Connection] = {}
         self._by_domain: dict[str, Connection] = {}
         self._by_host: dict[str, Connection] = {}  # single addresses, the common case
         self._by_net: list[tuple[IPNetwork, Connection]] = []  # wider CIDRs, longest first
         self._listeners: list[Listener] = []
+        self.watch = StoreWatch(self, clock, freshness or Freshness())
 
     def on_change(self, listener: Listener) -> None:
         """Call `listener(old, new)` for every connection that changed in a reload."""
         self._listeners.append(listener)
 
-    async def sync(self) -> None:
-        version = await self.store.version()
-        if version != self._version:
-            await self._reload(version)
+    @property
+    def version(self) -> int | None:
+        """The store's version, as of the view (None: no view yet)."""
+        return self._version
 
-    async def _reload(self, version: int) -> None:
+    async def relay_sync(self) -> bool:
+        """The SMTP path's sync (`StoreWatch.relay_sync`): whether the view may serve."""
+        return await self.watch.relay_sync()
+
+    async def sync(self) -> None:
+        """Take what the store holds if it may be trusted; StoreRefused (view kept) if not."""
+        generation, version = await self.store.generation()
+        held = self._held()
+        if generation is None and refusal(held, Seen(None, version)) is None:
+            generation = await self.store.init_generation(new_generation())
+        _refuse(held, Seen(generation, version))
+        if generation == self.generation and version == self._version:
+            await self._confirmed()
+            return
         conns = await self.store.list()
+        _refuse(held, Seen(generation, version, len(conns)))
+        assert generation is not None  # a store without one is refused or given one
+        await self._reload(generation, version, conns)
+
+    def _held(self) -> Held | None:
+        if self._version is None:
+            return None
+        return Held(self.generation, self._version, len(self._by_id))
+
+    def load_copy(self) -> RegistryCopy | None:
+        """Take the view from the copy on disk (None: there is none); StoreError if damaged."""
+        copy = None if self._copy is None else self._copy.read()
+        if copy is not None:
+            self._index(list(copy.connections))
+            self.generation, self._version = copy.generation, copy.version
+            self.confirmed_at = copy.read_at
+        return copy
+
+    def snapshot(self) -> RegistryCopy:
+        """The view as a copy (what `load_copy` would take back)."""
+        assert self.generation is not None and self._version is not None
+        return RegistryCopy(
+            self.generation, self._version, self.confirmed_at or 0.0, tuple(self.all())
+        )
+
+    async def _confirmed(self) -> None:
+        self.confirmed_at = self.clock.now()
+        written = self._copy.written_at if self._copy is not None else None
+        if written is None or self.confirmed_at - written >= COPY_REFRESH:
+            await self._keep()
+
+    async def _keep(self) -> None:
+        """Write the view to the copy on disk; a failure is logged, the view stands."""
+        if self._copy is None:
+            return
+        try:
+            await self._copy.save(self.snapshot())
+        except StoreError as exc:
+            event(log, "registry_copy_not_written", logging.WARNING, error=str(exc))
+
+    async def _reload(self, generation: str, version: int, conns: list[Connection]) -> None:
         old = self._by_id
         self._index(conns)
-        self._version = version
+        self.generation, self._version = generation, version
+        self.confirmed_at = self.clock.now()
+        await self._keep()
         for conn in conns:
             before = old.get(conn.id)
             if before != conn:
@@ -114,6 +207,7 @@ class Registry:
         self, conn_id: str, state: ConnState, reason: str, actor: str
     ) -> Connection:
         """Suspend, resume or disconnect a connection; audited; listeners told at once."""
+        self.watch.require_store()
         conn = await self.store.get(conn_id)
         if conn is None:
             raise NotFoundError(f"no connection {conn_id!r}")
@@ -125,6 +219,12 @@ class Registry:
         await self.store.audit(AuditEntry(now, actor, action, conn.id, reason, "", before, after))
         await self.sync()
         return new
+
+
+def _refuse(held: Held | None, seen: Seen) -> None:
+    why = refusal(held, seen)
+    if why is not None:
+        raise StoreRefused(why)
 
 
 def _state_json(conn: Connection) -> str:

@@ -279,6 +279,7 @@ class ApplicationService:
     async def decide(
         self, app_id: str, decision: Decision, reasons: Sequence[str], actor: str
     ) -> tuple[Application, Connection | None]:
+        self.connections.store_needed()  # 503 at once while the node's store is down
         app = _pending(await self.get(app_id), "decide")
         reasons = tuple(r.strip() for r in reasons if r.strip())
         if decision == Decision.REJECT:

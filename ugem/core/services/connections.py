@@ -18,7 +18,9 @@ in that entry of the audit log). `cancel_disconnect`, or `resume` of a connectio
 connected, cancels it. With a `Notifier`, every change is mailed to the
 organisation (suspended, suspension lifted, disconnection scheduled and
 done) and a suspension also alerts the operators; a notice that cannot be
-queued is logged and audited, and the change stands.
+queued is logged and audited, and the change stands. While the node's store
+is down or refused (`ugem.core.registry_watch`) every change is a
+`StoreError` at once (503 in the API), and scheduled disconnections wait.
 """
 
 from __future__ import annotations
@@ -113,6 +115,7 @@ class ConnectionService:
 
     async def add(self, conn: Connection, actor: str, reason: str = "") -> Connection:
         """Register a new connection (ConflictError if its id, a domain or a server is taken)."""
+        self.store_needed()
         await self._check_servers(conn)
         await self.store.add(conn)
         await self.audit.record(actor, "connection.add", conn.id, reason, after=conn.to_dict())
@@ -120,6 +123,7 @@ class ConnectionService:
         return conn
 
     async def update(self, conn_id: str, change: ConnectionChange, actor: str) -> Connection:
+        self.store_needed()
         old = await self.get(conn_id)
         fields = {k: v for k, v in dataclasses.asdict(change).items() if v is not None}
         if change.contacts is not None:
@@ -139,6 +143,7 @@ class ConnectionService:
         return new
 
     async def suspend(self, conn_id: str, reason: str, actor: str) -> Connection:
+        self.store_needed()
         conn = await self.get(conn_id)
         if not reason.strip():
             raise UsageError("reason: empty; say why the connection is suspended")
@@ -151,6 +156,7 @@ class ConnectionService:
 
     async def resume(self, conn_id: str, reason: str, actor: str) -> Connection:
         """Lift a suspension; of a connected connection, cancel its scheduled disconnection."""
+        self.store_needed()
         conn = await self.get(conn_id)
         if conn.state == ConnState.CONNECTED and conn.disconnect is not None:
             return await self.cancel_disconnect(conn.id, reason, actor)
@@ -163,6 +169,7 @@ class ConnectionService:
         self, conn_id: str, reason: str, actor: str, effective_at: float | None = None
     ) -> Connection:
         """Disconnect now, or at `effective_at` (Unix time) when that is in the future."""
+        self.store_needed()
         conn = await self.get(conn_id)
         if conn.state == ConnState.DISCONNECTED:
             raise ConflictError(f"connection {conn.id!r} is disconnected already; nothing to do")
@@ -174,13 +181,17 @@ class ConnectionService:
         return await self._disconnect_now(conn, reason.strip(), actor)
 
     async def cancel_disconnect(self, conn_id: str, reason: str, actor: str) -> Connection:
+        self.store_needed()
         conn = await self.get(conn_id)
         if conn.disconnect is None:
             raise ConflictError(f"connection {conn.id!r} has no disconnection scheduled")
         return await self._reschedule(conn, None, "connection.disconnect-cancel", reason, actor)
 
     async def disconnect_due(self) -> builtins.list[Connection]:
-        """Apply every scheduled disconnection whose time has come; the ones applied."""
+        """Apply every scheduled disconnection whose time has come; the ones applied (none
+        while the node's store is down: they wait until it is back)."""
+        if self.registry.watch.status().degraded:
+            return []
         now = self.clock.now()
         done = []
         for conn in await self.store.list():
@@ -192,6 +203,12 @@ class ConnectionService:
                 continue
             done.append(await self._disconnect_now(conn, plan.reason, SCHEDULE_ACTOR))
         return done
+
+    def store_needed(self) -> None:
+        """StoreError at once while the node's store is down or refused (its registry's
+        watch knows): a change is never half made, nor answered "no connection" by a store
+        that came back empty."""
+        self.registry.watch.require_store()
 
     async def _schedule(self, conn: Connection, at: float, reason: str, actor: str) -> Connection:
         plan = ScheduledDisconnect(at, reason, actor, self.clock.now())

@@ -32,6 +32,16 @@ the newest `cap` in the same atomic step, so a journal never holds more than
 its cap and no two writers (nodes, workers) get one number. What was dropped
 is counted by the numbers: `journal_size` gives the last number and the
 entries kept. Journals do not change `version()` either.
+
+A store carries a generation: an id written once, by the first registry that
+reads the store with nothing of its own to lose (`init_generation`: a node's
+first start), kept in one key (Redis) or one row (SQLite). With the version it
+tells a node whether the store it reads is the one its copy came from
+(`ugem.core.store_trust`): a store that lost its data has no generation, one
+made anew has another. `generation()` reads both at once; `restore_registry`
+(`ugem store restore`) writes a copy's connections and generation back, with
+a version above the copy's, in one atomic step (a node never sees half of
+it).
 """
 
 from __future__ import annotations
@@ -107,6 +117,23 @@ class Store(Protocol):
 
     async def version(self) -> int:
         """A number that changes on every write by anyone; cheap to ask."""
+        ...
+
+    async def generation(self) -> tuple[str | None, int]:
+        """(the generation id, None when none was written; the version), read together."""
+        ...
+
+    async def init_generation(self, generation: str) -> str:
+        """Write `generation` unless the store has one already; the one it has now."""
+        ...
+
+    async def restore_registry(
+        self, generation: str, min_version: int, conns: builtins.list[Connection]
+    ) -> int:
+        """Put `conns` (replacing those of their ids; others stay), make the generation
+        `generation` and the version at least `min_version` (and above what it was), all in
+        one atomic step; the new version. ConflictError (nothing written) if a domain of
+        one of them belongs to a connection not among them."""
         ...
 
     async def audit(self, entry: AuditEntry) -> None:

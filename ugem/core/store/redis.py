@@ -15,17 +15,25 @@ incidents reads the whole hash (they are few). A journal is a list
 `<p>journal:<kind>` of "<number> <JSON text>" entries, oldest first, numbered
 by the counter `<p>journal:<kind>:seq`; appending (INCR, RPUSH, LTRIM to the
 cap) and reading a page are Lua scripts, so the numbers in the list stay
-consecutive and a page is read as one state. Every write is atomic
+consecutive and a page is read as one state. `<p>generation` is the
+store's generation id (one key; `generation()` reads it with the version in
+one round trip; `restore_registry` writes a copy's connections, their
+domains, the generation and the version in one Lua script). `server_config`
+reads the server's own settings (CONFIG GET, for
+`ugem.core.store.persistence`): None when the server refuses the command (a
+managed service), StoreError when it cannot be reached. Every write is atomic
 together with its `INCR` of the version: the connection writes are Lua
 scripts that check the id and domain uniqueness, write, and bump in one step;
 an audit record is one WATCH/MULTI/EXEC on the head (retried when another
 writer moved it first), so the chain has no fork and no gap.
 
 `version()` is one GET; every call gives up after `timeout` seconds (5 by
-default) rather than hang an SMTP session. Redis errors (connection refused,
-timeouts, a script error) are raised as `StoreError` naming the server (its
-URL without the password); conflicts as `ConflictError`; a damaged stored
-connection as `StoreError`; an invalid URL as `ConfigError`.
+default) rather than hang (the SMTP path waits much less: the registry's
+watch, `ugem.core.registry_watch`, bounds its wait by `[store]
+relay_timeout`). Redis errors (connection refused, timeouts, a script error)
+are raised as `StoreError` naming the server (its URL without the password);
+conflicts as `ConflictError`; a damaged stored connection as `StoreError`; an
+invalid URL as `ConfigError`.
 """
 
 from __future__ import annotations
@@ -37,7 +45,7 @@ from typing import Any, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
 import redis.asyncio as aioredis
-from redis.exceptions import RedisError, WatchError
+from redis.exceptions import RedisError, ResponseError, WatchError
 
 from ugem.core.errors import ConfigError, StoreError
 from ugem.core.model import Connection
@@ -93,6 +101,48 @@ end
 redis.call('HDEL', conns, id)
 redis.call('INCR', ver)
 return 1
+"""
+
+
+# KEYS: conn hash, domain hash, version, generation.  ARGV: generation, lowest version, then
+# per connection: id, json, number of domains, the domains.  Returns {"domain", domain,
+# owner} when a domain belongs to a connection not restored (nothing written), else
+# {"ok", version}.
+_RESTORE = """
+local conns, doms, ver, gen = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
+local items, ids, i = {}, {}, 3
+while i <= #ARGV do
+  local item = {id = ARGV[i], json = ARGV[i + 1], domains = {}}
+  for j = 1, tonumber(ARGV[i + 2]) do item.domains[j] = ARGV[i + 2 + j] end
+  items[#items + 1] = item
+  ids[item.id] = true
+  i = i + 3 + #item.domains
+end
+for _, item in ipairs(items) do
+  for _, d in ipairs(item.domains) do
+    local owner = redis.call('HGET', doms, d)
+    if owner and not ids[owner] then return {'domain', d, owner} end
+  end
+end
+for _, item in ipairs(items) do
+  local old = redis.call('HGET', conns, item.id)
+  if old then
+    for _, d in ipairs(cjson.decode(old)['domains']) do
+      if redis.call('HGET', doms, d) == item.id then redis.call('HDEL', doms, d) end
+    end
+  end
+end
+for _, item in ipairs(items) do
+  redis.call('HSET', conns, item.id, item.json)
+  for _, d in ipairs(item.domains) do redis.call('HSET', doms, d, item.id) end
+end
+redis.call('SET', gen, ARGV[1])
+local version = redis.call('INCR', ver)
+if version < tonumber(ARGV[2]) then
+  version = tonumber(ARGV[2])
+  redis.call('SET', ver, version)
+end
+return {'ok', version}
 """
 
 
@@ -165,6 +215,8 @@ class RedisStore(AuditLogReader):
         self._conns, self._domains = f"{prefix}conn", f"{prefix}domain"
         self._version, self._audit = f"{prefix}version", f"{prefix}auditlog"
         self._head = f"{prefix}audithead"
+        self._generation = f"{prefix}generation"
+        self._restore = self._redis.register_script(_RESTORE)
         self._save = self._redis.register_script(_SAVE)
         self._delete = self._redis.register_script(_DELETE)
         self._incidents = f"{prefix}incident"
@@ -212,6 +264,43 @@ class RedisStore(AuditLogReader):
     async def version(self) -> int:
         value = await self._call(self._redis.get(self._version))
         return int(value) if value is not None else 0
+
+    async def generation(self) -> tuple[str | None, int]:
+        async with self._redis.pipeline(transaction=False) as pipe:
+            pipe.get(self._generation)
+            pipe.get(self._version)
+            generation, version = await self._call(pipe.execute())
+        return (None if generation is None else _text(generation)), int(version or 0)
+
+    async def init_generation(self, generation: str) -> str:
+        await self._call(self._redis.set(self._generation, generation, nx=True))
+        found = await self._call(self._redis.get(self._generation))
+        return generation if found is None else _text(found)
+
+    async def restore_registry(
+        self, generation: str, min_version: int, conns: builtins.list[Connection]
+    ) -> int:
+        keys = [self._conns, self._domains, self._version, self._generation]
+        args: builtins.list[str | int] = [generation, min_version]
+        for conn in conns:
+            args += [conn.id, encode_connection(conn), len(conn.domains), *conn.domains]
+        reply: builtins.list[Any] = await self._call(self._restore(keys=keys, args=args))
+        if reply[0] == "domain":
+            raise domain_conflict(reply[1], reply[2])
+        return int(reply[1])
+
+    async def server_config(self, *names: str) -> dict[str, str] | None:
+        """The server's settings `names` (CONFIG GET); None when it refuses CONFIG."""
+        found: dict[str, str] = {}
+        for name in names:
+            try:
+                answer = await self._redis.config_get(name)
+            except ResponseError:  # unknown command, or not allowed (a managed service)
+                return None
+            except RedisError as exc:
+                raise StoreError(f"redis store {self.name}: {exc}") from exc
+            found.update({_text(k or ""): _text(v or "") for k, v in answer.items()})
+        return found
 
     async def audit(self, entry: AuditEntry) -> None:
         await self._call(self._append(entry))

@@ -7,7 +7,8 @@ head in `audit_head`), the `docs` table of JSON documents by kind and id, the
 `incidents` table (numbered by AUTOINCREMENT; a partial unique index keeps one
 incident that is not closed per connection), the capped journals (`journal`,
 numbered per kind by `journal_head`; an append deletes what falls beyond the
-cap in its own transaction), and a `meta` row with the version. A file made by
+cap in its own transaction), a `meta` row with the version and the one row of
+`generation` (absent until a registry writes it). A file made by
 an older version gets the new columns and tables on open, and its audit rows
 are sealed into the chain. Every write is one `BEGIN IMMEDIATE` transaction
 that also bumps the version, so a node and the CLI (or several processes) can
@@ -75,10 +76,14 @@ _SCHEMA = (
     "CREATE TABLE IF NOT EXISTS journal (kind TEXT NOT NULL, seq INTEGER NOT NULL,"
     " data TEXT NOT NULL, PRIMARY KEY (kind, seq))",
     "CREATE TABLE IF NOT EXISTS journal_head (kind TEXT PRIMARY KEY, seq INTEGER NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS generation (one INTEGER PRIMARY KEY CHECK (one = 1),"
+    " id TEXT NOT NULL)",
 )
 _AUDIT_COLUMNS = ("before", "after", "prev", "hash")  # added in schema version 2
 _VERSION = "SELECT value FROM meta WHERE key = 'version'"
 _BUMP = "UPDATE meta SET value = value + 1 WHERE key = 'version'"
+_GENERATION = f"SELECT (SELECT id FROM generation WHERE one = 1), ({_VERSION})"  # noqa: S608
+_SET_GENERATION = "INSERT OR REPLACE INTO generation (one, id) VALUES (1, ?)"
 _FIELDS = "seq, prev, hash, ts, actor, action, target, reason, details, before, after"
 _AUDIT_ADD = f"INSERT INTO audit ({_FIELDS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"  # noqa: S608
 _AUDIT_NEWEST = (
@@ -188,6 +193,36 @@ class SqliteStore(AuditLogReader):
         with self._errors():
             row = self._db.execute(_VERSION).fetchone()
         return int(row[0]) if row else 0
+
+    async def generation(self) -> tuple[str | None, int]:
+        with self._errors():
+            generation, version = self._db.execute(_GENERATION).fetchone()
+        return (None if generation is None else str(generation)), int(version or 0)
+
+    async def init_generation(self, generation: str) -> str:
+        def change(db: sqlite3.Connection) -> str:
+            sql = "INSERT OR IGNORE INTO generation (one, id) VALUES (1, ?)"
+            db.execute(sql, (generation,))
+            return str(db.execute("SELECT id FROM generation WHERE one = 1").fetchone()[0])
+
+        return self._write(change)
+
+    async def restore_registry(
+        self, generation: str, min_version: int, conns: builtins.list[Connection]
+    ) -> int:
+        def change(db: sqlite3.Connection) -> int:
+            _check_owners(db, conns)
+            for conn in conns:
+                db.execute("DELETE FROM domains WHERE conn_id = ?", (conn.id,))
+            for conn in conns:
+                _save(db, conn)
+            db.execute(_SET_GENERATION, (generation,))
+            db.execute(_BUMP)
+            sql = "UPDATE meta SET value = MAX(value, ?) WHERE key = 'version'"
+            db.execute(sql, (min_version,))
+            return int(db.execute(_VERSION).fetchone()[0])
+
+        return self._write(change)
 
     async def audit(self, entry: AuditEntry) -> None:
         def change(db: sqlite3.Connection) -> None:
@@ -340,6 +375,17 @@ def _save(db: sqlite3.Connection, conn: Connection) -> None:
         [(domain, conn.id) for domain in conn.domains],
     )
     db.execute(_BUMP)
+
+
+def _check_owners(db: sqlite3.Connection, conns: list[Connection]) -> None:
+    """ConflictError if a domain of `conns` belongs to a connection not among them."""
+    ids = {conn.id for conn in conns}
+    for conn in conns:
+        for domain in conn.domains:
+            found = db.execute("SELECT conn_id FROM domains WHERE domain = ?", (domain,))
+            owner = found.fetchone()
+            if owner is not None and owner[0] not in ids:
+                raise domain_conflict(domain, owner[0])
 
 
 def _append(db: sqlite3.Connection, entry: AuditEntry) -> None:
