@@ -3,6 +3,7 @@
 pytest_plugins = [
     "tests.support.redis_server",
     "tests.support.redis_outage",
+    "tests.support.sentinel",
     "tests.support.sink",
     "tests.support.dnsmasq",
     "tests.support.silent_dns",

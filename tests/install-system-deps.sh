@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Installs the real peers the tests use (redis-server, swaks, dnsmasq, Postfix
+# Installs the real peers the tests use (redis-server, redis-sentinel, swaks, dnsmasq, Postfix
 # for smtp-source, Perl's Mail::DKIM as an independent DKIM verifier, ss, a C
 # compiler for the fsync fault library) when
 # they are missing. Needs root; without it, prints what is missing and the
@@ -7,6 +7,7 @@
 set -u
 need=()
 command -v redis-server >/dev/null || need+=(redis-server)
+command -v redis-sentinel >/dev/null || need+=(redis-sentinel)
 command -v swaks >/dev/null || need+=(swaks)
 [ -x /usr/sbin/dnsmasq ] || command -v dnsmasq >/dev/null || need+=(dnsmasq-base)
 [ -x /usr/sbin/smtp-source ] || command -v smtp-source >/dev/null || need+=(postfix)

@@ -6,8 +6,9 @@ PING, yields a `RedisServer` (`.url` is `redis://127.0.0.1:PORT/0`) and stops
 it at the end of the session. `redis_url` (function scope) empties it
 (FLUSHALL) before each test and returns the URL. A test that kills, hangs or
 restarts its Redis starts its own: `start_redis(binary, workdir, port=...,
-persist=True)` (the append-only file, fsync always, so a SIGKILL loses
-nothing it acknowledged; `port` to come back where the nodes look). When `redis-server` is not
+persist=True, extra=(...))` (the append-only file, fsync always, so a SIGKILL loses
+nothing it acknowledged; `port` to come back where the nodes look; `extra`
+more arguments, e.g. `--replicaof`: tests.support.sentinel). When `redis-server` is not
 installed, the tests that ask for these fixtures are skipped with that reason
 (fail under UGEM_TEST_REQUIRE_PEERS=1: tests.support.peers);
 a server that does not start is an error, never a skip. Never a mock.
@@ -18,7 +19,7 @@ from __future__ import annotations
 import socket
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -53,7 +54,12 @@ class RedisServer:
 
 
 def start_redis(
-    binary: str, workdir: Path, attempts: int = 3, port: int = 0, persist: bool = False
+    binary: str,
+    workdir: Path,
+    attempts: int = 3,
+    port: int = 0,
+    persist: bool = False,
+    extra: Sequence[str] = (),
 ) -> RedisServer:
     """Start redis-server on a free port (or `port`) in `workdir`; wait until it answers PING.
 
@@ -75,6 +81,7 @@ def start_redis(
             "--appendonly",
             "no",
             *durability,
+            *extra,
             "--dir",
             str(workdir),
             "--logfile",

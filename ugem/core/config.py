@@ -30,6 +30,7 @@ from typing import Any
 
 from ugem.core.errors import ConfigError
 from ugem.core.names import canonical_domain
+from ugem.core.redis_url import SENTINEL_FORM, SENTINEL_SCHEME, is_redis_url, parse_sentinel_url
 
 KIB = 1024
 MIB = 1024 * KIB
@@ -253,7 +254,8 @@ class AdminConfig:
 class StoreConfig:
     url: str = knob(
         "",
-        "Registry store: sqlite:///path or redis://host:port/db (empty: SQLite in data_dir).",
+        "Registry store: sqlite:///path, redis://host:port/db or "
+        "redis+sentinel://host:port,host:port/mastername/db (empty: SQLite in data_dir).",
         kind="storeurl",
     )
     max_stale: float = knob(
@@ -648,7 +650,7 @@ class Config:
         choice = self.anomaly.shared_traffic
         if choice != "auto":
             return choice == "on"
-        return self.node.workers > 1 or self.store_url.startswith("redis://")
+        return self.node.workers > 1 or is_redis_url(self.store_url)
 
 
 SECTIONS: dict[str, type[Any]] = {
@@ -711,9 +713,20 @@ def _check_kind(kind: str, value: Any) -> Any:
         if not at or not local or any(c in local for c in ' <>"') or "." not in domain:
             raise ValueError("expected an e-mail address like postmaster@example.kz")
         return f"{local}@{canonical_domain(domain)}"
-    elif kind == "storeurl" and value and not value.startswith(("sqlite:///", "redis://")):
-        raise ValueError("expected sqlite:///path or redis://host:port/db")
+    elif kind == "storeurl" and value:
+        _check_store_url(value)
     return value
+
+
+def _check_store_url(value: str) -> None:
+    """ValueError unless `value` is sqlite:///path, redis://... or a valid redis+sentinel://."""
+    if value.startswith(SENTINEL_SCHEME):
+        try:
+            parse_sentinel_url(value)
+        except ConfigError as exc:
+            raise ValueError(exc.allowed) from None
+    elif not value.startswith(("sqlite:///", "redis://")):
+        raise ValueError(f"expected sqlite:///path or redis://host:port/db, or {SENTINEL_FORM}")
 
 
 def _coerce(f: dataclasses.Field[Any], value: Any) -> Any:

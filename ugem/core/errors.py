@@ -16,7 +16,8 @@ and where each error is raised::
     │                          ugem.core.drain_state (a drain request that cannot be
     │                          read or written: the node cannot tell if it may take mail)
     ├── ConfigError            bad configuration: names the key, the value, what is allowed
-    │                          (ugem.core.config, .notices, .dkim_keys, .store, .reply_class,
+    │                          (ugem.core.config, .notices, .dkim_keys, .store, .redis_url
+    │                          (a malformed redis+sentinel:// store.url), .reply_class,
     │                          .services.reputation; relay.tls, relay.dns,
     │                          relay.inbound.checks, relay.deliver.dkim_sign, anomaly.enforce)
     ├── UsageError             bad CLI or API input: names the argument and what is allowed

@@ -34,6 +34,17 @@ relay_timeout`). Redis errors (connection refused, timeouts, a script error)
 are raised as `StoreError` naming the server (its URL without the password);
 conflicts as `ConflictError`; a damaged stored connection as `StoreError`; an
 invalid URL as `ConfigError`.
+
+`redis_client(url, ...)` makes every Redis client of the project (this store
+and the shared traffic log, `ugem.core.store.traffic`): for `redis://` redis-py's
+`from_url`; for `redis+sentinel://host:port,.../mastername/db` (parsed by
+`ugem.core.redis_url`) a client of `redis.asyncio.sentinel.Sentinel(...).master_for`,
+which asks the sentinels where the master is on every new connection, so after a
+failover the next command goes to the promoted replica (until then, and while
+no sentinel names a master that is up, commands fail as any unreachable Redis:
+`StoreError`, and the registry's copy serves). Closing it closes the sentinel
+connections too. Every Lua script here touches keys of one prefix and declares
+them (or builds them from one prefix), as Redis Cluster would need.
 """
 
 from __future__ import annotations
@@ -45,10 +56,12 @@ from typing import Any, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
 import redis.asyncio as aioredis
+from redis.asyncio.sentinel import Sentinel, SentinelConnectionPool
 from redis.exceptions import RedisError, ResponseError, WatchError
 
 from ugem.core.errors import ConfigError, StoreError
 from ugem.core.model import Connection
+from ugem.core.redis_url import SENTINEL_SCHEME, hide_password, parse_sentinel_url
 from ugem.core.store.base import GENESIS, INCIDENT_CLOSED, AuditEntry, AuditRecord, IncidentRecord
 from ugem.core.store.codec import (
     AuditLogReader,
@@ -206,12 +219,10 @@ class RedisStore(AuditLogReader):
         self.prefix = prefix
         try:
             self.name = redact(url)
-            self._redis = aioredis.Redis.from_url(
-                url, decode_responses=True, socket_timeout=timeout, socket_connect_timeout=timeout
-            )
+            self._redis = redis_client(url, socket_timeout=timeout, socket_connect_timeout=timeout)
         except ValueError as exc:
             allowed = f"expected redis://host:port/db: {exc}"
-            raise ConfigError("store.url", url.partition("@")[2] or url, allowed) from exc
+            raise ConfigError("store.url", hide_password(url), allowed) from exc
         self._conns, self._domains = f"{prefix}conn", f"{prefix}domain"
         self._version, self._audit = f"{prefix}version", f"{prefix}auditlog"
         self._head = f"{prefix}audithead"
@@ -459,8 +470,47 @@ class RedisStore(AuditLogReader):
         return f"redis store {self.name}, connection {conn_id!r}"
 
 
+class _SentinelMaster(aioredis.Redis):
+    """The master's client from `Sentinel.master_for`; closing it closes the sentinels' too."""
+
+    async def aclose(self, close_connection_pool: bool | None = None) -> None:
+        await super().aclose(close_connection_pool)
+        pool = self.connection_pool
+        if isinstance(pool, SentinelConnectionPool):
+            await pool.sentinel_manager.aclose()
+
+
+def redis_client(url: str, socket_timeout: float, **options: Any) -> aioredis.Redis:
+    """A client (decoding replies) of the Redis that `url` names: one server, or via Sentinel."""
+    if not url.startswith(SENTINEL_SCHEME):
+        return aioredis.Redis.from_url(
+            url, decode_responses=True, socket_timeout=socket_timeout, **options
+        )
+    where = parse_sentinel_url(url)
+    sentinels = Sentinel(
+        list(where.sentinels),
+        sentinel_kwargs={
+            "socket_timeout": socket_timeout,
+            "socket_connect_timeout": socket_timeout,
+        },
+    )
+    master: aioredis.Redis = sentinels.master_for(
+        where.master,
+        redis_class=_SentinelMaster,
+        db=where.db,
+        username=where.username,
+        password=where.password,
+        decode_responses=True,
+        socket_timeout=socket_timeout,
+        **options,
+    )
+    return master
+
+
 def redact(url: str) -> str:
     """`url` without its password, fit for messages and logs."""
+    if url.startswith(SENTINEL_SCHEME):
+        return hide_password(url)
     parts = urlsplit(url)
     if not parts.password:
         return url

@@ -12,8 +12,10 @@ registry store and chosen by the same `[store] url`:
   seconds of the injected clock are deleted as new ones arrive (by sequence
   number, a range of the primary key: a minute's precision, never a scan of
   the table); claims expire by the same clock. Workers of one machine share the file.
-- Redis: a stream `<prefix>traffic`, trimmed to about `max_events` entries;
-  claims are keys that Redis expires (its own clock).
+- Redis (`redis://` or `redis+sentinel://`: the store's client,
+  `ugem.core.store.redis.redis_client`, so it follows a Sentinel failover): a
+  stream `<prefix>traffic`, trimmed to about `max_events` entries; claims are
+  keys that Redis expires (its own clock).
 
 `append(records)` is one round trip (one transaction) for a whole batch, so
 the relay pays at most one per message and usually much less. `read(cursor)`
@@ -34,13 +36,13 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
-import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from ugem.core.clock import Clock, SystemClock
 from ugem.core.errors import StoreError
+from ugem.core.redis_url import is_redis_url
 from ugem.core.store import SQLITE_PREFIX
-from ugem.core.store.redis import TIMEOUT, redact
+from ugem.core.store.redis import TIMEOUT, redact, redis_client
 
 RETENTION_S = 3600.0  # SQLite: seconds (of the clock) a record is kept, give or take MARK_S
 MARK_S = 60.0  # SQLite: how often the log notes how far it got, to trim by later
@@ -66,7 +68,7 @@ class TrafficLog(Protocol):
 
 def open_traffic_log(store_url: str, clock: Clock | None = None) -> TrafficLog:
     """The traffic log that goes with the registry store at `store_url`."""
-    if store_url.startswith("redis://"):
+    if is_redis_url(store_url):
         return RedisTrafficLog(store_url)
     registry = Path(store_url[len(SQLITE_PREFIX) :])
     return SqliteTrafficLog(registry.with_name("traffic.db"), clock or SystemClock())
@@ -166,7 +168,7 @@ class SqliteTrafficLog:
 class RedisTrafficLog:
     def __init__(self, url: str, prefix: str = "ugem:", max_events: int = MAX_EVENTS) -> None:
         self.name = f"redis traffic log {redact(url)}"
-        self._redis = aioredis.Redis.from_url(url, decode_responses=True, socket_timeout=TIMEOUT)
+        self._redis = redis_client(url, socket_timeout=TIMEOUT)
         self._stream, self._claims = f"{prefix}traffic", f"{prefix}claim:"
         self.max_events = max_events
 
