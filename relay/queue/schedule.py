@@ -85,7 +85,14 @@ from ugem.core.log import event
 from ugem.core.metrics import Metrics
 from ugem.core.model import Connection, ConnState
 from ugem.core.registry import Registry
-from ugem.core.reply_class import RATE_LIMITED, Patterns, ReplyClass, classify, counted_as
+from ugem.core.reply_class import (
+    MAX_TEXT,
+    RATE_LIMITED,
+    Patterns,
+    ReplyClass,
+    classify,
+    counted_as,
+)
 
 log = logging.getLogger(__name__)
 
@@ -93,7 +100,9 @@ JITTER = 0.1  # a retry waits up to this fraction longer than its back-off
 IN_FLIGHT_PER_SESSION = 2  # messages in flight per allowed outbound session
 HOLD_STATES = (ConnState.SUSPENDED, ConnState.DISCONNECTED)
 POSTPONE_SPREAD = 1.0  # a postponed message waits up to this share of the spacing more
-CLASS_CACHE = 4096  # distinct replies whose class is kept (all dropped when full)
+CLASS_CACHE = 4096  # distinct replies whose class is kept (all dropped when full), each
+# keyed by the first MAX_TEXT characters it is classified from: a next hop's 32 KB replies
+# cost at most 4096 x MAX_TEXT characters here
 
 
 @dataclass(frozen=True)
@@ -425,7 +434,7 @@ class Scheduler:
 
     def _reply(self, outcome: RcptOutcome) -> ReplyClass:
         """What `outcome`'s reply says (each distinct reply classified once, while cached)."""
-        said = outcome.said
+        said = outcome.said[:MAX_TEXT]  # all a class is read from: the cache stays small
         found = self._classes.get((outcome.code, said))
         if found is None:
             if len(self._classes) >= CLASS_CACHE:

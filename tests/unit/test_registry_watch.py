@@ -31,6 +31,7 @@ class Flaky(SqliteStore):
 
     mode = "ok"  # ok, down, hung
     calls = 0
+    local = False  # it stands for a store across a network, which may hang
 
     def __init__(self, path: Path) -> None:
         super().__init__(path)

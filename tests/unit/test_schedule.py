@@ -32,7 +32,7 @@ from ugem.core.events import EventBus, Outcome, Subscription, trace_record
 from ugem.core.metrics import Metrics
 from ugem.core.model import ConnState
 from ugem.core.registry import Registry
-from ugem.core.reply_class import configured_patterns
+from ugem.core.reply_class import MAX_TEXT, configured_patterns
 from ugem.core.store.sqlite import SqliteStore
 
 MIN, MAX, LIFETIME = 300.0, 4000.0, 3 * 3600.0
@@ -635,6 +635,19 @@ async def test_outcome_events_carry_the_reply_class_and_the_blocklist(world: Wor
         "code",
         "counted",
     }
+
+
+async def test_a_next_hops_long_replies_are_cached_by_what_is_classified(world: World) -> None:
+    """A hostile next hop answers each recipient with a different reply of thousands of
+    characters: each is classified from its first MAX_TEXT, and only that is kept."""
+    padding = "x" * 7000
+    world.sink.rcpt_reply = lambda rcpt: (
+        None if rcpt == SENDER else f"550 5.1.1 No such user {rcpt} {padding}"
+    )
+    await world.send("a@example.org", "b@example.org", "c@example.org")
+    events = outcome_events(world)
+    assert {events[r].reply_class for r in ("a@example.org", "b@example.org")} == {"unknown-user"}
+    assert max(len(said) for _, said in world.scheduler._classes) <= MAX_TEXT
 
 
 async def test_an_operators_reply_table_decides_the_class(world: World) -> None:

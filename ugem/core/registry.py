@@ -73,7 +73,7 @@ class Registry:
         self._by_host: dict[str, Connection] = {}  # single addresses, the common case
         self._by_net: list[tuple[IPNetwork, Connection]] = []  # wider CIDRs, longest first
         self._listeners: list[Listener] = []
-        self.watch = StoreWatch(self, clock, freshness or Freshness())
+        self.watch = StoreWatch(self, clock, freshness or Freshness(), bounded=not store.local)
 
     def on_change(self, listener: Listener) -> None:
         """Call `listener(old, new)` for every connection that changed in a reload."""

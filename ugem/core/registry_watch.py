@@ -15,11 +15,12 @@ SMTP path off the store entirely.
 - `relay_sync()` (the SMTP path, at MAIL) while the breaker is closed: one
   sync at a time, shared by every session that asks meanwhile, waited for at
   most `relay_timeout` seconds (the sync goes on in the background; its
-  outcome counts). A failure, a refusal or no answer in time opens the
-  breaker. While it is open, no store call at all. Answers whether the view
-  may serve: always while the store is up, else while the view is no older
-  than `max_stale` (beyond it the caller refuses mail with 451). Never raises
-  a StoreError.
+  outcome counts); on a local store (SQLite, `Store.local`: its calls never
+  yield, so no wait could be cut short) the sync is simply run. A failure, a
+  refusal or no answer in time opens the breaker. While it is open, no store
+  call at all. Answers whether the view may serve: always while the store is
+  up, else while the view is no older than `max_stale` (beyond it the caller
+  refuses mail with 451). Never raises a StoreError.
 - `probe()` (the node's background step, every second): a sync while the
   breaker is closed, or when a probe is due while it is open (every
   `probe_interval` seconds); a success closes it. Never raises a StoreError.
@@ -102,8 +103,11 @@ class StoreStatus:
 
 
 class StoreWatch:
-    def __init__(self, registry: Watched, clock: Clock, freshness: Freshness) -> None:
+    def __init__(
+        self, registry: Watched, clock: Clock, freshness: Freshness, bounded: bool = True
+    ) -> None:
         self.registry = registry
+        self.bounded = bounded  # wait at most relay_timeout (a store across a network)
         self.clock = clock
         self.freshness = freshness
         self.breaker = Breaker(clock, freshness.probe_interval)
@@ -150,7 +154,9 @@ class StoreWatch:
     async def relay_sync(self) -> bool:
         """Sync unless the store is known down, waiting `relay_timeout` at most; may the view
         serve?"""
-        if self.breaker.closed:
+        if self.breaker.closed and not self.bounded:  # a local store answers at once:
+            await self._attempt()  # a task and a timer would cost 50 us a MAIL for nothing
+        elif self.breaker.closed:
             task = self._attempt_task()
             done, _ = await asyncio.wait({task}, timeout=self.freshness.relay_timeout)
             if not done:

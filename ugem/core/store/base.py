@@ -99,6 +99,10 @@ class IncidentRecord:
 
 
 class Store(Protocol):
+    # Whether the store runs in this process (SQLite: its calls never yield to the loop, so
+    # a bounded wait on them cannot help and only costs); False: it is across a network.
+    local: bool
+
     async def add(self, conn: Connection) -> None:
         """Create a connection; ConflictError if the id or one of its domains exists."""
         ...

@@ -214,6 +214,8 @@ return redis.call('LRANGE', KEYS[1], low - first, top - first)
 
 
 class RedisStore(AuditLogReader):
+    local = False  # across a network: a call may hang (Store.local)
+
     def __init__(self, url: str, prefix: str = "ugem:", timeout: float = TIMEOUT) -> None:
         self.url = url
         self.prefix = prefix

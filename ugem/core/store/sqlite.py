@@ -110,6 +110,8 @@ _JOURNAL_NEWEST = (
 
 
 class SqliteStore(AuditLogReader):
+    local = True  # a file of this machine, called without yielding (Store.local)
+
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
         try:
