@@ -16,8 +16,6 @@ incident and sends no other alert.
 
 from __future__ import annotations
 
-import asyncio
-import time
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +25,7 @@ from relay import replies
 from tests.support.mail import read_notice
 from tests.support.node import api_client, connect, node_config, running_node, send_mail
 from tests.support.sink import Sink
-from tests.support.waiting import eventually
+from tests.support.waiting import eventually, eventually_read
 from ugem.core.clock import FakeClock
 from ugem.core.config import Config
 from ugem.core.model import ConnState
@@ -70,14 +68,11 @@ async def send(config: Config, sender: str, rcpt: str, source: str) -> None:
 
 async def gateway_incidents(api: httpx.AsyncClient, count: int) -> list[dict[str, Any]]:
     """The gateway incidents of GET /v1/incidents, once there are `count` of them."""
-    deadline = time.monotonic() + 10
-    while True:
-        listed = (await api.get("/v1/incidents")).json()
-        found = [i for i in listed if i["kind"] == "gateway"]
-        if len(found) >= count:
-            return found
-        assert time.monotonic() < deadline, f"no gateway incident: {listed}"
-        await asyncio.sleep(0.02)
+
+    async def read() -> list[dict[str, Any]]:
+        return [i for i in (await api.get("/v1/incidents")).json() if i["kind"] == "gateway"]
+
+    return await eventually_read(read, lambda found: len(found) >= count, 10, "gateway incident")
 
 
 async def test_blocklisted_replies_from_two_hops_open_one_gateway_incident(

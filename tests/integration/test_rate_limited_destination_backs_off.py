@@ -22,15 +22,13 @@ A bad `[reputation] reply_patterns` table stops the node's start, naming the key
 from __future__ import annotations
 
 import asyncio
-import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from relay.queue.message import QueuedMessage, QueueState
-from tests.support.node import connect, node_config, running_node, send_mail
+from relay.queue.message import QueueState
+from tests.support.node import connect, node_config, queued_until, running_node, send_mail
 from tests.support.sink import Sink
 from tests.support.waiting import eventually
 from ugem.core.clock import FakeClock
@@ -69,21 +67,6 @@ async def send(config: Config, rcpt: str) -> str:
     sent = await send_mail(config, f"a@{CONN}", [rcpt], CONN_IP)
     assert sent.ok, sent.text
     return sent.text.rsplit(" ", 1)[-1]
-
-
-async def queued_until(
-    node: Node, queue_id: str, condition: Callable[[QueuedMessage], bool], timeout: float = 10
-) -> QueuedMessage:
-    """The spooled message once `condition` holds for it (checked as the node works)."""
-    assert node.spool is not None
-    deadline = time.monotonic() + timeout
-    while True:
-        msg = await node.spool.get(queue_id, with_data=False)
-        assert msg is not None, f"{queue_id} left the spool"
-        if condition(msg):
-            return msg
-        assert time.monotonic() < deadline, f"{queue_id}: {msg.state} {msg.attempts} {msg}"
-        await asyncio.sleep(0.02)
 
 
 def outcomes(events: Subscription) -> list[Outcome]:

@@ -10,19 +10,15 @@ STARTTLS and a certificate for mx.example.org from the private CA that
 
 from __future__ import annotations
 
-import asyncio
-import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from relay.queue.message import QueuedMessage, QueueState
-from tests.support.node import connect, node_config, running_node, send_mail
+from relay.queue.message import QueueState
+from tests.support.node import connect, node_config, queued_until, running_node, send_mail
 from tests.support.sink import Sink
 from tests.support.tls_cert import TestCa, server_context
 from ugem.core.clock import FakeClock
 from ugem.core.config import Config
-from ugem.node import Node
 
 MX_ADDRESS = "127.0.0.11"
 REASON = "TLS required for example.org: next hop mx.example.org offers no STARTTLS"
@@ -43,21 +39,6 @@ async def tls_required_node(
     config, path = node_config(tmp_path, delivery=delivery)
     await connect(config, "mdai.gov.kz", ["127.0.0.2"])
     return config, path
-
-
-async def queued_until(
-    node: Node, queue_id: str, condition: Callable[[QueuedMessage], bool], timeout: float = 10
-) -> QueuedMessage:
-    """The spooled message once `condition` holds for it (checked as the node works)."""
-    assert node.spool is not None
-    deadline = time.monotonic() + timeout
-    while True:
-        msg = await node.spool.get(queue_id, with_data=False)
-        assert msg is not None, f"{queue_id} left the spool"
-        if condition(msg):
-            return msg
-        assert time.monotonic() < deadline, f"{queue_id} stayed {msg.state} ({msg.last_error})"
-        await asyncio.sleep(0.02)
 
 
 async def test_a_next_hop_without_starttls_gets_nothing_and_the_mail_waits(

@@ -26,15 +26,17 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import httpx
 
 from loadtest.ports import free_port
+from relay.queue.message import QueuedMessage
 from tests.support.clients import Sent, message, smtplib_send
 from tests.support.sink import Sink
+from tests.support.waiting import eventually_read
 from ugem.commands.config import toml_value
 from ugem.core.clock import Clock
 from ugem.core.config import Config, load_config
@@ -141,6 +143,22 @@ async def api_client(node: Node, name: str, role: Role) -> AsyncIterator[httpx.A
     url = f"http://{node.config.admin.listen}"
     async with httpx.AsyncClient(base_url=url, headers=headers) as client:
         yield client
+
+
+async def queued_until(
+    node: Node, queue_id: str, condition: Callable[[QueuedMessage], bool], timeout: float = 10
+) -> QueuedMessage:
+    """The spooled message once `condition` holds for it (read as the node works); it
+    must stay in the spool meanwhile."""
+    spool = node.spool
+    assert spool is not None
+
+    async def read() -> QueuedMessage:
+        msg = await spool.get(queue_id, with_data=False)
+        assert msg is not None, f"{queue_id} left the spool"
+        return msg
+
+    return await eventually_read(read, condition, timeout, f"{queue_id}'s condition")
 
 
 class NodeProcess:
