@@ -70,6 +70,14 @@ is not connected any more (suspended by an operator or another worker
 meanwhile) is not suspended again; once resumed, it is watched afresh (the
 registry's change listener).
 
+While the store is unreachable (the claim or a record fails with
+`StoreError`), a verdict is acted on in this node alone at once (in mode
+"enforce": a throttle on its board, a suspension laid over its registry view,
+`Registry.hold_locally`, logged `anomaly_suspended_locally` at WARNING) and
+recorded when the store is back (`anomaly.pending`: one incident, one
+suspension, one notice, overrides then checked; the local hold then lifts).
+The shared feed meanwhile judges this process's own events here alone.
+
 Failures never reach the SMTP path: a failed step is logged and the
 detector watches the connection afresh, so its next verdict tries again;
 events this observer fell behind on are dropped by the bus and counted in
@@ -96,8 +104,9 @@ from anomaly.cited import Cited
 from anomaly.detector import LIFT, SUSPEND, THROTTLE, Detector, Verdict
 from anomaly.features import MINUTE_S, Features
 from anomaly.feed import Feed, LocalFeed
+from anomaly.pending import PendingVerdicts
 from anomaly.trace_reader import BOUNCED, DEFERRED, DELIVERED
-from ugem.core.errors import ConfigError, ConflictError
+from ugem.core.errors import ConfigError, ConflictError, StoreError
 from ugem.core.events import Accepted, Complained, Event, EventBus, Outcome
 from ugem.core.log import event
 from ugem.core.metrics import Metrics
@@ -169,6 +178,7 @@ class Enforcer:
         self._watch: dict[str, _Watch] = {}
         self.cited = Cited()  # blocklists named and complaints made, for the reasons
         self.board = throttle if throttle is not None else ThrottleBoard()
+        self.pending = PendingVerdicts(self._claim, self._record_pending, self._settle)
 
     async def start(self) -> None:
         await self.load_baselines()
@@ -180,6 +190,7 @@ class Enforcer:
         if self._task is not None:
             await cancel_and_wait(self._task)
             self._task = None
+        await self.pending.stop()
         await self._feed.stop()
 
     async def save_baselines(self) -> int:
@@ -225,13 +236,57 @@ class Enforcer:
         later, as it does); a throttle or its lift changes every process's board, as each
         relays on its own."""
         key = f"verdict:{verdict.connection}:{verdict.action}:{verdict.ts!r}"
-        claimed = await self._feed.claim(key, CLAIM_S)
-        if claimed or verdict.action != SUSPEND:
-            await self.act(verdict, record=claimed)
+        claimed: bool | None = None
+        try:
+            claimed = await self._feed.claim(key, CLAIM_S)
+            if claimed or verdict.action != SUSPEND:
+                await self.act(verdict, record=claimed)
+                return
+        except StoreError as exc:  # the store is down: act here alone, record it later
+            await self._act_here(verdict, str(exc))
+            if verdict.action != LIFT:
+                await self.pending.add(key, verdict, claimed=bool(claimed))
             return
         self._unthrottle(verdict.connection, "suspended")
         self._watch[verdict.connection] = _Watch(verdict.ts + WITHHELD_S)
         event(log, "anomaly_verdict_claimed_elsewhere", connection=verdict.connection)
+
+    async def _act_here(self, verdict: Verdict, why: str) -> None:
+        """Act on `verdict` in this node alone while the store cannot take it (mode
+        "enforce"): a throttle or its lift on this node's board, a suspension laid over the
+        registry's view (`Registry.hold_locally`). Overrides are not known here: the verdict
+        is checked against them when it is recorded, and the local hold then lifts."""
+        conn_id = verdict.connection
+        if verdict.action == LIFT:
+            await self._lift(verdict, record=False)
+        elif self.mode != "enforce":
+            pass
+        elif verdict.action == THROTTLE:
+            await self._throttle(verdict, record=False)
+        else:
+            self._unthrottle(conn_id, "suspended")
+            reason = f"abnormal traffic: {verdict.reason} (suspended by this node alone: {why})"
+            held = await self._connections.registry.hold_locally(conn_id, reason)
+            event(
+                log,
+                "anomaly_suspended_locally",
+                logging.WARNING,
+                connection=conn_id,
+                reason=verdict.reason,
+                held=held,
+            )
+
+    async def _claim(self, key: str) -> bool:
+        return await self._feed.claim(key, CLAIM_S)
+
+    async def _record_pending(self, verdict: Verdict) -> None:
+        """Record a verdict of the outage now that the store is back (`anomaly.pending`)."""
+        await self.act(verdict, record=True)
+
+    async def _settle(self, verdict: Verdict) -> None:
+        """End what was done in this node alone for `verdict`: the store's state serves."""
+        if verdict.action == SUSPEND:
+            await self._connections.registry.release_local(verdict.connection)
 
     def _failed(self, verdict: Verdict, exc: Exception) -> None:
         conn_id, mode = verdict.connection, self.mode
@@ -447,8 +502,10 @@ class Enforcer:
 
     async def _suspend(self, verdict: Verdict) -> None:
         conn_id = verdict.connection
-        conn = self._connections.registry.get(conn_id)
-        if conn is None or conn.state != ConnState.CONNECTED:
+        registry = self._connections.registry
+        conn = registry.get(conn_id)
+        connected = conn is not None and conn.state == ConnState.CONNECTED
+        if conn is None or not (connected or registry.held_locally(conn_id)):
             _already(conn_id, conn.state.value if conn else "unknown")
             return
         incident, _ = await self._incident(verdict, Mode.ENFORCE, Action.SUSPENDED)

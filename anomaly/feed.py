@@ -20,11 +20,18 @@ appends (or of reads) is a WARNING (`traffic_append_failed`,
 `traffic_read_failed`), the ones that follow DEBUG, and the first success
 after them an INFO (`traffic_append_recovered` with the events dropped
 meanwhile, `traffic_read_recovered`).
+
+While appends fail (the store is down), the events this process could not
+share are judged here alone: they go straight to this process's detector
+(still in order per connection), so a connection turning abnormal during an
+outage is caught by the node it sends through; the other processes never see
+them ("dropped" counts them as not shared).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import json
 import logging
@@ -102,6 +109,7 @@ class SharedFeed:
         self._publisher: asyncio.Task[None] | None = None
         self._append_dropped: int | None = None  # events dropped in this outage; None: up
         self._read_down = False
+        self._arrived = asyncio.Event()  # events judged here alone are ready
 
     async def start(self) -> None:
         self._cursor = await self._traffic.tail()  # judge what comes from now on
@@ -119,15 +127,16 @@ class SharedFeed:
             records = [await self._local.get()]
             while len(records) < BATCH and (more := self._local.drain_one()) is not None:
                 records.append(more)
-            lines = [json.dumps(r) for ev in records if (r := trace_record(ev)) is not None]
-            if lines:
-                await self._append(lines)
+            traced = [(ev, r) for ev in records if (r := trace_record(ev)) is not None]
+            if traced:
+                await self._append([json.dumps(r) for _, r in traced], [ev for ev, _ in traced])
                 raise_if_cancelled()
 
-    async def _append(self, lines: list[str]) -> None:
+    async def _append(self, lines: list[str], events: list[Event]) -> None:
         try:
             await self._traffic.append(lines)
         except StoreError as exc:
+            self._judge_here(events)
             self._metrics.events_dropped.labels("traffic-log").inc(len(lines))
             first = self._append_dropped is None
             self._append_dropped = (self._append_dropped or 0) + len(lines)
@@ -138,11 +147,23 @@ class SharedFeed:
             event(log, "traffic_append_recovered", dropped=self._append_dropped)
             self._append_dropped = None
 
+    def _judge_here(self, events: list[Event]) -> None:
+        """Events the log could not take: to this process's detector alone."""
+        for ev in events:
+            self._ready.append(self._in_order(ev))
+        self._arrived.set()
+
     async def get(self) -> Event:
         while not self._ready:
             await self._fill()
             raise_if_cancelled()
         return self._ready.popleft()
+
+    async def _pause(self) -> None:
+        """Wait `RETRY_S` after a failed read, or less if events to judge here come."""
+        self._arrived.clear()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._arrived.wait(), RETRY_S)
 
     async def _fill(self) -> None:
         try:
@@ -151,7 +172,8 @@ class SharedFeed:
             level = logging.DEBUG if self._read_down else logging.WARNING
             self._read_down = True
             event(log, "traffic_read_failed", level, error=str(exc))
-            await asyncio.sleep(RETRY_S)
+            if not self._ready:
+                await self._pause()
             return
         if self._read_down:
             self._read_down = False
@@ -168,6 +190,10 @@ class SharedFeed:
         except (KeyError, TypeError, ValueError) as exc:
             event(log, "traffic_record_bad", logging.WARNING, error=str(exc))
             return None
+        return self._in_order(ev)
+
+    def _in_order(self, ev: Event) -> Event:
+        """`ev` with its time no earlier than its connection's last event's here."""
         last = self._last_ts.get(ev.connection, ev.ts)
         if ev.ts < last:
             ev = dataclasses.replace(ev, ts=last)

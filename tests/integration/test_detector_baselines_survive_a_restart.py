@@ -20,6 +20,13 @@ from ugem.core.store import open_store
 async def test_a_restarted_node_takes_up_the_baselines_it_learned(tmp_path: Path) -> None:
     async with burst_scene(tmp_path, "shadow") as scene:
         await scene.history()
+
+        async def judged_all() -> bool:  # a stop saves what the detector has judged so far
+            metrics = scene.node.metrics.registry
+            judged = metrics.get_sample_value("ugem_detector_events_total") or 0
+            return judged >= 2 * scene.sends  # each message: accepted, then delivered
+
+        await until(judged_all, "the detector judged the whole history")
     store = open_store(scene.config.store_url)
     try:
         kept = dict(await store.doc_list(BASELINE_DOC))

@@ -338,14 +338,15 @@ class EagerDetector(SpyDetector):
 
 
 class FailingOnce(OverrideService):
-    """Overrides whose first lookup fails, as a store that is briefly unreachable."""
+    """Overrides whose first lookup fails with an error that is not the store's (a damaged
+    document, a bug): the verdict cannot be acted on."""
 
     failed = False
 
     async def in_force(self, connection: str, at: float | None = None) -> Override | None:
         if not self.failed:
             self.failed = True
-            raise StoreError("redis store redis://x: connection refused (test)")
+            raise ValueError("override document unreadable (test)")
         return await super().in_force(connection, at)
 
 
@@ -718,3 +719,106 @@ def test_cited_is_bounded_and_says_nothing_without_notes() -> None:
         cited.complaint(0.0, f"c{i}.kz")
     assert cited.describe(f"c{MAX_CONNECTIONS + 1}.kz", 0.0) == ""
     assert cited.describe("c0.kz", 0.0) == "recipients' complaints: 1"
+
+
+class OutageFeed(LocalFeed):
+    """This process's events, whose claims fail while `down` (the store unreachable) and
+    are all taken by another process when `elsewhere`."""
+
+    down = True
+    elsewhere = False
+
+    async def claim(self, key: str, ttl: float) -> bool:
+        if self.down:
+            raise StoreError("redis store redis://x: connection refused (test)")
+        return not self.elsewhere
+
+
+def outage_enforcer(scene: Scene) -> tuple[Enforcer, OutageFeed, EventBus]:
+    bus = EventBus()
+    feed = OutageFeed(bus, scene.metrics)
+    detector = EagerDetector()
+    return Enforcer("enforce", bus, scene.service, scene.metrics, detector, feed=feed), feed, bus
+
+
+async def held_here(scene: Scene) -> bool:
+    conn = scene.service.registry.get(CONN)
+    return conn is not None and conn.state == ConnState.SUSPENDED
+
+
+async def test_a_suspension_in_a_store_outage_holds_here_at_once_and_is_recorded_once_after(
+    scene: Scene, caplog: pytest.LogCaptureFixture
+) -> None:
+    enforcer, feed, bus = outage_enforcer(scene)
+    await enforcer.start()
+    try:
+        bus.publish(accepted(scene.clock.now()))
+        await until(lambda: held_here(scene), "the connection held by this node")
+        conn = scene.service.registry.get(CONN)
+        assert conn is not None and "suspended by this node alone" in conn.state_reason
+        assert scene.service.registry.held_locally(CONN)
+        stored = await scene.service.store.get(CONN)
+        assert stored is not None and stored.state == ConnState.CONNECTED  # nothing written
+        assert scene.service.registry.snapshot().connections[0].state == ConnState.CONNECTED
+        assert await incidents(scene, enforcer) == [] and scene.mailed() == []
+        assert len(enforcer.pending) == 1
+        assert await enforcer.pending.finish() == 0  # still down: still pending, still held
+
+        feed.down = False
+        assert await enforcer.pending.finish() == 1
+        assert await enforcer.pending.finish() == 0  # recorded once
+        [incident] = await incidents(scene, enforcer)
+        assert (incident.mode, incident.action) == (Mode.ENFORCE, Action.SUSPENDED)
+        stored = await scene.service.store.get(CONN)
+        assert stored is not None and stored.state == ConnState.SUSPENDED
+        assert stored.state_reason == f"abnormal traffic: {REASON} (incident 1)"
+        assert not scene.service.registry.held_locally(CONN)
+        assert await held_here(scene)
+        assert [rcpts for rcpts, _ in scene.mailed()] == [(OWNER,), (OPERATORS,)]
+        assert scene.sample("ugem_detector_suspensions_total", "enforce") == 1
+        assert await scene.actions() == [
+            ("detector", "connection.suspend"),
+            ("detector", "incident.open"),
+        ]
+        lines = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+        assert lines.count("anomaly_suspended_locally") == 1
+        assert "anomaly_action_failed" not in lines
+    finally:
+        await enforcer.stop()
+
+
+async def test_an_exemption_found_when_the_store_returns_lifts_the_local_hold(
+    scene: Scene,
+) -> None:
+    enforcer, feed, bus = outage_enforcer(scene)
+    request = OverrideRequest(CONN, OverrideKind.EXEMPT, "agreed by letter", permanent=True)
+    await enforcer.overrides.set(request, "api:root")
+    await enforcer.start()
+    try:
+        bus.publish(accepted(scene.clock.now()))
+        await until(lambda: held_here(scene), "held here: overrides are not known in an outage")
+        feed.down = False
+        assert await enforcer.pending.finish() == 1
+        conn = scene.service.registry.get(CONN)
+        assert conn is not None and conn.state == ConnState.CONNECTED
+        [incident] = await incidents(scene, enforcer)
+        assert (incident.mode, incident.action) == (Mode.SHADOW, Action.EXEMPTED)
+    finally:
+        await enforcer.stop()
+
+
+async def test_a_verdict_of_the_outage_claimed_elsewhere_is_left_to_that_process(
+    scene: Scene,
+) -> None:
+    enforcer, feed, bus = outage_enforcer(scene)
+    await enforcer.start()
+    try:
+        bus.publish(accepted(scene.clock.now()))
+        await until(lambda: held_here(scene), "held here")
+        feed.down, feed.elsewhere = False, True
+        assert await enforcer.pending.finish() == 1
+        conn = scene.service.registry.get(CONN)
+        assert conn is not None and conn.state == ConnState.CONNECTED  # the store's state
+        assert await incidents(scene, enforcer) == [] and scene.mailed() == []
+    finally:
+        await enforcer.stop()

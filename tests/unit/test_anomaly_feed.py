@@ -88,12 +88,22 @@ async def test_event_time_never_runs_backwards_for_a_connection(
     assert other.ts == 50.0
 
 
-async def test_a_failed_append_drops_the_batch_and_counts_it(tmp_path: Path) -> None:
+async def test_a_failed_append_is_judged_here_alone_and_counted_as_not_shared(
+    tmp_path: Path,
+) -> None:
     w = Worker(f"sqlite:///{tmp_path / 'registry.db'}")
     await w.feed.start()
-    await w.log.close()  # every append fails from now on
+    await w.log.close()  # every append (and read) fails from now on
     try:
         w.bus.publish(accepted(1.0, "c1", "x@c1.example"))
+        w.bus.publish(accepted(0.5, "c1", "y@c1.example"))  # in order per connection here too
+        begun = asyncio.get_running_loop().time()
+        judged = await w.take(2)
+        assert [(e.ts, e.sender) for e in judged if isinstance(e, Accepted)] == [
+            (1.0, "x@c1.example"),
+            (1.0, "y@c1.example"),
+        ]
+        assert asyncio.get_running_loop().time() - begun < 0.9  # not a failed read's pause
 
         def dropped() -> float | None:
             name, labels = "ugem_events_dropped_total", {"observer": "traffic-log"}
@@ -103,7 +113,7 @@ async def test_a_failed_append_drops_the_batch_and_counts_it(tmp_path: Path) -> 
             if dropped():
                 break
             await asyncio.sleep(0.01)  # the publisher task runs; no clock time is involved
-        assert dropped() == 1
+        assert dropped() == 2
     finally:
         await w.feed.stop()
 

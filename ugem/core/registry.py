@@ -23,6 +23,14 @@ breaker, the bounded wait, the background probe, the staleness bound and what
 audit log, then tells the listeners (the scheduler holds or releases mail).
 If the store fails during a sync, the last good view is kept and the error is
 raised as `StoreError`.
+
+While the store cannot take a change, the detector may still suspend a
+connection in this node alone: `hold_locally` lays a suspension over the
+store's view (the relay answers 451, the scheduler holds the mail, listeners
+are told), kept over every reload until `release_local` lifts it, once the
+suspension is recorded in the store (or found not to be wanted). A local hold
+is never written to the copy on disk: the copy is the store's view, and a
+node restarted during the outage starts without the hold.
 """
 
 from __future__ import annotations
@@ -69,6 +77,8 @@ class Registry:
         self._copy = copy
         self._version: int | None = None
         self._by_id: dict[str, Connection] = {}
+        self._stored: list[Connection] = []  # the store's view, without the local holds
+        self._holds: dict[str, str] = {}  # connection -> why it is held here alone
         self._by_domain: dict[str, Connection] = {}
         self._by_host: dict[str, Connection] = {}  # single addresses, the common case
         self._by_net: list[tuple[IPNetwork, Connection]] = []  # wider CIDRs, longest first
@@ -118,10 +128,10 @@ class Registry:
         return copy
 
     def snapshot(self) -> RegistryCopy:
-        """The view as a copy (what `load_copy` would take back)."""
+        """The store's view as a copy (what `load_copy` would take back); no local hold."""
         assert self.generation is not None and self._version is not None
         return RegistryCopy(
-            self.generation, self._version, self.confirmed_at or 0.0, tuple(self.all())
+            self.generation, self._version, self.confirmed_at or 0.0, tuple(self._stored)
         )
 
     async def _confirmed(self) -> None:
@@ -145,13 +155,11 @@ class Registry:
         self.generation, self._version = generation, version
         self.confirmed_at = self.clock.now()
         await self._keep()
-        for conn in conns:
-            before = old.get(conn.id)
-            if before != conn:
-                for listener in self._listeners:
-                    await listener(before, conn)
+        await self._tell(old, self.all())
 
-    def _index(self, conns: list[Connection]) -> None:
+    def _index(self, stored: list[Connection]) -> None:
+        self._stored = stored
+        conns = [self._held_view(c) for c in stored] if self._holds else stored
         by_domain, by_host, by_net = {}, {}, []
         for conn in conns:
             if conn.state == ConnState.DISCONNECTED:
@@ -167,6 +175,43 @@ class Registry:
         by_net.sort(key=lambda item: item[0].prefixlen, reverse=True)
         self._by_id = {c.id: c for c in conns}
         self._by_domain, self._by_host, self._by_net = by_domain, by_host, by_net
+
+    def _held_view(self, conn: Connection) -> Connection:
+        """`conn` as this node serves it: suspended while held locally and connected."""
+        why = self._holds.get(conn.id)
+        if why is None or conn.state != ConnState.CONNECTED:
+            return conn
+        return dataclasses.replace(conn, state=ConnState.SUSPENDED, state_reason=why)
+
+    async def hold_locally(self, conn_id: str, reason: str) -> bool:
+        """Suspend connected `conn_id` in this node alone (the store is unreachable);
+        False when it is not connected here. Listeners are told, as for a reload."""
+        conn = self._by_id.get(conn_id)
+        if conn is None or conn.state != ConnState.CONNECTED:
+            return False
+        self._holds[conn_id] = reason
+        await self._reindex()
+        return True
+
+    async def release_local(self, conn_id: str) -> None:
+        """Lift this node's own hold of `conn_id`: the store's view of it serves again."""
+        if self._holds.pop(conn_id, None) is not None:
+            await self._reindex()
+
+    def held_locally(self, conn_id: str) -> bool:
+        return conn_id in self._holds
+
+    async def _reindex(self) -> None:
+        old = self._by_id
+        self._index(self._stored)
+        await self._tell(old, self.all())
+
+    async def _tell(self, old: dict[str, Connection], conns: list[Connection]) -> None:
+        for conn in conns:
+            before = old.get(conn.id)
+            if before != conn:
+                for listener in self._listeners:
+                    await listener(before, conn)
 
     def get(self, conn_id: str) -> Connection | None:
         return self._by_id.get(conn_id)
