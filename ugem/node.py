@@ -49,6 +49,7 @@ import asyncio
 import contextlib
 import logging
 import signal
+import socket
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
@@ -107,7 +108,14 @@ ENFORCER_START_RETRY = 2.0  # seconds between tries to start the detector once t
 
 
 class Node:
-    def __init__(self, config: Config, clock: Clock | None = None, worker: int = 0) -> None:
+    def __init__(
+        self,
+        config: Config,
+        clock: Clock | None = None,
+        worker: int = 0,
+        smtp_socket: socket.socket | None = None,
+    ) -> None:
+        self._smtp_socket = smtp_socket  # bound by the supervisor (None: bind it here)
         self.config = config
         self.worker = worker
         self.clock = clock or SystemClock()
@@ -305,7 +313,7 @@ class Node:
         )
         self.draining.attach(self.smtp)
         self._repeat("drain_check", CHECK_INTERVAL, self.draining.check)
-        await self.smtp.start()
+        await self.smtp.start(self._smtp_socket)
         if self.worker == 0:  # one worker applies them, so each is applied (and mailed) once
             due = services.connections.disconnect_due
             self._repeat("scheduled_disconnect", DISCONNECT_CHECK_INTERVAL, due)
@@ -480,9 +488,10 @@ def worker_file(path: Path, worker: int) -> Path:
     return path if worker == 0 else path.with_name(f"{path.stem}.w{worker}{path.suffix}")
 
 
-async def serve(config: Config, worker: int = 0) -> int:
-    """Run a node until SIGTERM or SIGINT (SIGHUP: reload); stop it in order; 0 on a clean stop."""
-    node = Node(config, worker=worker)
+async def serve(config: Config, worker: int = 0, smtp: socket.socket | None = None) -> int:
+    """Run a node until SIGTERM or SIGINT (SIGHUP: reload); stop it in order; 0 on a clean stop.
+    `smtp`: the SMTP port's listening socket, when the supervisor bound it."""
+    node = Node(config, worker=worker, smtp_socket=smtp)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):

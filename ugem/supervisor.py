@@ -1,9 +1,12 @@
 """`ugem serve --workers N`: N node processes sharing the SMTP port, and their supervisor.
 
-The supervisor runs no node itself. It starts each worker as
-`ugem serve --worker-index I` (the same config file and environment, with
-`UGEM_NODE_WORKERS=N`), so the workers bind the SMTP port together with
-SO_REUSEPORT and the kernel spreads connections among them; each has its own
+The supervisor runs no node itself. It binds the SMTP port once
+(`relay.accept.listener.bind_listener`: no SO_REUSEPORT, so a process that is
+not one of this node's workers gets "address in use", as with Postfix; a
+port it cannot bind is one line naming `smtp.listen`, exit 1) and starts
+each worker as `ugem serve --worker-index I --smtp-fd FD` (the same config
+file and environment, with `UGEM_NODE_WORKERS=N`, the listening socket
+inherited), so every worker accepts on that one socket; each has its own
 spool and its own admin listener (admin port + I). A worker that dies is
 started again after a back-off (1 s doubling to 30 s) and the death is logged
 at ERROR. SIGHUP is passed to every running worker (each reloads its STARTTLS
@@ -21,6 +24,7 @@ import contextlib
 import logging
 import os
 import signal
+import socket
 import sys
 
 from ugem.core.log import event
@@ -33,9 +37,10 @@ MAX_BACKOFF = 30.0
 
 
 class Supervisor:
-    def __init__(self, workers: int, config_path: str | None) -> None:
+    def __init__(self, workers: int, config_path: str | None, smtp: socket.socket) -> None:
         self.workers = workers
         self.config_path = config_path
+        self.smtp = smtp  # the SMTP port's listening socket, every worker's
         self.procs: dict[int, asyncio.subprocess.Process] = {}
         self.stopping = asyncio.Event()
         self.exit_codes: dict[int, int] = {}
@@ -43,7 +48,9 @@ class Supervisor:
 
     def _argv(self, index: int) -> list[str]:
         config = ["--config", self.config_path] if self.config_path else []
-        return [sys.executable, "-m", "ugem.cli", "serve", "--worker-index", str(index), *config]
+        fd = ["--smtp-fd", str(self.smtp.fileno())]
+        argv = ["serve", "--worker-index", str(index), *fd, *config]
+        return [sys.executable, "-m", "ugem.cli", *argv]
 
     async def _spawn(self, index: int) -> asyncio.subprocess.Process:
         env = {**os.environ, "UGEM_NODE_WORKERS": str(self.workers), PARENT_ENV: str(os.getpid())}
@@ -53,7 +60,9 @@ class Supervisor:
         async with self._spawning:
             signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGHUP})
             try:
-                proc = await asyncio.create_subprocess_exec(*self._argv(index), env=env)
+                proc = await asyncio.create_subprocess_exec(
+                    *self._argv(index), env=env, pass_fds=(self.smtp.fileno(),)
+                )
             finally:
                 signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGHUP})
         self.procs[index] = proc
@@ -106,5 +115,6 @@ class Supervisor:
             if proc.returncode is None:
                 proc.kill()
         await asyncio.gather(*pending, return_exceptions=True)
+        self.smtp.close()
         clean = all(code == 0 for code in self.exit_codes.values()) and not pending
         return 0 if clean else 1

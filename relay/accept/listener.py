@@ -25,6 +25,10 @@ from the config, so this module builds no part of its own.
 between commands, lets a DATA or commit in progress finish within `grace`
 seconds, then aborts what is left and waits (again up to `grace`) for commits
 already handed to the intake, so none is torn.
+With several workers the supervisor binds the port once (`bind_listener`, no
+SO_REUSEPORT) and every worker serves that one socket (`start(sock)`), as
+Postfix's master hands its listening socket to each smtpd: a process that is
+not one of the node's workers cannot bind the port (it gets "address in use").
 `refuse(reply)` (a drain, ugem.draining) keeps listening but greets every new
 session with that 421 and closes the open ones with it between commands (a
 DATA in progress finishes and is committed); `refuse(None)` takes mail again;
@@ -48,6 +52,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
+import socket
 import ssl
 from collections import Counter
 
@@ -71,7 +76,7 @@ from ugem.core.names import canonical_domain
 from ugem.core.registry import Registry
 from ugem.core.throttle import ThrottleView
 
-__all__ = ["AcceptServer", "Intake", "load_tls"]
+__all__ = ["AcceptServer", "Intake", "bind_listener", "load_tls"]
 
 log = logging.getLogger(__name__)
 
@@ -131,25 +136,19 @@ class AcceptServer:
         self._refusal: Reply | None = None  # every new session's greeting while set (drain)
         self.port = 0
 
-    async def start(self) -> None:
-        host, port = parse_hostport(self.config.smtp.listen, listen=True)
+    async def start(self, sock: socket.socket | None = None) -> None:
+        """Listen on `[smtp] listen`, or serve `sock` (bound by the supervisor) if given."""
         tls = load_tls(self.config.smtp.tls_cert, self.config.smtp.tls_key)
         self._services = dataclasses.replace(self._services, tls=tls)
         loop = asyncio.get_running_loop()
-        # Several worker processes share the port (the kernel spreads connections).
-        shared = self.config.node.workers > 1
-        try:
-            self._server = await loop.create_server(
-                lambda: SmtpSession(self._services, self),
-                host,
-                port,
-                reuse_port=shared,
-                backlog=self.config.smtp.listen_backlog,
-            )
-        except OSError as exc:  # the port is taken, the address is not this host's ...
-            why = exc.strerror or str(exc)
-            raise UgemError(f"smtp.listen {self.config.smtp.listen}: cannot listen: {why}") from exc
-        self.port = int(self._server.sockets[0].getsockname()[1])
+        if sock is None:
+            sock = bind_listener(self.config.smtp.listen, self.config.smtp.listen_backlog)
+        self._server = await loop.create_server(
+            lambda: SmtpSession(self._services, self),
+            sock=sock,
+            backlog=self.config.smtp.listen_backlog,
+        )
+        host, self.port = sock.getsockname()[:2]
         event(
             log, "smtp_listening", logging.INFO, host=host, port=self.port, starttls=tls is not None
         )
@@ -276,3 +275,18 @@ def gateway_domain(hostname: str) -> str:
         return canonical_domain(hostname)
     except ValueError:
         return hostname.strip().rstrip(".").lower()
+
+
+def bind_listener(listen: str, backlog: int) -> socket.socket:
+    """A listening TCP socket on `listen` (`[smtp] listen`): SO_REUSEADDR, never
+    SO_REUSEPORT, so no other process can bind the port beside it. An address it cannot
+    listen on (in use, not this host's) is a `UgemError` naming the key, in one line."""
+    host, port = parse_hostport(listen, listen=True)
+    try:
+        family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
+        sock = socket.create_server((host, port), family=family, backlog=backlog)
+    except OSError as exc:  # the port is taken, the address is not this host's ...
+        why = exc.strerror or str(exc)
+        raise UgemError(f"smtp.listen {listen}: cannot listen: {why}") from exc
+    sock.setblocking(False)
+    return sock

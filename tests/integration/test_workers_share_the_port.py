@@ -1,7 +1,10 @@
 """Scenario: `ugem serve --workers 2`, two node processes on one SMTP port.
 
-The kernel spreads sessions over both workers (SO_REUSEPORT); each keeps its
-own spool, and everything acknowledged arrives once. `ugem queue list` sees
+The supervisor binds the port once and both workers accept on that socket;
+each keeps its own spool, and everything acknowledged arrives once. Another
+node started on the same SMTP port (its own data, two workers too) cannot
+bind it: one line naming `smtp.listen` and "in use", exit 1 (it would take
+part of the mail unseen with SO_REUSEPORT). `ugem queue list` sees
 the queue of both, and so does the admin API of each worker (`GET
 /v1/queue`), which holds and releases mail kept in the other worker's spool:
 released, that worker delivers it. A worker killed with SIGKILL is started
@@ -14,6 +17,7 @@ import asyncio
 import json
 import os
 import signal
+import subprocess
 import sys
 import urllib.request
 from pathlib import Path
@@ -21,7 +25,7 @@ from pathlib import Path
 import httpx
 
 from relay.queue.spool import Spool, spool_path
-from tests.support.node import NodeProcess, node_relaying_to, send_mail
+from tests.support.node import NodeProcess, node_config, node_relaying_to, send_mail
 from tests.support.sink import Sink
 from tests.support.waiting import eventually, eventually_read
 from ugem.core.clock import SystemClock
@@ -122,6 +126,19 @@ async def both_workers_ready(node: NodeProcess, admins: list[str]) -> None:
     await eventually(lambda: all(worker_pid(a) for a in admins), what="both workers ready")
 
 
+async def another_node_cannot_take_the_port(tmp_path: Path, config: Config) -> None:
+    (tmp_path / "other").mkdir()
+    _, other = node_config(tmp_path / "other", smtp={"listen": config.smtp.listen})
+    command = [sys.executable, "-m", "ugem.cli", "serve", "--workers", "2", "--config", str(other)]
+    ran = await asyncio.to_thread(
+        subprocess.run, command, capture_output=True, text=True, timeout=60, check=False
+    )
+    assert ran.returncode == 1, ran.stderr
+    last = ran.stderr.strip().splitlines()[-1]
+    assert last.startswith(f"ugem: failed: smtp.listen {config.smtp.listen}: cannot listen")
+    assert "in use" in last and "Traceback" not in ran.stderr
+
+
 async def test_two_workers_share_the_port_and_survive_a_kill(tmp_path: Path) -> None:
     sink = await Sink.start("127.0.0.1", 0)
     sink.data_replies = ["451 4.3.0 later"] * 5  # a few stay queued, to list them
@@ -132,6 +149,7 @@ async def test_two_workers_share_the_port_and_survive_a_kill(tmp_path: Path) -> 
     node.start()
     try:
         await both_workers_ready(node, admins)
+        await another_node_cannot_take_the_port(tmp_path, config)
 
         async def send(n: int) -> bool:
             sent = await send_mail(config, "a@mdai.gov.kz", ["x@example.org"], "127.0.0.2", f"m{n}")

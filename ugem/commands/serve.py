@@ -3,7 +3,8 @@
 Uses uvloop when it is installed (`--no-uvloop` for the standard loop).
 With `--workers N` (or `[node] workers`) above 1 it runs a supervisor of N
 worker processes sharing the SMTP port (`ugem.supervisor`); each worker is
-this same command with the hidden `--worker-index I`.
+this same command with the hidden `--worker-index I` and `--smtp-fd FD` (the
+SMTP port's listening socket, bound once by the supervisor).
 Startup failures (a port in use, an unreadable spool) print one line and
 exit 1; a clean stop on SIGTERM exits 0. A node name the internet cannot use
 (`localhost`, or one without a dot: the banner, the Received: headers and
@@ -17,9 +18,11 @@ import argparse
 import asyncio
 import dataclasses
 import logging
+import socket
 from collections.abc import Coroutine
 from typing import Any
 
+from relay.accept.listener import bind_listener
 from ugem.cli import config_path
 from ugem.core.config import Config
 from ugem.core.errors import UsageError
@@ -41,6 +44,7 @@ def register(
         "--workers", type=int, metavar="N", help="worker processes (default: [node] workers)"
     )
     p.add_argument("--worker-index", type=int, default=None, help=argparse.SUPPRESS)
+    p.add_argument("--smtp-fd", type=int, default=None, help=argparse.SUPPRESS)
     p.set_defaults(handler=run)
 
 
@@ -71,11 +75,13 @@ def run(args: argparse.Namespace, config: Config) -> int:
         check_hostname(config.hostname)
     main: Coroutine[Any, Any, int]
     if workers > 1 and args.worker_index is None:
-        main = Supervisor(workers, config_path(args)).run()
+        smtp = bind_listener(config.smtp.listen, config.smtp.listen_backlog)
+        main = Supervisor(workers, config_path(args), smtp).run()
     else:
         if args.worker_index is not None and (parent := parent_from_env()) is not None:
             die_with_parent(parent)  # a worker never outlives its supervisor
-        main = serve(config, worker=args.worker_index or 0)
+        inherited = None if args.smtp_fd is None else socket.socket(fileno=args.smtp_fd)
+        main = serve(config, worker=args.worker_index or 0, smtp=inherited)
     if not args.no_uvloop:
         try:
             import uvloop
