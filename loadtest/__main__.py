@@ -1,5 +1,5 @@
-"""`python -m loadtest` and `ugem-loadtest`: the run, sink, compare, idle, restart, sign and
-hostile commands.
+"""`python -m loadtest` and `ugem-loadtest`: the run, sink, compare, idle, restart, sign,
+hostile and nodes commands.
 
     python -m loadtest run HOST:PORT [options]     the generator (report as text or --json)
     python -m loadtest sink [--listen H:P] ...     the counting SMTP sink
@@ -9,6 +9,7 @@ hostile commands.
     python -m loadtest sign [options]              DKIM signing rate: ugem, dkimpy, OpenSSL
     python -m loadtest hostile [--only big|header|idle] [options]
                                                    large messages, a folded header, idle strangers
+    python -m loadtest nodes [options]             one node against two on a shared Redis
 
 `main(argv)` returns the exit code: 0 done, 1 a `LoadtestError` (its message
 on stderr) or a run where every message failed (`hostile`: a finding), 2 bad
@@ -40,6 +41,7 @@ def parser() -> argparse.ArgumentParser:
     commands.add_restart(sub)
     signing.add_sign(sub)
     commands.add_hostile(sub)
+    commands.add_nodes(sub)
     return top
 
 

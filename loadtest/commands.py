@@ -22,6 +22,9 @@
   folded header, idle strangers); exit code 1 when a finding says the node
   missed a target. SIGTERM and SIGINT stop it after stopping the gateway and
   the sink.
+- `nodes`: loadtest.nodes's one node against two on a shared Redis, and the shared
+  traffic log's cost; exit code 1 when a setup lost or duplicated a message. SIGTERM and
+  SIGINT stop it after stopping the nodes, the sink and redis-server.
 Every command runs on uvloop when it is installed, unless `--no-uvloop`.
 """
 
@@ -38,7 +41,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any, TypeVar
 
-from loadtest import compare, generator, hostile, idle, restart
+from loadtest import compare, generator, hostile, idle, nodes, restart
 from loadtest.content import Template, parse_size
 from loadtest.control import ControlServer
 from loadtest.errors import UsageError
@@ -303,21 +306,7 @@ async def _every(seconds: float, action: Callable[[], object]) -> None:
 def add_compare(sub: Any) -> None:
     p = sub.add_parser("compare", help="the same load through a private Postfix and the gateway")
     p.add_argument("peer", choices=["postfix"], help="the MTA to compare with")
-    p.add_argument("--messages", type=positive, default=10_000, help="default 10000")
-    p.add_argument("--connections", type=positive, default=50, help="default 50")
-    p.add_argument("--per-connection", type=positive, default=100, help="default 100")
-    p.add_argument(
-        "--size",
-        type=_checked(parse_size),
-        default=parse_size("2048"),
-        help="bytes or a distribution (see run --size); default 2048",
-    )
-    p.add_argument(
-        "--source",
-        type=_checked(parse_sources),
-        default=compare.DEFAULT_SOURCES,
-        help="generator source addresses (default 127.0.0.2-127.0.0.5)",
-    )
+    _load_shape(p, 10_000)
     p.add_argument("--only", choices=["ugem", "postfix"], help="measure one of the two")
     p.add_argument("--workers", type=positive, help="passed to ugem serve --workers")
     p.add_argument(
@@ -336,6 +325,27 @@ def add_compare(sub: Any) -> None:
     p.set_defaults(handler=compare_command)
 
 
+def _load_shape(p: argparse.ArgumentParser, messages: int) -> None:
+    """The load of every command that drives the gateway with the generator."""
+    p.add_argument("--messages", type=positive, default=messages, help=f"default {messages}")
+    p.add_argument("--connections", type=positive, default=50, help="default 50")
+    p.add_argument("--per-connection", type=positive, default=100, help="default 100")
+    p.add_argument(
+        "--size",
+        type=_checked(parse_size),
+        default=parse_size("2048"),
+        help="bytes or a distribution (see run --size); default 2048",
+    )
+    p.add_argument(
+        "--source",
+        "--sources",
+        dest="source",
+        type=_checked(parse_sources),
+        default=compare.DEFAULT_SOURCES,
+        help="generator source addresses (default 127.0.0.2-127.0.0.5)",
+    )
+
+
 def _gateway_run(p: argparse.ArgumentParser) -> None:
     """The options of every command that runs the gateway and waits for arrivals."""
     p.add_argument(
@@ -348,7 +358,8 @@ def _gateway_run(p: argparse.ArgumentParser) -> None:
 
 
 def _gateway_setup(p: argparse.ArgumentParser) -> None:
-    """The options of every command that runs the gateway itself (compare, restart, hostile)."""
+    """The options of every command that runs the gateway itself (compare, restart, hostile,
+    nodes)."""
     p.add_argument(
         "--ugem-set",
         action="append",
@@ -470,22 +481,8 @@ def idle_command(args: argparse.Namespace) -> int:
 
 def add_restart(sub: Any) -> None:
     p = sub.add_parser("restart", help="restart the gateway over a full queue: time to deliver")
-    p.add_argument("--messages", type=positive, default=100_000, help="default 100000")
+    _load_shape(p, 100_000)
     p.add_argument("--workers", type=positive, help="passed to ugem serve --workers")
-    p.add_argument(
-        "--size",
-        type=_checked(parse_size),
-        default=parse_size("2048"),
-        help="bytes or a distribution (see run --size); default 2048",
-    )
-    p.add_argument("--connections", type=positive, default=50, help="default 50")
-    p.add_argument("--per-connection", type=positive, default=100, help="default 100")
-    p.add_argument(
-        "--source",
-        type=_checked(parse_sources),
-        default=compare.DEFAULT_SOURCES,
-        help="generator source addresses (default 127.0.0.2-127.0.0.5)",
-    )
     _gateway_run(p)
     p.set_defaults(handler=restart_command)
 
@@ -610,3 +607,59 @@ def hostile_command(args: argparse.Namespace) -> int:
     result = run_loop(_cancellable(hostile.hostile(hostile_options(args))), args.no_uvloop)
     _report(args, hostile.render_json(result), hostile.render_text(result))
     return 1 if hostile.findings(result) else 0
+
+
+# -- nodes ----------------------------------------------------------------------------------
+
+
+def add_nodes(sub: Any) -> None:
+    p = sub.add_parser(
+        "nodes", help="one node against two on a shared Redis; the shared traffic log's cost"
+    )
+    _load_shape(p, 10_000)
+    p.add_argument(
+        "--rounds",
+        type=positive,
+        default=3,
+        help=f"rounds of the four setups, in turn (default 3, at most {nodes.MAX_ROUNDS})",
+    )
+    p.add_argument(
+        "--redis-server",
+        default="redis-server",
+        metavar="PATH",
+        help="the redis-server to run (default: the one on PATH)",
+    )
+    p.add_argument(
+        "--settle",
+        type=_checked(nodes.parse_settle),
+        default=10.0,
+        help="before each setup, wait at most this long for a quiet second (default 10s; "
+        "0: no wait)",
+    )
+    _gateway_run(p)
+    p.set_defaults(handler=nodes_command)
+
+
+def nodes_options(args: argparse.Namespace) -> nodes.NodesOptions:
+    options = nodes.NodesOptions(
+        messages=args.messages,
+        connections=args.connections,
+        per_connection=args.per_connection,
+        size=args.size,
+        sources=args.source,
+        rounds=args.rounds,
+        redis_server=args.redis_server,
+        stall=args.stall,
+        settle=args.settle,
+        ugem_overrides=parse_overrides(args.ugem_set),
+        workdir=args.workdir,
+        keep=args.keep,
+    )
+    options.check()
+    return options
+
+
+def nodes_command(args: argparse.Namespace) -> int:
+    result = run_loop(_cancellable(nodes.nodes(nodes_options(args))), args.no_uvloop)
+    _report(args, nodes.render_json(result), nodes.render_text(result))
+    return 0 if result.complete() else 1

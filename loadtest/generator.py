@@ -113,6 +113,7 @@ def run_header(shape: LoadShape, workers: int | None) -> dict[str, Any]:
 class RunResult:
     report: Report
     accepted_ids: list[str]
+    latencies: list[float] = field(default_factory=list)  # accept latencies (s), to pool runs
 
 
 class _Run:
@@ -223,7 +224,7 @@ async def run(
     if progress is not None:
         line = progress_line(state.tally, options.messages, state.plan.elapsed())
         progress.write("\r" + line + "\x1b[K\n")
-    return RunResult(state.report(), state.tally.accepted_ids)
+    return RunResult(state.report(), state.tally.accepted_ids, state.tally.latencies)
 
 
 def progress_line(tally: Tally, total: int | None, elapsed: float) -> str:
