@@ -3,11 +3,13 @@
 `OperatorServices` is what the node wiring (or a test) hands to `create_app`; every
 route module gets its service and the `Authority` that checks roles (the token
 was checked by `admin.auth.AuthGate`). The errors of the services are mapped
-to HTTP in `admin.errors`. The drain's services (`drain`: `/v1/drain`; `transfer`: the
-import of another node's mail, `/v1/queue/import`) are mounted when given.
+to HTTP in `admin.errors`, which also documents each operation's errors. The
+drain's services (`drain`: `/v1/drain`; `transfer`: the import of another
+node's mail, `/v1/queue/import`) are mounted when given.
 """
 
 from dataclasses import dataclass
+from pathlib import Path
 
 from fastapi import APIRouter
 
@@ -17,15 +19,17 @@ from admin import (
     connections,
     drain,
     incidents,
+    messages,
     overrides,
     queue,
     queue_import,
     reputation,
+    status,
     tokens,
 )
 from admin.auth import Authority
-from admin.errors import ERRORS
 from ugem.core.clock import Clock
+from ugem.core.events import Publish
 from ugem.core.metrics import Metrics
 from ugem.core.registry import Registry
 from ugem.core.services.applications import ApplicationService, DnsCheck
@@ -35,9 +39,11 @@ from ugem.core.services.connections import ConnectionService
 from ugem.core.services.drain import DrainService
 from ugem.core.services.incidents import IncidentService
 from ugem.core.services.mailqueue import MailQueue, QueueService
+from ugem.core.services.messages import MessageService
 from ugem.core.services.notices import NoticeSettings, Notifier, Outbox
 from ugem.core.services.overrides import OverrideService
 from ugem.core.services.reputation import ReputationService
+from ugem.core.services.status import StatusService
 from ugem.core.services.tokens import TokenService
 from ugem.core.services.transfer import TransferService
 from ugem.core.store.base import Store
@@ -58,6 +64,8 @@ class OperatorServices:
     throttle: ThrottleView | None = None  # the node's throttled connections (ugem.core.throttle)
     drain: DrainService | None = None  # drains this node into another (/v1/drain)
     transfer: TransferService | None = None  # takes another node's mail (/v1/queue/import)
+    messages: MessageService | None = None  # the message index (/v1/messages)
+    status: StatusService | None = None  # one screen of the node (/v1/status)
 
 
 def build_services(
@@ -74,6 +82,9 @@ def build_services(
     complaints: ComplaintService | None = None,
     drain: DrainService | None = None,
     transfer: TransferService | None = None,
+    messages: MessageService | None = None,
+    journal: Publish | None = None,
+    status_dir: Path | None = None,
 ) -> OperatorServices:
     """The services of one node (or test) over its store, registry and queue.
 
@@ -82,17 +93,23 @@ def build_services(
     `reputation` the node's watch of its addresses on the blocklists (None: one that
     checks nothing, so /v1/reputation answers with no standings); `complaints` the node's
     feedback-loop complaints (None: the ones in `store`, traced by `registry`, counted in
-    `metrics`, announced on no bus).
+    `metrics`, announced on no bus); `messages` searches the message index; `journal` is
+    told of the queue's changes (the mail log); `status_dir` is where the node's workers
+    describe themselves (`ugem.core.runtime`: None, no /v1/status).
     """
     audit = AuditLog(store, clock)
     notifier = None if notices is None else Notifier(outbox, audit, clock, notices)
     connections = ConnectionService(store, registry, audit, clock, notifier)
     gauge = None if metrics is None else metrics.applications_overdue
+    incidents = IncidentService(store, audit, clock)
+    screen = (
+        None if status_dir is None else StatusService(status_dir, store, queue, incidents, clock)
+    )
     return OperatorServices(
         tokens=TokenService(store, audit, clock),
         audit=audit,
         connections=connections,
-        queue=QueueService(queue, audit, clock),
+        queue=QueueService(queue, audit, clock, journal),
         applications=ApplicationService(
             store,
             connections,
@@ -102,19 +119,21 @@ def build_services(
             overdue_gauge=gauge,
             notifier=notifier,
         ),
-        incidents=IncidentService(store, audit, clock),
+        incidents=incidents,
         overrides=OverrideService(store, audit, clock),
         reputation=reputation or ReputationService(None, (), (), clock),
         complaints=complaints or ComplaintService(store, clock, registry, metrics=metrics),
         throttle=throttle,
         drain=drain,
         transfer=transfer,
+        messages=messages,
+        status=screen,
     )
 
 
 def api_router(services: OperatorServices) -> APIRouter:
     auth = Authority()
-    api = APIRouter(prefix="/v1", responses=ERRORS)
+    api = APIRouter(prefix="/v1")
     api.include_router(connections.router(services.connections, auth, services.throttle))
     api.include_router(queue.router(services.queue, auth))
     api.include_router(audit.router(services.audit, auth))
@@ -127,4 +146,8 @@ def api_router(services: OperatorServices) -> APIRouter:
         api.include_router(drain.router(services.drain, auth))
     if services.transfer is not None:
         api.include_router(queue_import.router(services.transfer, auth))
+    if services.messages is not None:
+        api.include_router(messages.router(services.messages, auth))
+    if services.status is not None:
+        api.include_router(status.router(services.status, auth))
     return api

@@ -1,7 +1,8 @@
 """`/v1/audit`: the audit log, newest first, and the verification of its hash chain.
 
-Both need `viewer`. `before` pages back: pass the smallest `seq` of a page to
-get the page before it.
+Both need `viewer`. The list is a page, newest first (`admin.pages`: keyset on
+the record's `seq`, which the store pages by itself); its total counts every
+matching record.
 """
 
 from typing import Annotated
@@ -9,6 +10,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Query
 
 from admin.auth import Authority
+from admin.pages import DEFAULT_LIMIT, Cursor, Limit, PageOut, page_out
 from admin.schemas import AuditOut, VerdictOut
 from ugem.core.services.audit import AuditLog
 from ugem.core.services.tokens import Role
@@ -19,19 +21,24 @@ def router(service: AuditLog, auth: Authority) -> APIRouter:
         prefix="/audit", tags=["audit"], dependencies=[Depends(auth.require(Role.VIEWER))]
     )
 
-    @r.get("", response_model=list[AuditOut])
+    @r.get("", response_model=PageOut[AuditOut], summary="List the audit log")
     async def list_audit(
-        target: Annotated[str | None, Query(max_length=255)] = None,
-        actor: Annotated[str | None, Query(max_length=255)] = None,
-        action: Annotated[str | None, Query(max_length=100)] = None,
-        before: Annotated[int | None, Query(ge=1, le=2**63 - 1)] = None,
-        limit: Annotated[int, Query(ge=1, le=10_000)] = 100,
-    ) -> list[AuditOut]:
-        found = await service.list(target, limit, before, actor, action)
-        return [AuditOut.of(r) for r in found]
+        target: Annotated[str | None, Query(max_length=255, description="what was changed")] = None,
+        actor: Annotated[str | None, Query(max_length=255, description="who changed it")] = None,
+        action: Annotated[
+            str | None, Query(max_length=100, description="e.g. queue.delete")
+        ] = None,
+        limit: Limit = DEFAULT_LIMIT,
+        cursor: Cursor = None,
+    ) -> PageOut[AuditOut]:
+        """Who did what, to which target, when and why, with the target before and after;
+        newest first."""
+        return page_out(await service.page(target, actor, action, limit, cursor), AuditOut.of)
 
-    @r.get("/verify", response_model=VerdictOut)
+    @r.get("/verify", response_model=VerdictOut, summary="Verify the audit log's hash chain")
     async def verify_audit() -> VerdictOut:
+        """Reads the whole chain: every record edited, missing or out of its place is a
+        problem named; `ok` when there is none."""
         return VerdictOut.of(await service.verify())
 
     return r

@@ -2,9 +2,10 @@
 
 `AuthGate` is pure ASGI middleware in front of the app: every request under
 `/v1/` is authenticated from its headers alone, before a byte of its body is
-read or parsed. No (or a malformed) `Authorization: Bearer` header answers
-401, a token that is unknown or revoked answers 401 (with `Connection: close`,
-so an unread body is never read), a store that cannot be read 503; otherwise
+read or parsed (every refusal is an `admin.errors.problem`). No (or a
+malformed) `Authorization: Bearer` header answers 401, a token that is unknown
+or revoked answers 401 (with `Connection: close`, so an unread body is never
+read), a store that cannot be read 503; otherwise
 the `ApiToken` rides in the request's scope. `Authority().require(role)`
 is a FastAPI dependency: it takes that token (401 if the gate left none),
 answers 403 naming the role needed if the token's role is below `role`, and
@@ -16,12 +17,13 @@ audit log. The comparison itself is constant-time
 from collections.abc import Awaitable, Callable
 from typing import Annotated
 
-from fastapi import Depends, HTTPException, Request
+from fastapi import HTTPException, Request, Security
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.datastructures import Headers
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from admin.errors import problem
 from ugem.core.errors import StoreError
 from ugem.core.services.tokens import ApiToken, Role, TokenService
 
@@ -30,7 +32,6 @@ MISSING = "a bearer token is required"
 UNKNOWN = "the token is unknown or revoked"
 SCOPE_KEY = "ugem.token"  # where `AuthGate` leaves the authenticated ApiToken
 bearer = HTTPBearer(auto_error=False, description="a token from `ugem token create`")
-Credentials = Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]
 Check = Callable[[Request, HTTPAuthorizationCredentials | None], Awaitable[ApiToken]]
 
 
@@ -52,15 +53,15 @@ class AuthGate:
             await self.app(scope, receive, send)
             return
         secret = bearer_secret(Headers(scope=scope).get("authorization"))
-        refusal, token = None, None
+        refusal: JSONResponse | None = None
+        token = None
         try:
             token = None if secret is None else await self.tokens.authenticate(secret)
         except StoreError as exc:
-            refusal = JSONResponse({"detail": str(exc)}, 503, headers={"Connection": "close"})
+            refusal = problem(503, str(exc), headers={"Connection": "close"})
         if refusal is None and token is None:
             detail = MISSING if secret is None else UNKNOWN
-            headers = CHALLENGE | {"Connection": "close"}
-            refusal = JSONResponse({"detail": detail}, 401, headers=headers)
+            refusal = problem(401, detail, headers=CHALLENGE | {"Connection": "close"})
         if refusal is not None:
             await refusal(scope, receive, send)
             return
@@ -72,9 +73,15 @@ class Authority:
     """The role checks of the routes (the tokens themselves are `AuthGate`'s)."""
 
     def require(self, role: Role) -> Check:
+        # The bearer scheme with the role as its "scope" only documents the route in the
+        # OpenAPI schema (`security: [{"HTTPBearer": ["operator"]}]`, OpenAPI 3.1's role
+        # names, which `admin.errors.document` reads for the 403): the gate in front of
+        # every /v1/ route has authenticated the request already.
+        Credentials = Annotated[
+            HTTPAuthorizationCredentials | None, Security(bearer, scopes=[str(role)])
+        ]
+
         async def check(request: Request, credentials: Credentials) -> ApiToken:
-            # `credentials` only declares the bearer scheme in the OpenAPI schema: the
-            # gate in front of every /v1/ route has authenticated the request already.
             token = request.scope.get(SCOPE_KEY)
             if not isinstance(token, ApiToken):
                 raise HTTPException(401, MISSING, headers=CHALLENGE)

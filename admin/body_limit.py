@@ -1,6 +1,6 @@
 """A cap on the size of every admin request's body, as pure ASGI middleware.
 
-`BodyLimit(app, max_body_size)` answers `413` with `{"detail": ...}` naming
+`BodyLimit(app, max_body_size)` answers `413` (an `admin.errors.problem`) naming
 `[admin] max_body_size`:
 
 - at once, without reading a byte of the body, when `Content-Length` is over
@@ -24,6 +24,8 @@ from starlette.datastructures import Headers
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from admin.errors import problem
+
 
 class _TooLarge(Exception):
     """Raised into the app when its body passes the limit (after the 413 is sent)."""
@@ -44,7 +46,7 @@ class BodyLimit:
             else "the most this route takes (the largest message this node takes)"
         )
         detail = f"the request body is over {limit} bytes, {most}"
-        return JSONResponse({"detail": detail}, 413, headers={"Connection": "close"})
+        return problem(413, detail, headers={"Connection": "close"})
 
     @staticmethod
     def _fits(length: str, limit: int) -> bool:

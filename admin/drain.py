@@ -15,10 +15,12 @@ draining). A drain already running is 409; a bad `to` is 422.
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter, Depends, Query
 
 from admin.auth import Authority
 from admin.drain_schemas import DrainIn, DrainOut
+from admin.errors import problems
+from admin.schemas import TEXT
 from ugem.core.services.drain import DrainService
 from ugem.core.services.tokens import ApiToken, Role
 
@@ -27,17 +29,36 @@ def router(service: DrainService, auth: Authority) -> APIRouter:
     r = APIRouter(prefix="/drain", tags=["drain"])
     Admin = Annotated[ApiToken, Depends(auth.require(Role.ADMIN))]
 
-    @r.get("", response_model=DrainOut, dependencies=[Depends(auth.require(Role.VIEWER))])
+    @r.get(
+        "",
+        response_model=DrainOut,
+        dependencies=[Depends(auth.require(Role.VIEWER))],
+        summary="Show the drain's status",
+    )
     async def drain_status() -> DrainOut:
+        """Whether the node is draining, into which node, each worker's answer and the
+        last run's report."""
         return DrainOut.of(service.status())
 
-    @r.post("", response_model=DrainOut, status_code=202)
+    @r.post(
+        "",
+        response_model=DrainOut,
+        status_code=202,
+        summary="Drain this node into another",
+        responses=problems(409),
+    )
     async def start_drain(body: DrainIn, token: Admin) -> DrainOut:
+        """The node stops taking and delivering mail and hands its queue to the node at
+        `to`, with `token` (never kept). 409: a drain is running already."""
         status = await service.start(body.to, body.token, token.actor, body.reason)
         return DrainOut.of(status)
 
-    @r.delete("", response_model=DrainOut)
-    async def cancel_drain(token: Admin, reason: str = "") -> DrainOut:
+    @r.delete("", response_model=DrainOut, summary="Cancel the drain")
+    async def cancel_drain(
+        token: Admin,
+        reason: Annotated[str, Query(max_length=TEXT, description="why (audited)")] = "",
+    ) -> DrainOut:
+        """The node takes and delivers mail again (also when it was not draining)."""
         return DrainOut.of(await service.cancel(token.actor, reason))
 
     return r

@@ -5,7 +5,9 @@ node being drained and the node taking its mail say to each other and to
 operators. Input models forbid unknown fields and non-finite numbers
 (`admin.schemas.In`); the services check the meaning (`UsageError`, 422
 naming the field). `ImportIn` is `ugem.core.transfer_client.wire_form` read
-back: a `MailItem`'s fields, the text in base64, and the sending node's name.
+back: a `MailItem`'s fields, the text in base64, and the sending node's name; its
+times stay Unix time, exact floats between two nodes (a message's expiry counts
+from `received_at`), while the drain's status shows RFC 3339 (`admin.times.Time`).
 The receiving node's token a drain is given is never in any answer.
 """
 
@@ -18,6 +20,7 @@ from typing import Literal
 from pydantic import BaseModel, Field
 
 from admin.schemas import TEXT, In
+from admin.times import Time
 from ugem.core.drain_state import WorkerAnswer
 from ugem.core.errors import UsageError
 from ugem.core.services.drain import DrainReport, DrainStatus
@@ -105,8 +108,8 @@ class ReportOut(BaseModel):
     left: int
     reason: str
     failures: dict[str, str] = Field(description="queue id -> why (the first ones)")
-    started_at: float
-    updated_at: float
+    started_at: Time
+    updated_at: Time
     pid: int
 
     @classmethod
@@ -117,7 +120,7 @@ class ReportOut(BaseModel):
 class DrainOut(BaseModel):
     draining: bool = Field(description="the node takes no mail and delivers none")
     to: str
-    since: float | None
+    since: Time | None = Field(description="when the drain was asked for; null: not draining")
     by: str
     request: str
     running: bool = Field(description="a drain is moving the queue now")

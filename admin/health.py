@@ -70,21 +70,26 @@ def _rounded(age: float | None) -> float | None:
 def health_router(source: HealthSource, metrics: Metrics) -> APIRouter:
     router = APIRouter()
 
-    @router.get("/healthz", response_class=PlainTextResponse)
+    @router.get("/healthz", response_class=PlainTextResponse, summary="Liveness")
     async def healthz() -> str:
+        """`ok` while the process serves HTTP at all."""
         return "ok\n"
 
     @router.get(
         "/readyz",
         response_model=Readiness,
         responses={503: {"model": Readiness, "description": "not ready; the reason says why"}},
+        summary="Readiness",
     )
     async def readyz() -> JSONResponse:
+        """200 when the node should get traffic (also degraded: relaying on its registry
+        copy while the store is down), else 503 with the reason; the worker that answered."""
         body = readiness_body(source)
         return JSONResponse(body, status_code=200 if body["ready"] else 503)
 
-    @router.get("/metrics", response_class=PlainTextResponse)
+    @router.get("/metrics", response_class=PlainTextResponse, summary="Prometheus metrics")
     async def metrics_endpoint() -> Response:
+        """The node's own metrics, in the Prometheus text exposition format."""
         return Response(metrics.render(), media_type=CONTENT_TYPE_LATEST)
 
     return router

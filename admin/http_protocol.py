@@ -9,8 +9,9 @@ the protocol class `AdminServer` runs uvicorn with; on each connection it
 promises:
 
 - over `[admin] max_connections` open admin connections, a new one gets a
-  fixed `503` and is closed at once, before any of its bytes is read (the
-  SMTP listener's `[smtp] max_connections` is a separate count);
+  fixed `503` (a problem+json body, `admin.errors`) and is closed at once,
+  before any of its bytes is read (the SMTP listener's `[smtp]
+  max_connections` is a separate count);
 - a request's head must be complete within `header_timeout` seconds of the
   connection opening or of the previous answer (so an idle kept-alive
   connection is closed then too), its body within `body_timeout` seconds
@@ -24,7 +25,9 @@ disconnected client.
 from __future__ import annotations
 
 import asyncio
+import json
 from enum import Enum
+from http import HTTPStatus
 from typing import Any
 
 import h11
@@ -32,17 +35,19 @@ from uvicorn.config import Config
 from uvicorn.protocols.http.h11_impl import H11Protocol
 from uvicorn.server import ServerState
 
+from admin.errors import MEDIA_TYPE, problem_body
 from ugem.core.config import AdminConfig
 
 
-def _answer(status: str, text: str) -> bytes:
-    """A whole HTTP/1.1 answer that closes the connection, written without h11."""
-    head = f"HTTP/1.1 {status}\r\nContent-Type: text/plain; charset=utf-8\r\n"
+def _answer(status: HTTPStatus, detail: str) -> bytes:
+    """A whole HTTP/1.1 problem answer that closes the connection, written without h11."""
+    text = json.dumps(problem_body(status, detail), separators=(",", ":"))
+    head = f"HTTP/1.1 {status} {status.phrase}\r\nContent-Type: {MEDIA_TYPE}\r\n"
     return f"{head}Content-Length: {len(text)}\r\nConnection: close\r\n\r\n{text}".encode()
 
 
-BUSY = _answer("503 Service Unavailable", "too many admin connections")
-LATE = _answer("408 Request Timeout", "the request came too slowly")
+BUSY = _answer(HTTPStatus.SERVICE_UNAVAILABLE, "too many admin connections; try again")
+LATE = _answer(HTTPStatus.REQUEST_TIMEOUT, "the request came too slowly")
 
 
 class _Wait(Enum):

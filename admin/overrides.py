@@ -6,7 +6,8 @@ means it is never suspended (its verdicts still open incidents). Reading
 needs `viewer`; setting and cancelling `operator`, and a permanent exemption
 `admin` (it switches the protection off for good). `current=true` lists only
 the overrides not ended. The rules (bounds, no overlap, the audit) live in
-`OverrideService`.
+`OverrideService`. The list is a page, newest start first (`admin.pages`:
+keyset on the start and the id).
 """
 
 from typing import Annotated
@@ -14,6 +15,8 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, HTTPException, Path, Query
 
 from admin.auth import Authority
+from admin.errors import problems
+from admin.pages import DEFAULT_LIMIT, Cursor, Limit, PageOut, page_out
 from admin.schemas import OverrideBody, OverrideOut, Reason
 from ugem.core.services.overrides import Override, OverrideService
 from ugem.core.services.tokens import ApiToken, Role
@@ -29,15 +32,32 @@ def router(service: OverrideService, auth: Authority) -> APIRouter:
     def out(override: Override) -> OverrideOut:
         return OverrideOut.of(override, service.clock.now())
 
-    @r.get("", response_model=list[OverrideOut], dependencies=[Depends(viewer)])
+    @r.get(
+        "",
+        response_model=PageOut[OverrideOut],
+        dependencies=[Depends(viewer)],
+        summary="List overrides",
+    )
     async def list_overrides(
         connection: Annotated[str | None, Query(max_length=255)] = None,
-        current: bool = False,
-    ) -> list[OverrideOut]:
-        return [out(o) for o in await service.list(connection, current)]
+        current: Annotated[bool, Query(description="only those in force or to come")] = False,
+        limit: Limit = DEFAULT_LIMIT,
+        cursor: Cursor = None,
+    ) -> PageOut[OverrideOut]:
+        """Overrides newest start first, of one connection if given."""
+        return page_out(await service.page(connection, current, limit, cursor), out)
 
-    @r.post("", response_model=OverrideOut, status_code=201)
+    @r.post(
+        "",
+        response_model=OverrideOut,
+        status_code=201,
+        summary="Set an override",
+        responses=problems(404, 409),
+    )
     async def set_override(body: OverrideBody, token: Operator) -> OverrideOut:
+        """A ceiling or an exemption for one connection, from `starts_at` to `ends_at`
+        (a permanent exemption needs admin: 403). 404: no such connection; 409: it overlaps
+        another override of the connection."""
         if body.permanent and not token.role.allows(Role.ADMIN):
             raise HTTPException(
                 403, f"a permanent exemption needs the admin role; token {token.name!r} is "
@@ -45,14 +65,27 @@ def router(service: OverrideService, auth: Authority) -> APIRouter:
             )  # fmt: skip
         return out(await service.set(body.request(), token.actor))
 
-    @r.get("/{override_id}", response_model=OverrideOut, dependencies=[Depends(viewer)])
+    @r.get(
+        "/{override_id}",
+        response_model=OverrideOut,
+        dependencies=[Depends(viewer)],
+        summary="Show an override",
+        responses=problems(404),
+    )
     async def show_override(override_id: OverrideId) -> OverrideOut:
+        """One override, and whether it is in force now."""
         return out(await service.get(override_id))
 
-    @r.post("/{override_id}/cancel", response_model=OverrideOut)
+    @r.post(
+        "/{override_id}/cancel",
+        response_model=OverrideOut,
+        summary="Cancel an override",
+        responses=problems(404, 409),
+    )
     async def cancel_override(
         override_id: OverrideId, token: Operator, body: Reason | None = None
     ) -> OverrideOut:
+        """It ends now; kept for the record and audited. 409: cancelled or ended already."""
         reason = body.reason if body else ""
         return out(await service.cancel(override_id, token.actor, reason))
 

@@ -20,6 +20,7 @@ from fastapi import APIRouter, Depends, Response
 
 from admin.auth import Authority
 from admin.drain_schemas import ImportIn, ImportOut
+from admin.errors import problems
 from ugem.core.config import KIB
 from ugem.core.services.tokens import ApiToken, Role
 from ugem.core.services.transfer import TransferService
@@ -43,9 +44,15 @@ def router(service: TransferService, auth: Authority) -> APIRouter:
         "/import",
         response_model=ImportOut,
         status_code=201,
-        responses={200: {"model": ImportOut, "description": "this node has it already"}},
+        summary="Take a message from a node being drained",
+        responses={
+            200: {"model": ImportOut, "description": "this node has it already"},
+            **problems(409),
+        },
     )
     async def import_message(body: ImportIn, token: Admin, response: Response) -> ImportOut:
+        """Machine to machine (`ugem drain`): the message is durable here once answered 201;
+        200 if this node has (or took) that queue id. 409: this node is being drained."""
         result = await service.take(body.item(), body.source, token.actor)
         if result == "already":
             response.status_code = 200

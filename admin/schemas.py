@@ -5,7 +5,10 @@ the service layer checks meaning and raises `UsageError` (also 422) naming
 the field. Output models are built from the service's objects with
 `from_*` helpers, so handlers stay one line. Unknown input fields are refused
 (`extra="forbid"`), so a typo is an error, not a silent no-op, and so are
-NaN and infinite numbers (`allow_inf_nan=False`).
+NaN and infinite numbers (`allow_inf_nan=False`). Times go out as RFC 3339 in
+Asia/Almaty (`admin.times.Time`) and come in as RFC 3339 (an offset honoured,
+Asia/Almaty without one) or Unix time (`admin.times.TIME_IN`); a list's answer is a
+page (`admin.pages.PageOut`).
 """
 
 from __future__ import annotations
@@ -17,7 +20,11 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from admin.pages import PageOut
+from admin.times import TIME_IN, MaybeTime, Time
+from ugem.core.errors import UsageError
 from ugem.core.model import Connection, ConnState, Contact, Language, OrgKind
+from ugem.core.paging import Page
 from ugem.core.services.applications import (
     Application,
     ApplicationForm,
@@ -35,9 +42,10 @@ from ugem.core.services.overrides import MAX_RATE, Override, OverrideKind, Overr
 from ugem.core.services.reputation import Listing, Report, Standing
 from ugem.core.services.tokens import ApiToken, Role
 from ugem.core.store.base import AuditRecord
-from ugem.core.workdays import unix_time
+from ugem.core.times import json_times, unix_time
 
 TEXT = 2000  # longest free text (reasons), in characters
+LAST_TIME = 32503680000  # 3000-01-01 (UTC): the latest time an input may name
 
 
 class In(BaseModel):
@@ -55,10 +63,10 @@ class ContactBody(In):
 
 
 class ScheduledDisconnectOut(BaseModel):
-    at: float = Field(description="when it takes effect (Unix time)")
+    at: Time = Field(description="when it takes effect")
     reason: str
     by: str = Field(description="who scheduled it")
-    scheduled_at: float
+    scheduled_at: Time
 
 
 class ConnectionOut(BaseModel):
@@ -71,8 +79,8 @@ class ConnectionOut(BaseModel):
     language: Language
     state: ConnState
     state_reason: str
-    state_changed_at: float
-    created_at: float
+    state_changed_at: Time
+    created_at: Time
     extra: dict[str, str]
     disconnect: ScheduledDisconnectOut | None = Field(
         None, description="a disconnection scheduled for later (paragraph 11)"
@@ -112,8 +120,7 @@ class DisconnectBody(In):
     reason: str = Field("", max_length=TEXT, description="why (kept in the audit log)")
     effective_at: dt.datetime | None = Field(
         None,
-        description="when, as agreed with the organisation (ISO 8601 or Unix time; without "
-        "a zone, Asia/Almaty); absent or past: now",
+        description=f"when, as agreed with the organisation: {TIME_IN}; absent or past: now",
     )
 
     def when(self) -> float | None:
@@ -139,9 +146,9 @@ class MailOut(BaseModel):
     size: int
     connection: str
     client_ip: str
-    received_at: float
+    received_at: Time
     attempts: int
-    next_attempt: float
+    next_attempt: MaybeTime = Field(description="the next delivery attempt; null: due now")
     last_error: str
     hold_reason: str
 
@@ -165,14 +172,14 @@ class AuditOut(BaseModel):
     seq: int
     hash: str
     prev: str
-    ts: float
+    ts: Time
     actor: str
     action: str
     target: str
     reason: str
-    details: Any = None
-    before: Any = None
-    after: Any = None
+    details: Any = Field(None, description="what else the action recorded (JSON)")
+    before: Any = Field(None, description="the target before the change (JSON; times RFC 3339)")
+    after: Any = Field(None, description="the target after the change (JSON; times RFC 3339)")
 
     @classmethod
     def of(cls, record: AuditRecord) -> AuditOut:
@@ -186,9 +193,9 @@ class AuditOut(BaseModel):
             action=e.action,
             target=e.target,
             reason=e.reason,
-            details=_json(e.details),
-            before=_json(e.before),
-            after=_json(e.after),
+            details=json_times(_json(e.details)),
+            before=json_times(_json(e.before)),
+            after=json_times(_json(e.after)),
         )
 
 
@@ -212,9 +219,9 @@ class TokenCreate(In):
 class TokenOut(BaseModel):
     name: str
     role: Role
-    created_at: float
+    created_at: Time
     created_by: str
-    revoked_at: float
+    revoked_at: MaybeTime = Field(description="null: in force")
 
     @classmethod
     def of(cls, token: ApiToken) -> TokenOut:
@@ -238,8 +245,8 @@ class ApplicationBody(In):
     """The Rules' application form, as received."""
 
     number: str = Field(min_length=1, max_length=100, description="No. of the application")
-    received_at: float | None = Field(
-        None, ge=0, le=32503680000, description="when received (Unix time; default now)"
+    received_at: dt.datetime | None = Field(
+        None, description=f"when received: {TIME_IN}; absent: now (1970 to 2999)"
     )
     channel: Channel = Field(Channel.APS, description="aps (support.sts.kz) or letter")
     domain: str = Field(min_length=1, max_length=255, description="the e-mail domain to connect")
@@ -251,8 +258,12 @@ class ApplicationBody(In):
     language: Language = Language.RU
 
     def form(self) -> ApplicationForm:
-        data = self.model_dump(exclude={"contacts"})
-        return ApplicationForm(contacts=[c.contact() for c in self.contacts], **data)
+        data = self.model_dump(exclude={"contacts", "received_at"})
+        received = None if self.received_at is None else unix_time(self.received_at)
+        if received is not None and not 0 <= received < LAST_TIME:
+            raise UsageError(f"received_at: {self.received_at} is not between 1970 and 2999")
+        contacts = [c.contact() for c in self.contacts]
+        return ApplicationForm(contacts=contacts, received_at=received, **data)
 
 
 class FindingBody(In):
@@ -291,13 +302,16 @@ class ApplicationOut(BaseModel):
     contacts: list[ContactBody]
     language: Language
     channel: Channel
-    received_at: float
-    decision_due: str
+    received_at: Time
+    decision_due: str = Field(
+        description="the day the decision is due, an Asia/Almaty date (YYYY-MM-DD): five "
+        "working days after the day received"
+    )
     overdue: bool
     recorded_by: str
     state: AppState
     checks: list[FindingOut]
-    decided_at: float
+    decided_at: MaybeTime = Field(description="null: not decided")
     decided_by: str
     reasons: list[str]
 
@@ -313,7 +327,7 @@ class CommentBody(In):
 
 
 class EvidenceOut(BaseModel):
-    ts: float = Field(description="when the detector decided (Unix time)")
+    ts: Time = Field(description="when the detector decided")
     action: Action = Field(
         description="what was done: throttled, throttle-lifted, suspended, or only recorded "
         "(would-throttle, would-suspend, exempted)"
@@ -349,7 +363,7 @@ class IncidentOut(BaseModel):
         "gateway:<address>@<zone> or gateway:blocklisted-replies"
     )
     state: IncidentState
-    opened_at: float
+    opened_at: Time
     mode: Mode = Field(
         description="enforce: throttled or suspended; shadow: only watched; alert: a gateway "
         "incident, the operators alerted"
@@ -368,10 +382,10 @@ class IncidentOut(BaseModel):
     reason: str = Field(description="the first verdict's reason")
     evidence: list[EvidenceOut] = Field(description="the first verdict and the latest ones")
     verdicts: int = Field(description="verdicts about the connection while this was open")
-    last_verdict_at: float
-    acknowledged_at: float | None
+    last_verdict_at: Time
+    acknowledged_at: Time | None
     acknowledged_by: str
-    closed_at: float | None
+    closed_at: Time | None
     closed_by: str
     comment: str
 
@@ -387,12 +401,8 @@ class OverrideBody(In):
     connection: str = Field(min_length=1, max_length=255, description="connection id")
     kind: OverrideKind = Field(description="ceiling (a planned mass mailing) or exempt")
     reason: str = Field(min_length=1, max_length=TEXT, description="why (audited)")
-    starts_at: dt.datetime | None = Field(
-        None, description="ISO 8601 or Unix time (without a zone, Asia/Almaty); absent: now"
-    )
-    ends_at: dt.datetime | None = Field(
-        None, description="ISO 8601 or Unix time; required unless `permanent`"
-    )
+    starts_at: dt.datetime | None = Field(None, description=f"{TIME_IN}; absent: now")
+    ends_at: dt.datetime | None = Field(None, description=f"{TIME_IN}; required unless `permanent`")
     permanent: bool = Field(False, description="an exemption without an end (admin only)")
     max_messages_per_hour: int | None = Field(
         None, ge=1, le=MAX_RATE, description="ceiling: messages accepted in the last 60 min"
@@ -413,14 +423,14 @@ class OverrideOut(BaseModel):
     id: str
     connection: str
     kind: OverrideKind
-    starts_at: float
-    ends_at: float | None = Field(description="None: a permanent exemption")
+    starts_at: Time
+    ends_at: Time | None = Field(description="null: a permanent exemption")
     reason: str
     created_by: str
-    created_at: float
+    created_at: Time
     max_messages_per_hour: int | None
     max_recipients_per_hour: int | None
-    cancelled_at: float | None
+    cancelled_at: Time | None
     cancelled_by: str
     cancel_reason: str
     in_force: bool = Field(description="in force now")
@@ -442,8 +452,8 @@ class StandingOut(BaseModel):
         "(e.g. 127.255.255.254: Spamhaus refuses queries through a public resolver); "
         "unknown: no answer in time"
     )
-    since: float = Field(description="when a check first found this state (Unix time)")
-    checked_at: float = Field(description="the last check (Unix time)")
+    since: Time = Field(description="when a check first found this state")
+    checked_at: Time = Field(description="the last check")
     reason: str = Field(
         description="listed: the list's TXT text; unusable, unknown: why there is no verdict"
     )
@@ -462,10 +472,10 @@ class ReputationOut(BaseModel):
     interval: float = Field(description="seconds between two checks")
     addresses: list[str]
     zones: list[str]
-    last_check: float | None = Field(description="the last check (Unix time); None: none yet")
+    last_check: Time | None = Field(description="the last check; null: none yet")
     listed: bool = Field(description="whether any address is listed on any list")
-    standings: list[StandingOut] = Field(
-        description="one per address and zone checked, addresses outer, zones inner"
+    standings: int = Field(
+        description="address and zone pairs checked: GET /v1/reputation/standings lists them"
     )
 
     @classmethod
@@ -477,13 +487,13 @@ class ReputationOut(BaseModel):
             zones=list(report.zones),
             last_check=report.last_check,
             listed=report.listed,
-            standings=[StandingOut.of(s) for s in report.standings],
+            standings=len(report.standings),
         )
 
 
 class ComplaintOut(BaseModel):
     id: int = Field(description="its number, in the order complaints arrived")
-    received_at: float = Field(description="when it arrived (Unix time)")
+    received_at: Time = Field(description="when it arrived")
     client_ip: str = Field(description="the address that sent it")
     sender: str = Field(description="its envelope sender")
     size: int = Field(description="bytes of the report")
@@ -523,14 +533,20 @@ class ComplaintOut(BaseModel):
         return cls.model_validate(complaint.to_dict())
 
 
-class ComplaintsOut(BaseModel):
+class ComplaintsOut(PageOut[ComplaintOut]):
+    """A page of the complaints (newest first, as filtered) and the journal's tally."""
+
     received: int = Field(description="complaints received since the store began")
     kept: int = Field(description="complaints the store keeps (the newest)")
     dropped: int = Field(description="older complaints dropped to stay within the cap")
     cap: int = Field(description="most complaints kept")
-    complaints: list[ComplaintOut] = Field(description="newest first, as filtered")
 
     @classmethod
-    def of(cls, tally: Tally, complaints: list[Complaint]) -> ComplaintsOut:
-        found = [ComplaintOut.of(c) for c in complaints]
-        return cls(**dataclasses.asdict(tally), complaints=found)
+    def of(cls, tally: Tally, page: Page[Complaint]) -> ComplaintsOut:
+        found = [ComplaintOut.of(c) for c in page.items]
+        return cls(
+            **dataclasses.asdict(tally),
+            items=found,
+            total=page.total,
+            next_cursor=page.next_cursor,
+        )

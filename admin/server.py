@@ -1,7 +1,8 @@
 """The admin HTTP listener: a FastAPI app on uvicorn, inside the relay's event loop.
 
-`create_app` mounts the health endpoints and, given the services, the /v1/
-API (`admin.api`) with its error mapping (`admin.errors`); in front of it
+`create_app` mounts the documentation pages with their assets (`admin.docs`),
+the health endpoints and, given the services, the /v1/ API (`admin.api`) with
+its error mapping and its errors in the schema (`admin.errors`); in front of it
 the token check that needs no body (`admin.auth.AuthGate`) and, in front of
 everything, the cap on request bodies (`admin.body_limit`,
 `[admin] max_body_size`; the import of another node's queued mail takes up to a
@@ -25,15 +26,35 @@ from collections.abc import Generator
 import uvicorn
 from fastapi import FastAPI
 
-from admin import errors, queue_import
+from admin import docs, errors, queue_import
 from admin.api import OperatorServices, api_router
 from admin.auth import AuthGate
 from admin.body_limit import BodyLimit
 from admin.health import HealthSource, health_router
 from admin.http_protocol import guarded_protocol
+from ugem.core import times
 from ugem.core.config import AdminConfig, parse_hostport
 from ugem.core.errors import UgemError
 from ugem.core.metrics import Metrics
+from ugem.core.paging import DEFAULT_LIMIT, MAX_LIMIT
+
+TITLE = "UGEM admin API"
+DESCRIPTION = f"""The operators' API of a UGEM node, under `/v1/`; `/healthz`, `/readyz` and
+`/metrics` beside it.
+
+- **Tokens**: every /v1/ call takes `Authorization: Bearer <token>` (`ugem token create`);
+  a role (viewer < operator < admin) allows what its operations say.
+- **Errors** are RFC 9457 `application/problem+json` (`Problem`): `type`, `title`,
+  `status`, `detail`; a 400 or 422 adds `errors`, one per field (`loc`, `pointer`,
+  `detail`). Each operation lists only the errors it can answer.
+- **Lists** are pages: `?limit=` (1 to {MAX_LIMIT}, {DEFAULT_LIMIT} by default) and
+  `?cursor=` (a page's `next_cursor`, opaque); the answer is
+  `{{"items": [...], "total": N, "next_cursor": "..." or null}}`. The order is stable and
+  the cursor is the last item's place in it (keyset), so items added while paging
+  never repeat or push another out of the next page.
+- **Times** are {times.WRITTEN}; dates that are days (a decision's due date) are
+  Asia/Almaty dates, `YYYY-MM-DD`. A time given is read as {times.READ}.
+"""
 
 
 class _Server(uvicorn.Server):
@@ -49,7 +70,8 @@ def create_app(
     settings: AdminConfig | None = None,
 ) -> FastAPI:
     settings = settings or AdminConfig()
-    app = FastAPI(title="UGEM admin API", version="1", docs_url="/docs")
+    app = FastAPI(title=TITLE, version="1", description=DESCRIPTION, docs_url=None, redoc_url=None)
+    docs.install(app, TITLE)
     app.include_router(health_router(source, metrics))
     errors.install(app)
     wider: dict[str, int] = {}

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs the real peers the tests use (redis-server, redis-sentinel, swaks, dnsmasq, Postfix
 # for smtp-source, Perl's Mail::DKIM as an independent DKIM verifier, ss, a C
-# compiler for the fsync fault library) when
+# compiler for the fsync fault library, promtool from Debian's prometheus package for
+# the alert rules and the Prometheus config of ugem/deploy) when
 # they are missing. Needs root; without it, prints what is missing and the
 # tests that need it skip with that reason.
 set -u
@@ -14,6 +15,7 @@ command -v swaks >/dev/null || need+=(swaks)
 perl -MMail::DKIM -e1 2>/dev/null || need+=(libmail-dkim-perl)
 command -v ss >/dev/null || need+=(iproute2)
 command -v cc >/dev/null || need+=(gcc libc6-dev)
+command -v promtool >/dev/null || need+=(prometheus)
 [ ${#need[@]} -eq 0 ] && exit 0
 if [ "$(id -u)" != 0 ]; then
   echo "missing system packages (not root, not installing): ${need[*]}" >&2

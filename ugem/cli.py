@@ -11,7 +11,9 @@ prints `ugem: store unavailable: ...` and exits EXIT_STORE (75, sysexits'
 EX_TEMPFAIL: nothing was changed, try again); output cut short by its reader
 (`ugem config check | head`) ends quietly with EXIT_PIPE; nothing prints a
 traceback except a real bug. The commands print alike through `print_table`,
-`print_json` and `print_list` (a table, or JSON with `--json`).
+`print_json` and `print_list` (a table, or JSON with `--json`), every time as
+RFC 3339 in Asia/Almaty with its offset (`ugem.core.times`; in JSON, the numbers
+under its `TIME_KEYS`).
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
 from ugem import __version__
+from ugem.core import times
 from ugem.core.config import Config, load_config
 from ugem.core.errors import (
     ConfigError,
@@ -127,8 +130,9 @@ def print_table(rows: list[dict[str, Any]], columns: list[str]) -> None:
 
 
 def print_json(data: Any) -> None:
-    """Indented JSON, non-ASCII text as it is (Kazakh and Russian names stay readable)."""
-    print(json.dumps(data, ensure_ascii=False, indent=2))
+    """Indented JSON, non-ASCII text as it is (Kazakh and Russian names stay readable),
+    times as RFC 3339 in Asia/Almaty (`ugem.core.times.json_times`)."""
+    print(json.dumps(times.json_times(data), ensure_ascii=False, indent=2))
 
 
 def print_list(

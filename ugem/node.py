@@ -4,6 +4,7 @@
 the scheduler, the trace writer, the anomaly detector (`[anomaly] mode`;
 `[anomaly] shared_traffic` says whether it judges every worker's and node's
 traffic or this worker's own; it takes up the baselines kept in the store),
+the mail log and its message index (`[log]`: `ugem.core.maillog_writer`),
 the SMTP listener and the admin listener, in that order (the detector's
 enforcer writes the node's `ugem.core.throttle` board of throttled connections,
 the SMTP listener reads it at MAIL FROM, the admin API shows it) (so nothing is
@@ -80,13 +81,17 @@ from ugem.core.drain_state import DrainFiles
 from ugem.core.errors import StoreError
 from ugem.core.events import EventBus
 from ugem.core.log import event
+from ugem.core.maillog_writer import MailLogWriter, writer_from_config
 from ugem.core.metrics import Metrics
 from ugem.core.registry import Registry
 from ugem.core.registry_copy import COPY_NAME, CopyFile
 from ugem.core.registry_watch import Freshness, StoreStatus
 from ugem.core.reply_class import configured_patterns
+from ugem.core.runtime import INTERVAL as STATUS_INTERVAL
+from ugem.core.runtime import RUN_DIR
 from ugem.core.services.complaints import ComplaintService
 from ugem.core.services.gateway import GatewaySettings, GatewayWatch
+from ugem.core.services.messages import MessageService
 from ugem.core.services.notices import notice_settings
 from ugem.core.services.reputation import ReputationService
 from ugem.core.store import open_store
@@ -98,6 +103,7 @@ from ugem.core.throttle import ThrottleBoard
 from ugem.core.trace_writer import TraceWriter
 from ugem.draining import CHECK_INTERVAL, DrainWatch, drain_service, transfer_service
 from ugem.fd_limit import fd_needed, raise_fd_limit
+from ugem.status_file import StatusFile
 
 log = logging.getLogger(__name__)
 
@@ -120,6 +126,7 @@ class Node:
         self.worker = worker
         self.clock = clock or SystemClock()
         self.metrics = Metrics()
+        self.metrics.ready.set_function(lambda: float(self.readiness()[0]))  # as /readyz
         self.bus = EventBus()
         self.store: Store | None = None
         self.registry: Registry | None = None
@@ -128,6 +135,7 @@ class Node:
         self.smtp: AcceptServer | None = None
         self.admin: AdminServer | None = None
         self.trace: TraceWriter | None = None
+        self.maillog: MailLogWriter | None = None  # the mail log and the message index
         self.enforcer: Enforcer | None = None
         self.throttle = ThrottleBoard()  # written by the enforcer, read by the relay
         self.traffic: TrafficLog | None = None
@@ -138,6 +146,7 @@ class Node:
         self.gateway: GatewayWatch | None = None  # the gateway's own incidents
         self.draining: DrainWatch | None = None  # this worker's part in a drain of the node
         self._tasks: list[asyncio.Task[None]] = []
+        self.status_file: StatusFile | None = None  # <data_dir>/run/worker-<i>.json
         self._enforcing = False  # the detector started (it read its baselines)
         self._cuts: SharedCuts | None = None  # the workers' rate-limit cuts (workers > 1)
         self._state = "starting"
@@ -162,6 +171,12 @@ class Node:
     def store_status(self) -> StoreStatus | None:
         return None if self.registry is None else self.registry.watch.status()
 
+    def addresses(self) -> tuple[str, str]:
+        """(SMTP, admin) host:port as bound; "" for one not listening (yet)."""
+        smtp = _bound(self.config.smtp.listen, self.smtp.port) if self.smtp is not None else ""
+        admin = _bound(self.admin.listen, self.admin.port) if self.admin is not None else ""
+        return smtp, admin
+
     async def start(self) -> None:
         try:
             await self._start_parts()
@@ -169,6 +184,8 @@ class Node:
             await self.stop()
             raise
         self._state = "running"
+        if self.status_file is not None:
+            await self.status_file.write()  # running now, for `ugem status`
         event(
             log,
             "node_started",
@@ -254,6 +271,9 @@ class Node:
                 worker_file(Path(cfg.anomaly.trace_file), self.worker), self.bus, self.metrics
             )
             await self.trace.start()
+        self.maillog = writer_from_config(cfg, self.bus, clock, self.metrics, self.worker)
+        if self.maillog is not None:
+            await self.maillog.start()
         await self.scheduler.start()
         self._repeat("registry_sync", REGISTRY_SYNC_INTERVAL, self.registry.watch.probe)
         outbox = SchedulerOutbox(self.scheduler, clock, own_mail)
@@ -275,6 +295,9 @@ class Node:
             complaints,
             drain=drain_service(cfg, queue, self.store, clock, self.metrics),
             transfer=transfer_service(cfg, queue, self.store, clock, self.metrics),
+            messages=MessageService.of(cfg),
+            journal=self.bus.publish,  # the queue's changes, for the mail log
+            status_dir=cfg.data_path / RUN_DIR,  # /v1/status
         )
         # Incidents of the gateway itself: bursts of blocklisted replies (every worker, its
         # own deliveries) and listings of its addresses (worker 0's hook, below).
@@ -329,6 +352,9 @@ class Node:
             app = create_app(self, self.metrics, services, cfg.admin)
             self.admin = AdminServer(listen, app, cfg.admin)
             await self.admin.start()
+        self.status_file = StatusFile(self, cfg.data_path / RUN_DIR)  # for `ugem status`
+        await self.status_file.start()
+        self._repeat("status_file", STATUS_INTERVAL, self.status_file.write)
 
     def _registry(self, store: Store) -> Registry:
         """The registry, fail-static: its copy on disk per worker, `[store]`'s bounds."""
@@ -441,6 +467,8 @@ class Node:
         if self._state == "stopped":
             return
         self._state = "shutting down"
+        if self.status_file is not None:
+            self.status_file.stop()
         if self.services is not None and self.services.drain is not None:
             await self.services.drain.close()  # a drain this worker runs stops (mail stays)
         if self.smtp is not None:
@@ -462,6 +490,8 @@ class Node:
             await self.traffic.close()
         if self.trace is not None:
             await self.trace.stop()
+        if self.maillog is not None:
+            await self.maillog.stop()
         if self.spool is not None:
             await self.spool.close()
         if self.draining is not None:
@@ -481,6 +511,12 @@ def worker_listen(listen: str, worker: int) -> str:
     host, port = parse_hostport(listen, listen=True)
     host = f"[{host}]" if ":" in host else host
     return f"{host}:{port + worker if port else 0}"
+
+
+def _bound(listen: str, port: int) -> str:
+    """`listen` (host:port) with the port it was bound on (port 0 resolved)."""
+    host, _ = parse_hostport(listen, listen=True)
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 def worker_file(path: Path, worker: int) -> Path:

@@ -42,7 +42,11 @@ StoreError keeping it is 451 4.3.0 with an INFO line, any other failure 451
 NOOP/RSET/VRFY/HELP and a HELO/EHLO that repeats the greeting (the first one,
 and the first after STARTTLS, are free) are counted (`EndSession` with 421
 over `max_noop_commands`); the count restarts after each accepted message.
-Refusals are counted by the wire (`relay.accept.session`), not here.
+Refusals are counted by the wire (`relay.accept.session`), not here; each
+4xx/5xx reply to MAIL, RCPT or DATA (the end of DATA included) is published
+as `Refused` with the rule behind it (`relay.accept.refusals`), and each
+accepted message as `Accepted` with its Message-ID, TLS and HELO name, for
+the mail log (`ugem.core.maillog`).
 """
 
 from __future__ import annotations
@@ -59,14 +63,16 @@ from relay import replies
 from relay.accept.address import Address, PathError, PathLimits, parse_mail, parse_rcpt
 from relay.accept.policy import Gateway, check_mail, check_rcpt, is_feedback
 from relay.accept.received import protocol, received_header
+from relay.accept.refusals import why
 from relay.deliver.dkim_sign import DkimSigner
+from relay.header_block import message_id
 from relay.queue.message import QueuedMessage, new_queue_id
 from relay.replies import Reply
 from relay.tls import TlsInfo
 from ugem.core.clock import Clock
 from ugem.core.config import Config
 from ugem.core.errors import SpoolError, SpoolFullError, StoreError
-from ugem.core.events import Accepted, EventBus
+from ugem.core.events import Accepted, EventBus, Refused
 from ugem.core.log import event
 from ugem.core.metrics import Metrics
 from ugem.core.model import Connection, ConnState
@@ -206,9 +212,9 @@ class Commands:
         self.table: dict[str, Handler] = {
             "HELO": self.helo_cmd,
             "EHLO": self.ehlo_cmd,
-            "MAIL": self.mail_cmd,
-            "RCPT": self.rcpt_cmd,
-            "DATA": self.data_cmd,
+            "MAIL": self._noted("MAIL", self.mail_cmd),
+            "RCPT": self._noted("RCPT", self.rcpt_cmd),
+            "DATA": self._noted("DATA", self.data_cmd),
             "RSET": self.rset_cmd,
             "NOOP": self.noop_cmd,
             "VRFY": self.vrfy_cmd,
@@ -216,6 +222,41 @@ class Commands:
             "QUIT": self.quit_cmd,
             "STARTTLS": self.starttls_cmd,
         }
+
+    def _noted(self, command: str, handler: Handler) -> Handler:
+        """`handler`, whose refusals (4xx/5xx replies it returns) are published."""
+
+        async def noted(arg: str) -> Reply | None:
+            txn = self.txn  # DATA starts a new transaction: the refused one is this
+            reply = await handler(arg)
+            if reply is not None and not reply.is_positive:
+                self._refused(command, reply, txn, _path_in(arg))
+            return reply
+
+        return noted
+
+    def _refused(self, command: str, reply: Reply, txn: _Txn, path: str = "") -> None:
+        """Publish a refusal of `command` in `txn`; `path` is the address the command named."""
+        ip = self.wire.client_ip
+        client = txn.client or self.svc.registry.by_address(ip)
+        sender = path if command == "MAIL" else str(txn.sender or "")
+        rcpts = (path,) if command == "RCPT" else tuple(txn.rcpts)
+        self.svc.bus.publish(
+            Refused(
+                self.svc.clock.now(),
+                ip,
+                client.id if client is not None else "",
+                command,
+                reply.code,
+                reply.status,
+                reply.text,
+                why(reply),
+                sender,
+                rcpts if command != "MAIL" else (),
+                self.helo or "",
+                self.tls,
+            )
+        )
 
     def _junk(self) -> None:
         """Count a NOOP-like command; over the cap the session ends."""
@@ -383,12 +424,22 @@ class Commands:
         svc.metrics.accept_latency.observe(max(0.0, svc.clock.monotonic() - started))
         if isinstance(msg, Reply) or not reply.is_positive:
             svc.metrics.count("rejected")
+            self._refused("DATA", reply, txn)
             return
         self.noops = 0
         svc.metrics.count("accepted")
         svc.bus.publish(
             Accepted(
-                now, msg.id, msg.connection, msg.client_ip, msg.sender, tuple(msg.rcpts), msg.size
+                now,
+                msg.id,
+                msg.connection,
+                msg.client_ip,
+                msg.sender,
+                tuple(msg.rcpts),
+                msg.size,
+                message_id=message_id(text),
+                tls=self.tls,
+                helo=self.helo or "",
             )
         )
         event(
@@ -508,3 +559,12 @@ class Commands:
         # RFC 3207 4.2: forget everything learnt from the client before TLS.
         self.tls, self.helo, self.esmtp, self.txn = True, None, False, _Txn()
         return None
+
+
+MAX_PATH = 320  # characters of an address kept from a refused command's argument
+
+
+def _path_in(arg: str) -> str:
+    """The address between the angle brackets of a MAIL/RCPT argument ("" if none)."""
+    inside = arg.partition("<")[2].partition(">")[0]
+    return inside[:MAX_PATH]

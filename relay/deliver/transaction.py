@@ -47,12 +47,15 @@ qualifies), and the transaction is run here. What it promises:
 Timeouts: `command_timeout` for every reply of the transaction, including each
 reply of a pipelined group and the end of DATA (the pool's timeouts bound the
 opening of a session). One DEBUG line per attempt carries the queue id, the
-hop and its TLS (version, cipher, whether verified). An unexpected error
+hop and its TLS (version, cipher, whether verified); each outcome carries the
+attempt's seconds opening its session (0 for a reused one) and running the
+transaction (`RcptOutcome.connect`, `transfer`: the mail log's delays). An unexpected error
 defers the recipients (4.3.0) and is logged with its traceback.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -230,6 +233,7 @@ class Deliverer:
         turns out stale), else on a new one."""
         session = self._pool.take_idle(dest, need)
         if session is not None:
+            started = self.clock.monotonic()
             try:
                 outcomes = await self._run(dest, session, sender, rcpts, data, reused=True)
             except _Stale as exc:
@@ -244,17 +248,20 @@ class Deliverer:
             else:
                 self._log_attempt(queue_id, route, session.name, session, True, outcomes)
                 self._report(queue_id, need, session)
-                return outcomes
+                return _timed(outcomes, 0.0, self.clock.monotonic() - started)
+        opening = self.clock.monotonic()
         opened = await self._pool.open(route, queue_id, need)
+        connected = self.clock.monotonic()
         if isinstance(opened, Unreachable):
             self._log_attempt(queue_id, route, opened.hop, error=str(opened.cause))
             if need.policy is not None and isinstance(opened.cause, TlsRequired):
                 self.metrics.mta_sts_failures.labels(ENFORCE).inc()
-            return trouble.session_failed(rcpts, opened.cause, opened.hop)
+            failed = trouble.session_failed(rcpts, opened.cause, opened.hop)
+            return _timed(failed, connected - opening, 0.0)
         outcomes = await self._run(dest, opened, sender, rcpts, data, reused=False)
         self._log_attempt(queue_id, route, opened.name, opened, False, outcomes)
         self._report(queue_id, need, opened)
-        return outcomes
+        return _timed(outcomes, connected - opening, self.clock.monotonic() - connected)
 
     def _report(self, queue_id: str, need: Need, session: Session) -> None:
         """Testing mode: a transaction over a session that falls short of the policy."""
@@ -433,6 +440,12 @@ def _undecided(rcpts: list[str], results: dict[str, RcptOutcome]) -> list[str]:
 def _record(results: dict[str, RcptOutcome], outcomes: list[RcptOutcome]) -> None:
     for outcome in outcomes:
         results[outcome.rcpt] = outcome
+
+
+def _timed(outcomes: list[RcptOutcome], connect: float, transfer: float) -> list[RcptOutcome]:
+    """`outcomes` with the attempt's connect and transfer seconds."""
+    connect, transfer = max(0.0, connect), max(0.0, transfer)
+    return [dataclasses.replace(o, connect=connect, transfer=transfer) for o in outcomes]
 
 
 def _count(outcomes: Sequence[RcptOutcome], kind: str) -> int:

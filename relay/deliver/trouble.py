@@ -32,7 +32,7 @@ from __future__ import annotations
 import re
 import ssl
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal, NamedTuple
 
 import aiosmtplib
@@ -69,7 +69,9 @@ _STATUS = re.compile(r"^([245])\.(\d{1,3})\.(\d{1,3})(?=\s|$)")
 
 @dataclass(frozen=True)
 class RcptOutcome:
-    """What happened to one recipient in one attempt; `hop` is "host:port" or ""."""
+    """What happened to one recipient in one attempt; `hop` is "host:port" or "".
+    `connect` and `transfer` are the attempt's seconds opening its session (0: a reused
+    one) and running the transaction; they are measurements, not part of the verdict."""
 
     rcpt: str
     kind: Kind
@@ -77,6 +79,8 @@ class RcptOutcome:
     status: str
     text: str
     hop: str
+    connect: float = field(default=0.0, compare=False)
+    transfer: float = field(default=0.0, compare=False)
 
     def __str__(self) -> str:
         return f"{self.code} {self.status} {self.text}"

@@ -20,8 +20,9 @@ Every reply is classified once (`ugem.core.reply_class`, with the table the node
 loaded from `[reputation] reply_patterns`, read from its code and its text with the
 enhanced status): each recipient's outcome event carries its class, the block list
 it names and the code the detector counts it as, and is counted in
-`ugem_delivery_replies_total{connection,class}` and
-`ugem_destination_replies_total{destination,class}` (recipient domain, bounded).
+`ugem_recipients_total{outcome,destination}`, `ugem_delivery_replies_total{connection,class}`
+and `ugem_destination_replies_total{destination,class}` (destination: the recipient
+domain's class, `ugem.core.destinations`).
 Rate-limited destinations are held back (`relay.deliver.backoff`): each route's
 attempt asks `Backoff.admit` first and reports what it heard (a 4xx of class
 rate-limited, a delivery) after. A route that is not admitted is not tried: its
@@ -29,6 +30,12 @@ recipients stay, no outcome is published, and the message comes back when the
 destination takes mail again (plus up to POSTPONE_SPREAD of its spacing, fixed per
 message, so a backlog does not come back all at once); such a postponement is no
 attempt (`attempts` is not counted), and its `last_error` says so when it has none.
+
+Every outcome published carries what the mail log shows of it (the next hop, the
+enhanced status, the attempt's number, the time in the queue and the attempt's
+connect and transfer times); a message held (alone, or a connection's mail at
+once), released with its connection, or expired is published as a `QueueChange`
+(actor "relay").
 
 Held mail: an attempt for a message whose origin connection is suspended
 holds it (reason "suspended: <id>") instead of delivering it, and a
@@ -80,7 +87,7 @@ from relay.tls import domain_of
 from ugem.core.clock import Clock
 from ugem.core.config import DeliveryConfig
 from ugem.core.errors import DeliveryError, SpoolError
-from ugem.core.events import EventBus, Outcome
+from ugem.core.events import EventBus, Outcome, QueueChange, QueueEvent
 from ugem.core.log import event
 from ugem.core.metrics import Metrics
 from ugem.core.model import Connection, ConnState
@@ -327,6 +334,8 @@ class Scheduler:
         reason = hold_reason(conn.state, conn.id)
         count = await self.spool.hold(connection=conn.id, reason=reason)
         event(log, "held", logging.INFO, connection=conn.id, reason=reason, messages=count)
+        if count:
+            self._changed("held", "", conn.id, reason, count)
 
     async def _release_connection(self, conn: Connection) -> None:
         """Release what its suspension or disconnection held (not what an operator held)."""
@@ -336,6 +345,7 @@ class Scheduler:
             released += await self.spool.release(connection=conn.id, reason=reason)
         if released:
             event(log, "released", logging.INFO, connection=conn.id, messages=released)
+            self._changed("released", "", conn.id, f"{conn.id} is {conn.state.value}", released)
             await self.run_due()
 
     def _origin_hold(self, msg: QueuedMessage) -> str:
@@ -367,6 +377,7 @@ class Scheduler:
         if reason:
             await self.spool.hold([msg.id], reason=reason)
             event(log, "held", logging.INFO, queue_id=msg.id, reason=reason)
+            self._changed("held", msg.id, msg.connection, reason)
             return
         if msg.data is None:
             loaded = await self.spool.get(msg.id, with_data=True)
@@ -526,6 +537,14 @@ class Scheduler:
         reason = self._origin_hold(msg)  # suspended while this attempt was in flight
         if reason:
             msg.state, msg.hold_reason = QueueState.HELD, reason
+            self._changed("held", msg.id, msg.connection, reason)
+
+    def _changed(
+        self, what: QueueEvent, queue_id: str, connection: str, reason: str, count: int = 1
+    ) -> None:
+        """Publish a change the queue made itself (actor "relay")."""
+        change = QueueChange(self.clock.now(), what, queue_id, connection, "relay", reason, count)
+        self.bus.publish(change)
 
     def _record(
         self, msg: QueuedMessage, outcome: RcptOutcome, now: float, replied: bool = True
@@ -546,11 +565,19 @@ class Scheduler:
                 counted_as(outcome.code, reply.cls) if msg.connection else 0,
                 reply.cls,
                 reply.blocklist,
+                outcome.status,
+                outcome.hop,
+                msg.sender,
+                msg.attempts + 1,
+                max(0.0, now - msg.received_at),
+                outcome.connect,
+                outcome.transfer,
             )
         )
-        self.metrics.count(outcome.kind)
+        domain = domain_of(outcome.rcpt)
+        self.metrics.recipient(outcome.kind if replied else "expired", domain)
         if replied:
-            self.metrics.delivery_reply(msg.connection, domain_of(outcome.rcpt), reply.cls)
+            self.metrics.delivery_reply(msg.connection, domain, reply.cls)
         if outcome.kind == "delivered":
             self.metrics.delivery_latency.observe(max(0.0, now - msg.received_at))
         event(
@@ -595,6 +622,9 @@ class Scheduler:
             attempts=msg.attempts + 1,
             dropped=msg.is_bounce,
         )
+        age = round(now - msg.received_at)
+        why = f"in the queue {age} s, over its lifetime; the last error: {msg.last_error or '-'}"
+        self._changed("expired", msg.id, msg.connection, why, len(expired))
         return expired
 
     async def _bounce(self, msg: QueuedMessage, bounced: Sequence[RcptOutcome], now: float) -> bool:

@@ -59,6 +59,7 @@ from relay.queue.spool_records import _decoded, _Head, _head_of
 from relay.queue.spool_recovery import RecoveryReport as RecoveryReport  # re-exported
 from relay.queue.spool_recovery import _Opener
 from relay.queue.spool_sql import (
+    _COUNTS,
     _DUE_IDS,
     _HAD,
     _HEAD,
@@ -86,6 +87,7 @@ from ugem.core.metrics import Metrics
 log = logging.getLogger(__name__)
 
 CHECKPOINT_INTERVAL = 1.0  # seconds between WAL checkpoints (off the commit path)
+_Counts = tuple[dict[QueueState, int], dict[QueueState, float]]  # by state: messages, oldest
 
 
 def spool_path(config: Config, worker: int = 0) -> Path:
@@ -405,19 +407,21 @@ class Spool:
 
     async def counts(self) -> dict[QueueState, int]:
         """Messages by state; also resets size() to the file's count (other processes
-        may have deleted some) and updates the queue-size gauge."""
+        may have deleted some) and updates the queue's gauges (size, oldest message)."""
 
-        def work(conn: sqlite3.Connection) -> tuple[dict[QueueState, int], int]:
-            out, total = dict.fromkeys(QueueState, 0), 0
-            for state, n in conn.execute("SELECT state, count(*) FROM messages GROUP BY state"):
+        def work(conn: sqlite3.Connection) -> tuple[_Counts, int]:
+            out, oldest, total = dict.fromkeys(QueueState, 0), {}, 0
+            for state, n, received_at in conn.execute(_COUNTS):
                 total += n
                 if state in out:
                     out[QueueState(state)] = n
-            return out, _Absolute(total)
+                    if isinstance(received_at, int | float):
+                        oldest[QueueState(state)] = float(received_at)
+            return (out, oldest), _Absolute(total)
 
-        out = await self._write("counts", "", work)
+        out, oldest = await self._write("counts", "", work)
         for state, n in out.items():
-            self._metrics.queue_size.labels(state=str(state)).set(n)
+            self._metrics.queue_state(str(state), n, oldest.get(state), self._clock.now)
         return out
 
     # -------------------------------------------------------- reads
@@ -462,14 +466,51 @@ class Spool:
         return await self._read(work)
 
     async def list(
-        self, state: QueueState | None = None, connection: str | None = None, limit: int = 1000
+        self,
+        state: QueueState | None = None,
+        connection: str | None = None,
+        limit: int = 1000,
+        after: str | None = None,
+        received_by: float | None = None,
     ) -> list[QueuedMessage]:
-        """Messages without their text, oldest first (ids sort by time)."""
-        condition, params = ("state = ?", (str(state),)) if state is not None else ("1", ())
-        ((clause, args),) = _where(None, connection, condition, params)
+        """Messages without their text, oldest first (ids sort by time): only ids after
+        `after` and mail received at or before `received_by` if given."""
+        clause, args = _selection(state, connection, after, received_by)
 
         def work(conn: sqlite3.Connection) -> list[QueuedMessage]:
             sql = f"SELECT {_HEAD} FROM messages WHERE {clause} ORDER BY id LIMIT ?"  # noqa: S608
             return [_decoded(row, None) for row in conn.execute(sql, (*args, limit))]
 
         return await self._read(work)
+
+    async def count(
+        self,
+        state: QueueState | None = None,
+        connection: str | None = None,
+        received_by: float | None = None,
+    ) -> int:
+        """How many messages `list` would give without a limit (and without `after`)."""
+        clause, args = _selection(state, connection, None, received_by)
+
+        def work(conn: sqlite3.Connection) -> int:
+            sql = f"SELECT count(*) FROM messages WHERE {clause}"  # noqa: S608
+            return int(conn.execute(sql, args).fetchone()[0])
+
+        return await self._read(work)
+
+
+def _selection(
+    state: QueueState | None, connection: str | None, after: str | None, received_by: float | None
+) -> tuple[str, tuple[Any, ...]]:
+    """The WHERE clause (and its arguments) of `Spool.list` and `Spool.count`."""
+    conditions, params = ["1"], list[Any]()
+    for condition, value in (
+        ("state = ?", None if state is None else str(state)),
+        ("id > ?", after),
+        ("json_extract(envelope, '$.received_at') <= ?", received_by),
+    ):
+        if value is not None:
+            conditions.append(condition)
+            params.append(value)
+    ((clause, args),) = _where(None, connection, " AND ".join(conditions), tuple(params))
+    return clause, args

@@ -76,6 +76,15 @@ _INSERT_QUARANTINE = "INSERT INTO quarantine VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 
 _INSERT_RECEIVED = "INSERT INTO received VALUES (?, ?)"
 _PRUNE_RECEIVED = "DELETE FROM received WHERE at < ?"
 _HAD = "SELECT 1 FROM messages WHERE id = ? UNION ALL SELECT 1 FROM received WHERE id = ?"
+# Messages by state, with the oldest one's arrival (`received_at`): ids sort by arrival
+# time (`new_queue_id`), so the oldest is the least id, found in the same scan of the
+# covering index `messages_due` that counts them, then one lookup by id per state.
+_COUNTS = """
+SELECT g.state, g.n,
+       CASE WHEN json_valid(m.envelope) THEN json_extract(m.envelope, '$.received_at') END
+FROM (SELECT state, count(*) AS n, min(id) AS oldest FROM messages GROUP BY state) AS g
+JOIN messages AS m ON m.id = g.oldest
+"""
 _DUE_IDS = """
 SELECT id, next_attempt FROM messages WHERE state = ?
 UNION ALL

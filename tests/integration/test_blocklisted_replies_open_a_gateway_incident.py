@@ -70,7 +70,8 @@ async def gateway_incidents(api: httpx.AsyncClient, count: int) -> list[dict[str
     """The gateway incidents of GET /v1/incidents, once there are `count` of them."""
 
     async def read() -> list[dict[str, Any]]:
-        return [i for i in (await api.get("/v1/incidents")).json() if i["kind"] == "gateway"]
+        found = (await api.get("/v1/incidents")).json()["items"]
+        return [i for i in found if i["kind"] == "gateway"]
 
     return await eventually_read(read, lambda found: len(found) >= count, 10, "gateway incident")
 

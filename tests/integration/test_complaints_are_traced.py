@@ -66,14 +66,14 @@ async def test_a_complaint_is_traced_listed_and_never_relayed(
             body = (await api.get("/v1/reputation/complaints")).json()
             queue = (await api.get("/v1/queue")).json()
             metrics = (await api.get("/metrics")).text
-        [complaint] = body["complaints"]
+        [complaint] = body["items"]
         assert (complaint["connection"], complaint["attributed_by"]) == ("mdai.gov.kz", "queue_id")
         assert complaint["queue_id"] == queue_id
         assert complaint["evidence"] == f"queue id {queue_id} from 127.0.0.2"
         assert (complaint["client_ip"], complaint["sender"]) == (LOOP, "fbl-reports@isp.test")
         assert (complaint["format"], complaint["feedback_type"]) == ("arf", "abuse")
         assert complaint["source_ip"] == "198.51.100.25"
-        assert queue == []  # nothing of the report was queued
+        assert (queue["items"], queue["total"]) == ([], 0)  # nothing of the report was queued
         assert 'ugem_complaints_total{connection="mdai.gov.kz",feedback_type="abuse"} 1.0' in (
             metrics
         )

@@ -80,7 +80,8 @@ async def test_an_exempt_server_is_never_suspended_but_its_incident_says_exempte
                 return "anomaly.exempted" in await detector_actions(scene)
 
             await until(opened, "the exempted verdict audited")
-            [incident] = (await api.get("/v1/incidents", params={"connection": BURST})).json()
+            found = (await api.get("/v1/incidents", params={"connection": BURST})).json()
+            [incident] = found["items"]
         assert (incident["state"], incident["mode"], incident["action"]) == (
             "open",
             "shadow",

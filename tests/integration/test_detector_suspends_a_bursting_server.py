@@ -65,7 +65,7 @@ async def test_a_bursting_server_is_suspended_held_notified_and_audited(tmp_path
         async with api_client(node, "noc", Role.VIEWER) as api:
             answer = await api.get("/v1/incidents", params={"state": "open"})
         assert answer.status_code == 200, answer.text
-        [incident] = answer.json()
+        [incident] = answer.json()["items"]
         assert (incident["id"], incident["connection"], incident["mode"]) == (1, BURST, "enforce")
         assert incident["action"] == "suspended"
         [evidence] = incident["evidence"]

@@ -220,7 +220,8 @@ async def test_a_throttled_server_keeps_its_usual_rate_then_is_suspended(
         assert sample(node, "ugem_throttled_connections") == 0
         assert sample(node, "ugem_incidents_opened_total", {"mode": "enforce"}) == 1
         async with api_client(node, "noc-after", Role.VIEWER) as api:
-            [shown] = (await api.get("/v1/incidents", params={"connection": BURST})).json()
+            found = (await api.get("/v1/incidents", params={"connection": BURST})).json()
+            [shown] = found["items"]
         assert [e["action"] for e in shown["evidence"]] == ["throttled", "suspended"]
 
 
@@ -262,6 +263,7 @@ async def test_a_throttle_lifts_once_the_traffic_is_normal_for_lift_s(
         assert t.state() == ConnState.CONNECTED
         async with api_client(node, "noc-after", Role.VIEWER) as api:
             shown = (await api.get(f"/v1/connections/{BURST}")).json()
-            [listed] = (await api.get("/v1/incidents", params={"connection": BURST})).json()
+            found = (await api.get("/v1/incidents", params={"connection": BURST})).json()
+            [listed] = found["items"]
         assert shown["throttled"] is False
         assert [e["action"] for e in listed["evidence"]] == ["throttled", "throttle-lifted"]

@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import re
 import socket
 import time
 import urllib.request
@@ -184,8 +185,8 @@ def node_holds(pid: int, local_port: int, remote_port: int) -> bool:
     return False
 
 
-def metric(node: NodeProcess, name: str) -> dict[str, float]:
-    """{label value: sample} of one metric family of the node (its single label)."""
+def metric(node: NodeProcess, name: str, by: str) -> dict[str, float]:
+    """{label `by`'s value: sample, summed over the other labels} of one metric family."""
     url = f"http://{node.config.admin.listen}/metrics"
     with urllib.request.urlopen(url, timeout=5) as resp:
         page = resp.read().decode()
@@ -195,12 +196,13 @@ def metric(node: NodeProcess, name: str) -> dict[str, float]:
     for row in page.splitlines():
         if row.startswith(name + "{"):
             labels, value = row.rsplit(" ", 1)
-            out[labels.split('"')[1]] = float(value)
+            key = dict(re.findall(r'(\w+)="([^"]*)"', labels))[by]
+            out[key] = out.get(key, 0.0) + float(value)
     return out
 
 
 def deferrals(node: NodeProcess) -> float:
-    return metric(node, "ugem_messages_total").get("deferred", 0.0)
+    return metric(node, "ugem_recipients_total", "outcome").get("deferred", 0.0)
 
 
 async def banner_within(host: str, port: int, seconds: float) -> bytes:
@@ -272,7 +274,9 @@ async def test_a_hop_hanging_in_data_stalls_nothing_and_gets_the_mail_once(
         # The retry, after the back-off, is acknowledged: exactly one copy counts.
         await hop.wait_until(lambda: len(hop.delivered) >= 1, 30, "the retried delivery")
         await eventually(
-            lambda: sum(metric(node, "ugem_queue_messages").values()) == 0, 30, "an empty queue"
+            lambda: sum(metric(node, "ugem_queue_messages", "state").values()) == 0,
+            30,
+            "an empty queue",
         )
         assert len(hop.delivered) == 1
         assert b"Subject: hung" in hop.delivered[0]

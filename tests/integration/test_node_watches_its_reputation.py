@@ -25,6 +25,7 @@ from tests.support.waiting import eventually
 from ugem.core.clock import FakeClock
 from ugem.core.config import Config
 from ugem.core.services.tokens import Role
+from ugem.core.times import rfc3339
 from ugem.node import Node
 
 GATEWAY = "198.51.100.25"
@@ -82,10 +83,12 @@ async def test_the_node_checks_at_start_and_again_each_interval(
 
         async with api_client(node, "noc-viewer", Role.VIEWER) as api:
             body = (await api.get("/v1/reputation")).json()
+            standings = (await api.get("/v1/reputation/standings")).json()["items"]
             metrics = (await api.get("/metrics")).text
         assert (body["watching"], body["interval"], body["listed"]) == (True, INTERVAL, True)
-        assert [(s["zone"], s["state"], s["since"], s["reason"]) for s in body["standings"]] == [
-            (LISTING, "listed", started, REASON), (CLEAN, "clear", started, ""),
+        since = rfc3339(started)
+        assert [(s["zone"], s["state"], s["since"], s["reason"]) for s in standings] == [
+            (LISTING, "listed", since, REASON), (CLEAN, "clear", since, ""),
         ]  # fmt: skip
         assert listed_gauge(metrics) == {LISTING: 1.0, CLEAN: 0.0}
 

@@ -33,7 +33,7 @@ async def send(config: Config, subject: str) -> Sent:
 async def held_ids(api: httpx.AsyncClient) -> list[str]:
     found = await api.get("/v1/queue", params={"state": "held", "connection": CONN})
     assert found.status_code == 200, found.text
-    return [m["id"] for m in found.json()]
+    return [m["id"] for m in found.json()["items"]]
 
 
 async def test_suspend_via_api_gives_451_holds_then_resume_delivers_and_purge_deletes(
@@ -80,7 +80,7 @@ async def test_suspend_via_api_gives_451_holds_then_resume_delivers_and_purge_de
             assert purged.json() == {"count": 1}
             assert await held_ids(api) == []
 
-            entries = (await api.get("/v1/audit", params={"target": CONN})).json()
+            entries = (await api.get("/v1/audit", params={"target": CONN})).json()["items"]
             log = [e for e in entries if e["action"] != "notice.failed"]  # it has no contacts
             assert [(e["actor"], e["action"]) for e in log] == [
                 ("api:noc", "queue.purge"),

@@ -21,6 +21,7 @@ import subprocess
 import sys
 import urllib.request
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -51,12 +52,12 @@ def worker_admins(config: Config) -> list[str]:
     return [f"{host}:{port + i}" for i in range(2)]
 
 
-async def operator_token(config: Config) -> str:
+async def operator_token(config: Config, name: str = "noc") -> str:
     """A new operator token's secret, made in the store the workers share."""
     store, clock = open_store(config.store_url), SystemClock()
     try:
         tokens = TokenService(store, AuditLog(store, clock), clock)
-        _, secret = await tokens.create("noc", Role.OPERATOR, "test")
+        _, secret = await tokens.create(name, Role.OPERATOR, "test")
         return secret
     finally:
         await store.close()
@@ -82,7 +83,7 @@ async def the_api_of_each_worker_manages_the_mail_of_both(
         for api in apis:
             listed = await api.get("/v1/queue")
             assert listed.status_code == 200, listed.text
-            assert [m["id"] for m in listed.json()] == queued
+            assert [m["id"] for m in listed.json()["items"]] == queued
         theirs = await spooled_ids(config, 1)
         # mail in worker 1's spool, managed through worker 0's API (or the other way round)
         queue_id, api = (theirs[0], apis[0]) if theirs else (queued[0], apis[1])
@@ -96,7 +97,7 @@ async def the_api_of_each_worker_manages_the_mail_of_both(
         await sink.wait_for(56, timeout=30)  # its own worker delivers it at once
 
         async def left() -> list[str]:  # removed once the relay has heard the sink's 250
-            return sorted(m["id"] for m in (await api.get("/v1/queue")).json())
+            return sorted(m["id"] for m in (await api.get("/v1/queue")).json()["items"])
 
         await eventually_read(left, lambda ids: ids == sorted(set(queued) - {queue_id}))
     finally:
@@ -150,6 +151,8 @@ async def test_two_workers_share_the_port_and_survive_a_kill(tmp_path: Path) -> 
     try:
         await both_workers_ready(node, admins)
         await another_node_cannot_take_the_port(tmp_path, config)
+        await status_shows_both_workers(path, config)
+        await the_api_shows_the_same_status(config, admins[0])
 
         async def send(n: int) -> bool:
             sent = await send_mail(config, "a@mdai.gov.kz", ["x@example.org"], "127.0.0.2", f"m{n}")
@@ -173,9 +176,41 @@ async def test_two_workers_share_the_port_and_survive_a_kill(tmp_path: Path) -> 
         )
         node.signal(signal.SIGTERM)
         assert await node.wait() == 0, node.output()
+        code, shown = await ugem_status(path)
+        assert code == 1 and shown["workers"] == []  # a clean stop removed their files
     finally:
         node.kill()
         await sink.stop()
+
+
+async def ugem_status(path: Path) -> tuple[int, dict[str, Any]]:
+    command = [sys.executable, "-m", "ugem.cli", "status", "--json", "--config", str(path)]
+    ran = await asyncio.to_thread(
+        subprocess.run, command, capture_output=True, text=True, timeout=60, check=False
+    )
+    return ran.returncode, json.loads(ran.stdout)
+
+
+async def status_shows_both_workers(path: Path, config: Config) -> None:
+    """`ugem status`: both workers running and ready, on the node's one SMTP port."""
+    code, shown = await ugem_status(path)
+    assert code == 0, shown
+    workers = [(w["worker"], w["running"], w["status"], w["smtp"]) for w in shown["workers"]]
+    assert workers == [(i, True, "ready", config.smtp.listen) for i in range(2)]
+    assert shown["queue"] == {"active": 0, "deferred": 0, "held": 0}
+    assert shown["connections"] == {"connected": 1} and shown["open_incidents"] == 0
+
+
+async def the_api_shows_the_same_status(config: Config, admin: str) -> None:
+    headers = {"Authorization": f"Bearer {await operator_token(config, 'status')}"}
+    async with httpx.AsyncClient(base_url=f"http://{admin}", headers=headers) as api:
+        shown = (await api.get("/v1/status")).json()
+    assert [(w["worker"], w["running"], w["status"]) for w in shown["workers"]] == [
+        (0, True, "ready"),
+        (1, True, "ready"),
+    ]
+    assert shown["workers"][0]["started_at"].endswith("+05:00")
+    assert shown["queue"] == {"active": 0, "deferred": 0, "held": 0}
 
 
 def alive(pid: int) -> bool:

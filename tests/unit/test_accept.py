@@ -22,13 +22,14 @@ import pytest
 from relay import replies
 from relay.accept.listener import load_tls
 from relay.accept.received import safe_helo
+from relay.accept.refusals import why
 from relay.queue.message import QUEUE_ID_LENGTH
 from tests.support.connections import plain
 from tests.support.smtp_harness import Harness, RawClient, accept_server, raw_client
 from tests.support.tls_cert import client_context, self_signed
 from tests.support.waiting import eventually
 from ugem.core.errors import ConfigError, SpoolError, SpoolFullError, StoreError
-from ugem.core.events import Accepted
+from ugem.core.events import Accepted, Refused
 from ugem.core.model import ConnState
 from ugem.core.names import canonical_domain
 
@@ -520,15 +521,33 @@ def test_safe_helo_keeps_only_name_characters() -> None:
 
 
 async def test_accepted_event_and_metrics_follow_the_250(tmp_path: Path) -> None:
+    """The refused RCPT is published with the rule behind it, then the message accepted
+    with its Message-ID, HELO name and TLS (for the mail log)."""
     async with accept_server(tmp_path, conns=[CONN]) as h:
         events = h.bus.subscribe("test")
         async with raw_client(h.port) as c:
             await open_transaction(c)
             assert (await c.command(b"RCPT TO:<victim@gmail.com>\r\n")).code == 554
-            assert (await send_message(c)).startswith("250 ")
+            body = b"Message-ID: <m1@ext.org>\r\n" + BODY
+            assert (await send_message(c, body)).startswith("250 ")
+        refused = await asyncio.wait_for(events.get(), 5)
         event = await asyncio.wait_for(events.get(), 5)
         await eventually(lambda: h.server.session_count() == 0, 5, "session released")
         msg = h.intake.messages[0]
+        relay_denied = replies.RELAY_DENIED
+        assert refused == Refused(
+            h.clock.now(),
+            "127.0.0.1",
+            "",
+            "RCPT",
+            relay_denied.code,
+            relay_denied.status,
+            relay_denied.text,
+            why(relay_denied),
+            "someone@ext.org",
+            ("victim@gmail.com",),
+            "client.test",
+        )
         assert event == Accepted(
             h.clock.now(),
             msg.id,
@@ -537,6 +556,8 @@ async def test_accepted_event_and_metrics_follow_the_250(tmp_path: Path) -> None
             "someone@ext.org",
             ("clerk@minfin.gov.kz",),
             msg.size,
+            message_id="m1@ext.org",
+            helo="client.test",
         )
         assert_metrics(h)
 

@@ -32,13 +32,15 @@ async def api(tmp_path: Path) -> AsyncIterator[AdminApi]:
 async def test_bad_input_is_422_naming_the_field(api: AdminApi) -> None:
     bad_server = await api.call("PATCH", "/v1/connections/a.gov.kz", body={"servers": ["x"]})
     assert bad_server.status_code == 422
-    [problem] = bad_server.json()["detail"]
-    assert problem["loc"][-1] == "server" and "'x'" in problem["msg"]
+    [problem] = bad_server.json()["errors"]
+    assert problem["loc"][-1] == "server" and "'x'" in problem["detail"]
     no_reason = await api.call("POST", "/v1/connections/a.gov.kz/suspend", body={})
     assert no_reason.status_code == 422
-    assert no_reason.json()["detail"][0]["loc"] == ["body", "reason"]
+    [missing] = no_reason.json()["errors"]
+    assert (missing["loc"], missing["pointer"]) == (["body", "reason"], "#/reason")
+    assert no_reason.json()["detail"] == "reason: Field required"
     typo = await api.call("PATCH", "/v1/connections/a.gov.kz", body={"org": "X"})
-    assert typo.status_code == 422 and typo.json()["detail"][0]["loc"] == ["body", "org"]
+    assert typo.status_code == 422 and typo.json()["errors"][0]["loc"] == ["body", "org"]
 
 
 async def test_unknown_ids_are_404(api: AdminApi) -> None:
@@ -97,7 +99,7 @@ async def test_an_update_takes_effect_at_once_and_is_audited(api: AdminApi) -> N
     assert answer.json()["servers"] == ["192.0.2.10/32", "2001:db8::25/128"]
     found = api.registry.by_address("2001:db8::25")
     assert found is not None and found.id == "a.gov.kz"
-    [entry] = (await api.call("GET", "/v1/audit?target=a.gov.kz")).json()
+    [entry] = (await api.call("GET", "/v1/audit?target=a.gov.kz")).json()["items"]
     assert (entry["actor"], entry["action"]) == ("api:admin-token", "connection.update")
     assert entry["before"]["contacts"] == []
     assert entry["after"]["contacts"][0]["full_name"] == "Әлия Сәрсенбаева"
@@ -106,11 +108,11 @@ async def test_an_update_takes_effect_at_once_and_is_audited(api: AdminApi) -> N
 async def test_list_filters_by_state_kind_and_text(api: AdminApi) -> None:
     await api.call("POST", "/v1/connections/b.gov.kz/suspend", body={"reason": "spam"})
     suspended = await api.call("GET", "/v1/connections?state=suspended")
-    assert [c["id"] for c in suspended.json()] == ["b.gov.kz"]
+    assert [c["id"] for c in suspended.json()["items"]] == ["b.gov.kz"]
     text = await api.call("GET", "/v1/connections?text=198.51")
-    assert [c["id"] for c in text.json()] == ["b.gov.kz"]
+    assert [c["id"] for c in text.json()["items"]] == ["b.gov.kz"]
     kind = await api.call("GET", "/v1/connections?kind=quasi-public")
-    assert kind.json() == []
+    assert kind.json() == {"items": [], "total": 0, "next_cursor": None}
 
 
 def _message(queue_id: str, state: QueueState, connection: str, received: float) -> QueuedMessage:
@@ -130,7 +132,7 @@ async def test_queue_list_filters_and_show_hides_the_body(api: AdminApi) -> None
     async def ids(query: str) -> list[str]:
         answer = await api.call("GET", f"/v1/queue?{query}")
         assert answer.status_code == 200, answer.text
-        return [m["id"] for m in answer.json()]
+        return [m["id"] for m in answer.json()["items"]]
 
     assert await ids("state=held") == ["NEWHELD00001", "OLDHELD00001"]
     assert await ids("connection=b.gov.kz") == ["DEFERRED0001"]
@@ -144,7 +146,7 @@ async def test_queue_list_filters_and_show_hides_the_body(api: AdminApi) -> None
     assert wrong.status_code == 409 and "retry it" in wrong.json()["detail"]
     deleted = await api.call("DELETE", "/v1/queue/OLDHELD00001?reason=spam")
     assert deleted.json() == {"count": 1}
-    [entry] = (await api.call("GET", "/v1/audit?action=queue.delete")).json()
+    [entry] = (await api.call("GET", "/v1/audit?action=queue.delete")).json()["items"]
     assert (entry["target"], entry["reason"], entry["details"]) == (
         "OLDHELD00001",
         "spam",

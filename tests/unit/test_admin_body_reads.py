@@ -23,6 +23,7 @@ from tests.unit.test_cli_queue import QueueUgem
 from tests.unit.test_spool import message
 from ugem.core.errors import StoreError
 from ugem.core.services.tokens import Role
+from ugem.core.times import rfc3339
 
 QUEUE_ID = "HELDMSG00001"
 
@@ -43,7 +44,7 @@ async def api(tmp_path: Path) -> AsyncIterator[AdminApi]:
 async def reads(api: AdminApi) -> list[dict[str, object]]:
     answer = await api.call("GET", "/v1/audit?action=queue.read-body")
     assert answer.status_code == 200
-    found: list[dict[str, object]] = answer.json()
+    found: list[dict[str, object]] = answer.json()["items"]
     return found
 
 
@@ -72,7 +73,7 @@ async def test_each_body_read_is_audited_with_who_when_what_and_why(api: AdminAp
         "api:operator-token",
         QUEUE_ID,
         "abuse report 42",
-        api.clock.now(),
+        rfc3339(api.clock.now()),
     )
     assert entry["details"] == {"connection": "a.gov.kz", "size": 35}
 

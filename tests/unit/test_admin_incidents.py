@@ -18,6 +18,7 @@ from tests.support.admin import AdminApi, admin_api
 from tests.support.connections import plain
 from ugem.core.services.incidents import Action, Evidence, GatewayFacts, Mode, Suspect
 from ugem.core.services.tokens import Role
+from ugem.core.times import rfc3339
 
 CONN, OTHER = "a.gov.kz", "b.gov.kz"
 REASON = "412 recipients in 5 min against a usual 9 ± 4; 31 % bounced as unknown recipients"
@@ -45,7 +46,7 @@ async def test_a_viewer_reads_incidents_with_their_evidence(api: AdminApi) -> No
     second = await opened(api, OTHER, Action.WOULD_SUSPEND)
     listed = await api.call("GET", "/v1/incidents", Role.VIEWER)
     assert listed.status_code == 200, listed.text
-    assert [i["id"] for i in listed.json()] == [second, first]
+    assert [i["id"] for i in listed.json()["items"]] == [second, first]
     shown = (await api.call("GET", f"/v1/incidents/{first}", Role.VIEWER)).json()
     assert (shown["connection"], shown["state"], shown["mode"], shown["action"]) == (
         CONN,
@@ -61,7 +62,7 @@ async def test_a_viewer_reads_incidents_with_their_evidence(api: AdminApi) -> No
     ]
     assert evidence["numbers"] == {"recipients_5m": 412.0, "usual_recipients_5m": 9.0}
     by_conn = await api.call("GET", f"/v1/incidents?connection={OTHER}", Role.VIEWER)
-    assert [i["id"] for i in by_conn.json()] == [second]
+    assert [i["id"] for i in by_conn.json()["items"]] == [second]
     assert (await api.call("GET", "/v1/incidents", None)).status_code == 401
 
 
@@ -82,10 +83,10 @@ async def test_an_operator_acknowledges_and_closes_and_a_wrong_move_is_409(api: 
     closed = await api.call("POST", f"{path}/close", Role.OPERATOR, body)
     assert closed.status_code == 200, closed.text
     assert closed.json()["comment"] == body["comment"]
-    assert (await api.call("GET", "/v1/incidents?state=open", Role.VIEWER)).json() == []
+    assert (await api.call("GET", "/v1/incidents?state=open", Role.VIEWER)).json()["items"] == []
     again = await api.call("POST", f"{path}/close", Role.OPERATOR, {})
     assert again.status_code == 409 and "stays closed" in again.json()["detail"]
-    audit = (await api.call("GET", f"/v1/audit?target={CONN}", Role.VIEWER)).json()
+    audit = (await api.call("GET", f"/v1/audit?target={CONN}", Role.VIEWER)).json()["items"]
     assert [(e["actor"], e["action"]) for e in audit] == [
         ("api:operator-token", "incident.close"),
         ("api:operator-token", "incident.acknowledge"),
@@ -103,7 +104,7 @@ async def test_gateway_incidents_are_listed_with_their_kind_and_move_like_the_ot
     suspect = Suspect(CONN, 1.0, 7, {"blocklisted": 6}, 0, f"incident {detector} (suspended)")
     facts = GatewayFacts(("198.51.100.25",), "zen.spamhaus.org", ("zen.spamhaus.org",), (suspect,))
     gateway, _ = await api.services.incidents.record_gateway(subject, listed, "reputation", facts)
-    listed_all = (await api.call("GET", "/v1/incidents", Role.VIEWER)).json()
+    listed_all = (await api.call("GET", "/v1/incidents", Role.VIEWER)).json()["items"]
     assert [(i["id"], i["kind"], i["mode"]) for i in listed_all] == [
         (gateway.id, "gateway", "alert"),
         (detector, "connection", "enforce"),
@@ -119,7 +120,7 @@ async def test_gateway_incidents_are_listed_with_their_kind_and_move_like_the_ot
     ]  # fmt: skip
     assert listed_all[1]["suspects"] == [] and listed_all[1]["addresses"] == []
     by_subject = await api.call("GET", f"/v1/incidents?connection={subject}", Role.VIEWER)
-    assert [i["id"] for i in by_subject.json()] == [gateway.id]
+    assert [i["id"] for i in by_subject.json()["items"]] == [gateway.id]
     path = f"/v1/incidents/{gateway.id}"
     acked = await api.call("POST", f"{path}/ack", Role.OPERATOR, {"comment": "delisting asked"})
     assert acked.status_code == 200 and acked.json()["state"] == "acknowledged"
@@ -135,7 +136,7 @@ async def test_unknown_incidents_are_404_and_bad_input_422(api: AdminApi) -> Non
     assert (await api.call("GET", "/v1/incidents?state=lost")).status_code == 422
     ident = await opened(api, CONN)
     long = await api.call("POST", f"/v1/incidents/{ident}/close", body={"comment": "x" * 2001})
-    assert long.status_code == 422 and long.json()["detail"][0]["loc"][-1] == "comment"
+    assert long.status_code == 422 and long.json()["errors"][0]["loc"][-1] == "comment"
 
 
 def ceiling(**change: object) -> dict[str, object]:
@@ -155,7 +156,10 @@ async def test_an_operator_sets_lists_and_cancels_an_override(api: AdminApi) -> 
     made = await api.call("POST", "/v1/overrides", Role.OPERATOR, ceiling())
     assert made.status_code == 201, made.text
     override = made.json()
-    assert override["starts_at"] == 1_767_250_800.0 and override["ends_at"] == 1_767_265_200.0
+    # read as Almaty time without an offset, honoured with one; written with it
+    assert override["starts_at"] == "2026-01-01T12:00:00+05:00"
+    assert override["ends_at"] == "2026-01-01T16:00:00+05:00"
+    assert (override["created_at"], override["cancelled_at"]) == (rfc3339(api.clock.now()), None)
     assert (override["created_by"], override["status"], override["in_force"]) == (
         "api:operator-token",
         "to come",
@@ -165,19 +169,20 @@ async def test_an_operator_sets_lists_and_cancels_an_override(api: AdminApi) -> 
     shown = (await api.call("GET", f"/v1/overrides/{override['id']}", Role.VIEWER)).json()
     assert (shown["status"], shown["in_force"]) == ("in force", True)
     listed = await api.call("GET", f"/v1/overrides?connection={CONN}&current=true", Role.VIEWER)
-    assert [o["id"] for o in listed.json()] == [override["id"]]
+    assert [o["id"] for o in listed.json()["items"]] == [override["id"]]
     cancel = f"/v1/overrides/{override['id']}/cancel"
     done = await api.call("POST", cancel, Role.OPERATOR, {"reason": "mailing postponed"})
     assert done.status_code == 200 and done.json()["status"] == "cancelled"
     assert (await api.call("POST", cancel, Role.OPERATOR)).status_code == 409
-    assert (await api.call("GET", "/v1/overrides?current=true", Role.VIEWER)).json() == []
+    current = await api.call("GET", "/v1/overrides?current=true", Role.VIEWER)
+    assert current.json() == {"items": [], "total": 0, "next_cursor": None}
 
 
 async def test_override_errors_name_the_field_the_id_or_the_other_override(
     api: AdminApi,
 ) -> None:
     missing = await api.call("POST", "/v1/overrides", Role.OPERATOR, ceiling(ends_at=None))
-    assert missing.status_code == 422 and missing.json()["detail"][0]["loc"][-1] == "ends_at"
+    assert missing.status_code == 422 and missing.json()["errors"][0]["loc"][-1] == "ends_at"
     typo = await api.call("POST", "/v1/overrides", Role.OPERATOR, ceiling(max_per_hour=5))
     assert typo.status_code == 422
     nobody = await api.call("POST", "/v1/overrides", Role.OPERATOR, ceiling(connection="x.kz"))

@@ -4,8 +4,8 @@ Python's JSON parser takes `NaN`, `Infinity`, `-Infinity` and numbers that
 overflow to infinity, and JSON cannot carry them back. Every field of every
 body in the table of /v1/ endpoints (`test_admin_roles.ENDPOINTS`) gets each
 of them in turn, and a field the body does not have is tried too; the answer
-is a 422 whose error names the field, and a float query parameter refuses
-them as well.
+is a 422 problem whose `errors` name the field (its location and its JSON
+pointer), and a float query parameter refuses them as well.
 """
 
 from __future__ import annotations
@@ -54,13 +54,17 @@ async def test_a_number_json_cannot_carry_is_422_naming_the_field(
         text = json.dumps(body | {key: "@@"}).replace('"@@"', number)
         answer = await send(api, method, path, text)
         assert answer.status_code == 422, (number, answer.text)
-        named = [e for e in answer.json()["detail"] if e["loc"][-1] == key]
+        problem = answer.json()
+        assert answer.headers["content-type"] == "application/problem+json", answer.text
+        named = [e for e in problem["errors"] if e["loc"][-1] == key]
         assert named, answer.text
-        assert any(key in e["msg"] for e in named), answer.text
+        assert any(key in e["detail"] for e in named), answer.text
+        assert all(e["pointer"] == f"#/{key}" for e in named), answer.text
 
 
 async def test_a_float_query_parameter_refuses_them_too(api: AdminApi) -> None:
     for number in ("nan", "inf", "-inf", "1e999"):
         answer = await api.call("GET", f"/v1/queue?older_than={number}")
         assert answer.status_code == 422, (number, answer.text)
-        assert answer.json()["detail"][0]["loc"] == ["query", "older_than"]
+        [error] = answer.json()["errors"]
+        assert error["loc"] == ["query", "older_than"] and error["pointer"] is None

@@ -24,6 +24,7 @@ from tests.support.feedback import RFC5965_B1, YAHOO_STYLE
 from ugem.core.clock import FakeClock
 from ugem.core.services.reputation import Listing, Probe, ReputationService
 from ugem.core.services.tokens import Role
+from ugem.core.times import rfc3339
 from ugem.core.workdays import ALMATY
 
 ADDRESS, ZEN, COP = "203.0.113.9", "zen.spamhaus.org", "bl.spamcop.net"
@@ -65,8 +66,10 @@ async def test_before_any_check_it_says_what_is_watched(api: AdminApi, lists: On
     assert answer.status_code == 200, answer.text
     assert answer.json() == {
         "watching": False, "interval": 1800.0, "addresses": [ADDRESS], "zones": [ZEN, COP],
-        "last_check": None, "listed": False, "standings": [],
+        "last_check": None, "listed": False, "standings": 0,
     }  # fmt: skip
+    standings = await api.call("GET", "/v1/reputation/standings", Role.VIEWER)
+    assert standings.json() == {"items": [], "total": 0, "next_cursor": None}
     assert lists.calls == 0  # reading never looks anything up
     assert (await api.call("GET", "/v1/reputation", None)).status_code == 401
 
@@ -80,17 +83,25 @@ async def test_after_a_check_each_address_and_zone_with_since_and_reason(
     await api.services.reputation.check()
     answer = await api.call("GET", "/v1/reputation", Role.VIEWER)
     body = answer.json()
-    assert (body["last_check"], body["listed"]) == (first + 1800, True)
-    assert body["standings"] == [
+    assert (body["last_check"], body["listed"]) == (rfc3339(first + 1800), True)
+    assert body["standings"] == 2
+    standings = [
         {
-            "address": ADDRESS, "zone": ZEN, "state": "listed", "since": first,
-            "checked_at": first + 1800, "reason": REASON, "codes": ["127.0.0.2"],
+            "address": ADDRESS, "zone": ZEN, "state": "listed", "since": rfc3339(first),
+            "checked_at": rfc3339(first + 1800), "reason": REASON, "codes": ["127.0.0.2"],
         },
         {
-            "address": ADDRESS, "zone": COP, "state": "clear", "since": first,
-            "checked_at": first + 1800, "reason": "", "codes": [],
+            "address": ADDRESS, "zone": COP, "state": "clear", "since": rfc3339(first),
+            "checked_at": rfc3339(first + 1800), "reason": "", "codes": [],
         },
     ]  # fmt: skip
+    whole = await api.call("GET", "/v1/reputation/standings", Role.VIEWER)
+    assert whole.json() == {"items": standings, "total": 2, "next_cursor": None}
+    first_page = (await api.call("GET", "/v1/reputation/standings?limit=1", Role.VIEWER)).json()
+    assert (first_page["items"], first_page["total"]) == (standings[:1], 2)
+    path = f"/v1/reputation/standings?limit=1&cursor={first_page['next_cursor']}"
+    second_page = (await api.call("GET", path, Role.VIEWER)).json()
+    assert second_page == {"items": standings[1:], "total": 2, "next_cursor": None}
     assert lists.calls == 2
 
 
@@ -118,7 +129,7 @@ async def test_without_a_watch_the_answer_has_no_standings(tmp_path: Path) -> No
         body = (await api.call("GET", "/v1/reputation", Role.VIEWER)).json()
     assert body == {
         "watching": False, "interval": 3600.0, "addresses": [], "zones": [],
-        "last_check": None, "listed": False, "standings": [],
+        "last_check": None, "listed": False, "standings": 0,
     }  # fmt: skip
 
 
@@ -131,7 +142,8 @@ async def test_complaints_listed_newest_first_with_filters_and_counts(tmp_path: 
         await api.registry.sync()
         empty = await api.call("GET", "/v1/reputation/complaints", Role.VIEWER)
         assert empty.json() == {
-            "received": 0, "kept": 0, "dropped": 0, "cap": 10_000, "complaints": [],
+            "received": 0, "kept": 0, "dropped": 0, "cap": 10_000,
+            "items": [], "total": 0, "next_cursor": None,
         }  # fmt: skip
         assert (await api.call("GET", "/v1/reputation/complaints", None)).status_code == 401
         complaints = api.services.complaints
@@ -142,7 +154,7 @@ async def test_complaints_listed_newest_first_with_filters_and_counts(tmp_path: 
         async def listed(query: str = "") -> list[int]:
             answer = await api.call("GET", f"/v1/reputation/complaints{query}", Role.VIEWER)
             assert answer.status_code == 200, answer.text
-            return [c["id"] for c in answer.json()["complaints"]]
+            return [c["id"] for c in answer.json()["items"]]
 
         assert await listed() == [2, 1]
         assert await listed("?connection=agency.gov.kz") == [1]
@@ -152,8 +164,8 @@ async def test_complaints_listed_newest_first_with_filters_and_counts(tmp_path: 
         start = dt.datetime.fromtimestamp(first.received_at + 1, ALMATY).replace(tzinfo=None)
         assert await listed(f"?since={start.isoformat()}") == [2]  # Almaty time
         body = (await api.call("GET", "/v1/reputation/complaints", Role.VIEWER)).json()
-        assert body["complaints"][1] == first.to_dict()
-        assert body["complaints"][1]["attributed_by"] == "dkim"
+        assert body["items"][1] == first.to_dict() | {"received_at": rfc3339(first.received_at)}
+        assert body["items"][1]["attributed_by"] == "dkim" and body["total"] == 2
         assert (body["received"], body["kept"], body["dropped"]) == (2, 2, 0)
         metrics = (await api.client.get("/metrics")).text
         assert 'ugem_complaints_total{connection="agency.gov.kz",feedback_type="abuse"} 1.0' in (

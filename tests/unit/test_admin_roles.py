@@ -88,6 +88,7 @@ ENDPOINTS: list[tuple[str, str, Any, Role, int]] = [
     ("GET", "/v1/overrides/{override}", None, Role.VIEWER, 200),
     ("POST", "/v1/overrides/{override}/cancel", {}, Role.OPERATOR, 200),
     ("GET", "/v1/reputation", None, Role.VIEWER, 200),
+    ("GET", "/v1/reputation/standings", None, Role.VIEWER, 200),
     ("GET", "/v1/reputation/complaints", None, Role.VIEWER, 200),
     ("GET", "/v1/drain", None, Role.VIEWER, 200),
     ("POST", "/v1/drain", DRAIN, Role.ADMIN, 202),
@@ -155,6 +156,7 @@ async def test_endpoint_by_role(
         refused = await api.call(method, path, role, body)
         assert refused.status_code == 403, (role, refused.text)
         assert f"needs the {least} role" in refused.json()["detail"]
+        assert refused.headers["content-type"] == "application/problem+json"
     allowed = await api.call(method, path, least, body)
     assert allowed.status_code == status, allowed.text
     for role in Role:
@@ -184,3 +186,12 @@ async def test_the_table_covers_every_route(api: AdminApi) -> None:
     paths = api.app.openapi()["paths"]
     routes = {(m.upper(), p) for p, ops in paths.items() if p.startswith("/v1/") for m in ops}
     assert routes == {(m, template(p)) for m, p, *_ in ENDPOINTS}
+    # the schema names each route's least role, and documents 403 exactly above viewer
+    # (and on the one route where a viewer may read but not everything: a message's body)
+    for method, path, _, least, _ in ENDPOINTS:
+        operation = paths[template(path)][method.lower()]
+        assert operation["security"] == [{"HTTPBearer": [str(least)]}], (method, path)
+        body_read = (method, template(path)) == ("GET", "/v1/queue/{queue_id}")
+        can_403 = least != Role.VIEWER or body_read
+        assert ("403" in operation["responses"]) == can_403, (method, path)
+        assert {"401", "503"} <= set(operation["responses"]), (method, path)

@@ -213,7 +213,7 @@ async def test_shadow_opens_an_incident_alerts_the_operators_only_and_rearms_an_
     assert 'shadow mode ([anomaly] mode = "shadow")' in text
     assert "recipients in the last 5 min: 3" in text and REASON in text
     assert scene.sample("ugem_detector_suspensions_total", "shadow") == 1
-    assert scene.sample("ugem_detector_suspensions_total", "enforce") is None
+    assert scene.sample("ugem_detector_suspensions_total", "enforce") == 0
     assert scene.sample("ugem_incidents_opened_total", "shadow") == 1
 
     enforcer.observe(accepted(ts + SHADOW_REARM_S - 1))
@@ -469,8 +469,8 @@ async def test_enforce_throttles_records_alerts_the_operators_only_and_lifts(
     assert f"Cap: {THROTTLE_FLOOR:g} recipients" in notice.text
     assert REASON in notice.text and "451 4.7.1" in notice.text
     assert scene.sample("ugem_detector_throttles_total", "enforce") == 1
-    assert scene.sample("ugem_detector_throttles_total", "shadow") is None
-    assert scene.sample("ugem_detector_suspensions_total", "enforce") is None
+    assert scene.sample("ugem_detector_throttles_total", "shadow") == 0
+    assert scene.sample("ugem_detector_suspensions_total", "enforce") == 0
     assert scene.sample("ugem_incidents_opened_total", "enforce") == 1
     assert gauge(scene) == 1
 
@@ -523,7 +523,7 @@ async def test_shadow_mode_records_a_would_throttle_and_never_refuses(scene: Sce
     assert (incident.mode, incident.action) == (Mode.SHADOW, Action.WOULD_THROTTLE)
     assert await scene.actions() == [("detector", WOULD_THROTTLE), ("detector", "incident.open")]
     assert scene.sample("ugem_detector_throttles_total", "shadow") == 1
-    assert scene.sample("ugem_detector_throttles_total", "enforce") is None
+    assert scene.sample("ugem_detector_throttles_total", "enforce") == 0
     assert scene.outbox.sent == [] and gauge(scene) in (None, 0)
     await enforcer.act(lift(ts + 1000))  # nothing was throttled: nothing lifted
     [incident] = await incidents(scene, enforcer)
@@ -634,7 +634,7 @@ async def test_a_throttle_another_process_claims_changes_this_board_but_records_
         await until(lifted, "this process's board lifting it")
         assert await incidents(scene, enforcer) == []
         assert await scene.actions() == []  # the claimer records, this one does not
-        assert scene.sample("ugem_detector_throttles_total", "enforce") is None
+        assert scene.sample("ugem_detector_throttles_total", "enforce") == 0
         assert detector.resumed == []  # a throttle elsewhere is not a suspension
     finally:
         await enforcer.stop()

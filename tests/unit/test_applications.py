@@ -68,10 +68,10 @@ async def test_due_in_five_working_days_then_listed_and_counted_overdue(api: Adm
     assert (app["state"], app["overdue"], app["channel"]) == ("pending", False, "letter")
     late = "/v1/applications?state=pending&overdue=true"
     api.clock.set(almaty("2026-12-22T23:59"))
-    assert (await api.call("GET", late)).json() == []
+    assert (await api.call("GET", late)).json()["items"] == []
     assert overdue_metric(api) == 0
     api.clock.set(almaty("2026-12-23T00:01"))
-    [listed] = (await api.call("GET", late)).json()
+    [listed] = (await api.call("GET", late)).json()["items"]
     assert listed["id"] == app["id"] and listed["overdue"] is True
     assert overdue_metric(api) == 1  # computed at the scrape, from the clock
 
@@ -143,7 +143,7 @@ async def test_connect_creates_the_connection_and_audits(api: AdminApi) -> None:
         "POST", f"/v1/applications/{app['id']}/decision", body={"decision": "connect"}
     )
     assert again.status_code == 409 and "was connected" in again.json()["detail"]
-    log = (await api.call("GET", "/v1/audit")).json()
+    log = (await api.call("GET", "/v1/audit")).json()["items"]
     assert [e["action"] for e in log][:4] == [
         "application.connect",
         "connection.add",
@@ -158,7 +158,7 @@ async def test_a_rejection_needs_a_reason(api: AdminApi) -> None:
         "POST", f"/v1/applications/{app['id']}/decision", body={"decision": "reject"}
     )
     assert answer.status_code == 422
-    assert answer.json()["detail"][0]["loc"] == ["body", "reasons"]
+    assert answer.json()["errors"][0]["loc"] == ["body", "reasons"]
 
 
 async def test_a_rejected_domain_applies_again_after_thirty_days(api: AdminApi) -> None:
@@ -188,4 +188,4 @@ async def test_bad_forms_are_422_naming_the_field(api: AdminApi) -> None:
     for change, field in cases:
         answer = await api.call("POST", "/v1/applications", body=FORM | change)
         assert answer.status_code == 422, (change, answer.text)
-        assert answer.json()["detail"][0]["loc"][-1] == field, answer.text
+        assert answer.json()["errors"][0]["loc"][-1] == field, answer.text

@@ -7,6 +7,7 @@ SQLite store the CLI writes is a fresh file; output is read with capsys.
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import json
 from pathlib import Path
 
@@ -79,7 +80,8 @@ def test_show_json_holds_every_argument(ugem: Ugem) -> None:
         {"full_name": "Bob Smith", "email": "bob@minfin.gov.kz",
          "office_phone": "+7 7172 74-00-01", "mobile": ""},
     ]  # fmt: skip
-    assert shown["created_at"] > 0
+    created = dt.datetime.fromisoformat(shown["created_at"])  # RFC 3339, in Almaty
+    assert created.utcoffset() == dt.timedelta(hours=5) and created.timestamp() > 0
 
 
 def test_show_for_people(ugem: Ugem) -> None:

@@ -18,6 +18,7 @@ import pytest
 
 from tests.support.cli import Ugem, operator
 from tests.support.mail import read_notice
+from ugem.core.times import rfc3339
 from ugem.core.workdays import ALMATY
 
 DOMAIN = "minfin.gov.kz"
@@ -78,10 +79,9 @@ def test_effective_at_schedules_and_cancel_disconnect_removes_it(ugem: Ugem) -> 
     )
     out = ugem.ok("connection", "disconnect", DOMAIN, "--reason", "status changed",
                   "--effective-at", tomorrow.isoformat())  # fmt: skip
-    at = tomorrow.replace(tzinfo=ALMATY).timestamp()  # no zone: Almaty time
+    at = tomorrow.replace(tzinfo=ALMATY).isoformat()  # no zone: Almaty time
     assert out.splitlines()[0] == (
-        f"connection {DOMAIN} is connected; disconnection scheduled for "
-        f"{tomorrow:%Y-%m-%d %H:%M} (Almaty)"
+        f"connection {DOMAIN} is connected; disconnection scheduled for {at}"
     )
     shown = json.loads(ugem.ok("connection", "show", DOMAIN, "--json"))
     assert shown["state"] == "connected"
@@ -107,7 +107,7 @@ def test_effective_at_as_unix_time_in_the_future_or_past(
     assert shown["state"] == state
     plan = shown["disconnect"]
     assert (plan is None) == (offset < 0)
-    assert plan is None or (plan["at"], plan["by"]) == (at, "cli:operator1")
+    assert plan is None or (plan["at"], plan["by"]) == (rfc3339(at), "cli:operator1")
 
 
 @pytest.mark.parametrize(

@@ -26,6 +26,7 @@ from ugem.core.config import load_config
 from ugem.core.metrics import Metrics
 from ugem.core.services.mailqueue import OPERATOR_HOLD
 from ugem.core.store.base import AuditEntry
+from ugem.core.times import rfc3339
 
 
 class QueueUgem(Ugem):
@@ -116,7 +117,7 @@ def test_list_json_and_filters(ugem: QueueUgem) -> None:
         "state": "deferred",
         "hold_reason": "",
         "size": message(3).size,
-        "received_at": message(3).received_at,
+        "received_at": rfc3339(message(3).received_at),
         "age_seconds": 0,
         "connection": "minfin.gov.kz",
         "client_ip": "10.0.0.1",
@@ -124,7 +125,7 @@ def test_list_json_and_filters(ugem: QueueUgem) -> None:
         "rcpts": message(3).rcpts,
         "original_rcpts": message(3).original_rcpts,
         "attempts": 3,
-        "next_attempt": 1_767_229_200.0,
+        "next_attempt": "2026-01-01T06:00:00+05:00",  # 01:00Z
         "last_error": "451 busy",
     }
     assert json.loads(ugem.ok("queue", "list", "--json", "--state", "held")) == []

@@ -79,10 +79,11 @@ def test_a_listed_address_is_shown_with_its_reason_and_exits_1(
         [V4, SILENT, "UNKNOWN"], [V6, LISTING, "CLEAR"], [V6, CLEAN, "CLEAR"],
         [V6, PICKY, "CLEAR"], [V6, SILENT, "UNKNOWN"],
     ]  # fmt: skip
-    codes, reason = rows[0].split()[5], rows[0].split(maxsplit=6)[6]
+    since, codes, reason = rows[0].split()[3], rows[0].split()[4], rows[0].split(maxsplit=5)[5]
     assert (codes, reason) == ("127.0.0.2", REASON)
-    assert rows[1].split()[5:] == ["-"]
-    assert rows[2].split()[5:8] == ["127.255.255.254", "127.255.255.254:", "query"]
+    assert since.endswith("+05:00")  # RFC 3339 in Almaty
+    assert rows[1].split()[4:] == ["-"]
+    assert rows[2].split()[4:7] == ["127.255.255.254", "127.255.255.254:", "query"]
     assert rows[2].endswith("...")  # the reason cut to its column
     assert rows[3].endswith(f"A {query_name(V4, SILENT)}: timed out")
 
@@ -183,11 +184,10 @@ def test_complaints_newest_first_with_filters(
     start = 1_799_740_800.0  # 2027-01-12 08:00:00Z
     _receive(ugem.db, (YAHOO_STYLE, start), (RFC5965_B1, start + 3600))
     _, untraced, traced, summary = ugem.ok("reputation", "complaints").splitlines()
-    assert untraced.split()[:7] == ["2", "2027-01-12", "09:00:00Z", "-", "none", "abuse", "arf"]
-    assert traced.split()[:7] == [
+    assert untraced.split()[:6] == ["2", "2027-01-12T14:00:00+05:00", "-", "none", "abuse", "arf"]
+    assert traced.split()[:6] == [
         "1",
-        "2027-01-12",
-        "08:00:00Z",
+        "2027-01-12T13:00:00+05:00",
         "agency.gov.kz",
         "dkim",
         "abuse",
@@ -198,7 +198,7 @@ def test_complaints_newest_first_with_filters(
 
     def ids(*options: str) -> list[int]:
         found = json.loads(ugem.ok("reputation", "complaints", "--json", *options))
-        return [c["id"] for c in found["complaints"]]
+        return [c["id"] for c in found["items"]]
 
     assert ids() == [2, 1]
     assert ids("--connection", "agency.gov.kz") == [1]
@@ -213,11 +213,19 @@ def test_complaints_newest_first_with_filters(
         0,
         10_000,
     )
-    assert answer["complaints"][1]["evidence"] == "DKIM-Signature d=agency.gov.kz"
+    assert answer["items"][1]["evidence"] == "DKIM-Signature d=agency.gov.kz"
+    assert (answer["total"], answer["next_cursor"]) == (2, None)
+    first = json.loads(ugem.ok("reputation", "complaints", "--json", "--limit", "1"))
+    assert ids("--limit", "1", "--cursor", first["next_cursor"]) == [1]  # the next page
 
 
 @pytest.mark.parametrize(
-    ("options", "named"), [(["--limit", "0"], "--limit"), (["--since", "soon"], "--since")]
+    ("options", "named"),
+    [
+        (["--limit", "0"], "--limit"),
+        (["--limit", "1001"], "--limit"),
+        (["--since", "soon"], "--since"),
+    ],
 )
 def test_complaints_with_a_bad_option_exit_2_naming_it(
     tmp_path: Path,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import subprocess
 import sys
@@ -109,7 +110,9 @@ def test_every_knob_is_documented_with_bounds_or_choices() -> None:
 def test_shipped_example_is_current_and_loads() -> None:
     shipped = (ROOT / "ugem.example.toml").read_text(encoding="utf-8")
     assert shipped == example_text(), "regenerate with: ugem config example > ugem.example.toml"
-    assert load_config(ROOT / "ugem.example.toml", env={}) == Config()
+    loaded = load_config(ROOT / "ugem.example.toml", env={})
+    beside = dataclasses.replace(Config().node, data_dir=str(ROOT / "var"))  # from the file's dir
+    assert loaded == dataclasses.replace(Config(), node=beside)
 
 
 def test_cli_exits_non_zero_with_one_clear_line(tmp_path: Path) -> None:
@@ -213,3 +216,24 @@ def test_config_check_fails_on_a_misspelt_variable(monkeypatch: pytest.MonkeyPat
     )
     assert checked.returncode == 2
     assert checked.stderr.startswith("ugem: error: config UGEM_SMTP_LISEN: ")
+
+
+def test_a_relative_path_in_a_config_file_is_taken_from_the_files_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    etc = tmp_path / "etc"
+    etc.mkdir()
+    (etc / "ugem.toml").write_text(
+        '[node]\ndata_dir = "state"\n[anomaly]\ntrace_file = "t.jsonl"\n'
+    )
+    (etc / "default.toml").write_text("[smtp]\nmax_connections = 100\n")
+    elsewhere = tmp_path / "home"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)  # an operator's shell, anywhere
+    config = load_config(etc / "ugem.toml", env={})
+    assert config.data_path == etc / "state"
+    assert config.anomaly.trace_file == str(etc / "t.jsonl")
+    assert load_config(etc / "default.toml", env={}).data_path == etc / "var"  # the default too
+    from_env = load_config(etc / "ugem.toml", env={"UGEM_NODE_DATA_DIR": "mine"})
+    assert from_env.data_path == Path("mine")  # the environment's: from the current directory
+    assert load_config(None, env={}).data_path == Path("var")  # no file: ./var, as ever

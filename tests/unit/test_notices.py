@@ -139,7 +139,7 @@ async def test_a_failing_outbox_does_not_undo_the_decision(
     assert answer.json()["state"] == "suspended"
     failed = [r for r in caplog.records if r.getMessage() == "notice_failed"]
     assert len(failed) == 2  # the organisation's notice and the operators' alert
-    log = (await api.call("GET", f"/v1/audit?target={CONN}&action=notice.failed")).json()
+    log = (await api.call("GET", f"/v1/audit?target={CONN}&action=notice.failed")).json()["items"]
     assert [(e["actor"], e["reason"], e["details"]) for e in log] == [
         ("api:admin-token", "spool full (test)", {"notice": "alert-suspended"}),
         ("api:admin-token", "spool full (test)", {"notice": "suspended"}),
@@ -150,7 +150,8 @@ async def test_a_connection_without_contacts_is_audited_as_not_notified(api: Adm
     await connected(api)
     await ok(api, "PATCH", f"/v1/connections/{CONN}", {"contacts": []})
     await ok(api, "POST", f"/v1/connections/{CONN}/disconnect", {"reason": "status changed"})
-    [entry] = (await api.call("GET", f"/v1/audit?target={CONN}&action=notice.failed")).json()
+    failed = await api.call("GET", f"/v1/audit?target={CONN}&action=notice.failed")
+    [entry] = failed.json()["items"]
     assert "no e-mail address" in entry["reason"]
 
 

@@ -28,7 +28,7 @@ from tests.support.sink import Sink, SinkMessage
 from ugem.core.clock import FakeClock
 from ugem.core.config import DeliveryConfig
 from ugem.core.errors import SpoolError, SpoolFullError
-from ugem.core.events import EventBus, Outcome, Subscription, trace_record
+from ugem.core.events import Event, EventBus, Outcome, QueueChange, Subscription, trace_record
 from ugem.core.metrics import Metrics
 from ugem.core.model import ConnState
 from ugem.core.registry import Registry
@@ -202,8 +202,10 @@ def dsn_recipients(dsn: SinkMessage) -> dict[str, Message]:
     }
 
 
-def counter(world: World, outcome: str) -> float:
-    value = world.metrics.registry.get_sample_value("ugem_messages_total", {"outcome": outcome})
+def counter(world: World, outcome: str, destination: str = "other") -> float:
+    """ugem_recipients_total{outcome, destination} (example.org's class is "other")."""
+    labels = {"outcome": outcome, "destination": destination}
+    value = world.metrics.registry.get_sample_value("ugem_recipients_total", labels)
     return value or 0.0
 
 
@@ -323,19 +325,29 @@ async def test_mixed_outcomes_in_one_message(world: World) -> None:
 async def test_expiry_after_queue_lifetime_bounces_with_4_4_7(world: World) -> None:
     world.sink.rcpt_reply = lambda rcpt: "451 4.3.0 not now" if rcpt != SENDER else None
     msg = await world.send("later@example.org")
+    attempts = 1
     while True:  # retried at its back-off times until the lifetime is over
         queued = await world.spool.get(msg.id, with_data=False)
         if queued is None:
             break
         assert queued.received_at + LIFETIME + MAX >= queued.next_attempt
         assert await world.retry_at(queued.next_attempt) == 1
+        attempts += 1
     assert world.clock.now() - msg.received_at >= LIFETIME
+    # Each attempt deferred the recipient; the last found the lifetime over: expired, once.
+    assert (counter(world, "deferred"), counter(world, "expired")) == (attempts, 1)
+    assert counter(world, "bounced") == 0 and counter(world, "delivered") == 0
     assert world.originals() == []
     [dsn] = world.dsns()
     group = dsn_recipients(dsn)["later@example.org"]
     assert group["Status"] == "4.4.7"
     assert "delivery time expired" in group["Diagnostic-Code"]
     assert "not now" in group["Diagnostic-Code"]
+    expired = [e for e in published(world) if isinstance(e, QueueChange)]
+    assert [(e.event, e.queue_id, e.actor, e.count) for e in expired] == [
+        ("expired", msg.id, "relay", 1)
+    ]
+    assert "not now" in expired[0].reason
 
 
 async def test_an_expired_bounce_is_dropped_without_a_dsn(
@@ -395,6 +407,35 @@ async def test_suspension_holds_mail_already_queued(world: World) -> None:
     assert world.sink.messages == []
     await resume(world)
     assert [m.rcpts for m in world.sink.messages] == [["bob@example.org"]]
+
+
+def published(world: World) -> list[Event]:
+    """Every event published since the last call."""
+    found: list[Event] = []
+    while not world.events.queue.empty():
+        found.append(world.events.queue.get_nowait())
+    return found
+
+
+async def test_holds_releases_and_outcomes_are_published_for_the_mail_log(world: World) -> None:
+    world.sink.data_replies = ["451 4.3.0 try later"]
+    msg = await world.send("bob@example.org")
+    world.clock.advance(3)
+    await suspend(world)  # its connection's mail held at once
+    await resume(world)  # and released: delivered at once
+    found = published(world)
+    changes = [
+        (e.event, e.queue_id, e.connection, e.actor, e.count)
+        for e in found
+        if isinstance(e, QueueChange)
+    ]
+    assert changes == [("held", "", ORIGIN, "relay", 1), ("released", "", ORIGIN, "relay", 1)]
+    hop = f"{world.sink.host}:{world.sink.port}"
+    outcomes = [e for e in found if isinstance(e, Outcome) and e.queue_id == msg.id]
+    assert [(o.event, o.hop, o.status, o.sender, o.attempt, o.delay) for o in outcomes] == [
+        ("deferred", hop, "4.3.0", SENDER, 1, 0.0),
+        ("delivered", hop, "2.0.0", SENDER, 2, 3.0),
+    ]
 
 
 async def test_inbound_mail_is_not_held_by_a_suspension(world: World) -> None:
@@ -622,8 +663,8 @@ async def test_outcome_events_carry_the_reply_class_and_the_blocklist(world: Wor
     }
     assert replies(world, "connection", ORIGIN, "blocklisted") == 1
     assert replies(world, "connection", ORIGIN, "delivered") == 1
-    assert replies(world, "destination", "example.org", "blocklisted") == 1
-    assert replies(world, "destination", "example.com", "unknown-user") == 1
+    assert replies(world, "destination", "other", "blocklisted") == 1  # example.org's class
+    assert replies(world, "destination", "other", "unknown-user") == 1  # example.com's
     assert replies(world, "connection", "none", "delivered") == 1  # the DSN to the sender
     record = trace_record(events["spam@example.org"])  # the trace's format is unchanged
     assert record is not None and set(record) == {

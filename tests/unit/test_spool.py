@@ -409,6 +409,27 @@ async def test_counts_and_size(spool: Spool, path: Path, metrics: Metrics) -> No
     assert sum((await spool.counts()).values()) == 4 and spool.size() == 4
 
 
+async def test_counts_give_the_age_of_the_oldest_message_by_state(
+    spool: Spool, clock: FakeClock, metrics: Metrics
+) -> None:
+    for n in range(4):  # message(n) arrived at the clock's start + n
+        await spool.commit(message(n))
+    await spool.hold([message(1).id, message(3).id], reason="x")
+    clock.advance(100)
+    await spool.counts()
+
+    def age(state: str) -> float:
+        return sample(metrics, "ugem_queue_oldest_age_seconds", state=state)
+
+    assert (age("active"), age("held"), age("deferred")) == (100, 99, 0)
+    clock.advance(50)  # the age is read at the scrape: it grows without another scan
+    assert (age("active"), age("held")) == (150, 149)
+    await spool.remove(message(0).id)
+    await spool.remove(message(2).id)
+    await spool.counts()
+    assert (age("active"), age("held")) == (0, 149)
+
+
 async def test_a_second_process_edits_while_the_node_runs(spool: Spool, path: Path) -> None:
     msgs = [message(n) for n in range(3)]
     for m in msgs:

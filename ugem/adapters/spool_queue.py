@@ -7,7 +7,8 @@ owner closes them) and, with `others`, the spool files of other processes
 second process beside a running node opens them (SQLite's locks keep the
 edits safe; each owner sees them on its next scan), and closed when the call
 ends, however it ends. `list` merges the spools' lists in the order each
-gives (by queue id, which sorts by time) and keeps the limit; `get`, and
+gives (by queue id, which sorts by time) and keeps the limit (`after` an id
+and `received_by` a time select as `Spool.list` does), `count` adds up theirs; `get`, and
 hold, release, retry and delete by ids, find the spool that holds each id and
 act there (an id no spool holds is left alone: it counts 0); by connection,
 or retrying all deferred mail, they act on every spool. It converts
@@ -94,13 +95,25 @@ class SpoolQueue:
             yield [*self.spools, *theirs]
 
     async def list(
-        self, state: str | None, connection: str | None, limit: int
+        self,
+        state: str | None,
+        connection: str | None,
+        limit: int,
+        after: str | None = None,
+        received_by: float | None = None,
     ) -> builtins.list[MailItem]:
         wanted = None if state is None else QueueState(state)
         async with self._all() as spools:
-            lists = [await s.list(state=wanted, connection=connection, limit=limit) for s in spools]
+            lists = [await s.list(wanted, connection, limit, after, received_by) for s in spools]
         merged = heapq.merge(*lists, key=lambda m: m.id)
         return [item(m) for m in itertools.islice(merged, limit)]
+
+    async def count(
+        self, state: str | None, connection: str | None, received_by: float | None = None
+    ) -> int:
+        wanted = None if state is None else QueueState(state)
+        async with self._all() as spools:
+            return sum([await s.count(wanted, connection, received_by) for s in spools])
 
     async def get(self, queue_id: str, with_text: bool) -> MailItem | None:
         async with self._all() as spools:

@@ -34,6 +34,8 @@ GROUP_NAMES = (
     "reputation",
     "store",
     "drain",
+    "status",
+    "log",
 )
 OPTIONS_WITH_VALUE = ("--config",)
 

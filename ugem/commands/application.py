@@ -30,6 +30,7 @@ from ugem.commands.connection import (
     contacts_of,
     domain_arg,
     moment,
+    when,
 )
 from ugem.commands.wiring import CommandServices, as_options, print_notices, with_services
 from ugem.core.config import Config
@@ -44,7 +45,7 @@ from ugem.core.services.applications import (
     Decision,
     Finding,
 )
-from ugem.core.services.notices import local_time
+from ugem.core.times import local_date
 
 LIST_COLUMNS = ["id", "number", "domain", "org", "state", "received", "due", "overdue"]
 FIELDS = {  # the service's field -> this command's option
@@ -293,7 +294,7 @@ def _row(item: Shown) -> dict[str, str]:
         "domain": app.domain,
         "org": app.org_name,
         "state": app.state.value,
-        "received": local_time(app.received_at)[:10],
+        "received": local_date(app.received_at).isoformat(),
         "due": app.decision_due,
         "overdue": "yes" if item.overdue else "",
     }
@@ -304,7 +305,7 @@ def describe(item: Shown) -> list[str]:
     app = item.app
     fields = [
         ("number", f"{app.number} ({app.channel})"),
-        ("received", f"{local_time(app.received_at)} (Almaty) by {app.recorded_by}"),
+        ("received", f"{when(app.received_at)} by {app.recorded_by}"),
         ("decision due", app.decision_due + ("  OVERDUE" if item.overdue else "")),
         ("state", app.state.value),
         ("domain", app.domain),
@@ -316,7 +317,7 @@ def describe(item: Shown) -> list[str]:
         *(("check", _check_line(f)) for f in app.checks),
     ]
     if app.decided_by:
-        fields.append(("decided", f"{local_time(app.decided_at)} (Almaty) by {app.decided_by}"))
+        fields.append(("decided", f"{when(app.decided_at)} by {app.decided_by}"))
         fields += [("reason", r) for r in app.reasons]
     failed = [f.name for f in app.checks if not f.ok]
     if app.state == AppState.PENDING and failed:

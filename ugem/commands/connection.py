@@ -22,13 +22,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import getpass
 import ipaddress
-import math
 import re
 from collections.abc import Awaitable, Callable, Sequence
-from datetime import UTC, datetime
 from enum import StrEnum
 from typing import TypeVar
 
@@ -36,15 +33,14 @@ import idna
 
 from ugem.cli import Handler, add_json_flag, add_show_parser, print_json, print_list
 from ugem.commands.wiring import CommandServices, as_options, print_notices, with_services
+from ugem.core import times
 from ugem.core.clock import SystemClock
 from ugem.core.config import Config
 from ugem.core.errors import NotFoundError, UsageError
 from ugem.core.model import Connection, ConnState, Contact, Language, OrgKind
 from ugem.core.names import canonical_domain, canonical_network
-from ugem.core.services.notices import local_time
 from ugem.core.store import Store, open_store
 from ugem.core.store.base import AuditEntry
-from ugem.core.workdays import unix_time
 
 E = TypeVar("E", bound=StrEnum)
 
@@ -240,8 +236,8 @@ def cancel_disconnect(args: argparse.Namespace, config: Config) -> int:
 def state_line(conn: Connection, reason: str) -> str:
     """'connection X is S: reason', or the disconnection scheduled for it."""
     if conn.disconnect is not None:
-        at = local_time(conn.disconnect.at)
-        return f"connection {conn.id} is {conn.state}; disconnection scheduled for {at} (Almaty)"
+        at = when(conn.disconnect.at)
+        return f"connection {conn.id} is {conn.state}; disconnection scheduled for {at}"
     return f"connection {conn.id} is {conn.state}" + (f": {reason}" if reason else "")
 
 
@@ -287,19 +283,12 @@ def choice(kind: type[E], option: str, value: str) -> E:
 
 
 def moment(option: str, value: str) -> float:
-    """A time given as ISO 8601 (without a zone, Asia/Almaty time) or Unix time, as Unix time."""
-    text = value.strip()
-    with contextlib.suppress(ValueError):
-        number = float(text)
-        if math.isfinite(number):
-            return number
+    """A time given as RFC 3339 / ISO 8601 (without an offset, Asia/Almaty time) or Unix
+    time, as Unix time (`ugem.core.times.parse`)."""
     try:
-        return unix_time(datetime.fromisoformat(text))
-    except ValueError:
-        raise UsageError(
-            f"{option}: {value!r} is not a time; expected ISO 8601 like 2025-03-01T18:00 "
-            "(Asia/Almaty time unless it names a zone: +05:00, Z) or Unix time"
-        ) from None
+        return times.parse(value)
+    except ValueError as exc:
+        raise UsageError(f"{option}: {exc}") from None
 
 
 def _text(option: str, value: str) -> str:
@@ -399,7 +388,8 @@ def domain_label(domain: str) -> str:
 
 
 def when(ts: float) -> str:
-    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d %H:%M:%SZ") if ts else "-"
+    """A moment as the CLI shows it: RFC 3339 in Asia/Almaty; "-" for none (0)."""
+    return times.rfc3339(ts) if ts else "-"
 
 
 def describe(conn: Connection, history: Sequence[AuditEntry]) -> list[str]:
@@ -418,7 +408,7 @@ def describe(conn: Connection, history: Sequence[AuditEntry]) -> list[str]:
     ]
     if conn.disconnect is not None:
         plan = conn.disconnect
-        fields.append(("disconnect at", f"{local_time(plan.at)} (Almaty) by {plan.by}"))
+        fields.append(("disconnect at", f"{when(plan.at)} by {plan.by}"))
         fields += [("  because", plan.reason)] if plan.reason else []
     lines = [conn.id, *(f"  {key:<13} {value}" for key, value in fields)]
     if history:

@@ -24,14 +24,13 @@ import asyncio
 import logging
 import sys
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
 from relay.queue.spool import spool_paths
 from ugem.adapters.spool_queue import SpoolQueue, open_spools
 from ugem.cli import add_json_flag, print_json
-from ugem.commands.connection import actor
+from ugem.commands.connection import actor, when
 from ugem.commands.wiring import as_options
 from ugem.core.clock import SystemClock
 from ugem.core.config import Config
@@ -126,10 +125,6 @@ def _show(config: Config, as_json: bool) -> int:
 # ---------------------------------------------------------------- rendering
 
 
-def _when(ts: float) -> str:
-    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
 def _progress(report: DrainReport) -> None:
     print(f"ugem drain: {_counts(report)}" + _note(report), file=sys.stderr, flush=True)
 
@@ -174,7 +169,7 @@ def _print_status(status: DrainStatus, as_json: bool) -> None:
     if request is None:
         print("not draining: the node takes and delivers mail")
     else:
-        print(f"draining into {request.to} since {_when(request.since)} (by {request.by})")
+        print(f"draining into {request.to} since {when(request.since)} (by {request.by})")
     for worker, answer in status.workers.items():
         if request is None or answer is None or answer.request != request.id:
             print(f"  worker {worker}: running")

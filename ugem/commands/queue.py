@@ -27,12 +27,13 @@ import asyncio
 import getpass
 import sys
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 from relay.queue.spool import spool_paths
 from ugem.adapters.spool_queue import SpoolQueue, open_spools
 from ugem.cli import add_json_flag, print_json, print_table
+from ugem.commands.connection import when
+from ugem.commands.wiring import index_journal
 from ugem.core.clock import SystemClock
 from ugem.core.config import Config
 from ugem.core.errors import UsageError
@@ -92,9 +93,9 @@ def _with_service(config: Config, action: Callable[[QueueService], Awaitable[T]]
         async with open_spools(paths, clock, config.spool.max_size_mb) as spools:
             store = open_store(config.store_url)  # before any change: a bad store changes nothing
             try:
-                return await action(
-                    QueueService(SpoolQueue(*spools), AuditLog(store, clock), clock)
-                )
+                with index_journal(config) as journal:  # the changes, for `ugem log search`
+                    audit = AuditLog(store, clock)
+                    return await action(QueueService(SpoolQueue(*spools), audit, clock, journal))
             finally:
                 await store.close()
 
@@ -131,10 +132,6 @@ def _age(seconds: float) -> str:
         if left >= size:
             return f"{left // size}{unit}"
     return f"{left}s"
-
-
-def _when(ts: float) -> str:
-    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _as_dict(msg: MailItem, now: float) -> dict[str, Any]:
@@ -179,13 +176,13 @@ def _print_message(msg: MailItem, now: float, headers: str) -> None:
         ("state", state),
         ("connection", msg.connection or "(inbound)"),
         ("client", msg.client_ip),
-        ("received", f"{_when(msg.received_at)} ({_age(now - msg.received_at)} ago)"),
+        ("received", f"{when(msg.received_at)} ({_age(now - msg.received_at)} ago)"),
         ("size", str(msg.size)),
         ("sender", f"<{msg.sender}>"),
         ("recipients", ", ".join(msg.rcpts)),
         ("original recipients", ", ".join(msg.original_rcpts)),
         ("attempts", str(msg.attempts)),
-        ("next attempt", _when(msg.next_attempt) if msg.next_attempt else "now"),
+        ("next attempt", when(msg.next_attempt) if msg.next_attempt else "now"),
         ("last error", msg.last_error or "-"),
     ]
     for name, value in lines:

@@ -6,9 +6,10 @@
 relay's DNSBL lookups), and prints one line per address and zone: the state
 (listed, clear, unusable: the list answered an error code instead of a
 verdict, unknown: no answer in time), since when, the codes answered and the
-list's reason (or why there is no verdict); `--json` prints the report in
-the form of `/v1/reputation`. A command's check knows no earlier one: `since`
-is this check's time (a running node keeps the history: `/v1/reputation`).
+list's reason (or why there is no verdict); `--json` prints the report with
+`/v1/reputation`'s fields and every standing (`/v1/reputation/standings`' items).
+A command's check knows no earlier one: `since` is this check's time (a running
+node keeps the history: `/v1/reputation`).
 
 Exit codes: 0 when every address is clear on every list; 1 when any address
 is listed anywhere; 3 when none is listed but some list gave no verdict
@@ -18,12 +19,14 @@ without addresses or zones, or another bad value (naming the key).
 `complaints` lists the feedback-loop complaints the gateway kept (mail to
 `[reputation] fbl_address`, from the configured store: every node's), newest
 first, through the same `ComplaintService` as `/v1/reputation/complaints`:
-`--connection ID` (an empty ID: the ones not traced), `--since TIME` (ISO
-8601, Asia/Almaty time without a zone, or Unix time), `--limit N` (50 by
-default); a table (number, time, connection and how it was traced, feedback
-type, format, reporter, queue id, evidence) and a line with how many were
-received, are kept and were dropped beyond the cap, or with `--json` the
-answer of `/v1/reputation/complaints`. Exit 0; 2 for a bad option (naming it).
+`--connection ID` (an empty ID: the ones not traced), `--since TIME` (RFC 3339
+or ISO 8601, Asia/Almaty time without an offset, or Unix time), `--limit N` (50
+by default, at most 1000) and `--cursor C` (the next page, as the last one
+said); a table (number, time, connection and how it was traced, feedback type,
+format, reporter, queue id, evidence) and a line with how many were received,
+are kept and were dropped beyond the cap, or with `--json` the answer of
+`/v1/reputation/complaints` (`admin.schemas.ComplaintsOut`). Exit 0; 2 for a
+bad option (naming it).
 
 `classify` (ugem.commands.reply_classify) shows the class a remote reply gets,
 or measures what classifying costs.
@@ -36,6 +39,7 @@ import asyncio
 import dataclasses
 from typing import Any
 
+from admin.schemas import ComplaintsOut
 from ugem.adapters.reputation import reputation_service
 from ugem.cli import add_json_flag, print_json, print_table
 from ugem.commands import reply_classify
@@ -43,6 +47,7 @@ from ugem.commands.connection import moment, when, with_store
 from ugem.core.clock import SystemClock
 from ugem.core.config import Config
 from ugem.core.errors import UsageError
+from ugem.core.paging import MAX_LIMIT, Page
 from ugem.core.services.complaints import Complaint, ComplaintService, Tally
 from ugem.core.services.reputation import Report, Standing
 from ugem.core.store import Store
@@ -81,7 +86,10 @@ def register(
     complaints.add_argument(
         "--since", metavar="TIME", help="only those received at or after TIME (ISO 8601 or Unix)"
     )
-    complaints.add_argument("--limit", type=int, default=50, help="most complaints (default 50)")
+    complaints.add_argument(
+        "--limit", type=int, default=50, help=f"most complaints (default 50, most {MAX_LIMIT})"
+    )
+    complaints.add_argument("--cursor", help="the page after the one whose next cursor this is")
     add_json_flag(complaints)
     complaints.set_defaults(handler=complaints_cmd)
     reply_classify.add_parser(cmds, common)
@@ -134,29 +142,27 @@ def check_cmd(args: argparse.Namespace, config: Config) -> int:
 
 
 def complaints_cmd(args: argparse.Namespace, config: Config) -> int:
-    if args.limit < 1:
-        raise UsageError(f"--limit: {args.limit} is not valid; expected a number from 1 up")
+    if not 1 <= args.limit <= MAX_LIMIT:
+        raise UsageError(f"--limit: {args.limit} is not valid; expected 1 to {MAX_LIMIT}")
     since = None if args.since is None else moment("--since", args.since)
 
-    async def fetch(store: Store) -> tuple[Tally, list[Complaint]]:
+    async def fetch(store: Store) -> tuple[Tally, Page[Complaint]]:
         service = ComplaintService(store, SystemClock())
-        return await service.tally(), await service.list(args.connection, since, args.limit)
+        found = await service.page(args.connection, since, args.limit, args.cursor)
+        return await service.tally(), found
 
-    tally, found = with_store(config, fetch)
+    tally, page = with_store(config, fetch)
     if args.json:
-        print_json(complaints_dict(tally, found))
+        print_json(ComplaintsOut.of(tally, page).model_dump(mode="json"))
     else:
-        print_table([_complaint_row(c) for c in found], COMPLAINT_COLUMNS)
+        print_table([_complaint_row(c) for c in page.items], COMPLAINT_COLUMNS)
         print(
             f"{tally.kept} kept of {tally.received} received "
             f"({tally.dropped} dropped: the newest {tally.cap} are kept)"
         )
+        if page.next_cursor is not None:
+            print(f"{page.total} match; the next page: --cursor {page.next_cursor}")
     return 0
-
-
-def complaints_dict(tally: Tally, complaints: list[Complaint]) -> dict[str, Any]:
-    """The complaints in `/v1/reputation/complaints`' form."""
-    return dataclasses.asdict(tally) | {"complaints": [c.to_dict() for c in complaints]}
 
 
 def _complaint_row(complaint: Complaint) -> dict[str, object]:

@@ -13,6 +13,12 @@ sent, and they are DKIM-signed as the node signs its own mail
 lookup. Whatever `action` raises passes through (the CLI
 prints it as one line); a notice that cannot be queued is logged and audited
 by the `Notifier`, and the decision stands.
+
+`index_journal(config)` is the journal a command's `QueueService` tells its
+changes to (messages held, released, deleted: `ugem queue`): they are filed
+in the node's message index (`ugem.core.message_index`) when the block ends,
+so `ugem log search` shows who did it and why, as for the admin API's; one
+the index cannot take is a warning on stderr, and the change stands.
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import sqlite3
 import sys
 from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -33,6 +40,9 @@ from ugem.adapters.readiness import application_check
 from ugem.core.clock import Clock, SystemClock
 from ugem.core.config import Config
 from ugem.core.errors import UsageError
+from ugem.core.events import Event, Publish
+from ugem.core.maillog import entry_of
+from ugem.core.maillog_writer import index_settings
 from ugem.core.registry import Registry
 from ugem.core.services.applications import ApplicationService
 from ugem.core.services.audit import AuditLog
@@ -135,3 +145,26 @@ def print_notices(done: Done[Any]) -> None:
         print(f"notice {queue_id} queued to {', '.join(rcpts)}")
     for failure in done.failed:
         print(f"ugem: warning: not queued: {failure}", file=sys.stderr)
+
+
+@contextlib.contextmanager
+def index_journal(config: Config) -> Iterator[Publish | None]:
+    """A journal of the queue's changes, filed in the message index when the block ends
+    (None: `[log] index_days` is 0)."""
+    settings = index_settings(config)
+    if settings is None:
+        yield None
+        return
+    told: list[Event] = []
+    yield told.append
+    entries = [entry for ev in told if (entry := entry_of(ev)) is not None]
+    if not entries:
+        return
+    try:
+        index = settings.open_index()
+        try:
+            index.write(entries)
+        finally:
+            index.close()
+    except (sqlite3.Error, OSError) as exc:
+        print(f"ugem: warning: not in the message index: {exc}", file=sys.stderr)

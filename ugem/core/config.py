@@ -62,14 +62,19 @@ class NodeConfig:
     )
     workers: int = knob(
         1,
-        "Worker processes sharing the SMTP port (SO_REUSEPORT), each with its own spool "
+        "Worker processes sharing the SMTP port (bound once by the supervisor), each with "
+        "its own spool "
         "(spool/queue.db, queue-w1.db, ...); worker i serves admin HTTP on the admin port + i. "
         "With more than one, a shared store (Redis) is advised.",
         lo=1,
         hi=64,
     )
     data_dir: str = knob(
-        "./var", "Directory for the spool, the SQLite store and other state.", kind="path"
+        "./var",
+        "Directory for the spool, the SQLite store and other state; a relative one is taken "
+        "from the config file's directory (from the current directory without a file, or when "
+        "set by UGEM_NODE_DATA_DIR).",
+        kind="path",
     )
     public_addresses: list[str] = knob(
         [],
@@ -606,6 +611,27 @@ class LogConfig:
     format: str = knob(
         "json", "json: one JSON object a line; text: key=value.", choices=("json", "text")
     )
+    mail_log: str = knob(
+        "on",
+        "The mail log: one INFO line per message event (accepted, each recipient's delivery "
+        "attempt, expired, held, released, deleted, refused at SMTP) on the logger "
+        "ugem.maillog; off: none (the message index is kept all the same).",
+        choices=("on", "off"),
+    )
+    index_days: int = knob(
+        30,
+        "Days the message index (<data_dir>/maillog.db, searched by `ugem log search` and "
+        "GET /v1/messages) keeps each message's history; pruned daily; 0: no index.",
+        lo=0,
+        hi=3650,
+    )
+    index_max_mb: int = knob(
+        4096,
+        "Largest size of the message index in MiB: past it the oldest history goes first, "
+        "whatever index_days says.",
+        lo=16,
+        hi=1024 * 1024,
+    )
 
 
 @dataclass(frozen=True)
@@ -802,8 +828,10 @@ def load_config(
         if name not in SECTIONS:
             raise ConfigError(name, raw[name], "allowed sections: " + ", ".join(SECTIONS))
     _check_env_names(env)
+    base = Path(path).resolve().parent if path else None  # relative paths of a file: from it
     sections = {
-        name: _load_section(name, cls, raw.get(name, {}), env) for name, cls in SECTIONS.items()
+        name: _load_section(name, cls, raw.get(name, {}), env, base)
+        for name, cls in SECTIONS.items()
     }
     config = Config(**sections)
     _check_relations(config)
@@ -837,7 +865,13 @@ def _check_relations(config: Config) -> None:
         )
 
 
-def _load_section(name: str, cls: type[Any], table: Any, env: Mapping[str, str]) -> Any:
+def _load_section(
+    name: str, cls: type[Any], table: Any, env: Mapping[str, str], base: Path | None = None
+) -> Any:
+    """The section's knobs from `table` (the file's) and `env`; a relative path knob from
+    the file or its default is taken from the file's directory `base` (so `ugem --config
+    /etc/ugem/ugem.toml ...` finds the node's data from any directory); from the
+    environment, from the current directory."""
     if not isinstance(table, dict):
         raise ConfigError(name, table, "expected a [section] table")
     fields = {f.name: f for f in dataclasses.fields(cls)}
@@ -851,7 +885,9 @@ def _load_section(name: str, cls: type[Any], table: Any, env: Mapping[str, str])
         if var in env:
             where, value = var, _parse_env(f, env[var])
         elif key in table:
-            where, value = f"{name}.{key}", table[key]
+            where, value = f"{name}.{key}", _from_file(f, table[key], base)
+        elif base is not None and f.metadata.get("kind") == "path" and f.default:
+            where, value = f"{name}.{key}", _from_file(f, f.default, base)
         else:
             continue
         try:
@@ -859,6 +895,13 @@ def _load_section(name: str, cls: type[Any], table: Any, env: Mapping[str, str])
         except ValueError as exc:
             raise ConfigError(where, value, str(exc)) from None
     return cls(**values)
+
+
+def _from_file(f: dataclasses.Field[Any], value: Any, base: Path | None) -> Any:
+    """A path knob's relative value, from the config file's directory `base`."""
+    if base is None or f.metadata.get("kind") != "path" or not isinstance(value, str):
+        return value
+    return str(base / value) if value and not Path(value).is_absolute() else value
 
 
 def describe() -> list[tuple[str, str, Any, str]]:

@@ -8,18 +8,37 @@ observer can never slow the SMTP path. Delivery outcomes are per recipient and
 carry the connection and client address of the message's origin, as the trace
 format asks, and what the reply says (its class and the block list it names);
 the class and the list stay out of trace records, whose format is fixed.
+
+The mail log (`ugem.core.maillog`) reads more of each event: the Message-ID,
+TLS and HELO name of an accepted message; the next hop, enhanced status,
+sender, attempt number and delays of an outcome; the SMTP refusals
+(`Refused`) and the queue's changes of a message (`QueueChange`: held,
+released, deleted, expired). Those fields have defaults, so a publisher that
+does not know them still builds the event, and none of them reaches a trace.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 EventName = Literal[
-    "accepted", "delivered", "deferred", "bounced", "suspended", "resumed", "complained"
+    "accepted",
+    "delivered",
+    "deferred",
+    "bounced",
+    "suspended",
+    "resumed",
+    "complained",
+    "refused",
+    "held",
+    "released",
+    "deleted",
+    "expired",
 ]
+QueueEvent = Literal["held", "released", "deleted", "expired"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,6 +51,9 @@ class Accepted:
     rcpts: tuple[str, ...]
     size: int
     event: EventName = "accepted"
+    message_id: str = ""  # of the header, without its angle brackets; "": none
+    tls: bool = False  # whether the client sent it over TLS
+    helo: str = ""  # the name the client gave in HELO/EHLO
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,6 +71,46 @@ class Outcome:
     counted: int = 0  # the code the detector counts it as (ugem.core.reply_class); 0: `code`
     reply_class: str = ""  # what the reply says (a ugem.core.reply_class class); "": unknown
     blocklist: str = ""  # the block list the reply names ("Spamhaus"), else ""
+    status: str = ""  # the enhanced status code (RFC 3463), "4.4.1"
+    hop: str = ""  # the next hop that answered, "host:port"; "": none was reached
+    sender: str = ""  # the message's envelope sender ("" also for the null sender)
+    attempt: int = 0  # the message's attempt this is, from 1; 0: unknown
+    delay: float = 0.0  # seconds from acceptance to this outcome (time in the queue)
+    connect: float = 0.0  # seconds opening the session (DNS, TCP, greeting, TLS); 0: reused
+    transfer: float = 0.0  # seconds of the transaction (MAIL to the reply to the text)
+
+
+@dataclass(frozen=True, slots=True)
+class Refused:
+    """An SMTP command of a mail transaction (MAIL, RCPT, DATA) refused with a 4xx/5xx."""
+
+    ts: float
+    ip: str
+    connection: str  # of the client's address; "" when it is no connected server
+    command: str  # MAIL, RCPT or DATA
+    code: int
+    status: str
+    text: str
+    why: str  # what the refusal means, for a postmaster
+    sender: str = ""
+    rcpts: tuple[str, ...] = ()  # the recipient refused (RCPT), or the transaction's (DATA)
+    helo: str = ""
+    tls: bool = False
+    event: EventName = "refused"
+
+
+@dataclass(frozen=True, slots=True)
+class QueueChange:
+    """Queued mail held, released, deleted or expired: one message (`queue_id`) or, with
+    queue_id "", `count` messages of `connection` at once."""
+
+    ts: float
+    event: QueueEvent
+    queue_id: str
+    connection: str
+    actor: str  # "relay" for the queue's own decisions, else who ("cli:alice", "token:ops")
+    reason: str = ""
+    count: int = 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,7 +137,8 @@ class Complained:
     event: EventName = "complained"
 
 
-Event = Accepted | Outcome | StateChanged | Complained
+Event = Accepted | Outcome | StateChanged | Complained | Refused | QueueChange
+Publish = Callable[[Event], None]  # EventBus.publish, or another sink of events
 
 
 @dataclass

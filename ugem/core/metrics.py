@@ -3,11 +3,38 @@
 Each metric lives in the node's own `CollectorRegistry` (not the global one),
 so several nodes can run in one test process. Parts receive the `Metrics`
 object; nothing registers metrics elsewhere. Updating a metric never raises.
+Messages (what a client handed over: `ugem_messages_total`) and recipients
+(what became of each address: `ugem_recipients_total`) are counted apart;
+destinations are labelled by class (`ugem.core.destinations`), never by raw
+domain, so every label's values are bounded. No counter or histogram exports
+a `_created` series (disabled for the process when this module is imported).
+The dashboards and alert rules under `ugem/deploy/` query these names (a test
+holds them to what a running node exposes).
 """
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+import itertools
+import platform
+from collections.abc import Callable
+from importlib import metadata
+from typing import Literal, get_args
+
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    Info,
+    disable_created_metrics,
+    generate_latest,
+)
+
+from ugem.core.destinations import CLASSES, destination_class
+
+# One series per counter, not two (its start time is not wanted); process-wide, and read at
+# each scrape, so it holds for every registry. The library leaves it without annotations.
+disable_created_metrics()  # type: ignore[no-untyped-call]
 
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 DELIVERY_BUCKETS = (
@@ -29,12 +56,9 @@ DELIVERY_BUCKETS = (
     86400,
 )
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
-# ugem_destination_replies_total: the first DESTINATION_LABELS recipient domains a process
-# sees get a label value of their own, every later one OTHER_DESTINATION, so the series
-# stay bounded whatever the mail's destinations (connections are bounded by the registry).
-DESTINATION_LABELS = 200
-OTHER_DESTINATION = "other"
 NO_CONNECTION = "none"  # the connection label of mail of no connection (inbound, DSNs)
+MessageOutcome = Literal["accepted", "rejected"]
+RecipientOutcome = Literal["delivered", "deferred", "bounced", "expired"]
 
 
 class Metrics:
@@ -54,12 +78,39 @@ class Metrics:
         )
         self.messages = Counter(
             "ugem_messages_total",
-            "Messages by outcome: accepted, rejected; recipients: delivered, deferred, bounced",
+            "Messages clients sent over SMTP (one per DATA, whatever its recipients) by "
+            "outcome: accepted (queued, 250), rejected (refused at the end of DATA, 4xx or 5xx)",
             ["outcome"],
+            registry=r,
+        )
+        self.recipients = Counter(
+            "ugem_recipients_total",
+            "Recipients of queued mail by outcome: delivered, deferred (once per attempt that "
+            "deferred it), bounced (refused for good by the next hop), expired (the queue "
+            "lifetime ran out: bounced with 4.4.7); by destination class: gmail, mail.ru, "
+            "yandex, microsoft, yahoo, apple, gov.kz, kz, other (ugem.core.destinations)",
+            ["outcome", "destination"],
             registry=r,
         )
         self.queue_size = Gauge(
             "ugem_queue_messages", "Messages in the queue by state", ["state"], registry=r
+        )
+        self.queue_oldest_age = Gauge(
+            "ugem_queue_oldest_age_seconds",
+            "Seconds since the oldest message in each queue state arrived (0: none), found "
+            "at each scan of the queue ([delivery] scan_interval), its age read at the scrape",
+            ["state"],
+            registry=r,
+        )
+        self.build = Info(
+            "ugem_build", "The running gateway: its version and Python's (always 1)", registry=r
+        )
+        self.build.info({"version": _version(), "python": platform.python_version()})
+        self.ready = Gauge(
+            "ugem_ready",
+            "1 while this process's /readyz answers 200 (ready or degraded), 0 while it "
+            "answers 503 (starting, stopping, spool unhealthy, drained, registry too old)",
+            registry=r,
         )
         self.accept_latency = Histogram(
             "ugem_accept_latency_seconds",
@@ -198,8 +249,8 @@ class Metrics:
         )
         self.destination_replies = Counter(
             "ugem_destination_replies_total",
-            "Recipients' delivery replies by recipient domain and what the reply says; past "
-            f"the first {DESTINATION_LABELS} domains a process sees, domain {OTHER_DESTINATION}",
+            "Recipients' delivery replies by destination class (as ugem_recipients_total) and "
+            "what the reply says (ugem.core.reply_class: delivered, rate-limited, ...)",
             ["destination", "class"],
             registry=r,
         )
@@ -251,17 +302,42 @@ class Metrics:
             registry=r,
         )
 
+        self._start_at_zero()
         self._replies: dict[tuple[str, int], Counter] = {}
         self._outcomes: dict[str, Counter] = {}
+        self._recipients: dict[tuple[str, str], Counter] = {}
         self._by_connection: dict[tuple[str, str], Counter] = {}
         self._by_destination: dict[tuple[str, str], Counter] = {}
-        self._destinations: set[str] = set()  # those with a label of their own
 
-    def count(self, outcome: str) -> None:
-        """One more message (accepted, rejected) or recipient (delivered, deferred, bounced)."""
+    def _start_at_zero(self) -> None:
+        """The series of the label values known in advance, at 0 from the start: the alert
+        rules take `increase()` of them, which misses a series that first appears at 1."""
+        for outcome in get_args(MessageOutcome):
+            self.messages.labels(outcome)
+        for outcome, cls in itertools.product(get_args(RecipientOutcome), sorted(CLASSES)):
+            self.recipients.labels(outcome, cls)
+        for mode in ("enforce", "shadow"):
+            self.detector_suspensions.labels(mode)
+            self.detector_throttles.labels(mode)
+            self.incidents_opened.labels(mode)
+        for cause in ("listed", "blocklisted-replies"):
+            self.gateway_incidents.labels(cause)
+        for kind in ("write", "full", "rejected"):
+            self.spool_errors.labels(kind)
+
+    def count(self, outcome: MessageOutcome) -> None:
+        """One more message a client sent, `outcome` accepted or rejected."""
         child = self._outcomes.get(outcome)
         if child is None:
             child = self._outcomes[outcome] = self.messages.labels(outcome)
+        child.inc()
+
+    def recipient(self, outcome: RecipientOutcome, domain: str) -> None:
+        """One more recipient at recipient `domain` delivered, deferred, bounced or expired."""
+        key = (outcome, destination_class(domain))
+        child = self._recipients.get(key)
+        if child is None:
+            child = self._recipients[key] = self.recipients.labels(*key)
         child.inc()
 
     def reply(self, command: str, code: int) -> None:
@@ -272,26 +348,26 @@ class Metrics:
         child.inc()
 
     def delivery_reply(self, connection: str, destination: str, cls: str) -> None:
-        """One more delivery reply of class `cls` to mail of `connection` for `destination`."""
+        """One more delivery reply of class `cls` to mail of `connection` for domain
+        `destination` (counted by the domain's class)."""
         key = (connection or NO_CONNECTION, cls)
         child = self._by_connection.get(key)
         if child is None:
             child = self._by_connection[key] = self.delivery_replies.labels(*key)
         child.inc()
-        key = (self._destination_label(destination), cls)
+        key = (destination_class(destination), cls)
         child = self._by_destination.get(key)
         if child is None:
             child = self._by_destination[key] = self.destination_replies.labels(*key)
         child.inc()
 
-    def _destination_label(self, destination: str) -> str:
-        """`destination`, or OTHER_DESTINATION once DESTINATION_LABELS others have a label."""
-        if destination in self._destinations:
-            return destination
-        if len(self._destinations) < DESTINATION_LABELS:
-            self._destinations.add(destination)
-            return destination
-        return OTHER_DESTINATION
+    def queue_state(
+        self, state: str, messages: int, oldest: float | None, now: Callable[[], float]
+    ) -> None:
+        """`messages` in queue `state`, the oldest of them received at `oldest` (None: none);
+        its age is read from `now` at each scrape, so it grows even if scans stop."""
+        self.queue_size.labels(state=state).set(messages)
+        self.queue_oldest_age.labels(state=state).set_function(_age(oldest, now))
 
     def complaint(self, connection: str, feedback_type: str) -> None:
         """One more complaint about `connection` ("": not traced) of `feedback_type`."""
@@ -299,3 +375,18 @@ class Metrics:
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
+
+
+def _age(since: float | None, now: Callable[[], float]) -> Callable[[], float]:
+    """Seconds from `since` to `now()`, never negative; 0 when `since` is None."""
+    if since is None:
+        return lambda: 0.0
+    return lambda: max(0.0, now() - since)
+
+
+def _version() -> str:
+    """The installed gateway's version ("unknown" when it runs from an uninstalled tree)."""
+    try:
+        return metadata.version("ugem")
+    except metadata.PackageNotFoundError:
+        return "unknown"

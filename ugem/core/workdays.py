@@ -8,7 +8,8 @@ turned into the day it was there. `add_working_days(d, n)` counts n working
 days after d, not d itself ("within five working days from the date of
 receipt": received on a Monday, due the next Monday). `extra_days_off` and
 `extra_working_days` cover a decree newer than the installed package. The
-functions are pure and never raise for a valid date.
+functions are pure and never raise for a valid date. `ALMATY`, `local_date` and
+`unix_time` are `ugem.core.times`'s, kept here for their importers.
 """
 
 from __future__ import annotations
@@ -16,22 +17,13 @@ from __future__ import annotations
 import datetime as dt
 import functools
 from collections.abc import Iterable
-from zoneinfo import ZoneInfo
 
 import holidays
 
-ALMATY = ZoneInfo("Asia/Almaty")
+from ugem.core.times import ALMATY, local_date, unix_time
+
+__all__ = ["ALMATY", "WorkCalendar", "local_date", "preload", "unix_time"]
 _WEEKEND = (5, 6)  # Saturday, Sunday
-
-
-def local_date(ts: float) -> dt.date:
-    """The Asia/Almaty date of a Unix timestamp."""
-    return dt.datetime.fromtimestamp(ts, ALMATY).date()
-
-
-def unix_time(at: dt.datetime) -> float:
-    """`at` as Unix time; a time without a zone is Asia/Almaty time."""
-    return (at if at.tzinfo else at.replace(tzinfo=ALMATY)).timestamp()
 
 
 @functools.cache

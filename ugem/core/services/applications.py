@@ -42,6 +42,7 @@ from ugem.core.errors import ConflictError, NotFoundError, StoreError, UsageErro
 from ugem.core.model import Connection, Contact, Language, OrgKind
 from ugem.core.names import canonical_domain, canonical_network
 from ugem.core.notices import NoticeKind
+from ugem.core.paging import DEFAULT_LIMIT, Page, page_of
 from ugem.core.services.audit import AuditLog
 from ugem.core.services.connections import ConnectionService, server_owner
 from ugem.core.services.notices import Addressee, Notifier
@@ -190,6 +191,18 @@ class ApplicationService:
             and (overdue is None or a.overdue(today) == overdue)
             and (domain is None or a.domain == domain)
         ]
+
+    async def page(
+        self,
+        state: AppState | None = None,
+        overdue: bool | None = None,
+        domain: str | None = None,
+        limit: int = DEFAULT_LIMIT,
+        cursor: str | None = None,
+    ) -> Page[Application]:
+        """A page of `list`, by id (keyset: `ugem.core.paging`), and the total."""
+        found = sorted(await self.list(state, overdue, domain), key=lambda a: a.id)
+        return page_of(found, lambda a: a.id, limit, cursor, "applications")
 
     async def get(self, app_id: str) -> Application:
         data = await self.store.doc_get(KIND, app_id)

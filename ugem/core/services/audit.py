@@ -2,7 +2,9 @@
 
 `AuditLog.record` writes who did what to which target, why, and the target
 before and after (JSON), through the store, which chains every record to the
-one before it by hash (`ugem.core.store.codec.seal`). `verify` reads the whole
+one before it by hash (`ugem.core.store.codec.seal`). `list` and `page` read
+it newest first (`page`: keyset on seq, with the total of the matching records,
+for which it reads them all). `verify` reads the whole
 chain oldest first and reports every record whose hash does not match its
 content (edited), whose link does not match the record before it, or that is
 missing (a gap in the numbers, or a head that says the log is longer than it
@@ -13,15 +15,18 @@ cannot be read raises `StoreError`.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from ugem.core.clock import Clock
+from ugem.core.errors import UsageError
+from ugem.core.paging import DEFAULT_LIMIT, Page, after, check_limit, page_from
 from ugem.core.store.base import GENESIS, AuditEntry, AuditRecord, Store
 from ugem.core.store.codec import entry_hash
 
-PAGE = 1000  # records read at a time by verify
+PAGE = 1000  # records read at a time by verify, list and page
+PAGE_TAG = "audit"  # the cursors of `page`
 MAX_PROBLEMS = 50  # problems reported by verify (the first ones)
 
 
@@ -83,14 +88,44 @@ class AuditLog:
         actor: str | None = None,
         action: str | None = None,
     ) -> list[AuditRecord]:
-        """Newest first; `before` pages back (records with a smaller seq)."""
-        found = await self.store.audit_records(target, limit, before)
-        return [
-            r
-            for r in found
-            if (actor is None or r.entry.actor == actor)
-            and (action is None or r.entry.action == action)
-        ]
+        """Newest first, at most `limit`; `before` pages back (records with a smaller seq)."""
+        found: list[AuditRecord] = []
+        async for record in self._matching(target, actor, action, before):
+            found.append(record)
+            if len(found) >= limit:
+                break
+        return found
+
+    async def page(
+        self,
+        target: str | None = None,
+        actor: str | None = None,
+        action: str | None = None,
+        limit: int = DEFAULT_LIMIT,
+        cursor: str | None = None,
+    ) -> Page[AuditRecord]:
+        """A page of `list` (newest first; keyset on seq, the store's own order:
+        `ugem.core.paging`) and the total, which reads every matching record."""
+        before = after(cursor, PAGE_TAG)
+        if before is not None and not isinstance(before, int):
+            raise UsageError("cursor: not a cursor of the audit list; pass its own next_cursor")
+        found = await self.list(target, check_limit(limit) + 1, before, actor, action)
+        total = 0
+        async for _ in self._matching(target, actor, action, None):
+            total += 1
+        return page_from(found, lambda r: r.seq, limit, total, PAGE_TAG)
+
+    async def _matching(
+        self, target: str | None, actor: str | None, action: str | None, before: int | None
+    ) -> AsyncIterator[AuditRecord]:
+        """Records newest first (seq below `before` if given) of target, actor and action."""
+        while found := await self.store.audit_records(target, PAGE, before):
+            for r in found:
+                if (actor is None or r.entry.actor == actor) and (
+                    action is None or r.entry.action == action
+                ):
+                    yield r
+            before = found[-1].seq
 
     async def verify(self) -> Verdict:
         problems: list[str] = []

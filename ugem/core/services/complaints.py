@@ -60,6 +60,7 @@ from ugem.core.feedback import FeedbackReport, Fields, ReportFormat, parse_repor
 from ugem.core.log import event
 from ugem.core.metrics import Metrics
 from ugem.core.model import Connection
+from ugem.core.paging import DEFAULT_LIMIT, Page, page_of
 from ugem.core.store.base import Store
 
 log = logging.getLogger(__name__)
@@ -71,6 +72,7 @@ MAX_KEPT_HEADERS = 8 * 1024  # characters of the original's header fields kept
 MAX_VALUES = 20  # values kept of a repeated field (Original-Rcpt-To, Reported-Domain)
 MAX_SIGNATURES = 10  # DKIM-Signature fields looked at
 PAGE = 500  # complaints read from the store at once when listing
+ALL = 2**62  # a limit no journal reaches
 SINCE_SLACK = 300.0  # seconds: listing stops past `since` by this much (clocks of nodes differ)
 
 # Our Received: field (relay.accept.received), unfolded: the client's address and our queue id.
@@ -262,6 +264,18 @@ class ComplaintService:
                         break
             before = page[-1][0]
         return found
+
+    async def page(
+        self,
+        connection: str | None = None,
+        since: float | None = None,
+        limit: int = DEFAULT_LIMIT,
+        cursor: str | None = None,
+    ) -> Page[Complaint]:
+        """A page of `list` (newest first; keyset on the number: `ugem.core.paging`) and
+        the total: every kept complaint is read (the journal is capped)."""
+        found = await self.list(connection, since, ALL)
+        return page_of(found, lambda c: c.id, limit, cursor, "complaints", descending=True)
 
     async def tally(self) -> Tally:
         last, kept = await self.store.journal_size(KIND)

@@ -36,6 +36,7 @@ from ugem.core.errors import ConflictError, NotFoundError, UsageError
 from ugem.core.model import Connection, ConnState, Contact, Language, OrgKind, ScheduledDisconnect
 from ugem.core.names import canonical_domain
 from ugem.core.notices import NoticeKind
+from ugem.core.paging import DEFAULT_LIMIT, Page, page_of
 from ugem.core.registry import Registry
 from ugem.core.services.audit import AuditLog
 from ugem.core.services.notices import Addressee, Notifier, local_time
@@ -106,6 +107,18 @@ class ConnectionService:
             and (kind is None or c.kind == kind)
             and (not text or matches(c, text))
         ]
+
+    async def page(
+        self,
+        state: ConnState | None = None,
+        kind: OrgKind | None = None,
+        text: str | None = None,
+        limit: int = DEFAULT_LIMIT,
+        cursor: str | None = None,
+    ) -> Page[Connection]:
+        """A page of `list`, by id (keyset: `ugem.core.paging`), and the total."""
+        found = sorted(await self.list(state, kind, text), key=lambda c: c.id)
+        return page_of(found, lambda c: c.id, limit, cursor, "connections")
 
     async def get(self, conn_id: str) -> Connection:
         conn = await self.store.get(_ident(conn_id))

@@ -49,10 +49,11 @@ from typing import Any
 
 from ugem.core.clock import Clock
 from ugem.core.errors import ConflictError, NotFoundError, StoreError, UsageError
+from ugem.core.paging import DEFAULT_LIMIT, Page, page_of
 from ugem.core.services.audit import AuditLog
-from ugem.core.services.notices import local_time
 from ugem.core.services.overrides import connection_id
 from ugem.core.store.base import IncidentRecord, Store
+from ugem.core.times import rfc3339
 
 MAX_EVIDENCE = 20  # verdicts kept in an incident: the first and the latest 19
 MAX_COMMENT = 2000  # characters
@@ -274,6 +275,18 @@ class IncidentService:
         found = await self.store.incident_list(state, connection, limit)
         return [_decode(r) for r in found]
 
+    async def page(
+        self,
+        state: IncidentState | None = None,
+        connection: str | None = None,
+        limit: int = DEFAULT_LIMIT,
+        cursor: str | None = None,
+    ) -> Page[Incident]:
+        """A page of `list` (newest first; keyset on the number: `ugem.core.paging`) and
+        the total."""
+        found = await self.list(state, connection, _MAX_ID)
+        return page_of(found, lambda i: i.id, limit, cursor, "incidents", descending=True)
+
     async def get(self, incident_id: int) -> Incident:
         record = None
         if 1 <= incident_id <= _MAX_ID:
@@ -390,13 +403,13 @@ def _comment(text: str) -> str:
 def _may_move(incident: Incident, to: IncidentState) -> None:
     ident = incident.id
     if incident.state == IncidentState.CLOSED:
-        when = local_time(incident.closed_at or 0.0)
+        when = rfc3339(incident.closed_at or 0.0)
         raise ConflictError(
             f"incident {ident} was closed by {incident.closed_by} on {when}; a closed incident "
             "stays closed (the next verdict about the connection opens a new one)"
         )
     if incident.state == IncidentState.ACKNOWLEDGED and to == IncidentState.ACKNOWLEDGED:
-        when = local_time(incident.acknowledged_at or 0.0)
+        when = rfc3339(incident.acknowledged_at or 0.0)
         raise ConflictError(
             f"incident {ident} was acknowledged by {incident.acknowledged_by} on {when}; "
             "close it when it is dealt with"

@@ -14,12 +14,18 @@ A hold without a reason is `OPERATOR_HOLD`. Each change is audited with its
 count (`queue.hold`, `queue.release`, `queue.retry`, `queue.delete`, target
 the queue id; `queue.release-all` and `queue.purge`, target the connection;
 `queue.retry-all`, target `deferred`); a bad filter is a `UsageError` naming
-it. Show gives the envelope and the header block; `show_body` also the body,
+it. `page` is a page of the list, keyset on the queue id (the spools' own
+order, `ugem.core.paging`), with the total the spools count. Show gives the
+envelope and the header block; `show_body` also the body,
 which is private correspondence: it needs the `operator` role (`BODY_ROLE`;
 below it a `ForbiddenError` naming the role) and every read is audited
 (`queue.read-body`, target the queue id) before the body is given, so a read
 that cannot be audited gives nothing. Errors of the queue itself (the spool's
-`SpoolError`) and of the audit log (`StoreError`) pass through.
+`SpoolError`) and of the audit log (`StoreError`) pass through. With a
+`journal` (the node's `EventBus.publish`, or the CLI's message index), each
+message held, released or deleted, and each connection's mail released or
+purged at once, is also told to it as a `QueueChange` naming the actor and
+the reason, for the mail log (`ugem.core.maillog`).
 """
 
 from __future__ import annotations
@@ -31,13 +37,17 @@ from typing import Literal, Protocol
 
 from ugem.core.clock import Clock
 from ugem.core.errors import ConflictError, ForbiddenError, NotFoundError, UsageError
+from ugem.core.events import Publish, QueueChange, QueueEvent
+from ugem.core.paging import DEFAULT_LIMIT, Page, after, check_limit, page_from
 from ugem.core.services.audit import AuditLog
 from ugem.core.services.tokens import Role
 
 STATES = ("active", "deferred", "held")
 OPERATOR_HOLD = "held by operator"  # the hold reason when the operator gives none
 Verb = Literal["hold", "release", "retry", "delete"]  # what `change` does
+_CHANGES: dict[str, QueueEvent] = {"hold": "held", "release": "released", "delete": "deleted"}
 BODY_ROLE = Role.OPERATOR  # the least role that may read a queued message's body
+PAGE_TAG = "queue"  # the cursors of `page`
 
 
 @dataclass(frozen=True)
@@ -64,9 +74,21 @@ class MailQueue(Protocol):
     """The spool operations the service needs (implemented by the relay's adapter)."""
 
     async def list(
-        self, state: str | None, connection: str | None, limit: int
+        self,
+        state: str | None,
+        connection: str | None,
+        limit: int,
+        after: str | None = None,
+        received_by: float | None = None,
     ) -> builtins.list[MailItem]:
-        """Oldest first, without text."""
+        """Oldest first (by id), without text; only ids after `after` and mail received at
+        or before `received_by` if given."""
+        ...
+
+    async def count(
+        self, state: str | None, connection: str | None, received_by: float | None = None
+    ) -> int:
+        """How many messages `list` would give without a limit or `after`."""
         ...
 
     async def get(self, queue_id: str, with_text: bool) -> MailItem | None: ...
@@ -105,10 +127,13 @@ def split_text(text: bytes) -> tuple[str, str]:
 
 
 class QueueService:
-    def __init__(self, queue: MailQueue, audit: AuditLog, clock: Clock) -> None:
+    def __init__(
+        self, queue: MailQueue, audit: AuditLog, clock: Clock, journal: Publish | None = None
+    ) -> None:
         self.queue = queue
         self.audit = audit
         self.clock = clock
+        self.journal = journal  # told of each message held, released, deleted
 
     async def list(
         self,
@@ -118,15 +143,33 @@ class QueueService:
         limit: int = 1000,
     ) -> builtins.list[MailItem]:
         """Oldest first; `older_than` seconds keeps only mail received that long ago."""
-        if state is not None and state not in STATES:
-            raise UsageError(f"state: {state!r} is not one of {', '.join(STATES)}")
         if limit < 1:
             raise UsageError(f"limit: {limit} is not valid; expected 1 or more")
-        items = await self.queue.list(state, connection, limit)
-        if older_than is not None:
-            cutoff = self.clock.now() - older_than
-            items = [i for i in items if i.received_at <= cutoff]
-        return items
+        cutoff = self._cutoff(state, older_than)
+        return await self.queue.list(state, connection, limit, None, cutoff)
+
+    async def page(
+        self,
+        state: str | None = None,
+        connection: str | None = None,
+        older_than: float | None = None,
+        limit: int = DEFAULT_LIMIT,
+        cursor: str | None = None,
+    ) -> Page[MailItem]:
+        """A page of `list` (keyset on the queue id, oldest first) and the total."""
+        cutoff = self._cutoff(state, older_than)
+        start = after(cursor, PAGE_TAG)
+        if start is not None and not isinstance(start, str):
+            raise UsageError("cursor: not a cursor of the queue list; pass its own next_cursor")
+        found = await self.queue.list(state, connection, check_limit(limit) + 1, start, cutoff)
+        total = await self.queue.count(state, connection, cutoff)
+        return page_from(found, lambda m: m.id, limit, total, PAGE_TAG)
+
+    def _cutoff(self, state: str | None, older_than: float | None) -> float | None:
+        """The latest receipt time `older_than` keeps (None: any); checks `state` too."""
+        if state is not None and state not in STATES:
+            raise UsageError(f"state: {state!r} is not one of {', '.join(STATES)}")
+        return None if older_than is None else self.clock.now() - older_than
 
     async def get(self, queue_id: str, with_text: bool = False) -> MailItem:
         item = await self.queue.get(queue_id, with_text)
@@ -180,10 +223,21 @@ class QueueService:
         if misfits:
             raise ConflictError("; ".join(misfits))
         total = 0
-        for queue_id in ids:
+        for queue_id, item in zip(ids, found, strict=True):
             count = await self._edit(verb, queue_id, reason)
             total += await self._audited(actor, verb, queue_id, reason, count)
+            if count and item is not None:
+                self._tell(verb, queue_id, item.connection, actor, reason, count)
         return total
+
+    def _tell(
+        self, verb: str, queue_id: str, connection: str, actor: str, reason: str, count: int
+    ) -> None:
+        """A change of queued mail, to the journal (retries are no such change)."""
+        what = _CHANGES.get(verb)
+        if self.journal is not None and what is not None:
+            now = self.clock.now()
+            self.journal(QueueChange(now, what, queue_id, connection, actor, reason, count))
 
     async def _edit(self, verb: Verb, queue_id: str, reason: str) -> int:
         if verb == "hold":
@@ -202,12 +256,18 @@ class QueueService:
     async def release_connection(self, connection: str, actor: str, reason: str = "") -> int:
         """Release all held mail of one connection (even what its suspension holds)."""
         count = await self.queue.release(None, _need(connection))
-        return await self._audited(actor, "release-all", connection, reason, count)
+        await self._audited(actor, "release-all", connection, reason, count)
+        if count:
+            self._tell("release", "", connection.strip(), actor, reason, count)
+        return count
 
     async def purge_connection(self, connection: str, actor: str, reason: str = "") -> int:
         """Delete all held mail of one connection, without bounces."""
         count = await self.queue.purge_held(_need(connection))
-        return await self._audited(actor, "purge", connection, reason, count)
+        await self._audited(actor, "purge", connection, reason, count)
+        if count:
+            self._tell("delete", "", connection.strip(), actor, reason, count)
+        return count
 
     async def _audited(self, actor: str, verb: str, target: str, reason: str, count: int) -> int:
         await self.audit.record(actor, f"queue.{verb}", target, reason, details={"count": count})

@@ -32,10 +32,10 @@ from typing import Any
 from ugem.core.clock import Clock
 from ugem.core.errors import ConflictError, NotFoundError, StoreError, UsageError
 from ugem.core.names import canonical_domain
+from ugem.core.paging import DEFAULT_LIMIT, Page, page_of
 from ugem.core.services.audit import AuditLog
-from ugem.core.services.notices import local_time
 from ugem.core.store.base import Store
-from ugem.core.workdays import local_date
+from ugem.core.times import local_date, rfc3339
 
 KIND = "override"
 DAY = 86400.0
@@ -119,11 +119,12 @@ class Override:
         return ", ".join(parts) + " per hour"
 
     def span(self) -> str:
-        """'from 2025-03-01 10:00 until 2025-03-01 14:00' (Asia/Almaty), or 'permanent ...'."""
-        start = local_time(self.starts_at)
+        """'from 2025-03-01T10:00:00+05:00 until 2025-03-01T14:00:00+05:00', or 'permanent
+        from ...' (`ugem.core.times.rfc3339`: Asia/Almaty with the offset)."""
+        start = rfc3339(self.starts_at)
         if self.ends_at is None:
             return f"permanent from {start}"
-        return f"from {start} until {local_time(self.ends_at)}"
+        return f"from {start} until {rfc3339(self.ends_at)}"
 
     def describe(self) -> str:
         """One line: what it is, for how long, by whom and why."""
@@ -151,7 +152,20 @@ class OverrideService:
             for o in await self._all()
             if (connection is None or o.connection == wanted) and not (current and o.ended(now))
         ]
-        return sorted(found, key=lambda o: (o.starts_at, o.id), reverse=True)
+        return sorted(found, key=_order, reverse=True)
+
+    async def page(
+        self,
+        connection: str | None = None,
+        current: bool = False,
+        limit: int = DEFAULT_LIMIT,
+        cursor: str | None = None,
+    ) -> Page[Override]:
+        """A page of `list` (newest start first; keyset on (start, id): `ugem.core.paging`)
+        and the total."""
+        found = await self.list(connection, current)
+        key = _order
+        return page_of(found, key, limit, cursor, "overrides", descending=True)
 
     async def get(self, override_id: str) -> Override:
         data = await self.store.doc_get(KIND, override_id)
@@ -187,7 +201,7 @@ class OverrideService:
         if old.ended(now):
             when = old.cancelled_at if old.cancelled_at is not None else old.ends_at
             raise ConflictError(
-                f"override {old.id} ended on {local_time(when or now)}; nothing to cancel"
+                f"override {old.id} ended on {rfc3339(when or now)}; nothing to cancel"
             )
         new = dataclasses.replace(
             old, cancelled_at=now, cancelled_by=actor, cancel_reason=_reason(reason, False)
@@ -207,6 +221,11 @@ class OverrideService:
         if conn_id is None or await self.store.get(conn_id) is None:
             raise NotFoundError(f"no connection {value!r}; `ugem connection list` shows them")
         return conn_id
+
+
+def _order(override: Override) -> tuple[float, str]:
+    """The key the overrides are listed by (newest start first)."""
+    return override.starts_at, override.id
 
 
 def connection_id(value: str) -> str | None:
@@ -248,7 +267,7 @@ def _end(request: OverrideRequest, start: float) -> float | None:
     if request.ends_at is None:
         raise UsageError("ends_at: missing; an override ends (or is a permanent exemption)")
     if request.ends_at <= start:
-        raise UsageError(f"ends_at: not after the start ({local_time(start)}, Asia/Almaty)")
+        raise UsageError(f"ends_at: not after the start ({rfc3339(start)})")
     longest = MAX_EXEMPT_S if exempt else MAX_CEILING_S
     if request.ends_at - start > longest:
         days = int(longest // DAY)

@@ -51,6 +51,7 @@ from ugem.core.clock import Clock
 from ugem.core.errors import ConfigError
 from ugem.core.log import event
 from ugem.core.metrics import Metrics
+from ugem.core.paging import DEFAULT_LIMIT, Page, page_of
 from ugem.core.tasks import TICK, run_every
 
 log = logging.getLogger(__name__)
@@ -166,6 +167,16 @@ class ReputationService:
         known = (self._state.get(pair) for pair in self.pairs)
         standings = tuple(s for s in known if s is not None)
         return Report(self.addresses, self.zones, self.last_check, standings)
+
+    def standings(self, limit: int = DEFAULT_LIMIT, cursor: str | None = None) -> Page[Standing]:
+        """A page of the report's standings, addresses outer and zones inner as configured
+        (keyset on their places in the configuration: `ugem.core.paging`), and the total."""
+        place = {pair: n for n, pair in enumerate(self.pairs)}
+
+        def key(standing: Standing) -> int:
+            return place[standing.address, standing.zone]
+
+        return page_of(self.report().standings, key, limit, cursor, "standings")
 
     async def watch(
         self, tick: float = TICK, sleep: Callable[[float], Awaitable[None]] = asyncio.sleep

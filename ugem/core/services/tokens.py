@@ -24,6 +24,7 @@ from typing import Any
 
 from ugem.core.clock import Clock
 from ugem.core.errors import ConflictError, NotFoundError, StoreError, UsageError
+from ugem.core.paging import DEFAULT_LIMIT, Page, page_of
 from ugem.core.services.audit import AuditLog
 from ugem.core.store.base import Store
 
@@ -101,6 +102,11 @@ class TokenService:
 
     async def list(self) -> list[ApiToken]:
         return [_decode(data, name) for name, data in await self.store.doc_list(KIND)]
+
+    async def page(self, limit: int = DEFAULT_LIMIT, cursor: str | None = None) -> Page[ApiToken]:
+        """A page of `list`, by name (keyset: `ugem.core.paging`), and the total."""
+        found = sorted(await self.list(), key=lambda t: t.name)
+        return page_of(found, lambda t: t.name, limit, cursor, "tokens")
 
     async def get(self, name: str) -> ApiToken:
         data = await self.store.doc_get(KIND, name)
