@@ -615,7 +615,8 @@ class LogConfig:
         "on",
         "The mail log: one INFO line per message event (accepted, each recipient's delivery "
         "attempt, expired, held, released, deleted, refused at SMTP) on the logger "
-        "ugem.maillog; off: none (the message index is kept all the same).",
+        "ugem.maillog, written when level is info or debug; off: none (the message index "
+        "is kept all the same).",
         choices=("on", "off"),
     )
     index_days: int = knob(

@@ -80,9 +80,20 @@ CREATE INDEX IF NOT EXISTS events_message ON events(message, ts);
 CREATE INDEX IF NOT EXISTS events_connection ON events(connection, ts) WHERE message IS NULL;
 """
 
-_UPSERT = """
+# Each statement files a whole batch, given as one JSON array (`json_each`): one step of
+# SQLite a statement, so the writer's thread lets go of the GIL a few times a batch, not
+# a few times an entry (the event loop's thread would wait for it each time).
+_REFUSALS = """
+INSERT INTO messages (key, queue_id, first, last, sender, message_id, connection, client_ip)
+SELECT j.value ->> 0, NULL, j.value ->> 1, j.value ->> 1, j.value ->> 2, '', j.value ->> 3,
+       j.value ->> 4
+FROM json_each(?) AS j ORDER BY j.key
+"""
+_MESSAGES = """
 INSERT INTO messages (queue_id, first, last, sender, message_id, connection, client_ip)
-VALUES (?, ?, ?, ?, ?, ?, ?)
+SELECT j.value ->> 0, j.value ->> 1, j.value ->> 2, j.value ->> 3, j.value ->> 4,
+       j.value ->> 5, j.value ->> 6
+FROM json_each(?) AS j WHERE true ORDER BY j.key
 ON CONFLICT (queue_id) DO UPDATE SET
     first = min(first, excluded.first),
     last = max(last, excluded.last),
@@ -90,15 +101,17 @@ ON CONFLICT (queue_id) DO UPDATE SET
     message_id = CASE WHEN message_id = '' THEN excluded.message_id ELSE message_id END,
     connection = CASE WHEN connection = '' THEN excluded.connection ELSE connection END,
     client_ip = CASE WHEN client_ip = '' THEN excluded.client_ip ELSE client_ip END
-RETURNING key
 """
-_INSERT = """
-INSERT INTO messages (queue_id, first, last, sender, message_id, connection, client_ip)
-VALUES (NULL, ?, ?, ?, ?, ?, ?)
-"""
-_TOUCH = "UPDATE messages SET last = max(last, ?) WHERE queue_id = ? RETURNING key"
-_RECIPIENT = "INSERT OR IGNORE INTO recipients (rcpt, message) VALUES (?, ?)"
-_EVENT = "INSERT INTO events (message, ts, event, connection, fields) VALUES (?, ?, ?, ?, ?)"
+_KEY = "coalesce(j.value ->> 0, (SELECT key FROM messages WHERE queue_id = j.value ->> 1))"
+_RECIPIENTS = f"""
+INSERT OR IGNORE INTO recipients (rcpt, message)
+SELECT j.value ->> 2, {_KEY} FROM json_each(?) AS j
+"""  # noqa: S608 (constants only)
+_EVENTS = f"""
+INSERT INTO events (message, ts, event, connection, fields)
+SELECT {_KEY}, j.value ->> 2, j.value ->> 3, j.value ->> 4, j.value ->> 5
+FROM json_each(?) AS j ORDER BY j.key
+"""  # noqa: S608 (constants only)
 _ENCODE = msgspec.json.Encoder().encode
 _DECODE = msgspec.json.Decoder(dict[str, Any]).decode
 
@@ -150,6 +163,43 @@ class Indexed:
     events: tuple[IndexedEvent, ...]
 
 
+@dataclass
+class _Batch:
+    """A batch of entries as the rows of the four statements that file it. A refusal gets
+    its key here (after `last`, the greatest key so far: the batch holds the write lock);
+    a message with a queue id is one row however many of its entries the batch holds."""
+
+    refusals: list[tuple[int, float, str, str, str]]
+    messages: list[list[Any]]
+    recipients: list[tuple[int | None, str | None, str]]
+    events: list[tuple[int | None, str | None, float, str, str, str]]
+
+    @classmethod
+    def of(cls, entries: Sequence[Entry], last: int) -> _Batch:
+        batch, found = cls([], [], [], []), dict[str, list[Any]]()
+        for entry in entries:
+            key, queue_id = batch._message(entry, last, found), entry.queue_id or None
+            if key is not None or queue_id is not None:
+                batch.recipients += [(key, queue_id, rcpt) for rcpt in entry.rcpts]
+            fields = _ENCODE(entry.fields).decode()
+            batch.events.append((key, queue_id, entry.ts, entry.event, entry.connection, fields))
+        batch.messages = list(found.values())
+        return batch
+
+    def _message(self, entry: Entry, last: int, found: dict[str, list[Any]]) -> int | None:
+        """The refusal's key; else None, the entry's message (if any) kept in `found`."""
+        if entry.event == "refused" and not entry.queue_id:
+            key = last + len(self.refusals) + 1
+            self.refusals.append((key, entry.ts, entry.sender, entry.connection, entry.client_ip))
+            return key
+        if entry.queue_id:
+            envelope = [entry.sender, entry.message_id, entry.connection, entry.client_ip]
+            row = found.setdefault(entry.queue_id, [entry.queue_id, entry.ts, entry.ts, *envelope])
+            row[1], row[2] = min(row[1], entry.ts), max(row[2], entry.ts)
+            row[3:] = [old or new for old, new in zip(row[3:], envelope, strict=True)]
+        return None
+
+
 class MessageIndex:
     def __init__(self, path: Path, readonly: bool = False) -> None:
         """Open (and, unless `readonly`, create) the index at `path`."""
@@ -174,34 +224,19 @@ class MessageIndex:
         """File `entries` in one transaction (all or none)."""
         if not entries:
             return
-        recipients: list[tuple[str, int]] = []
-        events: list[tuple[int | None, float, str, str, str]] = []
         with self._transaction():
             self._db.execute("BEGIN IMMEDIATE")
-            for entry in entries:
-                key = self._message(entry)
-                if key is not None:
-                    recipients += [(rcpt, key) for rcpt in entry.rcpts]
-                fields = _ENCODE(entry.fields).decode()
-                events.append((key, entry.ts, entry.event, entry.connection, fields))
-            self._db.executemany(_RECIPIENT, recipients)
-            self._db.executemany(_EVENT, events)
+            last = int(self._db.execute("SELECT coalesce(max(key), 0) FROM messages").fetchone()[0])
+            batch = _Batch.of(entries, last)
+            for sql, rows in (
+                (_REFUSALS, batch.refusals),
+                (_MESSAGES, batch.messages),
+                (_RECIPIENTS, batch.recipients),
+                (_EVENTS, batch.events),
+            ):
+                if rows:
+                    self._db.execute(sql, (_ENCODE(rows),))
             self._db.execute("COMMIT")
-
-    def _message(self, entry: Entry) -> int | None:
-        """The key of the entry's message (started, or brought up to date, here); None for
-        a change of a connection's mail at once."""
-        envelope = (entry.sender, entry.message_id, entry.connection, entry.client_ip)
-        if entry.queue_id and entry.event != "accepted":  # usually a message already filed
-            found = self._db.execute(_TOUCH, (entry.ts, entry.queue_id)).fetchone()
-            if found is not None:
-                return int(found[0])
-        if entry.queue_id:
-            row = self._db.execute(_UPSERT, (entry.queue_id, entry.ts, entry.ts, *envelope))
-            return int(row.fetchone()[0])
-        if entry.event == "refused":
-            return self._db.execute(_INSERT, (entry.ts, entry.ts, *envelope)).lastrowid
-        return None
 
     # -- keeping it small ------------------------------------------------------------------
 
