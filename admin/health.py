@@ -4,12 +4,14 @@
 `/readyz` answers 200 when the node should get traffic, else 503 with the
 reason (spool unhealthy, node starting or shutting down, its registry copy
 older than `[store] max_stale` while the store is down), in the manner of
-KumoMTA's liveness check, and says which process answered (`pid`: with
-`--workers N` each worker has its own listener). `status` is "ready",
-"degraded" (200 still: the store is unreachable or refused and the node
-relays on its registry copy; `store` says which, `registry_copy_age` how old
-the copy is, `reason` why) or "not ready" (503). `/metrics` is the
-Prometheus text exposition of the node's own registry. The OpenAPI schema
+KumoMTA's liveness check, and says which process answered (`pid`). `status`
+is "ready", "degraded" (200 still: the store is unreachable or refused and
+the node relays on its registry copy; `store` says which, `registry_copy_age`
+how old the copy is, `reason` why) or "not ready" (503). `/metrics` is the
+Prometheus text exposition of the node's registry. With `--workers N` only
+worker 0 listens on `[admin] listen` and answers both for the whole node,
+asking the others on their private loopback listeners (`admin.node_wide`:
+`workers` in /readyz, a `worker` label on every sample). The OpenAPI schema
 documents each answer as it is (text or JSON, 200 or 503). None of them
 needs a token; none of them raises.
 """
@@ -24,18 +26,30 @@ from fastapi.responses import JSONResponse, PlainTextResponse
 from prometheus_client import CONTENT_TYPE_LATEST
 from pydantic import BaseModel, Field
 
+from admin.node_wide import node_metrics, node_readiness
 from ugem.core.metrics import Metrics
 from ugem.core.registry_watch import StoreStatus
+
+
+class WorkerReadiness(BaseModel):
+    worker: int
+    ready: bool
+    status: str = Field(description="ready, degraded, not ready, or no answer")
+    reason: str
+    pid: int | None
 
 
 class Readiness(BaseModel):
     ready: bool
     reason: str
-    pid: int = Field(description="the process that answered (one per worker)")
+    pid: int = Field(description="the process that answered (worker 0 of several)")
     status: str = Field("ready", description="ready, degraded (still 200) or not ready")
     store: str | None = Field(None, description="the registry's store: up, unreachable, refused")
     registry_copy_age: float | None = Field(
         None, description="seconds since the store last confirmed the registry relayed on"
+    )
+    workers: list[WorkerReadiness] | None = Field(
+        None, description="with several workers: each one's answer (worker 0 asks them)"
     )
 
 
@@ -46,6 +60,11 @@ class HealthSource(Protocol):
 
     def store_status(self) -> StoreStatus | None:
         """The registry's store and copy as the node sees them; None: no registry yet."""
+        ...
+
+    def peers(self) -> list[tuple[int, str]]:
+        """The node's other running workers as (index, private admin host:port), for the
+        node-wide answers of worker 0 (`admin.node_wide`); empty for any other worker."""
         ...
 
 
@@ -85,11 +104,17 @@ def health_router(source: HealthSource, metrics: Metrics) -> APIRouter:
         """200 when the node should get traffic (also degraded: relaying on its registry
         copy while the store is down), else 503 with the reason; the worker that answered."""
         body = readiness_body(source)
+        if peers := source.peers():
+            body = await node_readiness(body, peers)
         return JSONResponse(body, status_code=200 if body["ready"] else 503)
 
     @router.get("/metrics", response_class=PlainTextResponse, summary="Prometheus metrics")
     async def metrics_endpoint() -> Response:
-        """The node's own metrics, in the Prometheus text exposition format."""
-        return Response(metrics.render(), media_type=CONTENT_TYPE_LATEST)
+        """The node's metrics, in the Prometheus text exposition format; with several
+        workers every worker's, each sample labelled with its `worker`."""
+        page = metrics.render()
+        if peers := source.peers():
+            page = await node_metrics(page, peers)
+        return Response(page, media_type=CONTENT_TYPE_LATEST)
 
     return router

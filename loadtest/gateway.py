@@ -11,11 +11,11 @@ replace or add keys. `start()` registers the connection whose servers are
 the generator's `sources` and whose domain is the senders' (`ugem connection
 add ... --config FILE`), runs `ugem serve --config FILE [--workers N]` in its
 own process group with its output in `base/ugem.log`, and waits for
-/readyz of every worker (admin port + i). `respawn()` starts `ugem serve`
+the node's /readyz (worker 0 answers for every worker). `respawn()` starts `ugem serve`
 again over the same config and data (no registration) and waits the same
 way; `spawned_at` is the wall-clock time of the last spawn. `cli(*args)` runs
 any other `ugem` command on the config. `queue_counts()` sums the
-`ugem_queue_messages` gauge by state over the workers' /metrics. `stop()`
+`ugem_queue_messages` gauge by state over the workers (the node's /metrics has each one's). `stop()`
 sends SIGTERM and, once the node exits or a grace passes, SIGKILL to what is
 left of its process group; it returns the exit code. Failures are
 `TargetError` naming the command and the log.
@@ -41,7 +41,8 @@ from loadtest.errors import TargetError, UsageError
 
 START_TIMEOUT = 60.0
 STOP_GRACE = 20.0
-_QUEUE_GAUGE = re.compile(r'^ugem_queue_messages\{state="([^"]*)"\}\s+(\S+)$', re.MULTILINE)
+_QUEUE_GAUGE = re.compile(r"^ugem_queue_messages\{([^}]*)\}\s+(\S+)$", re.MULTILINE)
+_STATE = re.compile(r'(?:^|,)state="([^"]*)"')
 
 
 def ugem_command() -> list[str]:
@@ -75,8 +76,13 @@ def parse_overrides(items: list[str]) -> dict[str, dict[str, str]]:
 
 
 def parse_queue_gauge(text: str) -> dict[str, int]:
-    """{state: messages} from the `ugem_queue_messages` lines of a Prometheus text page."""
-    return {state: int(float(value)) for state, value in _QUEUE_GAUGE.findall(text)}
+    """{state: messages} from the `ugem_queue_messages` lines of a Prometheus text page,
+    summed over its other labels (a node of several workers labels each worker's)."""
+    total: dict[str, int] = {}
+    for labels, value in _QUEUE_GAUGE.findall(text):
+        if (state := _STATE.search(labels)) is not None:
+            total[state.group(1)] = total.get(state.group(1), 0) + int(float(value))
+    return total
 
 
 class GatewayInstance:
@@ -112,8 +118,8 @@ class GatewayInstance:
 
     @property
     def admin_ports(self) -> list[int]:
-        """Worker i's admin listener is on the admin port + i."""
-        return [self.admin_port + i for i in range(self.workers or 1)]
+        """The node's one admin listener (worker 0's answers /readyz and /metrics for all)."""
+        return [self.admin_port]
 
     def config(self) -> dict[str, dict[str, str]]:
         host, port = self.next_hop

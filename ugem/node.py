@@ -51,6 +51,7 @@ import contextlib
 import logging
 import signal
 import socket
+import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
@@ -88,7 +89,7 @@ from ugem.core.registry_copy import COPY_NAME, CopyFile
 from ugem.core.registry_watch import Freshness, StoreStatus
 from ugem.core.reply_class import configured_patterns
 from ugem.core.runtime import INTERVAL as STATUS_INTERVAL
-from ugem.core.runtime import RUN_DIR
+from ugem.core.runtime import RUN_DIR, read_workers
 from ugem.core.services.complaints import ComplaintService
 from ugem.core.services.gateway import GatewaySettings, GatewayWatch
 from ugem.core.services.messages import MessageService
@@ -111,6 +112,7 @@ REGISTRY_SYNC_INTERVAL = 1.0  # seconds; SMTP commands also sync on their own
 DISCONNECT_CHECK_INTERVAL = 5.0  # seconds between checks for scheduled disconnections due
 BASELINE_SAVE_INTERVAL = 300.0  # seconds between writes of the learned baselines to the store
 ENFORCER_START_RETRY = 2.0  # seconds between tries to start the detector once the store is back
+PRIVATE_ADMIN = "127.0.0.1:0"  # the admin listener of a worker other than 0 (admin.node_wide)
 
 
 class Node:
@@ -171,6 +173,13 @@ class Node:
     def store_status(self) -> StoreStatus | None:
         return None if self.registry is None else self.registry.watch.status()
 
+    def peers(self) -> list[tuple[int, str]]:
+        """Worker 0 of several: the other running workers' private admin listeners."""
+        if self.worker != 0 or self.config.node.workers < 2:
+            return []
+        found = read_workers(self.config.data_path / RUN_DIR, time.time()).found
+        return [(w.worker, w.admin) for w in found if w.running and w.worker and w.admin]
+
     def addresses(self) -> tuple[str, str]:
         """(SMTP, admin) host:port as bound; "" for one not listening (yet)."""
         smtp = _bound(self.config.smtp.listen, self.smtp.port) if self.smtp is not None else ""
@@ -184,14 +193,15 @@ class Node:
             await self.stop()
             raise
         self._state = "running"
+        smtp, admin = self.addresses()
         if self.status_file is not None:
             await self.status_file.write()  # running now, for `ugem status`
         event(
             log,
             "node_started",
             worker=self.worker,
-            smtp=self.config.smtp.listen,
-            admin=self.config.admin.listen if self.config.admin.enabled else "off",
+            smtp=smtp,
+            admin=admin or "off",  # as bound: worker 0 the node's, others a private port
         )
 
     def _check_fd_limit(self) -> None:
@@ -507,10 +517,9 @@ class Node:
 
 
 def worker_listen(listen: str, worker: int) -> str:
-    """Worker i's admin listener: the configured port + i (port 0 stays 0)."""
-    host, port = parse_hostport(listen, listen=True)
-    host = f"[{host}]" if ":" in host else host
-    return f"{host}:{port + worker if port else 0}"
+    """Worker i's admin listener: worker 0's is `[admin] listen`, the node's one; any other
+    worker's a private loopback port that worker 0 asks (admin.node_wide)."""
+    return listen if worker == 0 else PRIVATE_ADMIN
 
 
 def _bound(listen: str, port: int) -> str:

@@ -7,7 +7,8 @@ port it cannot bind is one line naming `smtp.listen`, exit 1) and starts
 each worker as `ugem serve --worker-index I --smtp-fd FD` (the same config
 file and environment, with `UGEM_NODE_WORKERS=N`, the listening socket
 inherited), so every worker accepts on that one socket; each has its own
-spool and its own admin listener (admin port + I). A worker that dies is
+spool; worker 0 serves the node's admin listener, every other worker its
+own on a private loopback port that worker 0 asks (admin.node_wide). A worker that dies is
 started again after a back-off (1 s doubling to 30 s) and the death is logged
 at ERROR. SIGHUP is passed to every running worker (each reloads its STARTTLS
 certificate; the supervisor itself keeps running). SIGTERM or SIGINT is passed

@@ -18,11 +18,11 @@ import httpx
 import pytest
 
 from tests.integration.test_drain_moves_the_queue_to_another_node import DEFER, LATER
-from tests.integration.test_workers_share_the_port import both_workers_ready, worker_admins
 from tests.support.drain import admin_token, greeting, queue_items, token_file, ugem_drain
 from tests.support.node import NodeProcess, node_relaying_to, send_mail
 from tests.support.sink import Sink
 from tests.support.waiting import eventually_read
+from tests.support.workers import workers_ready
 
 N = 30
 
@@ -50,15 +50,11 @@ async def test_both_workers_pause_their_mail_moves_and_cancel_brings_them_back(
         tmp_path / "a", sink, node={"workers": 2}, delivery=LATER
     )
     b_config, b_path = await node_relaying_to(tmp_path / "b", sink, delivery=LATER)
-    a, b, admins = (
-        NodeProcess(a_path, a_config),
-        NodeProcess(b_path, b_config),
-        worker_admins(a_config),
-    )
+    a, b = NodeProcess(a_path, a_config), NodeProcess(b_path, b_config)
     a.start()
     b.start()
     try:
-        await asyncio.gather(both_workers_ready(a, admins), b.wait_ready())
+        admins, _ = await asyncio.gather(workers_ready(a, a_config), b.wait_ready())
         sent = await asyncio.gather(*(
             send_mail(a_config, "a@mdai.gov.kz", ["x@example.org"], "127.0.0.2", f"m{n}")
             for n in range(N)

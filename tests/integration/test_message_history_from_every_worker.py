@@ -19,14 +19,13 @@ from typing import Any
 import httpx
 
 from tests.integration.test_workers_share_the_port import (
-    both_workers_ready,
     operator_token,
     spooled_ids,
-    worker_admins,
 )
 from tests.support.node import NodeProcess, node_relaying_to, send_mail
 from tests.support.sink import Sink
 from tests.support.waiting import eventually_read
+from tests.support.workers import workers_ready
 
 N = 30
 
@@ -55,10 +54,10 @@ async def test_every_workers_messages_are_in_the_one_index(tmp_path: Path) -> No
     config, path = await node_relaying_to(
         tmp_path, sink, node={"workers": 2}, delivery={"min_backoff": 3600.0}
     )
-    node, admins = NodeProcess(path, config), worker_admins(config)
+    node = NodeProcess(path, config)
     node.start()
     try:
-        await both_workers_ready(node, admins)
+        admins = await workers_ready(node, config)
 
         async def send(n: int) -> bool:
             sent = await send_mail(config, "a@mdai.gov.kz", ["x@example.org"], "127.0.0.2", f"m{n}")

@@ -1,6 +1,8 @@
 """Scenario: `ugem serve --workers 2`, two node processes on one SMTP port.
 
 The supervisor binds the port once and both workers accept on that socket;
+only worker 0 listens on the admin port and answers /readyz and /metrics for
+both (the other worker's admin app is on a private loopback port);
 each keeps its own spool, and everything acknowledged arrives once. Another
 node started on the same SMTP port (its own data, two workers too) cannot
 bind it: one line naming `smtp.listen` and "in use", exit 1 (it would take
@@ -17,39 +19,27 @@ import asyncio
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
-import urllib.request
 from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from relay.queue.spool import Spool, spool_path
 from tests.support.node import NodeProcess, node_config, node_relaying_to, send_mail
 from tests.support.sink import Sink
 from tests.support.waiting import eventually, eventually_read
+from tests.support.workers import running_workers, worker_pid, workers_ready
 from ugem.core.clock import SystemClock
 from ugem.core.config import Config, parse_hostport
 from ugem.core.metrics import Metrics
 from ugem.core.services.audit import AuditLog
 from ugem.core.services.tokens import Role, TokenService
 from ugem.core.store import open_store
-
-
-def worker_pid(admin: str) -> int | None:
-    """The pid a worker's admin listener reports, None while it does not answer."""
-    try:
-        with urllib.request.urlopen(f"http://{admin}/readyz", timeout=1) as resp:
-            return int(json.load(resp)["pid"]) if resp.status == 200 else None
-    except OSError:
-        return None
-
-
-def worker_admins(config: Config) -> list[str]:
-    """The admin addresses of the two workers: the admin port + I."""
-    host, port = parse_hostport(config.admin.listen)
-    return [f"{host}:{port + i}" for i in range(2)]
 
 
 async def operator_token(config: Config, name: str = "noc") -> str:
@@ -122,9 +112,21 @@ async def cli_queue(path: Path) -> list[str]:
     return [m["id"] for m in json.loads(out)]
 
 
-async def both_workers_ready(node: NodeProcess, admins: list[str]) -> None:
-    await node.wait_ready()
-    await eventually(lambda: all(worker_pid(a) for a in admins), what="both workers ready")
+async def the_node_answers_for_both_workers(config: Config) -> None:
+    """One admin listener: its /readyz lists both workers, its /metrics has both workers'
+    samples; nothing listens on the admin port + 1 any more."""
+    async with httpx.AsyncClient(base_url=f"http://{config.admin.listen}") as http:
+        ready = (await http.get("/readyz")).json()
+        page = (await http.get("/metrics")).text
+    assert [(w["worker"], w["status"]) for w in ready["workers"]] == [(0, "ready"), (1, "ready")]
+    families = {f.name: f for f in text_string_to_metric_families(page)}
+    up = families["ugem_admin_peer_up"].samples
+    assert [(s.labels["worker"], s.value) for s in up] == [("1", 1.0)]
+    workers = {s.labels.get("worker") for s in families["ugem_build_info"].samples}
+    assert workers == {"0", "1"}
+    host, port = parse_hostport(config.admin.listen)
+    with pytest.raises(OSError):
+        socket.create_connection((host, port + 1), timeout=1).close()
 
 
 async def another_node_cannot_take_the_port(tmp_path: Path, config: Config) -> None:
@@ -146,10 +148,12 @@ async def test_two_workers_share_the_port_and_survive_a_kill(tmp_path: Path) -> 
     config, path = await node_relaying_to(
         tmp_path, sink, node={"workers": 2}, delivery={"min_backoff": 3600.0}
     )
-    node, admins = NodeProcess(path, config), worker_admins(config)
+    node = NodeProcess(path, config)
     node.start()
     try:
-        await both_workers_ready(node, admins)
+        admins = await workers_ready(node, config)
+        assert admins[0] == config.admin.listen  # worker 0's is the node's one admin listener
+        await the_node_answers_for_both_workers(config)
         await another_node_cannot_take_the_port(tmp_path, config)
         await status_shows_both_workers(path, config)
         await the_api_shows_the_same_status(config, admins[0])
@@ -169,11 +173,12 @@ async def test_two_workers_share_the_port_and_survive_a_kill(tmp_path: Path) -> 
         victim = worker_pid(admins[1])
         assert victim is not None
         os.kill(victim, signal.SIGKILL)
-        await eventually(
-            lambda: worker_pid(admins[1]) not in (None, victim),
-            timeout=30,
-            what="worker 1 started again",
-        )
+
+        def restarted() -> bool:
+            again = [w for w in running_workers(config) if w.worker == 1]
+            return bool(again) and again[0].pid != victim and worker_pid(again[0].admin) is not None
+
+        await eventually(restarted, timeout=30, what="worker 1 started again")
         node.signal(signal.SIGTERM)
         assert await node.wait() == 0, node.output()
         code, shown = await ugem_status(path)
@@ -226,10 +231,10 @@ async def test_workers_stop_when_their_supervisor_is_killed(tmp_path: Path) -> N
     holding the ports and taking mail (ugem.parent_death)."""
     sink = await Sink.start("127.0.0.1", 0)
     config, path = await node_relaying_to(tmp_path, sink, node={"workers": 2})
-    node, admins = NodeProcess(path, config), worker_admins(config)
+    node = NodeProcess(path, config)
     node.start()
     try:
-        await both_workers_ready(node, admins)
+        admins = await workers_ready(node, config)
         pids = [worker_pid(a) for a in admins]
         node.signal(signal.SIGKILL)
         await eventually(

@@ -69,13 +69,16 @@ def test_settings_raise_the_caps_and_keep_the_queue_quiet(tmp_path: Path) -> Non
 def test_queue_gauge_from_metrics() -> None:
     assert parse_queue_gauge(METRICS) == {"active": 12, "deferred": 99988, "held": 0}
     assert parse_queue_gauge("") == {}
+    workers = 'ugem_queue_messages{worker="0",state="held"} 2.0\n'
+    workers += 'ugem_queue_messages{worker="1",state="held"} 3.0\n'
+    assert parse_queue_gauge(workers) == {"held": 5}  # a node of workers: summed
 
 
-def test_workers_admin_ports(tmp_path: Path) -> None:
+def test_a_node_of_workers_has_one_admin_port(tmp_path: Path) -> None:
     gateway = GatewayInstance(
         tmp_path, 2525, 8025, "example.org", ("127.0.0.1", 2526), (), "x.kz", workers=3
     )
-    assert gateway.admin_ports == [8025, 8026, 8027]
+    assert gateway.admin_ports == [8025]
 
 
 def _result(arrived: int) -> RestartResult:

@@ -64,7 +64,7 @@ class NodeConfig:
         1,
         "Worker processes sharing the SMTP port (bound once by the supervisor), each with "
         "its own spool "
-        "(spool/queue.db, queue-w1.db, ...); worker i serves admin HTTP on the admin port + i. "
+        "(spool/queue.db, queue-w1.db, ...); worker 0 serves the node's admin HTTP for all. "
         "With more than one, a shared store (Redis) is advised.",
         lo=1,
         hi=64,
