@@ -48,6 +48,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import signal
 import socket
@@ -77,11 +78,11 @@ from ugem.adapters.reputation import reputation_service
 from ugem.adapters.spool_queue import node_queue
 from ugem.core import workdays
 from ugem.core.clock import Clock, SystemClock
-from ugem.core.config import Config, parse_hostport
+from ugem.core.config import Config, load_config, parse_hostport
 from ugem.core.drain_state import DrainFiles
-from ugem.core.errors import StoreError
+from ugem.core.errors import ConfigError, StoreError
 from ugem.core.events import EventBus
-from ugem.core.log import event
+from ugem.core.log import event, set_level
 from ugem.core.maillog_writer import MailLogWriter, writer_from_config
 from ugem.core.metrics import Metrics
 from ugem.core.registry import Registry
@@ -104,6 +105,7 @@ from ugem.core.throttle import ThrottleBoard
 from ugem.core.trace_writer import TraceWriter
 from ugem.draining import CHECK_INTERVAL, DrainWatch, drain_service, transfer_service
 from ugem.fd_limit import fd_needed, raise_fd_limit
+from ugem.reload import ReloadResult, merged, plan
 from ugem.status_file import StatusFile
 
 log = logging.getLogger(__name__)
@@ -122,8 +124,13 @@ class Node:
         clock: Clock | None = None,
         worker: int = 0,
         smtp_socket: socket.socket | None = None,
+        config_path: str | None = None,
     ) -> None:
         self._smtp_socket = smtp_socket  # bound by the supervisor (None: bind it here)
+        self._config_path = config_path  # read again on a reload (None: TLS alone reloads)
+        self._router: Router | None = None
+        self._reloads: set[asyncio.Task[ReloadResult]] = set()
+        self.last_reload: ReloadResult | None = None  # shown by `ugem reload`, `ugem status`
         self.config = config
         self.worker = worker
         self.clock = clock or SystemClock()
@@ -256,7 +263,7 @@ class Node:
         self._deliverer = Deliverer(
             cfg.delivery, cfg.helo_name, self.metrics, clock, backoff=self.backoff
         )
-        router = Router(self.registry, cfg.delivery, clock)
+        router = self._router = Router(self.registry, cfg.delivery, clock)
         own_mail = gateway_signer(cfg, clock)  # DKIM for the DSNs and notices
         self.scheduler = Scheduler(
             self.spool,
@@ -468,10 +475,47 @@ class Node:
         event(log, "baselines_saved", connections=saved)
 
     def reload(self) -> None:
-        """SIGHUP: load the STARTTLS certificate and key again; nothing else is reloaded."""
+        """SIGHUP: `reload_config` in a task of its own (a signal handler cannot wait)."""
+        task = asyncio.get_running_loop().create_task(self.reload_config(), name="reload")
+        self._reloads.add(task)
+        task.add_done_callback(self._reloads.discard)
+
+    async def reload_config(self) -> ReloadResult:
+        """Read the config file again and apply what a running worker can (ugem.reload);
+        the STARTTLS certificate and key are read again in any case."""
         event(log, "node_reloading", worker=self.worker)
+        result = self._apply_reload()
         if self.smtp is not None:
             self.smtp.reload_tls()
+        self.last_reload = result
+        if self.status_file is not None:
+            await self.status_file.write()  # `ugem reload` waits for this answer
+        return result
+
+    def _apply_reload(self) -> ReloadResult:
+        now = time.time()
+        if self._config_path is None:
+            return ReloadResult(now)
+        try:
+            new = load_config(self._config_path)
+            workers = dataclasses.replace(new.node, workers=self.config.node.workers)
+            live, restart = plan(self.config, dataclasses.replace(new, node=workers))
+            config = merged(self.config, new, live)
+            inbound = inbound_from_config(config, self.clock, self.metrics)
+        except ConfigError as exc:  # nothing changes: the worker runs on as it was
+            event(log, "config_reload_refused", logging.ERROR, error=str(exc))
+            return ReloadResult(now, error=str(exc))
+        self.config = config
+        if self.smtp is not None and any(k.startswith(("smtp.", "auth.")) for k in live):
+            self.smtp.reconfigure(config, inbound)
+        if self._router is not None and "delivery.routes" in live:
+            self._router.reroute(config.delivery.routes)
+        if "log.level" in live:
+            set_level(config.log.level)
+        event(log, "config_reloaded", applied=live, restart=restart)
+        if restart:
+            event(log, "config_needs_restart", logging.WARNING, keys=restart)
+        return ReloadResult(now, live, restart)
 
     async def stop(self, grace: float = 5.0) -> None:
         if self._state == "stopped":
@@ -533,10 +577,16 @@ def worker_file(path: Path, worker: int) -> Path:
     return path if worker == 0 else path.with_name(f"{path.stem}.w{worker}{path.suffix}")
 
 
-async def serve(config: Config, worker: int = 0, smtp: socket.socket | None = None) -> int:
+async def serve(
+    config: Config,
+    worker: int = 0,
+    smtp: socket.socket | None = None,
+    config_path: str | None = None,
+) -> int:
     """Run a node until SIGTERM or SIGINT (SIGHUP: reload); stop it in order; 0 on a clean stop.
-    `smtp`: the SMTP port's listening socket, when the supervisor bound it."""
-    node = Node(config, worker=worker, smtp_socket=smtp)
+    `smtp`: the SMTP port's listening socket, when the supervisor bound it; `config_path`: the
+    file a reload reads again."""
+    node = Node(config, worker=worker, smtp_socket=smtp, config_path=config_path)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):

@@ -23,6 +23,7 @@ from ugem import __version__
 from ugem.core.log import event
 from ugem.core.registry_watch import StoreStatus
 from ugem.core.runtime import RecentEvents, WorkerState, remove_worker, write_worker
+from ugem.reload import ReloadResult
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +40,9 @@ class Described(Protocol):
     def addresses(self) -> tuple[str, str]:
         """(SMTP, admin) host:port as bound; "" for one not listening."""
         ...
+
+    @property
+    def last_reload(self) -> ReloadResult | None: ...
 
 
 class StatusFile:
@@ -85,4 +89,5 @@ class StatusFile:
             status="not ready" if not ready else "degraded" if degraded else "ready",
             reason=reason,
             recent=self._recent.events(),
+            reload=None if self._node.last_reload is None else self._node.last_reload.as_dict(),
         )

@@ -192,6 +192,19 @@ class AcceptServer:
         """No session open and no commit in progress."""
         return not self._sessions and not self._commits
 
+    def reconfigure(self, config: Config, inbound: Inbound | None) -> None:
+        """Sessions from now on follow `config`'s [smtp] limits and `inbound`'s checks (a
+        reload, ugem.reload); open sessions keep what they started with. The listening
+        socket and the DATA memory budget stay as they are; TLS is `reload_tls`'s."""
+        smtp = config.smtp
+        limits = PathLimits(smtp.max_local_part, smtp.max_domain, self._services.gateway.domain)
+        self._services = dataclasses.replace(
+            self._services, config=config, limits=limits, inbound=inbound
+        )
+        self.config = config
+        reserved = int(smtp.max_connections * smtp.reserved_share)
+        self._stranger_slots = smtp.max_connections - reserved
+
     def reload_tls(self) -> bool:
         """Load the STARTTLS certificate and key again; False (old context kept) on failure."""
         if self._services.tls is None:

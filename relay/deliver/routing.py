@@ -275,6 +275,10 @@ class Router:
         self.dns = DnsCache(config, clock)
         self._routes = {dom: Hop(*parse_hostport(hop)) for dom, hop in config.routes.items()}
 
+    def reroute(self, routes: dict[str, str]) -> None:
+        """`[delivery] routes` anew (a reload): the routes of mail routed from now on."""
+        self._routes = {dom: Hop(*parse_hostport(hop)) for dom, hop in routes.items()}
+
     async def route(self, domain: str) -> Route:
         """The route for `domain` (any spelling); raises RouteFailure."""
         name = _canonical(domain)

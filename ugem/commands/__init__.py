@@ -35,6 +35,7 @@ GROUP_NAMES = (
     "store",
     "drain",
     "status",
+    "reload",
     "log",
 )
 OPTIONS_WITH_VALUE = ("--config",)

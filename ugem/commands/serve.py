@@ -81,7 +81,7 @@ def run(args: argparse.Namespace, config: Config) -> int:
         if args.worker_index is not None and (parent := parent_from_env()) is not None:
             die_with_parent(parent)  # a worker never outlives its supervisor
         inherited = None if args.smtp_fd is None else socket.socket(fileno=args.smtp_fd)
-        main = serve(config, worker=args.worker_index or 0, smtp=inherited)
+        main = serve(config, args.worker_index or 0, inherited, config_path(args))
     if not args.no_uvloop:
         try:
             import uvloop

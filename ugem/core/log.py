@@ -51,6 +51,11 @@ class _TextFormatter(logging.Formatter):
         return line
 
 
+def set_level(level: str) -> None:
+    """The root logger's level anew (a reload); its handlers stay as `setup` made them."""
+    logging.getLogger().setLevel(_LEVELS.get(level, logging.INFO))
+
+
 def setup(level: str = "info", fmt: str = "json") -> None:
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(_JsonFormatter() if fmt == "json" else _TextFormatter())

@@ -6,7 +6,9 @@ sees half of one): its pid, when it started, the SMTP and admin addresses it
 serves as bound (port 0 resolved), its readiness (ready, degraded or not
 ready, with the reason) and the last `RECENT` log events at WARNING or above
 (`RecentEvents`, a logging handler keeping a bounded ring; each event's
-fields cut to `DETAIL` characters). A clean stop removes the file.
+fields cut to `DETAIL` characters), and the answer to its last reload (when,
+the keys applied, the keys that need a restart, or why the file was refused:
+what `ugem reload` waits for). A clean stop removes the file.
 
 `read_workers(dir, now)` gives every worker file's `WorkerState`: one whose
 pid is not alive, or that was written more than `STALE` seconds ago, is
@@ -54,6 +56,7 @@ class WorkerState:
     status: str  # ready, degraded, not ready, draining
     reason: str
     recent: tuple[RecentEvent, ...] = ()
+    reload: dict[str, Any] | None = None  # the last reload's answer (ugem.reload.ReloadResult)
     running: bool = True  # set by the reader: pid alive and the file fresh
 
 
