@@ -81,6 +81,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error(f"{args.command}: a subcommand is required")
     try:
         config = load_config(config_path(args))
+        if reads_only(args):
+            need_node_data(config)
         code = handler(args, config)
         sys.stdout.flush()  # here, where a reader gone away is answered, not at exit
         return code
@@ -101,6 +103,34 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BrokenPipeError:  # `ugem ... | head`: the reader has gone, as it may
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no error at exit
         return EXIT_PIPE
+
+
+# Commands that only read a node's data: run where there is none, they would show an empty
+# registry or queue (and create it); they stop instead (`need_node_data`). A command that
+# writes (`connection add`, `token create`) may be the first one to create a node's data.
+READING = frozenset({"list", "show", "verify", "summary", "search", "status"})
+READING_GROUPS = frozenset({"status"})  # commands without actions that only read
+
+
+def reads_only(args: argparse.Namespace) -> bool:
+    """Whether the command line names a command that only reads a node's data."""
+    if args.command in READING_GROUPS:
+        return True
+    if args.command in ("config", "anomaly", "dkim", "reputation"):
+        return False  # files, DNS or the config alone
+    return getattr(args, f"{args.command}_command", None) in READING
+
+
+def need_node_data(config: Config) -> None:
+    """A node's data on its SQLite store must be there: a command run from another
+    directory would otherwise quietly create an empty registry and spool of its own."""
+    if config.store.url or config.data_path.is_dir():
+        return
+    raise UsageError(
+        f"node.data_dir: no node data at {config.data_path.resolve()}; run ugem where the "
+        "node runs, give --config FILE (a relative data_dir is taken from the file's "
+        "directory) or set UGEM_NODE_DATA_DIR; `ugem serve` creates it"
+    )
 
 
 def add_json_flag(parser: argparse.ArgumentParser) -> None:

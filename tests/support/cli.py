@@ -71,7 +71,9 @@ def operator(
     monkeypatch: pytest.MonkeyPatch,
     extra: str = "",
 ) -> Ugem:
-    """The CLI as operator1 types it, on a fresh config (`cli_config(tmp_path, extra)`)."""
+    """The CLI as operator1 types it, on a fresh config (`cli_config(tmp_path, extra)`) and
+    a node's data directory, empty (as `ugem serve` makes it)."""
+    (tmp_path / "data").mkdir(exist_ok=True)
     monkeypatch.delenv("UGEM_CONFIG", raising=False)
     monkeypatch.delenv("UGEM_STORE_URL", raising=False)
     monkeypatch.setenv("USER", "operator1")  # the actor in the audit log: cli:operator1
