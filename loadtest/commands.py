@@ -7,10 +7,13 @@
   `--expect-file`. Exit code 1 when every message failed (no reply at all).
 - `sink`: serves the sink until SIGTERM or SIGINT; prints
   {"event": "ready", "smtp": "H:P", "control": "H:P" or null} as its first
-  stdout line (ports chosen when 0 was asked), the stats as JSON on SIGUSR1 (on
-  stderr) and at exit (on stdout). `--stats-file` is rewritten at each of
-  those and every `--stats-interval` seconds; `--expect-file` (ids, one per
-  line) is read again each time, so it may be written after the sink starts.
+  stdout line (ports chosen when 0 was asked), with `--show` a line per
+  message and per refused recipient (loadtest.watch), the stats as JSON on
+  SIGUSR1 (on stderr) and at exit (on stdout). `--stats-file` is rewritten at
+  each of those and every `--stats-interval` seconds; `--expect-file` (ids, one
+  per line) is read again each time, so it may be written after the sink
+  starts. `--refuse-rcpt REPLY` answers every RCPT with that refusal. An
+  address it cannot listen on exits 1 naming it.
 - `compare`: runs loadtest.compare and prints its text or JSON; SIGTERM and
   SIGINT stop it after stopping Postfix, the gateway and the sinks.
 - `idle`: loadtest.idle's idle sessions (and the target's memory with
@@ -44,12 +47,13 @@ from typing import Any, TypeVar
 from loadtest import compare, generator, hostile, idle, nodes, restart
 from loadtest.content import Template, parse_size
 from loadtest.control import ControlServer
-from loadtest.errors import UsageError
+from loadtest.errors import TargetError, UsageError
 from loadtest.gateway import parse_overrides
 from loadtest.generator import RunOptions
 from loadtest.rate import parse_rate
 from loadtest.sink import DEFAULT_MAX_SIZE, SinkServer
-from loadtest.spec import parse_duration, parse_hostport, parse_sources
+from loadtest.spec import parse_duration, parse_hostport, parse_reply, parse_sources
+from loadtest.watch import Show
 
 T = TypeVar("T")
 
@@ -250,6 +254,17 @@ def add_sink(sub: Any) -> None:
     p.add_argument(
         "--stats-interval", type=_checked(parse_duration), help="also write --stats-file this often"
     )
+    p.add_argument(
+        "--show",
+        action="store_true",
+        help="print a line for each message (from, to, subject) and each refused recipient",
+    )
+    p.add_argument(
+        "--refuse-rcpt",
+        type=_checked(parse_reply),
+        metavar="REPLY",
+        help="answer every RCPT with this refusal, e.g. '554 5.7.1 Client host blocked'",
+    )
     _common(p)
     p.set_defaults(handler=sink_command)
 
@@ -261,7 +276,13 @@ def sink_command(args: argparse.Namespace) -> int:
 
 async def serve_sink(args: argparse.Namespace) -> None:
     host, port = args.listen
-    sink = await SinkServer.start(host, port, args.hostname, args.max_size)
+    watch = Show(sys.stdout) if args.show else None
+    try:
+        sink = await SinkServer.start(
+            host, port, args.hostname, args.max_size, rcpt_reply=args.refuse_rcpt, watch=watch
+        )
+    except OSError as exc:
+        raise TargetError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from exc
     control = await ControlServer.start(sink.arrivals, *args.control) if args.control else None
     address = f"{control.host}:{control.port}" if control else None
     print(json.dumps({"event": "ready", "smtp": f"{sink.host}:{sink.port}", "control": address}),

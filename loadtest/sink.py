@@ -8,7 +8,11 @@ text is then dot-unstuffed (RFC 5321 4.5.2) and handed to `on_message(text,
 recipients)`. It accepts every sender and recipient, says 554 to DATA
 without a recipient, 552 to a text over `max_size` (still read to its end),
 500 to a command line over 4 KiB or an unknown command, and 221 to QUIT
-(then `closing` is set). It never raises on client input.
+(then `closing` is set). Given `rcpt_reply` (a refusal line, such as a
+blocklisted gateway hears), it answers every RCPT with it instead, so a relay
+can be shown a next hop that refuses it. Given a `watch`
+(`loadtest.watch.Watcher`), it tells it each message with its envelope and
+each refused recipient. It never raises on client input.
 
 `Arrivals` counts messages, bytes, recipients and sessions, the wall-clock
 times of the first and last arrival (`arrival_rate` is (messages - 1) /
@@ -18,8 +22,9 @@ those lost and those unexpected. `stats()` is a plain-JSON dict. With `keep`
 it also keeps every text (`kept`), for tests. A relay that splits one
 message's recipients over several transactions shows up as duplicates.
 
-`SinkServer.start(host, port)` serves `SinkSession`s on the running loop;
-`stop()` closes the listener and every session.
+`SinkServer.start(host, port)` serves `SinkSession`s on the running loop
+(`rcpt_reply` and `watch` passed to each); `stop()` closes the listener and
+every session.
 """
 
 from __future__ import annotations
@@ -28,6 +33,8 @@ import asyncio
 import time
 from collections.abc import Callable, Iterable
 from typing import Any, cast
+
+from loadtest.watch import Watcher, path_of
 
 ID_HEADER = b"\r\nx-loadtest-id:"
 MAX_LINE = 4096
@@ -63,10 +70,16 @@ class SinkSession:
         on_message: OnMessage,
         hostname: str = "sink.loadtest.invalid",
         max_size: int = DEFAULT_MAX_SIZE,
+        rcpt_reply: bytes | None = None,
+        watch: Watcher | None = None,
     ) -> None:
         self.on_message = on_message
         self.hostname = hostname.encode()
         self.max_size = max_size
+        self.rcpt_reply = rcpt_reply
+        self.watch = watch
+        self.sender = b""  # the envelope, kept only for a watch
+        self.rcpts: list[bytes] = []
         self.buffer = bytearray()
         self.in_data = False
         self.too_big = False
@@ -112,10 +125,12 @@ class SinkSession:
             return b"250 %s\r\n" % self.hostname
         if verb in (b"MAIL", b"RSET"):
             self.recipients = 0
+            if self.watch is not None:
+                self.sender = path_of(line) if verb == b"MAIL" else b""
+                self.rcpts = []
             return b"250 2.0.0 OK\r\n"
         if verb == b"RCPT":
-            self.recipients += 1
-            return b"250 2.1.5 OK\r\n"
+            return self._rcpt(line)
         if verb == b"DATA":
             return self._start_data()
         if verb == b"NOOP":
@@ -124,6 +139,16 @@ class SinkSession:
             self.closing = True
             return b"221 2.0.0 Bye\r\n"
         return b"500 5.5.1 Unknown command\r\n"
+
+    def _rcpt(self, line: bytes) -> bytes:
+        if self.rcpt_reply is not None:
+            if self.watch is not None:
+                self.watch.refused(self.sender, path_of(line), self.rcpt_reply)
+            return self.rcpt_reply
+        self.recipients += 1
+        if self.watch is not None:
+            self.rcpts.append(path_of(line))
+        return b"250 2.1.5 OK\r\n"
 
     def _start_data(self) -> bytes:
         if not self.recipients:
@@ -146,7 +171,11 @@ class SinkSession:
         self.in_data, recipients, self.recipients = False, self.recipients, 0
         if self.too_big or len(text) > self.max_size:
             return b"552 5.3.4 Message too big\r\n"
-        self.on_message(unstuff(text), recipients)
+        text = unstuff(text)
+        self.on_message(text, recipients)
+        if self.watch is not None:
+            self.watch.message(self.sender, self.rcpts, text)
+            self.rcpts = []
         return b"250 2.0.0 OK\r\n"
 
 
@@ -220,7 +249,13 @@ class Arrivals:
 class _Protocol(asyncio.Protocol):
     def __init__(self, server: SinkServer) -> None:
         self.server = server
-        self.session = SinkSession(server.arrivals.record, server.hostname, server.max_size)
+        self.session = SinkSession(
+            server.arrivals.record,
+            server.hostname,
+            server.max_size,
+            server.rcpt_reply,
+            server.watch,
+        )
         self.transport: asyncio.Transport | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -245,10 +280,19 @@ class _Protocol(asyncio.Protocol):
 class SinkServer:
     """Serves SinkSessions on the running loop; see the module docstring."""
 
-    def __init__(self, hostname: str, max_size: int, arrivals: Arrivals | None = None) -> None:
+    def __init__(
+        self,
+        hostname: str,
+        max_size: int,
+        arrivals: Arrivals | None = None,
+        rcpt_reply: bytes | None = None,
+        watch: Watcher | None = None,
+    ) -> None:
         self.hostname = hostname
         self.max_size = max_size
         self.arrivals = arrivals or Arrivals()
+        self.rcpt_reply = rcpt_reply
+        self.watch = watch
         self.open: set[asyncio.Transport] = set()
         self.server: asyncio.Server | None = None
         self.host = ""
@@ -262,8 +306,10 @@ class SinkServer:
         hostname: str = "sink.loadtest.invalid",
         max_size: int = DEFAULT_MAX_SIZE,
         keep: bool = False,
+        rcpt_reply: bytes | None = None,
+        watch: Watcher | None = None,
     ) -> SinkServer:
-        sink = cls(hostname, max_size, Arrivals(keep=keep))
+        sink = cls(hostname, max_size, Arrivals(keep=keep), rcpt_reply, watch)
         loop = asyncio.get_running_loop()
         sink.server = await loop.create_server(lambda: _Protocol(sink), host, port, backlog=1024)
         sink.host, sink.port = sink.server.sockets[0].getsockname()[:2]

@@ -3,8 +3,9 @@
 `parse_duration("10s")` → 10.0 (units ms, s, m, h; a bare number is
 seconds), `parse_hostport("127.0.0.1:2525")` → ("127.0.0.1", 2525),
 `parse_sources("127.0.0.2,127.0.0.5-127.0.0.7")` → the listed addresses with
-ranges expanded. Every parser raises `UsageError` naming the bad text and the
-accepted form; none does I/O.
+ranges expanded, `parse_reply("554 5.7.1 Blocked")` → b"554 5.7.1 Blocked\r\n" (one
+SMTP refusal: a 4xx or 5xx code and a text on one line). Every parser raises
+`UsageError` naming the bad text and the accepted form; none does I/O.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from loadtest.errors import UsageError
 
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
 MAX_SOURCES = 256
+MAX_REPLY = 510  # an SMTP reply line is at most 512 octets with its CRLF (RFC 5321 4.5.3.1.5)
 
 
 def parse_duration(text: str) -> float:
@@ -65,3 +67,18 @@ def _address(text: str, whole: str) -> ipaddress.IPv4Address | ipaddress.IPv6Add
             f"bad source {text!r} in {whole!r}: use addresses such as 127.0.0.2 "
             "or ranges such as 127.0.0.2-127.0.0.9"
         ) from None
+
+
+def parse_reply(text: str) -> bytes:
+    """The reply line (with its CRLF) of `text`: a code 400-599, a space, printable ASCII."""
+    code, _, rest = text.strip().partition(" ")
+    printable = all(" " <= c <= "~" for c in rest)
+    if len(code) != 3 or not code.isdigit() or code[0] not in "45" or not rest or not printable:
+        raise UsageError(
+            f"bad reply {text!r}: use a refusal such as '554 5.7.1 Blocked', a code 400-599 "
+            "and a text of printable ASCII on one line"
+        )
+    line = f"{code} {rest}"
+    if len(line) > MAX_REPLY:
+        raise UsageError(f"bad reply {text[:40]!r}...: at most {MAX_REPLY} characters")
+    return line.encode("ascii") + b"\r\n"

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Installs the real peers the tests use (redis-server, redis-sentinel, swaks, dnsmasq, Postfix
+# Installs the real peers the tests use (redis-server, redis-sentinel, swaks, curl, dnsmasq, Postfix
 # for smtp-source, Perl's Mail::DKIM as an independent DKIM verifier, ss, a C
 # compiler for the fsync fault library, promtool from Debian's prometheus package for
 # the alert rules and the Prometheus config of ugem/deploy) when
@@ -10,6 +10,7 @@ need=()
 command -v redis-server >/dev/null || need+=(redis-server)
 command -v redis-sentinel >/dev/null || need+=(redis-sentinel)
 command -v swaks >/dev/null || need+=(swaks)
+command -v curl >/dev/null || need+=(curl)
 [ -x /usr/sbin/dnsmasq ] || command -v dnsmasq >/dev/null || need+=(dnsmasq-base)
 [ -x /usr/sbin/smtp-source ] || command -v smtp-source >/dev/null || need+=(postfix)
 perl -MMail::DKIM -e1 2>/dev/null || need+=(libmail-dkim-perl)

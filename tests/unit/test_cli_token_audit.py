@@ -1,7 +1,8 @@
 """`ugem token ...` and `ugem audit ...` driven in-process through `ugem.cli.main`.
 
 A token is printed once and works for the API's check; only its hash is
-stored; revoking stops it. `ugem audit verify` passes on an untouched log and
+stored; revoking stops it; `create --replace` run again gives a working token
+and stops the old one, revoked or not. `ugem audit verify` passes on an untouched log and
 finds one edited, one deleted (in the middle or at the end) or one inserted
 entry, in SQLite and in a real Redis (edited behind the store's back).
 """
@@ -88,6 +89,37 @@ def test_token_names_are_unique_and_revoke_twice_is_a_conflict(ugem: Ugem) -> No
     ugem.ok("token", "revoke", "noc")
     twice = ugem("token", "revoke", "noc")
     assert twice.code == 1 and "revoked already" in twice.err
+
+
+def test_create_replace_run_twice_gives_a_working_token_and_stops_the_old_one(
+    ugem: Ugem,
+) -> None:
+    def create(*extra: str) -> str:
+        return ugem.ok("token", "create", "--name", "noc", "--role", "operator", *extra)
+
+    first = create("--replace").splitlines()[0]  # no token of that name yet: a plain create
+    assert _authenticate(ugem.db, first) == "noc:operator"
+    second = create("--replace").splitlines()[0]
+    assert second != first and _authenticate(ugem.db, second) == "noc:operator"
+    assert _authenticate(ugem.db, first) is None
+    ugem.ok("token", "revoke", "noc")
+    third = ugem.ok("token", "create", "--name", "noc", "--role", "viewer", "--replace")
+    assert _authenticate(ugem.db, third.splitlines()[0]) == "noc:viewer"
+    assert _authenticate(ugem.db, second) is None
+    [shown] = json.loads(ugem.ok("token", "list", "--json"))
+    assert (shown["role"], shown["revoked_at"]) == ("viewer", None)
+    audit = json.loads(ugem.ok("audit", "list", "--target", "noc", "--json"))
+    assert [e["action"] for e in audit] == [
+        "token.replace",
+        "token.revoke",
+        "token.replace",
+        "token.create",
+    ]
+    before, after = json.loads(audit[0]["before"]), json.loads(audit[0]["after"])
+    assert before["revoked_at"] and (before["role"], after["role"]) == ("operator", "viewer")
+    assert "digest" not in before and "digest" not in after
+    plain = ugem("token", "create", "--name", "noc", "--role", "viewer")
+    assert plain.code == 1 and "token 'noc' exists" in plain.err  # without --replace: refused
 
 
 def _history(ugem: Ugem) -> None:

@@ -1,11 +1,13 @@
 """The sink's protocol without I/O: pipelined commands, the DATA terminator, dot-unstuffing,
-ids, and the counts of loss and duplicates."""
+ids, the counts of loss and duplicates, a watch told each envelope, and a sink that refuses
+every recipient (`--refuse-rcpt`)."""
 
 from __future__ import annotations
 
 import pytest
 
 from loadtest.sink import Arrivals, SinkSession, message_id, unstuff
+from loadtest.spec import parse_reply
 
 
 class Kept:
@@ -126,3 +128,56 @@ def test_arrivals_count_duplicates_loss_and_rate() -> None:
     assert (stats["expected"], stats["lost"], stats["unexpected"]) == (3, 1, 0)
     assert (stats["first_arrival"], stats["last_arrival"]) == (10.0, 12.0)
     assert stats["arrival_rate"] == pytest.approx(1.5)  # 3 intervals over 2 s
+
+
+class Seen:
+    """A watch that keeps what it is told."""
+
+    def __init__(self) -> None:
+        self.messages: list[tuple[bytes, list[bytes], bytes]] = []
+        self.refusals: list[tuple[bytes, bytes, bytes]] = []
+
+    def message(self, sender: bytes, rcpts: list[bytes], text: bytes) -> None:
+        self.messages.append((sender, list(rcpts), text))
+
+    def refused(self, sender: bytes, rcpt: bytes, reply: bytes) -> None:
+        self.refusals.append((sender, rcpt, reply))
+
+
+def test_a_watch_is_told_each_message_with_its_own_envelope() -> None:
+    seen, kept = Seen(), Kept()
+    session = SinkSession(kept, "sink.test", 1 << 20, watch=seen)
+    session.feed(
+        b"EHLO c\r\nMAIL FROM:<a@x.org> SIZE=10\r\nRCPT TO:<b@y.org>\r\n"
+        b"RCPT TO:<c@y.org> NOTIFY=NEVER\r\nDATA\r\nSubject: one\r\n\r\n..hi\r\n.\r\n"
+        b"MAIL FROM:<>\r\nRCPT TO:<d@z.org>\r\nDATA\r\ntwo\r\n.\r\n"
+        b"MAIL FROM:<e@x.org>\r\nRSET\r\nMAIL FROM:<f@x.org>\r\nRCPT TO:<g@z.org>\r\n"
+        b"DATA\r\nthree\r\n.\r\n"
+    )
+    assert seen.messages == [
+        (b"a@x.org", [b"b@y.org", b"c@y.org"], b"Subject: one\r\n\r\n.hi\r\n"),
+        (b"", [b"d@z.org"], b"two\r\n"),
+        (b"f@x.org", [b"g@z.org"], b"three\r\n"),
+    ]
+    assert [text for text, _ in kept.messages] == [text for _, _, text in seen.messages]
+    assert seen.refusals == []
+
+
+def test_refuse_rcpt_answers_every_recipient_with_the_refusal_and_takes_nothing() -> None:
+    seen, kept = Seen(), Kept()
+    refusal = parse_reply("554 5.7.1 Client host [127.0.0.1] blocked using zen.spamhaus.org")
+    session = SinkSession(kept, "sink.test", 1 << 20, rcpt_reply=refusal, watch=seen)
+    replies = session.feed(
+        b"EHLO c\r\nMAIL FROM:<a@x.org>\r\nRCPT TO:<b@y.org>\r\nRCPT TO:<c@z.org>\r\nDATA\r\n"
+    )
+    assert _codes(replies) == [250, 250, 554, 554, 554]
+    assert replies.count(refusal) == 2 and b"No valid recipients" in replies
+    assert seen.refusals == [(b"a@x.org", b"b@y.org", refusal), (b"a@x.org", b"c@z.org", refusal)]
+    assert kept.messages == [] and seen.messages == []
+
+
+def test_without_a_watch_no_envelope_is_kept() -> None:
+    session, kept = _session()
+    session.feed(b"MAIL FROM:<a@x.org>\r\nRCPT TO:<b@y.org>\r\nDATA\r\nx\r\n.\r\n")
+    assert kept.messages == [(b"x\r\n", 1)]
+    assert (session.sender, session.rcpts) == (b"", [])

@@ -1,4 +1,5 @@
-"""The CLI's specs: durations, addresses, source lists, and the run options built from them."""
+"""The CLI's specs: durations, addresses, source lists, refusals, and the run options built
+from them."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import pytest
 from loadtest.__main__ import main, parser
 from loadtest.commands import run_options
 from loadtest.errors import UsageError
-from loadtest.spec import parse_duration, parse_hostport, parse_sources
+from loadtest.spec import MAX_REPLY, parse_duration, parse_hostport, parse_reply, parse_sources
 
 
 def test_durations() -> None:
@@ -40,6 +41,17 @@ def test_sources_expand_ranges() -> None:
     for bad in ("", "localhost", "127.0.0.5-127.0.0.2", "127.0.0.0-127.0.255.255"):
         with pytest.raises(UsageError, match="source"):
             parse_sources(bad)
+
+
+def test_refusals_are_one_4xx_or_5xx_line() -> None:
+    assert parse_reply("554 5.7.1 Blocked") == b"554 5.7.1 Blocked\r\n"
+    assert parse_reply(" 451 4.7.1 Try later ") == b"451 4.7.1 Try later\r\n"
+    for bad in ("", "554", "250 2.0.0 OK", "55 x", "5544 x", "abc x", "554 a\r\n250 b", "554 é"):
+        with pytest.raises(UsageError, match="bad reply"):
+            parse_reply(bad)
+    assert len(parse_reply("554 " + "x" * (MAX_REPLY - 4))) == MAX_REPLY + 2
+    with pytest.raises(UsageError, match=f"at most {MAX_REPLY}"):
+        parse_reply("554 " + "x" * (MAX_REPLY - 3))
 
 
 def test_run_options_default_to_1000_messages_unless_time_bounds_the_run() -> None:

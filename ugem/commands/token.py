@@ -1,7 +1,10 @@
 """`ugem token create|list|revoke`: the bearer tokens of the admin API.
 
 `create --name NAME --role viewer|operator|admin` prints the token once (only
-its hash is stored; a lost token is revoked and a new one created); `list`
+its hash is stored; a lost token is revoked and a new one created), on its
+first line; with `--replace` a token of that name, live or revoked, is
+replaced and its old secret stops working (so a script may run it again and
+still get a working token); `list`
 shows names, roles and whether revoked, never a secret; `revoke NAME` stops
 it at once. All go through `ugem.core.services.tokens.TokenService` and are
 audited as `cli:<login>`. A bad name or role exits 2 naming it; a name in use
@@ -33,6 +36,11 @@ def register(
     create.add_argument(
         "--role", required=True, metavar="ROLE", help=", ".join(r.value for r in Role)
     )
+    create.add_argument(
+        "--replace",
+        action="store_true",
+        help="replace a token of this name, live or revoked (its secret stops working)",
+    )
     create.set_defaults(handler=create_token)
     lister = cmds.add_parser("list", parents=[common], help="list tokens (never their secrets)")
     add_json_flag(lister)
@@ -50,7 +58,7 @@ def service(store: Store) -> TokenService:
 
 def create_token(args: argparse.Namespace, config: Config) -> int:
     async def create(store: Store) -> tuple[ApiToken, str]:
-        return await service(store).create(args.name, args.role, actor())
+        return await service(store).create(args.name, args.role, actor(), args.replace)
 
     token, secret = with_store(config, create)
     print(secret)

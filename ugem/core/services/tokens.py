@@ -7,8 +7,11 @@ token's hash by `hmac.compare_digest` (constant time); it returns the token or
 None and never raises for a wrong secret. Roles are ordered: `viewer` reads,
 `operator` also acts on applications, connections and mail, `admin` also
 manages tokens and disconnects. A bad name or role is a `UsageError`; a name
-in use (revoked ones stay for the record) a `ConflictError`; revoking an
-unknown name a `NotFoundError`. Creating and revoking are audited.
+in use (revoked ones stay for the record) a `ConflictError`, unless the
+creation replaces it (`replace=True`: the old secret stops working at once, so
+a script may run the same creation again and get a working token); revoking
+an unknown name a `NotFoundError`. Creating, replacing and revoking are
+audited (`token.create`, `token.replace` with the old record, `token.revoke`).
 """
 
 from __future__ import annotations
@@ -87,8 +90,11 @@ class TokenService:
         self.audit = audit
         self.clock = clock
 
-    async def create(self, name: str, role: Role | str, actor: str) -> tuple[ApiToken, str]:
-        """A new token and its secret; the secret is not kept and cannot be shown again."""
+    async def create(
+        self, name: str, role: Role | str, actor: str, replace: bool = False
+    ) -> tuple[ApiToken, str]:
+        """A new token and its secret; the secret is not kept and cannot be shown again.
+        With `replace`, a token of that name, live or revoked, is overwritten."""
         if not _NAME.match(name):
             raise UsageError(
                 f"name: {name!r} is not valid; expected 1 to 64 letters, digits, '.', '_', "
@@ -96,8 +102,14 @@ class TokenService:
             )
         secret = PREFIX + secrets.token_urlsafe(32)
         token = ApiToken(name, role_of(str(role)), digest(secret), self.clock.now(), actor)
-        await self.store.doc_add(KIND, name, _encode(token))
-        await self.audit.record(actor, "token.create", name, after=token.public())
+        old = await self.store.doc_get(KIND, name) if replace else None
+        if old is None:
+            await self.store.doc_add(KIND, name, _encode(token))
+            await self.audit.record(actor, "token.create", name, after=token.public())
+            return token, secret
+        await self.store.doc_put(KIND, name, _encode(token))
+        before = _decode(old, name).public()
+        await self.audit.record(actor, "token.replace", name, before=before, after=token.public())
         return token, secret
 
     async def list(self) -> list[ApiToken]:
