@@ -16,7 +16,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import json
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -25,6 +25,8 @@ from admin.times import TIME_IN, MaybeTime, Time
 from ugem.core.errors import UsageError
 from ugem.core.model import Connection, ConnState, Contact, Language, OrgKind
 from ugem.core.paging import Page
+from ugem.core.queue_filter import DURATION_HELP, Criteria
+from ugem.core.queue_shape import By, QueueShape, ShapeRow
 from ugem.core.services.applications import (
     Application,
     ApplicationForm,
@@ -37,7 +39,7 @@ from ugem.core.services.audit import Verdict
 from ugem.core.services.complaints import Attribution, Complaint, Tally
 from ugem.core.services.connections import ConnectionChange
 from ugem.core.services.incidents import Action, Incident, IncidentKind, IncidentState, Mode
-from ugem.core.services.mailqueue import MailItem, MailView
+from ugem.core.services.mailqueue import MailItem, MailView, Verb
 from ugem.core.services.overrides import MAX_RATE, Override, OverrideKind, OverrideRequest
 from ugem.core.services.reputation import Listing, Report, Standing
 from ugem.core.services.tokens import ApiToken, Role
@@ -166,6 +168,75 @@ class MailDetail(MailOut):
     def of_view(cls, view: MailView) -> MailDetail:
         base = MailOut.of(view.item).model_dump()
         return cls.model_validate(base | {"headers": view.headers, "body": view.body})
+
+
+State = Literal["active", "deferred", "held"]
+DURATION_IN = f"received this long ago: {DURATION_HELP}"
+FILTER_FIELDS = tuple(f.name for f in dataclasses.fields(Criteria))
+
+
+class QueueFilterIn(In):
+    """Which queued messages (`ugem.core.queue_filter`): every field given must match."""
+
+    state: State | None = None
+    connection: str | None = Field(None, max_length=255, description="origin connection id")
+    sender: str | None = Field(
+        None, max_length=320, description="an address, @domain for anyone there, <> bounces"
+    )
+    recipient: str | None = Field(None, max_length=320, description="an address or @domain")
+    domain: str | None = Field(
+        None, max_length=255, description="a domain of the recipients still to deliver"
+    )
+    older_than: str | None = Field(None, max_length=40, description=DURATION_IN + " or more")
+    newer_than: str | None = Field(None, max_length=40, description=DURATION_IN + " at most")
+
+    def criteria(self) -> Criteria:
+        return Criteria(**self.model_dump(include=set(FILTER_FIELDS)))
+
+
+class QueueActionIn(QueueFilterIn):
+    action: Verb = Field(description="hold, release, delete, retry (due now), or bounce")
+    all: bool = Field(False, description="no filter: every queued message the action fits")
+    reason: str = Field("", max_length=TEXT, description="why (audit log; needed unless dry_run)")
+    dry_run: bool = Field(False, description="only count what it would change")
+
+
+class QueueActionOut(BaseModel):
+    action: Verb
+    count: int = Field(description="messages changed (dry run: that it would change)")
+    dry_run: bool
+    filter: dict[str, str] = Field(description="the filter's fields given")
+
+
+class ShapeRowOut(BaseModel):
+    key: str = Field(description="a destination domain or connection; TOTAL; (other)")
+    total: int
+    counts: list[int] = Field(description="messages per age bucket, as `buckets`")
+
+    @classmethod
+    def of(cls, row: ShapeRow) -> ShapeRowOut:
+        return cls(key=row.key, total=row.total, counts=list(row.counts))
+
+
+class QueueShapeOut(BaseModel):
+    by: By
+    buckets: list[str] = Field(description="the age buckets, minutes since received")
+    total: ShapeRowOut = Field(description="every message selected, once")
+    rows: list[ShapeRowOut] = Field(description="the top rows, most messages first")
+    other: ShapeRowOut | None = Field(description="the other rows summed; null: none")
+    other_rows: int = Field(description="how many rows `other` sums")
+
+    @classmethod
+    def of(cls, shape: QueueShape) -> QueueShapeOut:
+        other = None if shape.other is None else ShapeRowOut.of(shape.other)
+        return cls(
+            by=shape.by,
+            buckets=list(shape.buckets),
+            total=ShapeRowOut.of(shape.total),
+            rows=[ShapeRowOut.of(r) for r in shape.rows],
+            other=other,
+            other_rows=shape.others,
+        )
 
 
 class AuditOut(BaseModel):

@@ -6,7 +6,8 @@ parts: a human-readable explanation, the machine-readable delivery-status and
 the original message's headers (never its body). The DSN is a new
 `QueuedMessage` from the null sender to the original sender, originating at
 the gateway itself (no connection, no client address), for the scheduler to
-queue like any other mail. A bounce is never bounced: for a null-sender
+queue like any other mail; `returned` is the same DSN for a message an operator
+returns to its sender. A bounce is never bounced: for a null-sender
 message `make_dsn` returns None. The text is built as bytes with CRLF line
 endings only, no bare CR or LF, and no line longer than 998 octets (remote
 texts are cleaned and clipped, over-long header lines folded). It does no I/O
@@ -27,6 +28,7 @@ MAX_LINE = 998  # RFC 5322 2.1.1, CRLF excluded
 _TEXT_CLIP = 500  # longest remote reply text quoted, in characters
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]+")
 SUBJECT = "Undelivered Mail Returned to Sender"
+RETURNED = "deleted by the postmaster"  # the diagnostic of mail an operator returns
 
 
 def make_dsn(
@@ -64,6 +66,17 @@ def make_dsn(
         received_at=now,
         original_rcpts=[msg.sender],
     )
+
+
+def returned(
+    msg: QueuedMessage, reason: str, reporting_mta: str, now: float
+) -> QueuedMessage | None:
+    """The DSN of a message an operator returns to its sender (`ugem queue bounce`): each
+    recipient still to deliver failed, 5.0.0, "deleted by the postmaster: <reason>";
+    None for a bounce, as `make_dsn`."""
+    text = f"{RETURNED}: {clean(reason)}" if reason.strip() else RETURNED
+    failed = [RcptOutcome(rcpt, "bounced", 0, "5.0.0", text, "") for rcpt in msg.rcpts]
+    return make_dsn(msg, failed, reporting_mta, now)
 
 
 def clean(text: str, limit: int = _TEXT_CLIP) -> str:

@@ -7,8 +7,10 @@ again, in the state it was last written in.
 
 This module is the API (`Spool`, `spool_path`); the work is split by job:
 `spool_records` (a message as a row, with its checksums), `spool_sql` (schema,
-statements, connections, and why SQLite in WAL mode), `spool_writer` (the one
-writer thread: group commit) and `spool_recovery` (checks and repairs at open).
+statements, connections, and why SQLite in WAL mode), `spool_select` (operators'
+filters and the queue's shape by destination and age, in SQL), `spool_writer`
+(the one writer thread: group commit) and `spool_recovery` (checks and repairs
+at open).
 
 How it works: writes are queued to the writer thread, which commits them in
 batches. Callers await behind `asyncio.shield`, so a cancelled caller (client
@@ -47,9 +49,10 @@ import asyncio
 import logging
 import sqlite3
 import zlib
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import suppress
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -58,6 +61,7 @@ from relay.queue.reserve import Reserve
 from relay.queue.spool_records import _decoded, _Head, _head_of
 from relay.queue.spool_recovery import RecoveryReport as RecoveryReport  # re-exported
 from relay.queue.spool_recovery import _Opener
+from relay.queue.spool_select import shape_sql, totals_sql, where_of
 from relay.queue.spool_sql import (
     _COUNTS,
     _DUE_IDS,
@@ -83,11 +87,15 @@ from ugem.core.config import MIB, Config
 from ugem.core.errors import SpoolError, SpoolFullError, UsageError
 from ugem.core.log import event
 from ugem.core.metrics import Metrics
+from ugem.core.queue_filter import MailFilter
 
 log = logging.getLogger(__name__)
 
 CHECKPOINT_INTERVAL = 1.0  # seconds between WAL checkpoints (off the commit path)
 _Counts = tuple[dict[QueueState, int], dict[QueueState, float]]  # by state: messages, oldest
+# (key, bucket, messages) per key and age bucket; (bucket, messages) per bucket
+Shape = tuple[list[tuple[str, int, int]], list[tuple[int, int]]]
+Ids = list[str]
 
 
 def spool_path(config: Config, worker: int = 0) -> Path:
@@ -471,14 +479,15 @@ class Spool:
         connection: str | None = None,
         limit: int = 1000,
         after: str | None = None,
-        received_by: float | None = None,
+        *,
+        where: MailFilter | None = None,
     ) -> list[QueuedMessage]:
-        """Messages without their text, oldest first (ids sort by time): only ids after
-        `after` and mail received at or before `received_by` if given."""
-        clause, args = _selection(state, connection, after, received_by)
+        """Messages without their text, oldest first (ids sort by time): those `where`
+        selects (of `state` and `connection` if given), only ids after `after`."""
+        clause, args = where_of(_selection(where, state, connection), after)
 
         def work(conn: sqlite3.Connection) -> list[QueuedMessage]:
-            sql = f"SELECT {_HEAD} FROM messages WHERE {clause} ORDER BY id LIMIT ?"  # noqa: S608
+            sql = f"SELECT {_HEAD} FROM messages AS m WHERE {clause} ORDER BY m.id LIMIT ?"  # noqa: S608
             return [_decoded(row, None) for row in conn.execute(sql, (*args, limit))]
 
         return await self._read(work)
@@ -487,30 +496,64 @@ class Spool:
         self,
         state: QueueState | None = None,
         connection: str | None = None,
-        received_by: float | None = None,
+        *,
+        where: MailFilter | None = None,
     ) -> int:
         """How many messages `list` would give without a limit (and without `after`)."""
-        clause, args = _selection(state, connection, None, received_by)
+        clause, args = where_of(_selection(where, state, connection))
 
         def work(conn: sqlite3.Connection) -> int:
-            sql = f"SELECT count(*) FROM messages WHERE {clause}"  # noqa: S608
+            sql = f"SELECT count(*) FROM messages AS m WHERE {clause}"  # noqa: S608
             return int(conn.execute(sql, args).fetchone()[0])
 
         return await self._read(work)
 
+    async def holding(self, ids: Sequence[str]) -> Ids:
+        """Which of `ids` this spool holds (in the order given)."""
+
+        def work(conn: sqlite3.Connection) -> Ids:
+            found: set[str] = set()
+            for clause, params in _where(ids, None, "1", ()):
+                sql = f"SELECT id FROM messages WHERE {clause}"  # noqa: S608
+                found.update(row[0] for row in conn.execute(sql, params))
+            return [i for i in ids if i in found]
+
+        return await self._read(work)
+
+    async def shape(self, by: str, edges: Sequence[float], now: float, where: MailFilter) -> Shape:
+        """The messages `where` selects counted per key and age bucket (`spool_select`:
+        by a recipient's domain or the origin connection; age `now` - received, bucket i
+        below `edges[i]` seconds, the last one past them), and per bucket."""
+        clause, args = where_of(where)
+        params = (*edges, now, *args)
+
+        def work(conn: sqlite3.Connection) -> Shape:
+            if by != "destination":  # each message counts in one row: add them up
+                rows = _shape_rows(conn.execute(shape_sql(by, edges, clause), params))
+                totals: dict[int, int] = {}
+                for _, bucket, n in rows:
+                    totals[bucket] = totals.get(bucket, 0) + n
+                return rows, sorted(totals.items())
+            conn.execute("BEGIN")  # one snapshot for both queries
+            try:
+                rows = _shape_rows(conn.execute(shape_sql(by, edges, clause), params))
+                found = conn.execute(totals_sql(edges, clause), params).fetchall()
+            finally:
+                conn.execute("COMMIT")
+            return rows, [(int(b), int(n)) for b, n in found]
+
+        return await self._read(work)
+
+
+def _shape_rows(found: Iterable[Any]) -> list[tuple[str, int, int]]:
+    return [(str(key), int(bucket), int(n)) for key, bucket, n in found]
+
 
 def _selection(
-    state: QueueState | None, connection: str | None, after: str | None, received_by: float | None
-) -> tuple[str, tuple[Any, ...]]:
-    """The WHERE clause (and its arguments) of `Spool.list` and `Spool.count`."""
-    conditions, params = ["1"], list[Any]()
-    for condition, value in (
-        ("state = ?", None if state is None else str(state)),
-        ("id > ?", after),
-        ("json_extract(envelope, '$.received_at') <= ?", received_by),
-    ):
-        if value is not None:
-            conditions.append(condition)
-            params.append(value)
-    ((clause, args),) = _where(None, connection, " AND ".join(conditions), tuple(params))
-    return clause, args
+    where: MailFilter | None, state: QueueState | None, connection: str | None
+) -> MailFilter:
+    """`where` (every message when None) narrowed to `state` and `connection` if given."""
+    found = where or MailFilter()
+    if state is not None:
+        found = found.within((str(state),))
+    return found if connection is None else replace(found, connection=connection)

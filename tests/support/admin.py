@@ -33,7 +33,7 @@ from fastapi import FastAPI
 from admin.api import OperatorServices, build_services
 from admin.server import AdminServer, create_app
 from relay.queue.spool import Spool
-from ugem.adapters.spool_queue import SpoolQueue
+from ugem.adapters.spool_queue import Returner, SpoolQueue
 from ugem.core.clock import FakeClock
 from ugem.core.config import AdminConfig, Config
 from ugem.core.drain_state import DrainFiles
@@ -122,7 +122,7 @@ async def admin_api(
         return [Finding(name, ready, "set by the test") for name in DNS_FINDINGS]
 
     outbox = ListOutbox()
-    queue = SpoolQueue(spool)
+    queue = SpoolQueue(spool, returner=Returner("gw.test", clock))  # DSNs of bounces
     services = build_services(
         store, registry, queue, clock, metrics, dns_check, outbox, NOTICES,
         reputation=reputation,

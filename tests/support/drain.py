@@ -28,6 +28,7 @@ from tests.support.node import NodeProcess, smtp_address
 from ugem.adapters.spool_queue import SpoolQueue, open_spools
 from ugem.core.clock import SystemClock
 from ugem.core.config import Config
+from ugem.core.queue_filter import MailFilter
 from ugem.core.services.audit import AuditLog
 from ugem.core.services.mailqueue import MailItem
 from ugem.core.services.tokens import Role, TokenService
@@ -53,7 +54,7 @@ def token_file(tmp_path: Path, secret: str, name: str = "b.token") -> Path:
 
 async def queue_items(config: Config) -> list[MailItem]:
     async with open_spools(spool_paths(config), SystemClock()) as spools:
-        return await SpoolQueue(*spools).list(None, None, 100_000)
+        return await SpoolQueue(*spools).list(MailFilter(), 100_000)
 
 
 async def queued_ids(config: Config) -> set[str]:

@@ -26,6 +26,7 @@ from ugem.core.clock import FakeClock
 from ugem.core.config import Config, NodeConfig
 from ugem.core.errors import ConflictError, NotFoundError
 from ugem.core.metrics import Metrics
+from ugem.core.queue_filter import Criteria
 from ugem.core.services.audit import AuditLog
 from ugem.core.services.mailqueue import OPERATOR_HOLD, QueueService
 from ugem.core.store.sqlite import SqliteStore
@@ -80,8 +81,9 @@ async def test_each_worker_lists_the_mail_of_both_in_id_order(workers: Workers) 
         service = workers.service(worker)
         assert [m.id for m in await service.list()] == everything
         assert [m.id for m in await service.list(limit=3)] == everything[:3]
-        assert [m.id for m in await service.list("deferred")] == [deferred(3).id, deferred(4).id]
-        found = await service.list(connection="edu.gov.kz")
+        listed = await service.list(Criteria(state="deferred"))
+        assert [m.id for m in listed] == [deferred(3).id, deferred(4).id]
+        found = await service.list(Criteria(connection="edu.gov.kz"))
         assert [m.id for m in found] == [message(5).id, message(6).id]
         shown = await service.show(message(2 - worker).id)  # the other worker's
         assert shown.headers == f"Subject: test {2 - worker}"
@@ -124,7 +126,7 @@ async def test_several_ids_across_spools_are_checked_before_any_change(workers: 
 
 async def test_bulk_actions_reach_every_spool(workers: Workers) -> None:
     service = workers.service(0)
-    assert await service.retry_all(ACTOR) == 2
+    assert await service.flush(ACTOR) == 2
     assert await workers.state(0, deferred(3).id) == QueueState.ACTIVE
     assert await workers.state(1, deferred(4).id) == QueueState.ACTIVE
     for worker, n in ((0, 5), (1, 6)):

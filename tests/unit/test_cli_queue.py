@@ -232,7 +232,7 @@ def test_retry_makes_deferred_mail_due(ugem: QueueUgem) -> None:
     )
     assert ugem.ok("queue", "retry", "--all") == "made due 1 message\n"
     (every,) = ugem.audit("deferred")
-    assert (every.action, json.loads(every.details)) == ("queue.retry-all", {"count": 1})
+    assert (every.action, json.loads(every.details)) == ("queue.flush", {"count": 1})
     for argv in (["queue", "retry"], ["queue", "retry", "--all", message(3).id]):
         result = ugem(*argv)
         assert result.code == 2 and "--all" in result.err

@@ -6,12 +6,20 @@ owner closes them) and, with `others`, the spool files of other processes
 (`SpoolFiles`): found again and opened for each call, without recovery, as a
 second process beside a running node opens them (SQLite's locks keep the
 edits safe; each owner sees them on its next scan), and closed when the call
-ends, however it ends. `list` merges the spools' lists in the order each
-gives (by queue id, which sorts by time) and keeps the limit (`after` an id
-and `received_by` a time select as `Spool.list` does), `count` adds up theirs; `get`, and
-hold, release, retry and delete by ids, find the spool that holds each id and
-act there (an id no spool holds is left alone: it counts 0); by connection,
-or retrying all deferred mail, they act on every spool. It converts
+ends, however it ends. `list` merges the spools' lists of what a filter
+(`ugem.core.queue_filter.MailFilter`) selects in the order each gives (by queue
+id, which sorts by time) and keeps the limit (`after` an id as `Spool.list`
+does), `count` adds up theirs; `shape` adds up their counts per key and age
+bucket (`Spool.shape`, in SQL: memory in proportion to the keys, never to the
+messages). `get`, and hold, release, retry, delete and bounce by ids, find the
+spool that holds each id and act there (an id no spool holds is left alone: it
+counts 0); by connection, or retrying all deferred mail, they act on every
+spool. A bounce (`Returner`, given as `returner`) queues the relay's DSN of a
+returned message (`relay.queue.bounce.returned`, DKIM-signed as the node signs
+its own mail) in the message's own spool, then deletes the message there; a
+crash between the two leaves both (a duplicate DSN, never a lost one), and a
+message whose delivery is under way meanwhile may also reach some recipients.
+It converts
 `QueuedMessage` to the service's `MailItem` and the service's string states to
 `QueueState`; it adds no rule of its own (those are `QueueService`'s).
 It is also a drain's receiving end (`ugem.core.services.transfer.Intake`):
@@ -21,7 +29,8 @@ id (then False), and `backlog` is the number of messages in the spools given.
 
 `open_spools(paths, ...)` opens spool files that way for the length of a
 block (the CLI's: every worker's, `relay.queue.spool.spool_paths`);
-`node_queue(config, own)` is a node worker's queue: its own live spool and
+`node_queue(config, own)` is a node worker's queue (returning mail as
+`[node] hostname`): its own live spool and
 every other worker's spool file that exists (`<data_dir>/spool/queue.db`,
 `queue-w<i>.db`), so the admin API of any worker of `ugem serve --workers N`
 sees and edits the whole queue. Spool errors pass through as they are
@@ -30,6 +39,7 @@ sees and edits the whole queue. Spool errors pass through as they are
 
 from __future__ import annotations
 
+import asyncio
 import builtins
 import contextlib
 import heapq
@@ -38,11 +48,16 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from relay.queue.bounce import returned
 from relay.queue.message import QueuedMessage, QueueState
+from relay.queue.own_mail import GatewaySigner, gateway_signer
 from relay.queue.spool import Spool, spool_paths
 from ugem.core.clock import Clock
 from ugem.core.config import Config
+from ugem.core.errors import ConflictError
 from ugem.core.metrics import Metrics
+from ugem.core.queue_filter import MailFilter
+from ugem.core.queue_shape import AGE_EDGES, By
 from ugem.core.services.mailqueue import MailItem
 
 PAGE = 1000  # messages deleted per round of a purge
@@ -80,10 +95,39 @@ class SpoolFiles:
         return open_spools(self.find(), self.clock, self.max_size_mb, self.metrics)
 
 
+@dataclass(frozen=True)
+class Returner:
+    """Returns queued mail to its senders: the relay's DSN (`relay.queue.bounce.returned`),
+    signed as the node signs its own mail, queued in the message's own spool before the
+    message is deleted there (a crash between the two leaves both: a duplicate, no loss)."""
+
+    hostname: str
+    clock: Clock
+    signer: GatewaySigner | None = None
+
+    async def give_back(self, spool: Spool, ids: builtins.list[str], reason: str) -> int:
+        """Each of `ids` (held by `spool`) returned with a DSN and deleted; how many."""
+        now, dsns = self.clock.now(), []
+        for queue_id in ids:  # one text at a time in memory: a DSN keeps only its headers
+            msg = await spool.get(queue_id, with_data=True)
+            dsn = None if msg is None else returned(msg, reason, self.hostname, now)
+            if dsn is not None:  # None for a bounce (never bounced) or mail gone meanwhile
+                dsns.append(dsn if self.signer is None else await self.signer.sign(dsn))
+        await asyncio.gather(*(spool.commit(dsn) for dsn in dsns))  # one group commit
+        return await spool.delete(ids)
+
+    @classmethod
+    def of(cls, config: Config, clock: Clock) -> Returner:
+        return cls(config.hostname, clock, gateway_signer(config, clock))
+
+
 class SpoolQueue:
-    def __init__(self, *spools: Spool, others: SpoolFiles | None = None) -> None:
+    def __init__(
+        self, *spools: Spool, others: SpoolFiles | None = None, returner: Returner | None = None
+    ) -> None:
         self.spools = spools
         self.others = others
+        self.returner = returner  # for bounces; None: the queue makes no DSNs
 
     @contextlib.asynccontextmanager
     async def _all(self) -> AsyncIterator[builtins.list[Spool]]:
@@ -95,25 +139,31 @@ class SpoolQueue:
             yield [*self.spools, *theirs]
 
     async def list(
-        self,
-        state: str | None,
-        connection: str | None,
-        limit: int,
-        after: str | None = None,
-        received_by: float | None = None,
+        self, where: MailFilter, limit: int, after: str | None = None
     ) -> builtins.list[MailItem]:
-        wanted = None if state is None else QueueState(state)
         async with self._all() as spools:
-            lists = [await s.list(wanted, connection, limit, after, received_by) for s in spools]
+            lists = [await s.list(limit=limit, after=after, where=where) for s in spools]
         merged = heapq.merge(*lists, key=lambda m: m.id)
         return [item(m) for m in itertools.islice(merged, limit)]
 
-    async def count(
-        self, state: str | None, connection: str | None, received_by: float | None = None
-    ) -> int:
-        wanted = None if state is None else QueueState(state)
+    async def count(self, where: MailFilter) -> int:
         async with self._all() as spools:
-            return sum([await s.count(wanted, connection, received_by) for s in spools])
+            return sum([await s.count(where=where) for s in spools])
+
+    async def shape(
+        self, by: By, where: MailFilter, now: float
+    ) -> tuple[dict[str, builtins.list[int]], builtins.list[int]]:
+        edges = [minutes * 60.0 for minutes in AGE_EDGES]
+        tallies: dict[str, list[int]] = {}
+        totals = [0] * (len(edges) + 1)
+        async with self._all() as spools:
+            for spool in spools:
+                rows, buckets = await spool.shape(by, edges, now, where)
+                for key, bucket, n in rows:
+                    tallies.setdefault(key, [0] * len(totals))[bucket] += n
+                for bucket, n in buckets:
+                    totals[bucket] += n
+        return tallies, totals
 
     async def get(self, queue_id: str, with_text: bool) -> MailItem | None:
         async with self._all() as spools:
@@ -138,6 +188,12 @@ class SpoolQueue:
 
     async def delete(self, ids: builtins.list[str]) -> int:
         return await self._by_owner(ids, lambda spool, own: spool.delete(own))
+
+    async def bounce(self, ids: builtins.list[str], reason: str) -> int:
+        returner = self.returner
+        if returner is None:
+            raise ConflictError("bounce: this queue cannot make DSNs (no host name given)")
+        return await self._by_owner(ids, lambda spool, own: returner.give_back(spool, own, reason))
 
     async def purge_held(self, connection: str) -> int:
         async def purge(spool: Spool) -> int:
@@ -169,7 +225,7 @@ class SpoolQueue:
             for spool in spools:
                 if not left:
                     break
-                own = [i for i in left if await spool.get(i, with_data=False) is not None]
+                own = await spool.holding(left)
                 if own:
                     total += await edit(spool, own)
                     taken = set(own)
@@ -183,7 +239,8 @@ def node_queue(config: Config, own: Spool, clock: Clock) -> SpoolQueue:
     def others() -> list[Path]:
         return [p for p in spool_paths(config) if p != own.path and p.exists()]
 
-    return SpoolQueue(own, others=SpoolFiles(others, clock, config.spool.max_size_mb))
+    others_files = SpoolFiles(others, clock, config.spool.max_size_mb)
+    return SpoolQueue(own, others=others_files, returner=Returner.of(config, clock))
 
 
 def message(mail: MailItem) -> QueuedMessage:

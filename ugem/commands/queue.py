@@ -1,23 +1,39 @@
-"""`ugem queue list|show|hold|release|delete|retry`: the queue by hand, like mailq/postsuper.
+"""`ugem queue list|summary|show|hold|release|delete|retry|bounce|flush`: the queue by hand.
 
-Every subcommand goes through the admin API's `QueueService`, so the CLI and
-the API are one logic: the same checks, the same errors, the same audit
-entries (actor `cli:<login>`; `queue.hold`, `queue.release`, `queue.delete`,
-`queue.retry` with the queue id, the reason and the count, `queue.retry-all`
-for `retry --all`; `show --body` is the audited read of private mail,
+Like Postfix's mailq, qshape, postsuper and `postqueue -f`. Every subcommand
+goes through the admin API's `QueueService`, so the CLI and the API are one
+logic: the same checks, the same errors, the same audit entries (actor
+`cli:<login>`; `queue.hold`, `queue.release`, `queue.delete`, `queue.retry`,
+`queue.bounce` with the queue id, the reason and the count; `queue.bulk-<verb>`
+once for an action by filter, with the filter and the count; `queue.flush` for
+`flush` and `retry --all`; `show --body` is the audited read of private mail,
 `queue.read-body`, and a body that cannot be audited is not shown), the same
-hold reason when none is given (`OPERATOR_HOLD`). The service sees every
-worker's spool (`<data_dir>/spool/queue.db`, and `queue-w<i>.db` of the other
-workers of `ugem serve --workers N`) through `ugem.adapters.spool_queue`: the
-files are opened as a second process beside a running node, without the
-recovery a node's start does; SQLite's locks keep the edits safe, and each
-worker sees them on its next scan of its queue. `list` shows them merged in
-queue id order (ids sort by time: oldest first). Several ids are checked
-together before the first change: an unknown id exits 1 naming every unknown
-one, a message whose state does not fit the action (holding held mail,
-releasing mail that is not held, retrying mail that is not deferred) exits 1
-saying what fits, and then nothing is changed. A bad option exits 2 naming it;
-a spool or a store that cannot be opened or written exits 1 with the reason.
+hold reason when none is given (`OPERATOR_HOLD`).
+
+Filters (`list`, `summary` and the actions): `--state`, `--connection`,
+`--sender` and `--recipient` (an address, `@domain` for anyone there, `<>` the
+null sender), `--domain` (a recipient's domain), `--older-than` and
+`--newer-than` (durations: 30m, 2h, 3d, 1h30m, or seconds). `summary` counts
+messages by destination domain (or `--by connection`) in qshape's age buckets
+(0-5, 5-10, 10-20, 20-40, 40-80, 80-160, 160-320, 320+ minutes since
+received), the `--top` rows (20) and the rest summed as `(other)`. An action
+takes queue ids, or a filter and `--reason` (a filter with no option is
+refused unless `--all` is given, `--dry-run` only counts); `bounce` returns
+mail to its sender with a DSN ("deleted by the postmaster: <reason>") and
+deletes it; `flush` makes every deferred message due now.
+
+The service sees every worker's spool (`<data_dir>/spool/queue.db`, and
+`queue-w<i>.db` of the other workers of `ugem serve --workers N`) through
+`ugem.adapters.spool_queue`: the files are opened as a second process beside a
+running node, without the recovery a node's start does; SQLite's locks keep
+the edits safe, and each worker sees them on its next scan of its queue.
+`list` shows them merged in queue id order (ids sort by time: oldest first).
+Several ids are checked together before the first change: an unknown id
+exits 1 naming every unknown one, a message whose state does not fit the
+action (holding held mail, releasing mail that is not held, retrying mail
+that is not deferred) exits 1 saying what fits, and then nothing is changed.
+A bad option exits 2 naming it; a spool or a store that cannot be opened or
+written exits 1 with the reason.
 """
 
 from __future__ import annotations
@@ -27,25 +43,47 @@ import asyncio
 import getpass
 import sys
 from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from typing import TypeVar
 
 from relay.queue.spool import spool_paths
-from ugem.adapters.spool_queue import SpoolQueue, open_spools
+from ugem.adapters.spool_queue import Returner, SpoolQueue, open_spools
 from ugem.cli import add_json_flag, print_json, print_table
-from ugem.commands.connection import when
-from ugem.commands.wiring import index_journal
+from ugem.commands.queue_render import (
+    LIST_COLUMNS,
+    as_dict,
+    print_message,
+    print_shape,
+    row,
+    shape_dict,
+)
+from ugem.commands.wiring import as_options, index_journal
 from ugem.core.clock import SystemClock
 from ugem.core.config import Config
 from ugem.core.errors import UsageError
+from ugem.core.queue_filter import DURATION_HELP, STATES, Criteria
+from ugem.core.queue_shape import BY, DEFAULT_TOP, QueueShape
 from ugem.core.services.audit import AuditLog
-from ugem.core.services.mailqueue import STATES, MailItem, MailView, QueueService, Verb
+from ugem.core.services.mailqueue import MailItem, MailView, QueueService, Verb
 from ugem.core.services.tokens import Role
 from ugem.core.store import open_store
 
 T = TypeVar("T")
-LIST_COLUMNS = ["id", "state", "size", "age", "sender", "rcpts", "attempts", "last_error"]
-ERROR_WIDTH = 60  # characters of the last error shown in the table
-_DONE = {"hold": "held", "release": "released", "delete": "deleted", "retry": "made due"}
+_DONE = {
+    "hold": "held",
+    "release": "released",
+    "delete": "deleted",
+    "retry": "made due",
+    "bounce": "returned",
+}
+FILTERS = ("state", "connection", "sender", "recipient", "domain", "older_than", "newer_than")
+OPTIONS = {name: "--" + name.replace("_", "-") for name in (*FILTERS, "reason", "by", "top")}
+_ACTIONS: tuple[tuple[Verb, str], ...] = (
+    ("hold", "hold messages: not delivered until released"),
+    ("release", "release held messages for delivery now"),
+    ("delete", "delete messages without a bounce"),
+    ("retry", "make deferred messages due now"),
+    ("bounce", "return messages to their senders with a DSN, and delete them"),
+)
 
 
 def register(
@@ -54,38 +92,59 @@ def register(
     p = sub.add_parser("queue", parents=[common], help="list and manage queued mail")
     cmds = p.add_subparsers(dest="queue_command", metavar="ACTION", required=True)
     lister = cmds.add_parser("list", parents=[common], help="list queued messages (like mailq)")
-    lister.add_argument("--state", choices=STATES, help="only this state")
-    lister.add_argument("--connection", metavar="ID", help="only mail of this connection")
+    _add_filter(lister)
     lister.add_argument("--limit", type=int, default=1000, help="most messages (default 1000)")
     add_json_flag(lister)
     lister.set_defaults(handler=list_queue)
+    summary = cmds.add_parser(
+        "summary", parents=[common], help="messages by destination and age (like qshape)"
+    )
+    _add_filter(summary)
+    summary.add_argument("--by", choices=BY, default="destination", help="rows (destination)")
+    summary.add_argument(
+        "--top", type=int, default=DEFAULT_TOP, help=f"rows shown, the rest summed ({DEFAULT_TOP})"
+    )
+    add_json_flag(summary)
+    summary.set_defaults(handler=summarize)
     show = cmds.add_parser("show", parents=[common], help="show one message's envelope and headers")
     show.add_argument("id", metavar="ID")
     show.add_argument("--body", action="store_true", help="print the body too (audited)")
     show.add_argument("--reason", default="", help="why the body is read (audit log)")
     add_json_flag(show)
     show.set_defaults(handler=show_message)
-    for verb, handler, help_text in (
-        ("hold", hold_messages, "hold messages: not delivered until released"),
-        ("release", release_messages, "release held messages for delivery now"),
-        ("delete", delete_messages, "delete messages without a bounce"),
-    ):
+    for verb, help_text in _ACTIONS:
         edit = cmds.add_parser(verb, parents=[common], help=help_text)
-        edit.add_argument("ids", metavar="ID", nargs="+")
-        edit.add_argument("--reason", default="", help="why (kept in the audit log)")
-        edit.set_defaults(handler=handler)
-    retry = cmds.add_parser("retry", parents=[common], help="make deferred messages due now")
-    retry.add_argument("ids", metavar="ID", nargs="*")
-    retry.add_argument("--all", action="store_true", help="every deferred message")
-    retry.add_argument("--reason", default="", help="why (kept in the audit log)")
-    retry.set_defaults(handler=retry_messages)
+        edit.add_argument("ids", metavar="ID", nargs="*", help="queue ids (or a filter)")
+        _add_filter(edit)
+        edit.add_argument("--all", action="store_true", help="every message the action fits")
+        edit.add_argument("--dry-run", action="store_true", help="count them; change nothing")
+        edit.add_argument("--reason", default="", help="why (audit log; needed with a filter)")
+        edit.set_defaults(handler=act, verb=verb)
+    flush = cmds.add_parser("flush", parents=[common], help="make every deferred message due now")
+    flush.add_argument("--reason", default="", help="why (kept in the audit log)")
+    flush.set_defaults(handler=flush_queue)
+
+
+def _add_filter(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--state", choices=STATES, help="only this state")
+    parser.add_argument("--connection", metavar="ID", help="only mail of this connection")
+    parser.add_argument("--sender", metavar="ADDR", help="address, @domain, or <> for bounces")
+    parser.add_argument("--recipient", metavar="ADDR", help="address or @domain")
+    parser.add_argument("--domain", help="a domain of the recipients still to deliver")
+    for name in ("older-than", "newer-than"):
+        parser.add_argument(f"--{name}", metavar="AGE", help=f"received {name}: {DURATION_HELP}")
+
+
+def _criteria(args: argparse.Namespace) -> Criteria:
+    return Criteria(**{name: getattr(args, name) for name in FILTERS})
 
 
 # ---------------------------------------------------------------- plumbing
 
 
 def _with_service(config: Config, action: Callable[[QueueService], Awaitable[T]]) -> T:
-    """Run `action` on a `QueueService` over every worker's spool and the store's audit log."""
+    """Run `action` on a `QueueService` over every worker's spool and the store's audit log;
+    the services' errors name the command's options."""
 
     async def run() -> T:
         clock = SystemClock()
@@ -95,11 +154,13 @@ def _with_service(config: Config, action: Callable[[QueueService], Awaitable[T]]
             try:
                 with index_journal(config) as journal:  # the changes, for `ugem log search`
                     audit = AuditLog(store, clock)
-                    return await action(QueueService(SpoolQueue(*spools), audit, clock, journal))
+                    queue = SpoolQueue(*spools, returner=Returner.of(config, clock))
+                    return await action(QueueService(queue, audit, clock, journal))
             finally:
                 await store.close()
 
-    return asyncio.run(run())
+    with as_options(OPTIONS):
+        return asyncio.run(run())
 
 
 def _actor() -> str:
@@ -113,98 +174,36 @@ def _plural(n: int) -> str:
     return f"{n} message" if n == 1 else f"{n} messages"
 
 
-def _change(config: Config, args: argparse.Namespace, verb: Verb) -> int:
-    """`verb` on every id named (all checked first), audited per id; print the count."""
-
-    async def run(service: QueueService) -> int:
-        return await service.change(verb, args.ids, _actor(), args.reason)
-
-    print(f"{_DONE[verb]} {_plural(_with_service(config, run))}")
-    return 0
-
-
-# ---------------------------------------------------------------- rendering
-
-
-def _age(seconds: float) -> str:
-    left = max(0, int(seconds))
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
-        if left >= size:
-            return f"{left // size}{unit}"
-    return f"{left}s"
-
-
-def _as_dict(msg: MailItem, now: float) -> dict[str, Any]:
-    return {
-        "id": msg.id,
-        "state": msg.state,
-        "hold_reason": msg.hold_reason,
-        "size": msg.size,
-        "received_at": msg.received_at,
-        "age_seconds": round(now - msg.received_at, 3),
-        "connection": msg.connection,
-        "client_ip": msg.client_ip,
-        "sender": msg.sender,
-        "rcpts": list(msg.rcpts),
-        "original_rcpts": list(msg.original_rcpts),
-        "attempts": msg.attempts,
-        "next_attempt": msg.next_attempt,
-        "last_error": msg.last_error,
-    }
-
-
-def _row(msg: MailItem, now: float) -> dict[str, Any]:
-    error = msg.last_error.replace("\n", " ")
-    if len(error) > ERROR_WIDTH:
-        error = error[: ERROR_WIDTH - 3] + "..."
-    return {
-        "id": msg.id,
-        "state": msg.state,
-        "size": msg.size,
-        "age": _age(now - msg.received_at),
-        "sender": msg.sender or "<>",
-        "rcpts": len(msg.rcpts),
-        "attempts": msg.attempts,
-        "last_error": error,
-    }
-
-
-def _print_message(msg: MailItem, now: float, headers: str) -> None:
-    state = f"{msg.state} ({msg.hold_reason})" if msg.hold_reason else msg.state
-    lines = [
-        ("id", msg.id),
-        ("state", state),
-        ("connection", msg.connection or "(inbound)"),
-        ("client", msg.client_ip),
-        ("received", f"{when(msg.received_at)} ({_age(now - msg.received_at)} ago)"),
-        ("size", str(msg.size)),
-        ("sender", f"<{msg.sender}>"),
-        ("recipients", ", ".join(msg.rcpts)),
-        ("original recipients", ", ".join(msg.original_rcpts)),
-        ("attempts", str(msg.attempts)),
-        ("next attempt", when(msg.next_attempt) if msg.next_attempt else "now"),
-        ("last error", msg.last_error or "-"),
-    ]
-    for name, value in lines:
-        print(f"{name + ':':21}{value}")
-    print("\n" + headers.rstrip("\r\n").replace("\r\n", "\n"))
-
-
 # ---------------------------------------------------------------- handlers
 
 
 def list_queue(args: argparse.Namespace, config: Config) -> int:
     if args.limit < 1:
         raise UsageError(f"--limit: {args.limit} is not valid; expected a number from 1 up")
+    criteria = _criteria(args)
 
     async def run(service: QueueService) -> list[MailItem]:
-        return await service.list(args.state, args.connection, limit=args.limit)
+        return await service.list(criteria, limit=args.limit)
 
     messages, now = _with_service(config, run), SystemClock().now()
     if args.json:
-        print_json([_as_dict(m, now) for m in messages])
+        print_json([as_dict(m, now) for m in messages])
     else:
-        print_table([_row(m, now) for m in messages], LIST_COLUMNS)
+        print_table([row(m, now) for m in messages], LIST_COLUMNS)
+    return 0
+
+
+def summarize(args: argparse.Namespace, config: Config) -> int:
+    criteria = _criteria(args)
+
+    async def run(service: QueueService) -> QueueShape:
+        return await service.summary(criteria, args.by, args.top)
+
+    shape = _with_service(config, run)
+    if args.json:
+        print_json(shape_dict(shape))
+    else:
+        print_shape(shape)
     return 0
 
 
@@ -216,38 +215,49 @@ def show_message(args: argparse.Namespace, config: Config) -> int:
 
     view, now = _with_service(config, run), SystemClock().now()
     if args.json:
-        out = _as_dict(view.item, now) | {"headers": view.headers}
+        out = as_dict(view.item, now) | {"headers": view.headers}
         if view.body is not None:
             out["body"] = view.body
         print_json(out)
         return 0
-    _print_message(view.item, now, view.headers)
+    print_message(view.item, now, view.headers)
     if view.body is not None:
         print()
         sys.stdout.write(view.body.replace("\r\n", "\n"))
     return 0
 
 
-def hold_messages(args: argparse.Namespace, config: Config) -> int:
-    return _change(config, args, "hold")
-
-
-def release_messages(args: argparse.Namespace, config: Config) -> int:
-    return _change(config, args, "release")
-
-
-def delete_messages(args: argparse.Namespace, config: Config) -> int:
-    return _change(config, args, "delete")
-
-
-def retry_messages(args: argparse.Namespace, config: Config) -> int:
-    if bool(args.ids) == bool(args.all):
-        raise UsageError("queue retry: name queue ids, or --all for every deferred message")
-    if args.ids:
-        return _change(config, args, "retry")
+def act(args: argparse.Namespace, config: Config) -> int:
+    """An action on the ids named (all checked first, audited per id), or on what a filter
+    selects (audited once); `retry --all` alone is `flush`."""
+    verb: Verb = args.verb
+    criteria = _criteria(args)
+    if args.ids and (criteria.given() or args.all or args.dry_run):
+        raise UsageError(f"queue {verb}: name queue ids or a filter (or --all), not both")
+    if not args.ids and not criteria.given() and not args.all:
+        options = ", ".join(OPTIONS[f] for f in FILTERS)
+        raise UsageError(f"queue {verb}: name queue ids, a filter ({options}), or --all")
+    if verb == "retry" and args.all and not criteria.given() and not args.dry_run:
+        return flush_queue(args, config)
 
     async def run(service: QueueService) -> int:
-        return await service.retry_all(_actor(), args.reason)
+        if args.ids:
+            return await service.change(verb, args.ids, _actor(), args.reason)
+        return await service.bulk(
+            verb, criteria, _actor(), args.reason, everything=args.all, dry_run=args.dry_run
+        )
+
+    count = _with_service(config, run)
+    if args.dry_run:
+        print(f"would be {_DONE[verb]}: {_plural(count)} (dry run: nothing changed)")
+    else:
+        print(f"{_DONE[verb]} {_plural(count)}")
+    return 0
+
+
+def flush_queue(args: argparse.Namespace, config: Config) -> int:
+    async def run(service: QueueService) -> int:
+        return await service.flush(_actor(), args.reason)
 
     print(f"{_DONE['retry']} {_plural(_with_service(config, run))}")
     return 0

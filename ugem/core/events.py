@@ -38,7 +38,7 @@ EventName = Literal[
     "deleted",
     "expired",
 ]
-QueueEvent = Literal["held", "released", "deleted", "expired"]
+QueueEvent = Literal["held", "released", "deleted", "expired", "returned"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,7 +101,8 @@ class Refused:
 
 @dataclass(frozen=True, slots=True)
 class QueueChange:
-    """Queued mail held, released, deleted or expired: one message (`queue_id`) or, with
+    """Queued mail held, released, deleted, expired or returned to its sender by an
+    operator (a DSN queued, the message deleted): one message (`queue_id`) or, with
     queue_id "", `count` messages of `connection` at once."""
 
     ts: float

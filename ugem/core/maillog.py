@@ -15,7 +15,8 @@ the node's JSON or text format, `ugem.core.log`). The lines and their fields:
 - refused (a 4xx/5xx to MAIL, RCPT or DATA): client_ip, connection, command,
   code, status, text, why, sender, rcpt (RCPT) or rcpts (DATA: how many), helo,
   tls;
-- held, released, deleted, expired: queue_id (absent when `count` messages of
+- held, released, deleted, expired, returned (to the sender by an operator, with a
+  DSN): queue_id (absent when `count` messages of
   a connection changed at once), connection, actor ("relay" or the operator),
   reason, count.
 

@@ -45,7 +45,7 @@ CHUNK = 2000  # messages removed per transaction by prune and shrink
 SHRINK_TO = 0.9  # shrink removes history until the pages in use are this share of the limit
 OUTCOMES = ("delivered", "deferred", "bounced")
 FINAL = ("delivered", "bounced")
-ENDS = ("deleted", "expired")  # a message's own changes that end it
+ENDS = ("deleted", "expired", "returned")  # a message's own changes that end it
 OPEN_END = 1e300  # the end of a message still queued
 
 SCHEMA = """
@@ -366,8 +366,8 @@ def final_outcomes(events: Sequence[IndexedEvent]) -> dict[str, str]:
 
 
 def ended(events: Sequence[IndexedEvent], rcpts: Sequence[str]) -> float | None:
-    """When the message left the queue (deleted, expired, or its last recipient delivered
-    or bounced); None while it is queued, as far as its history says."""
+    """When the message left the queue (deleted, expired, returned, or its last recipient
+    delivered or bounced); None while it is queued, as far as its history says."""
     for ev in events:
         if ev.event in ENDS and ev.fields.get("queue_id"):
             return ev.ts

@@ -71,10 +71,12 @@ from ugem.core.drain_state import DrainFiles, DrainRequest, FileLock, WorkerAnsw
 from ugem.core.errors import ConflictError, TransferError, UgemError, UsageError
 from ugem.core.log import event
 from ugem.core.metrics import Metrics
+from ugem.core.queue_filter import MailFilter
 from ugem.core.services.audit import AuditLog
 from ugem.core.services.mailqueue import MailItem, MailQueue
 
 log = logging.getLogger(__name__)
+EVERYTHING = MailFilter()  # the whole queue
 
 PAGE = 200  # messages listed at a time
 CONCURRENCY = 8  # messages handed over at once (the receiver's group commit takes them)
@@ -212,6 +214,25 @@ class DrainService:
         self._task = asyncio.create_task(self._finish(run), name="drain")
         return self.status()
 
+    async def stop_accepting(self, actor: str, reason: str = "") -> DrainStatus:
+        """The node takes no mail from now on and goes on delivering its queue (a request
+        without a target, audited `node.stop-accepting`); already so: nothing changes. A
+        drain into another node is a ConflictError: cancel it first."""
+        current = self.files.request()
+        if current is not None and current.to:
+            raise ConflictError(f"draining into {current.to}; cancel that drain first")
+        if current is None:
+            request = DrainRequest(secrets.token_hex(8), "", self.clock.now(), actor)
+            details = {"request": request.id}
+            await self.audit.record(actor, "node.stop-accepting", "", reason, details=details)
+            self.files.ask(request)
+            event(log, "drain_stop_accepting", request=request.id)
+        return self.status()
+
+    async def left(self) -> int:
+        """Messages still queued in the node (every worker's spool)."""
+        return await self.queue.count(EVERYTHING)
+
     async def cancel(self, actor: str, reason: str = "") -> DrainStatus:
         """Take the node out of its drain: it takes mail and delivers again."""
         request = self.files.request()
@@ -295,7 +316,7 @@ class DrainService:
     async def _end(self, run: _Run) -> None:
         report = run.report
         try:
-            report.left = len(await self.queue.list(None, None, LEFT_LIMIT))
+            report.left = len(await self.queue.list(EVERYTHING, LEFT_LIMIT))
         except UgemError as exc:
             report.stop(f"the queue cannot be read: {exc}")
         if not report.over:
@@ -340,7 +361,7 @@ class DrainService:
         """Every message, page by page, each taken once, until a page brings none new."""
         seen: set[str] = set()
         while not run.report.over:
-            listed = await self.queue.list(None, None, PAGE + len(seen))
+            listed = await self.queue.list(EVERYTHING, PAGE + len(seen))
             fresh = [m.id for m in listed if m.id not in seen]
             if not fresh:
                 return

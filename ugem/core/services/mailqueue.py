@@ -1,31 +1,51 @@
-"""Queued mail as operators manage it: list, show, hold, release, delete, retry, purge.
+"""Queued mail as operators manage it: list, show, summarize, hold, release, delete, retry,
+bounce, flush, purge.
 
 The one logic of queue management: the admin API and `ugem queue` both go
 through `QueueService`. The queue itself is the relay's spools (every
 worker's); this service sees them through `MailQueue`, a small protocol the
 roof satisfies with an adapter (`ugem.adapters.spool_queue.SpoolQueue`), so the
-services do not import the relay. `change` holds, releases, retries or
-deletes several messages at once, all or nothing as far as checks go: every
-id is looked up and every state checked before the first change, so an
-unknown id (a `NotFoundError` naming every unknown one) or an action that does
-not fit a message's state (release of mail that is not held: a `ConflictError`
-saying what fits) changes nothing; the one-id methods are `change` of one id.
-A hold without a reason is `OPERATOR_HOLD`. Each change is audited with its
-count (`queue.hold`, `queue.release`, `queue.retry`, `queue.delete`, target
-the queue id; `queue.release-all` and `queue.purge`, target the connection;
-`queue.retry-all`, target `deferred`); a bad filter is a `UsageError` naming
-it. `page` is a page of the list, keyset on the queue id (the spools' own
-order, `ugem.core.paging`), with the total the spools count. Show gives the
-envelope and the header block; `show_body` also the body,
+services do not import the relay. Which messages: a `Criteria`
+(`ugem.core.queue_filter`: state, connection, sender, recipient, a recipient's
+domain, older than / newer than a duration), one filter for the list, its
+count, the summary and the bulk actions; a bad filter is a `UsageError` naming
+its field. `page` is a page of the list, keyset on the queue id (the spools' own
+order, `ugem.core.paging`), with the total the spools count. `summary` is the
+queue's shape by destination domain or origin connection and age
+(`ugem.core.queue_shape`), counted by the spools in SQL.
+
+`change` holds, releases, retries, deletes or bounces several messages by id
+at once, all or nothing as far as checks go: every id is looked up and every
+state checked before the first change, so an unknown id (a `NotFoundError`
+naming every unknown one) or an action that does not fit a message's state
+(release of mail that is not held: a `ConflictError` saying what fits)
+changes nothing; the one-id methods are `change` of one id. Each is audited
+with its count (`queue.hold`, `queue.release`, `queue.retry`, `queue.delete`,
+`queue.bounce`, target the queue id). `bulk` does the same to every message a
+filter selects that the action fits (hold: not held; release: held; retry:
+deferred; delete and bounce: any), a page at a time, so a change of a large
+queue never holds the spool's writer for long: it needs a filter (or
+`everything`, for all queued mail) and a reason, is audited once
+(`queue.bulk-<verb>`, target the filter in one line, details its fields and the
+count), and with `dry_run` only counts what it would change. `flush` makes
+every deferred message due now (`queue.flush`, target `deferred`); a bounce
+returns the message to its sender with a DSN (the relay's `returned` DSN,
+"deleted by the postmaster: <reason>") and deletes it. `release_connection`
+and `purge_connection` act on one connection's held mail (`queue.release-all`,
+`queue.purge`, target the connection). A hold without a reason is
+`OPERATOR_HOLD`.
+
+Show gives the envelope and the header block; `show_body` also the body,
 which is private correspondence: it needs the `operator` role (`BODY_ROLE`;
 below it a `ForbiddenError` naming the role) and every read is audited
 (`queue.read-body`, target the queue id) before the body is given, so a read
 that cannot be audited gives nothing. Errors of the queue itself (the spool's
 `SpoolError`) and of the audit log (`StoreError`) pass through. With a
 `journal` (the node's `EventBus.publish`, or the CLI's message index), each
-message held, released or deleted, and each connection's mail released or
-purged at once, is also told to it as a `QueueChange` naming the actor and
-the reason, for the mail log (`ugem.core.maillog`).
+message held, released, deleted or returned (by id or by a filter: one
+`QueueChange` per message, for the messages selected), and each connection's
+mail released or purged at once, is also told to it as a `QueueChange` naming
+the actor and the reason, for the mail log (`ugem.core.maillog`).
 """
 
 from __future__ import annotations
@@ -39,15 +59,32 @@ from ugem.core.clock import Clock
 from ugem.core.errors import ConflictError, ForbiddenError, NotFoundError, UsageError
 from ugem.core.events import Publish, QueueChange, QueueEvent
 from ugem.core.paging import DEFAULT_LIMIT, Page, after, check_limit, page_from
+from ugem.core.queue_filter import STATES as STATES  # re-exported
+from ugem.core.queue_filter import Criteria, MailFilter
+from ugem.core.queue_shape import DEFAULT_TOP, By, QueueShape, check, shape_of
 from ugem.core.services.audit import AuditLog
 from ugem.core.services.tokens import Role
 
-STATES = ("active", "deferred", "held")
 OPERATOR_HOLD = "held by operator"  # the hold reason when the operator gives none
-Verb = Literal["hold", "release", "retry", "delete"]  # what `change` does
-_CHANGES: dict[str, QueueEvent] = {"hold": "held", "release": "released", "delete": "deleted"}
+Verb = Literal["hold", "release", "retry", "delete", "bounce"]  # what `change` and `bulk` do
+VERBS: tuple[Verb, ...] = ("hold", "release", "retry", "delete", "bounce")
+_CHANGES: dict[str, QueueEvent] = {
+    "hold": "held",
+    "release": "released",
+    "delete": "deleted",
+    "bounce": "returned",
+}
+FITS: dict[Verb, tuple[str, ...]] = {  # the states each action changes
+    "hold": ("active", "deferred"),
+    "release": ("held",),
+    "retry": ("deferred",),
+    "delete": STATES,
+    "bounce": STATES,
+}
+BULK_PAGE = 500  # messages changed per round of a bulk action
 BODY_ROLE = Role.OPERATOR  # the least role that may read a queued message's body
 PAGE_TAG = "queue"  # the cursors of `page`
+EVERY = Criteria()  # no filter: every queued message
 
 
 @dataclass(frozen=True)
@@ -74,21 +111,20 @@ class MailQueue(Protocol):
     """The spool operations the service needs (implemented by the relay's adapter)."""
 
     async def list(
-        self,
-        state: str | None,
-        connection: str | None,
-        limit: int,
-        after: str | None = None,
-        received_by: float | None = None,
+        self, where: MailFilter, limit: int, after: str | None = None
     ) -> builtins.list[MailItem]:
-        """Oldest first (by id), without text; only ids after `after` and mail received at
-        or before `received_by` if given."""
+        """What `where` selects, oldest first (by id), without text; only ids after `after`."""
         ...
 
-    async def count(
-        self, state: str | None, connection: str | None, received_by: float | None = None
-    ) -> int:
+    async def count(self, where: MailFilter) -> int:
         """How many messages `list` would give without a limit or `after`."""
+        ...
+
+    async def shape(
+        self, by: By, where: MailFilter, now: float
+    ) -> tuple[dict[str, builtins.list[int]], builtins.list[int]]:
+        """What `where` selects counted per key and age bucket (`ugem.core.queue_shape`:
+        key -> count per bucket), and per bucket."""
         ...
 
     async def get(self, queue_id: str, with_text: bool) -> MailItem | None: ...
@@ -104,6 +140,10 @@ class MailQueue(Protocol):
         ...
 
     async def delete(self, ids: builtins.list[str]) -> int: ...
+
+    async def bounce(self, ids: builtins.list[str], reason: str) -> int:
+        """Return each message to its sender with a DSN saying `reason`, and delete it."""
+        ...
 
     async def purge_held(self, connection: str) -> int:
         """Delete every held message of `connection`; how many."""
@@ -133,43 +173,38 @@ class QueueService:
         self.queue = queue
         self.audit = audit
         self.clock = clock
-        self.journal = journal  # told of each message held, released, deleted
+        self.journal = journal  # told of each message held, released, deleted, returned
 
-    async def list(
-        self,
-        state: str | None = None,
-        connection: str | None = None,
-        older_than: float | None = None,
-        limit: int = 1000,
-    ) -> builtins.list[MailItem]:
-        """Oldest first; `older_than` seconds keeps only mail received that long ago."""
+    async def list(self, criteria: Criteria = EVERY, limit: int = 1000) -> builtins.list[MailItem]:
+        """What `criteria` selects, oldest first, at most `limit`."""
         if limit < 1:
             raise UsageError(f"limit: {limit} is not valid; expected 1 or more")
-        cutoff = self._cutoff(state, older_than)
-        return await self.queue.list(state, connection, limit, None, cutoff)
+        return await self.queue.list(criteria.at(self.clock.now()), limit)
 
     async def page(
-        self,
-        state: str | None = None,
-        connection: str | None = None,
-        older_than: float | None = None,
-        limit: int = DEFAULT_LIMIT,
-        cursor: str | None = None,
+        self, criteria: Criteria = EVERY, limit: int = DEFAULT_LIMIT, cursor: str | None = None
     ) -> Page[MailItem]:
         """A page of `list` (keyset on the queue id, oldest first) and the total."""
-        cutoff = self._cutoff(state, older_than)
+        where = criteria.at(self.clock.now())
         start = after(cursor, PAGE_TAG)
         if start is not None and not isinstance(start, str):
             raise UsageError("cursor: not a cursor of the queue list; pass its own next_cursor")
-        found = await self.queue.list(state, connection, check_limit(limit) + 1, start, cutoff)
-        total = await self.queue.count(state, connection, cutoff)
+        found = await self.queue.list(where, check_limit(limit) + 1, start)
+        total = await self.queue.count(where)
         return page_from(found, lambda m: m.id, limit, total, PAGE_TAG)
 
-    def _cutoff(self, state: str | None, older_than: float | None) -> float | None:
-        """The latest receipt time `older_than` keeps (None: any); checks `state` too."""
-        if state is not None and state not in STATES:
-            raise UsageError(f"state: {state!r} is not one of {', '.join(STATES)}")
-        return None if older_than is None else self.clock.now() - older_than
+    async def count(self, criteria: Criteria = EVERY) -> int:
+        return await self.queue.count(criteria.at(self.clock.now()))
+
+    async def summary(
+        self, criteria: Criteria = EVERY, by: str = "destination", top: int = DEFAULT_TOP
+    ) -> QueueShape:
+        """What `criteria` selects by destination domain (or origin connection) and age:
+        the `top` rows with the most messages, the rest summed (`ugem.core.queue_shape`)."""
+        kind = check(by, top)
+        now = self.clock.now()
+        tallies, totals = await self.queue.shape(kind, criteria.at(now), now)
+        return shape_of(kind, tallies, totals, top)
 
     async def get(self, queue_id: str, with_text: bool = False) -> MailItem:
         item = await self.queue.get(queue_id, with_text)
@@ -207,6 +242,9 @@ class QueueService:
     async def delete(self, queue_id: str, actor: str, reason: str = "") -> int:
         return await self.change("delete", [queue_id], actor, reason)
 
+    async def bounce(self, queue_id: str, actor: str, reason: str = "") -> int:
+        return await self.change("bounce", [queue_id], actor, reason)
+
     async def change(
         self, verb: Verb, queue_ids: Sequence[str], actor: str, reason: str = ""
     ) -> int:
@@ -219,15 +257,51 @@ class QueueService:
         missing = [i for i, item in zip(ids, found, strict=True) if item is None]
         if missing:
             raise _not_found(missing)
-        misfits = [m for item in found if item is not None and (m := _misfit(verb, item))]
+        items = [item for item in found if item is not None]
+        misfits = [m for item in items if (m := _misfit(verb, item))]
         if misfits:
             raise ConflictError("; ".join(misfits))
         total = 0
-        for queue_id, item in zip(ids, found, strict=True):
-            count = await self._edit(verb, queue_id, reason)
-            total += await self._audited(actor, verb, queue_id, reason, count)
-            if count and item is not None:
-                self._tell(verb, queue_id, item.connection, actor, reason, count)
+        for item in items:
+            count = await self._edit(verb, [item.id], reason)
+            total += await self._audited(actor, verb, item.id, reason, count)
+            if count:
+                self._tell(verb, item.id, item.connection, actor, reason, count)
+        return total
+
+    async def bulk(
+        self,
+        verb: Verb,
+        criteria: Criteria,
+        actor: str,
+        reason: str,
+        *,
+        everything: bool = False,
+        dry_run: bool = False,
+    ) -> int:
+        """`verb` on every message `criteria` selects that it fits, a page at a time; how
+        many (with `dry_run`: how many it would change, changing nothing). Without a
+        filter it needs `everything`; it needs a reason, and is audited once."""
+        given = criteria.given()
+        if not given and not everything:
+            raise UsageError(
+                "filter: none given; name the messages (state, connection, sender, recipient, "
+                "domain, older_than, newer_than), or ask for all of them"
+            )
+        where = criteria.at(self.clock.now()).within(FITS[verb])
+        if dry_run:
+            return await self.queue.count(where)
+        if not reason.strip():
+            raise UsageError(f"reason: empty; say why you {verb} them (kept in the audit log)")
+        total, start = 0, None
+        while found := await self.queue.list(where, BULK_PAGE, start):
+            total += await self._edit(verb, [m.id for m in found], reason)
+            for item in found:
+                self._tell(verb, item.id, item.connection, actor, reason, 1)
+            start = found[-1].id
+        details = {"count": total, "filter": given, "all": everything}
+        target = criteria.describe()
+        await self.audit.record(actor, f"queue.bulk-{verb}", target, reason, details=details)
         return total
 
     def _tell(
@@ -239,19 +313,21 @@ class QueueService:
             now = self.clock.now()
             self.journal(QueueChange(now, what, queue_id, connection, actor, reason, count))
 
-    async def _edit(self, verb: Verb, queue_id: str, reason: str) -> int:
+    async def _edit(self, verb: Verb, ids: builtins.list[str], reason: str) -> int:
         if verb == "hold":
-            return await self.queue.hold([queue_id], reason.strip() or OPERATOR_HOLD)
+            return await self.queue.hold(ids, reason.strip() or OPERATOR_HOLD)
         if verb == "release":
-            return await self.queue.release([queue_id], None)
+            return await self.queue.release(ids, None)
         if verb == "retry":
-            return await self.queue.retry([queue_id])
-        return await self.queue.delete([queue_id])
+            return await self.queue.retry(ids)
+        if verb == "bounce":
+            return await self.queue.bounce(ids, reason.strip())
+        return await self.queue.delete(ids)
 
-    async def retry_all(self, actor: str, reason: str = "") -> int:
-        """Make every deferred message due now; how many."""
+    async def flush(self, actor: str, reason: str = "") -> int:
+        """Make every deferred message due now (Postfix's `postqueue -f`); how many."""
         count = await self.queue.retry(None)
-        return await self._audited(actor, "retry-all", "deferred", reason, count)
+        return await self._audited(actor, "flush", "deferred", reason, count)
 
     async def release_connection(self, connection: str, actor: str, reason: str = "") -> int:
         """Release all held mail of one connection (even what its suspension holds)."""

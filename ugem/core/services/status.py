@@ -20,6 +20,7 @@ from typing import Final
 from ugem import __version__
 from ugem.core.clock import Clock
 from ugem.core.errors import SpoolError, StoreError
+from ugem.core.queue_filter import MailFilter
 from ugem.core.runtime import RecentEvent, WorkerState, read_workers
 from ugem.core.services.incidents import IncidentService, IncidentState
 from ugem.core.services.mailqueue import MailQueue
@@ -78,7 +79,7 @@ class StatusService:
 
     async def _queue_counts(self, problems: list[str]) -> dict[str, int] | None:
         try:
-            return {state: await self._queue.count(state, None) for state in STATES}
+            return {state: await self._queue.count(MailFilter((state,))) for state in STATES}
         except SpoolError as exc:
             problems.append(f"queue: {exc}")
             return None
