@@ -8,7 +8,11 @@ at `to` (its admin listener) with `token`, one of that node's admin tokens,
 which is never kept, logged or shown. `GET /v1/drain` (viewer) is the status
 as every worker of the node sees it: the request, each running worker's
 answer, the last run's report (moved, already there, failed with reasons,
-left; state done once the queue is empty). `DELETE /v1/drain` (admin)
+left; state done once the queue is empty). `POST /v1/drain/stop-accepting`
+(admin, `{"reason"}`) takes the node out of service without moving its mail:
+it takes no mail and goes on delivering its queue (`left` in the answer:
+the messages still queued; 409 while it drains into another node).
+`DELETE /v1/drain` (admin)
 cancels: the node takes mail and delivers again (200, also when it was not
 draining). A drain already running is 409; a bad `to` is 422.
 """
@@ -20,7 +24,7 @@ from fastapi import APIRouter, Depends, Query
 from admin.auth import Authority
 from admin.drain_schemas import DrainIn, DrainOut
 from admin.errors import problems
-from admin.schemas import TEXT
+from admin.schemas import TEXT, Reason
 from ugem.core.services.drain import DrainService
 from ugem.core.services.tokens import ApiToken, Role
 
@@ -52,6 +56,19 @@ def router(service: DrainService, auth: Authority) -> APIRouter:
         `to`, with `token` (never kept). 409: a drain is running already."""
         status = await service.start(body.to, body.token, token.actor, body.reason)
         return DrainOut.of(status)
+
+    @r.post(
+        "/stop-accepting",
+        response_model=DrainOut,
+        status_code=202,
+        summary="Stop accepting mail, keep delivering",
+        responses=problems(409),
+    )
+    async def stop_accepting(body: Reason, token: Admin) -> DrainOut:
+        """The node takes no mail (SMTP 421, /readyz 503) and delivers its queue; `left`
+        says how many messages are still queued. 409: it drains into another node."""
+        status = await service.stop_accepting(token.actor, body.reason)
+        return DrainOut.of(status, left=await service.left())
 
     @r.delete("", response_model=DrainOut, summary="Cancel the drain")
     async def cancel_drain(

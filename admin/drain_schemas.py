@@ -118,17 +118,20 @@ class ReportOut(BaseModel):
 
 
 class DrainOut(BaseModel):
-    draining: bool = Field(description="the node takes no mail and delivers none")
-    to: str
+    draining: bool = Field(
+        description="the node takes no mail (and, with a `to`, delivers none: it hands it over)"
+    )
+    to: str = Field(description='the node drained into; "": stop accepting, keep delivering')
     since: Time | None = Field(description="when the drain was asked for; null: not draining")
     by: str
     request: str
     running: bool = Field(description="a drain is moving the queue now")
     workers: list[WorkerOut]
     report: ReportOut | None = Field(description="the last drain run's")
+    left: int | None = Field(None, description="messages still queued (stop-accepting's answer)")
 
     @classmethod
-    def of(cls, status: DrainStatus) -> DrainOut:
+    def of(cls, status: DrainStatus, left: int | None = None) -> DrainOut:
         request = status.request
         request_id = "" if request is None else request.id
         return cls(
@@ -140,4 +143,5 @@ class DrainOut(BaseModel):
             running=status.running,
             workers=[WorkerOut.of(w, a, request_id) for w, a in status.workers.items()],
             report=None if status.report is None else ReportOut.of(status.report),
+            left=left,
         )

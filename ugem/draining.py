@@ -16,6 +16,10 @@ applies it again:
   answer (`w<i>.json`) says how many attempts are in flight and sessions
   open, `quiet` once there are none: the drain moves nothing before every
   running worker is quiet.
+- a request without a target (`ugem drain` alone: stop accepting, keep
+  delivering): the same 421 and 503 ("not accepting mail ..."), but the
+  scheduler goes on delivering the queue, until it is cancelled; the request
+  may change into one with a target (then delivery stops) and back.
 - no request (never asked, or cancelled): mail is taken and delivered again,
   the answer is withdrawn.
 
@@ -129,6 +133,8 @@ class DrainWatch:
         if request is None:
             return None
         since = datetime.fromtimestamp(request.since, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        if not request.to:
+            return f"not accepting mail since {since} (by {request.by}): delivering its queue"
         return f"draining into {request.to} since {since} (by {request.by}): takes no mail"
 
     def close(self) -> None:
@@ -143,18 +149,29 @@ class DrainWatch:
             self._pause(request)
         elif request is None and was is not None:
             self._resume(was)
+        elif request is not None and was is not None and bool(request.to) != bool(was.to):
+            self._deliver(not request.to)  # stop accepting <-> drain into another node
         if request is not None:
             self._answer(request)
 
+    def _deliver(self, on: bool) -> None:
+        """Delivery on (stop accepting, keep delivering) or off (drain into another node)."""
+        if on:
+            self.scheduler.resume()
+        else:
+            self.scheduler.pause()
+
     def _pause(self, request: DrainRequest) -> None:
-        self.scheduler.pause()
+        if request.to:  # into another node: nothing leaves here meanwhile
+            self.scheduler.pause()
         if self.listener is not None:
             self.listener.refuse(replies.DRAINING)
         self.metrics.draining.set(1)
         event(log, "drain_paused", logging.WARNING, worker=self.worker, to=request.to)
 
     def _resume(self, request: DrainRequest) -> None:
-        self.scheduler.resume()
+        if request.to:
+            self.scheduler.resume()
         if self.listener is not None:
             self.listener.refuse(None)
         self.metrics.draining.set(0)

@@ -50,6 +50,7 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
+import os
 import signal
 import socket
 import time
@@ -60,7 +61,7 @@ from admin.api import OperatorServices, build_services
 from admin.server import AdminServer, create_app
 from anomaly.enforce import Enforcer
 from anomaly.feed import Feed, LocalFeed, SharedFeed
-from relay.accept.listener import AcceptServer
+from relay.accept.listener import AcceptServer, bind_listener
 from relay.deliver.backoff import Backoff
 from relay.deliver.backoff_share import PULL_S as BACKOFF_PULL_S
 from relay.deliver.backoff_share import SharedCuts
@@ -79,8 +80,8 @@ from ugem.adapters.spool_queue import node_queue
 from ugem.core import workdays
 from ugem.core.clock import Clock, SystemClock
 from ugem.core.config import Config, load_config, parse_hostport
-from ugem.core.drain_state import DrainFiles
-from ugem.core.errors import ConfigError, StoreError
+from ugem.core.drain_state import DrainFiles, FileLock
+from ugem.core.errors import ConfigError, StoreError, UgemError
 from ugem.core.events import EventBus
 from ugem.core.log import event, set_level
 from ugem.core.maillog_writer import MailLogWriter, writer_from_config
@@ -156,6 +157,7 @@ class Node:
         self.draining: DrainWatch | None = None  # this worker's part in a drain of the node
         self._tasks: list[asyncio.Task[None]] = []
         self.status_file: StatusFile | None = None  # <data_dir>/run/worker-<i>.json
+        self._data_lock: FileLock | None = None  # this worker's claim on the data directory
         self._enforcing = False  # the detector started (it read its baselines)
         self._cuts: SharedCuts | None = None  # the workers' rate-limit cuts (workers > 1)
         self._state = "starting"
@@ -211,6 +213,22 @@ class Node:
             admin=admin or "off",  # as bound: worker 0 the node's, others a private port
         )
 
+    def _claim_data_dir(self) -> None:
+        """This worker's lock on the data directory (`run/worker-<i>.lock`, held until the
+        process ends): a second node started on the same directory stops here, naming the
+        process that holds it, before it opens the spool or the store."""
+        run = self.config.data_path / RUN_DIR
+        run.mkdir(parents=True, exist_ok=True)
+        lock = FileLock(run / f"worker-{self.worker}.lock")
+        if not lock.try_acquire():
+            holder = (run / f"worker-{self.worker}.pid").read_text(errors="replace").strip()
+            raise UgemError(
+                f"node.data_dir {self.config.data_path}: worker {self.worker} of another node "
+                f"(pid {holder or '?'}) runs on it; one node per data directory"
+            )
+        (run / f"worker-{self.worker}.pid").write_text(str(os.getpid()))
+        self._data_lock = lock
+
     def _check_fd_limit(self) -> None:
         """Raise the open-files limit to what the caps need; one WARNING when it falls short."""
         limit = raise_fd_limit(fd_needed(self.config))
@@ -233,6 +251,9 @@ class Node:
         patterns = configured_patterns(cfg.reputation.reply_patterns)  # so does a bad table
         self._check_fd_limit()
         cfg.data_path.mkdir(parents=True, exist_ok=True)
+        self._claim_data_dir()  # before anything in it is opened
+        if self._smtp_socket is None:  # a busy port stops the start before any file is opened
+            self._smtp_socket = bind_listener(cfg.smtp.listen, cfg.smtp.listen_backlog)
         # The detector and the applications ask the working-day calendar; its first
         # question would import `holidays`' country data on the event loop (~0.2 s).
         await asyncio.to_thread(workdays.preload, clock.now())
@@ -556,6 +577,10 @@ class Node:
             await self.store.close()
         if self.admin is not None:
             await self.admin.stop()
+        if self._smtp_socket is not None:
+            self._smtp_socket.close()  # a start that failed before the listener took it
+        if self._data_lock is not None:
+            self._data_lock.release()
         self._state = "stopped"
         event(log, "node_stopped")
 

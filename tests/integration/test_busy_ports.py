@@ -8,6 +8,7 @@ listen: ... address already in use"), which `ugem serve` prints as one line,
 
 from __future__ import annotations
 
+import os
 import socket
 import subprocess
 import sys
@@ -57,3 +58,27 @@ def test_ugem_serve_says_it_in_one_line(tmp_path: Path) -> None:
     last = ran.stderr.strip().splitlines()[-1]
     assert last.startswith(f"ugem: failed: smtp.listen {config.smtp.listen}: cannot listen")
     assert "Traceback" not in ran.stderr
+
+
+async def test_a_second_node_on_the_same_data_directory_stops_before_opening_it(
+    tmp_path: Path,
+) -> None:
+    """Two nodes on one data directory would share a spool: the second stops at once,
+    naming the directory and the first one's pid, before it opens the spool or the store."""
+    config, _ = node_config(tmp_path)
+    first = Node(config)
+    await first.start()
+    try:
+        (tmp_path / "other").mkdir()
+        other, _ = node_config(tmp_path / "other", node={"data_dir": str(config.data_path)})
+        second = Node(other)
+        with pytest.raises(UgemError) as raised:
+            await second.start()
+        await second.stop(grace=0.1)
+        assert str(raised.value) == (
+            f"node.data_dir {config.data_path}: worker 0 of another node (pid {os.getpid()}) "
+            "runs on it; one node per data directory"
+        )
+        assert second.spool is None and second.store is None  # nothing was opened
+    finally:
+        await first.stop(grace=0.1)

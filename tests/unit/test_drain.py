@@ -294,3 +294,21 @@ async def test_a_run_whose_process_died_shows_as_interrupted(scene: Scene) -> No
     shown = scene.service().status().report
     assert shown is not None and (shown.state, shown.moved) == ("stopped", 5)
     assert shown.reason == "interrupted: the process that ran it (424242) is gone"
+
+
+async def test_stop_accepting_asks_once_counts_what_is_left_and_yields_to_a_drain(
+    scene: Scene,
+) -> None:
+    await fill(scene)
+    service = scene.service()
+    status = await service.stop_accepting("cli:op", "maintenance")
+    assert status.request is not None and status.request.to == ""  # no target: keep delivering
+    again = await service.stop_accepting("cli:op", "again")
+    assert again.request == status.request  # already so: nothing new asked or audited
+    assert await service.left() == N
+    actions = [e.action for e in await scene.audit.store.audit_log()]
+    assert actions.count("node.stop-accepting") == 1
+    assert (await service.run(TO, scene.b.secrets[Role.ADMIN], "op")).empty  # may drain after
+    with pytest.raises(ConflictError, match=f"draining into {TO}"):
+        await service.stop_accepting("cli:op")
+    assert await service.left() == 0

@@ -3,6 +3,7 @@ that only record what they are told, and the drain's files in tmp_path."""
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import subprocess
 import sys
@@ -117,3 +118,27 @@ def test_a_killed_workers_lock_is_free_at_once(tmp_path: Path) -> None:
             assert files.running_workers() == []
         finally:
             child.kill()
+
+
+async def test_stop_accepting_refuses_mail_but_delivers_and_may_turn_into_a_drain(
+    tmp_path: Path,
+) -> None:
+    files = DrainFiles(tmp_path / "drain")
+    watch, deliveries, doors = await watching(files)
+    local = dataclasses.replace(REQUEST, id="req2", to="")
+    files.ask(local)
+    await watch.check()
+    assert not deliveries.paused and doors.refusals == [replies.DRAINING]
+    refusal = watch.refusal()
+    assert refusal is not None and refusal.startswith("not accepting mail since")
+    assert refusal.endswith("delivering its queue")
+    files.ask(REQUEST)  # now into another node: delivery stops
+    await watch.check()
+    assert deliveries.paused
+    files.ask(local)  # and back
+    await watch.check()
+    assert not deliveries.paused
+    files.clear()
+    await watch.check()
+    assert not deliveries.paused and doors.refusals[-1] is None and watch.refusal() is None
+    watch.close()

@@ -1,4 +1,11 @@
-"""`ugem drain --to HOST:PORT | --status | --cancel`: hand this node's queue to another node.
+"""`ugem drain [--to HOST:PORT | --status | --cancel]`: take a node out of service.
+
+`ugem drain` alone stops the node accepting mail (every worker: new SMTP
+sessions get 421 4.3.2, open ones are closed between commands, `/readyz`
+503 "not accepting mail") while it goes on delivering its queue, and waits,
+printing the count left to stderr every `--every` seconds, until the queue is
+empty (exit 0) or `--timeout` seconds passed (exit 1; the node stays out of
+service either way, until `--cancel`). `--no-wait` returns at once.
 
 `--to HOST:PORT` (the other node's admin listener, or an http(s) URL) with
 `--token-file F` (a file holding one of that node's admin tokens; `-` reads
@@ -23,6 +30,7 @@ import argparse
 import asyncio
 import logging
 import sys
+import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -49,11 +57,16 @@ def register(
     p = sub.add_parser(
         "drain", parents=[common], help="hand this node's queue to another node and stop it"
     )
-    what = p.add_mutually_exclusive_group(required=True)
+    what = p.add_mutually_exclusive_group()
     what.add_argument("--to", metavar="HOST:PORT", help="the other node's admin listener")
     what.add_argument("--status", action="store_true", help="show the drain and its progress")
     what.add_argument("--cancel", action="store_true", help="take the node back into service")
     p.add_argument("--token-file", metavar="FILE", help="an admin token of the other node")
+    p.add_argument("--no-wait", action="store_true", help="without --to: do not wait")
+    p.add_argument(
+        "--timeout", type=float, default=0.0, metavar="S", help="without --to: wait at most S s"
+    )
+    p.add_argument("--every", type=float, default=5.0, metavar="S", help=argparse.SUPPRESS)
     p.add_argument("--reason", default="", metavar="TEXT", help="why (kept in the audit log)")
     add_json_flag(p)
     p.set_defaults(handler=drain)
@@ -66,6 +79,8 @@ def drain(args: argparse.Namespace, config: Config) -> int:
         status = _with_service(config, lambda s: s.cancel(actor(), args.reason))
         _print_status(status, args.json)
         return 0
+    if args.to is None:
+        return _stop_accepting(args, config)
     token = _token(args.token_file)
     printer = None if args.json else _progress
     with as_options({"to": "--to", "token": "--token-file"}):
@@ -77,6 +92,33 @@ def drain(args: argparse.Namespace, config: Config) -> int:
     else:
         _print_report(report)
     return 0 if report.empty else 1
+
+
+def _stop_accepting(args: argparse.Namespace, config: Config) -> int:
+    """Stop accepting, keep delivering; wait until the queue is empty (or not at all)."""
+    if args.timeout < 0 or args.every <= 0:
+        raise UsageError("--timeout: a number of seconds, 0 or more (0: no limit)")
+
+    async def wait(service: DrainService) -> int:
+        await service.stop_accepting(actor(), args.reason)
+        deadline = None if not args.timeout else time.monotonic() + args.timeout
+        left = await service.left()
+        while left and not args.no_wait:
+            if deadline is not None and time.monotonic() >= deadline:
+                break
+            print(f"ugem drain: not accepting mail; {left} messages left", file=sys.stderr)
+            await asyncio.sleep(args.every)
+            left = await service.left()
+        return left
+
+    left = _with_service(config, wait)
+    if args.json:
+        print_json({"accepting": False, "left": left})
+    else:
+        print(
+            f"not accepting mail; {left} messages left" + ("" if left else ": the queue is empty")
+        )
+    return 0 if left == 0 or args.no_wait else 1
 
 
 def _token(path: str | None) -> str:
@@ -168,6 +210,8 @@ def _print_status(status: DrainStatus, as_json: bool) -> None:
     request = status.request
     if request is None:
         print("not draining: the node takes and delivers mail")
+    elif not request.to:
+        print(f"not accepting mail since {when(request.since)} (by {request.by}); delivering")
     else:
         print(f"draining into {request.to} since {when(request.since)} (by {request.by})")
     for worker, answer in status.workers.items():
@@ -175,7 +219,8 @@ def _print_status(status: DrainStatus, as_json: bool) -> None:
             print(f"  worker {worker}: running")
         else:
             state = "quiet" if answer.quiet else f"{answer.in_flight} deliveries in flight"
-            print(f"  worker {worker}: paused, {state}, {answer.sessions} sessions")
+            doing = "delivering" if not request.to else "paused"
+            print(f"  worker {worker}: {doing}, {state}, {answer.sessions} sessions")
     report = status.report
     if report is not None:
         running = " (running)" if status.running else ""
