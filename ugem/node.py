@@ -567,6 +567,8 @@ class Node:
             await self.trace.stop()
         if self.maillog is not None:
             await self.maillog.stop()
+        if self.admin is not None:  # before what its API reads closes: a call after
+            await self.admin.stop()  # the store's close would open a connection nobody closes
         if self.spool is not None:
             await self.spool.close()
         if self.draining is not None:
@@ -575,8 +577,6 @@ class Node:
             await self.registry.watch.close()
         if self.store is not None:
             await self.store.close()
-        if self.admin is not None:
-            await self.admin.stop()
         if self._smtp_socket is not None:
             self._smtp_socket.close()  # a start that failed before the listener took it
         if self._data_lock is not None:

@@ -191,7 +191,7 @@ class RedisTrafficLog:
             raise StoreError(f"{self.name}: read: {exc}") from exc
         if not found:
             return cursor, []
-        entries = found[0][1]  # [[stream, [(id, fields), ...]]] (RESP2, redis-py's default)
+        entries = found[0][1]  # [[stream, [(id, fields), ...]]]
         return str(entries[-1][0]), [str(fields["r"]) for _, fields in entries]
 
     async def tail(self) -> str:
