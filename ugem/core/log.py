@@ -23,6 +23,9 @@ _LEVELS = {
 }
 
 
+_ENCODE = json.JSONEncoder(default=str, ensure_ascii=False).encode  # one encoder, not one a line
+
+
 class _JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         out: dict[str, Any] = {
@@ -34,7 +37,7 @@ class _JsonFormatter(logging.Formatter):
         out.update(getattr(record, "fields", {}))
         if record.exc_info:
             out["exc"] = self.formatException(record.exc_info)
-        return json.dumps(out, default=str, ensure_ascii=False)
+        return _ENCODE(out)
 
 
 class _TextFormatter(logging.Formatter):
@@ -74,6 +77,12 @@ def event(
     exc_info: bool = False,
     **fields: Any,
 ) -> None:
-    """Log one structured event; the fields appear as keys of the line."""
+    """Log one structured event; the fields appear as keys of the line.
+
+    The record is made directly, without `Logger.log`'s walk of the stack for the
+    caller's file and line, which no formatter here shows (a third of a line's cost).
+    """
     if logger.isEnabledFor(level):
-        logger.log(level, name, extra={"event": name, "fields": fields}, exc_info=exc_info)
+        error = sys.exc_info() if exc_info else None
+        extra = {"event": name, "fields": fields}
+        logger.handle(logger.makeRecord(logger.name, level, "", 0, name, (), error, extra=extra))
