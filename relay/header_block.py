@@ -142,9 +142,12 @@ def addresses_in(value: bytes) -> list[str] | None:
 
 def message_id(text: bytes) -> str:
     """The first Message-ID: of `text`'s header section, unfolded, without its angle
-    brackets, at most MAX_MESSAGE_ID characters; "" when there is none."""
-    block, _ = split_message(text)
-    found = _MESSAGE_ID.search(block)
+    brackets, at most MAX_MESSAGE_ID characters; "" when there is none. Only the header
+    section is searched, in place: the body (up to the largest message) is never copied."""
+    if text.startswith(CRLF):
+        return ""  # no header section
+    end = text.find(CRLF + CRLF)
+    found = _MESSAGE_ID.search(text, 0, len(text) if end < 0 else end + 2)
     if found is None:
         return ""
     value = found.group(1).replace(CRLF, b"").strip().strip(b"<>").strip()
