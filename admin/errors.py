@@ -110,6 +110,14 @@ _STATUS: dict[type[Exception], int] = {
 }
 
 
+def status_of(exc: Exception) -> int | None:
+    """The status the API answers a service's error with (a `UsageError`: 422); None for
+    an error that is not a service's (a bug: 500). The web console answers the same."""
+    if isinstance(exc, UsageError):
+        return 422
+    return next((code for kind, code in _STATUS.items() if isinstance(exc, kind)), None)
+
+
 def problem_body(
     status: int, detail: str, errors: Sequence[Mapping[str, Any]] | None = None
 ) -> dict[str, Any]:

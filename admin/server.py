@@ -2,7 +2,8 @@
 
 `create_app` mounts the documentation pages with their assets (`admin.docs`),
 the health endpoints and, given the services, the /v1/ API (`admin.api`) with
-its error mapping and its errors in the schema (`admin.errors`); in front of it
+its error mapping and its errors in the schema (`admin.errors`) and the web
+console at /ui/ (`admin.ui.app`, signed in with the same tokens); in front of it
 the token check that needs no body (`admin.auth.AuthGate`) and, in front of
 everything, the cap on request bodies (`admin.body_limit`,
 `[admin] max_body_size`; the import of another node's queued mail takes up to a
@@ -32,6 +33,7 @@ from admin.auth import AuthGate
 from admin.body_limit import BodyLimit
 from admin.health import HealthSource, health_router
 from admin.http_protocol import guarded_protocol
+from admin.ui.app import MOUNT, console_app
 from ugem.core import times
 from ugem.core.config import AdminConfig, parse_hostport
 from ugem.core.errors import UgemError
@@ -77,6 +79,7 @@ def create_app(
     wider: dict[str, int] = {}
     if services is not None:
         app.include_router(api_router(services))
+        app.mount(MOUNT, console_app(services, settings))  # the web console, /ui/
         app.add_middleware(AuthGate, tokens=services.tokens)
         if services.transfer is not None:
             most = queue_import.body_limit(services.transfer)

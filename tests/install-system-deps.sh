@@ -2,7 +2,8 @@
 # Installs the real peers the tests use (redis-server, redis-sentinel, swaks, curl, dnsmasq, Postfix
 # for smtp-source, Perl's Mail::DKIM as an independent DKIM verifier, ss, a C
 # compiler for the fsync fault library, promtool from Debian's prometheus package for
-# the alert rules and the Prometheus config of ugem/deploy) when
+# the alert rules and the Prometheus config of ugem/deploy, chromium and its
+# chromedriver for the web console's browser tests) when
 # they are missing. Needs root; without it, prints what is missing and the
 # tests that need it skip with that reason.
 set -u
@@ -17,6 +18,8 @@ perl -MMail::DKIM -e1 2>/dev/null || need+=(libmail-dkim-perl)
 command -v ss >/dev/null || need+=(iproute2)
 command -v cc >/dev/null || need+=(gcc libc6-dev)
 command -v promtool >/dev/null || need+=(prometheus)
+command -v chromium >/dev/null || need+=(chromium)
+command -v chromedriver >/dev/null || need+=(chromium-driver)
 [ ${#need[@]} -eq 0 ] && exit 0
 if [ "$(id -u)" != 0 ]; then
   echo "missing system packages (not root, not installing): ${need[*]}" >&2

@@ -33,12 +33,14 @@ from fastapi import FastAPI
 from admin.api import OperatorServices, build_services
 from admin.server import AdminServer, create_app
 from relay.queue.spool import Spool
+from tests.support.connections import plain
 from ugem.adapters.spool_queue import Returner, SpoolQueue
 from ugem.core.clock import FakeClock
 from ugem.core.config import AdminConfig, Config
 from ugem.core.drain_state import DrainFiles
 from ugem.core.errors import SpoolFullError
 from ugem.core.metrics import Metrics
+from ugem.core.model import ConnState
 from ugem.core.registry import Registry
 from ugem.core.registry_watch import StoreStatus
 from ugem.core.services.applications import Finding
@@ -175,3 +177,10 @@ async def listening(app: FastAPI, settings: AdminConfig | None = None) -> AsyncI
         yield server.port
     finally:
         await server.stop()
+
+
+async def add_two_connections(api: AdminApi) -> None:
+    """a.gov.kz active and b.gov.kz suspended ("spam"), as the role tables expect."""
+    await api.store.add(plain("a.gov.kz", "192.0.2.10"))
+    await api.store.add(plain("b.gov.kz", "192.0.2.11"))
+    await api.registry.set_state("b.gov.kz", ConnState.SUSPENDED, "spam", "test")

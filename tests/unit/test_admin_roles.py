@@ -19,9 +19,8 @@ from typing import Any
 import pytest
 
 from relay.queue.message import QueuedMessage, QueueState
-from tests.support.admin import AdminApi, admin_api
-from tests.support.connections import plain
-from ugem.core.model import ConnState, Contact
+from tests.support.admin import AdminApi, add_two_connections, admin_api
+from ugem.core.model import Contact
 from ugem.core.services.applications import ApplicationForm
 from ugem.core.services.incidents import Action, Evidence, Mode
 from ugem.core.services.overrides import OverrideKind, OverrideRequest
@@ -120,9 +119,7 @@ def _message(queue_id: str, state: QueueState, connection: str) -> QueuedMessage
 @pytest.fixture
 async def api(tmp_path: Path) -> AsyncIterator[AdminApi]:
     async with admin_api(tmp_path) as api:
-        await api.store.add(plain("a.gov.kz", "192.0.2.10"))
-        await api.store.add(plain("b.gov.kz", "192.0.2.11"))
-        await api.registry.set_state("b.gov.kz", ConnState.SUSPENDED, "spam", "test")
+        await add_two_connections(api)
         later = api.clock.now() + 86400
         await api.services.connections.disconnect("b.gov.kz", "status", "test", later)
         await api.spool.commit(_message(HELD, QueueState.HELD, "b.gov.kz"))

@@ -247,6 +247,12 @@ class AdminConfig:
     body_timeout: float = knob(
         30.0, "Seconds a client may take to send a request's body after its head.", lo=0.1, hi=3600
     )
+    console_session: float = knob(
+        8 * 3600.0,
+        "Seconds a sign-in to the web console (/ui/) lasts; then the operator signs in again.",
+        lo=60,
+        hi=7 * 86400,
+    )
     max_connections: int = knob(
         100,
         "Concurrent admin HTTP connections of a worker (apart from SMTP's); over it: 503, closed.",

@@ -14,7 +14,8 @@ and where each error is raised::
     │                          start), relay.accept.listener (the SMTP socket cannot
     │                          listen), ugem.core.services.notices (no outbox),
     │                          ugem.core.drain_state (a drain request that cannot be
-    │                          read or written: the node cannot tell if it may take mail)
+    │                          read or written: the node cannot tell if it may take mail),
+    │                          admin.ui.i18n (the console's catalogues differ: a bug)
     ├── ConfigError            bad configuration: names the key, the value, what is allowed
     │                          (ugem.core.config, .notices, .dkim_keys, .store, .redis_url
     │                          (a malformed redis+sentinel:// store.url), .reply_class,

@@ -1,0 +1,169 @@
+"""The web console in headless Chromium against a real node, with real SMTP traffic.
+
+One browser for the module (`tests.support.browser`), one node per test
+(`node_relaying_to`: mdai.gov.kz connected from 127.0.0.2, example.org routed
+to a sink). An operator signs in with a token, finds the connection, suspends
+it with a reason (confirming), and the next message from its server gets 451
+over SMTP; resumes it, and mail flows to the sink. A viewer sees no action,
+and a POST forged with the viewer's own session and CSRF token is refused 403;
+a POST without or with a wrong CSRF token is refused. The language switch
+changes the page and is remembered. Every page passes the accessibility basics
+(`tests.support.accessibility`) and is photographed to var/screenshots/.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.support.accessibility import problems
+from tests.support.browser import Browser, chromium_driver
+from tests.support.node import node_relaying_to, running_node, send_mail
+from tests.support.sink import Sink
+from ugem.core.services.audit import AuditLog
+from ugem.core.services.tokens import Role, TokenService
+from ugem.node import Node
+
+CONN = "mdai.gov.kz"
+SERVER = "127.0.0.2"
+HOSTILE = "<script>alert(1)</script> spam run"
+
+
+@pytest.fixture(scope="module")
+def driver(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    started = chromium_driver(tmp_path_factory.mktemp("chromium-profile"))
+    try:
+        yield started
+    finally:
+        started.quit()
+
+
+@pytest.fixture
+async def node(tmp_path: Path, sink: Sink) -> AsyncIterator[Node]:
+    config, _ = await node_relaying_to(tmp_path, sink, CONN, (SERVER,))
+    async with running_node(config) as started:
+        yield started
+
+
+@pytest.fixture
+async def browser(driver: Any, node: Node) -> Browser:
+    browser = Browser(driver, f"http://{node.config.admin.listen}")
+    await browser.call(driver.delete_all_cookies)
+    return browser
+
+
+async def token(node: Node, name: str, role: Role) -> str:
+    assert node.store is not None
+    tokens = TokenService(node.store, AuditLog(node.store, node.clock), node.clock)
+    return (await tokens.create(name, role, "test"))[1]
+
+
+async def looked_at(browser: Browser, name: str) -> None:
+    """The page shown passes the accessibility basics; its screenshot is written."""
+    await browser.shoot(name)
+    assert await browser.call(problems, browser.driver) == [], name
+
+
+async def sign_in(browser: Browser, secret: str) -> None:
+    await browser.open("/ui/")
+    assert await browser.path() == "/ui/sign-in"
+    await browser.type("#token", secret)
+    await browser.click("form[action='/ui/sign-in'] button")
+    assert await browser.path() == "/ui/"
+
+
+async def act(browser: Browser, action: str, reason: str) -> None:
+    """Fill the action's form on the connection's page, then confirm it on the next page."""
+    await browser.type(f"#{action}-reason", reason)
+    await browser.click(f"form.action-{action} button")
+    assert "confirm" in (await browser.text("h1")).lower()
+    await looked_at(browser, f"confirm-{action}")
+    await browser.click("#confirm")
+    assert await browser.path() == f"/ui/connections/{CONN}?done={action}"
+
+
+async def test_an_operator_suspends_and_resumes_a_connection(
+    browser: Browser, node: Node, sink: Sink
+) -> None:
+    await browser.open("/ui/sign-in")
+    await looked_at(browser, "sign-in")
+    await sign_in(browser, await token(node, "aliya", Role.OPERATOR))
+    assert "Open incidents" in await browser.text()
+    await looked_at(browser, "overview")
+
+    await browser.click("nav a[href='/ui/connections']")
+    await browser.type("#text", "mdai")
+    await browser.click("form.filters button")
+    assert "Found: 1" in await browser.text()
+    await looked_at(browser, "connections")
+    await browser.click(f"a[href='/ui/connections/{CONN}']")
+    await looked_at(browser, "connection")
+
+    await act(browser, "suspend", HOSTILE)
+    assert await browser.text("#conn-state") == "suspended"
+    assert await browser.text("#conn-reason") == HOSTILE  # shown as text, not run
+    await looked_at(browser, "connection-suspended")
+    refused = await send_mail(node.config, f"a@{CONN}", ["x@example.org"], SERVER)
+    assert refused.code == 451, refused
+
+    await act(browser, "resume", "cleaned up")
+    assert await browser.text("#conn-state") == "connected"
+    sent = await send_mail(node.config, f"a@{CONN}", ["x@example.org"], SERVER)
+    assert sent.code == 250, sent
+    [delivered] = await sink.wait_for(1)
+    assert delivered.rcpts == ["x@example.org"]
+    assert node.store is not None
+    actors = {r.entry.action: r.entry.actor for r in await node.store.audit_records(CONN, 50)}
+    assert actors["connection.suspend"] == actors["connection.resume"] == "api:aliya"
+
+
+async def test_a_viewer_can_only_look_and_forged_posts_are_refused(
+    browser: Browser, node: Node
+) -> None:
+    await sign_in(browser, await token(node, "nurlan", Role.VIEWER))
+    await browser.open(f"/ui/connections/{CONN}")
+    assert await browser.all("form[action*='/ui/connections/']") == []
+    assert "Actions" not in await browser.text()
+    await looked_at(browser, "connection-viewer")
+
+    csrf = await browser.call(
+        lambda: browser.driver.find_element("css selector", "input[name=csrf]").get_attribute(
+            "value"
+        )
+    )
+    cookies = {"ugem_ui": await browser.cookie("ugem_ui") or ""}
+    forged = {"csrf": csrf, "reason": "forged", "confirm": "yes"}
+    english = {"Accept-Language": "en"}
+    async with httpx.AsyncClient(base_url=browser.base, cookies=cookies, headers=english) as client:
+        for action in ("suspend", "disconnect"):
+            answer = await client.post(f"/ui/connections/{CONN}/{action}", data=forged)
+            assert answer.status_code == 403, answer.text
+            assert "needs the" in answer.text
+        for bad in ({}, {"csrf": "0" * 64}):
+            form = {"lang": "kk", "next": "/ui/"} | bad
+            assert (await client.post("/ui/language", data=form)).status_code == 403
+    conn = await node.services.connections.get(CONN) if node.services else None
+    assert conn is not None and conn.state == "connected"
+
+
+async def test_the_language_switch_is_remembered(browser: Browser, node: Node) -> None:
+    await sign_in(browser, await token(node, "dana", Role.ADMIN))
+    await browser.open("/ui/connections")
+    assert await browser.text("h1") == "Connections"
+    option = await browser.find("#lang-choice option[value=kk]")
+    await browser.call(option.click)  # chooses; the page stays
+    await browser.click("form[action='/ui/language'] button")
+    assert await browser.path() == "/ui/connections"
+    assert await browser.text("h1") == "Қосылымдар"
+    await browser.open(f"/ui/connections/{CONN}")
+    assert "Әрекеттер" in await browser.text()  # "Actions", on another page
+    assert await browser.cookie("ugem_lang") == "kk"
+    html_lang = await browser.call(
+        lambda: browser.driver.find_element("css selector", "html").get_attribute("lang")
+    )
+    assert html_lang == "kk"
+    await looked_at(browser, "connection-kk")

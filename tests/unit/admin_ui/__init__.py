@@ -1,0 +1,1 @@
+"""Unit tests of the web console (admin/ui)."""
