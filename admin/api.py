@@ -26,6 +26,7 @@ from admin import (
     reputation,
     status,
     tokens,
+    traffic,
 )
 from admin.auth import Authority
 from ugem.core.clock import Clock
@@ -45,6 +46,7 @@ from ugem.core.services.overrides import OverrideService
 from ugem.core.services.reputation import ReputationService
 from ugem.core.services.status import StatusService
 from ugem.core.services.tokens import TokenService
+from ugem.core.services.traffic import TrafficService, TrafficSource
 from ugem.core.services.transfer import TransferService
 from ugem.core.store.base import Store
 from ugem.core.throttle import ThrottleView
@@ -61,6 +63,7 @@ class OperatorServices:
     overrides: OverrideService
     reputation: ReputationService
     complaints: ComplaintService
+    traffic: TrafficService  # traffic against its usual (/v1/connections/{id}/traffic)
     throttle: ThrottleView | None = None  # the node's throttled connections (ugem.core.throttle)
     drain: DrainService | None = None  # drains this node into another (/v1/drain)
     transfer: TransferService | None = None  # takes another node's mail (/v1/queue/import)
@@ -85,6 +88,7 @@ def build_services(
     messages: MessageService | None = None,
     journal: Publish | None = None,
     status_dir: Path | None = None,
+    traffic_source: TrafficSource | None = None,
 ) -> OperatorServices:
     """The services of one node (or test) over its store, registry and queue.
 
@@ -95,7 +99,8 @@ def build_services(
     feedback-loop complaints (None: the ones in `store`, traced by `registry`, counted in
     `metrics`, announced on no bus); `messages` searches the message index; `journal` is
     told of the queue's changes (the mail log); `status_dir` is where the node's workers
-    describe themselves (`ugem.core.runtime`: None, no /v1/status).
+    describe themselves (`ugem.core.runtime`: None, no /v1/status); `traffic_source` the
+    live detector's counts and baselines (None: the detector is off, the traffic says so).
     """
     audit = AuditLog(store, clock)
     notifier = None if notices is None else Notifier(outbox, audit, clock, notices)
@@ -123,6 +128,7 @@ def build_services(
         overrides=OverrideService(store, audit, clock),
         reputation=reputation or ReputationService(None, (), (), clock),
         complaints=complaints or ComplaintService(store, clock, registry, metrics=metrics),
+        traffic=TrafficService(connections, clock, traffic_source),
         throttle=throttle,
         drain=drain,
         transfer=transfer,
@@ -135,6 +141,7 @@ def api_router(services: OperatorServices) -> APIRouter:
     auth = Authority()
     api = APIRouter(prefix="/v1")
     api.include_router(connections.router(services.connections, auth, services.throttle))
+    api.include_router(traffic.router(services.traffic, auth))
     api.include_router(queue.router(services.queue, auth))
     api.include_router(audit.router(services.audit, auth))
     api.include_router(tokens.router(services.tokens, auth))

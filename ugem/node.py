@@ -59,6 +59,7 @@ from pathlib import Path
 
 from admin.api import OperatorServices, build_services
 from admin.server import AdminServer, create_app
+from anomaly.detector import Detector
 from anomaly.enforce import Enforcer
 from anomaly.feed import Feed, LocalFeed, SharedFeed
 from relay.accept.listener import AcceptServer, bind_listener
@@ -77,6 +78,7 @@ from ugem.adapters.outbox import SchedulerOutbox
 from ugem.adapters.readiness import application_check
 from ugem.adapters.reputation import reputation_service
 from ugem.adapters.spool_queue import node_queue
+from ugem.adapters.traffic import CountingFeed, DetectorTraffic
 from ugem.core import workdays
 from ugem.core.clock import Clock, SystemClock
 from ugem.core.config import Config, load_config, parse_hostport
@@ -104,6 +106,7 @@ from ugem.core.store.traffic import TrafficLog, open_traffic_log
 from ugem.core.tasks import cancel_and_wait, raise_if_cancelled
 from ugem.core.throttle import ThrottleBoard
 from ugem.core.trace_writer import TraceWriter
+from ugem.core.traffic_history import TrafficHistory
 from ugem.draining import CHECK_INTERVAL, DrainWatch, drain_service, transfer_service
 from ugem.fd_limit import fd_needed, raise_fd_limit
 from ugem.reload import ReloadResult, merged, plan
@@ -319,6 +322,11 @@ class Node:
         # Mail to [reputation] fbl_address: kept in the store, traced, counted, on the bus.
         complaints = ComplaintService(self.store, clock, self.registry, self.bus, self.metrics)
         queue = node_queue(cfg, self.spool, clock)  # the admin API sees every worker's spool
+        # The detector (mode not off) and the hourly counts of what it is fed, for the
+        # traffic charts (/v1/connections/{id}/traffic, the console's connection page).
+        detector = Detector(keep_counting=True) if cfg.anomaly.mode != "off" else None
+        counted = TrafficHistory()
+        traffic = None if detector is None else DetectorTraffic(detector, counted)
         self.services = services = build_services(
             self.store,
             self.registry,
@@ -336,6 +344,7 @@ class Node:
             messages=MessageService.of(cfg),
             journal=self.bus.publish,  # the queue's changes, for the mail log
             status_dir=cfg.data_path / RUN_DIR,  # /v1/status
+            traffic_source=traffic,
         )
         # Incidents of the gateway itself: bursts of blocklisted replies (every worker, its
         # own deliveries) and listings of its addresses (worker 0's hook, below).
@@ -354,9 +363,10 @@ class Node:
                 self.bus,
                 services.connections,
                 self.metrics,
+                detector,
                 incidents=services.incidents,
                 overrides=services.overrides,
-                feed=self._feed(),
+                feed=CountingFeed(self._feed(), counted),
                 throttle=self.throttle,
             )
             await self._start_enforcer(self.enforcer)

@@ -1,7 +1,8 @@
 """The web console as an application the admin listener mounts at /ui/.
 
-`console_app(services, settings)` builds it: the sign-in, Overview and
-Connections pages (`admin.ui.sign_in`, `.overview`, `.connections`), the
+`console_app(services, settings)` builds it: the sign-in, Overview,
+Connections and Incidents pages (`admin.ui.sign_in`, `.overview`,
+`.connections`, `.incidents`), the
 assets under /ui/static/ (package data: no CDN, nothing fetched at run time),
 the security headers around all of it (`admin.ui.headers`), and the error
 pages: a service's error (`UgemError`) is answered with the status the API
@@ -27,7 +28,7 @@ from starlette.staticfiles import StaticFiles
 
 from admin.api import OperatorServices
 from admin.errors import status_of
-from admin.ui import connections, overview, sign_in
+from admin.ui import connections, incidents, overview, sign_in
 from admin.ui.console import Console
 from admin.ui.headers import SecurityHeaders
 from admin.ui.i18n import Catalogues
@@ -59,7 +60,7 @@ def console_app(services: OperatorServices, settings: AdminConfig | None = None)
 
 def routers(console: Console) -> list[APIRouter]:
     """The console's pages, one router per module."""
-    return [module.router(console) for module in (sign_in, overview, connections)]
+    return [module.router(console) for module in (sign_in, overview, connections, incidents)]
 
 
 def _errors(app: FastAPI, console: Console) -> None:

@@ -8,14 +8,19 @@ as ONE call of `ConnectionService` with the token's actor, so the rules, the
 audit log and the notices are the service's. A disconnection takes an
 optional time (`at`, from a datetime-local field: Asia/Almaty time; empty:
 now); a bad one, or a missing reason, is a `UsageError` in the visitor's words.
+`asked(action, conn, form, words)` is what its confirmation page says
+(`admin.ui.confirm`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from urllib.parse import quote
 
+from admin.ui.confirm import Confirmation
 from admin.ui.i18n import Words
+from admin.ui.render import BASE
 from ugem.core import times
 from ugem.core.errors import UsageError
 from ugem.core.model import Connection, ConnState
@@ -84,3 +89,25 @@ def check(action: Action, form: dict[str, str], words: Words) -> None:
         raise UsageError(words("form.reason_required"))
     if action.name == "disconnect":
         when(form, words)
+
+
+def asked(action: Action, conn: Connection, form: dict[str, str], words: Words) -> Confirmation:
+    """The confirmation of `action` on `conn` with what `form` says."""
+    name = words(f"action.{action.name}")
+    facts = [(words("action.reason"), form.get("reason", ""))]
+    fields = {"reason": form.get("reason", "")}
+    if action.name == "disconnect":
+        facts.append((words("confirm.when"), form.get("at") or words("confirm.now")))
+        fields["at"] = form.get("at", "")
+    page = f"{BASE}connections/{quote(conn.id)}"
+    return Confirmation(
+        "connections",
+        words("confirm.title", action=name),
+        words(f"confirm.{action.name}", org=conn.org_name, id=conn.id),
+        facts,
+        f"{page}/{action.name}",
+        fields,
+        words("confirm.yes", action=name),
+        page,
+        danger=action.name != "resume",
+    )

@@ -9,9 +9,10 @@ allow (`admin.ui.connection_actions`). POST /ui/connections/{id}/{action}
 first answers a confirmation page repeating what will be done; only the
 confirmed form (`confirm=yes`) acts, then 303 back to the connection's page,
 which says what was done. Both steps are admitted like every POST
-(CSRF, then the action's role: 403 whatever the page showed). The
-connection's traffic against its learned baseline is the next step (TODO
-below).
+(CSRF, then the action's role: 403 whatever the page showed). The page
+also draws the connection's traffic of the last day (`?span=week`: week)
+against what the detector learned is usual (`TrafficService`, the one behind
+/v1/connections/{id}/traffic; `admin.ui.traffic`), or says why it cannot.
 """
 
 from __future__ import annotations
@@ -22,9 +23,11 @@ from fastapi import APIRouter, HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 
-from admin.ui.connection_actions import ACTIONS, check
+from admin.ui.confirm import confirmation, confirmed
+from admin.ui.connection_actions import ACTIONS, asked, check
 from admin.ui.console import Console, back_to, sign_in_first
 from admin.ui.render import BASE
+from admin.ui.traffic import drawing, span_of
 from ugem.core.model import ConnState
 from ugem.core.paging import DEFAULT_LIMIT
 
@@ -56,17 +59,16 @@ def router(console: Console) -> APIRouter:
         )  # fmt: skip
 
     @r.get("/connections/{conn_id}")
-    async def show_connection(request: Request, conn_id: str, done: str = "") -> Response:
+    async def show_connection(
+        request: Request, conn_id: str, done: str = "", span: str = ""
+    ) -> Response:
         visitor = await console.visitor(request)
         if visitor.token is None:
             return sign_in_first()
         conn = await services.connections.get(conn_id)
         allowed = [a for a in ACTIONS.values() if a.fits(conn) and visitor.may(a.role)]
         throttle = services.throttle
-        # TODO(issue 16, next step): the connection's traffic of the last day drawn against
-        # its learned baseline (admin.ui.chart.svg). The detector's baselines live in
-        # anomaly/, which the operators' services cannot reach yet: a service that gives
-        # a connection's hourly counts and its band is needed first.
+        traffic = await services.traffic.traffic(conn.id, span_of(span))
         return console.renderer.page(
             visitor,
             "connection.html",
@@ -77,6 +79,8 @@ def router(console: Console) -> APIRouter:
             throttled=throttle is not None and throttle.throttled(conn.id),
             actions=allowed,
             done=done if done in ACTIONS else "",
+            traffic=traffic,
+            chart=drawing(traffic, visitor.words),
         )
 
     @r.post("/connections/{conn_id}/{name}")
@@ -88,10 +92,8 @@ def router(console: Console) -> APIRouter:
         assert visitor.token is not None  # admitted for a role
         conn = await services.connections.get(conn_id)
         check(action, form, visitor.words)
-        if form.get("confirm") != "yes":
-            return console.renderer.page(
-                visitor, "confirm.html", conn=conn, action=action, form=form
-            )
+        if not confirmed(form):
+            return confirmation(console, visitor, asked(action, conn, form, visitor.words))
         await action.run(services.connections, conn.id, form, visitor.token.actor, visitor.words)
         return back_to(f"{BASE}connections/{quote(conn.id)}?done={action.name}")
 

@@ -7,7 +7,11 @@ it with a reason (confirming), and the next message from its server gets 451
 over SMTP; resumes it, and mail flows to the sink. A viewer sees no action,
 and a POST forged with the viewer's own session and CSRF token is refused 403;
 a POST without or with a wrong CSRF token is refused. The language switch
-changes the page and is remembered. Every page passes the accessibility basics
+changes the page and is remembered. A real burst against a node on a fake
+clock (`tests.support.burst`, mode enforce) opens an incident, which an
+operator acknowledges and closes from its page, with comments, each
+confirmed; the bursting connection's page draws its day against the usual
+the detector learned. Every page passes the accessibility basics
 (`tests.support.accessibility`) and is photographed to var/screenshots/.
 """
 
@@ -22,6 +26,7 @@ import pytest
 
 from tests.support.accessibility import problems
 from tests.support.browser import Browser, chromium_driver
+from tests.support.burst import BURST, burst_scene
 from tests.support.node import node_relaying_to, running_node, send_mail
 from tests.support.sink import Sink
 from ugem.core.services.audit import AuditLog
@@ -76,14 +81,23 @@ async def sign_in(browser: Browser, secret: str) -> None:
     assert await browser.path() == "/ui/"
 
 
+async def confirmed(
+    browser: Browser, field: str, text: str, form: str, name: str, done: str
+) -> None:
+    """Type `text` into `field`, submit `form`, confirm it on the next page (its screenshot
+    named `confirm-<name>`), and land on `done`."""
+    await browser.type(field, text)
+    await browser.click(f"{form} button")
+    assert "confirm" in (await browser.text("h1")).lower()
+    await looked_at(browser, f"confirm-{name}")
+    await browser.click("#confirm")
+    assert await browser.path() == done
+
+
 async def act(browser: Browser, action: str, reason: str) -> None:
     """Fill the action's form on the connection's page, then confirm it on the next page."""
-    await browser.type(f"#{action}-reason", reason)
-    await browser.click(f"form.action-{action} button")
-    assert "confirm" in (await browser.text("h1")).lower()
-    await looked_at(browser, f"confirm-{action}")
-    await browser.click("#confirm")
-    assert await browser.path() == f"/ui/connections/{CONN}?done={action}"
+    done = f"/ui/connections/{CONN}?done={action}"
+    await confirmed(browser, f"#{action}-reason", reason, f"form.action-{action}", action, done)
 
 
 async def test_an_operator_suspends_and_resumes_a_connection(
@@ -167,3 +181,43 @@ async def test_the_language_switch_is_remembered(browser: Browser, node: Node) -
     )
     assert html_lang == "kk"
     await looked_at(browser, "connection-kk")
+
+
+async def move(browser: Browser, name: str, comment: str) -> None:
+    """Acknowledge or close the incident shown, with `comment`, confirming it."""
+    done = f"/ui/incidents/1?done={name}"
+    await confirmed(browser, f"#{name}-comment", comment, f"form.move-{name}", name, done)
+
+
+async def test_an_incident_of_a_real_burst_is_acknowledged_and_closed(
+    driver: Any, tmp_path: Path
+) -> None:
+    async with burst_scene(tmp_path, "enforce") as scene:
+        await scene.history()
+        assert await scene.burst() is not None, "the burst was never refused"
+        browser = Browser(driver, f"http://{scene.config.admin.listen}")
+        await browser.call(driver.delete_all_cookies)
+        await sign_in(browser, await token(scene.node, "aliya", Role.OPERATOR))
+
+        await browser.click("nav a[href='/ui/incidents']")
+        assert "Open (1)" in await browser.text()
+        await looked_at(browser, "incidents")
+        await browser.click("a[href='/ui/incidents/1']")
+        assert "never seen" in await browser.text()  # the detector's finding, as evidence
+        assert "recipient domains in the last 5 min" in await browser.text()  # its numbers
+        await looked_at(browser, "incident")
+
+        await move(browser, "ack", "looking at it")
+        assert await browser.text("#incident-state") == "acknowledged"
+        await move(browser, "close", "<b>owner</b> cleaned the server")
+        assert await browser.text("#incident-state") == "closed"
+        assert await browser.text("#incident-comment") == "<b>owner</b> cleaned the server"
+        await looked_at(browser, "incident-closed")
+        assert scene.node.services is not None
+        incident = await scene.node.services.incidents.get(1)
+        assert (incident.acknowledged_by, incident.closed_by) == ("api:aliya", "api:aliya")
+
+        await browser.click(f"a[href='/ui/connections/{BURST}']")
+        chart = await browser.find("#traffic svg.chart")
+        assert "usual" in await browser.call(lambda: chart.get_attribute("textContent"))
+        await looked_at(browser, "connection-traffic")

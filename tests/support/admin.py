@@ -14,7 +14,8 @@ The drain's two halves are mounted too (`/v1/drain` hands the queue to the
 node a request names, over HTTP; `/v1/queue/import` adopts into the spool,
 with the limits of a default config; the drain's files under tmp_path/drain).
 `settings` (an `AdminConfig`) sets the app's limits, `reputation` the service
-behind /v1/reputation (default: one that checks nothing); `listening(app,
+behind /v1/reputation (default: one that checks nothing), `traffic` the source of
+the connections' traffic (default: none, as with the detector off); `listening(app,
 settings)` serves the app on a real loopback socket (`AdminServer`, port chosen by the
 system) for tests that need real HTTP connections.
 """
@@ -49,6 +50,7 @@ from ugem.core.services.drain import DrainService, Receiver
 from ugem.core.services.notices import NoticeSettings, OutgoingMail
 from ugem.core.services.reputation import ReputationService
 from ugem.core.services.tokens import Role
+from ugem.core.services.traffic import TrafficSource
 from ugem.core.services.transfer import TransferLimits, TransferService
 from ugem.core.store.sqlite import SqliteStore
 from ugem.core.transfer_client import HttpReceiver
@@ -111,6 +113,7 @@ async def admin_api(
     clock: FakeClock | None = None,
     settings: AdminConfig | None = None,
     reputation: ReputationService | None = None,
+    traffic: TrafficSource | None = None,
 ) -> AsyncIterator[AdminApi]:
     clock = clock or FakeClock()
     store = SqliteStore(tmp_path / "registry.db")
@@ -128,6 +131,7 @@ async def admin_api(
     services = build_services(
         store, registry, queue, clock, metrics, dns_check, outbox, NOTICES,
         reputation=reputation,
+        traffic_source=traffic,
         drain=drain_half(queue, DrainFiles(tmp_path / "drain"), AuditLog(store, clock), clock),
         transfer=transfer_half(queue, DrainFiles(tmp_path / "drain"), AuditLog(store, clock)),
     )  # fmt: skip

@@ -55,6 +55,7 @@ IMPORT: dict[str, Any] = {
 ENDPOINTS: list[tuple[str, str, Any, Role, int]] = [
     ("GET", "/v1/connections", None, Role.VIEWER, 200),
     ("GET", "/v1/connections/a.gov.kz", None, Role.VIEWER, 200),
+    ("GET", "/v1/connections/a.gov.kz/traffic", None, Role.VIEWER, 200),
     ("PATCH", "/v1/connections/a.gov.kz", {"org_name": "Renamed"}, Role.OPERATOR, 200),
     ("POST", "/v1/connections/a.gov.kz/suspend", {"reason": "spam"}, Role.OPERATOR, 200),
     ("POST", "/v1/connections/b.gov.kz/resume", {}, Role.OPERATOR, 200),

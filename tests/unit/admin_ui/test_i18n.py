@@ -9,10 +9,14 @@ import pytest
 
 from admin.ui.connection_actions import ACTIONS
 from admin.ui.i18n import LANGUAGES, Catalogues, choose, difference
+from admin.ui.incidents import MOVES
 from ugem.core.model import ConnState, OrgKind
+from ugem.core.services.incidents import Action, IncidentKind, IncidentState, Mode
 from ugem.core.services.overrides import OverrideKind
 from ugem.core.services.status import STATES
 from ugem.core.services.tokens import Role
+from ugem.core.services.traffic import SPANS
+from ugem.core.services.traffic import Status as TrafficStatus
 
 LITERAL = re.compile(r"""(?:\bt|words)\(\s*["']([a-z_.0-9-]+)["']""")
 UI = resources.files("admin.ui")
@@ -35,6 +39,13 @@ def built_keys() -> set[str]:
     keys |= {f"worker.state.{s}" for s in ("ready", "degraded", "not_ready", "draining")}
     keys |= {f"{p}.{a}" for p in ("action", "done", "confirm") for a in ACTIONS}
     keys |= {f"age.{u}" for u in ("d", "h", "min", "s")}
+    keys |= {f"traffic.status.{s.value}" for s in TrafficStatus}
+    keys |= {f"incidents.group.{s.value}" for s in IncidentState}
+    keys |= {f"incident.state.{s.value}" for s in IncidentState}
+    keys |= {f"incident.kind.{k.value}" for k in IncidentKind}
+    keys |= {f"incident.mode.{m.value}" for m in Mode} | {f"incident.action.{a}" for a in Action}
+    keys |= {f"incident.{p}.{m}" for p in ("move", "confirm", "done") for m in MOVES}
+    keys |= {f"traffic.{p}.{s}" for p in ("span", "title", "total") for s in SPANS}
     return keys | {"error.404", "error.405", "error.500", "error.other"}
 
 

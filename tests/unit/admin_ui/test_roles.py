@@ -1,7 +1,8 @@
 """Every POST of the console by role: 403 below its role (whatever the page showed), else done.
 
 The same roles as the API (`tests/unit/test_admin_roles.py`): suspend and
-resume need `operator`, disconnect `admin`; signing in and out and the
+resume need `operator`, disconnect `admin`, an incident's acknowledge and
+close `operator`; signing in and out and the
 language need none, only the session's CSRF token. A POST route added
 without a row in `POSTS` fails `test_the_table_covers_every_post_route`.
 """
@@ -24,6 +25,7 @@ from admin.ui.visitor import Doorman
 from tests.support.admin import AdminApi, add_two_connections, admin_api
 from tests.support.console import console_client, csrf_of, signed_in
 from ugem.core.model import ConnState
+from ugem.core.services.incidents import Action, Evidence, Mode
 from ugem.core.services.tokens import Role
 
 # (path, form, least role or None: only the CSRF token, success status)
@@ -32,11 +34,15 @@ POSTS: list[tuple[str, dict[str, str], Role | None, int]] = [
     ("/ui/connections/a.gov.kz/suspend", {"reason": "spam"}, Role.OPERATOR, 200),  # confirm page
     ("/ui/connections/b.gov.kz/resume", {"confirm": "yes"}, Role.OPERATOR, 303),
     ("/ui/connections/a.gov.kz/disconnect", {"reason": "gone", "confirm": "yes"}, Role.ADMIN, 303),
+    ("/ui/incidents/1/ack", {"comment": "on it", "confirm": "yes"}, Role.OPERATOR, 303),
+    ("/ui/incidents/1/close", {"comment": "done"}, Role.OPERATOR, 200),  # confirm page
+    ("/ui/incidents/1/close", {"comment": "done", "confirm": "yes"}, Role.OPERATOR, 303),
     ("/ui/sign-out", {}, None, 303),
     ("/ui/language", {"lang": "kk", "next": "/ui/connections"}, None, 303),
 ]
 ROUTES = {
     "/ui/connections/{conn_id}/{name}",
+    "/ui/incidents/{number}/{move}",
     "/ui/sign-out",
     "/ui/language",
     "/ui/sign-in",  # tested with the session (test_session.py, test_csrf.py)
@@ -48,6 +54,8 @@ CASES = [pytest.param(*row, id=f"{row[0]} {sorted(row[1])}") for row in POSTS]
 async def api(tmp_path: Path) -> AsyncIterator[AdminApi]:
     async with admin_api(tmp_path) as api:
         await add_two_connections(api)
+        evidence = Evidence(api.clock.now(), Action.SUSPENDED, "412 recipients in 5 min")
+        await api.services.incidents.record("a.gov.kz", Mode.ENFORCE, evidence, "detector")
         yield api
 
 
