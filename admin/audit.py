@@ -2,7 +2,8 @@
 
 Both need `viewer`. The list is a page, newest first (`admin.pages`: keyset on
 the record's `seq`, which the store pages by itself); its total counts every
-matching record.
+matching record. `since` and `until` keep the records written in that window
+(`window_of`: read as the message search reads them).
 """
 
 from typing import Annotated
@@ -12,8 +13,11 @@ from fastapi import APIRouter, Depends, Query
 from admin.auth import Authority
 from admin.pages import DEFAULT_LIMIT, Cursor, Limit, PageOut, page_out
 from admin.schemas import AuditOut, VerdictOut
-from ugem.core.services.audit import AuditLog
+from ugem.core.services.audit import AuditLog, window_of
 from ugem.core.services.tokens import Role
+
+SINCE = "written at or after: RFC 3339, Unix time or a date (Asia/Almaty without a zone)"
+UNTIL = "written before: as since; a date means to the end of that day"
 
 
 def router(service: AuditLog, auth: Authority) -> APIRouter:
@@ -28,12 +32,16 @@ def router(service: AuditLog, auth: Authority) -> APIRouter:
         action: Annotated[
             str | None, Query(max_length=100, description="e.g. queue.delete")
         ] = None,
+        since: Annotated[str | None, Query(max_length=100, description=SINCE)] = None,
+        until: Annotated[str | None, Query(max_length=100, description=UNTIL)] = None,
         limit: Limit = DEFAULT_LIMIT,
         cursor: Cursor = None,
     ) -> PageOut[AuditOut]:
         """Who did what, to which target, when and why, with the target before and after;
         newest first."""
-        return page_out(await service.page(target, actor, action, limit, cursor), AuditOut.of)
+        window = window_of(since, until)
+        found = await service.page(target, actor, action, limit, cursor, window=window)
+        return page_out(found, AuditOut.of)
 
     @r.get("/verify", response_model=VerdictOut, summary="Verify the audit log's hash chain")
     async def verify_audit() -> VerdictOut:

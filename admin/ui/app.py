@@ -1,12 +1,13 @@
 """The web console as an application the admin listener mounts at /ui/.
 
 `console_app(services, settings)` builds it: the sign-in, Overview,
-Connections and Incidents pages (`admin.ui.sign_in`, `.overview`,
-`.connections`, `.incidents`), the
-assets under /ui/static/ (package data: no CDN, nothing fetched at run time),
-the security headers around all of it (`admin.ui.headers`), and the error
-pages: a service's error (`UgemError`) is answered with the status the API
-gives it (`admin.errors.status_of`: 403, 404, 409, 422, 503) and its message,
+Connections, Applications, Incidents, Queue and Audit pages
+(`admin.ui.sign_in`, `.overview`, `.connections`, `.applications`,
+`.incidents`, `.queue`, `.audit`), the assets under /ui/static/ (package
+data: no CDN, nothing fetched at run time), the security headers around all
+of it (`admin.ui.headers`), and the error pages: a service's error
+(`UgemError`) is answered with the status the API gives it
+(`admin.errors.status_of`: 403, 404, 409, 422, 503) and its message,
 escaped, in a page; an unknown path 404; anything else is logged
 (`ui_error`) and answered 500 without details. The catalogues are checked at
 build time (`UgemError` if they differ). The session key is drawn here, so
@@ -28,7 +29,7 @@ from starlette.staticfiles import StaticFiles
 
 from admin.api import OperatorServices
 from admin.errors import status_of
-from admin.ui import connections, incidents, overview, sign_in
+from admin.ui import applications, audit, connections, incidents, overview, queue, sign_in
 from admin.ui.console import Console
 from admin.ui.headers import SecurityHeaders
 from admin.ui.i18n import Catalogues
@@ -60,7 +61,10 @@ def console_app(services: OperatorServices, settings: AdminConfig | None = None)
 
 def routers(console: Console) -> list[APIRouter]:
     """The console's pages, one router per module."""
-    return [module.router(console) for module in (sign_in, overview, connections, incidents)]
+    return [
+        module.router(console)
+        for module in (sign_in, overview, connections, applications, incidents, queue, audit)
+    ]
 
 
 def _errors(app: FastAPI, console: Console) -> None:

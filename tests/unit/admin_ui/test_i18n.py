@@ -7,10 +7,17 @@ from importlib import resources
 
 import pytest
 
+from admin.ui.application_actions import VERDICTS
+from admin.ui.applications import STEPS
+from admin.ui.audit import FIELDS as AUDIT_FIELDS
 from admin.ui.connection_actions import ACTIONS
 from admin.ui.i18n import LANGUAGES, Catalogues, choose, difference
 from admin.ui.incidents import MOVES
+from admin.ui.queue import FIELDS as QUEUE_FIELDS
+from admin.ui.queue import VERBS
 from ugem.core.model import ConnState, OrgKind
+from ugem.core.queue_shape import BY
+from ugem.core.services.applications import AppState, Channel, Decision
 from ugem.core.services.incidents import Action, IncidentKind, IncidentState, Mode
 from ugem.core.services.overrides import OverrideKind
 from ugem.core.services.status import STATES
@@ -46,6 +53,13 @@ def built_keys() -> set[str]:
     keys |= {f"incident.mode.{m.value}" for m in Mode} | {f"incident.action.{a}" for a in Action}
     keys |= {f"incident.{p}.{m}" for p in ("move", "confirm", "done") for m in MOVES}
     keys |= {f"traffic.{p}.{s}" for p in ("span", "title", "total") for s in SPANS}
+    keys |= {f"application.state.{s.value}" for s in AppState}
+    keys |= {f"application.channel.{c.value}" for c in Channel}
+    keys |= {f"application.{p}.{d.value}" for p in ("decide", "confirm") for d in Decision}
+    keys |= {f"application.done.{s}" for s in STEPS} | {f"check.{v}" for v in VERDICTS}
+    keys |= {f"queue.{p}.{v}" for p in ("action", "confirm", "done") for v in VERBS}
+    keys |= {f"queue.field.{f}" for f in QUEUE_FIELDS} | {f"queue.by.{b}" for b in BY}
+    keys |= {f"audit.field.{f}" for f in AUDIT_FIELDS}
     return keys | {"error.404", "error.405", "error.500", "error.other"}
 
 

@@ -2,7 +2,8 @@
 
 The same roles as the API (`tests/unit/test_admin_roles.py`): suspend and
 resume need `operator`, disconnect `admin`, an incident's acknowledge and
-close `operator`; signing in and out and the
+close `operator`, an application's checks and decision `operator`, the
+queue's bulk actions `operator`; signing in and out and the
 language need none, only the session's CSRF token. A POST route added
 without a row in `POSTS` fails `test_the_table_covers_every_post_route`.
 """
@@ -24,7 +25,8 @@ from admin.ui.session import Sessions
 from admin.ui.visitor import Doorman
 from tests.support.admin import AdminApi, add_two_connections, admin_api
 from tests.support.console import console_client, csrf_of, signed_in
-from ugem.core.model import ConnState
+from ugem.core.model import ConnState, Contact
+from ugem.core.services.applications import ApplicationForm
 from ugem.core.services.incidents import Action, Evidence, Mode
 from ugem.core.services.tokens import Role
 
@@ -34,19 +36,50 @@ POSTS: list[tuple[str, dict[str, str], Role | None, int]] = [
     ("/ui/connections/a.gov.kz/suspend", {"reason": "spam"}, Role.OPERATOR, 200),  # confirm page
     ("/ui/connections/b.gov.kz/resume", {"confirm": "yes"}, Role.OPERATOR, 303),
     ("/ui/connections/a.gov.kz/disconnect", {"reason": "gone", "confirm": "yes"}, Role.ADMIN, 303),
+    ("/ui/applications/{app}/checks", {"confirm": "yes"}, Role.OPERATOR, 303),
+    (
+        "/ui/applications/{app}/decision",
+        {"decision": "reject", "reasons": "no MX"},
+        Role.OPERATOR,
+        200,
+    ),
+    (
+        "/ui/applications/{app}/decision",
+        {"decision": "reject", "reasons": "no MX", "confirm": "yes"},
+        Role.OPERATOR,
+        303,
+    ),
     ("/ui/incidents/1/ack", {"comment": "on it", "confirm": "yes"}, Role.OPERATOR, 303),
     ("/ui/incidents/1/close", {"comment": "done"}, Role.OPERATOR, 200),  # confirm page
     ("/ui/incidents/1/close", {"comment": "done", "confirm": "yes"}, Role.OPERATOR, 303),
+    (
+        "/ui/queue/actions",
+        {"state": "deferred", "action": "hold", "reason": "x"},
+        Role.OPERATOR,
+        200,
+    ),
+    (
+        "/ui/queue/actions",
+        {"state": "deferred", "action": "hold", "reason": "x", "confirm": "yes"},
+        Role.OPERATOR,
+        303,
+    ),
     ("/ui/sign-out", {}, None, 303),
     ("/ui/language", {"lang": "kk", "next": "/ui/connections"}, None, 303),
 ]
 ROUTES = {
     "/ui/connections/{conn_id}/{name}",
     "/ui/incidents/{number}/{move}",
+    "/ui/applications/{app_id}/{step}",
+    "/ui/queue/actions",
     "/ui/sign-out",
     "/ui/language",
     "/ui/sign-in",  # tested with the session (test_session.py, test_csrf.py)
 }
+APPLICATION = ApplicationForm(
+    "17", "c.gov.kz", "Akimat", ["192.0.2.30"], "Akimat of C", "local-government",
+    [Contact("Ivanov Ivan", "it@c.gov.kz")],
+)  # fmt: skip
 CASES = [pytest.param(*row, id=f"{row[0]} {sorted(row[1])}") for row in POSTS]
 
 
@@ -56,6 +89,7 @@ async def api(tmp_path: Path) -> AsyncIterator[AdminApi]:
         await add_two_connections(api)
         evidence = Evidence(api.clock.now(), Action.SUSPENDED, "412 recipients in 5 min")
         await api.services.incidents.record("a.gov.kz", Mode.ENFORCE, evidence, "detector")
+        await api.services.applications.receive(APPLICATION, "test")
         yield api
 
 
@@ -63,6 +97,8 @@ async def api(tmp_path: Path) -> AsyncIterator[AdminApi]:
 async def test_post_by_role(
     api: AdminApi, path: str, form: dict[str, str], least: Role | None, status: int
 ) -> None:
+    [pending] = await api.services.applications.list()
+    path = path.format(app=pending.id)
     for role in Role:
         if least is not None and not role.allows(least):
             async with signed_in(api, role) as (client, csrf):

@@ -3,12 +3,13 @@
 `AuditLog.record` writes who did what to which target, why, and the target
 before and after (JSON), through the store, which chains every record to the
 one before it by hash (`ugem.core.store.codec.seal`). `list` and `page` read
-it newest first (`page`: keyset on seq, with the total of the matching records,
-for which it reads them all). `verify` reads the whole
-chain oldest first and reports every record whose hash does not match its
-content (edited), whose link does not match the record before it, or that is
-missing (a gap in the numbers, or a head that says the log is longer than it
-is). It never raises for a broken chain (that is its answer); a store that
+it newest first, by target, actor, action and a time `window` (`window_of`
+reads one as an operator gives it; `page`: keyset
+on seq, with the total of the matching records, for which it reads them all).
+`verify` reads the whole chain oldest first and reports every record whose
+hash does not match its content (edited), whose link does not match the record
+before it, or that is missing (a gap in the numbers, or a head that says the
+log is longer than it is). It never raises for a broken chain (that is its answer); a store that
 cannot be read raises `StoreError`.
 """
 
@@ -22,10 +23,13 @@ from typing import Any
 from ugem.core.clock import Clock
 from ugem.core.errors import UsageError
 from ugem.core.paging import DEFAULT_LIMIT, Page, after, check_limit, page_from
+from ugem.core.services.messages import parse_when
 from ugem.core.store.base import GENESIS, AuditEntry, AuditRecord, Store
 from ugem.core.store.codec import entry_hash
 
 PAGE = 1000  # records read at a time by verify, list and page
+Window = tuple[float | None, float | None]  # since (inclusive), until (exclusive); None: open
+ANY_TIME: Window = (None, None)
 PAGE_TAG = "audit"  # the cursors of `page`
 MAX_PROBLEMS = 50  # problems reported by verify (the first ones)
 
@@ -49,6 +53,18 @@ class Verdict:
     @property
     def ok(self) -> bool:
         return not self.problems
+
+
+def window_of(since: str | None, until: str | None) -> Window:
+    """The window of `since` and `until` as an operator gives them (RFC 3339, Unix time or
+    a date, Asia/Almaty without a zone; `until` a date: to that day's end), as the message
+    search reads them (`ugem.core.services.messages.parse_when`); "" or None is open. A
+    `UsageError` names a bad one, or a `since` not before `until`."""
+    start = parse_when(since, "since") if since else None
+    end = parse_when(until, "until", end_of_day=True) if until else None
+    if start is not None and end is not None and start >= end:
+        raise UsageError(f"since: {since} is not before until ({until})")
+    return start, end
 
 
 class AuditLog:
@@ -87,10 +103,13 @@ class AuditLog:
         before: int | None = None,
         actor: str | None = None,
         action: str | None = None,
+        *,
+        window: Window = ANY_TIME,
     ) -> list[AuditRecord]:
-        """Newest first, at most `limit`; `before` pages back (records with a smaller seq)."""
+        """Newest first, at most `limit`; `before` pages back (records with a smaller seq);
+        only records written within `window` (since, until: Unix times, None for open)."""
         found: list[AuditRecord] = []
-        async for record in self._matching(target, actor, action, before):
+        async for record in self._matching(target, actor, action, before, window):
             found.append(record)
             if len(found) >= limit:
                 break
@@ -103,26 +122,40 @@ class AuditLog:
         action: str | None = None,
         limit: int = DEFAULT_LIMIT,
         cursor: str | None = None,
+        *,
+        window: Window = ANY_TIME,
     ) -> Page[AuditRecord]:
         """A page of `list` (newest first; keyset on seq, the store's own order:
         `ugem.core.paging`) and the total, which reads every matching record."""
         before = after(cursor, PAGE_TAG)
         if before is not None and not isinstance(before, int):
             raise UsageError("cursor: not a cursor of the audit list; pass its own next_cursor")
-        found = await self.list(target, check_limit(limit) + 1, before, actor, action)
+        found = await self.list(
+            target, check_limit(limit) + 1, before, actor, action, window=window
+        )
         total = 0
-        async for _ in self._matching(target, actor, action, None):
+        async for _ in self._matching(target, actor, action, None, window):
             total += 1
         return page_from(found, lambda r: r.seq, limit, total, PAGE_TAG)
 
     async def _matching(
-        self, target: str | None, actor: str | None, action: str | None, before: int | None
+        self,
+        target: str | None,
+        actor: str | None,
+        action: str | None,
+        before: int | None,
+        window: Window = ANY_TIME,
     ) -> AsyncIterator[AuditRecord]:
-        """Records newest first (seq below `before` if given) of target, actor and action."""
+        """Records newest first (seq below `before` if given) of target, actor and action,
+        written within `window`."""
+        since, until = window
         while found := await self.store.audit_records(target, PAGE, before):
             for r in found:
-                if (actor is None or r.entry.actor == actor) and (
-                    action is None or r.entry.action == action
+                if (
+                    (actor is None or r.entry.actor == actor)
+                    and (action is None or r.entry.action == action)
+                    and (since is None or r.entry.ts >= since)
+                    and (until is None or r.entry.ts < until)
                 ):
                     yield r
             before = found[-1].seq
