@@ -61,7 +61,7 @@ CHECK_S = 10.0
 CHECK_UNITS = 5  # recipients or bounces since the last check before checking again
 # The thresholds anomaly.calibrate chose on the TUNING seeds (`ugem anomaly protocol`
 # prints the choice and why; BENCHMARKS.md has it):
-THROTTLE_AT = 6.0  # score (decades of surprise) from which a connection is throttled
+THROTTLE_AT = 7.0  # score (decades of surprise) from which a connection is throttled
 SUSPEND_AT = 7.0  # score from which it is suspended...
 CORROBORATED_AT = 3.0  # ...when this much of it is neither volume nor new recipients
 LIFT_S = 900.0  # a throttle lifts after this long without a score at THROTTLE_AT

@@ -11,7 +11,9 @@ for each minute of the last hour that saw traffic, the totals as that minute
 began: a window of the last 1, 5 or 60 minutes is
 the totals now less the totals as its first minute with traffic began, so an
 event costs a counter update or two and a new minute a copy of the totals.
-It also keeps the last hour's messages (sender, recipients) as given, so the
+It also keeps, per minute, the new and expected recipients of each of its
+people with a history (anomaly.strangers: `turned(minutes)` counts those
+who turned to strangers), and the last hour's messages (sender, recipients) as given, so the
 distinct recipient domains and senders are counted only when asked, and so
 is the busiest sender→recipient pair of the current 5-minute block (a mail
 loop repeats one pair; `loops` follows a pair's growing sizes, anomaly.loops):
@@ -35,6 +37,7 @@ from collections.abc import Hashable, Sequence
 from operator import sub
 from typing import NamedTuple
 
+from anomaly import strangers
 from anomaly.loops import GrowingPairs
 from anomaly.recipients import Recipients
 from anomaly.trace_reader import BOUNCED, DEFERRED
@@ -63,7 +66,8 @@ POLICY_CODES = frozenset({554})  # refused as spam or by policy (a live node als
 SENDER_WARMUP_S = 86_400.0  # senders count as "new" only after a day of history
 _MAX_SENDERS = 50_000
 _Msg = tuple[str, list[str]]
-_Minute = tuple[int, tuple[float, ...], list[_Msg]]  # minute, totals as it began, its messages
+# minute, totals as it began, its messages, its established people's strangers (anomaly.strangers)
+_Minute = tuple[int, tuple[float, ...], list[_Msg], strangers.Tally]
 
 
 class Window(NamedTuple):
@@ -119,6 +123,7 @@ class Features:
         "_msgs",
         "_pair_block",
         "_pairs",
+        "_strangers",
         "_totals",
         "first_ts",
         "known_senders",
@@ -144,8 +149,9 @@ class Features:
         self._minute_end = (minute + 1) * MINUTE_S
         self._block_now = minute // _BLOCK
         self._msgs: list[_Msg] = []
+        self._strangers: strangers.Tally = {}
         minutes = self._minutes
-        minutes.append((minute, tuple(self._totals), self._msgs))
+        minutes.append((minute, tuple(self._totals), self._msgs, self._strangers))
         oldest = minute - _HOUR + 1
         while minutes[0][0] < oldest:
             minutes.popleft()
@@ -169,11 +175,14 @@ class Features:
             self._new_sender(ts, sender)
         if n == 1 and size:
             self.loops.note(ts, sender, rcpts[0], size)
-        new, expected, new_domains = self.recipients.note(ts, sender, rcpts)
+        recipients = self.recipients
+        new, expected, new_domains = recipients.note(ts, sender, rcpts)
         if expected or new:
             totals[NEW_RCPT] += new
             totals[EXPECTED_NEW] += expected
             totals[NEW_DOMAIN] += new_domains
+            if recipients.established and expected < strangers.PERSONAL_SHARE * n:
+                strangers.note(self._strangers, sender, new, expected)
         msg = (sender, rcpts)
         self._msgs.append(msg)
         if self._block_now != self._pair_block:
@@ -260,11 +269,16 @@ class Features:
         (a burst of the last hour does not raise its own usual)."""
         return _new_tuple(Window, (0, *self._minutes[0][1]))
 
+    def turned(self, minutes: int) -> tuple[float, int, float]:
+        """(decades, senders, strangers) of the people who turned to strangers in the last
+        `minutes` minutes (≤ 60; anomaly.strangers)."""
+        return strangers.turned(m[3] for m in self._recent(min(minutes, _HOUR)))
+
     def distinct(self, minutes: int) -> tuple[int, int]:
         """(recipient domains, envelope senders) seen in the last `minutes` minutes (≤ 60)."""
         domains: set[str] = set()
         senders: set[str] = set()
-        for _, _, msgs in self._recent(min(minutes, _HOUR)):
+        for _, _, msgs, _ in self._recent(min(minutes, _HOUR)):
             for sender, rcpts in msgs:
                 senders.add(sender)
                 domains.update([r[r.rfind("@") + 1 :] for r in rcpts])

@@ -222,12 +222,24 @@ def simulator_digest() -> str:
     return h.hexdigest()[:16]
 
 
+DETECTOR_FILES = (  # every module a verdict depends on (a test checks none is missed)
+    "detector.py",
+    "baseline.py",
+    "features.py",
+    "score.py",
+    "surprise.py",
+    "recipients.py",
+    "strangers.py",
+    "drift.py",
+    "loops.py",
+)
+
+
 def detector_digest() -> str:
-    """A digest of the detector's code (detector.py, baseline.py, features.py): which
-    detector a report is of."""
+    """A digest of the detector's code (`DETECTOR_FILES`): which detector a report is of."""
     here = Path(__file__).parent
     h = hashlib.sha256()
-    for name in ("detector.py", "baseline.py", "features.py"):
+    for name in DETECTOR_FILES:
         h.update(name.encode() + b"\0" + (here / name).read_bytes() + b"\0")
     return h.hexdigest()[:12]
 

@@ -175,6 +175,8 @@ _FINDINGS = (  # words of anomaly.score's findings, and the finding's name in a 
     ("against a usual", "volume"),
     ("against little history", "volume (no history)"),
     ("never mailed before", "new recipients"),
+    ("mailed strangers", "strangers"),
+    ("at a foreign domain never mailed", "new foreign domains"),
     ("unknown users", "unknown users"),
     ("refused as spam", "refused"),
     ("null sender", "null sender"),

@@ -5,7 +5,11 @@ reaches new ones.
 many of the message's recipients this connection never mailed before (as far
 as it remembers), how many of them were expected to be new from what that
 sender usually does, and how many of the new ones are at a foreign domain
-(outside `DOMESTIC`) it never mailed. Spam to a bought or guessed list reaches
+(outside `DOMESTIC`) it never mailed; `established` then says whether that
+sender has a history (`ESTABLISHED` recipients learned): an established
+sender that mostly mails its own contacts and turns to strangers is a
+mailbox in someone else's hands, while a sender with little history may be
+a new robot's first mass mailing. Spam to a bought or guessed list reaches
 hundreds of foreign domains nobody there ever wrote to; a state body's
 mailing reaches citizens at the same few free-mail providers and Kazakh
 organisations, new .kz domains among them (a tax notice to every company).
@@ -24,18 +28,25 @@ at (a known address's domain is known), so the domains cost nothing on the
 usual traffic. Each sender's share of new recipients is
 an exponentially weighted mean over its messages (rate `SENDER_RATE`), for at
 most `MAX_SENDERS` senders; a sender is measured against its own share
-weighed against a generous prior (`SPARSE_PRIOR`, or the connection's share
-where higher, as if `SPARSE_WEIGHT` recipients had shown it), so a sender
-with little history (a newsletter's first issue) is not taken at its word.
+weighed against a prior (as if `SPARSE_WEIGHT` recipients had shown it), so
+a sender with little history (a newsletter's first issue) is not taken at its
+word: the prior is what this connection's senders with little history
+usually do (learned over their messages, at least `SPARSE_FLOOR`; `SPARSE_PRIOR`
+before any), since a ministry of thousands of people, each mailing a few
+times a day, has most of its senders with little history and they mostly
+mail their contacts, while a new robot's mass mailing reaches strangers.
 `maturity(ts)` says how complete the memory can be after the history seen.
 The expectation of a message uses what was learned by the start of the
 previous hour (`FREEZE_S`), always one to two hours old, so a sender turned
-spammer is measured against what it did before, not against its spam. The
+spammer is measured against what it did before, not against its spam; and a
+sender's period is learned only when it ends, and not at all when it reached
+`OUT_OF_CHARACTER` more new recipients than expected, so neither its spam nor
+the hours after become its usual. The
 memory fills for `WARMUP_S` after the first event, while nothing is counted
-as new (then every recipient and domain is new) and `warm` stays False; the shares
-learn from the start, so they begin generous (too high) and come down as
-the memory fills. The memory is kept in process only: after a restart it
-warms up again. Nothing here raises.
+as new (then every recipient and domain is new), no share learns (every
+sender would look like a robot mailing strangers) and `warm` stays False.
+The memory is kept in process only: after a restart it warms up again.
+Nothing here raises.
 """
 
 from __future__ import annotations
@@ -47,11 +58,16 @@ MAX_SENDERS = 4_096  # senders whose own share is learned
 SENDER_RATE = 0.05  # weight of a sender's newest message in its share
 CONNECTION_RATE = 0.01  # weight of any message in the connection's share
 PRIOR_SHARE = 0.2  # the connection's share before it learned any
-SPARSE_PRIOR = 0.5  # the share assumed of a sender with little history...
+SPARSE_PRIOR = 0.5  # the share assumed of a sender with little history, before any is learned...
+SPARSE_FLOOR = 0.1  # ...and the least assumed once learned...
 SPARSE_WEIGHT = 8.0  # ...weighing as this many recipients against what it sent
 FREEZE_S = 3600.0  # expectations use what was learned by the start of this period
 WARMUP_S = 86_400.0  # a day of filling before recipients count as new
 MATURE_S = 7 * 86_400.0  # history after which the memory is taken as complete
+ESTABLISHED = SPARSE_WEIGHT  # recipients learned (as much as the prior weighs): a history
+OUT_OF_CHARACTER = 6.0  # new recipients beyond its expected in a period, from which a
+# sender's share stops learning until the next period (a mailbox in other hands is not
+# learned as its owner's habit)
 
 
 class Recipients:
@@ -66,6 +82,8 @@ class Recipients:
         "_previous_domains",
         "_share",
         "_sparse",
+        "_sparse_share",
+        "established",
         "share",
         "warm",
     )
@@ -75,14 +93,17 @@ class Recipients:
         self._previous: set[str] = set()
         self._domains: set[str] = set()
         self._previous_domains: set[str] = set()
-        # sender -> [share, recipients seen, expected share in this period, the period,
-        # the expected share learned by this period's start, for the next period]
+        # sender -> [share, recipients learned, expected share in this period, the period,
+        # the expected share learned by this period's start, for the next period, then
+        # what the current period saw (`_note`), learned when it ends (`_fold`)]
         self._share: dict[str, list[float]] = {}
         self.share = PRIOR_SHARE  # the connection's usual share of new recipients
         self._period, self._period_end = -1, 0.0
         self._sparse = self._next_sparse = SPARSE_PRIOR
+        self._sparse_share = SPARSE_PRIOR  # of the messages of senders with little history
         self._first = ts
         self.warm = False
+        self.established = False  # of the sender of the last message noted
 
     def maturity(self, ts: float) -> float:
         """How complete the memory is taken to be, 0 to 1: a few days of history have
@@ -91,7 +112,7 @@ class Recipients:
 
     def _new_period(self, ts: float) -> None:
         period = int(ts // FREEZE_S)
-        learned = max(self.share, SPARSE_PRIOR)
+        learned = max(self._sparse_share, SPARSE_FLOOR)
         self._sparse = self._next_sparse if period == self._period + 1 else learned
         self._next_sparse = learned
         self._period, self._period_end = period, (period + 1) * FREEZE_S
@@ -124,14 +145,12 @@ class Recipients:
         seen = new / n if n else 0.0
         if ts >= self._period_end:
             self._new_period(ts)
-        expected = self._expected(sender, n, seen)
+        if not self.warm:
+            if ts < self._first + WARMUP_S:  # every address is new: nothing to learn yet
+                return 0, 0.0, 0
+            self.warm = True
         self.share += CONNECTION_RATE * (seen - self.share)
-        if self.warm:
-            return new, expected, new_domains
-        if ts < self._first + WARMUP_S:
-            return 0, 0.0, 0
-        self.warm = True
-        return new, expected, new_domains
+        return new, self._expected(sender, n, seen), new_domains
 
     def _new_domain(self, rcpt: str) -> int:
         """1 if the domain of `rcpt` (a new address) is foreign and was never mailed, else 0;
@@ -147,21 +166,51 @@ class Recipients:
         return 1 if new else 0
 
     def _expected(self, sender: str, n: int, seen: float) -> float:
-        """How many of `n` recipients `sender` was expected to reach new; learns `seen`."""
+        """How many of `n` recipients `sender` was expected to reach new; notes `seen`, to be
+        learned when its period ends (`_fold`)."""
         period = self._period
         own = self._share.get(sender)
         if own is None:
+            self.established = False
+            self._sparse_share += CONNECTION_RATE * (seen - self._sparse_share)
             sparse = self._sparse
             if len(self._share) < MAX_SENDERS:
-                first = sparse + SENDER_RATE * (seen - sparse)
-                self._share[sender] = [first, n, sparse, period, sparse]
+                self._share[sender] = [sparse, 0.0, sparse, period, sparse, 0.0, 0.0, 0.0, 0, 0]
+                self._note(self._share[sender], n, seen, sparse * n)
             return sparse * n
         if own[3] != period:
+            self._fold(own)
             # what was learned by the last period's start, or by now when the sender
             # was silent since before it: always at least one period old
             learned = self._expected_share(own[0], own[1])
             own[2] = own[4] if own[3] == period - 1 else learned
             own[3], own[4] = period, learned
-        own[0] += SENDER_RATE * (seen - own[0])
-        own[1] += n
-        return own[2] * n
+        self.established = own[1] >= ESTABLISHED
+        if not self.established:
+            self._sparse_share += CONNECTION_RATE * (seen - self._sparse_share)
+        expected = own[2] * n
+        self._note(own, n, seen, expected)
+        return expected
+
+    @staticmethod
+    def _note(own: list[float], n: int, seen: float, expected: float) -> None:
+        """One message of the sender's current period: [5] new, [6] expected new, [7] the
+        sum of its shares, [8] messages, [9] recipients."""
+        own[5] += seen * n
+        own[6] += expected
+        own[7] += seen
+        own[8] += 1
+        own[9] += n
+
+    @staticmethod
+    def _fold(own: list[float]) -> None:
+        """Learn the sender's last period, unless it was out of character (OUT_OF_CHARACTER
+        more new recipients than expected): as SENDER_RATE per message, or its mean when the
+        sender had no history yet."""
+        msgs = own[8]
+        if msgs and own[5] - own[6] < OUT_OF_CHARACTER:
+            mean = own[7] / msgs
+            keep = 0.0 if own[1] == 0.0 else (1.0 - SENDER_RATE) ** msgs
+            own[0] = keep * own[0] + (1.0 - keep) * mean
+            own[1] += own[9]
+        own[5] = own[6] = own[7] = own[8] = own[9] = 0.0

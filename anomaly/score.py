@@ -13,6 +13,9 @@ heaviest first, each with a sentence for a person. The findings:
   `VOLUME_CAP`, below any threshold, and counts only beside another finding;
 - new recipients: addresses this connection never mailed, against what its
   senders usually reach that is new (anomaly.recipients), in 5 and 60 min;
+- strangers: several of its people with a history each reaching clearly more
+  strangers than usual at once (anomaly.strangers: mailboxes in other hands,
+  spam spread thin over many of them), in 5 and 60 min;
 - unknown users (550) and spam or policy refusals (554) among the delivery
   outcomes, null-sender messages (backscatter) and messages from senders
   never seen before among the messages, recipients new at a foreign domain
@@ -45,9 +48,21 @@ from anomaly.drift import SPREAD_FLOOR, SPREAD_SHARE, Drift
 from anomaly.features import Features, Window
 
 NO_BACKLOG, ARRIVING, IN_WINDOW = range(3)
-(VOLUME, NOVEL, INVALID_RCPT, REFUSED, NULL_SENDER, NEW_SENDERS, NEW_DOMAINS, COMPLAINTS, LOOP) = (
+(
+    VOLUME,
+    NOVEL,
+    STRANGERS,
+    INVALID_RCPT,
+    REFUSED,
+    NULL_SENDER,
+    NEW_SENDERS,
+    NEW_DOMAINS,
+    COMPLAINTS,
+    LOOP,
+) = (
     "volume",
     "new recipients",
+    "strangers",
     "unknown users",
     "refused",
     "null sender",
@@ -61,6 +76,7 @@ COLD_MEAN = 20.0  # usual recipients in 5 min assumed of a connection with littl
 VOLUME_CAP = 4.0  # the most volume alone can weigh
 NOVEL_K = 10.0  # overdispersion of new recipients: variance = mu + mu²/NOVEL_K
 NOVEL_SLACK = 2.0  # new recipients any sender may reach beyond its usual share
+SEVERAL = 2  # people turned to strangers at once before it is a finding
 EFFECTIVE = 40.0  # trials of evidence a share counts at most
 PAIR_MEAN, PAIR_DISPERSION = 3.0, 2.0  # usual top sender→recipient pair in 5 min
 # (floor of the usual share, least hits) of each share finding
@@ -165,8 +181,10 @@ def assess(
 ) -> Assessment:
     w5, w60, before = features.window(5), features.window(60), features.before_hour()
     maturity = features.recipients.maturity(ts)
+    warm = features.recipients.warm
     found = [
-        _novel(w5, w60, maturity) if features.recipients.warm else None,
+        _novel(w5, w60, maturity) if warm else None,
+        _strangers(features, maturity) if warm else None,
         *(_share(w5, w60, before, *share) for share in _SHARES),
         _loop(features, ts, backlog),
     ]
@@ -234,6 +252,26 @@ def _novel(w5: Window, w60: Window, maturity: float) -> Finding | None:
         NOVEL,
         f"{w.new_rcpts} of {w.rcpts} recipients in {w.minutes} min never mailed before"
         f" (its senders usually reach {w.expected_new:.0f} new)",
+    )
+
+
+def _strangers(features: Features, maturity: float) -> Finding | None:
+    """Several people turned to strangers at once (anomaly.strangers), in 5 or 60 min."""
+    best: tuple[float, int, int, float] | None = None
+    for minutes in (5, 60):
+        decades, senders, count = features.turned(minutes)
+        if senders < SEVERAL or decades <= 0.0:
+            continue
+        if best is None or decades > best[0]:
+            best = decades, minutes, senders, count
+    if best is None:
+        return None
+    decades, minutes, senders, count = best
+    return Finding(
+        maturity * decades,
+        STRANGERS,
+        f"{senders} of its people with a history each mailed strangers beyond their usual"
+        f" in {minutes} min ({count:.0f} beyond it in all)",
     )
 
 

@@ -7,6 +7,7 @@ days, two kinds, so each trace takes about a second.
 
 from __future__ import annotations
 
+import ast
 import dataclasses
 import datetime as dt
 import itertools
@@ -47,6 +48,7 @@ from anomaly.protocol import (
     save_report,
     simulate_args,
 )
+from anomaly.protocol_design import DETECTOR_FILES
 from anomaly.sim_incidents import incident_count
 from anomaly.simulate import KIND_NAMES, SimOptions, Summary, simulate
 from ugem.cli import main
@@ -343,3 +345,22 @@ def test_a_missing_public_week_is_named_before_anything_is_simulated(tmp_path: P
     with pytest.raises(UsageError, match="week-a"):
         run(["public", "holdout"], Cache(tmp_path / "c"), 1, design=SMALL)
     assert not (tmp_path / "c").exists()
+
+
+def test_the_detector_digest_covers_every_module_a_verdict_depends_on() -> None:
+    """A report names the detector by a digest of its files: a module the detector imports
+    (directly or not) that the digest misses would let two detectors share a name. The
+    trace reader only parses events and is not part of it."""
+    here = Path(__file__).resolve().parents[2] / "anomaly"
+    seen, todo = set(), ["detector.py"]
+    while todo:
+        name = todo.pop()
+        if name in seen:
+            continue
+        seen.add(name)
+        for node in ast.walk(ast.parse((here / name).read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module == "anomaly":
+                todo += [f"{alias.name}.py" for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith("anomaly."):
+                todo.append(f"{node.module.split('.')[1]}.py")  # type: ignore[union-attr]
+    assert seen - {"trace_reader.py"} <= set(DETECTOR_FILES)
