@@ -8,7 +8,7 @@ run to print again). The sets:
 - `tune`: TUNING seeds 1, 2, 3 (150 connections x 28 days, 80 x 7, 120 x 21,
   each from another start date). Developers may look at these and tune on
   them; their numbers are in-sample and say little about unseen traffic.
-- `holdout`: HELD-OUT seeds 9013, 9014, 9015, the same three shapes (the
+- `holdout`: HELD-OUT seeds 9016, 9017, 9018, the same three shapes (the
   issue's held-back traces) from other start dates (other holidays). NOBODY
   TUNES ON THESE: no threshold, rule or calibration may be chosen by looking
   at their traces or their numbers. A change is judged on them once, after it
@@ -18,8 +18,8 @@ run to print again). The sets:
   looks at the score's first version; 9007-9009 after the change-point
   statistic was judged on them and their misses were read to choose the next
   evidence; 9010-9012 after two looks, at the new-foreign-domains evidence and
-  at the backlog change: `Design.retired`). Nothing has been judged on
-  9013-9015 yet.
+  at the backlog change; 9013-9015 after the strangers evidence was judged on
+  them once: `Design.retired`). Nothing has been judged on 9016-9018 yet.
 - `loko` (leave one kind out): for each kind of abuse K, a tuning trace made
   with `--exclude-kinds K` (the only trace a calibration sees for K) and an
   evaluation trace made with `--kinds K` only (about 24 incidents of K), on
