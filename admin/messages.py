@@ -6,6 +6,8 @@ in any case, or "@domain"), `since` and `until` (RFC 3339, Unix time, or a
 date; Asia/Almaty without a zone), newest first, a page at a time
 (`admin.pages`). Each message carries its status and its events in time
 order, each event with the fields of its mail log line (`ugem.core.maillog`).
+`GET /v1/messages/rate` is `MessageService.rate`: messages accepted (in) and
+recipients delivered (out) in each of the last 60 whole minutes, oldest first.
 Bad filters are 422 naming them; the index turned off (`[log] index_days` 0)
 is 409; an index that cannot be read is 503.
 """
@@ -19,7 +21,14 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from admin.auth import Authority
 from admin.pages import DEFAULT_LIMIT, Cursor, Limit, PageOut, page_out
-from ugem.core.services.messages import MessageHistory, MessageQuery, MessageService, as_dict
+from ugem.core.services.messages import (
+    MessageHistory,
+    MessageQuery,
+    MessageService,
+    Rate,
+    as_dict,
+    rfc3339,
+)
 from ugem.core.services.tokens import Role
 
 WHEN = (
@@ -57,6 +66,20 @@ class MessageOut(BaseModel):
         return cls.model_validate(data)
 
 
+class RateOut(BaseModel):
+    """Mail in and out per minute, oldest first: minute i starts `since` + i minutes."""
+
+    since: str = Field(description="the first minute's start (RFC 3339, Asia/Almaty)")
+    accepted: list[int] = Field(description="messages accepted (in), per minute")
+    delivered: list[int] = Field(description="recipients delivered (out), per minute")
+
+    @classmethod
+    def of(cls, rate: Rate) -> RateOut:
+        return cls(
+            since=rfc3339(rate.since), accepted=[*rate.accepted], delivered=[*rate.delivered]
+        )
+
+
 def router(service: MessageService, auth: Authority) -> APIRouter:
     r = APIRouter(
         prefix="/messages", tags=["messages"], dependencies=[Depends(auth.require(Role.VIEWER))]
@@ -77,5 +100,11 @@ def router(service: MessageService, auth: Authority) -> APIRouter:
         recipient, the end), newest first, also long after it left the queue."""
         query = MessageQuery(queue_id, message_id, sender, rcpt, since, until, limit, cursor)
         return page_out(await service.search(query), MessageOut.of)
+
+    @r.get("/rate", response_model=RateOut, summary="Messages in and out per minute")
+    async def message_rate() -> RateOut:
+        """Messages accepted and recipients delivered in each of the last 60 whole
+        minutes, from the message index."""
+        return RateOut.of(await service.rate())
 
     return r

@@ -341,7 +341,7 @@ class Node:
             complaints,
             drain=drain_service(cfg, queue, self.store, clock, self.metrics),
             transfer=transfer_service(cfg, queue, self.store, clock, self.metrics),
-            messages=MessageService.of(cfg),
+            messages=MessageService.of(cfg, clock),
             journal=self.bus.publish,  # the queue's changes, for the mail log
             status_dir=cfg.data_path / RUN_DIR,  # /v1/status
             traffic_source=traffic,

@@ -1,13 +1,15 @@
 """A traffic series drawn against its baseline band, as an SVG the server writes.
 
-`svg(series, band, title, summary)` draws equally spaced values (messages per
+`svg(series, band, title, summary, name)` draws equally spaced values (messages per
 bucket, say per hour of the last day) as a line over the band of what is
 usual for those buckets (low, high per bucket: the detector's learned
 baseline), on a scale from 0 to the highest value or band edge. It promises
 an accessible image: `role="img"` labelled by its `<title>` and described by
 its `<desc>` (`summary`, e.g. "412 messages in the last hour, usual 20 to
 60"), every text escaped; classes (`chart-band`, `chart-line`) instead of
-inline styles (the console's CSP allows none). Pure and deterministic; a
+inline styles (the console's CSP allows none); `name` (default "chart")
+prefixes the ids of its title and description, so that a page can hold
+several charts with ids of their own. Pure and deterministic; a
 series and a band of different lengths, an empty series or a negative or
 non-finite value raise `ValueError` naming it.
 """
@@ -42,7 +44,11 @@ def _path(points: Sequence[tuple[float, float]]) -> str:
 
 
 def svg(
-    series: Sequence[float], band: Sequence[tuple[float, float]], title: str, summary: str
+    series: Sequence[float],
+    band: Sequence[tuple[float, float]],
+    title: str,
+    summary: str,
+    name: str = "chart",
 ) -> str:
     _check(series, band)
     top = max([*series, *(high for _, high in band), 1.0])
@@ -51,9 +57,9 @@ def svg(
     line = _points(series, top)
     return (
         f'<svg class="chart" viewBox="0 0 {WIDTH} {HEIGHT}" role="img" '
-        'aria-labelledby="chart-title chart-desc" xmlns="http://www.w3.org/2000/svg">'
-        f'<title id="chart-title">{escape(title)}</title>'
-        f'<desc id="chart-desc">{escape(summary)}</desc>'
+        f'aria-labelledby="{name}-title {name}-desc" xmlns="http://www.w3.org/2000/svg">'
+        f'<title id="{name}-title">{escape(title)}</title>'
+        f'<desc id="{name}-desc">{escape(summary)}</desc>'
         f'<polygon class="chart-band" points="{_path(upper + lower[::-1])}"/>'
         f'<polyline class="chart-line" points="{_path(line)}"/>'
         "</svg>"

@@ -160,7 +160,9 @@ async def test_an_operator_suspends_and_resumes_a_connection(
     await browser.open("/ui/sign-in")
     await looked_at(browser, "sign-in")
     await sign_in(browser, await token(node, "aliya", Role.OPERATOR))
-    assert "Open incidents" in await browser.text()
+    overview = await browser.text()
+    assert "Open incidents" in overview and "Last minute (to" in overview  # the index's rate
+    assert "The gateway on the blocklists" in overview
     await looked_at(browser, "overview")
 
     await browser.click("nav a[href='/ui/connections']")

@@ -15,7 +15,8 @@ node a request names, over HTTP; `/v1/queue/import` adopts into the spool,
 with the limits of a default config; the drain's files under tmp_path/drain).
 `settings` (an `AdminConfig`) sets the app's limits, `reputation` the service
 behind /v1/reputation (default: one that checks nothing), `traffic` the source of
-the connections' traffic (default: none, as with the detector off); `listening(app,
+the connections' traffic (default: none, as with the detector off), `message_index`
+the file behind /v1/messages (default: none, as an API without one); `listening(app,
 settings)` serves the app on a real loopback socket (`AdminServer`, port chosen by the
 system) for tests that need real HTTP connections.
 """
@@ -47,6 +48,7 @@ from ugem.core.registry_watch import StoreStatus
 from ugem.core.services.applications import Finding
 from ugem.core.services.audit import AuditLog
 from ugem.core.services.drain import DrainService, Receiver
+from ugem.core.services.messages import MessageService
 from ugem.core.services.notices import NoticeSettings, OutgoingMail
 from ugem.core.services.reputation import ReputationService
 from ugem.core.services.tokens import Role
@@ -114,6 +116,7 @@ async def admin_api(
     settings: AdminConfig | None = None,
     reputation: ReputationService | None = None,
     traffic: TrafficSource | None = None,
+    message_index: Path | None = None,
 ) -> AsyncIterator[AdminApi]:
     clock = clock or FakeClock()
     store = SqliteStore(tmp_path / "registry.db")
@@ -132,6 +135,7 @@ async def admin_api(
         store, registry, queue, clock, metrics, dns_check, outbox, NOTICES,
         reputation=reputation,
         traffic_source=traffic,
+        messages=None if message_index is None else MessageService(message_index, clock),
         drain=drain_half(queue, DrainFiles(tmp_path / "drain"), AuditLog(store, clock), clock),
         transfer=transfer_half(queue, DrainFiles(tmp_path / "drain"), AuditLog(store, clock)),
     )  # fmt: skip

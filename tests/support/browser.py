@@ -41,6 +41,26 @@ T = TypeVar("T")
 LOAD_TIMEOUT = 10.0  # seconds a page may take to load; it fails the test beyond
 
 
+def _gone(old: Any) -> Callable[[Any], bool]:
+    """A wait's condition: the element `old` left the document. Chromedriver says so with a
+    stale element, or, while the next page is being built, with "Node with given id does
+    not belong to the document" (selenium's own `staleness_of` lets that one escape)."""
+    from selenium.common.exceptions import StaleElementReferenceException, WebDriverException
+
+    def gone(_driver: Any) -> bool:
+        try:
+            old.is_enabled()
+        except StaleElementReferenceException:
+            return True
+        except WebDriverException as exc:
+            if "does not belong to the document" in str(exc):
+                return True
+            raise
+        return False
+
+    return gone
+
+
 def _loaded(driver: Any) -> bool:
     return bool(driver.execute_script("return document.readyState") == "complete")
 
@@ -91,13 +111,12 @@ class Browser:
     async def click(self, css: str) -> None:
         """Click what `css` finds and wait for the page it leads to (the old one's <html>
         gone, the new one loaded): a click here always navigates."""
-        from selenium.webdriver.support import expected_conditions
         from selenium.webdriver.support.wait import WebDriverWait
 
         old = await self.find("html")
         await self.call((await self.find(css)).click)
         wait = WebDriverWait(self.driver, LOAD_TIMEOUT)
-        await self.call(wait.until, expected_conditions.staleness_of(old))
+        await self.call(wait.until, _gone(old))
         await self.call(wait.until, _loaded)
 
     async def text(self, css: str = "main") -> str:

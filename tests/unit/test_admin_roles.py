@@ -98,6 +98,8 @@ ENDPOINTS: list[tuple[str, str, Any, Role, int]] = [
     ("GET", "/v1/overrides/{override}", None, Role.VIEWER, 200),
     ("POST", "/v1/overrides/{override}/cancel", {}, Role.OPERATOR, 200),
     ("GET", "/v1/reputation", None, Role.VIEWER, 200),
+    ("GET", "/v1/messages", None, Role.VIEWER, 200),
+    ("GET", "/v1/messages/rate", None, Role.VIEWER, 200),
     ("GET", "/v1/reputation/standings", None, Role.VIEWER, 200),
     ("GET", "/v1/reputation/complaints", None, Role.VIEWER, 200),
     ("GET", "/v1/drain", None, Role.VIEWER, 200),
@@ -119,7 +121,7 @@ def _message(queue_id: str, state: QueueState, connection: str) -> QueuedMessage
 
 @pytest.fixture
 async def api(tmp_path: Path) -> AsyncIterator[AdminApi]:
-    async with admin_api(tmp_path) as api:
+    async with admin_api(tmp_path, message_index=tmp_path / "maillog.db") as api:
         await add_two_connections(api)
         later = api.clock.now() + 86400
         await api.services.connections.disconnect("b.gov.kz", "status", "test", later)

@@ -6,6 +6,7 @@ files them. Two `MessageIndex` handles on one file play two workers of a node.
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -13,7 +14,7 @@ import pytest
 
 from ugem.core.events import Accepted, Event, Outcome, QueueChange, Refused
 from ugem.core.maillog import Entry, entry_of
-from ugem.core.message_index import Filter, MessageIndex, index_path
+from ugem.core.message_index import PER_MINUTE, Filter, MessageIndex, index_path
 
 T0 = 1_767_225_600.0
 DAY = 86400.0
@@ -156,3 +157,16 @@ def test_shrink_removes_the_oldest_until_the_file_fits(index: MessageIndex) -> N
     kept = ids(index, Filter(), 5000)
     assert 0 < len(kept) == 2000 - removed and "Q39-49" in kept and "Q0-0" not in kept
     assert removed < 2000 * 0.75  # about what the bytes over the target make, not all
+
+
+def test_per_minute_reads_its_own_index_not_every_event(index: MessageIndex) -> None:
+    index.write(entries(accepted("Q1", T0, "a@gov.kz", "x@e.org")))
+    index.write(entries(outcome("Q1", "delivered", "x@e.org", T0 + 61)))
+    assert index.per_minute(T0, 2) == {0: (1, 0), 1: (0, 1)}
+    assert index.per_minute(T0 + 120, 60) == {}
+    db = sqlite3.connect(index.path)
+    try:
+        plan = db.execute(f"EXPLAIN QUERY PLAN {PER_MINUTE}", (T0, T0, T0 + 60)).fetchall()
+    finally:
+        db.close()
+    assert any("USING COVERING INDEX events_flow" in str(step) for step in plan)

@@ -10,11 +10,13 @@ from pathlib import Path
 
 import pytest
 
-from ugem.core.errors import ConflictError, UsageError
+from ugem.core.clock import FakeClock
+from ugem.core.errors import ConflictError, StoreError, UsageError
 from ugem.core.events import Accepted, Event, Outcome, QueueChange, Refused
 from ugem.core.maillog import entry_of
 from ugem.core.message_index import MessageIndex, index_path
 from ugem.core.services.messages import (
+    RATE_MINUTES,
     MessageQuery,
     MessageService,
     as_dict,
@@ -143,3 +145,37 @@ async def test_as_dict_gives_times_in_almaty(tmp_path: Path) -> None:
         ("2026-01-01T05:00:00.000000+05:00", "accepted"),
         ("2026-01-01T05:00:00.250000+05:00", "delivered"),
     ]
+
+
+async def test_the_rate_counts_the_last_hours_whole_minutes_in_and_out(tmp_path: Path) -> None:
+    path = index_path(tmp_path)
+    refused = Refused(T0 - 30, "203.0.113.9", "", "RCPT", 554, "5.7.1", "denied", "no relay")
+    write(
+        path,
+        accepted("OLD", "x@e.org", ts=T0 - 3601),  # before the hour
+        accepted("FIRST", "x@e.org", ts=T0 - 3600),  # the first minute's start
+        accepted("Q1", "x@e.org", "y@e.org", ts=T0 - 61),
+        outcome("Q1", "deferred", "x@e.org", T0 - 40),  # an attempt, not mail out
+        outcome("Q1", "delivered", "x@e.org", T0 - 30),
+        outcome("Q1", "delivered", "y@e.org", T0 - 1),
+        accepted("Q2", "x@e.org", ts=T0 - 5),
+        refused,  # never in
+        accepted("NOW", "x@e.org", ts=T0 + 10),  # the minute under way
+    )
+    rate = await MessageService(path, FakeClock(T0 + 30)).rate()
+    assert (rate.since, rate.until) == (T0 - 3600, T0)
+    assert len(rate.accepted) == len(rate.delivered) == RATE_MINUTES
+    assert (rate.accepted[0], rate.accepted[58], rate.accepted[59]) == (1, 1, 1)
+    assert (sum(rate.accepted), sum(rate.delivered), rate.delivered[59]) == (3, 2, 2)
+
+
+async def test_the_rate_of_an_index_not_written_off_or_unreadable(tmp_path: Path) -> None:
+    clock = FakeClock(T0)
+    rate = await MessageService(index_path(tmp_path), clock).rate()
+    assert rate.accepted == rate.delivered == (0,) * RATE_MINUTES  # a node that never ran
+    with pytest.raises(ConflictError, match=r"index_days = 0"):
+        await MessageService(None, clock).rate()
+    garbage = tmp_path / "garbage.db"
+    garbage.write_bytes(b"not a database" * 100)
+    with pytest.raises(StoreError, match=r"garbage\.db"):
+        await MessageService(garbage, clock).rate()

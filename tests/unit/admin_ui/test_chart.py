@@ -56,3 +56,9 @@ def test_bad_input_is_named(
 ) -> None:
     with pytest.raises(ValueError, match=re.escape(named)):
         svg(series, band, "t", "d")
+
+
+def test_a_name_gives_the_ids_of_its_own() -> None:
+    drawing = svg([1], [(0, 2)], "In", "d", name="rate-in")
+    assert 'aria-labelledby="rate-in-title rate-in-desc"' in drawing
+    assert '<title id="rate-in-title">In</title><desc id="rate-in-desc">d</desc>' in drawing

@@ -15,11 +15,13 @@ from admin.ui.i18n import LANGUAGES, Catalogues, choose, difference
 from admin.ui.incidents import MOVES
 from admin.ui.queue import FIELDS as QUEUE_FIELDS
 from admin.ui.queue import VERBS
+from admin.ui.rate import WAYS
 from ugem.core.model import ConnState, OrgKind
 from ugem.core.queue_shape import BY
 from ugem.core.services.applications import AppState, Channel, Decision
 from ugem.core.services.incidents import Action, IncidentKind, IncidentState, Mode
 from ugem.core.services.overrides import OverrideKind
+from ugem.core.services.reputation import Listing
 from ugem.core.services.status import STATES
 from ugem.core.services.tokens import Role
 from ugem.core.services.traffic import SPANS
@@ -60,6 +62,7 @@ def built_keys() -> set[str]:
     keys |= {f"queue.{p}.{v}" for p in ("action", "confirm", "done") for v in VERBS}
     keys |= {f"queue.field.{f}" for f in QUEUE_FIELDS} | {f"queue.by.{b}" for b in BY}
     keys |= {f"audit.field.{f}" for f in AUDIT_FIELDS}
+    keys |= {f"listing.{s.value}" for s in Listing} | {f"rate.summary.{w}" for w in WAYS}
     return keys | {"error.404", "error.405", "error.500", "error.other"}
 
 

@@ -21,6 +21,12 @@ when its life (first to last event) overlaps it. `as_dict` gives a history as
 JSON data, times as RFC 3339 with the Almaty offset to the microsecond (events
 of one message are often within a second), for the CLI's --json and the API.
 
+`rate()` counts the traffic of the last RATE_MINUTES whole minutes of the
+clock (the minute under way is left out): messages accepted (in) and
+recipients delivered (out) per minute, oldest first, as a `Rate` (one query
+over the index, `MessageIndex.per_minute`); the Overview page draws it and
+GET /v1/messages/rate gives it.
+
 Errors: bad input is a `UsageError` naming the field (since, until, limit,
 cursor, ...); the index turned off is a `ConflictError` saying how to turn it
 on; an index file that cannot be read (locked past its timeout, corrupt) is a
@@ -30,13 +36,16 @@ on; an index file that cannot be read (locked past its timeout, corrupt) is a
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import sqlite3
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from ugem.core import times
+from ugem.core.clock import Clock, SystemClock
 from ugem.core.config import Config
 from ugem.core.errors import ConflictError, StoreError, UsageError
 from ugem.core.message_index import (
@@ -52,6 +61,7 @@ from ugem.core.paging import Page, after, check_limit, page_from
 DEFAULT_LIMIT = 50
 MAX_TEXT = 998  # characters of an address or id searched for
 TAG = "messages"  # the list's name in its cursors
+RATE_MINUTES = 60  # the minutes `rate` counts
 
 
 @dataclass(frozen=True)
@@ -74,42 +84,83 @@ class MessageHistory:
     status: str
 
 
+@dataclass(frozen=True)
+class Rate:
+    """Messages in (accepted) and out (recipients delivered) per minute, oldest first;
+    minute i starts at `since` + 60 * i."""
+
+    since: float
+    accepted: tuple[int, ...]
+    delivered: tuple[int, ...]
+
+    @property
+    def until(self) -> float:
+        """The end of the last minute counted."""
+        return self.since + 60 * len(self.accepted)
+
+
 class MessageService:
-    def __init__(self, index: Path | None) -> None:
+    def __init__(self, index: Path | None, clock: Clock | None = None) -> None:
         """`index` is the message index file; None when `[log] index_days` is 0."""
         self.index = index
+        self.clock = clock or SystemClock()
 
     @classmethod
-    def of(cls, config: Config) -> MessageService:
+    def of(cls, config: Config, clock: Clock | None = None) -> MessageService:
         """The service over the message index of `config`'s node."""
-        return cls(index_path(config.data_path) if config.log.index_days > 0 else None)
+        return cls(index_path(config.data_path) if config.log.index_days > 0 else None, clock)
 
     async def search(self, query: MessageQuery) -> Page[MessageHistory]:
         found, limit = search_filter(query), check_limit(query.limit)
         start = _start(query.cursor)
+        path = self._path()
+        rows, total = await asyncio.to_thread(_read, path, found, limit, start)
+        histories = [MessageHistory(m, status_of(m)) for m in rows]
+        return page_from(histories, _key, limit, total, TAG)
+
+    async def rate(self) -> Rate:
+        """The last RATE_MINUTES whole minutes' messages in and out, per minute."""
+        path = self._path()
+        since = (self.clock.now() // 60 - RATE_MINUTES) * 60
+        counts = await asyncio.to_thread(_per_minute, path, since)
+        minutes = [counts.get(m, (0, 0)) for m in range(RATE_MINUTES)]
+        return Rate(since, tuple(a for a, _ in minutes), tuple(d for _, d in minutes))
+
+    def _path(self) -> Path:
         if self.index is None:
             raise ConflictError(
                 "the message index is off ([log] index_days = 0); set index_days to keep "
                 "the history of messages (from then on)"
             )
-        rows, total = await asyncio.to_thread(self._read, self.index, found, limit, start)
-        histories = [MessageHistory(m, status_of(m)) for m in rows]
-        return page_from(histories, _key, limit, total, TAG)
+        return self.index
 
-    @staticmethod
-    def _read(
-        path: Path, found: Filter, limit: int, after: tuple[float, int] | None
-    ) -> tuple[list[Indexed], int]:
-        if not path.exists():
-            return [], 0
+
+def _read(
+    path: Path, found: Filter, limit: int, after: tuple[float, int] | None
+) -> tuple[list[Indexed], int]:
+    with _opened(path) as index:
+        return ([], 0) if index is None else index.search(found, limit + 1, after)
+
+
+def _per_minute(path: Path, since: float) -> dict[int, tuple[int, int]]:
+    with _opened(path) as index:
+        return {} if index is None else index.per_minute(since, RATE_MINUTES)
+
+
+@contextlib.contextmanager
+def _opened(path: Path) -> Iterator[MessageIndex | None]:
+    """The index at `path` opened to read (None: not written yet); StoreError on failure."""
+    if not path.exists():
+        yield None
+        return
+    try:
+        index = MessageIndex(path, readonly=True)
         try:
-            index = MessageIndex(path, readonly=True)
-            try:
-                return index.search(found, limit + 1, after)
-            finally:
-                index.close()
-        except sqlite3.Error as exc:
-            raise StoreError(f"message index {path}: {exc}") from exc
+            yield index
+        finally:
+            index.close()
+    except sqlite3.Error as exc:
+        raise StoreError(f"message index {path}: {exc}") from exc
 
 
 def _key(history: MessageHistory) -> tuple[float, int]:
