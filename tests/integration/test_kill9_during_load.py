@@ -1,9 +1,16 @@
 """Scenario: the relay is killed with SIGKILL in the middle of a load and restarted.
 
-2,000 messages over 20 concurrent connections from a connected server; at a
+1,000 messages over 20 concurrent connections from a connected server; at a
 random point (after a random number of acknowledgements) the node process is
 killed with SIGKILL and started again. Every message that got `250` must
 arrive at the next hop; duplicates are allowed and reported, losses are not.
+
+Why 1,000 is enough: what a kill can lose is what is in flight when it comes (up to
+20 sessions inside DATA waiting for their group's fsync, mail acknowledged and not yet
+delivered, mail delivered and not yet removed), and that depends on the concurrency
+and the rates, not on the total. The kill comes after 200 to 600 acknowledgements,
+when the load runs at its steady rate, and at least 400 messages are still to send,
+so the restarted node recovers its spool while the load goes on.
 """
 
 from __future__ import annotations
@@ -26,7 +33,7 @@ from tests.support.waiting import eventually
 
 pytestmark = pytest.mark.slow
 
-TOTAL = 2000
+TOTAL = 1000
 CLIENTS = 20
 CLIENT_DEADLINE = 240.0  # seconds a client keeps retrying (a loaded machine restarts slowly)
 RETRY_PAUSE = 0.05  # seconds between attempts while the node is down
@@ -84,6 +91,10 @@ async def test_every_acknowledged_message_arrives_after_kill9(tmp_path: Path) ->
     try:
         await node.wait_ready()
         host, port = smtp_address(config)
+
+        def arrived_seqs() -> list[int]:
+            return [int(m) for msg in sink.messages for m in SEQ.findall(msg.data)]
+
         load = Load(host, port, kill_after=random.randint(200, TOTAL - 400))
         seqs = list(range(TOTAL))
         threads = [
@@ -95,23 +106,21 @@ async def test_every_acknowledged_message_arrives_after_kill9(tmp_path: Path) ->
         await asyncio.to_thread(load.kill_now.wait, 120)
         node.signal(signal.SIGKILL)
         acked_at_kill = len(load.acked)
+        undelivered_at_kill = len(load.acked - set(arrived_seqs()))
         await node.wait()
         node.start()
         await node.wait_ready()
         for thread in threads:
             await asyncio.to_thread(thread.join, 180)
         assert len(load.acked) == TOTAL, "the load did not finish"
-
-        def arrived_seqs() -> list[int]:
-            return [int(m) for msg in sink.messages for m in SEQ.findall(msg.data)]
-
         with contextlib.suppress(AssertionError):  # reported below with the lost ids
             await eventually(lambda: load.acked <= set(arrived_seqs()), timeout=120)
         arrived = arrived_seqs()
         lost = load.acked - set(arrived)
         duplicates = len(arrived) - len(set(arrived))
         print(
-            f"killed after {acked_at_kill} acks; arrived {len(arrived)}, "
+            f"killed after {acked_at_kill} acks ({undelivered_at_kill} not at the sink yet); "
+            f"arrived {len(arrived)}, "
             f"duplicates {duplicates}, lost {len(lost)}"
         )
         assert not lost, f"acknowledged but lost: {sorted(lost)[:20]}"

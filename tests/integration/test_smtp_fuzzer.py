@@ -333,29 +333,42 @@ def line(*parts: bytes, eol: bytes = b"\r\n") -> bytes:
     return b"".join(parts) + eol
 
 
+# Every strategy below is built once, at import: one built in a draw is validated again
+# (and a composite's source read again) at every draw, which cost more than the sessions.
+
+
 @st.composite
 def greeting(draw: st.DrawFn) -> bytes:
     return line(draw(GREET_VERBS), b" ", draw(HELO_ARGS), eol=draw(EOL))
+
+
+GREETING = greeting()
+PARAM_LISTS = st.lists(st.one_of(PARAMS, PARAMS, PARAMS, ODD_PARAMS), max_size=3)
+SPACERS = weighted((6, b" "), (1, b"  "), (1, b"\t"))
 
 
 @st.composite
 def envelope(
     draw: st.DrawFn, verbs: st.SearchStrategy[bytes], paths: st.SearchStrategy[bytes]
 ) -> bytes:
-    params = draw(st.lists(st.one_of(PARAMS, PARAMS, PARAMS, ODD_PARAMS), max_size=3))
-    spacer = draw(weighted((6, b" "), (1, b"  "), (1, b"\t")))
+    params = draw(PARAM_LISTS)
+    spacer = draw(SPACERS)
     return line(draw(verbs), draw(paths), *(spacer + p for p in params), eol=draw(EOL))
+
+
+BIG_SIZES = st.sampled_from([40_000, MAX_MESSAGE - 200, MAX_MESSAGE + 10, 90_000])
+BODY_TEXTS = st.lists(BODY_LINES, max_size=12)
 
 
 @st.composite
 def body(draw: st.DrawFn) -> bytes:
     """Message text as the client writes it: some lines dot-stuffed, some not."""
     if draw(st.integers(0, 19)) == 0:  # big: crosses read chunks, and the size limit or not
-        size = draw(st.sampled_from([40_000, MAX_MESSAGE - 200, MAX_MESSAGE + 10, 90_000]))
+        size = draw(BIG_SIZES)
         row = b"b" * 78 + b"\r\n"
         return b"Subject: big\r\n\r\n" + row * (size // len(row))
     out = b""
-    for n, text in enumerate(draw(st.lists(BODY_LINES, max_size=12))):
+    for n, text in enumerate(draw(BODY_TEXTS)):
         stuff = text.startswith(b".") and draw(st.booleans())
         out += (b"." if stuff else b"") + text
         if n < 11:
@@ -363,40 +376,56 @@ def body(draw: st.DrawFn) -> bytes:
     return out
 
 
+BODY = body()
+DATA_EOLS = weighted((8, b"\r\n"), (1, b"\n"), (1, b" \r\n"))
+
+
 @st.composite
 def data(draw: st.DrawFn) -> bytes:
-    command = line(b"DATA", eol=draw(weighted((8, b"\r\n"), (1, b"\n"), (1, b" \r\n"))))
-    return command + draw(body()) + draw(TERMINATORS)
+    command = line(b"DATA", eol=draw(DATA_EOLS))
+    return command + draw(BODY) + draw(TERMINATORS)
+
+
+DATA = data()
+MAIL_PARAMS = st.sampled_from([b"", b" BODY=8BITMIME", b" SMTPUTF8", b" SIZE=2000"])
 
 
 def transaction(source: str) -> st.SearchStrategy[bytes]:
     """A well-formed transaction (likely accepted), so that mail does flow."""
     sender = b"<a@mdai.gov.kz>" if source == CONNECTED else b"<someone@ext.org>"
     rcpts = [b"<b@example.org>", b"<postmaster>"] if source == CONNECTED else [b"<c@mdai.gov.kz>"]
+    recipients = st.lists(st.sampled_from(rcpts), min_size=1, max_size=2)
 
     @st.composite
     def build(draw: st.DrawFn) -> bytes:
-        params = draw(st.sampled_from([b"", b" BODY=8BITMIME", b" SMTPUTF8", b" SIZE=2000"]))
-        to = draw(st.lists(st.sampled_from(rcpts), min_size=1, max_size=2))
+        params = draw(MAIL_PARAMS)
+        to = draw(recipients)
         head = line(b"MAIL FROM:", sender, params) + b"".join(line(b"RCPT TO:", r) for r in to)
         token = draw(st.integers(0, 10**9))
-        text = draw(body())
+        text = draw(BODY)
         return head + line(b"DATA") + f"X-Fuzz: {token}\r\n".encode() + text + b"\r\n.\r\n"
 
     return build()
 
 
+ODD_RCPTS = st.lists(
+    envelope(RCPT_VERBS, st.one_of(RECIPIENTS, RECIPIENTS, ODD_PATHS)), min_size=1, max_size=3
+)
+MAYBE_DATA = st.one_of(st.just(b""), DATA)
+MAIL_FROM = st.just(b"MAIL FROM:")
+
+
 def odd_transaction(source: str) -> st.SearchStrategy[bytes]:
     """MAIL (often acceptable), RCPTs with odd paths and parameters, maybe DATA."""
     own = b"<a@mdai.gov.kz>" if source == CONNECTED else b"<someone@ext.org>"
+    senders = st.one_of(st.just(own), SENDERS)
 
     @st.composite
     def build(draw: st.DrawFn) -> bytes:
-        sender = draw(st.one_of(st.just(own), SENDERS))
-        head = draw(envelope(st.just(b"MAIL FROM:"), st.just(sender)))
-        paths = st.one_of(RECIPIENTS, RECIPIENTS, ODD_PATHS)
-        rcpts = draw(st.lists(envelope(RCPT_VERBS, paths), min_size=1, max_size=3))
-        tail = draw(st.one_of(st.just(b""), data()))
+        sender = draw(senders)
+        head = draw(envelope(MAIL_FROM, st.just(sender)))
+        rcpts = draw(ODD_RCPTS)
+        tail = draw(MAYBE_DATA)
         return head + b"".join(rcpts) + tail
 
     return build()
@@ -408,30 +437,34 @@ def step(source: str) -> st.SearchStrategy[bytes]:
         transaction(source),
         odd_transaction(source),
         odd_transaction(source),
-        greeting(),
+        GREETING,
         envelope(MAIL_VERBS, st.one_of(SENDERS, SENDERS, ODD_PATHS)),
         envelope(RCPT_VERBS, st.one_of(RECIPIENTS, RECIPIENTS, ODD_PATHS)),
-        data(),
+        DATA,
         st.tuples(SIMPLE, EOL).map(lambda t: t[0] + t[1]),
         st.tuples(JUNK, EOL).map(lambda t: t[0] + t[1]),
         st.sampled_from([600, 600, 5000, 70_000]).map(lambda n: b"A" * n + b"\r\n"),
     )
 
 
+STEPS = {source: st.lists(step(source), min_size=1, max_size=8) for source in (CONNECTED, STRANGER)}
+SOURCES = weighted((4, CONNECTED.encode()), (1, STRANGER.encode()))
+OPENINGS = st.one_of(
+    st.just(line(b"EHLO client.test")),
+    st.just(line(b"EHLO client.test")),
+    st.just(line(b"HELO client.test")),
+    GREETING,
+    st.just(b""),
+)
+ENDINGS = st.sampled_from([Ending.QUIT] * 4 + [Ending.HALF_CLOSE, Ending.RESET])
+
+
 @st.composite
 def sessions(draw: st.DrawFn) -> Session:
-    source = draw(weighted((4, CONNECTED.encode()), (1, STRANGER.encode()))).decode()
-    opening = draw(
-        st.one_of(
-            st.just(line(b"EHLO client.test")),
-            st.just(line(b"EHLO client.test")),
-            st.just(line(b"HELO client.test")),
-            greeting(),
-            st.just(b""),
-        )
-    )
-    steps = [opening, *draw(st.lists(step(source), min_size=1, max_size=8))]
-    ending = draw(st.sampled_from([Ending.QUIT] * 4 + [Ending.HALF_CLOSE, Ending.RESET]))
+    source = draw(SOURCES).decode()
+    opening = draw(OPENINGS)
+    steps = [opening, *draw(STEPS[source])]
+    ending = draw(ENDINGS)
     if ending is not Ending.QUIT and draw(st.booleans()):  # hang up in the middle of a step
         steps[-1] = steps[-1][: draw(st.integers(0, max(len(steps[-1]) - 1, 0)))]
     writes: list[bytes] = []

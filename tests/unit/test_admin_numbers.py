@@ -6,17 +6,21 @@ body in the table of /v1/ endpoints (`test_admin_roles.ENDPOINTS`) gets each
 of them in turn, and a field the body does not have is tried too; the answer
 is a 422 problem whose `errors` name the field (its location and its JSON
 pointer), and a float query parameter refuses them as well.
+
+The module shares one API (building the app is most of a test's time): every request
+here is refused before it reaches a service, which is what is tested, so no test
+changes what another sees.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+import pytest_asyncio
 
 from tests.support.admin import AdminApi, admin_api
 from tests.unit.test_admin_roles import ENDPOINTS
@@ -31,9 +35,12 @@ CASES = [
 ]
 
 
-@pytest.fixture
-async def api(tmp_path: Path) -> AsyncIterator[AdminApi]:
-    async with admin_api(tmp_path) as api:
+pytestmark = pytest.mark.asyncio(loop_scope="module")
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def api(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[AdminApi]:
+    async with admin_api(tmp_path_factory.mktemp("admin-numbers")) as api:
         yield api
 
 

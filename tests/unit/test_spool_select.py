@@ -3,7 +3,9 @@
 A spool holds 300 messages of several destination domains (some with two
 recipients at one domain, some with mixed-case addresses), origins, senders,
 states and ages (a `FakeClock`); every count the SQL gives is checked against
-the same count worked out in Python from the messages as they were made.
+the same count worked out in Python from the messages as they were made. The tests only
+read, so the module fills one spool for all of them (300 fsynced commits are most of
+the time a test takes).
 """
 
 from __future__ import annotations
@@ -11,9 +13,9 @@ from __future__ import annotations
 import random
 from collections import Counter
 from collections.abc import AsyncIterator
-from pathlib import Path
 
 import pytest
+import pytest_asyncio
 
 from relay.queue.message import QueuedMessage, QueueState
 from relay.queue.spool import Spool
@@ -51,11 +53,17 @@ def bucket(msg: QueuedMessage) -> int:
     return next((i for i, edge in enumerate(EDGES) if age < edge), len(EDGES))
 
 
-@pytest.fixture
-async def filled(tmp_path: Path) -> AsyncIterator[tuple[Spool, list[QueuedMessage]]]:
+pytestmark = pytest.mark.asyncio(loop_scope="module")
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def filled(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> AsyncIterator[tuple[Spool, list[QueuedMessage]]]:
     rng = random.Random(15)
     msgs = [made(n, rng) for n in range(300)]
-    spool = Spool(tmp_path / "queue.db", FakeClock(NOW), Metrics())
+    path = tmp_path_factory.mktemp("spool-select") / "queue.db"
+    spool = Spool(path, FakeClock(NOW), Metrics())
     await spool.open()
     try:
         for msg in msgs:
