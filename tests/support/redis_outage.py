@@ -7,13 +7,14 @@ gives an `OwnRedis`: `kill()` (SIGKILL), `pause()` / `resume()` (SIGSTOP /
 SIGCONT: a hung server whose port still accepts connections), `restart()` on
 the same port with its data, or `restart(empty=True)` without it (its files
 removed first: a server restarted without persistence, a replica promoted
-before it had the data). At the end of the test it is resumed and stopped.
+before it had the data). `clients()` lists the connections the server holds:
+a scenario that stopped its nodes checks that they left none open. At the end
+of the test it is resumed and stopped.
 Missing `redis-server` skips the test (fails under UGEM_TEST_REQUIRE_PEERS=1).
 """
 
 from __future__ import annotations
 
-import gc
 import shutil
 import signal
 from collections.abc import Iterator
@@ -59,6 +60,9 @@ class OwnRedis:
             (self.workdir / "dump.rdb").unlink(missing_ok=True)
         self.server = start_redis(self.binary, self.workdir, port=self.port, persist=True)
 
+    def clients(self) -> list[dict[str, str]]:
+        return self.server.clients()
+
     def stop(self) -> None:
         self.resume()
         self.server.stop()
@@ -74,4 +78,3 @@ def own_redis(tmp_path: Path) -> Iterator[OwnRedis]:
         yield redis
     finally:
         redis.stop()
-        gc.collect()  # a connection left open is found now, in the test that left it

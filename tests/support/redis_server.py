@@ -4,7 +4,8 @@
 127.0.0.1 with no persistence and its own directory, waits until it answers
 PING, yields a `RedisServer` (`.url` is `redis://127.0.0.1:PORT/0`) and stops
 it at the end of the session. `redis_url` (function scope) empties it
-(FLUSHALL) before each test and returns the URL. A test that kills, hangs or
+(FLUSHALL) before each test and returns the URL. `RedisServer.clients()` lists
+the connections the server holds (but its own). A test that kills, hangs or
 restarts its Redis starts its own: `start_redis(binary, workdir, port=...,
 persist=True, extra=(...))` (the append-only file, fsync always, so a SIGKILL loses
 nothing it acknowledged; `port` to come back where the nodes look; `extra`
@@ -24,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+import redis
 
 from loadtest.ports import free_port
 from tests.support.peers import require
@@ -54,6 +56,13 @@ class RedisServer:
         ):
             sock.sendall(" ".join(words).encode() + b"\r\n")
             return reader.readline().rstrip(b"\r\n")
+
+    def clients(self) -> list[dict[str, str]]:
+        """The server's client connections (CLIENT LIST) but the one asking: how a test
+        sees that a closed client left none open and opened none again."""
+        with redis.Redis(port=self.port, socket_timeout=2.0, decode_responses=True) as client:
+            own = str(client.client_id())
+            return [c for c in client.client_list() if c["id"] != own]
 
     def stop(self) -> None:
         stop_process(self.process, 10)

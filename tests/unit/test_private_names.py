@@ -124,6 +124,14 @@ PRIVATE_NAMES: list[tuple[str, str, str]] = [
     ("admin/server.py", "uvicorn", "Server.started"),
     ("admin/server.py", "uvicorn", "Server.servers"),
     ("admin/server.py", "uvicorn", "Server.should_exit"),
+    # redis-py: the store's Sentinel keeps its list of sentinel clients whole after each
+    # master discovery (two at once could drop one) and closes every client it made
+    ("ugem/core/store/redis.py", "redis.asyncio.sentinel", "Sentinel.sentinels"),
+    (
+        "ugem/core/store/redis.py",
+        "redis.asyncio.sentinel",
+        "Sentinel.discover_master(service_name)",
+    ),
 ]
 
 _CALLABLE = re.compile(r"^(?P<path>[\w.]+)\((?P<params>[\w, ]*)\)$")

@@ -282,6 +282,46 @@ async def test_a_failed_backend_raises_store_error(store_url: str) -> None:
         await store.close()
 
 
+ENTRY = AuditEntry(ts=1.0, actor="cli:test", action="connection.add", target="a.gov.kz")
+EVERY_CALL: dict[str, Callable[[Store], Awaitable[object]]] = {
+    "add": lambda s: s.add(plain("b.gov.kz")),
+    "put": lambda s: s.put(plain("a.gov.kz")),
+    "get": lambda s: s.get("a.gov.kz"),
+    "list": lambda s: s.list(),
+    "delete": lambda s: s.delete("a.gov.kz"),
+    "version": lambda s: s.version(),
+    "generation": lambda s: s.generation(),
+    "init_generation": lambda s: s.init_generation("g"),
+    "restore_registry": lambda s: s.restore_registry("g", 1, [plain("a.gov.kz")]),
+    "audit": lambda s: s.audit(ENTRY),
+    "audit_records": lambda s: s.audit_records(),
+    "audit_chain": lambda s: s.audit_chain(),
+    "audit_head": lambda s: s.audit_head(),
+    "doc_add": lambda s: s.doc_add("kind", "id", "{}"),
+    "doc_put": lambda s: s.doc_put("kind", "id", "{}"),
+    "doc_get": lambda s: s.doc_get("kind", "id"),
+    "doc_list": lambda s: s.doc_list("kind"),
+    "incident_open": lambda s: s.incident_open("a.gov.kz", "{}"),
+    "incident_update": lambda s: s.incident_update(IncidentRecord(1, "a.gov.kz", "open", 1, "")),
+    "incident_get": lambda s: s.incident_get(1),
+    "incident_list": lambda s: s.incident_list(),
+    "journal_append": lambda s: s.journal_append("kind", "{}", 10),
+    "journal_list": lambda s: s.journal_list("kind"),
+    "journal_size": lambda s: s.journal_size("kind"),
+}
+
+
+async def test_a_closed_store_refuses_every_call(store_url: str) -> None:
+    store = open_store(store_url)
+    await store.add(plain("a.gov.kz"))
+    await store.close()
+    for name, call in EVERY_CALL.items():
+        with pytest.raises(StoreError):
+            await call(store)
+            pytest.fail(f"{name} answered after close()")
+    await store.close()  # a second close does nothing
+
+
 async def test_sqlite_store_that_cannot_open_raises_store_error(tmp_path: Path) -> None:
     (tmp_path / "file").write_text("not a directory")
     with pytest.raises(StoreError, match="cannot open"):

@@ -6,12 +6,13 @@ one appends, the other reads, in one order; a claim is won once.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
 import pytest
 
 from ugem.core.clock import FakeClock
+from ugem.core.errors import StoreError
 from ugem.core.store.traffic import MARK_S, START, SqliteTrafficLog, TrafficLog, open_traffic_log
 
 LogFactory = Callable[[], TrafficLog]
@@ -71,6 +72,23 @@ async def test_a_claim_is_won_once(logs: LogFactory) -> None:
     assert not await b.claim("conn-1:suspend", 60)
     assert not await a.claim("conn-1:suspend", 60)
     assert await b.claim("conn-2:suspend", 60)
+
+
+async def test_a_closed_log_refuses_every_call(store_url: str) -> None:
+    log = open_traffic_log(store_url, FakeClock())
+    await log.append(["1"])
+    await log.close()
+    calls: dict[str, Callable[[], Awaitable[object]]] = {
+        "append": lambda: log.append(["2"]),
+        "read": lambda: log.read(START, wait=0),
+        "tail": log.tail,
+        "claim": lambda: log.claim("key", 1.0),
+    }
+    for name, call in calls.items():
+        with pytest.raises(StoreError):
+            await call()
+            pytest.fail(f"{name} answered after close()")
+    await log.close()  # a second close does nothing
 
 
 async def test_sqlite_claims_expire_and_old_records_go_by_the_clock(tmp_path: Path) -> None:

@@ -76,8 +76,9 @@ each becomes::
 
     ugem.core.store.sqlite, ugem.core.store.traffic
         sqlite3.Error; OSError opening the file          StoreError
-    ugem.core.store.redis, ugem.core.store.traffic
+    ugem.core.store.redis_gate (every call of the Redis store and traffic log)
         redis.exceptions.RedisError                      StoreError
+    ugem.core.store.redis
         ValueError of the store URL                      ConfigError store.url
     ugem.core.store.codec, .sqlite, .redis
         ValueError (json), KeyError, TypeError of a      StoreError ("... is damaged")

@@ -33,7 +33,10 @@ watch, `ugem.core.registry_watch`, bounds its wait by `[store]
 relay_timeout`). Redis errors (connection refused, timeouts, a script error)
 are raised as `StoreError` naming the server (its URL without the password);
 conflicts as `ConflictError`; a damaged stored connection as `StoreError`; an
-invalid URL as `ConfigError`.
+invalid URL as `ConfigError`. Every call goes through the store's
+`ugem.core.store.redis_gate.RedisGate`: `close()` waits for the calls under way,
+and a call after it is refused (`StoreError`, "the client is closed") instead of
+opening a connection that nothing would close.
 
 `redis_client(url, ...)` makes every Redis client of the project (this store
 and the shared traffic log, `ugem.core.store.traffic`): for `redis://` redis-py's
@@ -43,7 +46,9 @@ which asks the sentinels where the master is on every new connection, so after a
 failover the next command goes to the promoted replica (until then, and while
 no sentinel names a master that is up, commands fail as any unreachable Redis:
 `StoreError`, and the registry's copy serves). Closing it closes the sentinel
-connections too. Every Lua script here touches keys of one prefix and declares
+connections too, every one of them (`_Sentinels`: redis-py's master discovery can
+drop a sentinel from its own list when two run at once, and would then never close
+it). Every Lua script here touches keys of one prefix and declares
 them (or builds them from one prefix), as Redis Cluster would need.
 """
 
@@ -51,13 +56,14 @@ from __future__ import annotations
 
 import builtins
 import json
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
+from functools import partial
 from typing import Any, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
 import redis.asyncio as aioredis
 from redis.asyncio.sentinel import Sentinel, SentinelConnectionPool
-from redis.exceptions import RedisError, ResponseError, WatchError
+from redis.exceptions import ResponseError, WatchError
 
 from ugem.core.errors import ConfigError, StoreError
 from ugem.core.model import Connection
@@ -77,6 +83,7 @@ from ugem.core.store.codec import (
     no_incident,
     seal,
 )
+from ugem.core.store.redis_gate import RedisGate
 
 T = TypeVar("T")
 
@@ -221,10 +228,12 @@ class RedisStore(AuditLogReader):
         self.prefix = prefix
         try:
             self.name = redact(url)
-            self._redis = redis_client(url, socket_timeout=timeout, socket_connect_timeout=timeout)
+            client = redis_client(url, socket_timeout=timeout, socket_connect_timeout=timeout)
         except ValueError as exc:
             allowed = f"expected redis://host:port/db: {exc}"
             raise ConfigError("store.url", hide_password(url), allowed) from exc
+        self._gate = RedisGate(client, f"redis store {self.name}")
+        self._redis = client  # to build commands on; every call goes through `_call`
         self._conns, self._domains = f"{prefix}conn", f"{prefix}domain"
         self._version, self._audit = f"{prefix}version", f"{prefix}auditlog"
         self._head = f"{prefix}audithead"
@@ -239,16 +248,15 @@ class RedisStore(AuditLogReader):
         self._journal_append = self._redis.register_script(_JOURNAL_APPEND)
         self._journal_page = self._redis.register_script(_JOURNAL_PAGE)
 
-    async def _call(self, pending: Awaitable[T]) -> T:
-        try:
-            return await pending
-        except RedisError as exc:
-            raise StoreError(f"redis store {self.name}: {exc}") from exc
+    async def _call(self, call: Callable[[], Awaitable[T]]) -> T:
+        """Every call of the client (`call()` makes it): StoreError for a Redis error, or,
+        once closed, before `call` is made."""
+        return await self._gate.run(call)
 
     async def _write(self, mode: str, conn: Connection) -> None:
         keys = [self._conns, self._domains, self._version]
         args = [mode, conn.id, encode_connection(conn), *conn.domains]
-        reply: list[Any] = await self._call(self._save(keys=keys, args=args))
+        reply: list[Any] = await self._call(lambda: self._save(keys=keys, args=args))
         if reply[0] == "id":
             raise id_conflict(reply[1])
         if reply[0] == "domain":
@@ -261,33 +269,33 @@ class RedisStore(AuditLogReader):
         await self._write("put", conn)
 
     async def get(self, conn_id: str) -> Connection | None:
-        data = await self._call(self._redis.hget(self._conns, conn_id))
+        data = await self._call(lambda: self._redis.hget(self._conns, conn_id))
         return None if data is None else decode_connection(data, self._where(conn_id))
 
     async def list(self) -> builtins.list[Connection]:
-        found = await self._call(self._redis.hgetall(self._conns))
+        found = await self._call(lambda: self._redis.hgetall(self._conns))
         rows = {_text(ident): data for ident, data in found.items()}
         return [decode_connection(rows[ident], self._where(ident)) for ident in sorted(rows)]
 
     async def delete(self, conn_id: str) -> bool:
         keys = [self._conns, self._domains, self._version]
-        gone: int = await self._call(self._delete(keys=keys, args=[conn_id]))
+        gone: int = await self._call(lambda: self._delete(keys=keys, args=[conn_id]))
         return bool(gone)
 
     async def version(self) -> int:
-        value = await self._call(self._redis.get(self._version))
+        value = await self._call(lambda: self._redis.get(self._version))
         return int(value) if value is not None else 0
 
     async def generation(self) -> tuple[str | None, int]:
         async with self._redis.pipeline(transaction=False) as pipe:
             pipe.get(self._generation)
             pipe.get(self._version)
-            generation, version = await self._call(pipe.execute())
+            generation, version = await self._call(pipe.execute)
         return (None if generation is None else _text(generation)), int(version or 0)
 
     async def init_generation(self, generation: str) -> str:
-        await self._call(self._redis.set(self._generation, generation, nx=True))
-        found = await self._call(self._redis.get(self._generation))
+        await self._call(lambda: self._redis.set(self._generation, generation, nx=True))
+        found = await self._call(lambda: self._redis.get(self._generation))
         return generation if found is None else _text(found)
 
     async def restore_registry(
@@ -297,7 +305,7 @@ class RedisStore(AuditLogReader):
         args: builtins.list[str | int] = [generation, min_version]
         for conn in conns:
             args += [conn.id, encode_connection(conn), len(conn.domains), *conn.domains]
-        reply: builtins.list[Any] = await self._call(self._restore(keys=keys, args=args))
+        reply: builtins.list[Any] = await self._call(lambda: self._restore(keys=keys, args=args))
         if reply[0] == "domain":
             raise domain_conflict(reply[1], reply[2])
         return int(reply[1])
@@ -307,16 +315,16 @@ class RedisStore(AuditLogReader):
         found: dict[str, str] = {}
         for name in names:
             try:
-                answer = await self._redis.config_get(name)
-            except ResponseError:  # unknown command, or not allowed (a managed service)
-                return None
-            except RedisError as exc:
-                raise StoreError(f"redis store {self.name}: {exc}") from exc
+                answer = await self._call(partial(self._redis.config_get, name))
+            except StoreError as exc:
+                if isinstance(exc.__cause__, ResponseError):  # unknown command, or not
+                    return None  # allowed (a managed service)
+                raise
             found.update({_text(k or ""): _text(v or "") for k, v in answer.items()})
         return found
 
     async def audit(self, entry: AuditEntry) -> None:
-        await self._call(self._append(entry))
+        await self._call(lambda: self._append(entry))
 
     async def _append(self, entry: AuditEntry) -> None:
         async with self._redis.pipeline(transaction=True) as pipe:
@@ -347,7 +355,7 @@ class RedisStore(AuditLogReader):
             seqs = list(range(last, first - 1, -1))
         else:
             index = f"{self._audit}:{target}"
-            found = await self._call(self._redis.lrange(index, 0, -1))  # type: ignore[misc]
+            found = await self._call(lambda: self._redis.lrange(index, 0, -1))  # type: ignore[misc]
             seqs = [s for s in map(int, reversed(found)) if s <= last][:limit]
         return await self._records(seqs)
 
@@ -355,44 +363,48 @@ class RedisStore(AuditLogReader):
         async with self._redis.pipeline(transaction=False) as pipe:
             for seq in seqs:
                 pipe.lindex(self._audit, seq - 1)
-            texts = await self._call(pipe.execute())
+            texts = await self._call(pipe.execute)
         return [decode_record(t, self._where_audit()) for t in texts if t is not None]
 
     async def audit_chain(self, offset: int = 0, limit: int = 1000) -> builtins.list[AuditRecord]:
         check_limit(limit)
         texts = await self._call(
-            self._redis.lrange(self._audit, offset, offset + limit - 1)  # type: ignore[misc]
+            lambda: self._redis.lrange(self._audit, offset, offset + limit - 1)  # type: ignore[misc]
         )
         return [decode_record(t, self._where_audit()) for t in texts]
 
     async def audit_head(self) -> tuple[int, str]:
-        head = await self._call(self._redis.hgetall(self._head))  # type: ignore[misc]
+        head = await self._call(lambda: self._redis.hgetall(self._head))  # type: ignore[misc]
         return int(head.get("seq", 0)), str(head.get("hash", GENESIS))
 
     async def doc_add(self, kind: str, doc_id: str, data: str) -> None:
-        added = await self._call(self._redis.hsetnx(self._doc(kind), doc_id, data))  # type: ignore[misc]
+        added = await self._call(lambda: self._redis.hsetnx(self._doc(kind), doc_id, data))  # type: ignore[misc]
         if not added:
             raise doc_conflict(kind, doc_id)
 
     async def doc_put(self, kind: str, doc_id: str, data: str) -> None:
-        await self._call(self._redis.hset(self._doc(kind), doc_id, data))  # type: ignore[misc]
+        await self._call(lambda: self._redis.hset(self._doc(kind), doc_id, data))  # type: ignore[misc]
 
     async def doc_get(self, kind: str, doc_id: str) -> str | None:
-        data = await self._call(self._redis.hget(self._doc(kind), doc_id))  # type: ignore[misc]
+        data = await self._call(lambda: self._redis.hget(self._doc(kind), doc_id))  # type: ignore[misc]
         return None if data is None else _text(data)
 
     async def doc_list(self, kind: str) -> builtins.list[tuple[str, str]]:
-        found = await self._call(self._redis.hgetall(self._doc(kind)))  # type: ignore[misc]
+        found = await self._call(lambda: self._redis.hgetall(self._doc(kind)))  # type: ignore[misc]
         return sorted((_text(k), _text(v)) for k, v in found.items())
 
     async def incident_open(self, connection: str, data: str) -> tuple[IncidentRecord, bool]:
         keys = [*self._incident_keys, f"{self._incidents}:seq"]
-        reply: list[Any] = await self._call(self._incident_open(keys=keys, args=[connection, data]))
+        reply: list[Any] = await self._call(
+            lambda: self._incident_open(keys=keys, args=[connection, data])
+        )
         return self._incident(reply[1]), bool(reply[0])
 
     async def incident_update(self, record: IncidentRecord) -> bool:
         args: list[str | int] = [record.id, record.rev, record.state, record.data]
-        done: int = await self._call(self._incident_update(keys=self._incident_keys, args=args))
+        done: int = await self._call(
+            lambda: self._incident_update(keys=self._incident_keys, args=args)
+        )
         if done == -1:
             raise no_incident(record.id)
         if done == -2:
@@ -400,14 +412,14 @@ class RedisStore(AuditLogReader):
         return done == 1
 
     async def incident_get(self, incident_id: int) -> IncidentRecord | None:
-        text = await self._call(self._redis.hget(self._incidents, str(incident_id)))  # type: ignore[misc]
+        text = await self._call(lambda: self._redis.hget(self._incidents, str(incident_id)))  # type: ignore[misc]
         return None if text is None else self._incident(text)
 
     async def incident_list(
         self, state: str | None = None, connection: str | None = None, limit: int = 100
     ) -> builtins.list[IncidentRecord]:
         check_limit(limit)
-        found = await self._call(self._redis.hvals(self._incidents))  # type: ignore[misc]
+        found = await self._call(lambda: self._redis.hvals(self._incidents))  # type: ignore[misc]
         records = sorted(map(self._incident, found), key=lambda r: r.id, reverse=True)
         return [
             r
@@ -429,7 +441,7 @@ class RedisStore(AuditLogReader):
     async def journal_append(self, kind: str, data: str, cap: int) -> tuple[int, int]:
         args: builtins.list[str | int] = [data, check_limit(cap, "cap")]
         reply: builtins.list[Any] = await self._call(
-            self._journal_append(keys=self._journal(kind), args=args)
+            lambda: self._journal_append(keys=self._journal(kind), args=args)
         )
         return int(reply[0]), int(reply[1])
 
@@ -437,8 +449,10 @@ class RedisStore(AuditLogReader):
         self, kind: str, limit: int = 100, before: int | None = None
     ) -> builtins.list[tuple[int, str]]:
         args = [0 if before is None else max(before, 1), check_limit(limit)]
-        page = self._journal_page(keys=self._journal(kind), args=args)
-        found: builtins.list[str | bytes] = await self._call(page)
+        keys = self._journal(kind)
+        found: builtins.list[str | bytes] = await self._call(
+            lambda: self._journal_page(keys=keys, args=args)
+        )
         return [self._entry(kind, text) for text in reversed(found)]
 
     async def journal_size(self, kind: str) -> tuple[int, int]:
@@ -446,7 +460,7 @@ class RedisStore(AuditLogReader):
         async with self._redis.pipeline(transaction=True) as pipe:
             pipe.get(counter)
             pipe.llen(entries)
-            last, kept = await self._call(pipe.execute())
+            last, kept = await self._call(pipe.execute)
         return int(last or 0), int(kept)
 
     def _journal(self, kind: str) -> builtins.list[str]:
@@ -466,20 +480,60 @@ class RedisStore(AuditLogReader):
         return f"redis store {self.name}, audit log"
 
     async def close(self) -> None:
-        await self._call(self._redis.aclose())
+        await self._gate.close()
 
     def _where(self, conn_id: str) -> str:
         return f"redis store {self.name}, connection {conn_id!r}"
 
 
+class _Sentinels(Sentinel):
+    """redis-py's `Sentinel`, its list of sentinel clients kept whole.
+
+    `discover_master` moves the sentinel that named the master to the front of
+    `sentinels` by swapping two places after an await; two discoveries at once (a pool's
+    connections connecting together, as after a failover, each passing over a sentinel
+    that names no master that is up) can write one client into both places and drop the
+    other from the list: that sentinel is asked no more, and `aclose()`, which walks the
+    list, never closes its connections (the collector finds them later: "unclosed
+    socket"). Here each discovery ends with every client made in the list once, and
+    `aclose()` closes every client made.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.made: tuple[aioredis.Redis, ...] = tuple(self.sentinels)
+
+    async def discover_master(self, service_name: str) -> Any:
+        try:
+            return await super().discover_master(service_name)
+        finally:
+            self.sentinels[:] = _each_once([*self.sentinels, *self.made])
+
+    async def aclose(self) -> None:
+        self.sentinels[:] = self.made
+        await super().aclose()
+
+
+def _each_once(clients: builtins.list[aioredis.Redis]) -> builtins.list[aioredis.Redis]:
+    """`clients` in their order, each once (by identity)."""
+    kept: builtins.list[aioredis.Redis] = []
+    for client in clients:
+        if all(client is not other for other in kept):
+            kept.append(client)
+    return kept
+
+
 class _SentinelMaster(aioredis.Redis):
-    """The master's client from `Sentinel.master_for`; closing it closes the sentinels' too."""
+    """The master's client from `Sentinel.master_for`; closing it closes the sentinels' too
+    (each one, even when closing the master's connections failed)."""
 
     async def aclose(self, close_connection_pool: bool | None = None) -> None:
-        await super().aclose(close_connection_pool)
-        pool = self.connection_pool
-        if isinstance(pool, SentinelConnectionPool):
-            await pool.sentinel_manager.aclose()
+        try:
+            await super().aclose(close_connection_pool)
+        finally:
+            pool = self.connection_pool
+            if isinstance(pool, SentinelConnectionPool):
+                await pool.sentinel_manager.aclose()
 
 
 def redis_client(url: str, socket_timeout: float, **options: Any) -> aioredis.Redis:
@@ -489,7 +543,7 @@ def redis_client(url: str, socket_timeout: float, **options: Any) -> aioredis.Re
             url, decode_responses=True, socket_timeout=socket_timeout, **options
         )
     where = parse_sentinel_url(url)
-    sentinels = Sentinel(
+    sentinels = _Sentinels(
         list(where.sentinels),
         sentinel_kwargs={
             "socket_timeout": socket_timeout,

@@ -24,7 +24,9 @@ seconds for some; `tail()` is the cursor of the newest record (a reader that
 starts there sees only what comes next). `claim(key, ttl)` is true for
 exactly one caller until `ttl` seconds pass: how the nodes that all reached
 the same verdict pick the one that acts on it. Errors of SQLite or Redis are
-raised as `StoreError` naming the log.
+raised as `StoreError` naming the log; so is any call after `close()` (on Redis
+refused before it could open a connection again: `ugem.core.store.redis_gate`,
+whose `close()` also waits for the calls under way).
 """
 
 from __future__ import annotations
@@ -36,13 +38,12 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
-from redis.exceptions import RedisError
-
 from ugem.core.clock import Clock, SystemClock
 from ugem.core.errors import StoreError
 from ugem.core.redis_url import is_redis_url
 from ugem.core.store import SQLITE_PREFIX
 from ugem.core.store.redis import TIMEOUT, redact, redis_client
+from ugem.core.store.redis_gate import RedisGate
 
 RETENTION_S = 3600.0  # SQLite: seconds (of the clock) a record is kept, give or take MARK_S
 MARK_S = 60.0  # SQLite: how often the log notes how far it got, to trim by later
@@ -168,7 +169,8 @@ class SqliteTrafficLog:
 class RedisTrafficLog:
     def __init__(self, url: str, prefix: str = "ugem:", max_events: int = MAX_EVENTS) -> None:
         self.name = f"redis traffic log {redact(url)}"
-        self._redis = redis_client(url, socket_timeout=TIMEOUT)
+        self._gate = RedisGate(redis_client(url, socket_timeout=TIMEOUT), self.name)
+        self._redis = self._gate.client  # to build commands on; every call goes through the gate
         self._stream, self._claims = f"{prefix}traffic", f"{prefix}claim:"
         self.max_events = max_events
 
@@ -176,39 +178,30 @@ class RedisTrafficLog:
         pipe = self._redis.pipeline(transaction=False)
         for record in records:
             pipe.xadd(self._stream, {"r": record}, maxlen=self.max_events, approximate=True)
-        try:
-            await pipe.execute()
-        except RedisError as exc:
-            raise StoreError(f"{self.name}: append: {exc}") from exc
+        await self._gate.run(pipe.execute, "append")
 
     async def read(
         self, cursor: str, limit: int = 1000, wait: float = 0.1
     ) -> tuple[str, list[str]]:
         block = max(1, int(wait * 1000)) if wait > 0 else None
-        try:
-            found: Any = await self._redis.xread({self._stream: cursor}, count=limit, block=block)
-        except RedisError as exc:
-            raise StoreError(f"{self.name}: read: {exc}") from exc
+        found: Any = await self._gate.run(
+            lambda: self._redis.xread({self._stream: cursor}, count=limit, block=block), "read"
+        )
         if not found:
             return cursor, []
         entries = found[0][1]  # [[stream, [(id, fields), ...]]]
         return str(entries[-1][0]), [str(fields["r"]) for _, fields in entries]
 
     async def tail(self) -> str:
-        try:
-            newest = await self._redis.xrevrange(self._stream, count=1)
-        except RedisError as exc:
-            raise StoreError(f"{self.name}: tail: {exc}") from exc
+        newest = await self._gate.run(lambda: self._redis.xrevrange(self._stream, count=1), "tail")
         return str(newest[0][0]) if newest else START
 
     async def claim(self, key: str, ttl: float) -> bool:
-        try:
-            taken = await self._redis.set(
-                self._claims + key, "1", nx=True, px=max(1, int(ttl * 1000))
-            )
-        except RedisError as exc:
-            raise StoreError(f"{self.name}: claim: {exc}") from exc
+        px = max(1, int(ttl * 1000))
+        taken = await self._gate.run(
+            lambda: self._redis.set(self._claims + key, "1", nx=True, px=px), "claim"
+        )
         return bool(taken)
 
     async def close(self) -> None:
-        await self._redis.aclose()
+        await self._gate.close()
