@@ -3,7 +3,8 @@
 `ugem serve` runs as a child process on loopback, its store seeded with two
 connections (one with a disconnection scheduled), an application and an admin
 token. Schemathesis reads `/openapi.json` and, for every operation, sends a
-bounded number of generated requests with the admin token. No answer may be a
+bounded number of generated requests with the admin token (not the drain's, which
+change the node's mode for every later request: `MODE_CHANGING`). No answer may be a
 5xx, and every answer must be one the schema documents for that operation,
 with the documented content type and a body that fits the documented
 schema. Bounded: `EXAMPLES` per operation, no Hypothesis database, no
@@ -42,6 +43,10 @@ from ugem.core.store import open_store
 
 EXAMPLES = 12  # generated requests per operation
 TOKEN_NAME = "schemathesis-admin-5c1e"  # not a name the generator will revoke by chance
+# Operations that change the node's mode for every later request: a generated drain makes the
+# node stop accepting, and /readyz then answers 503 by design (its own scenarios test it:
+# test_drain_*.py). Generating them would fail the next /readyz depending on the order.
+MODE_CHANGING = "/v1/drain"
 CHECKS = [
     not_a_server_error,
     status_code_conformance,
@@ -90,7 +95,8 @@ def test_no_500_and_no_answer_outside_the_schema(node: tuple[str, str]) -> None:
     base_url, secret = node
     schema = schemathesis.openapi.from_url(f"{base_url}/openapi.json")
     auth = {"Authorization": f"Bearer {secret}"}
-    operations = [result.ok() for result in schema.get_all_operations()]  # type: ignore[union-attr]
+    every = [result.ok() for result in schema.get_all_operations()]  # type: ignore[union-attr]
+    operations = [op for op in every if not op.path.startswith(MODE_CHANGING)]
     assert len(operations) > 20, "the schema lists the /v1/ operations"
     strategy = st.one_of([op.as_strategy() for op in operations])
 
