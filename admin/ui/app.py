@@ -8,7 +8,8 @@ data: no CDN, nothing fetched at run time), the security headers around all
 of it (`admin.ui.headers`), and the error pages: a service's error
 (`UgemError`) is answered with the status the API gives it
 (`admin.errors.status_of`: 403, 404, 409, 422, 503) and its message,
-escaped, in a page; an unknown path 404; anything else is logged
+escaped, in a page; a page asked before a sign-in 303 to the sign-in page
+(`admin.ui.console.SignInFirst`); an unknown path 404; anything else is logged
 (`ui_error`) and answered 500 without details. The catalogues are checked at
 build time (`UgemError` if they differ). The session key is drawn here, so
 a new node process signs every operator out.
@@ -30,7 +31,7 @@ from starlette.staticfiles import StaticFiles
 from admin.api import OperatorServices
 from admin.errors import status_of
 from admin.ui import applications, audit, connections, incidents, overview, queue, sign_in
-from admin.ui.console import Console
+from admin.ui.console import Console, SignInFirst, sign_in_first
 from admin.ui.headers import SecurityHeaders
 from admin.ui.i18n import Catalogues
 from admin.ui.render import Renderer
@@ -94,6 +95,10 @@ def _errors(app: FastAPI, console: Console) -> None:
         visitor = await console.doorman.visitor(request, look_up=False)
         return await page(request, 500, visitor.words("error.500"))
 
+    async def signed_out(_request: Request, _exc: Exception) -> Response:
+        return sign_in_first()
+
+    app.add_exception_handler(SignInFirst, signed_out)
     app.add_exception_handler(UgemError, failed)
     app.add_exception_handler(HTTPException, http)
     app.add_exception_handler(Exception, bug)

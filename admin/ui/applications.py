@@ -26,7 +26,7 @@ from starlette.responses import Response
 from admin.api import OperatorServices
 from admin.ui import application_actions as actions
 from admin.ui.confirm import confirmation, confirmed
-from admin.ui.console import Console, back_to, sign_in_first
+from admin.ui.console import Console, back_to
 from admin.ui.deadlines import Deadline
 from ugem.core import times
 from ugem.core.errors import ConflictError
@@ -63,9 +63,7 @@ def router(console: Console) -> APIRouter:
 
     @r.get("/applications")
     async def inbox(request: Request) -> Response:
-        visitor = await console.visitor(request)
-        if visitor.token is None:
-            return sign_in_first()
+        visitor = await console.signed_in(request)
         today, found = applications.today(), await applications.list()
         pending = sorted(
             (a for a in found if a.state == AppState.PENDING),
@@ -85,9 +83,7 @@ def router(console: Console) -> APIRouter:
 
     @r.get("/applications/{app_id}")
     async def show_application(request: Request, app_id: str, done: str = "") -> Response:
-        visitor = await console.visitor(request)
-        if visitor.token is None:
-            return sign_in_first()
+        visitor = await console.signed_in(request)
         app = await applications.get(app_id)
         may_act = app.state == AppState.PENDING and visitor.may(Role.OPERATOR)
         return console.renderer.page(

@@ -20,7 +20,7 @@ from fastapi import APIRouter
 from starlette.requests import Request
 from starlette.responses import Response
 
-from admin.ui.console import Console, sign_in_first
+from admin.ui.console import Console
 from ugem.core.services.audit import window_of
 
 LIMIT = 50  # records a page
@@ -40,9 +40,7 @@ def router(console: Console) -> APIRouter:
 
     @r.get("/audit")
     async def show_audit(request: Request, cursor: str | None = None) -> Response:
-        visitor = await console.visitor(request)
-        if visitor.token is None:
-            return sign_in_first()
+        visitor = await console.signed_in(request)
         given = filter_of(dict(request.query_params))
         window = window_of(given.get("since"), given.get("until"))
         page = await audit.page(

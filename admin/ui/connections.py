@@ -25,7 +25,7 @@ from starlette.responses import Response
 
 from admin.ui.confirm import confirmation, confirmed
 from admin.ui.connection_actions import ACTIONS, asked, check
-from admin.ui.console import Console, back_to, sign_in_first
+from admin.ui.console import Console, back_to
 from admin.ui.render import BASE
 from admin.ui.traffic import drawing, span_of
 from ugem.core.model import ConnState
@@ -46,9 +46,7 @@ def router(console: Console) -> APIRouter:
     async def list_connections(
         request: Request, text: str = "", state: str = "", cursor: str | None = None
     ) -> Response:
-        visitor = await console.visitor(request)
-        if visitor.token is None:
-            return sign_in_first()
+        visitor = await console.signed_in(request)
         text = text.strip()[:200]
         page = await services.connections.page(
             _state(state), None, text or None, DEFAULT_LIMIT, cursor
@@ -62,9 +60,7 @@ def router(console: Console) -> APIRouter:
     async def show_connection(
         request: Request, conn_id: str, done: str = "", span: str = ""
     ) -> Response:
-        visitor = await console.visitor(request)
-        if visitor.token is None:
-            return sign_in_first()
+        visitor = await console.signed_in(request)
         conn = await services.connections.get(conn_id)
         allowed = [a for a in ACTIONS.values() if a.fits(conn) and visitor.may(a.role)]
         throttle = services.throttle

@@ -3,7 +3,8 @@
 `Console` is handed to each page module's `router`. `posted(request, role)`
 reads a POST's form and admits it (`admin.ui.visitor.Doorman.admit`: the
 session's CSRF token, then the role; `ForbiddenError` otherwise), before the
-page acts. `sign_in_first()` is the answer to a page asked before a sign-in:
+page acts. `signed_in(request)` is the visitor of a page that needs a
+sign-in, or raises `SignInFirst`, which the app answers with `sign_in_first()`:
 303 to the sign-in page. `back_to(path)` is the 303 after an action
 (post/redirect/get), to a path under /ui/ only (`inside`: anything else is
 /ui/, so a `next` field cannot send the browser elsewhere).
@@ -38,6 +39,10 @@ def sign_in_first() -> RedirectResponse:
     return back_to(BASE + "sign-in")
 
 
+class SignInFirst(Exception):
+    """A page was asked before a sign-in (answered by `sign_in_first()`, admin.ui.app)."""
+
+
 @dataclass(frozen=True)
 class Console:
     services: OperatorServices
@@ -46,6 +51,13 @@ class Console:
 
     async def visitor(self, request: Request) -> Visitor:
         return await self.doorman.visitor(request)
+
+    async def signed_in(self, request: Request) -> Visitor:
+        """The visitor of a page that needs a sign-in; `SignInFirst` if there is none."""
+        visitor = await self.visitor(request)
+        if visitor.token is None:
+            raise SignInFirst
+        return visitor
 
     async def posted(self, request: Request, role: Role | None) -> tuple[Visitor, dict[str, str]]:
         """The visitor and the form of a POST, admitted for `role` (None: anyone)."""

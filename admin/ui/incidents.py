@@ -21,7 +21,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from admin.ui.confirm import Confirmation, confirmation, confirmed
-from admin.ui.console import Console, back_to, sign_in_first
+from admin.ui.console import Console, back_to
 from admin.ui.i18n import Words
 from admin.ui.render import BASE
 from admin.ui.traffic import drawing
@@ -68,9 +68,7 @@ def router(console: Console) -> APIRouter:
 
     @r.get("/incidents")
     async def list_incidents(request: Request) -> Response:
-        visitor = await console.visitor(request)
-        if visitor.token is None:
-            return sign_in_first()
+        visitor = await console.signed_in(request)
         groups = [
             (state, await incidents.list(state, limit=limit))
             for state, limit in (
@@ -83,9 +81,7 @@ def router(console: Console) -> APIRouter:
 
     @r.get("/incidents/{number}")
     async def show_incident(request: Request, number: int, done: str = "") -> Response:
-        visitor = await console.visitor(request)
-        if visitor.token is None:
-            return sign_in_first()
+        visitor = await console.signed_in(request)
         incident = await incidents.get(number)
         traffic = None
         if incident.kind == IncidentKind.CONNECTION:

@@ -21,7 +21,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from admin.ui.blocklists import blocklist_state
-from admin.ui.console import Console, sign_in_first
+from admin.ui.console import Console
 from admin.ui.rate import drawings
 from ugem.core.errors import ConflictError, SpoolError, StoreError
 from ugem.core.services.messages import Rate
@@ -51,9 +51,7 @@ def router(console: Console) -> APIRouter:
 
     @r.get("/")
     async def overview(request: Request) -> Response:
-        visitor = await console.visitor(request)
-        if visitor.token is None:
-            return sign_in_first()
+        visitor = await console.signed_in(request)
         status = None if services.status is None else await services.status.status()
         now = services.queue.clock.now()
         flow, flow_problem = await rate()

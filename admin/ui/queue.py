@@ -26,7 +26,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from admin.ui.confirm import Confirmation, confirmation, confirmed
-from admin.ui.console import Console, back_to, sign_in_first
+from admin.ui.console import Console, back_to
 from admin.ui.i18n import Words
 from admin.ui.render import BASE
 from ugem.core.errors import UsageError
@@ -87,9 +87,7 @@ def router(console: Console) -> APIRouter:
         done: str = "",
         n: int = 0,
     ) -> Response:
-        visitor = await console.visitor(request)
-        if visitor.token is None:
-            return sign_in_first()
+        visitor = await console.signed_in(request)
         criteria = criteria_of(dict(request.query_params))
         by = by if by in BY else "destination"
         return console.renderer.page(
