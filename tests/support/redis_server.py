@@ -1,13 +1,16 @@
 """A real, private redis-server on loopback for the tests (a pytest plugin).
 
 `redis_server` (session scope) starts `redis-server` on a free port of
-127.0.0.1 with no persistence and its own directory, waits until it answers
+127.0.0.1 with no persistence and its own directory, as a one-node Redis Cluster
+(every hash slot its own: a command or script that touches keys of two slots is
+refused with CROSSSLOT, so every test on it checks the keys are hash-tagged, as
+`ugem.core.store.redis_keys` promises), waits until it answers
 PING, yields a `RedisServer` (`.url` is `redis://127.0.0.1:PORT/0`) and stops
 it at the end of the session. `redis_url` (function scope) empties it
 (FLUSHALL) before each test and returns the URL. `RedisServer.clients()` lists
 the connections the server holds (but its own). A test that kills, hangs or
 restarts its Redis starts its own: `start_redis(binary, workdir, port=...,
-persist=True, extra=(...))` (the append-only file, fsync always, so a SIGKILL loses
+persist=True, extra=(...), cluster=False)` (the append-only file, fsync always, so a SIGKILL loses
 nothing it acknowledged; `port` to come back where the nodes look; `extra`
 more arguments, e.g. `--replicaof`: tests.support.sentinel). When `redis-server` is not
 installed, the tests that ask for these fixtures are skipped with that reason
@@ -33,6 +36,7 @@ from tests.support.processes import stop_process
 
 START_TIMEOUT = 10.0
 POLL_INTERVAL = 0.02
+CLUSTER_SLOTS = 16384
 
 
 @dataclass
@@ -75,6 +79,7 @@ def start_redis(
     port: int = 0,
     persist: bool = False,
     extra: Sequence[str] = (),
+    cluster: bool = False,
 ) -> RedisServer:
     """Start redis-server on a free port (or `port`) in `workdir`; wait until it answers PING.
 
@@ -84,6 +89,7 @@ def start_redis(
     """
     log = workdir / "redis.log"
     durability = ["--appendonly", "yes", "--appendfsync", "always"] if persist else []
+    clustered = ["--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf"]
     for _ in range(attempts):
         args = [
             binary,
@@ -96,6 +102,7 @@ def start_redis(
             "--appendonly",
             "no",
             *durability,
+            *(clustered if cluster else ()),
             *extra,
             "--dir",
             str(workdir),
@@ -106,7 +113,7 @@ def start_redis(
             args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT
         )
         server = RedisServer(int(args[2]), process, log)
-        if _wait_ready(server):
+        if _wait_ready(server) and (not cluster or _serve_every_slot(server)):
             return server
         server.stop()
     tail = log.read_text(errors="replace")[-2000:] if log.exists() else "(no log)"
@@ -125,10 +132,22 @@ def _wait_ready(server: RedisServer) -> bool:
     return False
 
 
+def _serve_every_slot(server: RedisServer) -> bool:
+    """Make a one-node cluster of `server` (every hash slot its own); wait until it is ok."""
+    with redis.Redis(port=server.port, socket_timeout=2.0, decode_responses=True) as client:
+        client.execute_command("CLUSTER", "ADDSLOTSRANGE", 0, CLUSTER_SLOTS - 1)
+        deadline = time.monotonic() + START_TIMEOUT
+        while time.monotonic() < deadline:
+            if "cluster_state:ok" in str(client.execute_command("CLUSTER", "INFO")):
+                return True
+            time.sleep(POLL_INTERVAL)  # polls readiness; no test logic waits on time
+    return False
+
+
 @pytest.fixture(scope="session")
 def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
     binary = require("redis-server", "redis-server is not installed (apt-get install redis-server)")
-    server = start_redis(binary, tmp_path_factory.mktemp("redis"))
+    server = start_redis(binary, tmp_path_factory.mktemp("redis"), cluster=True)
     try:
         yield server
     finally:

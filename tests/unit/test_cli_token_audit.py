@@ -24,6 +24,7 @@ from ugem.cli import main
 from ugem.core.clock import FakeClock
 from ugem.core.services.audit import AuditLog
 from ugem.core.services.tokens import TokenService
+from ugem.core.store.redis_keys import PREFIX
 from ugem.core.store.sqlite import SqliteStore
 
 
@@ -154,6 +155,9 @@ def test_audit_verify_finds_tampering_in_sqlite(ugem: Ugem, how: str) -> None:
     assert broken.code == 1 and "BROKEN" in broken.out and words in broken.out, broken
 
 
+AUDIT_LOG = f"{PREFIX}auditlog"  # the audit list of a Redis store (ugem.core.store.redis)
+
+
 def test_audit_verify_finds_an_edited_entry_in_redis(
     ugem: Ugem, redis_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -161,9 +165,9 @@ def test_audit_verify_finds_an_edited_entry_in_redis(
     _history(ugem)
     assert ugem("audit", "verify").code == 0
     with redis.Redis.from_url(redis_url) as client:
-        record = json.loads(client.lindex("ugem:auditlog", 1))  # type: ignore[arg-type]
+        record = json.loads(client.lindex(AUDIT_LOG, 1))  # type: ignore[arg-type]
         record["actor"] = "cli:somebody-else"
-        client.lset("ugem:auditlog", 1, json.dumps(record))
+        client.lset(AUDIT_LOG, 1, json.dumps(record))
     broken = ugem("audit", "verify")
     assert broken.code == 1 and "record 2: its content does not match" in broken.out, broken
 

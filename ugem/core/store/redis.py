@@ -1,6 +1,8 @@
 """The shared registry store: Redis, for several nodes that share one registry.
 
-Keys live under a prefix (`ugem:` by default): `<p>conn` is a hash of
+Keys live under a prefix (`{ugem}:` by default: one Redis Cluster hash tag for
+every key, and the keys of releases that used `ugem:` are moved to it before the
+first call: `ugem.core.store.redis_keys`): `<p>conn` is a hash of
 connection id -> JSON text (see `ugem.core.store.codec`), `<p>domain` a hash of
 domain -> owning id, `<p>version` a counter, `<p>auditlog` a list of every
 audit record (JSON text; record n at index n-1), `<p>audithead` a hash with
@@ -48,8 +50,9 @@ no sentinel names a master that is up, commands fail as any unreachable Redis:
 `StoreError`, and the registry's copy serves). Closing it closes the sentinel
 connections too, every one of them (`_Sentinels`: redis-py's master discovery can
 drop a sentinel from its own list when two run at once, and would then never close
-it). Every Lua script here touches keys of one prefix and declares
-them (or builds them from one prefix), as Redis Cluster would need.
+it). Every Lua script and transaction here touches keys of one prefix, declared,
+and the prefix is a hash tag, so they all hash to one slot as Redis Cluster needs
+(the tests' Redis is a one-node cluster, which refuses anything else).
 """
 
 from __future__ import annotations
@@ -84,6 +87,7 @@ from ugem.core.store.codec import (
     seal,
 )
 from ugem.core.store.redis_gate import RedisGate
+from ugem.core.store.redis_keys import PREFIX, legacy_move
 
 T = TypeVar("T")
 
@@ -223,7 +227,7 @@ return redis.call('LRANGE', KEYS[1], low - first, top - first)
 class RedisStore(AuditLogReader):
     local = False  # across a network: a call may hang (Store.local)
 
-    def __init__(self, url: str, prefix: str = "ugem:", timeout: float = TIMEOUT) -> None:
+    def __init__(self, url: str, prefix: str = PREFIX, timeout: float = TIMEOUT) -> None:
         self.url = url
         self.prefix = prefix
         try:
@@ -232,7 +236,7 @@ class RedisStore(AuditLogReader):
         except ValueError as exc:
             allowed = f"expected redis://host:port/db: {exc}"
             raise ConfigError("store.url", hide_password(url), allowed) from exc
-        self._gate = RedisGate(client, f"redis store {self.name}")
+        self._gate = RedisGate(client, f"redis store {self.name}", legacy_move(prefix))
         self._redis = client  # to build commands on; every call goes through `_call`
         self._conns, self._domains = f"{prefix}conn", f"{prefix}domain"
         self._version, self._audit = f"{prefix}version", f"{prefix}auditlog"

@@ -12,6 +12,10 @@ later and says "unclosed socket", a ResourceWarning). A `RedisGate` owns a clien
 - Once `close()` has begun, `run` refuses every call with `StoreError` ("... is
   closed") without making it (no coroutine is left unawaited), so no connection
   is opened again.
+- `prepare` (optional) is awaited once before the first call goes out (calls that
+  arrive meanwhile wait for it): the store's move off its old key prefix,
+  `ugem.core.store.redis_keys`. When it fails, the call fails as its own would
+  (StoreError) and the next call tries it again.
 - `close()` waits for the calls under way (each is bounded by the client's
   timeouts), then closes the client and its connections; even when cancelled
   meanwhile it closes them. A second `close()` does nothing.
@@ -32,10 +36,17 @@ T = TypeVar("T")
 
 
 class RedisGate:
-    def __init__(self, client: aioredis.Redis, name: str) -> None:
+    def __init__(
+        self,
+        client: aioredis.Redis,
+        name: str,
+        prepare: Callable[[aioredis.Redis], Awaitable[object]] | None = None,
+    ) -> None:
         self.client = client
         self.name = name  # e.g. "redis store redis://host:port/0", without a password
         self.closed = False
+        self._prepare = prepare  # None once it has run
+        self._preparing = asyncio.Lock()
         self._under_way = 0
         self._idle: asyncio.Event | None = None  # made by a close that waits for calls
 
@@ -46,6 +57,8 @@ class RedisGate:
             raise StoreError(f"{where}: the client is closed; no call after close()")
         self._under_way += 1
         try:
+            if self._prepare is not None:
+                await self._prepared()
             return await call()
         except RedisError as exc:
             raise StoreError(f"{where}: {exc}") from exc
@@ -53,6 +66,12 @@ class RedisGate:
             self._under_way -= 1
             if self._under_way == 0 and self._idle is not None:
                 self._idle.set()
+
+    async def _prepared(self) -> None:
+        async with self._preparing:
+            if self._prepare is not None:
+                await self._prepare(self.client)
+                self._prepare = None
 
     async def close(self) -> None:
         """Refuse new calls, wait for those under way, close the client (once)."""

@@ -44,6 +44,7 @@ from ugem.core.redis_url import is_redis_url
 from ugem.core.store import SQLITE_PREFIX
 from ugem.core.store.redis import TIMEOUT, redact, redis_client
 from ugem.core.store.redis_gate import RedisGate
+from ugem.core.store.redis_keys import PREFIX, legacy_move
 
 RETENTION_S = 3600.0  # SQLite: seconds (of the clock) a record is kept, give or take MARK_S
 MARK_S = 60.0  # SQLite: how often the log notes how far it got, to trim by later
@@ -167,9 +168,10 @@ class SqliteTrafficLog:
 
 
 class RedisTrafficLog:
-    def __init__(self, url: str, prefix: str = "ugem:", max_events: int = MAX_EVENTS) -> None:
+    def __init__(self, url: str, prefix: str = PREFIX, max_events: int = MAX_EVENTS) -> None:
         self.name = f"redis traffic log {redact(url)}"
-        self._gate = RedisGate(redis_client(url, socket_timeout=TIMEOUT), self.name)
+        client = redis_client(url, socket_timeout=TIMEOUT)
+        self._gate = RedisGate(client, self.name, legacy_move(prefix))
         self._redis = self._gate.client  # to build commands on; every call goes through the gate
         self._stream, self._claims = f"{prefix}traffic", f"{prefix}claim:"
         self.max_events = max_events
