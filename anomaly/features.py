@@ -182,7 +182,7 @@ class Features:
             totals[EXPECTED_NEW] += expected
             totals[NEW_DOMAIN] += new_domains
             if recipients.established and expected < strangers.PERSONAL_SHARE * n:
-                strangers.note(self._strangers, sender, new, expected)
+                strangers.note(self._strangers, sender, new, expected, recipients.partners)
         msg = (sender, rcpts)
         self._msgs.append(msg)
         if self._block_now != self._pair_block:
@@ -269,9 +269,9 @@ class Features:
         (a burst of the last hour does not raise its own usual)."""
         return _new_tuple(Window, (0, *self._minutes[0][1]))
 
-    def turned(self, minutes: int) -> tuple[float, int, float]:
-        """(decades, senders, strangers) of the people who turned to strangers in the last
-        `minutes` minutes (≤ 60; anomaly.strangers)."""
+    def turned(self, minutes: int) -> strangers.Turned:
+        """The people who turned to strangers in the last `minutes` minutes (≤ 60;
+        anomaly.strangers)."""
         return strangers.turned(m[3] for m in self._recent(min(minutes, _HOUR)))
 
     def distinct(self, minutes: int) -> tuple[int, int]:

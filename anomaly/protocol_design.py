@@ -232,6 +232,7 @@ DETECTOR_FILES = (  # every module a verdict depends on (a test checks none is m
     "strangers.py",
     "drift.py",
     "loops.py",
+    "free_mail.py",
 )
 
 

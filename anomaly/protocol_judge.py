@@ -176,6 +176,8 @@ _FINDINGS = (  # words of anomaly.score's findings, and the finding's name in a 
     ("against little history", "volume (no history)"),
     ("never mailed before", "new recipients"),
     ("mailed strangers", "strangers"),
+    ("messages, strangers", "one mailbox to strangers"),
+    ("messages, new people at its partner", "one mailbox to partners' people"),
     ("at a foreign domain never mailed", "new foreign domains"),
     ("unknown users", "unknown users"),
     ("refused as spam", "refused"),

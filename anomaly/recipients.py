@@ -25,7 +25,11 @@ so a connection costs at most 2 x GENERATION addresses (and one message's), and 
 mailed for a long time is new again. Domains are kept the same way, in
 generations of `DOMAIN_GENERATION`, and only a new address's domain is looked
 at (a known address's domain is known), so the domains cost nothing on the
-usual traffic. Each sender's share of new recipients is
+usual traffic. A new address at a domain already mailed that is no free-mail
+provider's (`anomaly.free_mail`) is someone new at a partner organisation
+(`partners` of the last message): what a phisher in a person's mailbox writes
+to, guessing colleagues' names, while a state body's mailings reach citizens.
+Each sender's share of new recipients is
 an exponentially weighted mean over its messages (rate `SENDER_RATE`), for at
 most `MAX_SENDERS` senders; a sender is measured against its own share
 weighed against a prior (as if `SPARSE_WEIGHT` recipients had shown it), so
@@ -51,6 +55,8 @@ Nothing here raises.
 
 from __future__ import annotations
 
+from anomaly.free_mail import FREE_MAIL
+
 GENERATION = 16_384  # addresses a generation holds
 DOMAIN_GENERATION = 8_192  # domains a generation holds
 DOMESTIC = (".kz", ".xn--80ao21a")  # Kazakhstan's top-level domains (.kz, .қаз)
@@ -65,6 +71,7 @@ FREEZE_S = 3600.0  # expectations use what was learned by the start of this peri
 WARMUP_S = 86_400.0  # a day of filling before recipients count as new
 MATURE_S = 7 * 86_400.0  # history after which the memory is taken as complete
 ESTABLISHED = SPARSE_WEIGHT  # recipients learned (as much as the prior weighs): a history
+NEW_FOREIGN, AT_PARTNER = 1, 2  # what a new address's domain is (`_new_domain`)
 OUT_OF_CHARACTER = 6.0  # new recipients beyond its expected in a period, from which a
 # sender's share stops learning until the next period (a mailbox in other hands is not
 # learned as its owner's habit)
@@ -84,6 +91,7 @@ class Recipients:
         "_sparse",
         "_sparse_share",
         "established",
+        "partners",
         "share",
         "warm",
     )
@@ -104,6 +112,7 @@ class Recipients:
         self._first = ts
         self.warm = False
         self.established = False  # of the sender of the last message noted
+        self.partners = 0  # of its new recipients, those at partner organisations
 
     def maturity(self, ts: float) -> float:
         """How complete the memory is taken to be, 0 to 1: a few days of history have
@@ -123,22 +132,27 @@ class Recipients:
 
     def note(self, ts: float, sender: str, rcpts: list[str]) -> tuple[int, float, int]:
         """(new recipients, expected new, those at new foreign domains) of one message;
-        (0, 0.0, 0) while warming up."""
+        (0, 0.0, 0) while warming up. `partners` is then how many of the new are at a
+        partner organisation."""
         current = self._current
-        new = new_domains = 0
+        new = new_domains = partners = 0
         if len(rcpts) == 1:
             rcpt = rcpts[0]
             if rcpt not in current:
                 current.add(rcpt)
                 if rcpt not in self._previous:
-                    new, new_domains = 1, self._new_domain(rcpt)
+                    new, code = 1, self._new_domain(rcpt)
+                    new_domains, partners = code & NEW_FOREIGN, code >> 1
         else:
             unseen = set(rcpts).difference(current)
             current.update(unseen)
             fresh = unseen.difference(self._previous)
             new = len(fresh)
             for rcpt in fresh:
-                new_domains += self._new_domain(rcpt)
+                code = self._new_domain(rcpt)
+                new_domains += code & NEW_FOREIGN
+                partners += code >> 1
+        self.partners = partners
         if len(current) >= GENERATION:
             self._previous, self._current = current, set()
         n = len(rcpts)
@@ -153,17 +167,21 @@ class Recipients:
         return new, self._expected(sender, n, seen), new_domains
 
     def _new_domain(self, rcpt: str) -> int:
-        """1 if the domain of `rcpt` (a new address) is foreign and was never mailed, else 0;
-        remembers it."""
+        """Of `rcpt` (a new address): NEW_FOREIGN if its domain is foreign and was never
+        mailed, AT_PARTNER if it was mailed and is no free-mail provider's, else 0;
+        remembers the domain."""
         domain = rcpt[rcpt.rfind("@") + 1 :].lower()
         domains = self._domains
         if domain in domains:
-            return 0
+            return 0 if domain in FREE_MAIL else AT_PARTNER
         domains.add(domain)
-        new = domain not in self._previous_domains and not domain.endswith(DOMESTIC)
+        if domain in self._previous_domains:
+            code = 0 if domain in FREE_MAIL else AT_PARTNER
+        else:
+            code = 0 if domain.endswith(DOMESTIC) else NEW_FOREIGN
         if len(domains) >= DOMAIN_GENERATION:
             self._previous_domains, self._domains = domains, set()
-        return 1 if new else 0
+        return code
 
     def _expected(self, sender: str, n: int, seen: float) -> float:
         """How many of `n` recipients `sender` was expected to reach new; notes `seen`, to be

@@ -15,7 +15,13 @@ heaviest first, each with a sentence for a person. The findings:
   senders usually reach that is new (anomaly.recipients), in 5 and 60 min;
 - strangers: several of its people with a history each reaching clearly more
   strangers than usual at once (anomaly.strangers: mailboxes in other hands,
-  spam spread thin over many of them), in 5 and 60 min;
+  spam spread thin over many of them), in 5 and 60 min; or one of them, in at
+  least `LONE_MESSAGES` messages (a phisher writes a few at a time, again and
+  again), weighing at most `LONE_CAP` and, like new recipients, corroborating
+  nothing (one mailbox's mailing to people it never wrote to is a mailing),
+  unless `PARTNER_SHARE` of them are new people at organisations it already
+  mails, not free-mail (anomaly.recipients): guessed colleagues, the way
+  lateral phishing spreads (then "one mailbox to partners' people");
 - unknown users (550) and spam or policy refusals (554) among the delivery
   outcomes, null-sender messages (backscatter) and messages from senders
   never seen before among the messages, recipients new at a foreign domain
@@ -46,12 +52,15 @@ from anomaly import surprise
 from anomaly.baseline import Baseline
 from anomaly.drift import SPREAD_FLOOR, SPREAD_SHARE, Drift
 from anomaly.features import Features, Window
+from anomaly.strangers import Turned
 
 NO_BACKLOG, ARRIVING, IN_WINDOW = range(3)
 (
     VOLUME,
     NOVEL,
     STRANGERS,
+    LONE,
+    LATERAL,
     INVALID_RCPT,
     REFUSED,
     NULL_SENDER,
@@ -63,6 +72,8 @@ NO_BACKLOG, ARRIVING, IN_WINDOW = range(3)
     "volume",
     "new recipients",
     "strangers",
+    "one mailbox to strangers",
+    "one mailbox to partners' people",
     "unknown users",
     "refused",
     "null sender",
@@ -71,12 +82,16 @@ NO_BACKLOG, ARRIVING, IN_WINDOW = range(3)
     "complaints",
     "loop",
 )
+_UNCORROBORATED = (VOLUME, NOVEL, LONE)  # findings that back no suspension by themselves
 VOLUME_FLOOR = 20  # recipients in 5 min below which volume is never abnormal
 COLD_MEAN = 20.0  # usual recipients in 5 min assumed of a connection with little history
 VOLUME_CAP = 4.0  # the most volume alone can weigh
 NOVEL_K = 10.0  # overdispersion of new recipients: variance = mu + mu²/NOVEL_K
 NOVEL_SLACK = 2.0  # new recipients any sender may reach beyond its usual share
-SEVERAL = 2  # people turned to strangers at once before it is a finding
+SEVERAL = 2  # people turned to strangers at once before it is a finding...
+LONE_MESSAGES = 10  # ...or one person's messages that reached strangers...
+LONE_CAP = 3.0  # ...weighing at most this much...
+PARTNER_SHARE = 0.5  # ...and corroborating when this share of its strangers are at partners
 EFFECTIVE = 40.0  # trials of evidence a share counts at most
 PAIR_MEAN, PAIR_DISPERSION = 3.0, 2.0  # usual top sender→recipient pair in 5 min
 # (floor of the usual share, least hits) of each share finding
@@ -125,12 +140,19 @@ class Assessment(NamedTuple):
 
     @property
     def corroboration(self) -> float:
-        """The weight of the findings that are neither volume nor new recipients: a bulk
-        mailing to citizens never mailed is both, and no abuse without more."""
-        return sum(f.weight for f in self.findings if f.name not in (VOLUME, NOVEL))
+        """The weight of the findings that are neither volume nor new recipients (of the
+        connection's or of one mailbox): a bulk mailing to citizens never mailed is both,
+        and no abuse without more."""
+        return sum(f.weight for f in self.findings if f.name not in _UNCORROBORATED)
 
     def reason(self, most: int = 3) -> str:
-        return "; ".join(f.what for f in self.findings[:most])
+        """The `most` heaviest findings, for a person, and the heaviest that corroborates when
+        it is not among them (why a high score of volume and new recipients was acted on)."""
+        shown = list(self.findings[:most])
+        backing = [f for f in self.findings if f.name not in _UNCORROBORATED]
+        if backing and backing[0] not in shown:
+            shown.append(backing[0])
+        return "; ".join(f.what for f in shown)
 
 
 def could_weigh(features: Features) -> bool:
@@ -256,23 +278,46 @@ def _novel(w5: Window, w60: Window, maturity: float) -> Finding | None:
 
 
 def _strangers(features: Features, maturity: float) -> Finding | None:
-    """Several people turned to strangers at once (anomaly.strangers), in 5 or 60 min."""
-    best: tuple[float, int, int, float] | None = None
+    """People turned to strangers (anomaly.strangers), in 5 or 60 min: several at once, or
+    one whose strangers came message after message (`_lone`)."""
+    best: tuple[float, int, Turned] | None = None
     for minutes in (5, 60):
-        decades, senders, count = features.turned(minutes)
-        if senders < SEVERAL or decades <= 0.0:
-            continue
-        if best is None or decades > best[0]:
-            best = decades, minutes, senders, count
+        turned = features.turned(minutes)
+        weight = turned.decades if turned.senders >= SEVERAL else _lone(turned)
+        if weight > 0.0 and (best is None or weight > best[0]):
+            best = weight, minutes, turned
     if best is None:
         return None
-    decades, minutes, senders, count = best
-    return Finding(
-        maturity * decades,
-        STRANGERS,
-        f"{senders} of its people with a history each mailed strangers beyond their usual"
-        f" in {minutes} min ({count:.0f} beyond it in all)",
-    )
+    weight, minutes, turned = best
+    beyond = f"beyond their usual in {minutes} min ({turned.strangers:.0f} beyond it in all)"
+    if turned.senders >= SEVERAL:
+        name = STRANGERS
+        what = f"{turned.senders} of its people with a history each mailed strangers {beyond}"
+    else:
+        name = LATERAL if _lateral(turned) else LONE
+        what = f"one of its people with a history mailed, in {turned.messages:.0f} messages,"
+        if name == LATERAL:
+            what += f" new people at its partner organisations ({turned.partners:.0f})"
+        else:
+            what += " strangers"
+        what += f" {beyond}"
+    return Finding(maturity * weight, name, what)
+
+
+def _lone(turned: Turned) -> float:
+    """One person's turn to strangers, weighed when it came in at least LONE_MESSAGES
+    messages (a phisher in the mailbox writes a few at a time, again and again; one
+    circular to many is one message), at most LONE_CAP: alone below any threshold."""
+    if turned.senders != 1 or turned.messages < LONE_MESSAGES:
+        return 0.0
+    return min(turned.decades, LONE_CAP)
+
+
+def _lateral(turned: Turned) -> bool:
+    """Whether one person's strangers are mostly new people at partner organisations
+    (PARTNER_SHARE of them): guessed colleagues, a phisher's way along, rather than the
+    citizens or new organisations of a mailing."""
+    return turned.partners >= PARTNER_SHARE * turned.new
 
 
 def _share(

@@ -301,12 +301,12 @@ def new_mail(
     sender: str = PEOPLE[0],
     tag: str = "s",
 ) -> list[Verdict]:
-    """`n` messages from `sender` to addresses never mailed (at the seven domains the office
-    mails), one every `every` s, the i-th answered `code(i)`; the verdicts, in order, up to
+    """`n` messages from `sender` to addresses never mailed (citizens at a free-mail
+    provider: no partner organisation's people), one every `every` s, the i-th answered `code(i)`; the verdicts, in order, up to
     the first suspension."""
     found: list[Verdict] = []
     for i in range(n):
-        t, rcpt, reply = ts + i * every, f"{tag}{i}@y{i % 7}.kz", code(i)
+        t, rcpt, reply = ts + i * every, f"{tag}{i}@mail.kz", code(i)
         for verdict in (
             det.accepted(t, C, sender, [rcpt]),
             det.outcome(t + 1, C, BOUNCED if reply >= 500 else DELIVERED, reply),

@@ -157,6 +157,27 @@ def test_new_foreign_domains_are_counted_once_and_kazakh_ones_never() -> None:
     assert found == [2, 0, 0, 0]
 
 
+def test_new_people_at_organisations_already_mailed_are_partners_and_citizens_are_not() -> None:
+    """`partners`: of a message's new recipients, those at a domain mailed before that is no
+    free-mail provider's (anomaly.free_mail), in the current or the previous generation."""
+    r = Recipients(T)
+    ts = mails_contacts(r, T, 3)  # the contacts' domains are known
+    partner = CONTACTS[0].rsplit("@", 1)[1]
+    r.note(ts, PERSON, ["someone@mail.ru"])  # mail.ru is known from now on
+    seen = []
+    for i, rcpts in enumerate(
+        (
+            [f"new1@{partner}", f"new2@{partner}", "citizen@mail.ru"],
+            ["citizen2@mail.ru"],  # a known free-mail provider: a citizen
+            ["first@never.kz", f"new3@{partner.upper()}"],  # a new domain is nobody's partner
+            [CONTACTS[1]],  # not new at all
+        )
+    ):
+        r.note(ts + 1 + i, PERSON, rcpts)
+        seen.append(r.partners)
+    assert seen == [2, 0, 1, 0]
+
+
 def test_two_generations_bound_the_domains_and_carry_what_is_mailed_again(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
