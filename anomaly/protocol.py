@@ -73,6 +73,7 @@ an unknown set name or settings the detector cannot take raise UsageError.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import os
 import platform
@@ -239,6 +240,7 @@ def run(
             tuning += [r.name for r in unit.tuning if r.name not in tuning]
             for ref in unit.evaluation:
                 result = method.evaluate(settings, cache.files(ref), jobs)
+                result = dataclasses.replace(result, settings=settings.values)
                 results.append(result)
                 warnings += _unit_warnings(unit, result)
                 say(_progress_line(p.name, result))

@@ -96,6 +96,7 @@ class TraceResult:
     incidents: tuple[IncidentResult, ...]
     false_suspensions: tuple[FalseSuspension, ...]
     throttles: tuple[str, ...]  # for each throttle, the kind of the incident it fell in, or NORMAL
+    settings: tuple[tuple[str, float], ...] = ()  # what the calibration that judged it decided
 
 
 Calibrate = Callable[[Sequence[TraceFiles]], DetectorSettings]

@@ -102,7 +102,7 @@ def false_table(s: SetReport) -> list[tuple[str, ...]]:
 
 def trace_table(s: SetReport) -> list[tuple[str, ...]]:
     lines: list[tuple[str, ...]] = [
-        ("trace", "made by", "events", "detected", "false suspensions", "replay")
+        ("trace", "made by", "thresholds", "events", "detected", "false suspensions", "replay")
     ]
     for t in s.traces:
         detected = sum(i.detected for i in t.incidents)
@@ -111,6 +111,7 @@ def trace_table(s: SetReport) -> list[tuple[str, ...]]:
             (
                 t.name,
                 t.spec,
+                " ".join(f"{k} {v:g}" for k, v in t.settings) or "-",
                 f"{t.events:,}",
                 f"{detected} of {len(t.incidents)}",
                 str(len(t.false_suspensions)),

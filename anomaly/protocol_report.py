@@ -238,6 +238,7 @@ def _set_from_json(s: dict[str, Any]) -> SetReport:
                 for f in t["false_suspensions"]
             ),
             tuple(t["throttles"]),
+            tuple((str(k), float(v)) for k, v in t.get("settings", ())),  # older reports: none
         )
         for t in s["traces"]
     )

@@ -47,6 +47,7 @@ from anomaly.protocol import (
     run,
     save_report,
     simulate_args,
+    trace_table,
 )
 from anomaly.protocol_design import DETECTOR_FILES
 from anomaly.sim_incidents import incident_count
@@ -248,6 +249,21 @@ def test_the_calibrated_method_chooses_thresholds_on_its_tuning_traces_and_uses_
     assert "calibrated: suspend at" in settings.name and "tuning incidents" in settings.name
     judged = CALIBRATED.evaluate(settings, tuning[0], 1)
     assert judged.events > 0 and judged.incidents  # replayed with those thresholds
+
+
+def test_each_trace_judged_names_the_thresholds_it_was_judged_with(
+    small_cache: Cache, tmp_path: Path
+) -> None:
+    """A leave-one-kind-out set has one calibration per kind: each trace keeps its own."""
+    report = run(["holdout"], small_cache, 1, CALIBRATED, SMALL)
+    (judged,) = report.sets
+    for trace in judged.traces:
+        assert {k for k, _ in trace.settings} == {"throttle", "suspend", "corroborated"}
+        shown = next(line for line in trace_table(judged) if line[0] == trace.name)
+        assert shown[2] == " ".join(f"{k} {v:g}" for k, v in trace.settings)
+    path = tmp_path / "r.json"
+    save_report(report, path)
+    assert load_report(path) == report
 
 
 def test_the_rows_of_a_run_add_up_to_its_total(small_report: Report) -> None:
