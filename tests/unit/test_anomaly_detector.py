@@ -302,8 +302,8 @@ def new_mail(
     tag: str = "s",
 ) -> list[Verdict]:
     """`n` messages from `sender` to addresses never mailed (citizens at a free-mail
-    provider: no partner organisation's people), one every `every` s, the i-th answered `code(i)`; the verdicts, in order, up to
-    the first suspension."""
+    provider: no partner organisation's people), one every `every` s, the i-th answered
+    `code(i)`; the verdicts, in order, up to the first suspension."""
     found: list[Verdict] = []
     for i in range(n):
         t, rcpt, reply = ts + i * every, f"{tag}{i}@mail.kz", code(i)
