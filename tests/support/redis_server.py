@@ -113,8 +113,12 @@ def start_redis(
             args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT
         )
         server = RedisServer(int(args[2]), process, log)
-        if _wait_ready(server) and (not cluster or _serve_every_slot(server)):
-            return server
+        try:
+            if _wait_ready(server) and (not cluster or _serve_every_slot(server)):
+                return server
+        except BaseException:
+            server.stop()  # never a server left running by a start that failed
+            raise
         server.stop()
     tail = log.read_text(errors="replace")[-2000:] if log.exists() else "(no log)"
     raise RuntimeError(f"redis-server did not answer PING:\n{tail}")
