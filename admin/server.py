@@ -28,7 +28,7 @@ import uvicorn
 from fastapi import FastAPI
 
 from admin import docs, errors, queue_import
-from admin.api import OperatorServices, api_router
+from admin.api import V1, OperatorServices, api_routers
 from admin.auth import AuthGate
 from admin.body_limit import BodyLimit
 from admin.health import HealthSource, health_router
@@ -78,7 +78,8 @@ def create_app(
     errors.install(app)
     wider: dict[str, int] = {}
     if services is not None:
-        app.include_router(api_router(services))
+        for router in api_routers(services):
+            app.include_router(router, prefix=V1)
         app.mount(MOUNT, console_app(services, settings))  # the web console, /ui/
         app.add_middleware(AuthGate, tokens=services.tokens)
         if services.transfer is not None:
