@@ -15,7 +15,9 @@
   starts. `--refuse-rcpt REPLY` answers every RCPT with that refusal. An
   address it cannot listen on exits 1 naming it.
 - `compare`: runs loadtest.compare and prints its text or JSON; SIGTERM and
-  SIGINT stop it after stopping Postfix, the gateway and the sinks.
+  SIGINT stop it after stopping Postfix, the gateway and the sinks. `--driver
+  smtp-source` and `--sink smtp-sink` put Postfix's C tools at the two ends
+  (a load smtp-source cannot send is a usage error, exit 2).
 - `idle`: loadtest.idle's idle sessions (and the target's memory with
   `--pid`); exit code 1 when no session was greeted.
 - `restart`: loadtest.restart's restart over a full queue; exit code 1 when
@@ -44,7 +46,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any, TypeVar
 
-from loadtest import compare, generator, hostile, idle, nodes, restart
+from loadtest import compare, generator, harness, hostile, idle, nodes, restart
 from loadtest.content import Template, parse_size
 from loadtest.control import ControlServer
 from loadtest.errors import TargetError, UsageError
@@ -336,6 +338,20 @@ def add_compare(sub: Any) -> None:
         help="pace the load (messages per second, as for run): latency below saturation",
     )
     p.add_argument(
+        "--driver",
+        choices=harness.DRIVERS,
+        default="python",
+        help="what sends the load: the Python generator (default) or Postfix's smtp-source "
+        "(HELO, no PIPELINING, from 127.0.0.1, no latencies; a fixed --size, no --rate)",
+    )
+    p.add_argument(
+        "--sink",
+        choices=harness.SINKS,
+        default="python",
+        help="what counts arrivals: the Python sink (default; ids: loss and duplicates) or "
+        "Postfix's smtp-sink (counts only: loss by number, duplicates not checked)",
+    )
+    p.add_argument(
         "--postfix-set",
         action="append",
         default=[],
@@ -401,7 +417,7 @@ def compare_options(args: argparse.Namespace) -> compare.CompareOptions:
         if not sep or not name.strip():
             raise UsageError(f"bad --postfix-set {item!r}: use name=value")
         postfix_sets[name.strip()] = value.strip()
-    return compare.CompareOptions(
+    options = compare.CompareOptions(
         messages=args.messages,
         connections=args.connections,
         per_connection=args.per_connection,
@@ -415,7 +431,11 @@ def compare_options(args: argparse.Namespace) -> compare.CompareOptions:
         postfix_overrides=postfix_sets,
         workdir=args.workdir,
         keep=args.keep,
+        driver=args.driver,
+        sink=args.sink,
     )
+    options.check()
+    return options
 
 
 def compare_command(args: argparse.Namespace) -> int:

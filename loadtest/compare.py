@@ -3,17 +3,22 @@
 `compare(options)` measures each target in `options.only`, one after the
 other (Postfix first), each in its own directory under one work directory
 with a fresh sink process: start the sink, start the target relaying the
-test domain to it, run the generator (in this process), wait until every
-accepted message arrived (or nothing arrived for `stall` seconds), tell the
-sink which ids were accepted (loss and duplicates), stop the target and the
-sink — stopped even when something fails. The end-to-end rate is messages
+test domain to it, drive the load, wait until every accepted message arrived
+(or nothing arrived for `stall` seconds), count loss (and duplicates, when
+both ends are the Python ones), stop the target and the sink — stopped even
+when something fails. The driver (`options.driver`: the Python generator or
+Postfix's smtp-source) and the sink (`options.sink`: the Python sink or
+Postfix's smtp-sink) are chosen in loadtest.harness; with smtp-source the
+gateway also takes 127.0.0.1 as the sender's server, and at least
+`connections` sessions from it. The end-to-end rate is messages
 arrived per second from the first sent to the last arrived. Before each run
 it waits (at most `settle` s) for a second with at most `quiet_cpu` of the
 CPUs busy, and reports the share measured: on a shared machine a busy
 neighbour skews the figures.
 
-`render_text(result)` prints both rates, both accept latencies and the
-ratios (gateway / Postfix); `render_json(result)` the same as plain JSON.
+`render_text(result)` prints the tools, both rates, both accept latencies (none
+with smtp-source) and the ratios (gateway / Postfix); `render_json(result)`
+the same as plain JSON.
 Everything listens on loopback; the work directory is removed at the end
 unless `keep` is set.
 """
@@ -30,13 +35,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
-from loadtest import generator, postfix
+from loadtest import harness, postfix
 from loadtest.content import SizeDist
 from loadtest.errors import TargetError
 from loadtest.gateway import GatewayInstance
-from loadtest.generator import load_against, run_header
+from loadtest.generator import run_header
+from loadtest.harness import ArrivalSink
 from loadtest.ports import free_port
-from loadtest.processes import SinkProcess
 from loadtest.rate import RateSchedule
 from loadtest.report import Report
 
@@ -44,6 +49,17 @@ TARGETS = ("postfix", "ugem")
 DOMAIN = "example.org"
 SENDER_DOMAIN = "mdai.gov.kz"
 DEFAULT_SOURCES = ("127.0.0.2", "127.0.0.3", "127.0.0.4", "127.0.0.5")
+PER_IP_DEFAULT = 100  # the gateway's default [smtp] max_connections_per_ip
+TOOLS = {
+    "python": "the Python generator (EHLO, PIPELINING, an id per message)",
+    "smtp-source": "Postfix's smtp-source (HELO, no PIPELINING, from 127.0.0.1, "
+    "no accept latencies)",
+}
+CHECKED = {True: "loss and duplicates by id", False: "loss by number, duplicates not checked"}
+SINK_TOOLS = {
+    "python": "the Python sink (reads the ids)",
+    "smtp-sink": "Postfix's smtp-sink (counts messages, reads no ids)",
+}
 
 
 @dataclass(frozen=True)
@@ -64,6 +80,15 @@ class CompareOptions:
     postfix_overrides: dict[str, str] = field(default_factory=dict)
     workdir: Path | None = None
     keep: bool = False
+    driver: str = "python"  # or "smtp-source" (loadtest.harness)
+    sink: str = "python"  # or "smtp-sink"
+
+    def check(self) -> None:
+        harness.check(self.driver, self.sink, self, self.rate)
+
+    @property
+    def ids_checked(self) -> bool:
+        return harness.ids_checked(self.driver, self.sink)
 
 
 @dataclass(frozen=True)
@@ -73,6 +98,7 @@ class Measurement:
     report: Report
     sink: dict[str, Any]
     busy_before: float | None = None  # share of all CPUs busy in the second before the run
+    driver_exit: int | None = None  # smtp-source's exit status; None for the Python driver
 
     @property
     def end_to_end_rate(self) -> float | None:
@@ -85,6 +111,7 @@ class Measurement:
         return {
             "version": self.version,
             "busy_before": self.busy_before,
+            "driver_exit": self.driver_exit,
             "end_to_end_rate": self.end_to_end_rate,
             "report": self.report.to_json(),
             "sink": self.sink,
@@ -102,6 +129,8 @@ class Comparison:
 
 async def compare(options: CompareOptions, log: TextIO = sys.stderr) -> Comparison:
     """Measure each target in turn; see the module docstring."""
+    options.check()
+    harness.require_tools(options.driver, options.sink)
     if "postfix" in options.only:
         if os.geteuid() != 0:
             raise TargetError("Postfix's master starts as root only: run as root, or --only ugem")
@@ -118,7 +147,7 @@ async def compare(options: CompareOptions, log: TextIO = sys.stderr) -> Comparis
 
 
 async def _measure(name: str, options: CompareOptions, base: Path, log: TextIO) -> Measurement:
-    sink = await SinkProcess.start(base)
+    sink = await harness.start_sink(options.sink, base)
     try:
         return await _through(name, options, base, sink, log)
     finally:
@@ -126,22 +155,19 @@ async def _measure(name: str, options: CompareOptions, base: Path, log: TextIO) 
 
 
 async def _through(
-    name: str, options: CompareOptions, base: Path, sink: SinkProcess, log: TextIO
+    name: str, options: CompareOptions, base: Path, sink: ArrivalSink, log: TextIO
 ) -> Measurement:
     port = free_port()
     target, version = _target(name, options, base, port, sink.smtp)
     try:
         log.write(f"{name}: starting on 127.0.0.1:{port}, sink on port {sink.smtp[1]}\n")
         await target.start()
-        log.write(f"{name}: sending {options.messages} messages\n")
+        log.write(f"{name}: sending {options.messages} messages with {options.driver}\n")
         busy_before = await settle(options.quiet_cpu, options.settle)
-        result = await generator.run(
-            load_against(options, port, name, options.rate), progress=log if log.isatty() else None
-        )
-        log.write(f"{name}: accepted {result.report.accepted}, waiting for the sink\n")
-        await sink.drain(result.report.accepted, options.stall)
-        stats = await sink.expect(result.accepted_ids)
-        return Measurement(name, version, result.report, stats, busy_before)
+        driven = await harness.drive(options.driver, options, port, name, options.rate, log)
+        log.write(f"{name}: accepted {driven.report.accepted}, waiting for {options.sink}\n")
+        stats = await harness.arrivals(sink, driven, options.ids_checked, options.stall)
+        return Measurement(name, version, driven.report, stats, busy_before, driven.exit_status)
     finally:
         await target.stop()
 
@@ -188,11 +214,22 @@ def _target(
         instance.check()
         return instance, f"Postfix {postfix.version()}"
     gateway = GatewayInstance(
-        base / "ugem", port, free_port(), DOMAIN, sink, options.sources, SENDER_DOMAIN,
-        options.workers, options.ugem_overrides,
+        base / "ugem", port, free_port(), DOMAIN, sink,
+        harness.gateway_sources(options.driver, options.sources), SENDER_DOMAIN,
+        options.workers, _gateway_overrides(options),
     )  # fmt: skip
     workers = f", {options.workers} workers" if options.workers else ""
     return gateway, f"UGEM{workers}"
+
+
+def _gateway_overrides(options: CompareOptions) -> dict[str, dict[str, str]]:
+    """The settings given; with smtp-source (every session from one address) room for
+    `connections` sessions from it, unless a setting says otherwise."""
+    overrides = {section: dict(keys) for section, keys in options.ugem_overrides.items()}
+    if options.driver == "smtp-source" and options.connections > PER_IP_DEFAULT:
+        smtp = overrides.setdefault("smtp", {})
+        smtp.setdefault("max_connections_per_ip", str(options.connections))
+    return overrides
 
 
 ROWS: list[tuple[str, str]] = [
@@ -235,8 +272,10 @@ def render_text(comparison: Comparison) -> str:
     ms = comparison.measurements
     head = (
         f"Same load through each relay: {opts.messages} messages of {opts.size.describe()} "
-        f"over {opts.connections} connections ({opts.per_connection} per connection) "
-        f"from {', '.join(opts.sources)}\n"
+        f"over {opts.connections} connections ({_per_connection(opts)}) "
+        f"from {', '.join(_sources(opts))}\n"
+        f"Driver: {TOOLS[opts.driver]}; sink: {SINK_TOOLS[opts.sink]}; "
+        f"{CHECKED[opts.ids_checked]}\n"
     )
     ratio = ratios(comparison)
     cols = [m.version for m in ms] + (["ugem / postfix"] if ratio else [])
@@ -250,12 +289,25 @@ def render_text(comparison: Comparison) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _per_connection(opts: CompareOptions) -> str:
+    if opts.driver == "python":
+        return f"{opts.per_connection} per connection"
+    if opts.per_connection == 1:
+        return "a connection per message"
+    return "each connection kept until the count runs out"
+
+
+def _sources(opts: CompareOptions) -> tuple[str, ...]:
+    return (harness.SOURCE_ADDRESS,) if opts.driver == "smtp-source" else opts.sources
+
+
 def _counts(m: Measurement) -> str:
     return f"{m.report.sent}/{m.report.accepted}"
 
 
 def _arrivals(m: Measurement) -> str:
-    return f"{m.sink['messages']}/{m.sink['lost']}/{m.sink['duplicates']}"
+    dup = m.sink["duplicates"]
+    return f"{m.sink['messages']}/{m.sink['lost']}/{'-' if dup is None else dup}"
 
 
 def _bad(m: Measurement) -> str:
@@ -266,11 +318,16 @@ def _busy_before(m: Measurement) -> str:
     return "-" if m.busy_before is None else f"{m.busy_before:.0%}"
 
 
+def _exit(m: Measurement) -> str:
+    return "-" if m.driver_exit is None else str(m.driver_exit)
+
+
 _COUNT_ROWS = [
     ("sent/accepted", _counts),
     ("refused/failed", _bad),
     ("arrived/lost/dup", _arrivals),
     ("CPU busy before", _busy_before),
+    ("driver exit status", _exit),
 ]
 
 
@@ -280,8 +337,13 @@ def _fmt(value: float | None, pattern: str = "{:.1f}") -> str:
 
 def render_json(comparison: Comparison) -> dict[str, Any]:
     opts = comparison.options
+    header = run_header(opts, opts.workers)
+    header["load"]["sources"] = list(_sources(opts))
     return {
-        **run_header(opts, opts.workers),
+        **header,
+        "driver": opts.driver,
+        "sink": opts.sink,
+        "ids_checked": opts.ids_checked,
         "targets": {m.name: m.to_json() for m in comparison.measurements},
         "ratio": ratios(comparison),
     }

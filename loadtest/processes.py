@@ -7,9 +7,12 @@ says 220. `SinkProcess.start(directory)` runs `python -m loadtest sink` on
 free loopback ports, or SMTP on `listen` when given (it reports them on its
 first stdout line), and talks to
 it over its control channel: `stats()`, `expect(ids)`, `drain(n, stall)`
-(waits until n distinct ids arrived or nothing arrived for `stall` seconds);
-`stop()` ends it with SIGTERM, SIGKILL after a grace. Every failure to start
-or answer is a `TargetError` naming the process and its log file.
+(waits until n distinct ids arrived, or n messages with `key="messages"`, or
+nothing arrived for `stall` seconds: `wait_for_arrivals`, which any sink's
+stats serve); `stop()` ends it with SIGTERM, SIGKILL after a grace.
+`find_tool(name)` is the path of a program such as Postfix's smtp-source (on
+PATH or in /usr/sbin). Every failure to find, start or answer is a
+`TargetError` naming the program or the process and its log file.
 """
 
 from __future__ import annotations
@@ -17,8 +20,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
+import shutil
 import sys
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +34,30 @@ from loadtest.spec import parse_hostport
 
 STOP_GRACE = 15.0
 POLL = 0.2
+SBIN = ("/usr/sbin", "/usr/local/sbin")  # where Postfix's tools live, often off a user's PATH
+
+
+def find_tool(name: str) -> str:
+    """The path of the program `name` (on PATH or in /usr/sbin); TargetError naming it."""
+    found = shutil.which(name) or shutil.which(name, path=os.pathsep.join(SBIN))
+    if found is None:
+        where = ", ".join([*SBIN, "PATH"])
+        raise TargetError(f"{name} is not installed (looked in {where}): install Postfix")
+    return found
+
+
+async def wait_for_arrivals(
+    stats: Callable[[], Awaitable[dict[str, Any]]], count: int, stall: float, key: str
+) -> dict[str, Any]:
+    """Stats once their `key` reached `count`, or once no message arrived for `stall` s."""
+    current = await stats()
+    seen, since = current["messages"], time.monotonic()
+    while current[key] < count and time.monotonic() - since < stall:
+        await asyncio.sleep(POLL)
+        current = await stats()
+        if current["messages"] != seen:
+            seen, since = current["messages"], time.monotonic()
+    return current
 
 
 async def wait_for_greeting(host: str, port: int, timeout: float, what: str) -> None:
@@ -119,16 +149,9 @@ class SinkProcess:
     async def expect(self, ids: list[str]) -> dict[str, Any]:
         return await self.request("POST", "/expect", "\n".join(ids).encode())
 
-    async def drain(self, count: int, stall: float) -> dict[str, Any]:
-        """Stats once `count` distinct ids arrived, or once none arrived for `stall` s."""
-        stats = await self.stats()
-        seen, since = stats["messages"], time.monotonic()
-        while stats["unique_ids"] < count and time.monotonic() - since < stall:
-            await asyncio.sleep(POLL)
-            stats = await self.stats()
-            if stats["messages"] != seen:
-                seen, since = stats["messages"], time.monotonic()
-        return stats
+    async def drain(self, count: int, stall: float, key: str = "unique_ids") -> dict[str, Any]:
+        """Stats once `count` distinct ids (or `key`) arrived, or none did for `stall` s."""
+        return await wait_for_arrivals(self.stats, count, stall, key)
 
     async def stop(self) -> None:
         await stop_process(self.proc)

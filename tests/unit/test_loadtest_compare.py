@@ -1,30 +1,40 @@
 """The comparison's set-up: a Postfix configuration Postfix accepts, a gateway config the
-gateway loads, the settings given on the command line, and the side-by-side table.
+gateway loads, the settings given on the command line, and the side-by-side table; with
+Postfix's C tools at the ends: smtp-source's command line and counter, smtp-sink's counter
+(parsed from captured output), the loss counted by number, the tools named in the reports.
 
 The full comparison is not run here (minutes of load); see BENCHMARKS.md.
 """
 
 from __future__ import annotations
 
+import itertools
 import json
 import shutil
 import subprocess
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
+from loadtest import harness, processes, smtp_source
+from loadtest.__main__ import main
 from loadtest.compare import (
     CompareOptions,
     Comparison,
     Measurement,
+    _gateway_overrides,
     ratios,
     render_json,
     render_text,
 )
-from loadtest.errors import UsageError
+from loadtest.content import parse_size
+from loadtest.errors import TargetError, UsageError
 from loadtest.gateway import GatewayInstance, parse_overrides
 from loadtest.postfix import POSTCONF, POSTFIX, PostfixInstance
+from loadtest.rate import parse_rate
 from loadtest.report import Report, Tally
+from loadtest.smtp_sink import SinkCounter, sink_command
 from tests.support.peers import needs
 from ugem.core.config import load_config
 
@@ -137,3 +147,154 @@ def test_compare_sh_calls_the_compare_command() -> None:
     assert shutil.which("sh") is not None
     done = subprocess.run([str(script), "--help"], capture_output=True, text=True, check=True)
     assert "--only" in done.stdout and "--workers" in done.stdout
+
+
+# -- Postfix's C tools at the two ends ----------------------------------------------------
+
+# `smtp-sink -c` as captured from a run of 23 messages over 5 sessions (abridged)
+SINK_OUTPUT = (
+    b"sess=0 quit=0 mesg=1\rsess=0 quit=0 mesg=2\rsess=1 quit=1 mesg=2\r"
+    b"sess=1 quit=1 mesg=3\rsess=4 quit=4 mesg=5\rsess=5 quit=5 mesg=5\r"
+    b"sess=21 quit=21 mesg=22\rsess=22 quit=22 mesg=22\rsess=22 quit=22 mesg=23\r"
+    b"sess=23 quit=23 mesg=23\r"
+)
+
+
+def test_sink_counter_reads_smtp_sink_output_in_any_pieces() -> None:
+    counter = SinkCounter()
+    for at, start in enumerate(range(0, len(SINK_OUTPUT), 7)):  # records split anywhere
+        counter.feed(SINK_OUTPUT[start : start + 7], now=100.0 + at)
+    assert (counter.messages, counter.sessions, counter.quits) == (23, 23, 23)
+    assert counter.first_arrival == 100.0 + SINK_OUTPUT.index(b"\r") // 7
+    last_mesg = SINK_OUTPUT.index(b"mesg=23") + len(b"mesg=23")  # completed by the next "\r"
+    assert counter.last_arrival == 100.0 + last_mesg // 7
+    stats = counter.stats()
+    assert (stats["messages"], stats["unique_ids"], stats["without_id"]) == (23, 0, 23)
+    assert stats["duplicates"] is None
+
+
+def test_sink_counter_keeps_the_last_arrival_when_only_sessions_end() -> None:
+    counter = SinkCounter()
+    counter.feed(b"sess=0 quit=0 mesg=4\r", now=5.0)
+    counter.feed(b"sess=1 quit=1 mes", now=6.0)
+    assert (counter.messages, counter.last_arrival) == (4, 5.0)
+    counter.feed(b"g=4\rsess=2 quit=2 mesg=4\r", now=7.0)
+    assert (counter.messages, counter.sessions, counter.last_arrival) == (4, 2, 5.0)
+
+
+def test_smtp_sink_drops_privileges_as_root_only() -> None:
+    assert sink_command("/usr/sbin/smtp-sink", 2600, as_root=True) == [
+        "/usr/sbin/smtp-sink", "-c", "-u", "nobody", "127.0.0.1:2600", "1024",
+    ]  # fmt: skip
+    assert "-u" not in sink_command("/usr/sbin/smtp-sink", 2600, as_root=False)
+
+
+def test_smtp_source_command_matches_the_load() -> None:
+    shape = CompareOptions(messages=6000, connections=50, size=parse_size("2048"))
+    command = smtp_source.source_command("/usr/sbin/smtp-source", shape, 2525)
+    flags = dict(itertools.pairwise(command))
+    assert flags["-s"] == "50" and flags["-m"] == "6000"
+    assert int(flags["-l"]) + smtp_source.header_bytes() == 2048
+    assert flags["-f"] == "load@mdai.gov.kz" and flags["-t"] == "user@example.org"
+    assert {"-c", "-N", "-d"} <= set(command) and command[-1] == "127.0.0.1:2525"
+    one_each = smtp_source.source_command("smtp-source", replace(shape, per_connection=1), 1)
+    assert "-d" not in one_each  # a connection per message
+    assert smtp_source.sessions(shape) == 50
+    assert smtp_source.sessions(replace(shape, per_connection=1)) == 6000
+
+
+def test_smtp_source_counter_and_report() -> None:
+    assert smtp_source.data_ends(b"1\r2\r3\r\n") == 3
+    assert smtp_source.data_ends(b"") == 0
+    shape = CompareOptions(messages=300, connections=10)
+    done = smtp_source.source_report(shape, 2525, "ugem", 0, 300, "", 10.0, 12.0)
+    assert (done.sent, done.accepted, done.failed) == (300, 300, {})
+    assert done.accept_rate == pytest.approx(150.0)
+    assert done.latency.count == 0 and done.latency.p99 is None  # not measured, not made up
+    assert done.pipelining is False
+    error = "smtp-source: fatal: recipient rejected: 554 5.7.1 no"
+    failed = smtp_source.source_report(shape, 2525, "ugem", 1, 120, error, 10.0, 11.0)
+    assert failed.accepted == 120
+    assert failed.failed == {"smtp-source exit 1": 180}
+    assert failed.failure_examples == {"smtp-source exit 1": error}
+    assert failed.sent == failed.accepted + sum(failed.failed.values())
+
+
+def test_smtp_source_refuses_what_it_cannot_send() -> None:
+    with pytest.raises(UsageError, match="fixed size"):
+        CompareOptions(size=parse_size("lognormal:2048:0.5"), driver="smtp-source").check()
+    with pytest.raises(UsageError, match="--rate"):
+        CompareOptions(rate=parse_rate("500"), driver="smtp-source").check()
+    with pytest.raises(UsageError, match="unknown sink"):
+        CompareOptions(sink="exim").check()
+    CompareOptions(size=parse_size("lognormal:2048:0.5"), rate=parse_rate("500")).check()
+
+
+def test_loss_by_number_leaves_duplicates_unchecked() -> None:
+    stats = {"messages": 290, "last_arrival": 5.0}
+    assert harness.counted_by_number(stats, 300) == {
+        "messages": 290, "last_arrival": 5.0, "expected": 300, "lost": 10, "unexpected": 0,
+        "duplicates": None,
+    }  # fmt: skip
+    assert harness.counted_by_number({"messages": 302}, 300)["unexpected"] == 2
+
+
+def test_gateway_takes_smtp_source_from_127_0_0_1() -> None:
+    sources = ("127.0.0.2", "127.0.0.3")
+    assert harness.gateway_sources("python", sources) == sources
+    assert harness.gateway_sources("smtp-source", sources) == (*sources, "127.0.0.1")
+    many = CompareOptions(connections=300, driver="smtp-source")
+    assert _gateway_overrides(many) == {"smtp": {"max_connections_per_ip": "300"}}
+    assert _gateway_overrides(replace(many, driver="python")) == {}
+    mine = replace(many, ugem_overrides={"smtp": {"max_connections_per_ip": "50"}})
+    assert _gateway_overrides(mine) == {"smtp": {"max_connections_per_ip": "50"}}
+
+
+def test_reports_name_the_c_tools() -> None:
+    options = CompareOptions(messages=1000, driver="smtp-source", sink="smtp-sink")
+    tally = Tally()
+    report = Report.of(
+        tally, 2.0, target="t", run_id="x", connections=50, per_connection=1000,
+        size="2048 bytes", rate="as fast as possible", started_at=1000.0, finished_at=1002.0,
+    )  # fmt: skip
+    report = replace(report, sent=1000, accepted=1000, accept_rate=500.0)
+    sink = harness.counted_by_number({"messages": 1000, "last_arrival": 1004.0}, 1000)
+    comparison = Comparison(options, [Measurement("ugem", "UGEM", report, sink, 0.1, 0)])
+    text = render_text(comparison)
+    assert "smtp-source" in text and "smtp-sink" in text and "duplicates not checked" in text
+    assert "from 127.0.0.1" in text
+    assert "1000/0/-" in text  # arrived/lost/dup
+    rows = {line[:22].strip(): line[22:].strip() for line in text.splitlines()}
+    assert rows["end to end (msg/s)"] == "250.0"
+    assert rows["accept p99 (ms)"] == "-" and rows["driver exit status"] == "0"
+    data = json.loads(json.dumps(render_json(comparison)))
+    assert (data["driver"], data["sink"], data["ids_checked"]) == (
+        "smtp-source",
+        "smtp-sink",
+        False,
+    )
+    assert data["load"]["sources"] == ["127.0.0.1"]
+    assert data["targets"]["ugem"]["driver_exit"] == 0
+    assert data["targets"]["ugem"]["report"]["latency_ms"]["p99"] is None
+    assert data["targets"]["ugem"]["sink"]["duplicates"] is None
+
+
+def test_a_missing_c_tool_is_named_not_a_traceback(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setattr(processes, "SBIN", (str(tmp_path),))
+    monkeypatch.setenv("PATH", str(tmp_path))
+    with pytest.raises(TargetError, match="smtp-sink is not installed"):
+        harness.require_tools("python", "smtp-sink")
+    code = main(["compare", "postfix", "--only", "ugem", "--driver", "smtp-source"])
+    err = capsys.readouterr().err
+    assert code == 1
+    assert "smtp-source is not installed" in err and "Traceback" not in err
+
+
+def test_cli_refuses_a_size_distribution_for_smtp_source(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    args = ["compare", "postfix", "--driver", "smtp-source", "--size", "uniform:1000:3000"]
+    assert main(args) == 2
+    assert "--driver smtp-source sends one fixed size" in capsys.readouterr().err
