@@ -13,13 +13,26 @@ Here the list still holds every client once, and closing leaves no connection.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Iterator
+
+import pytest
 
 from tests.support.redis_server import RedisServer
-from tests.support.sentinel import MASTER, SentinelGroup
+from tests.support.sentinel import MASTER, SentinelGroup, start_group
 from ugem.core.store.redis import RedisStore, redis_client
 from ugem.core.store.traffic import RedisTrafficLog
 
 AT_ONCE = 8  # commands of a new client at once: as many connections, as many discoveries
+
+
+@pytest.fixture(scope="module")
+def sentinel_group(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SentinelGroup]:
+    """One group for the module (its start takes 5 s): no test here fails it over."""
+    group = start_group(tmp_path_factory.mktemp("sentinel"))
+    try:
+        yield group
+    finally:
+        group.stop()
 
 
 def url_first(server: RedisServer, group: SentinelGroup) -> str:
