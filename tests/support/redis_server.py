@@ -89,6 +89,8 @@ def start_redis(
     """
     log = workdir / "redis.log"
     durability = ["--appendonly", "yes", "--appendfsync", "always"] if persist else []
+    # the cluster bus gets a free port of its own: by default it is the port + 10000, which
+    # may be taken or beyond 65535 (then the server exits)
     clustered = ["--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf"]
     for _ in range(attempts):
         args = [
@@ -102,7 +104,7 @@ def start_redis(
             "--appendonly",
             "no",
             *durability,
-            *(clustered if cluster else ()),
+            *((*clustered, "--cluster-port", str(free_port())) if cluster else ()),
             *extra,
             "--dir",
             str(workdir),
