@@ -104,7 +104,9 @@ async def test_python_generator_into_smtp_sink(c_sink: SmtpSinkProcess) -> None:
     assert driven.accepted_ids is not None and len(driven.accepted_ids) == 200
     assert driven.report.latency.count == 200
     assert (stats["messages"], stats["lost"], stats["duplicates"]) == (200, 0, None)
-    assert stats["sessions"] == 200 // 25 + 1  # and the probe that waited for its greeting
+    # the load's 8 sessions, and the probes that waited for its greeting: as many as it took
+    # (a probe that connected before smtp-sink greeted tries again), so at least 8 + 1
+    assert stats["sessions"] >= 200 // 25 + 1
 
 
 @needs_c_tools
