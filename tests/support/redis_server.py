@@ -68,6 +68,10 @@ class RedisServer:
             own = str(client.client_id())
             return [c for c in client.client_list() if c["id"] != own]
 
+    def client_ids(self) -> set[str]:
+        """The ids of `clients()`: what a test compares before and after."""
+        return {c["id"] for c in self.clients()}
+
     def stop(self) -> None:
         stop_process(self.process, 10)
 

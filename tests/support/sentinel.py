@@ -18,6 +18,7 @@ tests.support.peers); a group that does not form is an error, never a skip.
 
 from __future__ import annotations
 
+import contextlib
 import subprocess
 import time
 from collections.abc import Iterator
@@ -152,10 +153,17 @@ def start_group(workdir: Path) -> SentinelGroup:
     return group
 
 
-@pytest.fixture
-def sentinel_group(tmp_path: Path) -> Iterator[SentinelGroup]:
-    group = start_group(tmp_path / "sentinel")
+@contextlib.contextmanager
+def running_group(workdir: Path) -> Iterator[SentinelGroup]:
+    """A group started in `workdir`, stopped on leaving (a fixture of any scope uses it)."""
+    group = start_group(workdir)
     try:
         yield group
     finally:
         group.stop()
+
+
+@pytest.fixture
+def sentinel_group(tmp_path: Path) -> Iterator[SentinelGroup]:
+    with running_group(tmp_path / "sentinel") as group:
+        yield group

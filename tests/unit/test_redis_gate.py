@@ -29,14 +29,10 @@ def opened_since(server: RedisServer, before: set[str]) -> list[dict[str, str]]:
     return [c for c in server.clients() if c["id"] not in before]
 
 
-def ids(server: RedisServer) -> set[str]:
-    return {c["id"] for c in server.clients()}
-
-
 async def test_a_closed_store_and_log_open_no_connection_again(
     redis_server: RedisServer, redis_url: str
 ) -> None:
-    before = ids(redis_server)
+    before = redis_server.client_ids()
     store, log = RedisStore(redis_url), RedisTrafficLog(redis_url)
     await store.add(plain("a.gov.kz"))
     await log.append(["1"])
@@ -52,7 +48,7 @@ async def test_a_closed_store_and_log_open_no_connection_again(
 async def test_close_waits_for_a_call_under_way_and_leaves_no_connection(
     redis_server: RedisServer, redis_url: str
 ) -> None:
-    before = ids(redis_server)
+    before = redis_server.client_ids()
     log, other = RedisTrafficLog(redis_url), RedisTrafficLog(redis_url)
     cursor = await log.tail()
     reading = asyncio.create_task(log.read(cursor, wait=4.0))  # XREAD BLOCK 4000

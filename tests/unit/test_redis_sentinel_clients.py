@@ -18,7 +18,7 @@ from collections.abc import Iterator
 import pytest
 
 from tests.support.redis_server import RedisServer
-from tests.support.sentinel import MASTER, SentinelGroup, start_group
+from tests.support.sentinel import MASTER, SentinelGroup, running_group
 from ugem.core.store.redis import RedisStore, redis_client
 from ugem.core.store.traffic import RedisTrafficLog
 
@@ -28,11 +28,8 @@ AT_ONCE = 8  # commands of a new client at once: as many connections, as many di
 @pytest.fixture(scope="module")
 def sentinel_group(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SentinelGroup]:
     """One group for the module (its start takes 5 s): no test here fails it over."""
-    group = start_group(tmp_path_factory.mktemp("sentinel"))
-    try:
+    with running_group(tmp_path_factory.mktemp("sentinel")) as group:
         yield group
-    finally:
-        group.stop()
 
 
 def url_first(server: RedisServer, group: SentinelGroup) -> str:
@@ -40,20 +37,16 @@ def url_first(server: RedisServer, group: SentinelGroup) -> str:
     return f"redis+sentinel://{','.join(hosts)}/{MASTER}/0"
 
 
-def ids(server: RedisServer) -> set[str]:
-    return {c["id"] for c in server.clients()}
-
-
 async def test_discoveries_at_once_keep_every_sentinel_and_close_leaves_none_open(
     sentinel_group: SentinelGroup, redis_server: RedisServer
 ) -> None:
-    before = ids(redis_server)
+    before = redis_server.client_ids()
     client = redis_client(url_first(redis_server, sentinel_group), socket_timeout=5.0)
     manager = client.connection_pool.sentinel_manager  # type: ignore[attr-defined]
     made = list(manager.sentinels)
     assert await asyncio.gather(*(client.get("x") for _ in range(AT_ONCE))) == [None] * AT_ONCE
     assert sorted(map(id, manager.sentinels)) == sorted(map(id, made))  # none lost, none twice
-    assert ids(redis_server) - before  # every discovery asked the plain server first
+    assert redis_server.client_ids() - before  # every discovery asked the plain server first
     await client.aclose()
     assert [c for c in redis_server.clients() if c["id"] not in before] == []
 
@@ -61,7 +54,7 @@ async def test_discoveries_at_once_keep_every_sentinel_and_close_leaves_none_ope
 async def test_the_store_and_the_traffic_log_close_every_sentinel_client(
     sentinel_group: SentinelGroup, redis_server: RedisServer
 ) -> None:
-    before = ids(redis_server)
+    before = redis_server.client_ids()
     url = url_first(redis_server, sentinel_group)
     store = RedisStore(url)
     assert await asyncio.gather(*(store.version() for _ in range(AT_ONCE))) == [0] * AT_ONCE
