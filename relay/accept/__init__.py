@@ -1,7 +1,7 @@
 """The SMTP server side: a message from the first byte of a session to its commit.
 
 `listener` accepts connections (caps, graceful stop), `session` reads the
-wire (our own framing over aiosmtpd's protocol), `commands` gives each verb
+wire (an asyncio stream protocol with our own framing), `commands` gives each verb
 its meaning, `address` finds the real address behind a path, `policy`
 decides who may send what (pure), `data` reads the text after DATA,
 `received` writes our header, `memory_budget` bounds the text held while

@@ -1,14 +1,20 @@
-"""One inbound SMTP session on the wire: aiosmtpd's protocol with our own loop and framing.
+"""One inbound SMTP session on the wire: an asyncio stream protocol, our loop and framing.
 
-`SmtpSession` subclasses `aiosmtpd.smtp.SMTP` for its connection plumbing
-(StreamReaderProtocol, transport, one task per session) and replaces what the
-relay cannot take as it is. The command loop (`_handle_client`) reads through
-its own byte buffer: a command must end in CRLF and hold no bare CR, bare LF
-or NUL (aiosmtpd takes bare-LF lines), or it gets BAD_COMMAND_CHARS. DATA is
-read in 64 KiB chunks by `relay.accept.data.DataReader`, which ends only at
-CRLF.CRLF; what follows stays buffered for the next command (PIPELINING).
-aiosmtpd's `smtp_*` methods (its DATA, AUTH, ...) are never called: verbs go
-to `relay.accept.commands.Commands`, which holds what they mean.
+`SmtpSession` is an `asyncio.StreamReaderProtocol`: the transport, a reader
+and a writer, and one task per session (`task`), cancelled when the
+connection is lost. It began as a subclass of aiosmtpd's `SMTP`, whose parts
+were replaced one by one (its framing took bare-LF lines, its exception reply
+was "500 <exception text>", it dropped pipelined commands at EOF, its one idle
+timer could not bound DATA or TLS). What was left was its constructor, which
+builds its handler tables by introspection (`inspect.getmembers`, `dir`) for
+every connection: 109 us a session, the largest single cost of a session in
+the profile of one message per connection (BENCHMARKS.md, issue 17).
+The command loop (`_handle_client`) reads through its own byte buffer: a
+command must end in CRLF and hold no bare CR, bare LF or NUL, or it gets
+BAD_COMMAND_CHARS. DATA is read in 64 KiB chunks by
+`relay.accept.data.DataReader`, which ends only at CRLF.CRLF; what follows
+stays buffered for the next command (PIPELINING). Verbs go to
+`relay.accept.commands.Commands`, which holds what they mean.
 
 Limits: command line (`max_command_line`, MAIL/RCPT with PARAM_ROOM more),
 an idle client (`command_timeout`), a slow DATA (`data_timeout`) and a
@@ -29,8 +35,8 @@ handshake that fails or is slower than
 `tls_handshake_timeout` drops the session: logged (INFO, with the client's
 address) and counted by reason, never raised. `tls_info()` is then what the
 handshake chose (for the `Received:` header). An
-exception in a command is a 451 4.3.0 and an ERROR log line, never aiosmtpd's
-"500 <exception text>". A hang-up ends the session quietly.
+exception in a command is a 451 4.3.0 and an ERROR log line, never the
+exception's text. A hang-up ends the session quietly.
 """
 
 from __future__ import annotations
@@ -40,8 +46,6 @@ import logging
 import ssl
 from dataclasses import dataclass
 from typing import Protocol, cast
-
-from aiosmtpd.smtp import SMTP
 
 from relay import replies
 from relay.accept.commands import Commands, EndSession, SessionContext
@@ -54,6 +58,9 @@ from ugem.core.log import event
 log = logging.getLogger(__name__)
 
 READ_SIZE = 65536
+# The StreamReader's limit: we never readuntil(), so it only bounds how much the reader
+# buffers before it pauses the socket.
+READER_LIMIT = 256 * 1024
 PARAM_ROOM = 64  # extra octets MAIL/RCPT may take for ESMTP parameters (RFC 5321 4.5.3.1.4)
 # Refusals the bad-command count leaves alone: RFC 5321 4.5.3.1.10 expects a client to go on
 # after 452 too many recipients (and after 452 for a recipient that would join the feedback
@@ -108,21 +115,18 @@ class _Line:
     overlong: bool = False
 
 
-class _NoHooks:
-    """aiosmtpd wants a handler object; every decision here is the session's own."""
-
-
-class SmtpSession(SMTP):
-    # aiosmtpd sizes its StreamReader by this; we never readuntil(), so it only bounds
-    # how much the reader buffers before pausing the socket.
-    line_length_limit = 256 * 1024
-
+class SmtpSession(asyncio.StreamReaderProtocol):
     def __init__(self, services: SessionContext, host: SessionHost) -> None:
         self.host = host
         self.smtp = services.config.smtp
         self.metrics = services.metrics
         self.client_ip = ""
         self.commands = Commands(services, self)
+        self.loop = asyncio.get_running_loop()
+        self.transport: asyncio.BaseTransport | None = None
+        self._session_task: asyncio.Task[None] | None = None
+        self._reader = asyncio.StreamReader(limit=READER_LIMIT, loop=self.loop)
+        self._writer: asyncio.StreamWriter | None = None
         self._buf = bytearray()
         self._bad = 0
         self._denials = 0
@@ -137,44 +141,40 @@ class SmtpSession(SMTP):
         self._refusal: Reply | None = None
         self._tls: TlsInfo | None = None
         self._banner = replies.greeting(services.hostname)
-        super().__init__(
-            _NoHooks(),
-            hostname=services.hostname,
-            enable_SMTPUTF8=True,
-            loop=asyncio.get_running_loop(),
-        )
+        super().__init__(self._reader, self._connected, loop=self.loop)
 
-    # -- connection plumbing (aiosmtpd's, adjusted) ------------------------------------
+    # -- connection plumbing -------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        """Admit (or not) the client, then start the session's task."""
         self.client_ip = client_ip(transport.get_extra_info("peername"))
         self._refusal = self.host.admit(self)
-        super().connection_made(transport)
+        super().connection_made(transport)  # calls _connected with the writer
+        self.transport = transport
+        self._session_task = self.loop.create_task(self._handle_client())
+
+    def _connected(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self._writer = writer
 
     def connection_lost(self, error: Exception | None) -> None:
+        """Once, whatever ended it: release the slot, wake the reader, cancel the task."""
         if self._lost:
             return
         self._lost = True
         self.host.release(self)
         super().connection_lost(error)
-
-    def eof_received(self) -> bool | None:
-        # aiosmtpd cancels the session at EOF, losing pipelined commands still buffered;
-        # here the reader sees EOF after them and the loop ends on its own.
-        return asyncio.StreamReaderProtocol.eof_received(self)
-
-    def _reset_timeout(self, duration: float | None = None) -> None:
-        # aiosmtpd's single idle timer is replaced by per-read deadlines (command, DATA,
-        # TLS); connection_lost still expects a handle to cancel.
-        if self._timeout_handle is None:
-            self._timeout_handle = self.loop.call_later(0, _nothing)
-
-    async def handle_exception(self, error: Exception) -> str:
-        return str(replies.INTERNAL_ERROR)  # never aiosmtpd's "500 <exception text>"
+        if self._session_task is not None:
+            self._session_task.cancel()
+        self.transport = None
 
     @property
     def task(self) -> asyncio.Task[None] | None:
-        return self._handler_coroutine
+        return self._session_task
+
+    @property
+    def _out(self) -> asyncio.StreamWriter:
+        assert self._writer is not None, "no writer before the connection is made"
+        return self._writer
 
     def commit_started(self, task: asyncio.Task[None]) -> None:
         self.host.commit_started(task)
@@ -314,7 +314,7 @@ class SmtpSession(SMTP):
         if over is not None:
             raise EndSession(over)
         self._write(command, reply.code, str(reply))
-        await self._writer.drain()
+        await self._out.drain()
 
     def _counted(self, command: str, reply: Reply) -> Reply | None:
         """Count `reply` against the session's limits; the 421 to end with when one is crossed.
@@ -342,16 +342,16 @@ class SmtpSession(SMTP):
         """A reply a command sends itself (end of DATA); over a limit the session ends after it."""
         self._ending = self._ending or self._counted(command, reply)
         self._write(command, reply.code, str(reply))
-        await self._writer.drain()
+        await self._out.drain()
 
     async def send_lines(self, command: str, code: int, lines: list[str]) -> None:
         text = "\r\n".join(f"{code}-{line}" for line in lines[:-1])
         self._write(command, code, (text + "\r\n" if text else "") + f"{code} {lines[-1]}")
-        await self._writer.drain()
+        await self._out.drain()
 
     def _write(self, command: str, code: int, text: str) -> None:
         self.metrics.reply(command, code)
-        self._writer.write(text.encode() + b"\r\n")
+        self._out.write(text.encode() + b"\r\n")
 
     async def read_data(self) -> bytes | Reply:
         """The message after 354, up to CRLF.CRLF, checked; bounded by data_timeout.
@@ -404,15 +404,13 @@ class SmtpSession(SMTP):
         timeout = self.smtp.tls_handshake_timeout
         try:
             async with asyncio.timeout(timeout):
-                await self._writer.start_tls(context, ssl_handshake_timeout=timeout)
+                await self._out.start_tls(context, ssl_handshake_timeout=timeout)
         except (TimeoutError, ConnectionError, OSError) as exc:
             self._handshake_failed(exc)
             raise EndSession(None) from None
-        self.transport = self._writer.transport
+        self.transport = self._out.transport
         self._reader._transport = self.transport  # type: ignore[attr-defined]
         self._tls = negotiated(self.transport.get_extra_info("ssl_object"))
-        assert self.session is not None
-        self.session.ssl = {"cipher": self.transport.get_extra_info("cipher")}
 
     def _handshake_failed(self, exc: BaseException) -> None:
         """Log and count a failed handshake, and end the connection."""
@@ -453,7 +451,3 @@ def handshake_failure(exc: BaseException) -> str:
     if isinstance(exc, ssl.SSLError) and not isinstance(exc, ssl.SSLEOFError):
         return "tls_error"
     return "disconnected"
-
-
-def _nothing() -> None:
-    return None

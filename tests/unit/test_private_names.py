@@ -1,7 +1,7 @@
 """The libraries' internals the code relies on are still there.
 
 The relay subclasses or reaches into library classes (aiosmtplib's protocol for
-pipelined replies, aiosmtpd's session plumbing, pyspf's query, dkimpy's signer and
+pipelined replies, pyspf's query, dkimpy's signer and
 canonicalization, uvicorn's h11 protocol and server, asyncio's StreamReader): names
 no library promises to keep. `PRIVATE_NAMES` lists each one with the file that uses
 it, so an upgrade that removes or reshapes one fails here naming both, rather than
@@ -29,7 +29,6 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-import aiosmtpd.smtp
 import pytest
 from aiosmtplib.protocol import SMTPProtocol
 
@@ -55,14 +54,6 @@ PRIVATE_NAMES: list[tuple[str, str, str]] = [
     ),
     ("relay/deliver/smtp_client.py", "aiosmtplib.protocol", "SMTPProtocol.read_response(timeout)"),
     ("relay/deliver/pool.py", "aiosmtplib", "SMTP.protocol"),  # adopted by PipelinedProtocol
-    # aiosmtpd: SmtpSession keeps its connection plumbing, runs its own command loop
-    ("relay/accept/session.py", "aiosmtpd.smtp", "SMTP._reader"),
-    ("relay/accept/session.py", "aiosmtpd.smtp", "SMTP._writer"),
-    ("relay/accept/session.py", "aiosmtpd.smtp", "SMTP._timeout_handle"),
-    ("relay/accept/session.py", "aiosmtpd.smtp", "SMTP._handler_coroutine"),
-    ("relay/accept/session.py", "aiosmtpd.smtp", "SMTP._reset_timeout(duration)"),
-    ("relay/accept/session.py", "aiosmtpd.smtp", "SMTP._handle_client()"),
-    ("relay/accept/session.py", "aiosmtpd.smtp", "SMTP.line_length_limit"),
     # asyncio: STARTTLS empties the session's reader and points it at the TLS transport
     ("relay/accept/session.py", "asyncio", "StreamReader._buffer"),
     ("relay/accept/session.py", "asyncio", "StreamReader._transport"),
@@ -249,11 +240,3 @@ async def test_an_aiosmtplib_protocol_can_become_a_pipelined_one() -> None:
     )
     assert not adopted._ahead and not adopted._grouped
     assert isinstance(protocol._buffer, bytearray), f"SMTPProtocol._buffer in {release}"
-
-
-def test_aiosmtpds_session_is_still_a_stream_reader_protocol() -> None:
-    """relay/accept/session.py's eof_received calls StreamReaderProtocol's, past aiosmtpd's."""
-    assert issubclass(aiosmtpd.smtp.SMTP, asyncio.StreamReaderProtocol), (
-        f"relay/accept/session.py: aiosmtpd.smtp.SMTP is no StreamReaderProtocol in "
-        f"{_release('aiosmtpd')}"
-    )

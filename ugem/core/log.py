@@ -3,7 +3,7 @@
 Call `event(logger, "delivered", queue_id=..., rcpt=...)`: the event name and
 the fields become one line. Per-message events on the hot path are logged at
 DEBUG; INFO and above are for things an operator acts on. `setup()` configures
-the root logger once for a process and silences aiosmtpd's per-command INFO
+the root logger once for a process and silences uvicorn's per-request INFO
 lines. Logging never raises into the caller.
 """
 
@@ -65,7 +65,7 @@ def setup(level: str = "info", fmt: str = "json") -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(_LEVELS.get(level, logging.INFO))
-    for noisy in ("mail.log", "aiosmtpd", "uvicorn.access", "uvicorn.error"):
+    for noisy in ("uvicorn.access", "uvicorn.error"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
