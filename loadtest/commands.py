@@ -15,7 +15,9 @@
   starts. `--refuse-rcpt REPLY` answers every RCPT with that refusal. An
   address it cannot listen on exits 1 naming it.
 - `compare`: runs loadtest.compare and prints its text or JSON; SIGTERM and
-  SIGINT stop it after stopping Postfix, the gateway and the sinks. `--driver
+  SIGINT stop it after stopping Postfix, Haraka, the gateway and the sinks.
+  `--only haraka,postfix,ugem` (comma-separated or repeated) chooses the
+  targets; without it, the peer named (postfix or haraka) and ugem. `--driver
   smtp-source` and `--sink smtp-sink` put Postfix's C tools at the two ends
   (a load smtp-source cannot send is a usage error, exit 2).
 - `idle`: loadtest.idle's idle sessions (and the target's memory with
@@ -46,7 +48,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any, TypeVar
 
-from loadtest import compare, generator, harness, hostile, idle, nodes, restart
+from loadtest import compare, generator, haraka, harness, hostile, idle, nodes, restart
 from loadtest.content import Template, parse_size
 from loadtest.control import ControlServer
 from loadtest.errors import TargetError, UsageError
@@ -327,10 +329,21 @@ async def _every(seconds: float, action: Callable[[], object]) -> None:
 
 
 def add_compare(sub: Any) -> None:
-    p = sub.add_parser("compare", help="the same load through a private Postfix and the gateway")
-    p.add_argument("peer", choices=["postfix"], help="the MTA to compare with")
+    p = sub.add_parser(
+        "compare", help="the same load through a private Postfix (or Haraka) and the gateway"
+    )
+    p.add_argument(
+        "peer", choices=compare.PEERS, help="the MTA to compare with (measured with ugem)"
+    )
     _load_shape(p, 10_000)
-    p.add_argument("--only", choices=["ugem", "postfix"], help="measure one of the two")
+    p.add_argument(
+        "--only",
+        action="append",
+        type=_checked(compare.parse_only),
+        metavar="TARGET[,TARGET...]",
+        help=f"measure these (of {', '.join(compare.TARGETS)}; repeatable): "
+        "default the peer and ugem",
+    )
     p.add_argument("--workers", type=positive, help="passed to ugem serve --workers")
     p.add_argument(
         "--rate",
@@ -357,6 +370,14 @@ def add_compare(sub: Any) -> None:
         default=[],
         metavar="NAME=VALUE",
         help="a Postfix main.cf parameter (repeatable)",
+    )
+    p.add_argument(
+        "--haraka-set",
+        action="append",
+        default=[],
+        metavar="FILE.ini:[SECTION.]KEY=VALUE",
+        help="a setting of Haraka's config/FILE.ini (repeatable), e.g. outbound.ini:"
+        "concurrency_max=100",
     )
     _gateway_run(p)
     p.set_defaults(handler=compare_command)
@@ -423,12 +444,13 @@ def compare_options(args: argparse.Namespace) -> compare.CompareOptions:
         per_connection=args.per_connection,
         size=args.size,
         sources=args.source,
-        only=(args.only,) if args.only else compare.TARGETS,
+        only=_only(args.only, args.peer),
         workers=args.workers,
         rate=args.rate,
         stall=args.stall,
         ugem_overrides=parse_overrides(args.ugem_set),
         postfix_overrides=postfix_sets,
+        haraka_overrides=haraka.parse_overrides(args.haraka_set),
         workdir=args.workdir,
         keep=args.keep,
         driver=args.driver,
@@ -436,6 +458,12 @@ def compare_options(args: argparse.Namespace) -> compare.CompareOptions:
     )
     options.check()
     return options
+
+
+def _only(chosen: list[tuple[str, ...]] | None, peer: str) -> tuple[str, ...]:
+    """The targets of every --only, in the comparison's order; the peer and ugem without."""
+    names = {name for names in chosen or [(peer, "ugem")] for name in names}
+    return tuple(name for name in compare.TARGETS if name in names)
 
 
 def compare_command(args: argparse.Namespace) -> int:

@@ -1,7 +1,8 @@
-"""Side by side: the same load through a private Postfix and through the gateway.
+"""Side by side: the same load through a private Postfix, a private Haraka and the gateway.
 
-`compare(options)` measures each target in `options.only`, one after the
-other (Postfix first), each in its own directory under one work directory
+`compare(options)` measures each target in `options.only` (of `TARGETS`:
+postfix, haraka, ugem; by default postfix and ugem), one after the other in
+that order, each in its own directory under one work directory
 with a fresh sink process: start the sink, start the target relaying the
 test domain to it, drive the load, wait until every accepted message arrived
 (or nothing arrived for `stall` seconds), count loss (and duplicates, when
@@ -16,9 +17,11 @@ it waits (at most `settle` s) for a second with at most `quiet_cpu` of the
 CPUs busy, and reports the share measured: on a shared machine a busy
 neighbour skews the figures.
 
-`render_text(result)` prints the tools, both rates, both accept latencies (none
-with smtp-source) and the ratios (gateway / Postfix); `render_json(result)`
-the same as plain JSON.
+`render_text(result)` prints the tools, each target's rates and accept
+latencies (none with smtp-source), the ratios (gateway / each peer measured)
+and each target's note (Haraka's: what its queue fsyncs before the 250);
+`render_json(result)` the same as plain JSON, with the settings each target
+was given (the files written, by name).
 Everything listens on loopback; the work directory is removed at the end
 unless `keep` is set.
 """
@@ -33,11 +36,11 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, Protocol, TextIO
 
-from loadtest import harness, postfix
+from loadtest import haraka, harness, postfix
 from loadtest.content import SizeDist
-from loadtest.errors import TargetError
+from loadtest.errors import TargetError, UsageError
 from loadtest.gateway import GatewayInstance
 from loadtest.generator import run_header
 from loadtest.harness import ArrivalSink
@@ -45,7 +48,9 @@ from loadtest.ports import free_port
 from loadtest.rate import RateSchedule
 from loadtest.report import Report
 
-TARGETS = ("postfix", "ugem")
+TARGETS = ("postfix", "haraka", "ugem")  # measured in this order
+DEFAULT_ONLY = ("postfix", "ugem")
+PEERS = ("postfix", "haraka")  # the gateway's figures are divided by each of these
 DOMAIN = "example.org"
 SENDER_DOMAIN = "mdai.gov.kz"
 DEFAULT_SOURCES = ("127.0.0.2", "127.0.0.3", "127.0.0.4", "127.0.0.5")
@@ -62,6 +67,16 @@ SINK_TOOLS = {
 }
 
 
+def parse_only(text: str) -> tuple[str, ...]:
+    """`haraka,ugem` → the targets named, in TARGETS order; UsageError for another name."""
+    names = {name.strip() for name in text.split(",") if name.strip()}
+    unknown = sorted(names - set(TARGETS))
+    if unknown or not names:
+        what = f"unknown target {', '.join(unknown)}" if unknown else f"no target in {text!r}"
+        raise UsageError(f"{what}: of {', '.join(TARGETS)}")
+    return tuple(name for name in TARGETS if name in names)
+
+
 @dataclass(frozen=True)
 class CompareOptions:
     messages: int = 10_000
@@ -69,7 +84,7 @@ class CompareOptions:
     per_connection: int = 100
     size: SizeDist = SizeDist("fixed", 2048)
     sources: tuple[str, ...] = DEFAULT_SOURCES
-    only: tuple[str, ...] = TARGETS
+    only: tuple[str, ...] = DEFAULT_ONLY
     workers: int | None = None
     rate: RateSchedule | None = None  # None: as fast as possible (the throughput runs)
     stall: float = 30.0
@@ -78,6 +93,7 @@ class CompareOptions:
     settle: float = 30.0  # ... but no longer than this
     ugem_overrides: dict[str, dict[str, str]] = field(default_factory=dict)
     postfix_overrides: dict[str, str] = field(default_factory=dict)
+    haraka_overrides: dict[str, dict[str, str]] = field(default_factory=dict)
     workdir: Path | None = None
     keep: bool = False
     driver: str = "python"  # or "smtp-source" (loadtest.harness)
@@ -99,6 +115,8 @@ class Measurement:
     sink: dict[str, Any]
     busy_before: float | None = None  # share of all CPUs busy in the second before the run
     driver_exit: int | None = None  # smtp-source's exit status; None for the Python driver
+    settings: dict[str, str] = field(default_factory=dict)  # file name -> text written
+    note: str | None = None  # said beside its figures (Haraka: what its queue fsyncs)
 
     @property
     def end_to_end_rate(self) -> float | None:
@@ -115,7 +133,24 @@ class Measurement:
             "end_to_end_rate": self.end_to_end_rate,
             "report": self.report.to_json(),
             "sink": self.sink,
+            "note": self.note,
+            "settings": self.settings,
         }
+
+
+class Instance(Protocol):
+    """A relay the comparison starts and stops: Postfix, Haraka or the gateway."""
+
+    async def start(self) -> None: ...
+    async def stop(self) -> object: ...
+
+
+@dataclass(frozen=True)
+class Target:
+    instance: Instance
+    version: str
+    settings: dict[str, str]
+    note: str | None = None
 
 
 @dataclass(frozen=True)
@@ -133,13 +168,18 @@ async def compare(options: CompareOptions, log: TextIO = sys.stderr) -> Comparis
     harness.require_tools(options.driver, options.sink)
     if "postfix" in options.only:
         if os.geteuid() != 0:
-            raise TargetError("Postfix's master starts as root only: run as root, or --only ugem")
+            raise TargetError(
+                "Postfix's master starts as root only: run as root, or --only without postfix"
+            )
         postfix.ensure_installed()
+    if "haraka" in options.only:
+        await asyncio.to_thread(haraka.ensure_installed)
     work = options.workdir or Path(tempfile.mkdtemp(prefix="loadtest-compare-"))
     work.mkdir(parents=True, exist_ok=True)
     work.chmod(0o755)  # Postfix's queue lives below it and runs as the postfix user
     try:
-        measured = [await _measure(name, options, work / name, log) for name in options.only]
+        names = [name for name in TARGETS if name in options.only]
+        measured = [await _measure(name, options, work / name, log) for name in names]
     finally:
         if not options.keep:
             shutil.rmtree(work, ignore_errors=True)
@@ -158,18 +198,21 @@ async def _through(
     name: str, options: CompareOptions, base: Path, sink: ArrivalSink, log: TextIO
 ) -> Measurement:
     port = free_port()
-    target, version = _target(name, options, base, port, sink.smtp)
+    target = _target(name, options, base, port, sink.smtp)
     try:
         log.write(f"{name}: starting on 127.0.0.1:{port}, sink on port {sink.smtp[1]}\n")
-        await target.start()
+        await target.instance.start()
         log.write(f"{name}: sending {options.messages} messages with {options.driver}\n")
         busy_before = await settle(options.quiet_cpu, options.settle)
         driven = await harness.drive(options.driver, options, port, name, options.rate, log)
         log.write(f"{name}: accepted {driven.report.accepted}, waiting for {options.sink}\n")
         stats = await harness.arrivals(sink, driven, options.ids_checked, options.stall)
-        return Measurement(name, version, driven.report, stats, busy_before, driven.exit_status)
+        return Measurement(
+            name, target.version, driven.report, stats, busy_before, driven.exit_status,
+            target.settings, target.note,
+        )  # fmt: skip
     finally:
-        await target.stop()
+        await target.instance.stop()
 
 
 async def settle(quiet: float, longest: float) -> float | None:
@@ -205,21 +248,36 @@ def _cpu_times() -> tuple[int, int] | None:
 
 def _target(
     name: str, options: CompareOptions, base: Path, port: int, sink: tuple[str, int]
-) -> tuple[postfix.PostfixInstance | GatewayInstance, str]:
+) -> Target:
     if name == "postfix":
         instance = postfix.PostfixInstance(
             base / "postfix", port, DOMAIN, sink, options.postfix_overrides
         )
         instance.write()
         instance.check()
-        return instance, f"Postfix {postfix.version()}"
+        return Target(instance, f"Postfix {postfix.version()}", instance.files())
+    if name == "haraka":
+        return _haraka(options, base, port, sink)
     gateway = GatewayInstance(
         base / "ugem", port, free_port(), DOMAIN, sink,
         harness.gateway_sources(options.driver, options.sources), SENDER_DOMAIN,
         options.workers, _gateway_overrides(options),
     )  # fmt: skip
     workers = f", {options.workers} workers" if options.workers else ""
-    return gateway, f"UGEM{workers}"
+    return Target(gateway, f"UGEM{workers}", {gateway.config_path.name: gateway.text()})
+
+
+def _haraka(options: CompareOptions, base: Path, port: int, sink: tuple[str, int]) -> Target:
+    """Haraka: one process, or as many workers as the gateway's (`nodes`)."""
+    nodes = options.workers or 0
+    instance = haraka.HarakaInstance(
+        base / "haraka", port, DOMAIN, sink, options.haraka_overrides, nodes
+    )
+    instance.write()
+    workers = f", {nodes} nodes" if nodes else ""
+    return Target(
+        instance, f"Haraka {haraka.version()}{workers}", instance.files(), haraka.DURABILITY
+    )
 
 
 def _gateway_overrides(options: CompareOptions) -> dict[str, dict[str, str]]:
@@ -254,13 +312,19 @@ def _figures(m: Measurement) -> dict[str, float | None]:
     }
 
 
-def ratios(comparison: Comparison) -> dict[str, float | None]:
-    """Gateway figure / Postfix figure for each row; None when either is missing."""
-    pf, gw = comparison.get("postfix"), comparison.get("ugem")
-    if pf is None or gw is None:
+def ratios(comparison: Comparison, peer: str = "postfix") -> dict[str, float | None]:
+    """Gateway figure / `peer`'s figure for each row; {} when either was not measured."""
+    other, gw = comparison.get(peer), comparison.get("ugem")
+    if other is None or gw is None:
         return {}
-    a, b = _figures(pf), _figures(gw)
+    a, b = _figures(other), _figures(gw)
     return {key: _ratio(b[key], a[key]) for key in a}
+
+
+def _all_ratios(comparison: Comparison) -> dict[str, dict[str, float | None]]:
+    """{"ugem / PEER": ratios} for each peer measured beside the gateway."""
+    found = {f"ugem / {peer}": ratios(comparison, peer) for peer in PEERS}
+    return {label: ratio for label, ratio in found.items() if ratio}
 
 
 def _ratio(top: float | None, bottom: float | None) -> float | None:
@@ -277,15 +341,16 @@ def render_text(comparison: Comparison) -> str:
         f"Driver: {TOOLS[opts.driver]}; sink: {SINK_TOOLS[opts.sink]}; "
         f"{CHECKED[opts.ids_checked]}\n"
     )
-    ratio = ratios(comparison)
-    cols = [m.version for m in ms] + (["ugem / postfix"] if ratio else [])
+    found = _all_ratios(comparison)
+    cols = [m.version for m in ms] + list(found)
     lines = [head, f"{'':<22}" + "".join(f"{c:>18}" for c in cols)]
     for label, key in ROWS:
         cells = [_fmt(_figures(m)[key]) for m in ms]
-        cells += [_fmt(ratio[key], "{:.2f}")] if ratio else []
+        cells += [_fmt(ratio[key], "{:.2f}") for ratio in found.values()]
         lines.append(f"{label:<22}" + "".join(f"{c:>18}" for c in cells))
     for label, fn in _COUNT_ROWS:
         lines.append(f"{label:<22}" + "".join(f"{fn(m):>18}" for m in ms))
+    lines += [f"{m.version}: {m.note}" for m in ms if m.note]
     return "\n".join(lines) + "\n"
 
 
@@ -345,5 +410,6 @@ def render_json(comparison: Comparison) -> dict[str, Any]:
         "sink": opts.sink,
         "ids_checked": opts.ids_checked,
         "targets": {m.name: m.to_json() for m in comparison.measurements},
-        "ratio": ratios(comparison),
+        "ratio": ratios(comparison),  # gateway / Postfix, as before Haraka was a peer
+        "ratios": _all_ratios(comparison),
     }

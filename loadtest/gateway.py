@@ -24,12 +24,10 @@ left of its process group; it returns the exit code. Failures are
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import os
 import re
 import shutil
-import signal
 import subprocess
 import sys
 import time
@@ -38,6 +36,7 @@ import urllib.request
 from pathlib import Path
 
 from loadtest.errors import TargetError, UsageError
+from loadtest.processes import stop_group
 
 START_TIMEOUT = 60.0
 STOP_GRACE = 20.0
@@ -140,13 +139,16 @@ class GatewayInstance:
             sections.setdefault(section, {}).update(keys)
         return sections
 
-    def write(self) -> None:
-        self.base.mkdir(parents=True, exist_ok=True)
-        text = "".join(
+    def text(self) -> str:
+        """The config file's text."""
+        return "".join(
             f"[{section}]\n" + "".join(f"{key} = {value}\n" for key, value in keys.items()) + "\n"
             for section, keys in self.config().items()
         )
-        self.config_path.write_text(text, encoding="utf-8")
+
+    def write(self) -> None:
+        self.base.mkdir(parents=True, exist_ok=True)
+        self.config_path.write_text(self.text(), encoding="utf-8")
 
     def register(self) -> None:
         """Add the connection the generator's sources belong to."""
@@ -225,15 +227,7 @@ class GatewayInstance:
     async def stop(self) -> int | None:
         """SIGTERM, then SIGKILL to its process group after a grace; the exit code (None
         when it was not running). Never raises."""
-        proc = self.proc
-        if proc is None or proc.poll() is not None:
-            return None
-        proc.send_signal(signal.SIGTERM)
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            await asyncio.to_thread(proc.wait, STOP_GRACE)
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(proc.pid, signal.SIGKILL)  # what is left of its group (workers)
-        return await asyncio.to_thread(proc.wait)
+        return None if self.proc is None else await stop_group(self.proc, STOP_GRACE)
 
 
 def _env() -> dict[str, str]:

@@ -24,12 +24,11 @@ import contextlib
 import os
 import shutil
 import signal
-import subprocess
 import time
 from pathlib import Path
 
 from loadtest.errors import TargetError
-from loadtest.processes import wait_for_greeting
+from loadtest.processes import run_command, wait_for_greeting
 
 POSTFIX = "/usr/sbin/postfix"
 POSTCONF = "/usr/sbin/postconf"
@@ -74,11 +73,11 @@ def ensure_installed() -> None:
         (["apt-get", "install", "-y", "-q", "--no-install-recommends", "postfix"], None),
     ]
     for command, stdin in steps:
-        _run(command, env=env, stdin=stdin, timeout=600)
+        run_command(command, env=env, stdin=stdin, timeout=600)
 
 
 def version() -> str:
-    return _run([POSTCONF, "-d", "-h", "mail_version"]).strip()
+    return run_command([POSTCONF, "-d", "-h", "mail_version"]).strip()
 
 
 class PostfixInstance:
@@ -131,34 +130,37 @@ class PostfixInstance:
         }
         return params | self.overrides
 
+    def files(self) -> dict[str, str]:
+        """The configuration files (conf/) by name, as written."""
+        host, port = self.next_hop
+        main = "".join(f"{name} = {value}\n" for name, value in self.main_cf().items())
+        listener = f"127.0.0.1:{self.port} inet n - n - - smtpd\n"
+        return {
+            "transport": f"{self.domain} smtp:[{host}]:{port}\n",
+            "main.cf": main,
+            "master.cf": listener + MASTER_SERVICES,
+        }
+
     def write(self) -> None:
         """Write the configuration; the instance's directories readable by the postfix user."""
         self.conf.mkdir(parents=True, exist_ok=True)
         self.queue.mkdir(exist_ok=True)
         for directory in (self.base, self.conf, self.queue):
             directory.chmod(0o755)
-        host, port = self.next_hop
-        main = "".join(f"{name} = {value}\n" for name, value in self.main_cf().items())
-        listener = f"127.0.0.1:{self.port} inet n - n - - smtpd\n"
-        files = {
-            "transport": f"{self.domain} smtp:[{host}]:{port}\n",
-            "main.cf": main,
-            "master.cf": listener + MASTER_SERVICES,
-        }
         settled = time.time() - SETTLED_AGE
-        for name, text in files.items():
+        for name, text in self.files().items():
             (self.conf / name).write_text(text)
             # Postfix waits for a main.cf younger than a second or two to settle
             os.utime(self.conf / name, (settled, settled))
 
     def check(self) -> str:
         """`postconf -n` of the instance (TargetError if Postfix refuses the configuration)."""
-        shown = _run([POSTCONF, "-c", str(self.conf), "-n"])
-        _run([POSTFIX, "-c", str(self.conf), "check"])
+        shown = run_command([POSTCONF, "-c", str(self.conf), "-n"])
+        run_command([POSTFIX, "-c", str(self.conf), "check"])
         return shown
 
     async def start(self) -> None:
-        await asyncio.to_thread(_run, [POSTFIX, "-c", str(self.conf), "start"])
+        await asyncio.to_thread(run_command, [POSTFIX, "-c", str(self.conf), "start"])
         try:
             await wait_for_greeting("127.0.0.1", self.port, START_TIMEOUT, "Postfix")
         except TargetError as exc:
@@ -174,7 +176,7 @@ class PostfixInstance:
         """Stop the instance; never raises for one that is not running."""
         pid = self.master_pid()
         with contextlib.suppress(TargetError):
-            await asyncio.to_thread(_run, [POSTFIX, "-c", str(self.conf), "stop"])
+            await asyncio.to_thread(run_command, [POSTFIX, "-c", str(self.conf), "stop"])
         if pid is None:
             return
         deadline = time.monotonic() + STOP_TIMEOUT
@@ -192,23 +194,3 @@ def _alive(pid: int) -> bool:
     except (OSError, IndexError):
         return False
     return state != "Z"
-
-
-def _run(
-    command: list[str],
-    env: dict[str, str] | None = None,
-    stdin: str | None = None,
-    timeout: float = 60.0,
-) -> str:
-    """Run a command; its stdout. TargetError with its output when it fails."""
-    try:
-        done = subprocess.run(
-            command, input=stdin, capture_output=True, text=True, env=env, timeout=timeout,
-            check=False,
-        )  # fmt: skip
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        raise TargetError(f"{' '.join(command)}: {exc}") from exc
-    if done.returncode != 0:
-        output = (done.stderr or done.stdout).strip()
-        raise TargetError(f"{' '.join(command)} exited {done.returncode}: {output}")
-    return done.stdout

@@ -2,11 +2,14 @@
 
 `free_port(host)` (loadtest.ports) is a port free on `host` now, outside the
 kernel's ephemeral range (the caller binds it soon after).
-`wait_for_greeting(host, port, deadline)` waits until an SMTP server there
-says 220. `SinkProcess.start(directory)` runs `python -m loadtest sink` on
-free loopback ports, or SMTP on `listen` when given (it reports them on its
-first stdout line), and talks to
-it over its control channel: `stats()`, `expect(ids)`, `drain(n, stall)`
+`wait_for_greeting(host, port, deadline, what, child)` waits until an SMTP
+server there says 220 (a TargetError at once when `child`, the server's
+process, exits first). `run_command(command)` runs a program to its end and
+returns its stdout. `stop_group(proc)` ends a child started in its own
+session: SIGTERM, then SIGKILL to what is left of its process group.
+`SinkProcess.start(directory)` runs `python -m loadtest sink` on free
+loopback ports, or SMTP on `listen` when given (it reports them on its first
+stdout line), and talks to it over its control channel: `stats()`, `expect(ids)`, `drain(n, stall)`
 (waits until n distinct ids arrived, or n messages with `key="messages"`, or
 nothing arrived for `stall` seconds: `wait_for_arrivals`, which any sink's
 stats serve); `stop()` ends it with SIGTERM, SIGKILL after a grace.
@@ -22,6 +25,8 @@ import contextlib
 import json
 import os
 import shutil
+import signal
+import subprocess
 import sys
 import time
 from collections.abc import Awaitable, Callable
@@ -60,11 +65,16 @@ async def wait_for_arrivals(
     return current
 
 
-async def wait_for_greeting(host: str, port: int, timeout: float, what: str) -> None:
-    """Wait until the SMTP server at host:port greets with 220; TargetError after `timeout`."""
+async def wait_for_greeting(
+    host: str, port: int, timeout: float, what: str, child: subprocess.Popen[bytes] | None = None
+) -> None:
+    """Wait until the SMTP server at host:port greets with 220; TargetError after `timeout`,
+    or as soon as `child` (the server's process, when given) has exited."""
     deadline = time.monotonic() + timeout
     last = ""
     while time.monotonic() < deadline:
+        if child is not None and child.poll() is not None:
+            raise TargetError(f"{what} exited {child.returncode} before it greeted")
         try:
             reader, writer = await asyncio.open_connection(host, port)
         except OSError as exc:
@@ -99,6 +109,40 @@ async def stop_process(proc: asyncio.subprocess.Process, grace: float = STOP_GRA
                 proc.kill()
             await proc.wait()
     return proc.returncode if proc.returncode is not None else -1
+
+
+async def stop_group(proc: subprocess.Popen[bytes], grace: float = STOP_GRACE) -> int | None:
+    """SIGTERM to a child started with `start_new_session`, then, once it exits or after
+    `grace` s, SIGKILL to what is left of its process group (workers); its exit code
+    (None when it was not running). Never raises."""
+    if proc.poll() is not None:
+        return None
+    proc.send_signal(signal.SIGTERM)
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        await asyncio.to_thread(proc.wait, grace)
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(proc.pid, signal.SIGKILL)
+    return await asyncio.to_thread(proc.wait)
+
+
+def run_command(
+    command: list[str],
+    env: dict[str, str] | None = None,
+    stdin: str | None = None,
+    timeout: float = 60.0,
+) -> str:
+    """Run a command; its stdout. TargetError with its output when it fails."""
+    try:
+        done = subprocess.run(
+            command, input=stdin, capture_output=True, text=True, env=env, timeout=timeout,
+            check=False,
+        )  # fmt: skip
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise TargetError(f"{' '.join(command)}: {exc}") from exc
+    if done.returncode != 0:
+        output = (done.stderr or done.stdout).strip()
+        raise TargetError(f"{' '.join(command)} exited {done.returncode}: {output}")
+    return done.stdout
 
 
 class SinkProcess:
