@@ -19,7 +19,10 @@
   `--only haraka,postfix,ugem` (comma-separated or repeated) chooses the
   targets; without it, the peer named (postfix or haraka) and ugem. `--driver
   smtp-source` and `--sink smtp-sink` put Postfix's C tools at the two ends
-  (a load smtp-source cannot send is a usage error, exit 2).
+  (a load smtp-source cannot send is a usage error, exit 2). `--repeat N` runs
+  loadtest.rounds' N alternating rounds and prints medians [min-max]; `--set full`
+  runs loadtest.full_set's whole set (its own loads; `--set queue` only the restart
+  over `--queue-messages`), writes its JSON report to `--out` and the plots beside it.
 - `idle`: loadtest.idle's idle sessions (and the target's memory with
   `--pid`); exit code 1 when no session was greeted.
 - `restart`: loadtest.restart's restart over a full queue; exit code 1 when
@@ -48,7 +51,18 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any, TypeVar
 
-from loadtest import compare, generator, haraka, harness, hostile, idle, nodes, restart
+from loadtest import (
+    compare,
+    full_set,
+    generator,
+    haraka,
+    harness,
+    hostile,
+    idle,
+    nodes,
+    restart,
+    rounds,
+)
 from loadtest.content import Template, parse_size
 from loadtest.control import ControlServer
 from loadtest.errors import TargetError, UsageError
@@ -333,7 +347,11 @@ def add_compare(sub: Any) -> None:
         "compare", help="the same load through a private Postfix (or Haraka) and the gateway"
     )
     p.add_argument(
-        "peer", choices=compare.PEERS, help="the MTA to compare with (measured with ugem)"
+        "peer",
+        nargs="?",
+        choices=compare.PEERS,
+        default="postfix",
+        help="the MTA to compare with (measured with ugem; default postfix)",
     )
     _load_shape(p, 10_000)
     p.add_argument(
@@ -379,8 +397,43 @@ def add_compare(sub: Any) -> None:
         help="a setting of Haraka's config/FILE.ini (repeatable), e.g. outbound.ini:"
         "concurrency_max=100",
     )
+    _repeats(p)
     _gateway_run(p)
     p.set_defaults(handler=compare_command)
+
+
+def _repeats(p: argparse.ArgumentParser) -> None:
+    """compare's --repeat and the whole set (loadtest.rounds, loadtest.full_set)."""
+    p.add_argument(
+        "--repeat",
+        type=positive,
+        metavar="N",
+        help="N rounds, every target once a round, the order reversed every other round; "
+        "medians [min-max] (default 1; with --set full: 5, the headline's rounds)",
+    )
+    p.add_argument(
+        "--set",
+        dest="full_set",
+        choices=("full", "queue"),
+        help="full: issue 17's whole set (headline, DKIM, two workers, tail latency, "
+        "scaling, the queue) with one JSON report (--out) and PNG plots beside it; "
+        "queue: only the restart over --queue-messages. The load options do not apply",
+    )
+    p.add_argument(
+        "--out",
+        type=Path,
+        default=full_set.FullOptions.out,
+        help=f"with --set: the JSON report (default {full_set.FullOptions.out}); "
+        "the plots go beside it",
+    )
+    p.add_argument(
+        "--queue-messages",
+        type=positive,
+        default=full_set.FullOptions.queue_messages,
+        metavar="N",
+        help=f"with --set: messages queued for the restart (default "
+        f"{full_set.FullOptions.queue_messages}; issue 17's 1000000 with --set queue)",
+    )
 
 
 def _load_shape(p: argparse.ArgumentParser, messages: int) -> None:
@@ -467,8 +520,34 @@ def _only(chosen: list[tuple[str, ...]] | None, peer: str) -> tuple[str, ...]:
 
 
 def compare_command(args: argparse.Namespace) -> int:
-    result = run_loop(_cancellable(compare.compare(compare_options(args))), args.no_uvloop)
+    if args.full_set:
+        return full_set_command(args)
+    options = compare_options(args)
+    if args.repeat and args.repeat > 1:
+        repeated = rounds.compare_rounds(options, args.repeat)
+        done = run_loop(_cancellable(repeated), args.no_uvloop)
+        _report(args, rounds.render_json(done), rounds.render_text(done))
+        return 0
+    result = run_loop(_cancellable(compare.compare(options)), args.no_uvloop)
     _report(args, compare.render_json(result), compare.render_text(result))
+    return 0
+
+
+def full_set_options(args: argparse.Namespace) -> full_set.FullOptions:
+    """The set's options: its own loads; the settings, work directory and stall given."""
+    given = compare_options(args)
+    parts = full_set.PARTS if args.full_set == "full" else ("queue",)
+    return full_set.FullOptions(
+        out=args.out, parts=parts, repeat=args.repeat or 5, queue_messages=args.queue_messages,
+        stall=args.stall, ugem_overrides=given.ugem_overrides,
+        postfix_overrides=given.postfix_overrides, haraka_overrides=given.haraka_overrides,
+        workdir=args.workdir, keep=args.keep,
+    )  # fmt: skip
+
+
+def full_set_command(args: argparse.Namespace) -> int:
+    result = run_loop(_cancellable(full_set.run_full(full_set_options(args))), args.no_uvloop)
+    _report(args, result.to_json(), full_set.render_text(result))
     return 0
 
 

@@ -23,17 +23,20 @@ and each target's note (Haraka's: what its queue fsyncs before the 250);
 `render_json(result)` the same as plain JSON, with the settings each target
 was given (the files written, by name).
 Everything listens on loopback; the work directory is removed at the end
-unless `keep` is set.
+unless `keep` is set. `prepare`, `workdir` and `measure` (one run of one target) are
+the pieces loadtest.rounds and loadtest.full_set build their repeated runs from.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import shutil
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, TextIO
@@ -164,6 +167,16 @@ class Comparison:
 
 async def compare(options: CompareOptions, log: TextIO = sys.stderr) -> Comparison:
     """Measure each target in turn; see the module docstring."""
+    await prepare(options)
+    with workdir(options) as work:
+        names = [name for name in TARGETS if name in options.only]
+        measured = [await measure(name, options, work / name, log) for name in names]
+    return Comparison(options, measured)
+
+
+async def prepare(options: CompareOptions) -> None:
+    """Check the options and that every target in `options.only` and tool chosen can run
+    (installing Postfix or Haraka when missing); UsageError or TargetError when not."""
     options.check()
     harness.require_tools(options.driver, options.sink)
     if "postfix" in options.only:
@@ -174,19 +187,24 @@ async def compare(options: CompareOptions, log: TextIO = sys.stderr) -> Comparis
         postfix.ensure_installed()
     if "haraka" in options.only:
         await asyncio.to_thread(haraka.ensure_installed)
-    work = options.workdir or Path(tempfile.mkdtemp(prefix="loadtest-compare-"))
+
+
+@contextlib.contextmanager
+def workdir(options: CompareOptions, prefix: str = "loadtest-compare-") -> Iterator[Path]:
+    """The work directory (`options.workdir` or a new temporary one), removed at the end
+    unless `options.keep`."""
+    work = options.workdir or Path(tempfile.mkdtemp(prefix=prefix))
     work.mkdir(parents=True, exist_ok=True)
     work.chmod(0o755)  # Postfix's queue lives below it and runs as the postfix user
     try:
-        names = [name for name in TARGETS if name in options.only]
-        measured = [await _measure(name, options, work / name, log) for name in names]
+        yield work
     finally:
         if not options.keep:
             shutil.rmtree(work, ignore_errors=True)
-    return Comparison(options, measured)
 
 
-async def _measure(name: str, options: CompareOptions, base: Path, log: TextIO) -> Measurement:
+async def measure(name: str, options: CompareOptions, base: Path, log: TextIO) -> Measurement:
+    """One run of the load through target `name` (with a sink of its own) under `base`."""
     sink = await harness.start_sink(options.sink, base)
     try:
         return await _through(name, options, base, sink, log)
@@ -300,7 +318,7 @@ ROWS: list[tuple[str, str]] = [
 ]
 
 
-def _figures(m: Measurement) -> dict[str, float | None]:
+def figures(m: Measurement) -> dict[str, float | None]:
     lat = m.report.latency
     return {
         "e2e": m.end_to_end_rate,
@@ -317,8 +335,8 @@ def ratios(comparison: Comparison, peer: str = "postfix") -> dict[str, float | N
     other, gw = comparison.get(peer), comparison.get("ugem")
     if other is None or gw is None:
         return {}
-    a, b = _figures(other), _figures(gw)
-    return {key: _ratio(b[key], a[key]) for key in a}
+    a, b = figures(other), figures(gw)
+    return {key: divide(b[key], a[key]) for key in a}
 
 
 def _all_ratios(comparison: Comparison) -> dict[str, dict[str, float | None]]:
@@ -327,26 +345,30 @@ def _all_ratios(comparison: Comparison) -> dict[str, dict[str, float | None]]:
     return {label: ratio for label, ratio in found.items() if ratio}
 
 
-def _ratio(top: float | None, bottom: float | None) -> float | None:
+def divide(top: float | None, bottom: float | None) -> float | None:
     return top / bottom if top is not None and bottom else None
 
 
-def render_text(comparison: Comparison) -> str:
-    opts = comparison.options
-    ms = comparison.measurements
-    head = (
+def headline(opts: CompareOptions) -> str:
+    """The report's first lines: the load, the tools at both ends, how loss is counted."""
+    return (
         f"Same load through each relay: {opts.messages} messages of {opts.size.describe()} "
         f"over {opts.connections} connections ({_per_connection(opts)}) "
         f"from {', '.join(_sources(opts))}\n"
         f"Driver: {TOOLS[opts.driver]}; sink: {SINK_TOOLS[opts.sink]}; "
         f"{CHECKED[opts.ids_checked]}\n"
     )
+
+
+def render_text(comparison: Comparison) -> str:
+    ms = comparison.measurements
+    head = headline(comparison.options)
     found = _all_ratios(comparison)
     cols = [m.version for m in ms] + list(found)
     lines = [head, f"{'':<22}" + "".join(f"{c:>18}" for c in cols)]
     for label, key in ROWS:
-        cells = [_fmt(_figures(m)[key]) for m in ms]
-        cells += [_fmt(ratio[key], "{:.2f}") for ratio in found.values()]
+        cells = [fmt(figures(m)[key]) for m in ms]
+        cells += [fmt(ratio[key], "{:.2f}") for ratio in found.values()]
         lines.append(f"{label:<22}" + "".join(f"{c:>18}" for c in cells))
     for label, fn in _COUNT_ROWS:
         lines.append(f"{label:<22}" + "".join(f"{fn(m):>18}" for m in ms))
@@ -396,12 +418,12 @@ _COUNT_ROWS = [
 ]
 
 
-def _fmt(value: float | None, pattern: str = "{:.1f}") -> str:
+def fmt(value: float | None, pattern: str = "{:.1f}") -> str:
     return "-" if value is None else pattern.format(value)
 
 
-def render_json(comparison: Comparison) -> dict[str, Any]:
-    opts = comparison.options
+def json_header(opts: CompareOptions) -> dict[str, Any]:
+    """The load, the machine, the tools at both ends: the head of every JSON report."""
     header = run_header(opts, opts.workers)
     header["load"]["sources"] = list(_sources(opts))
     return {
@@ -409,6 +431,12 @@ def render_json(comparison: Comparison) -> dict[str, Any]:
         "driver": opts.driver,
         "sink": opts.sink,
         "ids_checked": opts.ids_checked,
+    }
+
+
+def render_json(comparison: Comparison) -> dict[str, Any]:
+    return {
+        **json_header(comparison.options),
         "targets": {m.name: m.to_json() for m in comparison.measurements},
         "ratio": ratios(comparison),  # gateway / Postfix, as before Haraka was a peer
         "ratios": _all_ratios(comparison),

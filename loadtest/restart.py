@@ -20,6 +20,9 @@
    arrived for `stall` seconds; then tells the sink which ids were sent
    (lost, duplicates).
 
+The node's memory (VmRSS of `ugem serve` and its workers, loadtest.memory) is read
+three times: holding the full queue before the stop, once ready after the restart, and
+once every message arrived (`rss_kib`; None where it could not be read).
 The gateway and the sink are stopped at the end, on errors and on
 cancellation too; the work directory is removed unless `keep`.
 `render_text` and `render_json` print the `RestartResult`.
@@ -36,7 +39,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
-from loadtest import generator
+from loadtest import generator, memory
 from loadtest.compare import DEFAULT_SOURCES, DOMAIN, SENDER_DOMAIN
 from loadtest.content import SizeDist
 from loadtest.errors import TargetError
@@ -92,6 +95,7 @@ class RestartResult:
     first_arrival_s: float | None
     last_arrival_s: float | None
     sink: dict[str, Any]
+    rss_kib: dict[str, int | None] = field(default_factory=dict)  # full, ready, delivered
 
     @property
     def arrived(self) -> int:
@@ -134,6 +138,7 @@ async def _run(options: RestartOptions, work: Path, log: TextIO) -> RestartResul
             load_against(options, gateway.port, "restart"), progress=_tty(log)
         )
         queued = await _queue_holds(gateway, fill.report.accepted)
+        rss = {"full": _rss(gateway)}
         log.write(f"queued {sum(queued.values())} ({_states(queued)}); stopping with SIGTERM\n")
         stop_started = time.monotonic()
         stop_exit = await gateway.stop()
@@ -142,16 +147,28 @@ async def _run(options: RestartOptions, work: Path, log: TextIO) -> RestartResul
         sink = await SinkProcess.start(work / "sink", listen=hop)
         log.write(f"{made_due}; sink on {hop[1]}; starting the gateway again\n")
         ready, first, last, stats = await _timed_restart(
-            gateway, sink, fill.report.accepted, options
+            gateway, sink, fill.report.accepted, options, rss
         )
         stats = await sink.expect(fill.accepted_ids)
+        rss["delivered"] = _rss(gateway)
     finally:
         await gateway.stop()
         if sink is not None:
             await sink.stop()
     return RestartResult(
-        options, fill.report, queued, stop_exit, stop_seconds, made_due, ready, first, last, stats
-    )
+        options, fill.report, queued, stop_exit, stop_seconds, made_due, ready, first, last, stats,
+        rss,
+    )  # fmt: skip
+
+
+def _rss(gateway: GatewayInstance) -> int | None:
+    """VmRSS of the node's process tree in KiB; None when it is not running."""
+    if gateway.proc is None or gateway.proc.poll() is not None:
+        return None
+    try:
+        return memory.sample(gateway.proc.pid).rss_kib
+    except TargetError:
+        return None
 
 
 def _tty(log: TextIO) -> TextIO | None:
@@ -169,11 +186,17 @@ async def _queue_holds(gateway: GatewayInstance, count: int) -> dict[str, int]:
 
 
 async def _timed_restart(
-    gateway: GatewayInstance, sink: SinkProcess, count: int, options: RestartOptions
+    gateway: GatewayInstance,
+    sink: SinkProcess,
+    count: int,
+    options: RestartOptions,
+    rss: dict[str, int | None],
 ) -> tuple[float | None, float | None, float | None, dict[str, Any]]:
-    """Restart; (ready, first arrival, last arrival) in seconds from the spawn, and stats."""
+    """Restart; (ready, first arrival, last arrival) in seconds from the spawn, and stats;
+    the node's memory once ready goes into `rss`."""
     await gateway.respawn()
     ready = time.time() - gateway.spawned_at
+    rss["ready"] = _rss(gateway)
     stats = await sink.drain(count, options.stall)
     if not stats["messages"]:
         raise TargetError(
@@ -217,10 +240,17 @@ def render_text(result: RestartResult) -> str:
         ("to first arrival", _secs(result.first_arrival_s)),
         ("to last arrival", _secs(result.last_arrival_s)
                             + (f" ({rate:.0f} msg/s from the start)" if rate else "")),
+        ("memory (RSS)", _memory(result.rss_kib)),
         ("arrived", f"{sink.get('messages')} messages, {result.arrived} distinct; "
                     f"lost {sink.get('lost')}, duplicates {sink.get('duplicates')}"),
     ]  # fmt: skip
     return "\n".join(f"{name:<19}{value}" for name, value in rows) + "\n"
+
+
+def _memory(rss: dict[str, int | None]) -> str:
+    names = {"full": "full queue", "ready": "ready", "delivered": "delivered"}
+    shown = [f"{names[k]} {memory.mib(v)}" for k, v in rss.items() if v is not None and k in names]
+    return ", ".join(shown) or "-"
 
 
 def render_json(result: RestartResult) -> dict[str, Any]:
@@ -239,4 +269,5 @@ def render_json(result: RestartResult) -> dict[str, Any]:
         "delivery_rate": result.delivery_rate,
         "complete": result.complete(),
         "sink": result.sink,
+        "rss_kib": result.rss_kib,
     }
