@@ -94,6 +94,10 @@ class Registry:
         """The store's version, as of the view (None: no view yet)."""
         return self._version
 
+    def change_mark(self) -> object | None:
+        """The store's mark of what it holds (Store.change_mark)."""
+        return self.store.change_mark()
+
     async def relay_sync(self) -> bool:
         """The SMTP path's sync (`StoreWatch.relay_sync`): whether the view may serve."""
         return await self.watch.relay_sync()

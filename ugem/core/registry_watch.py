@@ -16,7 +16,9 @@ SMTP path off the store entirely.
   sync at a time, shared by every session that asks meanwhile, waited for at
   most `relay_timeout` seconds (the sync goes on in the background; its
   outcome counts); on a local store (SQLite, `Store.local`: its calls never
-  yield, so no wait could be cut short) the sync is simply run. A failure, a
+  yield, so no wait could be cut short) the sync is simply run, and only when
+  the store's change mark moved since the last good sync (`Store.change_mark`:
+  two stat calls instead of a read transaction at every MAIL). A failure, a
   refusal or no answer in time opens the breaker. While it is open, no store
   call at all. Answers whether the view may serve: always while the store is
   up, else while the view is no older than `max_stale` (beyond it the caller
@@ -79,6 +81,8 @@ class Watched(Protocol):
 
     async def sync(self) -> None: ...
 
+    def change_mark(self) -> object | None: ...
+
     def load_copy(self) -> RegistryCopy | None: ...
 
 
@@ -115,6 +119,7 @@ class StoreWatch:
         self._since = 0.0  # Unix time the state left up
         self._too_old_told = False
         self._inflight: asyncio.Task[None] | None = None
+        self._synced_mark: object | None = None  # the store's mark at the last good sync
 
     # -- the node's start and stop -------------------------------------------------------
 
@@ -155,7 +160,10 @@ class StoreWatch:
         """Sync unless the store is known down, waiting `relay_timeout` at most; may the view
         serve?"""
         if self.breaker.closed and not self.bounded:  # a local store answers at once:
-            await self._attempt()  # a task and a timer would cost 50 us a MAIL for nothing
+            mark = self.registry.change_mark()  # taken first: a write after it moves it
+            if mark is None or mark != self._synced_mark:
+                await self._attempt()  # a task and a timer would cost 50 us a MAIL for nothing
+                self._synced_mark = mark if self.state == UP else None
         elif self.breaker.closed:
             task = self._attempt_task()
             done, _ = await asyncio.wait({task}, timeout=self.freshness.relay_timeout)

@@ -103,6 +103,12 @@ class Store(Protocol):
     # a bounded wait on them cannot help and only costs); False: it is across a network.
     local: bool
 
+    def change_mark(self) -> object | None:
+        """A cheap mark of what the store holds, equal while nothing changed it; None when
+        no such check is cheap (a store across a network) or it cannot be trusted now. The
+        SMTP path skips its sync while the mark stays what it was at its last sync."""
+        ...
+
     async def add(self, conn: Connection) -> None:
         """Create a connection; ConflictError if the id or one of its domains exists."""
         ...

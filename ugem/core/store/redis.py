@@ -227,6 +227,10 @@ return redis.call('LRANGE', KEYS[1], low - first, top - first)
 class RedisStore(AuditLogReader):
     local = False  # across a network: a call may hang (Store.local)
 
+    def change_mark(self) -> None:
+        """None: only a round trip would tell (Store.change_mark)."""
+        return None
+
     def __init__(self, url: str, prefix: str = PREFIX, timeout: float = TIMEOUT) -> None:
         self.url = url
         self.prefix = prefix

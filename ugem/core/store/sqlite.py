@@ -17,8 +17,16 @@ share the file: WAL lets readers go on while one writer commits,
 `synchronous=FULL` makes a committed change survive a power cut.
 
 Every method runs inline on the caller's thread, without a thread hop:
-`version()` is one primary-key read (microseconds, it is asked on every MAIL
-FROM); the writes are rare admin operations of a millisecond or so. A store
+`generation()` is two primary-key reads; the writes are rare admin operations
+of a millisecond or so. The SMTP path asks at every MAIL FROM whether the
+store changed, and under load even that read cost the gateway an eighth of
+its throughput (a read transaction's locks and system calls, each letting
+another thread take the GIL from the event loop): `change_mark()` answers
+from the files' inode, size and modification time (two stat calls), the way
+Postfix notices a changed lookup table, and the read is done only when the
+mark moved. A write less than `RACY_NS` old gives no mark (None): a later
+write within the same tick of a coarse file-system clock (FAT's is 2 s) could
+leave all three the same, so such a mark could hide it (git's "racy clean"). A store
 object is used from the thread that opened it (the event loop's). Errors of
 sqlite3 are raised as `StoreError` naming the file; conflicts as
 `ConflictError`; a damaged stored connection as `StoreError`.
@@ -27,7 +35,9 @@ sqlite3 are raised as `StoreError` naming the file; conflicts as
 from __future__ import annotations
 
 import builtins
+import os
 import sqlite3
+import time
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
@@ -53,6 +63,7 @@ T = TypeVar("T")
 
 BUSY_TIMEOUT_MS = 5000
 SCHEMA_VERSION = 2
+RACY_NS = 2_000_000_000  # a write this recent gives no change mark (see the module docstring)
 
 _SCHEMA = (
     "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL)",
@@ -195,6 +206,16 @@ class SqliteStore(AuditLogReader):
         with self._errors():
             row = self._db.execute(_VERSION).fetchone()
         return int(row[0]) if row else 0
+
+    def change_mark(self) -> tuple[int, ...] | None:
+        """The database's and its WAL's (inode, size, mtime): equal while no process wrote the
+        store; None while the newest write is under RACY_NS old, or a file cannot be read."""
+        try:
+            mark = _file_mark(self.path) + _file_mark(Path(f"{self.path}-wal"))
+        except OSError:
+            return None
+        newest = max(mark[2], mark[5])
+        return None if time.time_ns() - newest < RACY_NS else mark
 
     async def generation(self) -> tuple[str | None, int]:
         with self._errors():
@@ -423,6 +444,15 @@ def _upgrade_audit(db: sqlite3.Connection) -> None:
     db.execute("DELETE FROM audit")
     for row in rows:
         _append(db, _record(row).entry)
+
+
+def _file_mark(path: Path) -> tuple[int, int, int]:
+    """(inode, size, mtime in ns) of `path`; zeros for a file that is not there (no WAL)."""
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return 0, 0, 0
+    return st.st_ino, st.st_size, st.st_mtime_ns
 
 
 @contextmanager
