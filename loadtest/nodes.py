@@ -38,7 +38,6 @@ import contextlib
 import json
 import os
 import shutil
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -57,6 +56,7 @@ from loadtest.generator import RunOptions, RunResult, load_against, run_header
 from loadtest.ports import free_port
 from loadtest.processes import SinkProcess, stop_process
 from loadtest.report import Latency, Report
+from loadtest.rounds import Spread
 from loadtest.spec import parse_duration
 
 MAX_ROUNDS = 20
@@ -433,27 +433,6 @@ def _cpu(groups: dict[str, list[int]]) -> dict[str, float]:
 
 
 # -- the whole benchmark --------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Spread:
-    """A figure over rounds: the median, the lowest and the highest."""
-
-    median: float
-    low: float
-    high: float
-    count: int
-
-    @classmethod
-    def of(cls, values: Iterable[float | None]) -> Spread | None:
-        got = sorted(v for v in values if v is not None)
-        return cls(statistics.median(got), got[0], got[-1], len(got)) if got else None
-
-    def text(self, pattern: str) -> str:
-        middle = pattern.format(self.median)
-        if self.low == self.high:
-            return middle
-        return f"{middle} [{pattern.format(self.low)}..{pattern.format(self.high)}]"
 
 
 @dataclass(frozen=True)

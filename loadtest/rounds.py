@@ -57,6 +57,8 @@ class Entry:
 
 @dataclass(frozen=True)
 class Spread:
+    """A figure over rounds: the median, the lowest and the highest."""
+
     median: float
     low: float
     high: float
@@ -64,19 +66,18 @@ class Spread:
 
     @classmethod
     def of(cls, values: Iterable[float | None]) -> Spread | None:
-        found = sorted(v for v in values if v is not None)
-        if not found:
-            return None
-        return cls(statistics.median(found), found[0], found[-1], len(found))
+        got = sorted(v for v in values if v is not None)
+        return cls(statistics.median(got), got[0], got[-1], len(got)) if got else None
 
     def to_json(self) -> dict[str, float | int]:
         return {"median": self.median, "min": self.low, "max": self.high, "n": self.count}
 
-    def to_text(self, pattern: str = "{:.1f}") -> str:
-        if self.count == 1:
-            return pattern.format(self.median)
-        low, high = pattern.format(self.low), pattern.format(self.high)
-        return f"{pattern.format(self.median)} [{low}-{high}]"
+    def text(self, pattern: str = "{:.1f}") -> str:
+        """The median, and [lowest..highest] when the rounds differ."""
+        middle = pattern.format(self.median)
+        if self.low == self.high:
+            return middle
+        return f"{middle} [{pattern.format(self.low)}..{pattern.format(self.high)}]"
 
 
 def round_order(labels: Sequence[str], index: int) -> list[str]:
@@ -179,7 +180,7 @@ def render_text(rounds: Rounds) -> str:
 
 
 def _cell(spread: Spread | None) -> str:
-    return "-" if spread is None else spread.to_text()
+    return "-" if spread is None else spread.text()
 
 
 def summary(rounds: Rounds) -> dict[str, dict[str, Any]]:

@@ -28,7 +28,6 @@ from loadtest.nodes import (
     NodesOptions,
     NodesResult,
     Run,
-    Spread,
     group_cpu,
     redis_call,
     render_json,
@@ -42,6 +41,7 @@ from loadtest.nodes import (
 )
 from loadtest.ports import free_port
 from loadtest.report import Latency, Report, Tally
+from loadtest.rounds import Spread
 from ugem.core.config import load_config
 
 # A /proc/PID/stat line whose name holds spaces and parentheses: pid 4242, group 4240,

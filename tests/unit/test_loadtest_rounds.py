@@ -58,8 +58,8 @@ def test_median_and_range_over_the_runs_that_have_the_figure() -> None:
     assert Spread.of([300.0, 100.0, None, 200.0, 500.0, 400.0]) == Spread(300.0, 100.0, 500.0, 5)
     assert Spread.of([1.0, 4.0]) == Spread(2.5, 1.0, 4.0, 2)  # even count: the middle two
     assert Spread.of([None, None]) is None
-    assert Spread(2.5, 1.0, 4.0, 2).to_text() == "2.5 [1.0-4.0]"
-    assert Spread(7.0, 7.0, 7.0, 1).to_text() == "7.0"
+    assert Spread(2.5, 1.0, 4.0, 2).text() == "2.5 [1.0..4.0]"
+    assert Spread(7.0, 7.0, 7.0, 1).text() == "7.0"
 
 
 def test_ratios_divide_the_medians() -> None:
@@ -77,7 +77,7 @@ def test_text_shows_medians_ranges_and_ratios() -> None:
     text = render_text(_rounds([300.0, 400.0, 350.0], [600.0, 900.0, 700.0]))
     assert "Medians of 3 rounds [min-max]; each round in turn: postfix, ugem, then reversed" in text
     row = next(line for line in text.splitlines() if line.startswith("end to end"))
-    assert "350.0 [300.0-400.0]" in row and "700.0 [600.0-900.0]" in row and "2.00" in row
+    assert "350.0 [300.0..400.0]" in row and "700.0 [600.0..900.0]" in row and "2.00" in row
     assert "ugem / postfix" in text and "lost (all runs)" in text and "2%-2%" in text
 
 
