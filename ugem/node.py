@@ -49,6 +49,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import gc
 import logging
 import os
 import signal
@@ -628,6 +629,10 @@ async def serve(
         loop.add_signal_handler(sig, stop.set)
     loop.add_signal_handler(signal.SIGHUP, node.reload)
     await node.start()
+    # What the start made (modules, the registry, the detector's state, a recovered queue) is
+    # long-lived: out of the collector's sight, each full collection scans only what came
+    # after, instead of 100,000 objects or more (25 ms each, a stall of every session).
+    gc.freeze()
     signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGHUP})  # blocked by a supervisor
     await stop.wait()
     event(log, "node_stopping", reason="signal")
