@@ -56,8 +56,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import ssl
+from collections import deque
 from collections.abc import AsyncIterator, Callable, Coroutine
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass, field
 from typing import Any, cast
 
@@ -103,32 +104,51 @@ class Session:
 
 
 class Slots:
-    """Concurrency slots whose number `limit()` says at each entry (it may change meanwhile).
+    """Concurrency slots whose number `limit()` says at each hand-out (it may change meanwhile).
 
-    Entering waits while `held` is at the limit; leaving never waits and wakes every
-    waiter to look again (a raised limit is seen then). Cancellation while waiting
-    takes no slot.
+    Entering takes a free slot at once when nobody waits, else waits its turn (first come,
+    first served). Leaving hands the freed slot to the next waiter directly, and as many
+    more as a raised limit allows: one wake-up a slot, never every waiter to look again
+    (with hundreds of attempts queued for one destination that was quadratic: issue 17's
+    500 connections). Cancellation while waiting takes no slot; a waiter cancelled after
+    it was handed one passes it on.
     """
 
     def __init__(self, limit: Callable[[], int]) -> None:
         self._limit = limit
         self.held = 0
-        self._waiters: list[asyncio.Future[None]] = []
+        self._waiters: deque[asyncio.Future[None]] = deque()
 
     async def __aenter__(self) -> None:
-        while self.held >= self._limit():
-            waiter = asyncio.get_running_loop().create_future()
-            self._waiters.append(waiter)
-            try:
-                await waiter
-            finally:
-                self._waiters.remove(waiter)
-        self.held += 1
+        if not self._waiters and self.held < self._limit():
+            self.held += 1
+            return
+        waiter = asyncio.get_running_loop().create_future()
+        self._waiters.append(waiter)
+        try:
+            await waiter  # resolved by _hand_out, which took the slot for it
+        except BaseException:
+            if waiter.done() and not waiter.cancelled():
+                self._release()  # handed a slot, then cancelled: the next one gets it
+            else:
+                with suppress(ValueError):
+                    self._waiters.remove(waiter)
+            raise
 
     async def __aexit__(self, *exc_info: object) -> None:
+        self._release()
+
+    def _release(self) -> None:
         self.held -= 1
-        for waiter in self._waiters:
+        self._hand_out()
+
+    def _hand_out(self) -> None:
+        """Give free slots to the waiters in their order."""
+        waiters = self._waiters
+        while waiters and self.held < self._limit():
+            waiter = waiters.popleft()
             if not waiter.done():
+                self.held += 1
                 waiter.set_result(None)
 
 
