@@ -116,6 +116,8 @@ class _Line:
 
 
 class SmtpSession(asyncio.StreamReaderProtocol):
+    _writer: asyncio.StreamWriter  # set by connection_made, before the session's task runs
+
     def __init__(self, services: SessionContext, host: SessionHost) -> None:
         self.host = host
         self.smtp = services.config.smtp
@@ -126,7 +128,6 @@ class SmtpSession(asyncio.StreamReaderProtocol):
         self.transport: asyncio.BaseTransport | None = None
         self._session_task: asyncio.Task[None] | None = None
         self._reader = asyncio.StreamReader(limit=READER_LIMIT, loop=self.loop)
-        self._writer: asyncio.StreamWriter | None = None
         self._buf = bytearray()
         self._bad = 0
         self._denials = 0
@@ -170,11 +171,6 @@ class SmtpSession(asyncio.StreamReaderProtocol):
     @property
     def task(self) -> asyncio.Task[None] | None:
         return self._session_task
-
-    @property
-    def _out(self) -> asyncio.StreamWriter:
-        assert self._writer is not None, "no writer before the connection is made"
-        return self._writer
 
     def commit_started(self, task: asyncio.Task[None]) -> None:
         self.host.commit_started(task)
@@ -314,7 +310,7 @@ class SmtpSession(asyncio.StreamReaderProtocol):
         if over is not None:
             raise EndSession(over)
         self._write(command, reply.code, str(reply))
-        await self._out.drain()
+        await self._writer.drain()
 
     def _counted(self, command: str, reply: Reply) -> Reply | None:
         """Count `reply` against the session's limits; the 421 to end with when one is crossed.
@@ -342,16 +338,16 @@ class SmtpSession(asyncio.StreamReaderProtocol):
         """A reply a command sends itself (end of DATA); over a limit the session ends after it."""
         self._ending = self._ending or self._counted(command, reply)
         self._write(command, reply.code, str(reply))
-        await self._out.drain()
+        await self._writer.drain()
 
     async def send_lines(self, command: str, code: int, lines: list[str]) -> None:
         text = "\r\n".join(f"{code}-{line}" for line in lines[:-1])
         self._write(command, code, (text + "\r\n" if text else "") + f"{code} {lines[-1]}")
-        await self._out.drain()
+        await self._writer.drain()
 
     def _write(self, command: str, code: int, text: str) -> None:
         self.metrics.reply(command, code)
-        self._out.write(text.encode() + b"\r\n")
+        self._writer.write(text.encode() + b"\r\n")
 
     async def read_data(self) -> bytes | Reply:
         """The message after 354, up to CRLF.CRLF, checked; bounded by data_timeout.
@@ -404,11 +400,11 @@ class SmtpSession(asyncio.StreamReaderProtocol):
         timeout = self.smtp.tls_handshake_timeout
         try:
             async with asyncio.timeout(timeout):
-                await self._out.start_tls(context, ssl_handshake_timeout=timeout)
+                await self._writer.start_tls(context, ssl_handshake_timeout=timeout)
         except (TimeoutError, ConnectionError, OSError) as exc:
             self._handshake_failed(exc)
             raise EndSession(None) from None
-        self.transport = self._out.transport
+        self.transport = self._writer.transport
         self._reader._transport = self.transport  # type: ignore[attr-defined]
         self._tls = negotiated(self.transport.get_extra_info("ssl_object"))
 

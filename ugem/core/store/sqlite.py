@@ -125,6 +125,7 @@ class SqliteStore(AuditLogReader):
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
+        self._wal = Path(f"{self.path}-wal")  # what change_mark looks at, beside the file
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._db = sqlite3.connect(
@@ -211,11 +212,11 @@ class SqliteStore(AuditLogReader):
         """The database's and its WAL's (inode, size, mtime): equal while no process wrote the
         store; None while the newest write is under RACY_NS old, or a file cannot be read."""
         try:
-            mark = _file_mark(self.path) + _file_mark(Path(f"{self.path}-wal"))
+            db, wal = _file_mark(self.path), _file_mark(self._wal)
         except OSError:
             return None
-        newest = max(mark[2], mark[5])
-        return None if time.time_ns() - newest < RACY_NS else mark
+        newest = max(db[2], wal[2])  # the mtimes
+        return None if time.time_ns() - newest < RACY_NS else db + wal
 
     async def generation(self) -> tuple[str | None, int]:
         with self._errors():
