@@ -67,8 +67,9 @@ from relay.accept.listener import AcceptServer, bind_listener
 from relay.deliver.backoff import Backoff
 from relay.deliver.backoff_share import PULL_S as BACKOFF_PULL_S
 from relay.deliver.backoff_share import SharedCuts
-from relay.deliver.dkim_sign import signer_from_config
+from relay.deliver.dkim_sign import signer_from_config, start_processes
 from relay.deliver.routing import Router
+from relay.deliver.sign_process import SigningProcesses
 from relay.deliver.transaction import Deliverer
 from relay.inbound.checks import inbound_from_config
 from relay.queue.own_mail import gateway_signer
@@ -147,6 +148,7 @@ class Node:
         self.spool: Spool | None = None
         self.scheduler: Scheduler | None = None
         self.smtp: AcceptServer | None = None
+        self.signing: SigningProcesses | None = None
         self.admin: AdminServer | None = None
         self.trace: TraceWriter | None = None
         self.maillog: MailLogWriter | None = None  # the mail log and the message index
@@ -371,6 +373,9 @@ class Node:
                 throttle=self.throttle,
             )
             await self._start_enforcer(self.enforcer)
+        dkim = signer_from_config(cfg, clock)
+        if dkim is not None:  # dkimpy's Python steps beside the loop, not taking turns with it
+            self.signing = await start_processes(dkim, cfg)
         self.smtp = AcceptServer(
             cfg,
             self.registry,
@@ -379,7 +384,7 @@ class Node:
             self.metrics,
             clock,
             self.throttle,
-            dkim=signer_from_config(cfg, clock),
+            dkim=dkim,
             inbound=inbound_from_config(cfg, clock, self.metrics),
             complaints=complaints,
         )
@@ -559,6 +564,8 @@ class Node:
             await self.services.drain.close()  # a drain this worker runs stops (mail stays)
         if self.smtp is not None:
             await self.smtp.stop(grace)
+        if self.signing is not None:
+            await self.signing.stop()
         for task in self._tasks:
             await cancel_and_wait(task)
         if self.scheduler is not None:

@@ -17,9 +17,12 @@ canonicalization, the header selection and hashing and the folding; the
 signature itself is OpenSSL's through `cryptography` (RSA PKCS#1 v1.5 over
 SHA-256, Ed25519), not dkimpy's pure-Python RSA.
 
-`outgoing_async` does the same with the signing in a worker thread (OpenSSL
-releases the GIL while it signs), and without a thread hop when no candidate
-domain has a key. Failures: `sign` raises `SigningError` (`ugem.core.errors`;
+`outgoing_async` does the same with the signing beside the event loop: in a
+signing process (`relay.deliver.sign_process`, attached as `processes`) when
+one is ready, else in a worker thread (OpenSSL releases the GIL while it
+signs); and without either when no candidate domain has a key.
+
+Failures: `sign` raises `SigningError` (`ugem.core.errors`;
 a message dkimpy cannot parse, an unreadable key). `outgoing` never raises: it
 logs `dkim_sign_failed` at ERROR with the queue id and returns the message
 unsigned, because losing or refusing a connected organisation's mail is worse
@@ -40,6 +43,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding, utils
 from dkim.canonicalization import CanonicalizationPolicy
 
+from relay.deliver.sign_process import SignerUnavailable, SigningProcesses, child_command
 from relay.dkim_canon import relaxed_body
 from relay.header_block import Header, addresses_in, dkim_fields
 from ugem.core.clock import Clock
@@ -159,6 +163,7 @@ class DkimSigner:
         self.keys = keys
         self.gateway_domain = gateway_domain
         self.clock = clock
+        self.processes: SigningProcesses | None = None  # signing beside the loop, if started
 
     def sign(self, data: bytes, domains: Collection[str], sender_domain: str | None) -> bytes:
         """The DKIM-Signature fields for `data` (b"" when no candidate domain has a key)."""
@@ -221,30 +226,50 @@ class DkimSigner:
         try:
             fields = sign(data, domains, sender_domain)
         except Exception as exc:
-            event(log, "dkim_sign_failed", logging.ERROR, queue_id=queue_id, error=str(exc))
-            return data
-        event(
-            log,
-            "dkim_signed",
-            logging.DEBUG,
-            queue_id=queue_id,
-            signatures=fields.count(HEADER_NAME + b":"),
-        )
-        return fields + data
+            return _unsigned(data, queue_id, exc)
+        return _prepended(fields, data, queue_id, "thread")
 
     async def outgoing_async(
         self, data: bytes, domains: Collection[str], sender_domain: str | None, queue_id: str
     ) -> bytes:
-        """`outgoing` with the signing in a worker thread when there is a key to sign with.
+        """`outgoing` with the signing beside the event loop when there is a key to sign with.
 
-        OpenSSL releases the GIL while it signs, so the event loop keeps serving
-        other sessions and a second core signs too.
+        In a signing process (`relay.deliver.sign_process`) when one is ready, so dkimpy's
+        Python steps run on another core; else in a worker thread (OpenSSL releases the GIL
+        while it signs, the rest takes turns with the loop).
         """
         if not self.has_keys(domains):
             return data
+        if self.processes is not None:
+            try:
+                fields = await self.processes.sign(data, tuple(domains), sender_domain or "")
+            except SignerUnavailable:
+                pass  # not started or restarting: this one is signed in a thread
+            except SigningError as exc:
+                return _unsigned(data, queue_id, exc)
+            else:
+                return _prepended(fields, data, queue_id, "process")
         return await asyncio.to_thread(
             self._logged, self._sign, data, domains, sender_domain, queue_id
         )
+
+
+def _unsigned(data: bytes, queue_id: str, exc: Exception) -> bytes:
+    """`data` as it was, the failure logged: unsigned mail is better than lost mail."""
+    event(log, "dkim_sign_failed", logging.ERROR, queue_id=queue_id, error=str(exc))
+    return data
+
+
+def _prepended(fields: bytes, data: bytes, queue_id: str, via: str) -> bytes:
+    event(
+        log,
+        "dkim_signed",
+        logging.DEBUG,
+        queue_id=queue_id,
+        signatures=fields.count(HEADER_NAME + b":"),
+        via=via,
+    )
+    return fields + data
 
 
 def signer_from_config(config: Config, clock: Clock) -> DkimSigner | None:
@@ -258,3 +283,25 @@ def signer_from_config(config: Config, clock: Clock) -> DkimSigner | None:
         except ValueError as exc:
             raise ConfigError("dkim.gateway_domain", gateway, f"a domain name ({exc})") from None
     return DkimSigner(KeyStore(key_path(config), clock, KEY_RECHECK_S), gateway, clock)
+
+
+async def start_processes(signer: DkimSigner, config: Config) -> SigningProcesses | None:
+    """`[dkim] sign_processes` signing processes attached to `signer` (None when it is 0).
+
+    They are started now when the key directory holds a key, else at the first
+    message with one; one that cannot start is logged and started again later.
+    Until one is ready, `signer` signs in a thread.
+    """
+    count = config.dkim.sign_processes
+    if count == 0:
+        return None
+    command = child_command(str(signer.keys.root), signer.gateway_domain)
+    processes = SigningProcesses(count, command, signer.clock, config.dkim.sign_timeout)
+    signer.processes = processes
+    try:
+        has_key = any(row.active for row in signer.keys.selectors())
+    except OSError:
+        has_key = True  # the processes meet and report it
+    if has_key:
+        await processes.start()
+    return processes

@@ -4,7 +4,8 @@ A node with a key for mdai.gov.kz in its `[dkim] key_dir` relays a message
 from the organisation's server (127.0.0.2) to the sink. The message there
 starts with the signatures, then the relay's Received: header, and verifies
 with dkimpy and with Perl's Mail::DKIM, which reads the key record from a
-private dnsmasq; with the Subject altered it fails. Mail from an internet
+private dnsmasq; with the Subject altered it fails. The node signs in its
+signing process (`[dkim] sign_processes`), not in a thread. Mail from an internet
 server (127.0.0.3) to mdai.gov.kz reaches it unsigned. A key that cannot be
 read does not refuse the mail: it is accepted (250), logged at ERROR with its
 queue id and delivered unsigned.
@@ -71,6 +72,16 @@ async def test_outbound_mail_is_signed_and_verifies(
     verdicts, overall = mail_dkim_verify(altered, dns)
     assert overall == "fail"
     assert [v.result for v in verdicts if v.algorithm == "rsa-sha256"] == ["fail"]
+
+
+async def test_the_node_signs_in_its_signing_process(
+    tmp_path: Path, sink: Sink, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.DEBUG, logger="relay.deliver.dkim_sign"):
+        data, txt = await relay_one(tmp_path, sink, f"a@{DOMAIN}", "x@example.org", "127.0.0.2")
+    signed = [r.__dict__["fields"] for r in caplog.records if r.getMessage() == "dkim_signed"]
+    assert [(f["via"], f["signatures"]) for f in signed] == [("process", 2)]
+    assert dkim.DKIM(data).verify(1, dnsfunc=lookup(txt))
 
 
 async def test_inbound_mail_is_not_signed(tmp_path: Path, sink: Sink) -> None:

@@ -430,6 +430,20 @@ class DkimConfig:
         "Domain whose key signs mail of domains without a key of their own (empty: none).",
         kind="hostname",
     )
+    sign_processes: int = knob(
+        1,
+        "Processes per worker that sign beside its event loop, so dkimpy's Python steps run "
+        "on another core (0: sign in a thread of the worker, taking turns with it).",
+        lo=0,
+        hi=16,
+    )
+    sign_timeout: float = knob(
+        30.0,
+        "Seconds a signing process may take over one message before it is killed and "
+        "started again; the message is queued unsigned, logged at ERROR.",
+        lo=1,
+        hi=600,
+    )
 
 
 @dataclass(frozen=True)
