@@ -1,9 +1,13 @@
 """The scheduler: when and where each queued message is delivered.
 
 `Scheduler.enqueue` makes a message durable in the spool, then starts its
-first attempt at once from memory. A scan every `scan_interval` starts the
-attempts that are due (`Spool.due`): retries, released mail, and everything
-recovered from the spool after a restart. An attempt groups the pending
+first attempt at once from memory, up to `max_in_flight` attempts. A scan
+every `scan_interval` starts the attempts that are due (`Spool.due`):
+retries, released mail, everything recovered from the spool after a restart,
+and mail the in-flight cap left in the spool, for which a scan also runs as
+soon as the attempts in flight fall to half the cap (as Postfix's queue
+manager refills its active queue), so a backlog never waits for the interval
+with its deliveries idle. An attempt groups the pending
 recipients by domain, routes each domain, groups them again by route (several
 domains behind one next hop share one transaction), and delivers the groups
 concurrently. Delivered and bounced recipients leave the message; the
@@ -69,6 +73,7 @@ reader. `resume()` starts attempts again.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import zlib
 from collections.abc import Iterable, Sequence
@@ -193,6 +198,10 @@ class Scheduler:
         self._unrecorded: dict[str, QueuedMessage] = {}
         self._record_error = ""
         self._scanner: asyncio.Task[None] | None = None
+        # Mail left in the spool by the in-flight cap: as attempts end, a scan refills at
+        # once (at half the cap), not a scan_interval later with the deliveries idle.
+        self._overflowed = False
+        self._refill = asyncio.Event()
         self._stopped = False
         self._paused = False  # a drain: no attempt starts (the queue goes to another node)
 
@@ -217,6 +226,7 @@ class Scheduler:
             self._launch(msg)
         else:
             self._claimed.discard(msg.id)
+            self._overflowed = True
 
     def backlog(self) -> int:
         return self.spool.size()
@@ -289,7 +299,10 @@ class Scheduler:
                 await self.run_due()
             except Exception:  # the scan must outlive any fault; the mail stays queued
                 event(log, "scan_failed", logging.ERROR, exc_info=True)
-            await asyncio.sleep(self.config.scan_interval)
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self.config.scan_interval):
+                    await self._refill.wait()
+            self._refill.clear()
 
     async def run_due(self) -> int:
         """One scan: start an attempt for every due message not in flight; return how many."""
@@ -300,7 +313,9 @@ class Scheduler:
         started = 0
         if room > 0 and self._may_launch():
             exclude = self._claimed | self._cooldown.keys()
-            for msg in await self.spool.due(now, room, exclude=exclude):
+            due = await self.spool.due(now, room, exclude=exclude)
+            self._overflowed = self._overflowed or len(due) >= room  # more may wait
+            for msg in due:
                 if msg.id not in self._claimed:
                     self._launch(msg)
                     started += 1
@@ -371,6 +386,9 @@ class Scheduler:
             event(log, "attempt_failed", logging.ERROR, exc_info=True, queue_id=msg.id)
         finally:
             self._claimed.discard(msg.id)
+            if self._overflowed and len(self._claimed) <= self.max_in_flight // 2:
+                self._overflowed = False
+                self._refill.set()
 
     async def _try(self, msg: QueuedMessage) -> None:
         reason = self._origin_hold(msg)

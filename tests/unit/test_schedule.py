@@ -765,3 +765,21 @@ async def test_idle_only_once_the_attempts_in_flight_end(world: World) -> None:
     await world.scheduler.drain()
     assert (world.scheduler.in_flight(), world.scheduler.idle()) == (0, True)
     assert world.spool.size() == 0  # its outcome is written: nothing moves under a drain
+
+
+async def test_mail_over_the_in_flight_cap_starts_as_attempts_end_not_a_scan_later(
+    world: World,
+) -> None:
+    """The cap leaves mail in the spool; the attempts in flight ending (to half the cap)
+    start a scan at once, so a backlog never waits for scan_interval with nothing sent."""
+    world.scheduler.config = dataclasses.replace(world.config, scan_interval=600.0)
+    world.scheduler.max_in_flight = 2
+    world.sink.data_gate = asyncio.Event()
+    await world.scheduler.start()
+    await world.scheduler.run_due()
+    for _ in range(6):
+        await world.scheduler.enqueue(world.message("bob@example.org"))
+    assert world.scheduler.in_flight() == 2  # four wait in the spool
+    world.sink.data_gate.set()
+    await world.sink.wait_for(6)  # within the test's timeout, not 600 s
+    assert len({m.data for m in world.sink.messages}) == 6
