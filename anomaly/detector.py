@@ -14,7 +14,8 @@ and acts on the score through `Thresholds`:
 - SUSPEND at `suspend`, when `corroborated` of the score is neither volume
   nor new recipients: volume alone is a newsletter or a deadline surge, and
   a bulk mailing to citizens never mailed is both; abuse shows more (bounces
-  from unknown users, refusals, null senders, new senders, a loop).
+  from unknown users, refusals, null senders, new senders, senders at domains
+  never used writing to strangers, a loop).
 
 A connection it suspended is not judged from then on (`resume` forgets that),
 and not even counted unless the detector keeps counting (`keep_counting`, as

@@ -6,7 +6,10 @@ senders new to the connection, delivery outcomes, bounces, invalid-recipient
 bounces, deferrals, spam or policy refusals, recipients never mailed before
 and how many of those its senders usually reach, and those at a foreign
 domain never mailed before: anomaly.recipients; complaints received through a
-feedback loop, a live node's only) and,
+feedback loop, a live node's only; messages from a sender at a domain the
+connection never sent from, after a day of history, to a recipient it never
+mailed: a mailbox forwarding its mail keeps the senders but not the
+strangers) and,
 for each minute of the last hour that saw traffic, the totals as that minute
 began: a window of the last 1, 5 or 60 minutes is
 the totals now less the totals as its first minute with traffic began, so an
@@ -56,8 +59,9 @@ from anomaly.trace_reader import BOUNCED, DEFERRED
     POLICY,
     NEW_DOMAIN,
     COMPLAINT,
-) = range(13)  # counters, as Window's
-_WIDTH = 13
+    NEW_SENDER_DOMAIN,
+) = range(14)  # counters, as Window's
+_WIDTH = 14
 MINUTE_S = 60.0
 _HOUR = 60  # minutes kept: the longest window
 _BLOCK = 5  # minutes of a sender→recipient pair block
@@ -65,6 +69,7 @@ INVALID_RCPT_CODES = frozenset({550})
 POLICY_CODES = frozenset({554})  # refused as spam or by policy (a live node also reads 5.7.x)
 SENDER_WARMUP_S = 86_400.0  # senders count as "new" only after a day of history
 _MAX_SENDERS = 50_000
+_MAX_SENDER_DOMAINS = 5_000
 _Msg = tuple[str, list[str]]
 # minute, totals as it began, its messages, its established people's strangers (anomaly.strangers)
 _Minute = tuple[int, tuple[float, ...], list[_Msg], strangers.Tally]
@@ -87,6 +92,7 @@ class Window(NamedTuple):
     policy: int  # refused as spam or by policy
     new_domains: int  # new recipients at a foreign domain never mailed before
     complaints: int  # feedback-loop complaints received (a live node's; none in a trace)
+    new_sender_domains: int  # from a sender at a domain it never sent from, to a stranger
 
     @property
     def bounce_ratio(self) -> float:
@@ -126,6 +132,7 @@ class Features:
         "_strangers",
         "_totals",
         "first_ts",
+        "known_sender_domains",
         "known_senders",
         "loops",
         "minute",
@@ -135,6 +142,7 @@ class Features:
     def __init__(self, ts: float) -> None:
         self.first_ts = ts
         self.known_senders: set[str] = set()
+        self.known_sender_domains: set[str] = set()
         self.recipients = Recipients(ts)
         self.loops = GrowingPairs()
         self._totals: list[float] = [0] * _WIDTH  # every event since the first, by counter
@@ -169,10 +177,11 @@ class Features:
         totals = self._totals
         totals[MSG] += 1
         totals[RCPT] += n
+        foreign_sender = False
         if not sender:
             totals[NULL] += 1
         elif sender not in self.known_senders:
-            self._new_sender(ts, sender)
+            foreign_sender = self._new_sender(ts, sender)
         if n == 1 and size:
             self.loops.note(ts, sender, rcpts[0], size)
         recipients = self.recipients
@@ -181,6 +190,8 @@ class Features:
             totals[NEW_RCPT] += new
             totals[EXPECTED_NEW] += expected
             totals[NEW_DOMAIN] += new_domains
+            if foreign_sender and new:  # forwarding goes to whom it went before: not counted
+                totals[NEW_SENDER_DOMAIN] += 1
             if recipients.established and expected < strangers.PERSONAL_SHARE * n:
                 strangers.note(self._strangers, sender, new, expected, recipients.partners)
         msg = (sender, rcpts)
@@ -191,11 +202,19 @@ class Features:
         self._block.append(msg)
         self._block_rcpts += n
 
-    def _new_sender(self, ts: float, sender: str) -> None:
-        if ts - self.first_ts >= SENDER_WARMUP_S:
+    def _new_sender(self, ts: float, sender: str) -> bool:
+        """Count a sender never seen; whether its domain is new too (after the warm-up)."""
+        warm = ts - self.first_ts >= SENDER_WARMUP_S
+        if warm:
             self._totals[NEW_SENDER] += 1
         if len(self.known_senders) < _MAX_SENDERS:
             self.known_senders.add(sender)
+        domain = sender[sender.rfind("@") + 1 :].lower()  # only a new sender has a new domain
+        if domain in self.known_sender_domains:
+            return False
+        if len(self.known_sender_domains) < _MAX_SENDER_DOMAINS:
+            self.known_sender_domains.add(domain)
+        return warm
 
     def outcome(self, ts: float, kind: int, code: int) -> None:
         """One delivery attempt: kind 1 delivered, 2 deferred, 3 bounced (anomaly.trace_reader)."""

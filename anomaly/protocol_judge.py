@@ -184,6 +184,7 @@ _FINDINGS = (  # words of anomaly.score's findings, and the finding's name in a 
     ("refused as spam", "refused"),
     ("null sender", "null sender"),
     ("senders never seen", "new senders"),
+    ("domains it never sent from", "new sender domains"),
     ("mail loop", "repeated pair"),
 )
 

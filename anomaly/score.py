@@ -34,6 +34,14 @@ heaviest first, each with a sentence for a person. The findings:
   `COMPLAINT_CAP`, as a report is its sender's word): each a
   share against the connection's own share before the last hour (with a
   floor), in 5 and 60 min;
+- new sender domains: messages from senders at domains the connection never
+  sent from (after a day of history) to recipients it never mailed, counted
+  against its own rate of them (at least `SENDER_DOMAIN_RATE` an hour), in 5
+  and 60 min: a connected server sends as its own domains, so several new ones
+  in an hour writing to strangers are forged senders (an open relay, a spam
+  run); a mailbox forwarding its mail keeps its senders' domains but writes to
+  the one address it forwards to. At most `SENDER_DOMAIN_CAP`: alone below any
+  threshold, as volume is, for what nobody has seen yet;
 - a mail loop: a sender→recipient pair repeated in the 5-minute block, or its
   messages growing in a row (anomaly.loops).
 
@@ -51,7 +59,7 @@ from typing import NamedTuple
 from anomaly import surprise
 from anomaly.baseline import Baseline
 from anomaly.drift import SPREAD_FLOOR, SPREAD_SHARE, Drift
-from anomaly.features import Features, Window
+from anomaly.features import SENDER_WARMUP_S, Features, Window
 from anomaly.strangers import Turned
 
 NO_BACKLOG, ARRIVING, IN_WINDOW = range(3)
@@ -67,6 +75,7 @@ NO_BACKLOG, ARRIVING, IN_WINDOW = range(3)
     NEW_SENDERS,
     NEW_DOMAINS,
     COMPLAINTS,
+    SENDER_DOMAINS,
     LOOP,
 ) = (
     "volume",
@@ -80,6 +89,7 @@ NO_BACKLOG, ARRIVING, IN_WINDOW = range(3)
     "new senders",
     "new foreign domains",
     "complaints",
+    "new sender domains",
     "loop",
 )
 _UNCORROBORATED = (VOLUME, NOVEL, LONE)  # findings that back no suspension by themselves
@@ -115,6 +125,12 @@ PER_MESSAGE = 3.0  # trials of evidence one message's recipients count at most
 LEAST_NEW = 8  # new recipients beyond the expected before novelty is weighed
 LEAST_PAIR = 10  # a pair's messages before a loop is weighed
 LEAST_RUN = 6  # growing messages in a row before they are weighed (6! = 720)
+# A connected server sends as its own domains: one it never sent from is rare (a new
+# second domain, a forwarded message), several in an hour are forged senders.
+SENDER_DOMAIN_RATE = 0.05  # new sender domains an hour assumed at least (once in 20 h)
+LEAST_SENDER_DOMAINS = 3  # new sender domains in a window before they are weighed
+SENDER_DOMAIN_CAP = 6.0  # the most they weigh: alone below any threshold, as volume
+HOUR_S = 3600.0
 
 
 _SAYS = {
@@ -208,6 +224,7 @@ def assess(
         _novel(w5, w60, maturity) if warm else None,
         _strangers(features, maturity) if warm else None,
         *(_share(w5, w60, before, *share) for share in _SHARES),
+        _sender_domains(w5, w60, before, features.first_ts, ts),
         _loop(features, ts, backlog),
     ]
     if maturity < 1.0:  # the domains mailed once a month are not all remembered yet
@@ -350,6 +367,34 @@ def _share(
         weight,
         name,
         f"{k} of {n} {_UNITS[of]} in {w.minutes} min {_SAYS[name]} (usually {100 * usual:.1f} %)",
+    )
+
+
+def _sender_domains(
+    w5: Window, w60: Window, before: Window, first_ts: float, ts: float
+) -> Finding | None:
+    """Messages from senders at domains the connection never sent from to strangers, against its own
+    rate of them before the last hour (at least SENDER_DOMAIN_RATE an hour), in 5 and 60
+    min: forged senders (an open relay, a spam run), at most SENDER_DOMAIN_CAP."""
+    if w60.new_sender_domains < LEAST_SENDER_DOMAINS:
+        return None
+    hours = (ts - first_ts - SENDER_WARMUP_S) / HOUR_S - 1.0  # counted before the last hour
+    rate = max(SENDER_DOMAIN_RATE, before.new_sender_domains / hours if hours > 1.0 else 0.0)
+    best: tuple[float, Window] | None = None
+    for w in (w5, w60):
+        if w.new_sender_domains < LEAST_SENDER_DOMAINS:
+            continue
+        weight = surprise.count(w.new_sender_domains, rate * w.minutes / 60.0)
+        if best is None or weight > best[0]:
+            best = weight, w
+    if best is None:
+        return None
+    weight, w = best
+    return Finding(
+        min(SENDER_DOMAIN_CAP, weight),
+        SENDER_DOMAINS,
+        f"{w.new_sender_domains} of {w.msgs} messages in {w.minutes} min from senders at domains"
+        f" it never sent from, to strangers (usually {rate:.2f} an hour)",
     )
 
 

@@ -24,6 +24,8 @@ from anomaly.score import (
     NEW_DOMAINS,
     NO_BACKLOG,
     NOVEL,
+    SENDER_DOMAIN_CAP,
+    SENDER_DOMAINS,
     VOLUME,
     Assessment,
     assess,
@@ -154,6 +156,38 @@ def test_complaints_corroborate_but_never_weigh_more_than_their_cap() -> None:
     assert complaints.weight == COMPLAINT_CAP
     assert found.corroboration == COMPLAINT_CAP
     assert "complained of by their recipients" in complaints.what
+
+
+def test_forged_senders_at_domains_never_used_corroborate_up_to_their_cap() -> None:
+    """An open relay: a handful of messages from senders at domains the connection never
+    sent from, to strangers, among its usual traffic. Alone it stays under any threshold
+    (SENDER_DOMAIN_CAP); with a few unknown users among the strangers it suspends."""
+    conn, ts = office(7)
+    for i in range(12):  # one every 4 minutes: no volume to speak of
+        conn.send(ts + 240 * i, f"x{i}@forged{i}.example", [f"v{i}@mail.ru"])
+    ts += 240 * 11
+    found = conn.assess(ts)
+    forged = next(f for f in found.findings if f.name == SENDER_DOMAINS)
+    assert forged.weight == SENDER_DOMAIN_CAP < Thresholds().suspend
+    assert "12 of" in forged.what and "domains it never sent from, to strangers" in forged.what
+    assert found.corroboration >= SENDER_DOMAIN_CAP
+    for i in range(3):
+        conn.send(ts + 1 + i, f"y{i}@forged-b{i}.example", [f"w{i}@mail.ru"], 550)
+    assert Thresholds().suspends(conn.assess(ts + 3))
+
+
+def test_a_mailbox_forwarding_to_one_address_is_no_forgery() -> None:
+    """Forwarding keeps the original senders (at domains never sent from) but writes to the
+    one address it forwards to, mailed before after the first time: no finding. Nor is a
+    second domain of the connection's own, nor anything in the first day of history."""
+    conn, ts = office(7)
+    for i in range(30):
+        conn.send(ts + 60 * i, f"someone@partner{i}.example", ["boss.private@gmail.com"])
+    assert SENDER_DOMAINS not in names(conn.assess(ts + 60 * 29))
+    young = Connection(T)
+    for i in range(30):
+        young.send(T + 60 * i, f"z{i}@forged{i}.example", [f"u{i}@mail.ru"])
+    assert young.features.window(60).new_sender_domains == 0
 
 
 def test_new_recipients_weigh_only_once_the_memory_is_warm_and_more_once_mature() -> None:
