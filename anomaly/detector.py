@@ -3,7 +3,8 @@
 `Detector.accepted(...)` and `Detector.outcome(...)` take one event each (in
 event time, never the wall clock) and return a `Verdict` or None. Every
 check (at most every `CHECK_S` seconds of trace time per connection, once
-enough new traffic came in) scores the connection (anomaly.score: each
+enough new traffic came in, or at once after `CHECK_BURST` recipients and
+bounces) scores the connection (anomaly.score: each
 finding a surprise in decades against the connection's own usual, summed)
 and acts on the score through `Thresholds`:
 
@@ -59,7 +60,8 @@ from anomaly.trace_reader import BOUNCED
 from ugem.core.throttle import cap as throttle_cap
 
 CHECK_S = 10.0
-CHECK_UNITS = 5  # recipients or bounces since the last check before checking again
+CHECK_UNITS = 5  # recipients or bounces since the last check before checking again...
+CHECK_BURST = 100  # ...after CHECK_S, or at once when this many came (a blast of 100 a second)
 # The thresholds anomaly.calibrate chose on the TUNING seeds (`ugem anomaly protocol`
 # prints the choice and why; BENCHMARKS.md has it):
 THROTTLE_AT = 7.0  # score (decades of surprise) from which a connection is throttled
@@ -88,6 +90,15 @@ class Thresholds:
 
 
 DEFAULT_THRESHOLDS = Thresholds()
+
+
+def _due(conn: _Conn, ts: float) -> bool:
+    """Whether a connection's check is due: CHECK_UNITS since the last one and CHECK_S
+    gone, or CHECK_BURST since it (a blast is judged as it comes, not 10 s later)."""
+    pending = conn.pending
+    if pending < CHECK_UNITS:
+        return False
+    return pending >= CHECK_BURST or ts - conn.last_check >= CHECK_S
 Observer = Callable[[float, str, Assessment], None]
 
 
@@ -244,7 +255,7 @@ class Detector:
             conn.drift.clear()
         conn.baseline.add(ts, n)
         conn.pending += n
-        if conn.pending < CHECK_UNITS or ts - conn.last_check < CHECK_S:
+        if not _due(conn, ts):
             return self._lifted(conn, connection, ts) if conn.throttled_until else None
         return self._check(conn, connection, ts)
 
@@ -256,7 +267,7 @@ class Detector:
         if kind != BOUNCED or conn.suspended:
             return None
         conn.pending += 1
-        if conn.pending < CHECK_UNITS or ts - conn.last_check < CHECK_S:
+        if not _due(conn, ts):
             return self._lifted(conn, connection, ts) if conn.throttled_until else None
         return self._check(conn, connection, ts)
 

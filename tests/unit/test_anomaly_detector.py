@@ -11,6 +11,8 @@ from collections.abc import Callable
 
 from anomaly.baseline import Baseline, Stat
 from anomaly.detector import (
+    CHECK_BURST,
+    CHECK_S,
     LIFT,
     LIFT_S,
     MAX_SERVERS,
@@ -87,6 +89,17 @@ def test_a_burst_to_unknown_recipients_is_suspended_fast_with_a_reason() -> None
     assert (int(said[1]), int(said[2])) == (w5.invalid, w5.outcomes) and w5.invalid > 0
     assert verdict.score >= det.thresholds.suspend
     assert det.accepted(verdict.ts + 1, C, "a@x.gov.kz", ["z@z.kz"]) is None  # stays suspended
+
+
+def test_a_blast_is_judged_as_it_comes_not_a_check_interval_later() -> None:
+    """100 messages a second to unknown users: suspended within a second of its start, after
+    some 100 recipients, not CHECK_S (10 s, a thousand recipients) later."""
+    det = Detector()
+    ts = steady(det, MONDAY_9, 8)
+    verdict = suspension(burst(det, ts, 3000, 550, every=0.01))
+    assert verdict.ts - ts < 1.0 < CHECK_S
+    traffic = det.traffic(C)
+    assert traffic is not None and traffic[0].window(1).msgs <= 2 * CHECK_BURST
 
 
 def test_a_mail_loop_is_suspended() -> None:
