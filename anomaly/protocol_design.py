@@ -67,11 +67,11 @@ class Design:
         Shape(3, 120, 21, dt.date(2026, 10, 5)),
     )
     holdout: tuple[Shape, ...] = (
-        Shape(9019, 150, 28, dt.date(2026, 9, 7)),
-        Shape(9020, 80, 7, dt.date(2026, 12, 14)),
-        Shape(9021, 120, 21, dt.date(2026, 4, 27)),
+        Shape(9022, 150, 28, dt.date(2026, 9, 7)),
+        Shape(9023, 80, 7, dt.date(2026, 12, 14)),
+        Shape(9024, 120, 21, dt.date(2026, 4, 27)),
     )
-    retired: tuple[int, ...] = tuple(range(9001, 9019))  # looked at (9016-9018: 16a8b14)
+    retired: tuple[int, ...] = tuple(range(9001, 9022))  # looked at (9019-9021: b2db669)
     per_week: float = DEFAULT_PER_WEEK
     kinds: tuple[str, ...] = KIND_NAMES
     loko_tuning_seed: int = 7100  # + the kind's number in `kinds` (1, 2, ...)
