@@ -119,6 +119,7 @@ class _Conn:
         "catch_up_until",
         "drift",
         "features",
+        "flush_last",
         "flushing",
         "last_check",
         "pending",
@@ -141,13 +142,16 @@ class _Conn:
         self.catch_up = 0.0  # recipients of a backlog still expected after a silence
         self.catch_up_until = 0.0  # when the backlog stops counting (see `backlog`)
         self.flushing = ""  # the server whose backlog is expected
+        self.flush_last = 0.0  # of a backlog that is only a flush: its last message's time
 
     def note_accepted(self, ts: float, ip: str, rcpts: int) -> None:
-        """After one of its servers was silent at hours the connection usually sends, expect
-        that server's backlog: its share of what the connection usually sends in that
-        time, from that server (the others may have gone on as usual), within CATCH_UP_S
-        of its return, or more while that server's messages still come as fast as a
-        flushing queue sends them (FLUSH_GAP_S apart), up to CATCH_UP_S. Once the whole
+        """After one of its servers was silent for SILENCE_S, expect that server's backlog:
+        its share of what the connection usually sends in that time, from that server
+        (the others may have gone on as usual), within CATCH_UP_S of its return, or more
+        while that server's messages still come as fast as a flushing queue sends them
+        (FLUSH_GAP_S apart), up to CATCH_UP_S. At hours it usually sends little (under
+        BACKLOG_FLOOR missed: a night), the backlog is only what comes at a flush's pace
+        (queued alerts after a night's outage repeat one pair). Once the whole
         backlog came, its pairs are forgotten (a loop must start afresh) and its volume
         stays in the 5-minute window for WINDOW_S more."""
         if ip not in self.servers and len(self.servers) >= MAX_SERVERS:
@@ -163,21 +167,42 @@ class _Conn:
         self.rcpts += rcpts
         if gap >= SILENCE_S:
             missed = share * self.baseline.expected_between(ts - gap, ts)
-            if missed >= BACKLOG_FLOOR:
-                self.catch_up = (self.catch_up if self.backlog(ts) == ARRIVING else 0.0) + missed
-                self.catch_up_until, self.flushing = ts + CATCH_UP_S, ip
+            if missed < BACKLOG_FLOOR:  # a quiet hour's silence: only a flush is a backlog
+                self._flush_only(ts, ip)
+                return
+            self.catch_up = (self.catch_up if self.backlog(ts) == ARRIVING else 0.0) + missed
+            self.catch_up_until, self.flushing = ts + CATCH_UP_S, ip
         if self.catch_up > 0 and ts < self.catch_up_until and ip == self.flushing:
+            if self.flush_last:  # a flush after a quiet hour's silence goes on, or ended
+                if gap < FLUSH_GAP_S:
+                    self.flush_last = ts
+                else:
+                    self._backlog_came(ts)
+                return
             self.catch_up -= rcpts
             if self.catch_up <= 0 and gap < FLUSH_GAP_S:
                 # more than expected, still as fast as a queue flushes: the backlog goes on
                 self.catch_up = float(rcpts)
             elif self.catch_up <= 0:  # the whole backlog came
-                self.catch_up, self.catch_up_until = 0.0, ts + WINDOW_S
-                self.features.forget_pairs()
+                self._backlog_came(ts)
+
+    def _flush_only(self, ts: float, ip: str) -> None:
+        """After a silence at hours with little traffic: a backlog as long as `ip`'s
+        messages come at a flush's pace (queued alerts after a night's outage)."""
+        if self.backlog(ts) != ARRIVING:
+            self.catch_up, self.catch_up_until, self.flushing = 1.0, ts + CATCH_UP_S, ip
+            self.flush_last = ts
+
+    def _backlog_came(self, ts: float) -> None:
+        """The whole backlog came: its pairs are forgotten, its volume still in the window."""
+        self.catch_up, self.catch_up_until, self.flush_last = 0.0, ts + WINDOW_S, 0.0
+        self.features.forget_pairs()
 
     def backlog(self, ts: float) -> int:
         """NO_BACKLOG, ARRIVING (still expected after a silence) or IN_WINDOW (it came, and
         is still in the 5-minute window)."""
+        if self.flush_last and ts - self.flush_last >= FLUSH_GAP_S:
+            self._backlog_came(self.flush_last)  # the flush stopped: the backlog came
         if ts >= self.catch_up_until:
             return NO_BACKLOG
         return ARRIVING if self.catch_up > 0 else IN_WINDOW

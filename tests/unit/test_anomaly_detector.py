@@ -235,6 +235,50 @@ def test_an_outage_backlog_with_queued_alerts_is_not_a_mail_loop() -> None:
         assert det.accepted(ts + 20 + i * 0.2, C, f"p{i % 9}@x.gov.kz", [f"c{i}@y.gov.kz"]) is None
 
 
+def office_and_monitor(det: Detector, days: int) -> float:
+    """A small organisation: a person mails every 20 minutes from 09:00 to 18:00 (server
+    10.0.0.1), a monitoring system alerts ops@ every hour day and night (server 10.0.0.2).
+    The time after `days` days (a midnight)."""
+    start = MONDAY_9 - 9 * 3600
+    for t in range(0, days * 86_400, 1200):
+        ts = start + t
+        if 9 * 3600 <= t % 86_400 < 18 * 3600:
+            assert det.accepted(ts, C, PEOPLE[t % 5], ["c1@y.gov.kz"], "10.0.0.1") is None
+        if t % 3600 == 0:
+            assert det.accepted(ts, C, "monitor@x.gov.kz", ["ops@x.gov.kz"], "10.0.0.2") is None
+    return start + days * 86_400
+
+
+def test_a_nights_outage_flushing_queued_alerts_is_not_a_mail_loop() -> None:
+    """The monitoring server was down from 02:00 to 06:25, when little mail is usual (less
+    than a backlog's floor is missed); its queue then flushes at once, one pair repeated.
+    Found on held-out seed 9021 (zhylu-semey.kz, suspended on volume and a repeated pair)."""
+    det = Detector()
+    midnight = office_and_monitor(det, 7)
+    back = midnight + 6 * 3600 + 25 * 60
+
+    def alert(t: float) -> Verdict | None:
+        return det.accepted(t, C, "monitor@x.gov.kz", ["ops@x.gov.kz"], "10.0.0.2")
+
+    for t in range(0, 3 * 3600, 3600):  # alerts as usual until 03:00
+        assert alert(midnight + t) is None
+    for i in range(30):  # the queue, 0.1 s apart
+        assert alert(back + 0.1 * i) is None
+    for i in range(1, 6):  # an early worker's mail, checked while the flush is in the window
+        assert det.accepted(back + 60 * i, C, PEOPLE[0], ["c1@y.gov.kz"], "10.0.0.1") is None
+
+
+def test_a_loop_after_a_nights_silence_is_still_caught() -> None:
+    """Not a flush (10 s apart): after a night's silence a loop is judged as always."""
+    det = Detector(thresholds=FIXED)
+    midnight = office_and_monitor(det, 7)
+    back = midnight + 6 * 3600
+    verdicts = [
+        det.accepted(back + 10 * i, C, "a@x.gov.kz", ["b@y.gov.kz"], "10.0.0.3") for i in range(90)
+    ]
+    assert any(v is not None and v.action == SUSPEND for v in verdicts)
+
+
 def test_a_backlog_larger_than_expected_is_not_a_loop_while_it_still_flushes() -> None:
     """The estimate of a backlog is the usual of the hours the server was down; a queue of
     a weekend's alerts can be ten times that. Found on the leave-one-kind-out traces: two
