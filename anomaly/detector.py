@@ -72,6 +72,7 @@ SILENCE_S = 3600.0  # a server silent this long at busy hours was down: a backlo
 CATCH_UP_S = 1800.0  # how long a backlog may take to arrive
 WINDOW_S = 300.0  # the window a backlog's volume and repeated pairs are counted in
 FLUSH_GAP_S = 5.0  # a server's messages this close together are still its queue flushing
+LEAST_FLUSH = 3  # messages at that pace after a quiet hour's silence before they are a backlog
 BACKLOG_FLOOR = float(VOLUME_FLOOR)  # recipients a silence must miss to be an outage
 MAX_SERVERS = 64  # server addresses told apart per connection (a trace may name any number)
 SUSPEND, THROTTLE, LIFT = "suspend", "throttle", "lift"
@@ -120,6 +121,7 @@ class _Conn:
         "drift",
         "features",
         "flush_last",
+        "flushed",
         "flushing",
         "last_check",
         "pending",
@@ -143,6 +145,7 @@ class _Conn:
         self.catch_up_until = 0.0  # when the backlog stops counting (see `backlog`)
         self.flushing = ""  # the server whose backlog is expected
         self.flush_last = 0.0  # of a backlog that is only a flush: its last message's time
+        self.flushed = 0  # and how many messages it has had
 
     def note_accepted(self, ts: float, ip: str, rcpts: int) -> None:
         """After one of its servers was silent for SILENCE_S, expect that server's backlog:
@@ -175,9 +178,9 @@ class _Conn:
         if self.catch_up > 0 and ts < self.catch_up_until and ip == self.flushing:
             if self.flush_last:  # a flush after a quiet hour's silence goes on, or ended
                 if gap < FLUSH_GAP_S:
-                    self.flush_last = ts
+                    self.flush_last, self.flushed = ts, self.flushed + 1
                 else:
-                    self._backlog_came(ts)
+                    self._flush_ended(ts)
                 return
             self.catch_up -= rcpts
             if self.catch_up <= 0 and gap < FLUSH_GAP_S:
@@ -191,7 +194,15 @@ class _Conn:
         messages come at a flush's pace (queued alerts after a night's outage)."""
         if self.backlog(ts) != ARRIVING:
             self.catch_up, self.catch_up_until, self.flushing = 1.0, ts + CATCH_UP_S, ip
-            self.flush_last = ts
+            self.flush_last, self.flushed = ts, 1
+
+    def _flush_ended(self, ts: float) -> None:
+        """A backlog if at least LEAST_FLUSH messages came at a flush's pace; else the first
+        message after a silence was only that (no backlog: nothing forgotten, volume counts)."""
+        if self.flushed >= LEAST_FLUSH:
+            self._backlog_came(ts)
+        else:
+            self.catch_up, self.catch_up_until, self.flush_last = 0.0, 0.0, 0.0
 
     def _backlog_came(self, ts: float) -> None:
         """The whole backlog came: its pairs are forgotten, its volume still in the window."""
@@ -202,7 +213,7 @@ class _Conn:
         """NO_BACKLOG, ARRIVING (still expected after a silence) or IN_WINDOW (it came, and
         is still in the 5-minute window)."""
         if self.flush_last and ts - self.flush_last >= FLUSH_GAP_S:
-            self._backlog_came(self.flush_last)  # the flush stopped: the backlog came
+            self._flush_ended(self.flush_last)  # the flush stopped
         if ts >= self.catch_up_until:
             return NO_BACKLOG
         return ARRIVING if self.catch_up > 0 else IN_WINDOW
