@@ -7,7 +7,9 @@ heaviest first, each with a sentence for a person. The findings:
 
 - volume: recipients in 5 min against the usual of this hour of the week
   (baseline.py), or a rise above the usual band that has lasted (a CUSUM of
-  the 5-minute blocks, anomaly.drift), whichever is larger; a connection with
+  the 5-minute blocks, anomaly.drift; only once the connection's history holds
+  a whole day, `DRIFT_AFTER_S`: before, its band has seen the night and not
+  the office opening), whichever is larger; a connection with
   little history against `COLD_MEAN`. Volume
   alone is never abuse (a newsletter, a reporting-day surge): it weighs at most
   `VOLUME_CAP`, below any threshold, and counts only beside another finding;
@@ -131,6 +133,7 @@ SENDER_DOMAIN_RATE = 0.05  # new sender domains an hour assumed at least (once i
 LEAST_SENDER_DOMAINS = 3  # new sender domains in a window before they are weighed
 SENDER_DOMAIN_CAP = 6.0  # the most they weigh: alone below any threshold, as volume
 HOUR_S = 3600.0
+DRIFT_AFTER_S = 86_400.0  # a rise counts once the usual band has seen a whole day
 
 
 _SAYS = {
@@ -231,7 +234,9 @@ def assess(
         found = [_young(f, maturity) for f in found]
     findings = [_capped(f) for f in found if f is not None and f.weight > 0.0]
     if findings and backlog == NO_BACKLOG:
-        volume = _volume(w5, baseline, ts, drift)
+        volume = _volume(
+            w5, baseline, ts, drift if ts - features.first_ts >= DRIFT_AFTER_S else None
+        )
         if volume is not None:
             findings.append(volume)
     findings.sort(reverse=True)

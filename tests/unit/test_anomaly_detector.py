@@ -279,6 +279,28 @@ def test_a_loop_after_a_nights_silence_is_still_caught() -> None:
     assert any(v is not None and v.action == SUSPEND for v in verdicts)
 
 
+def test_a_first_mornings_rise_is_no_drift_before_a_whole_day_was_seen() -> None:
+    """On its first day a connection's usual band has seen only the night, so the office
+    opening is a rise above it that lasts; with a few unknown users that suspended
+    zhanaozen.gov.kz at 10:10 on the first day of retired seed 9019. The rise counts once
+    a whole day was seen."""
+    seen = Seen()
+    det = Detector(observer=seen)
+    ts = MONDAY_9 - 9 * 3600
+    while ts < MONDAY_9 - 3600:  # the night: a message every 10 minutes
+        assert det.accepted(ts, C, "robot@x.gov.kz", ["ops@x.gov.kz"]) is None
+        ts += 600
+    i = 0
+    while ts < MONDAY_9 + 70 * 60:  # from 08:00, six messages a minute, one in 9 unknown
+        assert det.accepted(ts, C, PEOPLE[i % 5], [f"c{i % 40}@y.gov.kz"]) is None
+        kind, code = (BOUNCED, 550) if i % 9 == 0 else (DELIVERED, 250)
+        assert det.outcome(ts + 1, C, kind, code) is None
+        i, ts = i + 1, ts + 10
+    found = [f for _, _, a in seen.calls for f in a.findings]
+    assert any(f.name == "unknown users" for f in found)
+    assert not any("above its usual band" in f.what for f in found)
+
+
 def test_a_backlog_larger_than_expected_is_not_a_loop_while_it_still_flushes() -> None:
     """The estimate of a backlog is the usual of the hours the server was down; a queue of
     a weekend's alerts can be ten times that. Found on the leave-one-kind-out traces: two
