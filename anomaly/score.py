@@ -56,6 +56,7 @@ held-out ones. Pure computation; nothing raises.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import NamedTuple
 
 from anomaly import surprise
@@ -279,15 +280,27 @@ def _young(finding: Finding | None, maturity: float) -> Finding | None:
     return finding._replace(weight=maturity * finding.weight)
 
 
-def _novel(w5: Window, w60: Window, maturity: float) -> Finding | None:
+def _heavier(
+    w5: Window, w60: Window, weigh: Callable[[Window], float | None]
+) -> tuple[float, Window] | None:
+    """(weight, window) of the window that weighs more (`weigh`: None where it cannot)."""
     best: tuple[float, Window] | None = None
     for w in (w5, w60):
-        if w.new_rcpts < w.expected_new + LEAST_NEW:
-            continue
-        mu = w.expected_new + NOVEL_SLACK
-        weight = maturity * surprise.count(w.new_rcpts, mu, 1.0 + mu / NOVEL_K)
-        if best is None or weight > best[0]:
+        weight = weigh(w)
+        if weight is not None and (best is None or weight > best[0]):
             best = weight, w
+    return best
+
+
+def _novel(w5: Window, w60: Window, maturity: float) -> Finding | None:
+
+    def weigh(w: Window) -> float | None:
+        if w.new_rcpts < w.expected_new + LEAST_NEW:
+            return None
+        mu = w.expected_new + NOVEL_SLACK
+        return maturity * surprise.count(w.new_rcpts, mu, 1.0 + mu / NOVEL_K)
+
+    best = _heavier(w5, w60, weigh)
     if best is None:
         return None
     weight, w = best
@@ -385,13 +398,13 @@ def _sender_domains(
         return None
     hours = (ts - first_ts - SENDER_WARMUP_S) / HOUR_S - 1.0  # counted before the last hour
     rate = max(SENDER_DOMAIN_RATE, before.new_sender_domains / hours if hours > 1.0 else 0.0)
-    best: tuple[float, Window] | None = None
-    for w in (w5, w60):
+
+    def weigh(w: Window) -> float | None:
         if w.new_sender_domains < LEAST_SENDER_DOMAINS:
-            continue
-        weight = surprise.count(w.new_sender_domains, rate * w.minutes / 60.0)
-        if best is None or weight > best[0]:
-            best = weight, w
+            return None
+        return surprise.count(w.new_sender_domains, rate * w.minutes / 60.0)
+
+    best = _heavier(w5, w60, weigh)
     if best is None:
         return None
     weight, w = best
