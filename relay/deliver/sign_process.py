@@ -120,11 +120,11 @@ class SigningChild:
         done: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
         self.pending[rid] = (self.clock.monotonic(), done)
         self._watch_hung()
-        proc.stdin.write(encode_request(rid, now, data, domains, sender))
         try:
+            proc.stdin.write(encode_request(rid, now, data, domains, sender))
             await proc.stdin.drain()
-        except (ConnectionError, OSError) as exc:
-            self._lost(f"its pipe broke: {exc}")
+        except (ConnectionError, OSError, RuntimeError) as exc:  # RuntimeError: pipe closed
+            self._lost(f"its pipe broke: {exc!r}")
         return await done
 
     async def _read(self, proc: asyncio.subprocess.Process) -> None:
