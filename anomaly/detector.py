@@ -100,6 +100,8 @@ def _due(conn: _Conn, ts: float) -> bool:
     if pending < CHECK_UNITS:
         return False
     return pending >= CHECK_BURST or ts - conn.last_check >= CHECK_S
+
+
 Observer = Callable[[float, str, Assessment], None]
 
 
