@@ -17,6 +17,7 @@ the pipe when it stops.
 
 from __future__ import annotations
 
+import contextlib
 import signal
 import sys
 import time
@@ -78,10 +79,8 @@ def main(argv: list[str]) -> int:
     clock = RequestClock()
     keys = KeyStore(Path(argv[0]), clock, KEY_RECHECK_S)
     signer = DkimSigner(keys, argv[1] if len(argv) > 1 else "", clock)
-    try:
+    with contextlib.suppress(BrokenPipeError):  # the worker is gone
         serve(sys.stdin.buffer, sys.stdout.buffer, signer, clock)
-    except BrokenPipeError:  # the worker is gone
-        return 0
     return 0
 
 

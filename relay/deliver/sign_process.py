@@ -236,13 +236,15 @@ class SigningProcesses:
 
     async def sign(self, data: bytes, domains: tuple[str, ...], sender: str) -> bytes:
         """The DKIM-Signature fields of `data` (b"" when no candidate domain has a key)."""
-        ready = [child for child in self.children if child.ready]
+        best: SigningChild | None = None
         for child in self.children:
-            child.restart_if_due()
-        if not ready:
+            if not child.ready:
+                child.restart_if_due()
+            elif best is None or len(child.pending) < len(best.pending):
+                best = child
+        if best is None:
             raise SignerUnavailable("no signing process is ready")
-        child = min(ready, key=lambda c: len(c.pending))
-        return await child.sign(data, domains, sender, self.clock.now())
+        return await best.sign(data, domains, sender, self.clock.now())
 
     def check_hung(self) -> None:
         for child in self.children:
