@@ -133,8 +133,8 @@ class _Conn:
         "throttled_until",
     )
 
-    def __init__(self, ts: float) -> None:
-        self.features = Features(ts)
+    def __init__(self, ts: float, since: float) -> None:
+        self.features = Features(ts, since)
         self.baseline = Baseline(ts)
         self.drift = Drift(ts)
         self.last_check = ts - CHECK_S
@@ -236,9 +236,12 @@ class Detector:
         self.thresholds = thresholds
         self._observer = observer
         self._saved: dict[str, Mapping[str, Any]] = {}
+        self._since: float | None = None
 
     def _open(self, connection: str, ts: float) -> _Conn:
-        conn = self._conns[connection] = _Conn(ts)
+        if self._since is None:
+            self._since = ts  # listening since its first event (anomaly.warmup)
+        conn = self._conns[connection] = _Conn(ts, self._since)
         saved = self._saved.pop(connection, None)
         if saved is not None:
             conn.baseline = Baseline.restored(saved, ts)

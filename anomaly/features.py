@@ -7,9 +7,10 @@ bounces, deferrals, spam or policy refusals, recipients never mailed before
 and how many of those its senders usually reach, and those at a foreign
 domain never mailed before: anomaly.recipients; complaints received through a
 feedback loop, a live node's only; messages from a sender at a domain the
-connection never sent from, after a day of history, to a recipient it never
+connection never sent from, after the warm-up, to a recipient it never
 mailed: a mailbox forwarding its mail keeps the senders but not the
-strangers) and,
+strangers; and of senders never seen whose first message reached a recipient
+never mailed, each counted once) and,
 for each minute of the last hour that saw traffic, the totals as that minute
 began: a window of the last 1, 5 or 60 minutes is
 the totals now less the totals as its first minute with traffic began, so an
@@ -25,6 +26,11 @@ recipients, then one sender's) allow n, so
 per-recipient work is paid for only by a connection that might loop. Time
 only moves forward: an event older than the newest one is counted in the
 newest minute. Nothing here raises.
+
+Senders are counted by `anomaly.sender_key` (a list's VERP or BATV tags, SRS
+and message numbers taken off: one list, one sender), and count as new only
+from `warm_ts` (anomaly.warmup: a day after the connection's first event, and
+after the first working day the detector saw whole).
 
 Invalid-recipient bounces: the trace carries only the reply code, and in the
 recorded traffic 550 is what unknown recipients get (5.1.1); 551 and 553 are
@@ -43,7 +49,9 @@ from typing import NamedTuple
 from anomaly import strangers
 from anomaly.loops import GrowingPairs
 from anomaly.recipients import Recipients
+from anomaly.sender_key import sender_key
 from anomaly.trace_reader import BOUNCED, DEFERRED
+from anomaly.warmup import warm_ts
 
 (
     MSG,
@@ -60,14 +68,15 @@ from anomaly.trace_reader import BOUNCED, DEFERRED
     NEW_DOMAIN,
     COMPLAINT,
     NEW_SENDER_DOMAIN,
-) = range(14)  # counters, as Window's
-_WIDTH = 14
+    NEW_SENDER_STRANGER,
+) = range(15)  # counters, as Window's
+_WIDTH = 15
 MINUTE_S = 60.0
 _HOUR = 60  # minutes kept: the longest window
 _BLOCK = 5  # minutes of a sender→recipient pair block
 INVALID_RCPT_CODES = frozenset({550})
 POLICY_CODES = frozenset({554})  # refused as spam or by policy (a live node also reads 5.7.x)
-SENDER_WARMUP_S = 86_400.0  # senders count as "new" only after a day of history
+OLD, NEW_SENDER_SEEN, NEW_DOMAIN_SENDER = range(3)  # what `_new_sender` found
 _MAX_SENDERS = 50_000
 _MAX_SENDER_DOMAINS = 5_000
 _Msg = tuple[str, list[str]]
@@ -93,6 +102,7 @@ class Window(NamedTuple):
     new_domains: int  # new recipients at a foreign domain never mailed before
     complaints: int  # feedback-loop complaints received (a live node's; none in a trace)
     new_sender_domains: int  # from a sender at a domain it never sent from, to a stranger
+    new_sender_strangers: int  # senders never seen whose first message reached a stranger
 
     @property
     def bounce_ratio(self) -> float:
@@ -137,13 +147,17 @@ class Features:
         "loops",
         "minute",
         "recipients",
+        "warm_ts",
     )
 
-    def __init__(self, ts: float) -> None:
+    def __init__(self, ts: float, since: float | None = None) -> None:
+        """A connection first seen at `ts` by a detector listening `since` (`ts` if None)."""
         self.first_ts = ts
+        # senders and recipients count as new from then (anomaly.warmup)
+        self.warm_ts = warm_ts(ts, ts if since is None else since)
         self.known_senders: set[str] = set()
         self.known_sender_domains: set[str] = set()
-        self.recipients = Recipients(ts)
+        self.recipients = Recipients(ts, self.warm_ts)
         self.loops = GrowingPairs()
         self._totals: list[float] = [0] * _WIDTH  # every event since the first, by counter
         self._minutes: deque[_Minute] = deque()  # the last hour's minutes with traffic
@@ -177,11 +191,11 @@ class Features:
         totals = self._totals
         totals[MSG] += 1
         totals[RCPT] += n
-        foreign_sender = False
+        new_sender = OLD
         if not sender:
             totals[NULL] += 1
-        elif sender not in self.known_senders:
-            foreign_sender = self._new_sender(ts, sender)
+        elif (sender := sender_key(sender)) not in self.known_senders:
+            new_sender = self._new_sender(ts, sender)
         if n == 1 and size:
             self.loops.note(ts, sender, rcpts[0], size)
         recipients = self.recipients
@@ -190,8 +204,10 @@ class Features:
             totals[NEW_RCPT] += new
             totals[EXPECTED_NEW] += expected
             totals[NEW_DOMAIN] += new_domains
-            if foreign_sender and new:  # forwarding goes to whom it went before: not counted
-                totals[NEW_SENDER_DOMAIN] += 1
+            if new_sender and new:  # forwarding goes to whom it went before: not counted
+                totals[NEW_SENDER_STRANGER] += 1
+                if new_sender == NEW_DOMAIN_SENDER:
+                    totals[NEW_SENDER_DOMAIN] += 1
             if recipients.established and expected < strangers.PERSONAL_SHARE * n:
                 strangers.note(self._strangers, sender, new, expected, recipients.partners)
         msg = (sender, rcpts)
@@ -202,19 +218,20 @@ class Features:
         self._block.append(msg)
         self._block_rcpts += n
 
-    def _new_sender(self, ts: float, sender: str) -> bool:
-        """Count a sender never seen; whether its domain is new too (after the warm-up)."""
-        warm = ts - self.first_ts >= SENDER_WARMUP_S
+    def _new_sender(self, ts: float, sender: str) -> int:
+        """Count a sender never seen: OLD during the warm-up, else NEW_SENDER_SEEN, or
+        NEW_DOMAIN_SENDER when its domain is new too."""
+        warm = ts >= self.warm_ts
         if warm:
             self._totals[NEW_SENDER] += 1
         if len(self.known_senders) < _MAX_SENDERS:
             self.known_senders.add(sender)
         domain = sender[sender.rfind("@") + 1 :].lower()  # only a new sender has a new domain
         if domain in self.known_sender_domains:
-            return False
+            return NEW_SENDER_SEEN if warm else OLD
         if len(self.known_sender_domains) < _MAX_SENDER_DOMAINS:
             self.known_sender_domains.add(domain)
-        return warm
+        return NEW_DOMAIN_SENDER if warm else OLD
 
     def outcome(self, ts: float, kind: int, code: int) -> None:
         """One delivery attempt: kind 1 delivered, 2 deferred, 3 bounced (anomaly.trace_reader)."""

@@ -233,6 +233,8 @@ DETECTOR_FILES = (  # every module a verdict depends on (a test checks none is m
     "drift.py",
     "loops.py",
     "free_mail.py",
+    "sender_key.py",
+    "warmup.py",
 )
 
 

@@ -45,10 +45,11 @@ previous hour (`FREEZE_S`), always one to two hours old, so a sender turned
 spammer is measured against what it did before, not against its spam; and a
 sender's period is learned only when it ends, and not at all when it reached
 `OUT_OF_CHARACTER` more new recipients than expected, so neither its spam nor
-the hours after become its usual. The
-memory fills for `WARMUP_S` after the first event, while nothing is counted
-as new (then every recipient and domain is new), no share learns (every
-sender would look like a robot mailing strangers) and `warm` stays False.
+the hours after become its usual. The memory fills until `warm` (Features
+gives anomaly.warmup's: a day at least, a whole working day seen), while
+nothing is counted as new (then every recipient and domain is new), no share
+learns (every sender would look like a robot mailing strangers) and `warm`
+stays False.
 The memory is kept in process only: after a restart it warms up again.
 Nothing here raises.
 """
@@ -56,6 +57,7 @@ Nothing here raises.
 from __future__ import annotations
 
 from anomaly.free_mail import FREE_MAIL
+from anomaly.warmup import LEAST_S
 
 GENERATION = 16_384  # addresses a generation holds
 DOMAIN_GENERATION = 8_192  # domains a generation holds
@@ -68,7 +70,6 @@ SPARSE_PRIOR = 0.5  # the share assumed of a sender with little history, before 
 SPARSE_FLOOR = 0.1  # ...and the least assumed once learned...
 SPARSE_WEIGHT = 8.0  # ...weighing as this many recipients against what it sent
 FREEZE_S = 3600.0  # expectations use what was learned by the start of this period
-WARMUP_S = 86_400.0  # a day of filling before recipients count as new
 MATURE_S = 7 * 86_400.0  # history after which the memory is taken as complete
 ESTABLISHED = SPARSE_WEIGHT  # recipients learned (as much as the prior weighs): a history
 NEW_FOREIGN, AT_PARTNER = 1, 2  # what a new address's domain is (`_new_domain`)
@@ -90,13 +91,15 @@ class Recipients:
         "_share",
         "_sparse",
         "_sparse_share",
+        "_warm",
         "established",
         "partners",
         "share",
         "warm",
     )
 
-    def __init__(self, ts: float) -> None:
+    def __init__(self, ts: float, warm: float | None = None) -> None:
+        """A memory begun at `ts`, counting the new from `warm` (a day later if None)."""
         self._current: set[str] = set()
         self._previous: set[str] = set()
         self._domains: set[str] = set()
@@ -110,6 +113,7 @@ class Recipients:
         self._sparse = self._next_sparse = SPARSE_PRIOR
         self._sparse_share = SPARSE_PRIOR  # of the messages of senders with little history
         self._first = ts
+        self._warm = ts + LEAST_S if warm is None else warm
         self.warm = False
         self.established = False  # of the sender of the last message noted
         self.partners = 0  # of its new recipients, those at partner organisations
@@ -160,7 +164,7 @@ class Recipients:
         if ts >= self._period_end:
             self._new_period(ts)
         if not self.warm:
-            if ts < self._first + WARMUP_S:  # every address is new: nothing to learn yet
+            if ts < self._warm:  # every address is new: nothing to learn yet
                 return 0, 0.0, 0
             self.warm = True
         self.share += CONNECTION_RATE * (seen - self.share)

@@ -37,13 +37,19 @@ heaviest first, each with a sentence for a person. The findings:
   share against the connection's own share before the last hour (with a
   floor), in 5 and 60 min;
 - new sender domains: messages from senders at domains the connection never
-  sent from (after a day of history) to recipients it never mailed, counted
+  sent from (after the warm-up, anomaly.warmup) to recipients it never mailed, counted
   against its own rate of them (at least `SENDER_DOMAIN_RATE` an hour), in 5
   and 60 min: a connected server sends as its own domains, so several new ones
   in an hour writing to strangers are forged senders (an open relay, a spam
   run); a mailbox forwarding its mail keeps its senders' domains but writes to
   the one address it forwards to. At most `SENDER_DOMAIN_CAP`: alone below any
   threshold, as volume is, for what nobody has seen yet;
+- new senders to strangers: senders never seen (anomaly.sender_key: a list's
+  tagged senders are one) whose first message reached recipients the
+  connection never mailed, counted against its own rate of them (at least
+  `STRANGER_SENDER_RATE` an hour), in 5 and 60 min: a new colleague or a new
+  robot now and then; an open relay's forged senders, one a message, many an
+  hour. At most `STRANGER_SENDER_CAP`, alone below any threshold;
 - a mail loop: a sender→recipient pair repeated in the 5-minute block, or its
   messages growing in a row (anomaly.loops).
 
@@ -62,7 +68,7 @@ from typing import NamedTuple
 from anomaly import surprise
 from anomaly.baseline import Baseline
 from anomaly.drift import SPREAD_FLOOR, SPREAD_SHARE, Drift
-from anomaly.features import SENDER_WARMUP_S, Features, Window
+from anomaly.features import Features, Window
 from anomaly.strangers import Turned
 
 NO_BACKLOG, ARRIVING, IN_WINDOW = range(3)
@@ -79,6 +85,7 @@ NO_BACKLOG, ARRIVING, IN_WINDOW = range(3)
     NEW_DOMAINS,
     COMPLAINTS,
     SENDER_DOMAINS,
+    STRANGER_SENDERS,
     LOOP,
 ) = (
     "volume",
@@ -93,9 +100,11 @@ NO_BACKLOG, ARRIVING, IN_WINDOW = range(3)
     "new foreign domains",
     "complaints",
     "new sender domains",
+    "new senders to strangers",
     "loop",
 )
 _UNCORROBORATED = (VOLUME, NOVEL, LONE)  # findings that back no suspension by themselves
+_COUNTS_STRANGERS = (NEW_DOMAINS,)  # weighed by the memory's maturity
 VOLUME_FLOOR = 20  # recipients in 5 min below which volume is never abnormal
 COLD_MEAN = 20.0  # usual recipients in 5 min assumed of a connection with little history
 VOLUME_CAP = 4.0  # the most volume alone can weigh
@@ -133,6 +142,11 @@ LEAST_RUN = 6  # growing messages in a row before they are weighed (6! = 720)
 SENDER_DOMAIN_RATE = 0.05  # new sender domains an hour assumed at least (once in 20 h)
 LEAST_SENDER_DOMAINS = 3  # new sender domains in a window before they are weighed
 SENDER_DOMAIN_CAP = 6.0  # the most they weigh: alone below any threshold, as volume
+# A sender never seen is a new colleague or a new robot, now and then; many in an hour,
+# each writing to strangers at once, are made up (an open relay's forged senders).
+STRANGER_SENDER_RATE = 0.2  # senders never seen writing to strangers an hour, at least
+LEAST_STRANGER_SENDERS = 3  # of them in a window before they are weighed
+STRANGER_SENDER_CAP = 6.0  # the most they weigh: alone below any threshold
 HOUR_S = 3600.0
 DRIFT_AFTER_S = 86_400.0  # a rise counts once the usual band has seen a whole day
 
@@ -183,6 +197,7 @@ def could_weigh(features: Features) -> bool:
         hour.new_rcpts >= hour.expected_new + LEAST_NEW
         or features.top_pair_reaches(LEAST_PAIR)
         or features.loops.longest >= LEAST_RUN
+        or any(getattr(hour, rule.hits) >= rule.least for rule in _RARE)
     ):
         return True
     # each count of the 5-minute window is at most the hour's: most checks end here, before
@@ -228,7 +243,7 @@ def assess(
         _novel(w5, w60, maturity) if warm else None,
         _strangers(features, maturity) if warm else None,
         *(_share(w5, w60, before, *share) for share in _SHARES),
-        _sender_domains(w5, w60, before, features.first_ts, ts),
+        *(_rare(w5, w60, before, features.warm_ts, ts, rule) for rule in _RARE),
         _loop(features, ts, backlog),
     ]
     if maturity < 1.0:  # the domains mailed once a month are not all remembered yet
@@ -274,8 +289,9 @@ def _capped(finding: Finding) -> Finding:
 
 
 def _young(finding: Finding | None, maturity: float) -> Finding | None:
-    """A new-domains finding weighed by how complete the memory is (as new recipients are)."""
-    if finding is None or finding.name != NEW_DOMAINS:
+    """A finding that counts strangers weighed by how complete the memory of them is (as
+    new recipients are)."""
+    if finding is None or finding.name not in _COUNTS_STRANGERS:
         return finding
     return finding._replace(weight=maturity * finding.weight)
 
@@ -388,31 +404,63 @@ def _share(
     )
 
 
-def _sender_domains(
-    w5: Window, w60: Window, before: Window, first_ts: float, ts: float
+class _Rare(NamedTuple):
+    """A count finding against the connection's own rate of it (`_rare`)."""
+
+    name: str
+    hits: str  # Window's field
+    rate: float  # an hour, assumed at least
+    least: int  # in a window before it is weighed
+    cap: float  # the most it weighs
+    says: str  # what was counted, for a person
+
+
+_RARE = (
+    _Rare(
+        SENDER_DOMAINS,
+        "new_sender_domains",
+        SENDER_DOMAIN_RATE,
+        LEAST_SENDER_DOMAINS,
+        SENDER_DOMAIN_CAP,
+        "from senders at domains it never sent from, to strangers",
+    ),
+    _Rare(
+        STRANGER_SENDERS,
+        "new_sender_strangers",
+        STRANGER_SENDER_RATE,
+        LEAST_STRANGER_SENDERS,
+        STRANGER_SENDER_CAP,
+        "were the first of a sender never seen, to strangers",
+    ),
+)
+
+
+def _rare(
+    w5: Window, w60: Window, before: Window, warm_ts: float, ts: float, rule: _Rare
 ) -> Finding | None:
-    """Messages from senders at domains the connection never sent from to strangers, against its own
-    rate of them before the last hour (at least SENDER_DOMAIN_RATE an hour), in 5 and 60
-    min: forged senders (an open relay, a spam run), at most SENDER_DOMAIN_CAP."""
-    if w60.new_sender_domains < LEAST_SENDER_DOMAINS:
+    """Messages of a kind a connection seldom sends, counted against its own rate of them
+    before the last hour (at least `rule.rate` an hour), in 5 and 60 min, at most
+    `rule.cap`: forged senders (an open relay, a spam run) at domains it never sent from
+    (SENDER_DOMAINS), or senders never seen writing to strangers (STRANGER_SENDERS)."""
+    if getattr(w60, rule.hits) < rule.least:
         return None
-    hours = (ts - first_ts - SENDER_WARMUP_S) / HOUR_S - 1.0  # counted before the last hour
-    rate = max(SENDER_DOMAIN_RATE, before.new_sender_domains / hours if hours > 1.0 else 0.0)
+    hours = (ts - warm_ts) / HOUR_S - 1.0  # counted before the last hour
+    own = getattr(before, rule.hits) / hours if hours > 1.0 else 0.0
+    rate = max(rule.rate, own)
 
     def weigh(w: Window) -> float | None:
-        if w.new_sender_domains < LEAST_SENDER_DOMAINS:
-            return None
-        return surprise.count(w.new_sender_domains, rate * w.minutes / 60.0)
+        k = getattr(w, rule.hits)
+        return None if k < rule.least else surprise.count(k, rate * w.minutes / 60.0)
 
     best = _heavier(w5, w60, weigh)
     if best is None:
         return None
     weight, w = best
     return Finding(
-        min(SENDER_DOMAIN_CAP, weight),
-        SENDER_DOMAINS,
-        f"{w.new_sender_domains} of {w.msgs} messages in {w.minutes} min from senders at domains"
-        f" it never sent from, to strangers (usually {rate:.2f} an hour)",
+        min(rule.cap, weight),
+        rule.name,
+        f"{getattr(w, rule.hits)} of {w.msgs} messages in {w.minutes} min {rule.says}"
+        f" (usually {rate:.2f} an hour)",
     )
 
 

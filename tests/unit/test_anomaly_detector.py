@@ -143,7 +143,7 @@ def test_features_windows_start_afresh_after_an_hour_of_silence() -> None:
         f.accepted(60.0 * minute, "a@x.kz", ["b@y.kz"])
     assert (f.window(5).msgs, f.window(60).msgs) == (5, 10)
     f.outcome(600.0 + 3600.0, DELIVERED, 250)  # an hour later: only this outcome is left
-    assert f.window(60) == (60, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0.0, 0, 0, 0, 0)
+    assert f.window(60) == (60, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0.0, 0, 0, 0, 0, 0)
     f.accepted(100.0, "", ["c@y.kz"])  # older than the newest event: counted in its minute
     assert (f.window(1).msgs, f.window(1).null, f.distinct(1)) == (1, 1, (1, 1))
 

@@ -80,7 +80,7 @@ def test_the_volume_finding_is_the_larger_of_the_burst_and_the_rise() -> None:
     drift = Drift(now)
     run(baseline, drift, now, [40 + 3 * i for i in range(24)])
     ts = now + 24 * BLOCK_S
-    five = Window(5, 110, 110, 0, 0, 0, 0, 0, 0, 0, 0.0, 0, 0, 0, 0)  # the last 5 minutes: 110
+    five = Window(5, 110, 110, 0, 0, 0, 0, 0, 0, 0, 0.0, 0, 0, 0, 0, 0)  # the last 5 minutes: 110
     burst = _volume(five, baseline, ts, None)
     rise = _volume(five, baseline, ts, drift)
     assert burst is not None and rise is not None

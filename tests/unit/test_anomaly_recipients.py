@@ -9,9 +9,9 @@ from anomaly.recipients import (
     FREEZE_S,
     MATURE_S,
     SPARSE_FLOOR,
-    WARMUP_S,
     Recipients,
 )
+from anomaly.warmup import LEAST_S as WARMUP_S
 
 T = 1_795_000_000.0  # a fixed start: nothing here reads the wall clock
 PERSON = "a@x.gov.kz"

@@ -9,7 +9,6 @@ import re
 from anomaly.baseline import Baseline
 from anomaly.detector import Thresholds
 from anomaly.features import Features, Window
-from anomaly.recipients import WARMUP_S
 from anomaly.score import (
     ARRIVING,
     COMPLAINT_CAP,
@@ -192,7 +191,7 @@ def test_a_mailbox_forwarding_to_one_address_is_no_forgery() -> None:
 
 def test_new_recipients_weigh_only_once_the_memory_is_warm_and_more_once_mature() -> None:
     weights = []
-    for days in (WARMUP_S / DAY / 2, 1.5, 7):
+    for days in (0.5, 1.5, 7):  # warm a day after the first event (anomaly.warmup)
         conn, ts = office(days)
         found = conn.assess(to_new(conn, ts, 150))
         weights.append(sum(f.weight for f in found.findings if f.name == NOVEL))
