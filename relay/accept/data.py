@@ -10,8 +10,12 @@ when the listener's `MemoryBudget` refuses the next chunk, it stops buffering
 client still gets a reply. What it buffers it takes from the budget; the
 session gives it back with `release()` once the message is queued or
 refused. Copies: the buffer, then one copy of the text, then the
-un-stuffed text; lines are measured a window at a time. No I/O here: the
-session reads, this decides.
+un-stuffed text only when a line starts with a dot; lines are measured a
+window at a time. Passes over the bytes (each 0.4-1 ms at 1 MB): until the
+first line that starts with a dot, one search for CR LF "." finds both the
+terminator (the first such match followed by CR LF) and whether there is
+anything to un-stuff; after that line, only the terminator is sought, and
+the text is un-stuffed. No I/O here: the session reads, this decides.
 
 `DataReader.message(...)` then gives the text to queue, or the refusal:
 - NUL anywhere: BAD_LINE_ENDINGS (550 5.6.0);
@@ -39,6 +43,7 @@ from relay.header_block import field_name, fields
 from relay.replies import Reply
 
 TERMINATOR = b"\r\n.\r\n"
+_DOT_LINE = b"\r\n."  # a line that starts with a dot; the terminator is one too
 _ANY_NEWLINE = re.compile(rb"\r\n|\r|\n")
 _KEEP = len(TERMINATOR) - 1  # bytes kept while discarding: a terminator may straddle chunks
 
@@ -52,6 +57,7 @@ class DataReader:
         self._cutoff = max_size + max_size // 3 + len(TERMINATOR)
         self._buf = bytearray(b"\r\n")
         self._scan = 0
+        self._dotted = False  # a line before the terminator starts with a dot
         self._text: bytes | None = None
         self.too_big = False
         self.starved = False  # the memory budget refused more: read to the end, refuse
@@ -71,7 +77,7 @@ class DataReader:
                 self.starved = True
                 self.release()  # what it held is discarded below: others may use it
         self._buf += chunk
-        end = self._buf.find(TERMINATOR, self._scan)
+        end = self._find_end()
         if end >= 0:
             with memoryview(self._buf) as view:  # one copy of the text, not two
                 self._text = bytes(view[2 : end + 2])  # without the leading CRLF
@@ -84,6 +90,24 @@ class DataReader:
             del self._buf[:-_KEEP]
         self._scan = max(0, len(self._buf) - _KEEP)
         return False
+
+    def _find_end(self) -> int:
+        """Where the terminator starts in the buffer, or -1 (not seen yet).
+
+        A terminator is a dot line, so until one has been seen that is not the
+        terminator, the first dot line is the answer when CRLF follows its dot; a
+        match too near the end to tell is looked at again with the next chunk.
+        """
+        buf = self._buf
+        if not self._dotted:
+            at = buf.find(_DOT_LINE, self._scan)
+            if at < 0 or at + len(TERMINATOR) > len(buf):
+                return -1
+            if buf.startswith(b"\r\n", at + len(_DOT_LINE)):
+                return at
+            self._dotted = True
+            self._scan = at
+        return buf.find(TERMINATOR, self._scan)
 
     def _discarding(self) -> bool:
         return self.too_big or self.starved
@@ -101,11 +125,9 @@ class DataReader:
             return replies.size_exceeded(self.max_size)
         if self.starved:
             return replies.NO_MEMORY
-        # Every line but the first starts after a CRLF: drop a leading dot.
-        text = self._text.replace(b"\r\n.", b"\r\n")
-        self._text = b""
-        if text.startswith(b"."):
-            text = text[1:]
+        text, self._text = self._text, b""
+        if self._dotted:  # else no line starts with a dot: nothing to un-stuff
+            text = _unstuffed(text)
         if b"\0" in text:
             return replies.BAD_LINE_ENDINGS
         if _has_bare_newline(text):
@@ -119,6 +141,12 @@ class DataReader:
         if _header_size(text, max_header) > max_header:
             return replies.HEADER_TOO_BIG
         return text
+
+
+def _unstuffed(text: bytes) -> bytes:
+    """Every line but the first starts after a CRLF: drop a leading dot."""
+    text = text.replace(_DOT_LINE, b"\r\n")
+    return text[1:] if text.startswith(b".") else text
 
 
 def _header_size(text: bytes, max_header: int) -> int:
