@@ -1,11 +1,12 @@
-"""relay.accept.data against a plain reference implementation (hypothesis).
+"""relay.accept.data and dot_stuff against plain reference implementations (hypothesis).
 
 The reader finds the end of data and what to un-stuff in one search until the
 first line that starts with a dot; these properties hold it, for any bytes cut
 into any chunks (bare CR/LF, dots and NUL at the chunk boundaries and at the
 message's ends), to what a straightforward reader decides: the terminator
 found in the whole input, lines un-stuffed one by one, bare CR/LF found by a
-regular expression.
+regular expression. dot_stuff is held to a line-by-line reference, and
+un-stuffing what it sends gives the text back.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from hypothesis import strategies as st
 
 from relay import replies
 from relay.accept.data import TERMINATOR, DataReader, _header_size
+from relay.deliver.smtp_client import dot_stuff
 from relay.replies import Reply
 
 _BARE = re.compile(rb"\r(?!\n)|(?<!\r)\n")
@@ -96,3 +98,31 @@ def test_a_wire_without_terminator_never_ends(wire: bytes, at: list[int]) -> Non
     wire = wire.replace(TERMINATOR, b"")
     if TERMINATOR not in b"\r\n" + wire:
         assert read(chunked(wire, at), 1000, 1000, True) is None
+
+
+def stuffed(data: bytes) -> bytes:
+    """RFC 5321 4.5.2 line by line: CRLF at the end, a dot before each line's leading dot."""
+    if not data.endswith(b"\r\n"):
+        data += b"\r\n"
+    lines = data[:-2].split(b"\r\n")
+    return b"".join(b"." * line.startswith(b".") + line + b"\r\n" for line in lines) + b".\r\n"
+
+
+@settings(max_examples=1000, derandomize=True, deadline=None)
+@given(wires)
+def test_dot_stuff_sends_what_a_line_by_line_stuffer_sends(data: bytes) -> None:
+    assert b"".join(dot_stuff(data)) == stuffed(data)
+
+
+crlf_texts = st.lists(st.sampled_from([b"", b".", b"..", b"x", b".x", b"y."]), max_size=30)
+
+
+@settings(max_examples=500, derandomize=True, deadline=None)
+@given(crlf_texts, st.booleans(), cuts)
+def test_dot_stuff_then_the_reader_gives_the_text_back(
+    lines: list[bytes], final: bool, at: list[int]
+) -> None:
+    text = b"\r\n".join(lines) + (b"\r\n" if final else b"")
+    chunks = chunked(b"".join(dot_stuff(text)), at)
+    expected = text if text.endswith(b"\r\n") else text + b"\r\n"
+    assert read(chunks, 1 << 20, 1 << 20, False, 1 << 20) == (expected, b"")
