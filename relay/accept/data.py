@@ -10,12 +10,13 @@ when the listener's `MemoryBudget` refuses the next chunk, it stops buffering
 client still gets a reply. What it buffers it takes from the budget; the
 session gives it back with `release()` once the message is queued or
 refused. Copies: the buffer, then one copy of the text, then the
-un-stuffed text only when a line starts with a dot; lines are measured a
-window at a time. Passes over the bytes (each 0.4-1 ms at 1 MB): until the
-first line that starts with a dot, one search for CR LF "." finds both the
-terminator (the first such match followed by CR LF) and whether there is
-anything to un-stuff; after that line, only the terminator is sought, and
-the text is un-stuffed. No I/O here: the session reads, this decides.
+un-stuffed text only when a line starts with a dot, then a transient Latin-1
+copy for the line-end check (never more than two copies alive at once); lines
+are measured a window at a time. Passes over the bytes (a search is 0.4-1 ms
+at 1 MB): until the first line that starts with a dot, one search for CR LF
+"." finds both the terminator (the first such match followed by CR LF) and
+whether there is anything to un-stuff; after that line, only the terminator
+is sought, and the text is un-stuffed. No I/O here: the session reads, this decides.
 
 `DataReader.message(...)` then gives the text to queue, or the refusal:
 - NUL anywhere: BAD_LINE_ENDINGS (550 5.6.0);
@@ -35,6 +36,7 @@ the text is un-stuffed. No I/O here: the session reads, this decides.
 
 from __future__ import annotations
 
+import io
 import re
 
 from relay import replies
@@ -165,9 +167,18 @@ def _header_size(text: bytes, max_header: int) -> int:
 
 
 def _has_bare_newline(text: bytes) -> bool:
-    """A CR or LF that is not part of a CRLF (counted, not copied)."""
-    pairs = text.count(b"\r\n")
-    return text.count(b"\r") != pairs or text.count(b"\n") != pairs
+    """A CR or LF that is not part of a CRLF: one pass in C, over a copy.
+
+    io's newline decoder notes each kind of line end it meets (CRLF, a lone CR,
+    a lone LF) in one scan; a CRLF-only text shows CRLF or nothing. It reads
+    text, so it gets a Latin-1 copy (one octet a character, every byte value
+    kept, no other line end: a memcpy). At 1 MB this is 0.33 ms where
+    counting CRLF, CR and LF (three passes; a CR-LF pair needs a two-byte
+    search, slow in text with a CRLF every 78 octets) took 1.4 ms.
+    """
+    kinds = io.IncrementalNewlineDecoder(None, translate=False)
+    kinds.decode(text.decode("latin-1"), final=True)
+    return kinds.newlines not in (None, "\r\n")
 
 
 def _longest_line(text: bytes, max_line: int) -> int:

@@ -5,8 +5,9 @@ first line that starts with a dot; these properties hold it, for any bytes cut
 into any chunks (bare CR/LF, dots and NUL at the chunk boundaries and at the
 message's ends), to what a straightforward reader decides: the terminator
 found in the whole input, lines un-stuffed one by one, bare CR/LF found by a
-regular expression. dot_stuff is held to a line-by-line reference, and
-un-stuffing what it sends gives the text back.
+regular expression (the line-end check also alone, on any bytes). dot_stuff
+is held to a line-by-line reference, and un-stuffing what it sends gives the
+text back.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from relay import replies
-from relay.accept.data import TERMINATOR, DataReader, _header_size
+from relay.accept.data import TERMINATOR, DataReader, _has_bare_newline, _header_size
 from relay.deliver.smtp_client import dot_stuff
 from relay.replies import Reply
 
@@ -98,6 +99,12 @@ def test_a_wire_without_terminator_never_ends(wire: bytes, at: list[int]) -> Non
     wire = wire.replace(TERMINATOR, b"")
     if TERMINATOR not in b"\r\n" + wire:
         assert read(chunked(wire, at), 1000, 1000, True) is None
+
+
+@settings(max_examples=1500, derandomize=True, deadline=None)
+@given(st.one_of(wires, st.binary(max_size=200)))
+def test_a_bare_line_end_is_found_as_a_regular_expression_finds_it(text: bytes) -> None:
+    assert _has_bare_newline(text) == bool(_BARE.search(text))
 
 
 def stuffed(data: bytes) -> bytes:
