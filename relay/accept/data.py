@@ -45,7 +45,10 @@ from relay.header_block import field_name, fields
 from relay.replies import Reply
 
 TERMINATOR = b"\r\n.\r\n"
-_DOT_LINE = b"\r\n."  # a line that starts with a dot; the terminator is one too
+# Searched with re, whose literal search is 0.28 ms a MB where bytes.find takes 0.45-0.7
+# (its skip table does little in text with a CRLF every 78 octets).
+_DOT_LINE = re.compile(rb"\r\n\.")  # a line that starts with a dot; the terminator is one too
+_END = re.compile(re.escape(TERMINATOR))
 _ANY_NEWLINE = re.compile(rb"\r\n|\r|\n")
 _KEEP = len(TERMINATOR) - 1  # bytes kept while discarding: a terminator may straddle chunks
 
@@ -102,14 +105,15 @@ class DataReader:
         """
         buf = self._buf
         if not self._dotted:
-            at = buf.find(_DOT_LINE, self._scan)
-            if at < 0 or at + len(TERMINATOR) > len(buf):
+            dot = _DOT_LINE.search(buf, self._scan)
+            if dot is None or dot.start() + len(TERMINATOR) > len(buf):
                 return -1
-            if buf.startswith(b"\r\n", at + len(_DOT_LINE)):
-                return at
+            if buf.startswith(b"\r\n", dot.end()):
+                return dot.start()
             self._dotted = True
-            self._scan = at
-        return buf.find(TERMINATOR, self._scan)
+            self._scan = dot.start()
+        end = _END.search(buf, self._scan)
+        return -1 if end is None else end.start()
 
     def _discarding(self) -> bool:
         return self.too_big or self.starved
@@ -147,7 +151,7 @@ class DataReader:
 
 def _unstuffed(text: bytes) -> bytes:
     """Every line but the first starts after a CRLF: drop a leading dot."""
-    text = text.replace(_DOT_LINE, b"\r\n")
+    text = text.replace(b"\r\n.", b"\r\n")
     return text[1:] if text.startswith(b".") else text
 
 
