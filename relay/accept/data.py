@@ -10,8 +10,13 @@ when the listener's `MemoryBudget` refuses the next chunk, it stops buffering
 client still gets a reply. What it buffers it takes from the budget; the
 session gives it back with `release()` once the message is queued or
 refused. Copies: the buffer, then one copy of the text, then the
-un-stuffed text; lines are measured a window at a time. No I/O here: the
-session reads, this decides.
+un-stuffed text only when a line starts with a dot, then a transient Latin-1
+copy for the line-end check (never more than two copies alive at once); lines
+are measured a window at a time. Passes over the bytes (a search is 0.4-1 ms
+at 1 MB): until the first line that starts with a dot, one search for CR LF
+"." finds both the terminator (the first such match followed by CR LF) and
+whether there is anything to un-stuff; after that line, only the terminator
+is sought, and the text is un-stuffed. No I/O here: the session reads, this decides.
 
 `DataReader.message(...)` then gives the text to queue, or the refusal:
 - NUL anywhere: BAD_LINE_ENDINGS (550 5.6.0);
@@ -31,6 +36,7 @@ session reads, this decides.
 
 from __future__ import annotations
 
+import io
 import re
 
 from relay import replies
@@ -39,6 +45,10 @@ from relay.header_block import field_name, fields
 from relay.replies import Reply
 
 TERMINATOR = b"\r\n.\r\n"
+# Searched with re, whose literal search is 0.28 ms a MB where bytes.find takes 0.45-0.7
+# (its skip table does little in text with a CRLF every 78 octets).
+_DOT_LINE = re.compile(rb"\r\n\.")  # a line that starts with a dot; the terminator is one too
+_END = re.compile(re.escape(TERMINATOR))
 _ANY_NEWLINE = re.compile(rb"\r\n|\r|\n")
 _KEEP = len(TERMINATOR) - 1  # bytes kept while discarding: a terminator may straddle chunks
 
@@ -52,6 +62,7 @@ class DataReader:
         self._cutoff = max_size + max_size // 3 + len(TERMINATOR)
         self._buf = bytearray(b"\r\n")
         self._scan = 0
+        self._dotted = False  # a line before the terminator starts with a dot
         self._text: bytes | None = None
         self.too_big = False
         self.starved = False  # the memory budget refused more: read to the end, refuse
@@ -71,7 +82,7 @@ class DataReader:
                 self.starved = True
                 self.release()  # what it held is discarded below: others may use it
         self._buf += chunk
-        end = self._buf.find(TERMINATOR, self._scan)
+        end = self._find_end()
         if end >= 0:
             with memoryview(self._buf) as view:  # one copy of the text, not two
                 self._text = bytes(view[2 : end + 2])  # without the leading CRLF
@@ -84,6 +95,25 @@ class DataReader:
             del self._buf[:-_KEEP]
         self._scan = max(0, len(self._buf) - _KEEP)
         return False
+
+    def _find_end(self) -> int:
+        """Where the terminator starts in the buffer, or -1 (not seen yet).
+
+        A terminator is a dot line, so until one has been seen that is not the
+        terminator, the first dot line is the answer when CRLF follows its dot; a
+        match too near the end to tell is looked at again with the next chunk.
+        """
+        buf = self._buf
+        if not self._dotted:
+            dot = _DOT_LINE.search(buf, self._scan)
+            if dot is None or dot.start() + len(TERMINATOR) > len(buf):
+                return -1
+            if buf.startswith(b"\r\n", dot.end()):
+                return dot.start()
+            self._dotted = True
+            self._scan = dot.start()
+        end = _END.search(buf, self._scan)
+        return -1 if end is None else end.start()
 
     def _discarding(self) -> bool:
         return self.too_big or self.starved
@@ -101,11 +131,9 @@ class DataReader:
             return replies.size_exceeded(self.max_size)
         if self.starved:
             return replies.NO_MEMORY
-        # Every line but the first starts after a CRLF: drop a leading dot.
-        text = self._text.replace(b"\r\n.", b"\r\n")
-        self._text = b""
-        if text.startswith(b"."):
-            text = text[1:]
+        text, self._text = self._text, b""
+        if self._dotted:  # else no line starts with a dot: nothing to un-stuff
+            text = _unstuffed(text)
         if b"\0" in text:
             return replies.BAD_LINE_ENDINGS
         if _has_bare_newline(text):
@@ -119,6 +147,12 @@ class DataReader:
         if _header_size(text, max_header) > max_header:
             return replies.HEADER_TOO_BIG
         return text
+
+
+def _unstuffed(text: bytes) -> bytes:
+    """Every line but the first starts after a CRLF: drop a leading dot."""
+    text = text.replace(b"\r\n.", b"\r\n")
+    return text[1:] if text.startswith(b".") else text
 
 
 def _header_size(text: bytes, max_header: int) -> int:
@@ -137,9 +171,18 @@ def _header_size(text: bytes, max_header: int) -> int:
 
 
 def _has_bare_newline(text: bytes) -> bool:
-    """A CR or LF that is not part of a CRLF (counted, not copied)."""
-    pairs = text.count(b"\r\n")
-    return text.count(b"\r") != pairs or text.count(b"\n") != pairs
+    """A CR or LF that is not part of a CRLF: one pass in C, over a copy.
+
+    io's newline decoder notes each kind of line end it meets (CRLF, a lone CR,
+    a lone LF) in one scan; a CRLF-only text shows CRLF or nothing. It reads
+    text, so it gets a Latin-1 copy (one octet a character, every byte value
+    kept, no other line end: a memcpy). At 1 MB this is 0.33 ms where
+    counting CRLF, CR and LF (three passes; a CR-LF pair needs a two-byte
+    search, slow in text with a CRLF every 78 octets) took 1.4 ms.
+    """
+    kinds = io.IncrementalNewlineDecoder(None, translate=False)
+    kinds.decode(text.decode("latin-1"), final=True)
+    return kinds.newlines not in (None, "\r\n")
 
 
 def _longest_line(text: bytes, max_line: int) -> int:

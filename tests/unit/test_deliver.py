@@ -491,9 +491,9 @@ def group(*rcpts: str) -> bytes:
 
 
 def test_dot_stuffing_doubles_leading_dots_and_ends_the_text() -> None:
-    assert dot_stuff(b".a\r\n..b\r\nc.\r\n.\r\n") == b"..a\r\n...b\r\nc.\r\n..\r\n.\r\n"
-    assert dot_stuff(b"no final line end") == b"no final line end\r\n.\r\n"
-    assert dot_stuff(b"a\r\n\r\n") == b"a\r\n\r\n.\r\n"
+    assert b"".join(dot_stuff(b".a\r\n..b\r\nc.\r\n.\r\n")) == b"..a\r\n...b\r\nc.\r\n..\r\n.\r\n"
+    assert b"".join(dot_stuff(b"no final line end")) == b"no final line end\r\n.\r\n"
+    assert b"".join(dot_stuff(b"a\r\n\r\n")) == b"a\r\n\r\n.\r\n"
 
 
 async def test_mail_rcpts_and_data_go_out_in_one_write(make: Make) -> None:
