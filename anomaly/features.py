@@ -194,8 +194,10 @@ class Features:
         new_sender = OLD
         if not sender:
             totals[NULL] += 1
-        elif (sender := sender_key(sender)) not in self.known_senders:
-            new_sender = self._new_sender(ts, sender)
+        elif sender not in self.known_senders:  # a known one is its own key (sender_key)
+            sender = sender_key(sender)
+            if sender not in self.known_senders:
+                new_sender = self._new_sender(ts, sender)
         if n == 1 and size:
             self.loops.note(ts, sender, rcpts[0], size)
         recipients = self.recipients
