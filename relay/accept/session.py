@@ -20,7 +20,9 @@ Limits: command line (`max_command_line`, MAIL/RCPT with PARAM_ROOM more),
 an idle client (`command_timeout`), a slow DATA (`data_timeout`) and a
 session that has gone `max_idle_session` seconds (the injected clock) without
 an accepted message (a 250 to DATA restarts it; nothing else does) get
-421 4.4.2 and are closed. Every 4xx/5xx reply counts as a bad command
+421 4.4.2 and are closed. Each read of a command line or of DATA is bounded
+by the session's one timer (`relay.accept.deadline.ReadDeadline`), not a
+timer per command. Every 4xx/5xx reply counts as a bad command
 (malformed, unknown, refused, internal errors alike) except 452 too many
 recipients (or a recipient beside the feedback address) and the policy's
 refusals of a recipient, which count toward `max_rcpt_denials` instead;
@@ -50,6 +52,7 @@ from typing import Protocol, cast
 from relay import replies
 from relay.accept.commands import Commands, EndSession, SessionContext
 from relay.accept.data import DataReader
+from relay.accept.deadline import ReadDeadline
 from relay.accept.memory_budget import MemoryBudget
 from relay.replies import Reply
 from relay.tls import TlsInfo, negotiated
@@ -117,6 +120,7 @@ class _Line:
 
 class SmtpSession(asyncio.StreamReaderProtocol):
     _writer: asyncio.StreamWriter  # set by connection_made, before the session's task runs
+    _deadline: ReadDeadline  # the task's, set by connection_made with it
 
     def __init__(self, services: SessionContext, host: SessionHost) -> None:
         self.host = host
@@ -153,6 +157,7 @@ class SmtpSession(asyncio.StreamReaderProtocol):
         super().connection_made(transport)  # calls _connected with the writer
         self.transport = transport
         self._session_task = self.loop.create_task(self._handle_client())
+        self._deadline = ReadDeadline(self._session_task)
 
     def _connected(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self._writer = writer
@@ -204,6 +209,8 @@ class SmtpSession(asyncio.StreamReaderProtocol):
             self._close_now(end.reply)
         except (ConnectionError, OSError):
             self._close_now(None)
+        finally:
+            self._deadline.close()
 
     async def _serve(self) -> None:
         if self._refusal is not None:
@@ -231,7 +238,7 @@ class SmtpSession(asyncio.StreamReaderProtocol):
             raise EndSession(replies.IDLE_SESSION)
         timeout = self.smtp.command_timeout
         try:
-            async with asyncio.timeout(min(timeout, left)):
+            with self._deadline.within(min(timeout, left)):
                 return await self._read_line()
         except TimeoutError:
             raise EndSession(replies.TIMEOUT if timeout <= left else replies.IDLE_SESSION) from None
@@ -371,7 +378,7 @@ class SmtpSession(asyncio.StreamReaderProtocol):
         done = reader.feed(bytes(self._buf))
         self._buf.clear()
         try:
-            async with asyncio.timeout(self.smtp.data_timeout):
+            with self._deadline.within(self.smtp.data_timeout):
                 while not done:
                     chunk = await self._reader.read(READ_SIZE)
                     if not chunk:

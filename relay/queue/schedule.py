@@ -1,24 +1,25 @@
 """The scheduler: when and where each queued message is delivered.
 
-`Scheduler.enqueue` makes a message durable in the spool, then starts its
-first attempt at once from memory, up to `max_in_flight` attempts. A scan
-every `scan_interval` starts the attempts that are due (`Spool.due`):
-retries, released mail, everything recovered from the spool after a restart,
-and mail the in-flight cap left in the spool, for which a scan also runs as
-soon as the attempts in flight fall to half the cap (as Postfix's queue
-manager refills its active queue), so a backlog never waits for the interval
-with its deliveries idle. An attempt groups the pending
-recipients by domain, routes each domain, groups them again by route (several
-domains behind one next hop share one transaction), and delivers the groups
-concurrently. Delivered and bounced recipients leave the message; the
+`Scheduler.enqueue` makes a message durable in the spool, then starts its first
+attempt at once from memory, up to `max_in_flight` attempts. A scan every
+`scan_interval` starts the attempts that are due (`Spool.due`): retries,
+released mail, everything recovered from the spool after a restart, and mail the
+in-flight cap left in the spool, for which a scan also runs as soon as the
+attempts in flight fall to half the cap (as Postfix's queue manager refills its
+active queue), so a backlog never waits for the interval with its deliveries
+idle. An attempt groups the pending recipients by domain, routes each domain,
+groups them again by route (several domains behind one next hop share one
+transaction), and delivers the groups concurrently (`asyncio.gather`; a single
+domain or group, the usual case, is awaited in the attempt's own task: no task
+and no future for one). Delivered and bounced recipients leave the message; the
 bounced ones of one attempt get one DSN (relay/queue/bounce.py) queued through
-`enqueue` before the original is updated, so a crash can duplicate a bounce
-but never lose one; with `own_mail` the DSN is DKIM-signed first (a signing
-failure queues it unsigned). Deferred recipients stay, and the message is retried
-after a back-off like Postfix's (`min_backoff`, doubling, capped at
-`max_backoff`, plus up to 10% jitter fixed per message) until it is older
-than `queue_lifetime` (`bounce_lifetime` for a bounce), when its remaining
-recipients bounce with 4.4.7 (a bounce that expires is dropped and logged).
+`enqueue` before the original is updated, so a crash can duplicate a bounce but
+never lose one; with `own_mail` the DSN is DKIM-signed first (a signing failure
+queues it unsigned). Deferred recipients stay, and the message is retried after
+a back-off like Postfix's (`min_backoff`, doubling, capped at `max_backoff`,
+plus up to 10% jitter fixed per message) until it is older than `queue_lifetime`
+(`bounce_lifetime` for a bounce), when its remaining recipients bounce with
+4.4.7 (a bounce that expires is dropped and logged).
 
 Every reply is classified once (`ugem.core.reply_class`, with the table the node
 loaded from `[reputation] reply_patterns`, read from its code and its text with the
@@ -76,8 +77,9 @@ import asyncio
 import contextlib
 import logging
 import zlib
-from collections.abc import Iterable, Sequence
+from collections.abc import Coroutine, Iterable, Sequence
 from dataclasses import dataclass
+from typing import Any, TypeVar
 
 from relay.deliver import trouble
 from relay.deliver.backoff import Backoff
@@ -124,6 +126,9 @@ class Postponed:
     key: str
     wait: float
     spacing: float  # the destination's spacing of attempts then
+
+
+T = TypeVar("T")
 
 
 def retry_delay(attempts: int, min_backoff: float, max_backoff: float, key: str = "") -> float:
@@ -411,7 +416,7 @@ class Scheduler:
         """Route each domain, group by route, deliver the groups concurrently (those whose
         destination is backing off are postponed)."""
         by_domain = _by_domain(msg.rcpts)
-        routed = await asyncio.gather(*(self._route(domain) for domain in by_domain))
+        routed = await _together([self._route(domain) for domain in by_domain])
         outcomes: list[RcptOutcome] = []
         groups: dict[str, tuple[Route, list[str]]] = {}
         for rcpts, route in zip(by_domain.values(), routed, strict=True):
@@ -419,8 +424,8 @@ class Scheduler:
                 outcomes += trouble.route_failed(rcpts, route)
             else:
                 groups.setdefault(route.key, (route, []))[1].extend(rcpts)
-        results = await asyncio.gather(
-            *(self._deliver(route, msg, rcpts, data) for route, rcpts in groups.values())
+        results = await _together(
+            [self._deliver(route, msg, rcpts, data) for route, rcpts in groups.values()]
         )
         postponed: list[Postponed] = []
         for result in results:
@@ -660,6 +665,13 @@ class Scheduler:
             return False
         event(log, "dsn_queued", logging.DEBUG, queue_id=msg.id, dsn_id=dsn.id)
         return True
+
+
+async def _together(steps: list[Coroutine[Any, Any, T]]) -> list[T]:
+    """`asyncio.gather(*steps)`; a step alone is awaited here (a task and a future less)."""
+    if len(steps) == 1:
+        return [await steps[0]]
+    return await asyncio.gather(*steps)
 
 
 def _by_domain(rcpts: Iterable[str]) -> dict[str, list[str]]:
