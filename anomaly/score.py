@@ -104,7 +104,6 @@ NO_BACKLOG, ARRIVING, IN_WINDOW = range(3)
     "loop",
 )
 _UNCORROBORATED = (VOLUME, NOVEL, LONE)  # findings that back no suspension by themselves
-_COUNTS_STRANGERS = (NEW_DOMAINS,)  # weighed by the memory's maturity
 VOLUME_FLOOR = 20  # recipients in 5 min below which volume is never abnormal
 COLD_MEAN = 20.0  # usual recipients in 5 min assumed of a connection with little history
 VOLUME_CAP = 4.0  # the most volume alone can weigh
@@ -289,9 +288,8 @@ def _capped(finding: Finding) -> Finding:
 
 
 def _young(finding: Finding | None, maturity: float) -> Finding | None:
-    """A finding that counts strangers weighed by how complete the memory of them is (as
-    new recipients are)."""
-    if finding is None or finding.name not in _COUNTS_STRANGERS:
+    """A new-domains finding weighed by how complete the memory is (as new recipients are)."""
+    if finding is None or finding.name != NEW_DOMAINS:
         return finding
     return finding._replace(weight=maturity * finding.weight)
 

@@ -12,7 +12,9 @@ holidays and transferred days; a day is seen whole when listening began before
 `OPENS_H` of it, before the office opens). A detector that began at midnight of a
 working day warms each connection a day after its first event, as it always did.
 
-Pure; nothing raises for a Unix time the calendar covers.
+Pure; nothing raises. A time the calendar cannot place (a trace may hold any
+number: a year past 9999, before 1970) has no working day to wait for: its
+memory warms a day after the connection's first event.
 """
 
 from __future__ import annotations
@@ -31,7 +33,11 @@ _CALENDAR = WorkCalendar()
 def warm_ts(first_ts: float, since: float) -> float:
     """From when a connection first seen at `first_ts`, by a detector listening since
     `since`, counts senders and recipients as new (see the module)."""
-    return max(first_ts + LEAST_S, _first_day_seen_ends(since))
+    try:
+        seen = _first_day_seen_ends(since)
+    except (OverflowError, OSError, ValueError):  # no calendar places it (see the module)
+        seen = since
+    return max(first_ts + LEAST_S, seen)
 
 
 @functools.lru_cache(maxsize=64)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from anomaly.detector import SUSPEND
+from anomaly.detector import SUSPEND, Detector
 from anomaly.replay import replay
 from anomaly.simulate import SimOptions, simulate
 from anomaly.trace_reader import read_trace
@@ -48,3 +48,9 @@ def test_office_mail_after_a_weekend_start_suspends_nobody(tmp_path: Path) -> No
     simulate(options, prefix)
     verdicts = list(replay(read_trace(Path(f"{prefix}.jsonl.gz"))))
     assert [v for v in verdicts if v.action == SUSPEND] == []
+
+
+@pytest.mark.parametrize("ts", [1e20, -1e12, 253_402_300_800.0])  # past 9999, before 1970
+def test_a_time_no_calendar_places_warms_a_day_after_and_never_raises(ts: float) -> None:
+    assert warm_ts(ts, ts) == ts + LEAST_S
+    Detector().accepted(ts, "odd.gov.kz", "a@odd.gov.kz", ["b@x.kz"])  # a trace may hold any
