@@ -52,7 +52,7 @@ async def test_every_workers_messages_are_in_the_one_index(tmp_path: Path) -> No
     sink = await Sink.start("127.0.0.1", 0)
     sink.rcpt_reply = lambda rcpt: "451 4.2.0 Later"
     config, path = await node_relaying_to(
-        tmp_path, sink, node={"workers": 2}, delivery={"min_backoff": 3600.0}
+        tmp_path, sink, node={"workers": 2}, delivery={"min_backoff": 3600.0, "max_backoff": 3600.0}
     )
     node = NodeProcess(path, config)
     node.start()

@@ -146,7 +146,7 @@ async def test_two_workers_share_the_port_and_survive_a_kill(tmp_path: Path) -> 
     sink = await Sink.start("127.0.0.1", 0)
     sink.data_replies = ["451 4.3.0 later"] * 5  # a few stay queued, to list them
     config, path = await node_relaying_to(
-        tmp_path, sink, node={"workers": 2}, delivery={"min_backoff": 3600.0}
+        tmp_path, sink, node={"workers": 2}, delivery={"min_backoff": 3600.0, "max_backoff": 3600.0}
     )
     node = NodeProcess(path, config)
     node.start()

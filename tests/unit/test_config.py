@@ -88,6 +88,8 @@ def test_environment_overrides_the_file(tmp_path: Path) -> None:
         ('[reputation]\ndnsbl_zones = "zen.spamhaus.org"\n', {}, "reputation.dnsbl_zones", "list"),
         ("[reputation]\ninterval = 10\n", {}, "reputation.interval", "from 60 to 86400"),
         ("", {"UGEM_REPUTATION_TIMEOUT": "0"}, "UGEM_REPUTATION_TIMEOUT", "from 0.1 to 60"),
+        ("[delivery]\nmin_backoff = 5000\n", {}, "delivery.max_backoff", "min_backoff (5000)"),
+        ("[delivery]\nmax_backoff = 60\n", {}, "delivery.max_backoff", "at least delivery.min"),
     ],
 )
 def test_bad_values_name_the_key_and_what_is_allowed(

@@ -375,7 +375,9 @@ class DeliveryConfig:
     min_backoff: float = knob(
         300.0, "Seconds before the first retry of deferred mail.", lo=1, hi=DAY
     )
-    max_backoff: float = knob(4000.0, "Longest wait between retries, in seconds.", lo=1, hi=7 * DAY)
+    max_backoff: float = knob(
+        4000.0, "Longest wait between retries, in seconds (at least min_backoff).", lo=1, hi=7 * DAY
+    )
     queue_lifetime: float = knob(
         5 * DAY, "Seconds deferred mail is retried before it bounces.", lo=60, hi=60 * DAY
     )
@@ -883,6 +885,14 @@ def _check_relations(config: Config) -> None:
             "smtp.data_memory",
             smtp.data_memory,
             f"at least {stuffed} (4/3 of smtp.max_message_size, so one message fits)",
+        )
+    delivery = config.delivery
+    if delivery.max_backoff < delivery.min_backoff:
+        # else every retry would wait max_backoff: a longer min_backoff would be ignored
+        raise ConfigError(
+            "delivery.max_backoff",
+            delivery.max_backoff,
+            f"at least delivery.min_backoff ({delivery.min_backoff:g})",
         )
 
 
