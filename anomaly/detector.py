@@ -300,11 +300,15 @@ class Detector:
             return self._lifted(conn, connection, ts) if conn.throttled_until else None
         return self._check(conn, connection, ts)
 
-    def outcome(self, ts: float, connection: str, kind: int, code: int) -> Verdict | None:
+    def outcome(
+        self, ts: float, connection: str, kind: int, code: int, rcpt: str = ""
+    ) -> Verdict | None:
+        """One delivery attempt's outcome for `rcpt` ("" when unknown) of a message the
+        connection sent."""
         conn = self._conns.get(connection) or self._open(connection, ts)
         if conn.suspended and not self._keep_counting:
             return None
-        conn.features.outcome(ts, kind, code)
+        conn.features.outcome(ts, kind, code, rcpt)
         if kind != BOUNCED or conn.suspended:
             return None
         conn.pending += 1

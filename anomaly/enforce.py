@@ -318,7 +318,8 @@ class Enforcer:
         else:
             code = ev.counted or ev.code  # what the reply's text says (ugem.core.reply_class)
             self.cited.reply(ev.ts, conn_id, ev.blocklist)
-            verdict = self.detector.outcome(ev.ts, conn_id, OUTCOME_KINDS[ev.event], code)
+            kind = OUTCOME_KINDS[ev.event]
+            verdict = self.detector.outcome(ev.ts, conn_id, kind, code, ev.rcpt)
         if verdict is None and self._watch and (watch := self._watch.get(conn_id)) is not None:
             verdict = self._rewatch(conn_id, watch, ev.ts)
         if self.board.throttled(conn_id):

@@ -80,8 +80,12 @@ OLD, NEW_SENDER_SEEN, NEW_DOMAIN_SENDER = range(3)  # what `_new_sender` found
 _MAX_SENDERS = 50_000
 _MAX_SENDER_DOMAINS = 5_000
 _Msg = tuple[str, list[str]]
-# minute, totals as it began, its messages, its established people's strangers (anomaly.strangers)
-_Minute = tuple[int, tuple[float, ...], list[_Msg], strangers.Tally]
+LIST_RCPTS = 10  # a message to this many is a list's: its dead addresses bounce together
+_MAX_MAPPED = 20_000  # recipients whose message is remembered, an hour at most (the rest: alone)
+HOUR_S = 3600.0
+# minute, totals as it began, its messages, its established people's strangers
+# (anomaly.strangers), its delivery outcomes by their message (its number)
+_Minute = tuple[int, tuple[float, ...], list[_Msg], strangers.Tally, dict[float, int]]
 
 
 class Window(NamedTuple):
@@ -134,9 +138,13 @@ class Features:
         "_block_now",
         "_block_rcpts",
         "_by_sender",
+        "_map_hour",
+        "_message_of",
+        "_message_of_before",
         "_minute_end",
         "_minutes",
         "_msgs",
+        "_origins",
         "_pair_block",
         "_pairs",
         "_strangers",
@@ -161,6 +169,10 @@ class Features:
         self.loops = GrowingPairs()
         self._totals: list[float] = [0] * _WIDTH  # every event since the first, by counter
         self._minutes: deque[_Minute] = deque()  # the last hour's minutes with traffic
+        # each recipient's last message (its number), this hour and the hour before
+        self._message_of: dict[str, float] = {}
+        self._message_of_before: dict[str, float] = {}
+        self._map_hour = int(ts // HOUR_S)  # the hour whose messages _message_of holds
         self._start_minute(int(ts // MINUTE_S))
         self._pair_block = self._block_now
         self._new_block()
@@ -172,8 +184,12 @@ class Features:
         self._block_now = minute // _BLOCK
         self._msgs: list[_Msg] = []
         self._strangers: strangers.Tally = {}
+        self._origins: dict[float, int] = {}
+        if minute // _HOUR != self._map_hour:  # an hour's messages are remembered for two
+            self._map_hour = minute // _HOUR
+            self._message_of_before, self._message_of = self._message_of, {}
         minutes = self._minutes
-        minutes.append((minute, tuple(self._totals), self._msgs, self._strangers))
+        minutes.append((minute, tuple(self._totals), self._msgs, self._strangers, self._origins))
         oldest = minute - _HOUR + 1
         while minutes[0][0] < oldest:
             minutes.popleft()
@@ -200,6 +216,8 @@ class Features:
                 new_sender = self._new_sender(ts, sender)
         if n == 1 and size:
             self.loops.note(ts, sender, rcpts[0], size)
+        if n >= LIST_RCPTS:  # a person's few recipients are as many choices
+            self._map(totals[MSG], rcpts)
         recipients = self.recipients
         new, expected, new_domains = recipients.note(ts, sender, rcpts)
         if expected or new:
@@ -235,10 +253,22 @@ class Features:
             self.known_sender_domains.add(domain)
         return NEW_DOMAIN_SENDER if warm else OLD
 
-    def outcome(self, ts: float, kind: int, code: int) -> None:
-        """One delivery attempt: kind 1 delivered, 2 deferred, 3 bounced (anomaly.trace_reader)."""
+    def _map(self, message: float, rcpts: list[str]) -> None:
+        """Remember `message` as the message of `rcpts`' outcomes to come (an hour or two)."""
+        mapped = self._message_of
+        if len(mapped) < _MAX_MAPPED:
+            for rcpt in rcpts:
+                mapped[rcpt] = message
+
+    def outcome(self, ts: float, kind: int, code: int, rcpt: str = "") -> None:
+        """One delivery attempt to `rcpt` ("": unknown): kind 1 delivered, 2 deferred, 3
+        bounced (anomaly.trace_reader)."""
         if ts >= self._minute_end:
             self._start_minute(int(ts // MINUTE_S))
+        message = self._message_of.get(rcpt) or self._message_of_before.get(rcpt)
+        if message is not None:
+            origins = self._origins
+            origins[message] = origins.get(message, 0) + 1
         totals = self._totals
         totals[OUT] += 1
         if kind == BOUNCED:
@@ -312,11 +342,23 @@ class Features:
         anomaly.strangers)."""
         return strangers.turned(m[3] for m in self._recent(min(minutes, _HOUR)))
 
+    def outcome_messages(self, minutes: int) -> tuple[int, int]:
+        """(Σ m², Σ m) of the outcomes in the last `minutes` minutes (≤ 60) by their message,
+        m each message's, of the messages to at least LIST_RCPTS (the others are not in it):
+        how much of the evidence of outcomes came in the same lists' messages (a list's
+        dead addresses all bounce)."""
+        merged: dict[float, int] = {}
+        for m in self._recent(min(minutes, _HOUR)):
+            for message, n in m[4].items():
+                merged[message] = merged.get(message, 0) + n
+        values = merged.values()
+        return sum(n * n for n in values), sum(values)
+
     def distinct(self, minutes: int) -> tuple[int, int]:
         """(recipient domains, envelope senders) seen in the last `minutes` minutes (≤ 60)."""
         domains: set[str] = set()
         senders: set[str] = set()
-        for _, _, msgs, _ in self._recent(min(minutes, _HOUR)):
+        for _, _, msgs, _, _ in self._recent(min(minutes, _HOUR)):
             for sender, rcpts in msgs:
                 senders.add(sender)
                 domains.update([r[r.rfind("@") + 1 :] for r in rcpts])

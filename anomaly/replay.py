@@ -58,7 +58,7 @@ def _feed(events: Iterable[TraceEvent], det: Detector) -> Iterator[tuple[TraceEv
         if type(e) is Accepted:  # isinstance costs more on a msgspec Struct; mypy needs it
             verdict = accepted(e.ts, e.connection, e.sender, e.rcpts, e.ip, e.size)
         else:
-            verdict = outcome(e.ts, e.connection, e.kind, e.code)  # type: ignore[union-attr]
+            verdict = outcome(e.ts, e.connection, e.kind, e.code, e.rcpt)  # type: ignore[union-attr]
         if verdict is not None:
             yield e, verdict
 

@@ -30,7 +30,12 @@ heaviest first, each with a sentence for a person. The findings:
   (not .kz) the connection never mailed among the recipients (spam to a
   bought list; the recipients of one message count as at most `PER_MESSAGE`
   trials, as they were chosen together; weighed by how complete the memory
-  of domains is, as new recipients are), feedback-loop complaints (a live
+  of domains is, as new recipients are; the outcomes of a message to a list
+  (features.LIST_RCPTS or more) are alike too, a stale list's dead addresses
+  all bounce: they count as fewer trials, by the design effect 1 + (m - 1) x
+  `SAME_MESSAGE`, m the outcomes of a message on average over the outcomes,
+  so one circular to an old list is not a dictionary attack; a person's few
+  recipients are as many choices), feedback-loop complaints (a live
   node's, ugem.core.services.complaints) against the messages, as a share of
   them (they come hours late: the share is a proxy, and a few weigh; at most
   `COMPLAINT_CAP`, as a report is its sender's word): each a
@@ -133,6 +138,7 @@ _SHARES = (  # (name, hits, trials, rule) of each share finding, as Window's fie
 )
 ABOVE = 2.0  # a share counts from this many times its usual (below, < 0.15 decade)
 PER_MESSAGE = 3.0  # trials of evidence one message's recipients count at most
+SAME_MESSAGE = 0.1  # how alike the outcomes of one message are (intra-class correlation)
 LEAST_NEW = 8  # new recipients beyond the expected before novelty is weighed
 LEAST_PAIR = 10  # a pair's messages before a loop is weighed
 LEAST_RUN = 6  # growing messages in a row before they are weighed (6! = 720)
@@ -241,7 +247,7 @@ def assess(
     found = [
         _novel(w5, w60, maturity) if warm else None,
         _strangers(features, maturity) if warm else None,
-        *(_share(w5, w60, before, *share) for share in _SHARES),
+        *(_share(features, w5, w60, before, *share) for share in _SHARES),
         *(_rare(w5, w60, before, features.warm_ts, ts, rule) for rule in _RARE),
         _loop(features, ts, backlog),
     ]
@@ -370,6 +376,7 @@ def _lateral(turned: Turned) -> bool:
 
 
 def _share(
+    features: Features,
     w5: Window,
     w60: Window,
     before: Window,
@@ -387,9 +394,7 @@ def _share(
         k, n = getattr(w, hits), getattr(w, of)
         if k < least or k <= ABOVE * usual * n:
             continue
-        # the recipients of one message were chosen together: one decision, not n
-        effective = EFFECTIVE if of != "rcpts" else min(EFFECTIVE, PER_MESSAGE * w.msgs)
-        weight = surprise.share(k, n, usual, effective)
+        weight = surprise.share(k, n, usual, _effective(features, w, of))
         if best is None or weight > best[0]:
             best = weight, w, k, n
     if best is None:
@@ -400,6 +405,18 @@ def _share(
         name,
         f"{k} of {n} {_UNITS[of]} in {w.minutes} min {_SAYS[name]} (usually {100 * usual:.1f} %)",
     )
+
+
+def _effective(features: Features, w: Window, of: str) -> float:
+    """The trials of evidence the window's `of` count at most: not all of them where
+    some were one decision."""
+    if of == "rcpts":  # the recipients of one message were chosen together
+        return min(EFFECTIVE, PER_MESSAGE * w.msgs)
+    if of == "outcomes" and w.outcomes:  # one message's list: its dead addresses all bounce
+        squares, mapped = features.outcome_messages(w.minutes)
+        per_message = (squares + w.outcomes - mapped) / w.outcomes  # the others alone: 1 each
+        return min(EFFECTIVE, w.outcomes / (1.0 + (per_message - 1.0) * SAME_MESSAGE))
+    return EFFECTIVE
 
 
 class _Rare(NamedTuple):

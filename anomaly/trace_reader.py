@@ -5,8 +5,9 @@
 message taken, an `Outcome` (`Delivered`, `Deferred` or `Bounced`, its `kind`
 DELIVERED, DEFERRED or BOUNCED) for one delivery attempt to one recipient.
 `read_blocks(path)` yields the same records a list per block of lines. A
-record holds what the detector and the scorer use: `rcpt`, `size` and unknown
-fields are not read (`ip` is, for an accepted message). A line with an unknown
+record holds what the detector and the scorer use: an outcome's `rcpt` (to
+tell whose mail it was), an accepted message's `ip` and `size`; unknown fields
+are not read. A line with an unknown
 `event` is skipped, with one warning per event name and a count in
 `TraceStats`. A line that is not JSON, lacks a field the record holds or has
 one of the wrong type raises `UsageError` naming the file and line; a file
@@ -59,6 +60,7 @@ class Outcome(msgspec.Struct, tag_field="event", gc=False):
     ts: float
     connection: str
     code: int
+    rcpt: str = ""  # the recipient ("" where a trace leaves it out)
     kind: ClassVar[int] = 0
 
 

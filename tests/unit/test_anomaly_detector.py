@@ -22,7 +22,7 @@ from anomaly.detector import (
     Thresholds,
     Verdict,
 )
-from anomaly.features import Features
+from anomaly.features import LIST_RCPTS, Features
 from anomaly.score import Assessment
 from anomaly.trace_reader import BOUNCED, DELIVERED
 from ugem.core.throttle import THROTTLE_FLOOR, cap
@@ -122,6 +122,26 @@ def test_features_windows_slide_in_event_time() -> None:
     assert (w60.msgs, w60.rcpts, w60.invalid, w60.invalid_ratio) == (2, 3, 1, 1.0)
     f.accepted(3700.0, "a@x.kz", ["e@y.kz"])  # the first minute left the hour
     assert (f.window(60).msgs, f.window(60).invalid) == (2, 0)
+
+
+def test_outcomes_of_a_list_are_told_by_their_message_for_two_hours() -> None:
+    """(Σ m², Σ m) of a window's outcomes by message, of the messages to a list: a
+    circular's outcomes are one message's; a person's few recipients and a recipient of
+    no known message are left out; a message is remembered in its hour and the next."""
+    f = Features(0.0)
+    circular = [f"r{i}@y.kz" for i in range(LIST_RCPTS)]
+    f.accepted(10.0, "a@x.kz", circular)
+    f.accepted(20.0, "a@x.kz", ["e@y.kz", "f@y.kz"])
+    for rcpt in [*circular[:3], "e@y.kz", "f@y.kz", "stranger@y.kz"]:
+        f.outcome(30.0, BOUNCED, 550, rcpt)
+    assert f.outcome_messages(5) == (3 * 3, 3)
+    f.accepted(3700.0, "a@x.kz", ["g@y.kz"] * LIST_RCPTS)  # the next hour: the first hour's kept
+    f.outcome(3710.0, DELIVERED, 250, circular[4])
+    assert f.outcome_messages(1) == (1, 1)
+    f.accepted(7300.0, "a@x.kz", ["h@y.kz"])  # the hour after: the first hour's forgotten
+    f.outcome(7310.0, DELIVERED, 250, circular[5])
+    f.outcome(7310.0, DELIVERED, 250, "g@y.kz")
+    assert f.outcome_messages(1) == (1, 1)
 
 
 def test_baseline_learns_a_weekly_burst_at_its_hour() -> None:

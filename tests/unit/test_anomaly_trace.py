@@ -52,7 +52,7 @@ def test_reads_events_and_skips_unknown_with_a_warning(
         events = list(read_trace(path, stats))
     assert events == [
         Accepted(1.5, "x.kz", "", ["a@y.kz", "b@z.kz"], "10.0.0.1", 10),
-        Deferred(3, "x.kz", 451),
+        Deferred(3, "x.kz", 451, "a@y.kz"),
     ]
     assert isinstance(events[1], Deferred) and events[1].kind == DEFERRED
     assert stats.skipped == {"greylisted": 1} and stats.events == 3
@@ -97,13 +97,15 @@ def test_blocks_hold_every_event_in_order(tmp_path: Path, monkeypatch: pytest.Mo
     path.write_bytes(b"\n".join(_line(ts, "bounced") for ts in range(50)))  # no final newline
     blocks = list(read_blocks(path))
     assert len(blocks) > 5
-    assert [e for block in blocks for e in block] == [Bounced(ts, "x.kz", 250) for ts in range(50)]
+    assert [e for block in blocks for e in block] == [
+        Bounced(ts, "x.kz", 250, "a@y.kz") for ts in range(50)
+    ]
 
 
 def test_every_gzip_member_is_read(tmp_path: Path) -> None:
     path = tmp_path / "t.jsonl.gz"
     path.write_bytes(gzip.compress(_line(1) + b"\n") + gzip.compress(_line(2) + b"\n"))
-    assert list(read_trace(path)) == [Delivered(1, "x.kz", 250), Delivered(2, "x.kz", 250)]
+    assert list(read_trace(path)) == [Delivered(t, "x.kz", 250, "a@y.kz") for t in (1, 2)]
 
 
 @pytest.mark.parametrize("data", [b"not gzip at all", gzip.compress(_line(1) * 200)[:-20]])
