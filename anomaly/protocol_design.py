@@ -66,14 +66,14 @@ class Design:
         Shape(2, 80, 7, dt.date(2026, 6, 1)),
         Shape(3, 120, 21, dt.date(2026, 10, 5)),
     )
-    # From 9025 the held-out traces no longer all start on a Monday: a Saturday after the
-    # New Year holidays, a Friday before the 8 March holiday, a Wednesday in August.
+    # From 9025 the held-out traces no longer all start on a Monday: 9028 a Tuesday after the
+    # May holidays, 9029 a Friday, 9030 a Wednesday four days before Nauryz.
     holdout: tuple[Shape, ...] = (
-        Shape(9025, 150, 28, dt.date(2027, 1, 9)),
-        Shape(9026, 80, 7, dt.date(2026, 3, 6)),
-        Shape(9027, 120, 21, dt.date(2026, 8, 19)),
+        Shape(9028, 150, 28, dt.date(2026, 5, 12)),
+        Shape(9029, 80, 7, dt.date(2026, 11, 27)),
+        Shape(9030, 120, 21, dt.date(2027, 3, 17)),
     )
-    retired: tuple[int, ...] = tuple(range(9001, 9025))  # looked at (9022-9024: 0a88692)
+    retired: tuple[int, ...] = tuple(range(9001, 9028))  # looked at (9025-9027: 00e034d)
     per_week: float = DEFAULT_PER_WEEK
     kinds: tuple[str, ...] = KIND_NAMES
     loko_tuning_seed: int = 7100  # + the kind's number in `kinds` (1, 2, ...)
