@@ -76,9 +76,11 @@ class Judged(Detector):
         self.messages += connection == BURST
         return self._seen(super().accepted(ts, connection, sender, rcpts, ip, size))
 
-    def outcome(self, ts: float, connection: str, kind: int, code: int) -> Verdict | None:
+    def outcome(
+        self, ts: float, connection: str, kind: int, code: int, rcpt: str = ""
+    ) -> Verdict | None:
         self.bounced += connection == BURST and kind == BOUNCED
-        return self._seen(super().outcome(ts, connection, kind, code))
+        return self._seen(super().outcome(ts, connection, kind, code, rcpt))
 
     def _seen(self, verdict: Verdict | None) -> Verdict | None:
         if verdict is not None and verdict.connection == BURST:
