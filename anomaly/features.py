@@ -37,6 +37,13 @@ recorded traffic 550 is what unknown recipients get (5.1.1); 551 and 553 are
 counted as bounces but not as invalid recipients. 554 is a refusal as spam
 or by policy. `before_hour()` gives the counters of everything before the
 last hour: the connection's usual shares, not raised by a burst of now.
+
+The outcomes of one message to a list (`LIST_RCPTS` recipients or more) are
+alike: a stale list's dead addresses all bounce. So the features remember,
+for the hour a message came and the next, which message each of its
+recipients belongs to (at most `MAX_MAPPED` recipients an hour: the rest
+count as outcomes of no known message), and count each minute's outcomes by
+message; `outcome_messages(minutes)` sums them for anomaly.score.
 """
 
 from __future__ import annotations
@@ -81,8 +88,7 @@ _MAX_SENDERS = 50_000
 _MAX_SENDER_DOMAINS = 5_000
 _Msg = tuple[str, list[str]]
 LIST_RCPTS = 10  # a message to this many is a list's: its dead addresses bounce together
-_MAX_MAPPED = 20_000  # recipients whose message is remembered, an hour at most (the rest: alone)
-HOUR_S = 3600.0
+MAX_MAPPED = 20_000  # recipients whose message is remembered, an hour at most (the rest: alone)
 # minute, totals as it began, its messages, its established people's strangers
 # (anomaly.strangers), its delivery outcomes by their message (its number)
 _Minute = tuple[int, tuple[float, ...], list[_Msg], strangers.Tally, dict[float, int]]
@@ -144,7 +150,7 @@ class Features:
         "_minute_end",
         "_minutes",
         "_msgs",
-        "_origins",
+        "_outcomes_by_message",
         "_pair_block",
         "_pairs",
         "_strangers",
@@ -172,7 +178,7 @@ class Features:
         # each recipient's last message (its number), this hour and the hour before
         self._message_of: dict[str, float] = {}
         self._message_of_before: dict[str, float] = {}
-        self._map_hour = int(ts // HOUR_S)  # the hour whose messages _message_of holds
+        self._map_hour = int(ts // MINUTE_S) // _HOUR  # the hour whose messages it holds
         self._start_minute(int(ts // MINUTE_S))
         self._pair_block = self._block_now
         self._new_block()
@@ -184,12 +190,13 @@ class Features:
         self._block_now = minute // _BLOCK
         self._msgs: list[_Msg] = []
         self._strangers: strangers.Tally = {}
-        self._origins: dict[float, int] = {}
+        self._outcomes_by_message: dict[float, int] = {}
         if minute // _HOUR != self._map_hour:  # an hour's messages are remembered for two
             self._map_hour = minute // _HOUR
             self._message_of_before, self._message_of = self._message_of, {}
         minutes = self._minutes
-        minutes.append((minute, tuple(self._totals), self._msgs, self._strangers, self._origins))
+        by_message = self._outcomes_by_message
+        minutes.append((minute, tuple(self._totals), self._msgs, self._strangers, by_message))
         oldest = minute - _HOUR + 1
         while minutes[0][0] < oldest:
             minutes.popleft()
@@ -256,8 +263,9 @@ class Features:
     def _map(self, message: float, rcpts: list[str]) -> None:
         """Remember `message` as the message of `rcpts`' outcomes to come (an hour or two)."""
         mapped = self._message_of
-        if len(mapped) < _MAX_MAPPED:
-            for rcpt in rcpts:
+        room = MAX_MAPPED - len(mapped)
+        if room > 0:
+            for rcpt in rcpts if len(rcpts) <= room else rcpts[:room]:
                 mapped[rcpt] = message
 
     def outcome(self, ts: float, kind: int, code: int, rcpt: str = "") -> None:
@@ -265,10 +273,11 @@ class Features:
         bounced (anomaly.trace_reader)."""
         if ts >= self._minute_end:
             self._start_minute(int(ts // MINUTE_S))
+        # message numbers start at 1: a falsy lookup is a miss
         message = self._message_of.get(rcpt) or self._message_of_before.get(rcpt)
         if message is not None:
-            origins = self._origins
-            origins[message] = origins.get(message, 0) + 1
+            by_message = self._outcomes_by_message
+            by_message[message] = by_message.get(message, 0) + 1
         totals = self._totals
         totals[OUT] += 1
         if kind == BOUNCED:

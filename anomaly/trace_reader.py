@@ -6,8 +6,8 @@ message taken, an `Outcome` (`Delivered`, `Deferred` or `Bounced`, its `kind`
 DELIVERED, DEFERRED or BOUNCED) for one delivery attempt to one recipient.
 `read_blocks(path)` yields the same records a list per block of lines. A
 record holds what the detector and the scorer use: an outcome's `rcpt` (to
-tell whose mail it was), an accepted message's `ip` and `size`; unknown fields
-are not read. A line with an unknown
+tell which message it answers), an accepted message's `ip` and `size`; unknown
+fields are not read. A line with an unknown
 `event` is skipped, with one warning per event name and a count in
 `TraceStats`. A line that is not JSON, lacks a field the record holds or has
 one of the wrong type raises `UsageError` naming the file and line; a file

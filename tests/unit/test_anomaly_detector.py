@@ -22,7 +22,7 @@ from anomaly.detector import (
     Thresholds,
     Verdict,
 )
-from anomaly.features import LIST_RCPTS, Features
+from anomaly.features import LIST_RCPTS, MAX_MAPPED, Features
 from anomaly.score import Assessment
 from anomaly.trace_reader import BOUNCED, DELIVERED
 from ugem.core.throttle import THROTTLE_FLOOR, cap
@@ -142,6 +142,18 @@ def test_outcomes_of_a_list_are_told_by_their_message_for_two_hours() -> None:
     f.outcome(7310.0, DELIVERED, 250, circular[5])
     f.outcome(7310.0, DELIVERED, 250, "g@y.kz")
     assert f.outcome_messages(1) == (1, 1)
+
+
+def test_a_list_larger_than_the_memory_is_remembered_only_up_to_it() -> None:
+    """A trace may name any number of recipients in one message: at most MAX_MAPPED of
+    them an hour are remembered; the outcomes of the rest are of no known message."""
+    f = Features(0.0)
+    rcpts = [f"r{i}@y.kz" for i in range(MAX_MAPPED + 50)]
+    f.accepted(10.0, "a@x.kz", rcpts)
+    f.accepted(11.0, "a@x.kz", [f"s{i}@y.kz" for i in range(LIST_RCPTS)])  # the hour is full
+    for rcpt in [*rcpts, "s0@y.kz"]:
+        f.outcome(20.0, DELIVERED, 250, rcpt)
+    assert f.outcome_messages(1) == (MAX_MAPPED**2, MAX_MAPPED)
 
 
 def test_baseline_learns_a_weekly_burst_at_its_hour() -> None:
